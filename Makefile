@@ -1,0 +1,48 @@
+# trustd: every target installs what it needs, idempotently, on a fresh Debian 12 machine as root.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+
+# Debian packages the tests and the demo use (real parts, not mocks: CONVENTIONS 13).
+APT_PACKAGES := gnupg ca-certificates python3-venv
+
+.PHONY: setup apt venv lint test test-unit test-integration demo bench clean
+
+setup: apt venv
+
+apt:
+	@bash scripts/setup-apt.sh $(APT_PACKAGES)
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check trustd tests bench
+	$(BIN)/ruff format --check trustd tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test-unit: setup
+	$(BIN)/pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/pytest -q tests/integration
+
+test: setup lint
+	$(BIN)/pytest -q --cov --cov-report=term-missing:skip-covered tests
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,16 @@
+"""OpenPGP keys and detached-signature verification (pysequoia; docs/adr/0001)."""
+
+from trustd.verify.keys import PublicKey, SubKey, parse_public_keys
+from trustd.verify.model import Keyring, TrustedKey, VerifiedSignature, format_fingerprint
+from trustd.verify.verifier import verify_detached
+
+__all__ = [
+    "Keyring",
+    "PublicKey",
+    "SubKey",
+    "TrustedKey",
+    "VerifiedSignature",
+    "format_fingerprint",
+    "parse_public_keys",
+    "verify_detached",
+]
