@@ -19,7 +19,7 @@ from trustd._fsutil import atomic_write, read_capped
 from trustd.appc.identifier import ACIdentifier
 from trustd.errors import LocalStateError, RefusedKeyError, TrustdError, UserError
 from trustd.keystore._layout import FINGERPRINT_FILE, scope_dir, scope_of, trustedkeys
-from trustd.keystore.model import AddResult, KeyFile, RemoveResult
+from trustd.keystore.model import AddResult, AddStatus, KeyFile, RemoveResult
 from trustd.verify import Keyring, PublicKey, TrustedKey, format_fingerprint, parse_public_keys
 from trustd.verify.model import Level
 
@@ -82,7 +82,7 @@ class Keystore:
         return Keyring(subject=name, keys=tuple(keys.values()), problems=tuple(problems))
 
     def has_prefix_keys(self, name: ACIdentifier) -> bool:
-        """rkt's TOFU guard: a usable key exists for ``name`` or an ancestor (root keys don't count)."""
+        """rkt's TOFU guard: a key exists for ``name`` or an ancestor (root keys don't count)."""
         keyring = self.keyring_for(name)
         return any(k.scope is not None for k in keyring.keys)
 
@@ -106,7 +106,7 @@ class Keystore:
         directory = scope_dir(self._dirs["local"], scope)
         path = directory / key.fingerprint
         data = key.armored.encode()
-        status = "added"
+        status: AddStatus = "added"
         if path.is_file() and path.stat().st_size > 0:
             if path.read_bytes() == data:
                 return AddResult(path=path, status="already-trusted", key=key)

@@ -165,18 +165,18 @@ def _inspect(cert: pysequoia.Cert) -> PublicKey:
 
 def parse_public_keys(data: bytes, *, source: str) -> list[PublicKey]:
     """Every certificate in ``data`` (armored or binary); secret parts are dropped."""
-    try:
-        with warnings.catch_warnings():  # pysequoia nudges secret keys towards Tsk; we drop them
-            warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():  # pysequoia nudges secret keys towards Tsk; we drop them
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
             certs = pysequoia.Cert.split_bytes(data)
-    except (RuntimeError, ValueError) as exc:
-        raise KeyParseError(
-            f"{source} is not an OpenPGP public key: {_first_line(exc)}",
-            hint="export the key with: gpg --armor --export FINGERPRINT",
-        ) from exc
-    if not certs:
-        raise KeyParseError(f"{source} holds no OpenPGP key")
-    return [_inspect(c if not c.has_secret_keys else _public_only(c)) for c in certs]
+        except (RuntimeError, ValueError) as exc:
+            raise KeyParseError(
+                f"{source} is not an OpenPGP public key: {_first_line(exc)}",
+                hint="export the key with: gpg --armor --export FINGERPRINT",
+            ) from exc
+        if not certs:
+            raise KeyParseError(f"{source} holds no OpenPGP key")
+        return [_inspect(_public_only(c) if c.has_secret_keys else c) for c in certs]
 
 
 def _public_only(cert: pysequoia.Cert) -> pysequoia.Cert:

@@ -1,0 +1,110 @@
+"""Fixtures shared by every tier: real gpg keys (made once per session) and keystore dirs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests._gpg import GpgHome
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Fingerprints of gpg-made keys, one per situation the verifier must judge."""
+
+    gpg: GpgHome
+    good: str  # ed25519, signs with the primary key
+    rsa: str  # rsa2048 primary
+    weak: str  # rsa1024
+    with_sub: str  # certify-only primary + signing subkey
+    sub: str  # that signing subkey
+    revoked: str
+    revoked_sub_primary: str
+    expired: str  # created 2020-01-01, expired 2020-01-02
+    message: bytes
+    sigs: dict[str, bytes]  # signatures over ``message``, made before any revocation
+
+    def public(self, fpr: str) -> bytes:
+        return self.gpg.export(fpr)
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    gpg = GpgHome(tmp_path_factory.mktemp("gnupg"))
+    good = gpg.generate("Good Signer <good@example.com>")
+    rsa = gpg.generate("RSA Signer <rsa@example.com>", algo="rsa2048")
+    weak = gpg.generate("Weak Signer <weak@example.com>", algo="rsa1024")
+    with_sub = gpg.generate("Sub Signer <sub@example.com>", usage="cert", expire="never")
+    sub = gpg.add_signing_subkey(with_sub)
+    revoked = gpg.generate("Revoked Signer <revoked@example.com>")
+    revoked_sub_primary = gpg.generate(
+        "Revoked Sub <revsub@example.com>", usage="cert", expire="never"
+    )
+    gpg.add_signing_subkey(revoked_sub_primary)
+    expired = gpg.generate(
+        "Expired Signer <expired@example.com>", expire="1d", faked_time="20200101T000000"
+    )
+    work = tmp_path_factory.mktemp("signed")
+    msg = work / "message"
+    msg.write_bytes(b"trustd test message\n")
+    plan = {
+        "good": (good, {}),
+        "good-binary": (good, {"armor": False}),
+        "rsa": (rsa, {}),
+        "sha1": (rsa, {"digest": "SHA1"}),
+        "weak": (weak, {}),
+        "sub": (with_sub, {}),
+        "revoked": (revoked, {}),
+        "revoked-sub": (revoked_sub_primary, {}),
+        "expired": (expired, {"faked_time": "20200101T010000"}),
+    }
+    sigs = {
+        name: gpg.sign(fpr, msg, work / f"{name}.sig", **opts).read_bytes()  # type: ignore[arg-type]
+        for name, (fpr, opts) in plan.items()
+    }
+    gpg.revoke(revoked)
+    gpg.revoke_subkey(revoked_sub_primary)
+    return Keys(
+        gpg,
+        good,
+        rsa,
+        weak,
+        with_sub,
+        sub,
+        revoked,
+        revoked_sub_primary,
+        expired,
+        msg.read_bytes(),
+        sigs,
+    )
+
+
+@dataclass(frozen=True)
+class ConfigDirs:
+    system: Path
+    local: Path
+    data: Path
+
+    def flags(self) -> list[str]:
+        return [
+            f"--system-config={self.system}",
+            f"--local-config={self.local}",
+            f"--dir={self.data}",
+        ]
+
+
+@pytest.fixture
+def config_dirs(tmp_path: Path) -> ConfigDirs:
+    dirs = ConfigDirs(tmp_path / "usr-lib-rkt", tmp_path / "etc-rkt", tmp_path / "var-lib-rkt")
+    for d in (dirs.system, dirs.local, dirs.data):
+        d.mkdir()
+    return dirs
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its content: 'nothing changed' made checkable."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }

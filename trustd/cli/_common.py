@@ -1,0 +1,99 @@
+"""What every verb shares: global flags, the error contract, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from trustd.config import Dirs, GlobalOptions, directory_flag
+from trustd.errors import UserError
+from trustd.insecure import Insecure, parse_insecure_options
+
+EXIT_ERROR = 254  # rkt's exit code for every failure of its own
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a UserError (exit 254 with a hint), as in rkt."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message, hint=f"see: {self.prog} --help")
+
+
+def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """rkt's persistent flags; on verb parsers they default to SUPPRESS so either place works."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    g = parser.add_argument_group("global flags")
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="print debug information and error tracebacks",
+    )
+    g.add_argument(
+        "--dir",
+        type=directory_flag,
+        default=default(None),
+        help="rkt data directory (default /var/lib/rkt)",
+    )
+    g.add_argument(
+        "--system-config",
+        type=directory_flag,
+        default=default(None),
+        help="system configuration directory (default /usr/lib/rkt)",
+    )
+    g.add_argument(
+        "--local-config",
+        type=directory_flag,
+        default=default(None),
+        help="local configuration directory (default /etc/rkt)",
+    )
+    g.add_argument(
+        "--user-config",
+        type=directory_flag,
+        default=default(None),
+        help="user configuration directory",
+    )
+    g.add_argument(
+        "--insecure-options",
+        type=parse_insecure_options,
+        default=default(Insecure.NONE),
+        metavar="OPTS",
+        help="comma-separated list of security features to disable: "
+        "image,tls,http,pubkey,capabilities,paths,seccomp,all-fetch,all-run,all",
+    )
+    g.add_argument(
+        "--trust-keys-from-https",
+        action="store_true",
+        default=default(False),
+        help="automatically trust gpg keys fetched from https",
+    )
+
+
+def global_options(args: argparse.Namespace) -> GlobalOptions:
+    base = Dirs()
+    dirs = Dirs(
+        system_config=args.system_config or base.system_config,
+        local_config=args.local_config or base.local_config,
+        data=args.dir or base.data,
+        user_config=args.user_config,
+    )
+    return GlobalOptions(
+        dirs=dirs,
+        debug=args.debug,
+        insecure=args.insecure_options,
+        trust_keys_from_https=args.trust_keys_from_https,
+    )
+
+
+def info(command: str, message: str) -> None:
+    """A diagnostic line on stderr, prefixed like rkt's loggers."""
+    print(f"{command}: {message}", file=sys.stderr)
+
+
+def interactive() -> bool:
+    """rkt asks for review only when both stdin and stderr are terminals."""
+    return sys.stdin.isatty() and sys.stderr.isatty()

@@ -1,0 +1,87 @@
+"""``rkt`` entry point: parse, dispatch to the verb's module, map errors to exit 254."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
+from trustd.errors import TrustdError
+
+# verb -> module under trustd.cli; each module has register(subparsers, parents) and the
+# handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.
+VERBS: dict[str, str] = {
+    "trust": "trust",
+    "trust-list": "trust_manage",
+    "trust-remove": "trust_manage",
+    "trust-verify": "trust_verify",
+    "version": "version",
+}
+SUBVERBS = {"trust": ("list", "remove", "verify")}
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="rkt", description="trustd: a security-minded, rkt-compatible container engine"
+    )
+    add_global_flags(parser, suppress=False)
+    verb_globals = Parser(add_help=False)
+    add_global_flags(verb_globals, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for module in dict.fromkeys(VERBS.values()):
+        importlib.import_module(f"trustd.cli.{module}").register(sub, [verb_globals])
+    return parser
+
+
+def _report(command: str, exc: TrustdError, debug: bool) -> None:
+    print(f"{command}: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"  {exc.hint}", file=sys.stderr)
+    if debug:
+        cause: BaseException | None = exc.__cause__
+        depth = 1
+        while cause is not None:
+            print(f"{'  ' * depth}└─{cause}", file=sys.stderr)
+            cause, depth = cause.__cause__, depth + 1
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def _route_subverbs(args: list[str]) -> list[str]:
+    """``rkt trust list ...`` -> ``rkt trust-list ...`` (the first verb token only)."""
+    for i, token in enumerate(args):
+        if token in VERBS:
+            if i + 1 < len(args) and args[i + 1] in SUBVERBS.get(token, ()):
+                return [*args[:i], f"{token}-{args[i + 1]}", *args[i + 2 :]]
+            break
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = _route_subverbs(list(sys.argv[1:] if argv is None else argv))
+    command = next((a for a in args_list if a in VERBS), "rkt").split("-")[-1]
+    debug = "--debug" in args_list
+    try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        if args.command is None:
+            print("missing command", file=sys.stderr)
+            parser.print_help(sys.stderr)
+            return 2
+        args.options = global_options(args)
+        handler: Handler = args.func
+        return handler(args)
+    except TrustdError as exc:
+        _report(command, exc, debug)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

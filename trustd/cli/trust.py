@@ -1,0 +1,195 @@
+"""``rkt trust``: review a key and trust it for a prefix (or, explicitly, for every image).
+
+``rkt trust list``, ``rkt trust remove`` and ``rkt trust verify`` are trustd's additions
+(trust_manage.py, trust_verify.py; main.py routes ``trust list`` to the verb ``trust-list``).
+A key file literally named ``list`` is ``./list``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from trustd.appc.identifier import ACIdentifier
+from trustd.cli._common import info, interactive
+from trustd.config import GlobalOptions
+from trustd.errors import TrustdError, UserError
+from trustd.insecure import Insecure, warn_insecure
+from trustd.keystore import AddResult, Keystore
+from trustd.verify import PublicKey, format_fingerprint
+
+IMPLICIT_ROOT = """Please provide a specific domain prefix to trust:
+    rkt trust --prefix "example.com/foo" [PUBKEY]
+Otherwise, trust at the root domain (not recommended) must be explicitly requested:
+    rkt trust --root PUBKEY"""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    location: str
+    key: PublicKey
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "trust",
+        parents=parents,
+        help="trust a key for image verification",
+        description="Trust a key for a prefix. Also: rkt trust list | remove | verify.",
+    )
+    p.add_argument("--prefix", default="", help="image name prefix the key is trusted for")
+    p.add_argument("--root", action="store_true", help="trust the key for all images")
+    p.add_argument(
+        "--skip-fingerprint-review",
+        action="store_true",
+        help="accept the key without asking to review its fingerprint",
+    )
+    p.add_argument(
+        "--insecure-allow-http",
+        action="store_true",
+        help="allow http:// key URLs and http discovery",
+    )
+    p.add_argument("args", nargs="*", metavar="PUBKEY", help="key file or https URL")
+    p.set_defaults(func=run)
+
+
+def _scope(args: argparse.Namespace) -> ACIdentifier | None:
+    if args.root and args.prefix:
+        raise UserError("--root and --prefix usage mutually exclusive")
+    if "://" in args.prefix:
+        raise UserError("--prefix must not contain a URL scheme, omit https://")
+    if args.root:
+        if not args.args:
+            raise UserError(
+                "error determining key location: empty prefix",
+                hint="root keys are never discovered: rkt trust --root PUBKEY",
+            )
+        return None
+    if not args.prefix:
+        if args.args:
+            raise UserError(
+                "aborting due to implicit unbounded trust (root domain)", hint=IMPLICIT_ROOT
+            )
+        raise UserError(
+            "missing --prefix or --root",
+            hint="usage: rkt trust --prefix PREFIX [PUBKEY...] | rkt trust --root PUBKEY...",
+        )
+    return ACIdentifier.parse(args.prefix)
+
+
+def run(args: argparse.Namespace) -> int:
+    options: GlobalOptions = args.options
+    scope = _scope(args)
+    insecure = options.insecure | (Insecure.HTTP if args.insecure_allow_http else Insecure.NONE)
+    warn_insecure("trust", insecure, Insecure.TLS | Insecure.HTTP)
+    from trustd.cli._keysource import load_keys  # noqa: PLC0415 - network code only when needed
+
+    locations = args.args or _discover(scope, insecure)
+    candidates = [
+        Candidate(loc, key)
+        for loc in locations
+        for key in load_keys(loc, insecure=insecure, allow_http=args.insecure_allow_http)
+    ]
+    keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
+    for c in candidates:  # refuse before writing anything: all or nothing
+        _check_usable(c)
+    for c in candidates:
+        _review_and_add(c, scope, keystore, args, options)
+    return 0
+
+
+def _discover(scope: ACIdentifier | None, insecure: Insecure) -> list[str]:
+    from trustd.discovery import discover_pubkeys  # noqa: PLC0415
+
+    if scope is None:  # pragma: no cover - _scope() refuses discovery for --root
+        raise UserError("error determining key location: empty prefix")
+    try:
+        return discover_pubkeys(scope, insecure=insecure)
+    except TrustdError as exc:
+        exc.message = f"error determining key location: {exc.message}"
+        raise
+
+
+def _check_usable(c: Candidate) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    refusal = c.key.refusal(datetime.now(UTC))
+    if refusal:
+        raise UserError(
+            f"not trusting key {format_fingerprint(c.key.fingerprint)} from {c.location!r}: "
+            f"it {refusal}",
+            hint="nothing was changed; ask the publisher for a current key",
+        )
+
+
+def _display(c: Candidate, scope: ACIdentifier | None) -> None:
+    info("pubkey", f'prefix: "{scope or ""}"\nkey: "{c.location}"')
+    print(f"gpg key fingerprint is: {format_fingerprint(c.key.fingerprint)}")
+    for sub in c.key.subkeys:
+        print(f"    Subkey fingerprint: {format_fingerprint(sub.fingerprint)}")
+    for uid in c.key.user_ids:
+        print(f"\t{uid}")
+
+
+def _review(
+    c: Candidate, scope: ACIdentifier | None, args: argparse.Namespace, options: GlobalOptions
+) -> bool:
+    where = "as a root key" if scope is None else f'for prefix "{scope}"'
+    if args.skip_fingerprint_review or (
+        options.trust_keys_from_https and c.location.startswith("https://")
+    ):
+        print(f'Trusting "{c.location}" {where} without fingerprint review.')
+        return True
+    if not interactive():
+        target = "--root PUBKEY" if scope is None else f'--prefix "{scope}"'
+        info("pubkey", f'To trust the key for "{scope or "root"}", do one of the following:')
+        info("pubkey", " - call rkt with --trust-keys-from-https")
+        info(
+            "pubkey",
+            f" - check the fingerprint out of band, then run: rkt trust {target} "
+            "--skip-fingerprint-review PUBKEY",
+        )
+        raise UserError(
+            "error adding keys: error reviewing key: unable to ask user to "
+            "review fingerprint due to lack of tty"
+        )
+    print("Are you sure you want to trust this key (yes/no)?")
+    while True:
+        answer = sys.stdin.readline()
+        if answer in ("yes\n", "no\n", ""):
+            break
+        print("Please enter 'yes' or 'no'")
+    if answer != "yes\n":
+        info("pubkey", f'not trusting "{c.location}"')
+        return False
+    print(f'Trusting "{c.location}" {where} after fingerprint review.')
+    return True
+
+
+def _review_and_add(
+    c: Candidate,
+    scope: ACIdentifier | None,
+    keystore: Keystore,
+    args: argparse.Namespace,
+    options: GlobalOptions,
+) -> None:
+    _display(c, scope)
+    if _review(c, scope, args, options):
+        _announce(keystore.add(c.key, scope), scope)
+
+
+def _announce(result: AddResult, scope: ACIdentifier | None) -> None:
+    what = "root key" if scope is None else f'key for prefix "{scope}"'
+    if result.status == "already-trusted":
+        print(
+            f"The {what} {format_fingerprint(result.key.fingerprint)} is already trusted "
+            f'at "{result.path}"; nothing changed'
+        )
+    elif result.status == "updated":
+        print(f'Updated {what} at "{result.path}"')
+    elif scope is None:
+        print(f'Added root key at "{result.path}"')
+    else:
+        print(f'Added key for prefix "{scope}" at "{result.path}"')
