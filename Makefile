@@ -39,7 +39,7 @@ test: setup lint
 	$(BIN)/pytest -q --cov --cov-report=term-missing:skip-covered tests
 
 demo: setup
-	$(BIN)/python scripts/demo.py
+	bash scripts/demo.sh
 
 bench: setup
 	$(BIN)/python bench/run.py

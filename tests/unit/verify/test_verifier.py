@@ -36,6 +36,9 @@ def test_rsa2048_signature_verifies_from_a_file(keys: Keys, tmp_path: Path) -> N
     data.write_bytes(keys.message)
     result = verify_detached(data, keys.sigs["rsa"], keyring(keys, keys.rsa))
     assert result.signer == keys.rsa.lower()
+    data.write_bytes(keys.message.replace(b"test", b"tost"))
+    with pytest.raises(BadSignatureError, match="does not match"):
+        verify_detached(data, keys.sigs["rsa"], keyring(keys, keys.rsa))
 
 
 def test_signing_subkey_of_trusted_primary_verifies(keys: Keys) -> None:

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# trustd end-to-end demo on the embedded defaults. Everything lives under demo-out/ (keys,
+# config dirs, store): the host's /etc/rkt and /var/lib/rkt are never touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RKT="$PWD/.venv/bin/rkt"
+OUT="$PWD/demo-out"
+rm -rf "$OUT" && mkdir -p "$OUT"/{gnupg,image/rootfs/bin,system-config,local-config,data}
+chmod 700 "$OUT/gnupg"
+FLAGS=(--system-config="$OUT/system-config" --local-config="$OUT/local-config" --dir="$OUT/data")
+PREFIX="demo.trustd.test/hello"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+rkt() { echo "\$ rkt $*" >&2; "$RKT" "${FLAGS[@]}" "$@"; }
+gpg_() { gpg --homedir "$OUT/gnupg" --batch --quiet --pinentry-mode loopback --passphrase '' "$@"; }
+
+step "1. A demo signing key (made by real gpg; development material, never trust it elsewhere)"
+gpg_ --quick-gen-key "trustd demo signer <demo@trustd.test>" ed25519 sign 1y
+FPR=$(gpg_ --with-colons --list-keys demo@trustd.test | awk -F: '/^fpr/{print $10; exit}')
+gpg_ --armor --export "$FPR" > "$OUT/demo-signer.asc"
+echo "key $FPR"
+
+step "2. A small demo image (an appc ACI: manifest + rootfs) and its detached signature"
+cat > "$OUT/image/manifest" <<JSON
+{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "$PREFIX",
+ "labels": [{"name": "version", "value": "1.0.0"}, {"name": "os", "value": "linux"},
+            {"name": "arch", "value": "amd64"}],
+ "app": {"exec": ["/bin/hello"], "user": "0", "group": "0"}}
+JSON
+printf '#!/bin/sh\necho "hello from a verified image"\n' > "$OUT/image/rootfs/bin/hello"
+chmod 755 "$OUT/image/rootfs/bin/hello"
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$OUT/image" -czf "$OUT/hello.aci" manifest rootfs
+gpg_ --armor --detach-sign --local-user "$FPR" --output "$OUT/hello.aci.asc" "$OUT/hello.aci"
+ls -l "$OUT/hello.aci" "$OUT/hello.aci.asc"
+
+step "3. Before any trust: verification is refused (exit 254)"
+if rkt trust verify "$OUT/hello.aci"; then echo "UNEXPECTED: verified without trust"; exit 1; fi
+
+step "4. Root trust must be explicit (rkt's refusal, exit 254)"
+if rkt trust "$OUT/demo-signer.asc"; then echo "UNEXPECTED"; exit 1; fi
+
+step "5. Trust the demo key for the demo prefix only"
+rkt trust --prefix "$PREFIX" --skip-fingerprint-review "$OUT/demo-signer.asc"
+rkt trust list
+
+step "6. Verification succeeds"
+rkt trust verify "$OUT/hello.aci"
+
+step "7. A tampered copy (one byte flipped) is refused (exit 254)"
+cp "$OUT/hello.aci" "$OUT/tampered.aci"
+printf '\x00' | dd of="$OUT/tampered.aci" bs=1 seek=100 conv=notrunc status=none
+if rkt trust verify --signature "$OUT/hello.aci.asc" "$OUT/tampered.aci"; then
+  echo "UNEXPECTED: tampered image verified"; exit 1
+fi
+
+step "8. The key does not leak to a sibling name: demo.trustd.test/hellox (whole path segments)"
+sed "s#\"$PREFIX\"#\"${PREFIX}x\"#" "$OUT/image/manifest" > "$OUT/image/manifest.x"
+mv "$OUT/image/manifest.x" "$OUT/image/manifest"
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$OUT/image" -czf "$OUT/hellox.aci" manifest rootfs
+gpg_ --armor --detach-sign --local-user "$FPR" --output "$OUT/hellox.aci.asc" "$OUT/hellox.aci"
+if rkt trust verify "$OUT/hellox.aci"; then echo "UNEXPECTED: prefix leaked"; exit 1; fi
+
+step "demo complete"
