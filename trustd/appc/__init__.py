@@ -1,5 +1,13 @@
-"""appc schema types (spec 0.8.11): identifiers, names, and later the manifests."""
+"""appc schema types (spec 0.8.11): identifiers, names, the image manifest and the ACI archive."""
 
 from trustd.appc.identifier import ACIdentifier, ACName, InvalidIdentifierError
+from trustd.appc.manifest import ImageManifest, ManifestError, parse_image_manifest
 
-__all__ = ["ACIdentifier", "ACName", "InvalidIdentifierError"]
+__all__ = [
+    "ACIdentifier",
+    "ACName",
+    "ImageManifest",
+    "InvalidIdentifierError",
+    "ManifestError",
+    "parse_image_manifest",
+]
