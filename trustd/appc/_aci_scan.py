@@ -99,7 +99,6 @@ class Scan:
         kind = self._kind(member)
         if name in self.kinds:
             raise Refused("duplicate-entry", f"{name or './'} appears twice in the archive")
-        self.kinds[name] = kind
         top = name.split("/", 1)[0]
         if name == "":
             _expect(
@@ -114,6 +113,7 @@ class Scan:
             self._rootfs_entry(name, kind, member)
         else:
             raise Refused("extra-top-level", f"{top!r} is neither manifest nor rootfs/")
+        self.kinds[name] = kind  # after the checks: a hard link must not find itself
 
     def _kind(self, member: tarfile.TarInfo) -> str:
         kind = _KIND.get(member.type)
