@@ -40,8 +40,8 @@ def build_parser() -> Parser:
 
 def _report(command: str, exc: TrustdError, debug: bool) -> None:
     print(f"{command}: {exc.message}", file=sys.stderr)
-    if exc.hint:
-        print(f"  {exc.hint}", file=sys.stderr)
+    for line in exc.hint.splitlines():
+        print(f"  {line}", file=sys.stderr)
     if debug:
         cause: BaseException | None = exc.__cause__
         depth = 1

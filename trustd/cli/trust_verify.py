@@ -45,7 +45,7 @@ def _signature(image: Path, given: Path | None) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.appc.aci import AciLimits, inspect_aci  # noqa: PLC0415
+    from trustd.appc.aci import AciLimits, image_id_short, inspect_aci  # noqa: PLC0415
 
     options: GlobalOptions = args.options
     image: Path = args.image
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     info = inspect_aci(image, limits=AciLimits())
     keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
     result = verify_detached(image, signature, keystore.keyring_for(info.manifest.name))
-    print(f'signature verified: image "{result.subject}" ({info.image_id})')
+    print(f'signature verified: image "{result.subject}" ({image_id_short(info.image_id)})')
     print(f"  signed by {format_fingerprint(result.signer)}, trusted via {result.trusted_via}")
     for uid in result.user_ids:
         print(f"  {uid}")
