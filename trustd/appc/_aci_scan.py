@@ -174,7 +174,11 @@ class Scan:
                 exc.entry = f"rootfs/{link}"
                 raise
         try:
-            manifest = parse_image_manifest(self.manifest_bytes, source=f"{source}:manifest")
+            manifest = parse_image_manifest(
+                self.manifest_bytes,
+                source=f"{source}:manifest",
+                max_size=self.max_manifest_size,
+            )
         except ManifestError as exc:
             raise Refused("bad-manifest", exc.message, "manifest") from exc
         return manifest, self.manifest_bytes
