@@ -46,6 +46,7 @@ __all__ = [
     "AciInfo",
     "AciLimits",
     "Compression",
+    "copy_uncompressed",
     "image_id_short",
     "inspect_aci",
 ]
@@ -191,3 +192,18 @@ def _check_end(reader: HashingReader, end: int) -> None:
         )
     if reader.size < end + 1024:
         raise Refused("truncated-tar", f"the tar ends at byte {reader.size} without end blocks")
+
+
+def copy_uncompressed(source: Path, target: BinaryIO, chunk: int = 1 << 20) -> None:
+    """Write the uncompressed tar of the ACI at ``source`` to ``target`` (rkt's export format)."""
+    with source.open("rb") as stream:
+        try:
+            _compression, plain = sniff(stream)
+            while block := plain.read(chunk):
+                target.write(block)
+        except NotAnArchive as exc:
+            raise AciError(str(source), "not-an-archive", f"not an ACI: {exc}") from exc
+        except corrupt_errors() as exc:
+            raise AciError(
+                str(source), "corrupt-archive", f"the archive is corrupt: {exc}"
+            ) from exc

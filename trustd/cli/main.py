@@ -14,13 +14,22 @@ from trustd.errors import TrustdError
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
 # handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.
 VERBS: dict[str, str] = {
+    "fetch": "fetch",
+    "image-list": "image",
+    "image-rm": "image",
+    "image-cat-manifest": "image",
+    "image-export": "image",
+    "image-gc": "image",
     "trust": "trust",
     "trust-list": "trust_manage",
     "trust-remove": "trust_manage",
     "trust-verify": "trust_verify",
     "version": "version",
 }
-SUBVERBS = {"trust": ("list", "remove", "verify")}
+SUBVERBS = {
+    "trust": ("list", "remove", "verify"),
+    "image": ("list", "rm", "cat-manifest", "export", "gc"),
+}
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -54,7 +63,7 @@ def _report(command: str, exc: TrustdError, debug: bool) -> None:
 def _route_subverbs(args: list[str]) -> list[str]:
     """``rkt trust list ...`` -> ``rkt trust-list ...`` (the first verb token only)."""
     for i, token in enumerate(args):
-        if token in VERBS:
+        if token in VERBS or token in SUBVERBS:
             if i + 1 < len(args) and args[i + 1] in SUBVERBS.get(token, ()):
                 return [*args[:i], f"{token}-{args[i + 1]}", *args[i + 2 :]]
             break
@@ -63,7 +72,9 @@ def _route_subverbs(args: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = _route_subverbs(list(sys.argv[1:] if argv is None else argv))
-    command = next((a for a in args_list if a in VERBS), "rkt").split("-")[-1]
+    verb = next((a for a in args_list if a in VERBS), "rkt")
+    parent, _, sub = verb.partition("-")
+    command = sub if parent in SUBVERBS and sub else verb
     debug = "--debug" in args_list
     try:
         parser = build_parser()

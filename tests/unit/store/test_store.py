@@ -1,0 +1,203 @@
+"""The image store through ``rkt fetch`` and ``rkt image``: gate, dedupe, crash safety."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests._aci import build_aci
+from tests.conftest import ConfigDirs, Keys, snapshot
+from trustd.appc.aci import copy_uncompressed
+from trustd.cli.main import main
+from trustd.errors import BadSignatureError, LocalStateError
+from trustd.keystore import Keystore
+from trustd.store import ImageStore, readmit
+
+NAME = "example.com/hello"
+
+
+def rkt(dirs: ConfigDirs, *args: str) -> int:
+    return main([*dirs.flags(), *args])
+
+
+@pytest.fixture
+def signed(tmp_path: Path, keys: Keys, config_dirs: ConfigDirs) -> Path:
+    """A signed image whose key is trusted for example.com."""
+    aci = build_aci(tmp_path / "hello.aci", NAME)
+    keys.gpg.sign(keys.good, aci, tmp_path / "hello.aci.asc")
+    key = tmp_path / "good.asc"
+    key.write_bytes(keys.public(keys.good))
+    assert (
+        rkt(config_dirs, "trust", "--prefix", "example.com", "--skip-fingerprint-review", str(key))
+        == 0
+    )
+    return aci
+
+
+def fetch_id(dirs: ConfigDirs, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    capsys.readouterr()
+    assert rkt(dirs, "fetch", *args) == 0
+    return capsys.readouterr().out.strip()
+
+
+def test_fetch_verifies_stores_and_records_provenance(
+    config_dirs: ConfigDirs, signed: Path, keys: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = fetch_id(config_dirs, capsys, str(signed))
+    assert short.startswith("sha512-") and len(short) == 7 + 32
+    store = ImageStore.open(config_dirs.data)
+    (record,) = store.images()
+    assert record.name == NAME and record.label("version") == "1.0.0"
+    assert record.provenance.signers == (keys.good.lower(),)
+    assert record.provenance.insecure is False
+    assert store.resolve(short) == record == store.resolve(f"{NAME}:1.0.0")
+    uncompressed = io.BytesIO()
+    copy_uncompressed(signed, uncompressed)
+    assert record.digest == hashlib.sha512(uncompressed.getvalue()).hexdigest()
+
+    assert rkt(config_dirs, "image", "list", "--format=json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["provenance"]["signers"] == [keys.good.lower()]
+
+
+def test_fetching_twice_stores_once(
+    config_dirs: ConfigDirs, signed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = fetch_id(config_dirs, capsys, str(signed))
+    assert fetch_id(config_dirs, capsys, str(signed)) == first
+    assert len(list((config_dirs.data / "cas/blob/sha512").glob("*/*"))) == 1
+
+
+def test_parallel_fetches_both_succeed_and_store_once(
+    config_dirs: ConfigDirs, signed: Path
+) -> None:
+    codes: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: codes.append(rkt(config_dirs, "fetch", str(signed))))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [0, 0, 0, 0]
+    assert len(ImageStore.open(config_dirs.data).images()) == 1
+    assert len(list((config_dirs.data / "cas/blob/sha512").glob("*/*"))) == 1
+
+
+def _state(dirs: ConfigDirs) -> dict[str, bytes]:
+    return {k: v for k, v in snapshot(dirs.data).items() if not k.startswith("cas/db/")}
+
+
+@pytest.mark.parametrize("case", ["tampered", "unsigned", "untrusted", "hostile"])
+def test_refused_images_leave_the_store_unchanged(
+    config_dirs: ConfigDirs,
+    signed: Path,
+    tmp_path: Path,
+    keys: Keys,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+) -> None:
+    fetch_id(config_dirs, capsys, str(signed))
+    before, records = _state(config_dirs), ImageStore.open(config_dirs.data).images()
+    other = build_aci(tmp_path / "other.aci", NAME, files={"bin/hello": b"evil"})
+    keys.gpg.sign(keys.rsa, other, tmp_path / "o.asc")  # rsa is not trusted for example.com
+    args = {
+        "tampered": [str(other), "--signature", str(signed) + ".asc"],
+        "unsigned": [str(other)],
+        "untrusted": [str(other), "--signature", str(tmp_path / "o.asc")],
+        "hostile": [str(tmp_path / "hostile.aci"), "--signature", str(signed) + ".asc"],
+    }[case]
+    (tmp_path / "hostile.aci").write_bytes(b"\x1f\x8b" + b"\x00" * 64)
+    assert rkt(config_dirs, "fetch", *args) == 254
+    err = capsys.readouterr().err
+    assert err.startswith("fetch: ")
+    assert _state(config_dirs) == before
+    assert ImageStore.open(config_dirs.data).images() == records
+
+
+def test_insecure_import_is_recorded_as_such(
+    config_dirs: ConfigDirs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aci = build_aci(tmp_path / "x.aci", "unsigned.example/x")
+    assert rkt(config_dirs, "--insecure-options=image", "fetch", str(aci)) == 0
+    out = capsys.readouterr()
+    assert "image signature verification is disabled" in out.err
+    (record,) = ImageStore.open(config_dirs.data).images()
+    assert record.provenance.insecure and record.provenance.signers == ()
+
+
+def test_killed_import_leftovers_are_invisible_and_cleaned(
+    config_dirs: ConfigDirs, signed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ImageStore.open(config_dirs.data, create=True)
+    stale = store.layout.tmp / "import-killed"
+    stale.mkdir()
+    (stale / "image.aci").write_bytes(b"half")
+    assert store.images() == []
+    key = fetch_id(config_dirs, capsys, "--full", str(signed))
+    orphan = store.layout.blob_dir(key)
+    store.index.delete(key)  # as if killed after rename(2), before the index insert
+    assert orphan.exists() and store.images() == []
+    assert fetch_id(config_dirs, capsys, "--full", str(signed)) == key
+    assert rkt(config_dirs, "image", "gc", "--grace-period=24h") == 0
+    assert not stale.exists() and len(store.images()) == 1
+
+
+def test_root_recheck_catches_a_rewritten_blob(
+    config_dirs: ConfigDirs, signed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fetch_id(config_dirs, capsys, str(signed))
+    store = ImageStore.open(config_dirs.data)
+    (record,) = store.images()
+    original, sig = store.original(record)
+    keystore = Keystore(config_dirs.system, config_dirs.local)
+    assert readmit(original, sig, keystore, record.digest).info.image_id.endswith(record.digest)
+    original.chmod(0o644)
+    build_aci(original, NAME, files={"bin/hello": b"swapped by a group member"})
+    with pytest.raises(BadSignatureError):
+        readmit(original, sig, keystore, record.digest)
+    with pytest.raises(LocalStateError, match="not the recorded"):
+        readmit(original, None, None, record.digest)
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("sha512-", "image ID too short"),
+        ("sha512-a", "image ID too short"),
+        ("sha512-xyz", "no image IDs found"),
+        ("nothere.example/x", "no image named"),
+    ],
+)
+def test_image_id_rules(
+    config_dirs: ConfigDirs,
+    signed: Path,
+    capsys: pytest.CaptureFixture[str],
+    ref: str,
+    message: str,
+) -> None:
+    fetch_id(config_dirs, capsys, str(signed))
+    assert rkt(config_dirs, "image", "cat-manifest", ref) == 254
+    assert message in capsys.readouterr().err
+
+
+def test_rm_export_and_gc(
+    config_dirs: ConfigDirs, signed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = fetch_id(config_dirs, capsys, str(signed))
+    out = tmp_path / "export.aci"
+    assert rkt(config_dirs, "image", "export", key, str(out)) == 0
+    assert hashlib.sha512(out.read_bytes()).hexdigest().startswith(key[7:])
+    assert rkt(config_dirs, "image", "export", key, str(out)) == 254
+    assert rkt(config_dirs, "image", "gc", "--grace-period=1h") == 0
+    assert len(ImageStore.open(config_dirs.data).images()) == 1
+    assert rkt(config_dirs, "image", "rm", key) == 0
+    assert f'successfully removed aci for image: "{key}' in capsys.readouterr().out
+    assert ImageStore.open(config_dirs.data).images() == []
+    assert list((config_dirs.data / "cas/blob/sha512").glob("*/*")) == []

@@ -1,0 +1,78 @@
+"""``rkt fetch IMAGE... [--signature FILE]``: verify and store images, print their IDs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from trustd.cli._common import info
+from trustd.config import GlobalOptions
+from trustd.errors import UserError
+from trustd.insecure import Insecure, warn_insecure
+
+PULL_POLICIES = ("never", "new", "update")
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "fetch",
+        parents=parents,
+        help="fetch image(s) and store them locally",
+        description="Fetch images into the store. After the first image, only "
+        "--signature FILE is read (for the image before it), as in rkt.",
+    )
+    p.add_argument("--pull-policy", choices=PULL_POLICIES, default="update")
+    p.add_argument("--full", action="store_true", help="print the full image ID")
+    p.add_argument("images", nargs=argparse.REMAINDER, metavar="IMAGE [--signature FILE]")
+    p.set_defaults(func=run)
+
+
+def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
+    """rkt's per-image flags: ``--signature FILE`` applies to the image before it."""
+    out: list[tuple[str, Path | None]] = []
+    it = iter(tokens)
+    for word in it:
+        if word == "--signature" or word.startswith("--signature="):
+            value = word.partition("=")[2] or next(it, "")
+            if not out or not value:
+                raise UserError("--signature must follow an image and name a file")
+            image, previous = out[-1]
+            if previous is not None:
+                raise UserError(f"two signatures given for {image!r}")
+            out[-1] = (image, Path(value))
+        elif word.startswith("--"):
+            raise UserError(
+                f"unknown flag {word!r} after the first image",
+                hint="put fetch flags before the images",
+            )
+        else:
+            out.append((word, None))
+    if not out:
+        raise UserError("must provide at least one image")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref  # noqa: PLC0415
+    from trustd.keystore import Keystore  # noqa: PLC0415
+    from trustd.store import ImageStore, store_key  # noqa: PLC0415
+
+    options: GlobalOptions = args.options
+    warn_insecure("fetch", options.insecure, Insecure.ALL_FETCH)
+    requests = [
+        FetchRequest(parse_image_ref(text), sig) for text, sig in parse_image_args(args.images)
+    ]
+    ctx = FetchContext(
+        store=ImageStore.open(options.dirs.data, create=True),
+        keystore=Keystore(options.dirs.system_config, options.dirs.local_config),
+        insecure=options.insecure,
+        pull_policy=args.pull_policy,
+        debug=options.debug,
+    )
+    for request in requests:
+        record = fetch_image(request, ctx)
+        if options.debug:
+            info("image", f"stored {record.name} as {record.key}")
+        print(record.key if args.full else store_key(record.key)[: len("sha512-") + 32])
+    return 0
