@@ -46,7 +46,7 @@ class ImageStore:
         try:
             for path, mode in self.layout.shared_dirs():
                 make_dir(path, mode)
-            if not self.layout.index.exists():
+            with self.locked(exclusive=True):  # the schema is created once, idempotently
                 self.index.create()
                 with contextlib.suppress(PermissionError):
                     self.layout.index.chmod(0o660)
@@ -66,19 +66,29 @@ class ImageStore:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def _key_lock(self, key: str) -> Iterator[None]:
+        """One publisher per image at a time (rkt's imagelocks)."""
+        locks = self.layout.cas / "imagelocks"
+        make_dir(locks, 0o2770)
+        fd = os.open(locks / key, os.O_RDWR | os.O_CREAT, 0o660)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def put(
         self, admitted: AdmittedImage, original: Path, signature: bytes | None, source: str
     ) -> ImageRecord:
         """Store an admitted image (its original bytes and signature) once; return its record."""
         key = admitted.key
-        with self.locked(exclusive=False):
+        with self.locked(exclusive=False), self._key_lock(key):
             existing = self.index.by_key_prefix(key)
             if existing:
                 return existing[0]
-            final = self.layout.blob_dir(key)
-            self._stage_and_publish(final, admitted, original, signature)
-            record = self._record(admitted, original, source)
-            self.index.insert(record)
+            self._stage_and_publish(self.layout.blob_dir(key), admitted, original, signature)
+            self.index.insert(self._record(admitted, original, source))
             return self.index.by_key_prefix(key)[0]
 
     def _stage_and_publish(
