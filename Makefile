@@ -8,12 +8,15 @@ STAMPS := .stamps
 # Debian packages the tests and the demo use (real parts, not mocks: CONVENTIONS 13).
 APT_PACKAGES := gnupg ca-certificates python3-venv
 
-.PHONY: setup apt venv lint test test-unit test-integration demo bench clean
+.PHONY: setup apt groups venv lint test test-unit test-integration demo bench clean
 
-setup: apt venv
+setup: apt groups venv
 
 apt:
 	@bash scripts/setup-apt.sh $(APT_PACKAGES)
+
+groups:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-groups.sh; fi
 
 venv: $(STAMPS)/venv
 $(STAMPS)/venv: pyproject.toml

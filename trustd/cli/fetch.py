@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,9 @@ def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref  # noqa: PLC0415
+    from trustd.fetch import FetchContext, FetchRequest, parse_image_ref  # noqa: PLC0415
     from trustd.keystore import Keystore  # noqa: PLC0415
-    from trustd.store import ImageStore, store_key  # noqa: PLC0415
+    from trustd.store import ImageStore  # noqa: PLC0415
 
     options: GlobalOptions = args.options
     warn_insecure("fetch", options.insecure, Insecure.ALL_FETCH)
@@ -71,8 +72,22 @@ def run(args: argparse.Namespace) -> int:
         debug=options.debug,
     )
     for request in requests:
-        record = fetch_image(request, ctx)
-        if options.debug:
-            info("image", f"stored {record.name} as {record.key}")
-        print(record.key if args.full else store_key(record.key)[: len("sha512-") + 32])
+        key = fetch_one(request, ctx)
+        print(key if args.full else key[: len("sha512-") + 32])
     return 0
+
+
+def fetch_one(request: Any, ctx: Any) -> str:
+    """Fetch one image and return its store key; as root, the work runs unprivileged."""
+    from trustd.fetch import fetch_image  # noqa: PLC0415
+    from trustd.fetch.workflow import open_local  # noqa: PLC0415
+
+    local = open_local(request, ctx.insecure)  # opened with the caller's rights
+    if os.geteuid() != 0:
+        return fetch_image(request, ctx, local).key
+    from trustd.privsep import fetch_identity, run_as  # noqa: PLC0415
+
+    identity = fetch_identity()
+    if ctx.debug:
+        info("image", f"fetching as {identity.user} (uid {identity.uid}), group rkt")
+    return run_as(identity, lambda: fetch_image(request, ctx, local).key)

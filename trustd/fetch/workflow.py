@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from trustd._fsutil import read_capped
 from trustd.errors import RemoteLiedError, UserError
@@ -41,6 +43,31 @@ def _read_signature(path: Path) -> bytes:
         raise UserError(f"cannot read signature {path}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class LocalInputs:
+    """A local image and its signature, opened by the caller before any privilege drop."""
+
+    image: BinaryIO
+    signature: bytes | None
+
+
+def open_local(request: FetchRequest, insecure: Insecure) -> LocalInputs | None:
+    """Open a file source's image and signature now (as the invoking user); None for others."""
+    path = request.ref.path
+    if request.ref.kind != "file" or path is None:
+        return None
+    try:
+        image = path.open("rb")
+    except FileNotFoundError as exc:
+        raise UserError(f"open {path}: no such file or directory") from exc
+    except OSError as exc:
+        raise UserError(f"cannot open {path}: {exc.strerror}") from exc
+    signature = None
+    if Insecure.IMAGE not in insecure:
+        signature = _read_signature(request.signature or path.with_name(path.name + ".asc"))
+    return LocalInputs(image, signature)
+
+
 def check_requested(admitted: AdmittedImage, ref: ImageRef) -> None:
     """A name fetch must get the name and labels it asked for (rkt ValidateName/Labels)."""
     manifest = admitted.info.manifest
@@ -59,18 +86,17 @@ def check_requested(admitted: AdmittedImage, ref: ImageRef) -> None:
             )
 
 
-def _fetch_file(request: FetchRequest, ctx: FetchContext) -> ImageRecord:
+def _fetch_file(request: FetchRequest, local: LocalInputs, ctx: FetchContext) -> ImageRecord:
+    """Copy the opened file into the store's scratch space, then admit and store that copy."""
     path = request.ref.path
-    assert path is not None  # noqa: S101 - parse_image_ref sets it for files
-    if not path.is_file():
-        raise UserError(f"open {path}: no such file or directory")
-    gate = ctx.gate_keystore()
-    signature = None
-    if gate is not None:
-        signature = _read_signature(request.signature or path.with_name(path.name + ".asc"))
-    admitted = admit(path, signature, gate, source=str(path))
-    _say_verified(admitted)
-    return ctx.store.put(admitted, path, signature, source=f"file://{path.absolute()}")
+    with ctx.store.scratch_file() as scratch:
+        with scratch.open("wb") as out:
+            shutil.copyfileobj(local.image, out, 1 << 20)
+        admitted = admit(scratch, local.signature, ctx.gate_keystore(), source=str(path))
+        _say_verified(admitted)
+        return ctx.store.put(
+            admitted, scratch, local.signature, source=f"file://{Path(str(path)).absolute()}"
+        )
 
 
 def _say_verified(admitted: AdmittedImage) -> None:
@@ -81,9 +107,15 @@ def _say_verified(admitted: AdmittedImage) -> None:
         print(f"  {uid}", file=sys.stderr)
 
 
-def fetch_image(request: FetchRequest, ctx: FetchContext) -> ImageRecord:
+def fetch_image(
+    request: FetchRequest, ctx: FetchContext, local: LocalInputs | None = None
+) -> ImageRecord:
+    """Fetch one image; file sources need ``local`` from :func:`open_local`."""
     if request.ref.kind == "file":
-        return _fetch_file(request, ctx)
+        if local is None:
+            local = open_local(request, ctx.insecure)
+        assert local is not None  # noqa: S101 - file requests always open
+        return _fetch_file(request, local, ctx)
     if request.ref.kind == "docker":
         raise UserError(
             "signature verification for docker images is not supported "

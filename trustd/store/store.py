@@ -43,23 +43,25 @@ class ImageStore:
         return store
 
     def _create(self) -> None:
+        old_umask = os.umask(0o007)  # everything here is shared with group rkt
         try:
             for path, mode in self.layout.shared_dirs():
                 make_dir(path, mode)
             with self.locked(exclusive=True):  # the schema is created once, idempotently
+                os.close(os.open(self.layout.index, os.O_RDONLY | os.O_CREAT, 0o660))
                 self.index.create()
-                with contextlib.suppress(PermissionError):
-                    self.layout.index.chmod(0o660)
         except OSError as exc:
             raise LocalStateError(
                 f"cannot create the image store under {self.layout.root}: {exc.strerror}",
                 hint="run as root once, or add yourself to group rkt (newgrp rkt)",
             ) from exc
+        finally:
+            os.umask(old_umask)
 
     @contextlib.contextmanager
     def locked(self, *, exclusive: bool) -> Iterator[None]:
         """Imports share the store lock; gc and rm hold it alone (rkt's prepareLock pattern)."""
-        fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o660)
+        fd = os.open(self.layout.lock, os.O_RDONLY | os.O_CREAT, 0o660)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -67,11 +69,21 @@ class ImageStore:
             os.close(fd)
 
     @contextlib.contextmanager
+    def scratch_file(self) -> Iterator[Path]:
+        """A private temporary file in ``cas/tmp`` (same filesystem as the blobs), removed after."""
+        fd, name = tempfile.mkstemp(prefix="download-", dir=self.layout.tmp)
+        os.close(fd)
+        try:
+            yield Path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
         """One publisher per image at a time (rkt's imagelocks)."""
         locks = self.layout.cas / "imagelocks"
         make_dir(locks, 0o2770)
-        fd = os.open(locks / key, os.O_RDWR | os.O_CREAT, 0o660)
+        fd = os.open(locks / key, os.O_RDONLY | os.O_CREAT, 0o660)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -1,4 +1,9 @@
-"""The image store through ``rkt fetch`` and ``rkt image``: gate, dedupe, crash safety."""
+"""The image store through the fetch workflow and ``rkt image``: gate, dedupe, crash safety.
+
+``rkt fetch`` run as root forks an unprivileged child (trustd.privsep); that path, and a real
+user in group rkt, are tested in tests/integration/test_fetch_privsep.py. Here the workflow
+is called in-process so these tests need neither root nor the rkt group.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ import pytest
 from tests._aci import build_aci
 from tests.conftest import ConfigDirs, Keys, snapshot
 from trustd.appc.aci import copy_uncompressed
+from trustd.cli.fetch import parse_image_args
 from trustd.cli.main import main
-from trustd.errors import BadSignatureError, LocalStateError
+from trustd.errors import BadSignatureError, LocalStateError, TrustdError
+from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref
+from trustd.insecure import Insecure
 from trustd.keystore import Keystore
 from trustd.store import ImageStore, readmit
 
@@ -39,10 +47,19 @@ def signed(tmp_path: Path, keys: Keys, config_dirs: ConfigDirs) -> Path:
     return aci
 
 
-def fetch_id(dirs: ConfigDirs, capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    capsys.readouterr()
-    assert rkt(dirs, "fetch", *args) == 0
-    return capsys.readouterr().out.strip()
+def fetch(dirs: ConfigDirs, *args: str, insecure: Insecure = Insecure.NONE) -> str:
+    """What ``rkt fetch ARGS`` does for each image, minus the root-only privilege drop."""
+    ctx = FetchContext(
+        ImageStore.open(dirs.data, create=True), Keystore(dirs.system, dirs.local), insecure
+    )
+    requests = [FetchRequest(parse_image_ref(t), s) for t, s in parse_image_args(list(args))]
+    return [fetch_image(r, ctx).key for r in requests][-1]
+
+
+def fetch_id(dirs: ConfigDirs, _capsys: object, *args: str) -> str:
+    full = "--full" in args
+    key = fetch(dirs, *(a for a in args if a != "--full"))
+    return key if full else key[:39]
 
 
 def test_fetch_verifies_stores_and_records_provenance(
@@ -76,16 +93,16 @@ def test_fetching_twice_stores_once(
 def test_parallel_fetches_both_succeed_and_store_once(
     config_dirs: ConfigDirs, signed: Path
 ) -> None:
-    codes: list[int] = []
+    keys: list[str] = []
     threads = [
-        threading.Thread(target=lambda: codes.append(rkt(config_dirs, "fetch", str(signed))))
+        threading.Thread(target=lambda: keys.append(fetch(config_dirs, str(signed))))
         for _ in range(4)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert codes == [0, 0, 0, 0]
+    assert len(keys) == 4 and len(set(keys)) == 1
     assert len(ImageStore.open(config_dirs.data).images()) == 1
     assert len(list((config_dirs.data / "cas/blob/sha512").glob("*/*"))) == 1
 
@@ -114,9 +131,8 @@ def test_refused_images_leave_the_store_unchanged(
         "hostile": [str(tmp_path / "hostile.aci"), "--signature", str(signed) + ".asc"],
     }[case]
     (tmp_path / "hostile.aci").write_bytes(b"\x1f\x8b" + b"\x00" * 64)
-    assert rkt(config_dirs, "fetch", *args) == 254
-    err = capsys.readouterr().err
-    assert err.startswith("fetch: ")
+    with pytest.raises(TrustdError):
+        fetch(config_dirs, *args)
     assert _state(config_dirs) == before
     assert ImageStore.open(config_dirs.data).images() == records
 
@@ -125,9 +141,7 @@ def test_insecure_import_is_recorded_as_such(
     config_dirs: ConfigDirs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     aci = build_aci(tmp_path / "x.aci", "unsigned.example/x")
-    assert rkt(config_dirs, "--insecure-options=image", "fetch", str(aci)) == 0
-    out = capsys.readouterr()
-    assert "image signature verification is disabled" in out.err
+    fetch(config_dirs, str(aci), insecure=Insecure.IMAGE)
     (record,) = ImageStore.open(config_dirs.data).images()
     assert record.provenance.insecure and record.provenance.signers == ()
 

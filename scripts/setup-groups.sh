@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# rkt's groups (rkt: fetch/list/rm images; rkt-admin: change /etc/rkt) and trustd's
+# unprivileged fetch account, which root's fetches drop to (docs/adr/0005). Idempotent.
+set -euo pipefail
+getent group rkt-admin >/dev/null || groupadd --system rkt-admin
+getent group rkt >/dev/null || groupadd --system rkt
+getent passwd rkt-fetch >/dev/null || \
+  useradd --system --gid rkt --no-create-home --home-dir /nonexistent \
+          --shell /usr/sbin/nologin --comment "trustd unprivileged fetch" rkt-fetch

@@ -1,0 +1,33 @@
+"""Integration tier: runs as root with real parts; skips (with the reason) otherwise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ConfigDirs
+
+RKT = str(Path(sys.executable).with_name("rkt"))
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (integration tier; make test runs it as root in CI)")
+
+
+@pytest.fixture
+def shared_dirs() -> Iterator[ConfigDirs]:
+    """Config and data dirs that other users may traverse (pytest's tmp_path is root-only)."""
+    base = Path(tempfile.mkdtemp(prefix="trustd-it-", dir="/tmp"))
+    base.chmod(0o755)
+    dirs = ConfigDirs(base / "usr-lib-rkt", base / "etc-rkt", base / "var-lib-rkt")
+    for d in (dirs.system, dirs.local):
+        d.mkdir(mode=0o755)
+    yield dirs
+    shutil.rmtree(base, ignore_errors=True)
