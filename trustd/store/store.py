@@ -25,6 +25,16 @@ from trustd.store.model import ID_PREFIX, AdmittedImage, ImageRecord
 MIN_ID_HEX = 2
 
 
+def _open_shared(path: Path) -> int:
+    """Open (creating) a file group rkt shares: mode 0660 whatever the umask (no umask
+    juggling: it is process-wide and imports may run in threads)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o660)
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o660:
+        os.fchmod(fd, 0o660)
+    return fd
+
+
 class ImageStore:
     def __init__(self, data_dir: Path) -> None:
         self.layout = StoreLayout(data_dir)
@@ -43,25 +53,22 @@ class ImageStore:
         return store
 
     def _create(self) -> None:
-        old_umask = os.umask(0o007)  # everything here is shared with group rkt
         try:
             for path, mode in self.layout.shared_dirs():
                 make_dir(path, mode)
             with self.locked(exclusive=True):  # the schema is created once, idempotently
-                os.close(os.open(self.layout.index, os.O_RDONLY | os.O_CREAT, 0o660))
+                os.close(_open_shared(self.layout.index))  # SQLite gives -wal/-shm this mode
                 self.index.create()
         except OSError as exc:
             raise LocalStateError(
                 f"cannot create the image store under {self.layout.root}: {exc.strerror}",
                 hint="run as root once, or add yourself to group rkt (newgrp rkt)",
             ) from exc
-        finally:
-            os.umask(old_umask)
 
     @contextlib.contextmanager
     def locked(self, *, exclusive: bool) -> Iterator[None]:
         """Imports share the store lock; gc and rm hold it alone (rkt's prepareLock pattern)."""
-        fd = os.open(self.layout.lock, os.O_RDONLY | os.O_CREAT, 0o660)
+        fd = _open_shared(self.layout.lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -83,7 +90,7 @@ class ImageStore:
         """One publisher per image at a time (rkt's imagelocks)."""
         locks = self.layout.cas / "imagelocks"
         make_dir(locks, 0o2770)
-        fd = os.open(locks / key, os.O_RDONLY | os.O_CREAT, 0o660)
+        fd = _open_shared(locks / key)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
