@@ -58,6 +58,18 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ex.add_argument("image")
     ex.add_argument("output", type=Path)
     ex.set_defaults(func=run_export)
+    for verb, what in (("render", "the rootfs as the app sees it"), ("extract", "raw contents")):
+        r = sub.add_parser(
+            f"image-{verb}",
+            parents=parents,
+            prog=f"rkt image {verb}",
+            help=f"verify an image again and write {what} to DIR",
+        )
+        r.add_argument("--rootfs-only", action="store_true")
+        r.add_argument("--overwrite", action="store_true")
+        r.add_argument("image")
+        r.add_argument("target", type=Path, metavar="DIR")
+        r.set_defaults(func=run_render)
     gc = sub.add_parser(
         "image-gc", parents=parents, prog="rkt image gc", help="remove unused images (rkt image gc)"
     )
@@ -160,6 +172,28 @@ def run_export(args: argparse.Namespace) -> int:
     original, _sig = store.original(record)
     with args.output.open("wb") as out:
         copy_uncompressed(original, out)
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """render and extract re-verify a private copy first (trustd.store.render)."""
+    from trustd.insecure import Insecure  # noqa: PLC0415
+    from trustd.keystore import Keystore  # noqa: PLC0415
+    from trustd.store.render import render_into  # noqa: PLC0415
+
+    options: GlobalOptions = args.options
+    store = _store(options)
+    record = store.resolve(args.image)
+    keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
+    render_into(
+        store,
+        record,
+        keystore,
+        args.target,
+        rootfs_only=args.rootfs_only,
+        overwrite=args.overwrite,
+        allow_insecure=Insecure.IMAGE in options.insecure,
+    )
     return 0
 
 

@@ -20,6 +20,8 @@ VERBS: dict[str, str] = {
     "image-cat-manifest": "image",
     "image-export": "image",
     "image-gc": "image",
+    "image-render": "image",
+    "image-extract": "image",
     "trust": "trust",
     "trust-list": "trust_manage",
     "trust-remove": "trust_manage",
@@ -28,7 +30,7 @@ VERBS: dict[str, str] = {
 }
 SUBVERBS = {
     "trust": ("list", "remove", "verify"),
-    "image": ("list", "rm", "cat-manifest", "export", "gc"),
+    "image": ("list", "rm", "cat-manifest", "export", "gc", "render", "extract"),
 }
 
 Handler = Callable[[argparse.Namespace], int]
