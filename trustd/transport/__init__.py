@@ -1,5 +1,23 @@
 """Bounded HTTP(S) transport: every download has a size cap and a wall-clock timeout."""
 
-from trustd.transport._http import DISCOVERY_LIMITS, KEY_LIMITS, Limits, Response, fetch
+from trustd.transport._http import (
+    DISCOVERY_LIMITS,
+    IMAGE_LIMITS,
+    KEY_LIMITS,
+    SIGNATURE_LIMITS,
+    Limits,
+    Response,
+    Sink,
+    fetch,
+)
 
-__all__ = ["DISCOVERY_LIMITS", "KEY_LIMITS", "Limits", "Response", "fetch"]
+__all__ = [
+    "DISCOVERY_LIMITS",
+    "IMAGE_LIMITS",
+    "KEY_LIMITS",
+    "SIGNATURE_LIMITS",
+    "Limits",
+    "Response",
+    "Sink",
+    "fetch",
+]

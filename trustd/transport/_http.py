@@ -14,7 +14,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -38,10 +38,18 @@ class Limits:
     connect_timeout: float
     total_timeout: float
     max_redirects: int = 10
+    idle_timeout: float | None = None  # longest silence mid-body (big downloads)
 
 
 KEY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
 DISCOVERY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=20, total_timeout=20)
+SIGNATURE_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
+IMAGE_LIMITS = Limits(
+    max_bytes=16 * 1024 * _MiB, connect_timeout=30, total_timeout=6 * 3600, idle_timeout=60
+)
+
+# Receives a 2xx body chunk by chunk, with the announced length (None when not announced).
+Sink = Callable[[bytes, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,18 +156,27 @@ class _Watchdog:
         self._timer.cancel()
 
 
-def _read_body(resp: http.client.HTTPResponse, target: _Target, limits: Limits) -> bytes:
-    """Read the body, refusing it as soon as it would pass ``limits.max_bytes``."""
+def _read_body(
+    resp: http.client.HTTPResponse, target: _Target, limits: Limits, sink: Sink | None
+) -> bytes:
+    """Read the body, refusing it as soon as it would pass ``limits.max_bytes``.
+
+    With a ``sink``, a 2xx body goes to the sink as it arrives and b"" is returned.
+    """
     cap = limits.max_bytes
     if resp.length is not None and resp.length > cap:
         raise _too_big(target, f"announces {resp.length} bytes", cap)
+    streaming = sink is not None and 200 <= resp.status < 300
     chunks: list[bytes] = []
     total = 0
     while chunk := resp.read1(min(_CHUNK, cap + 1 - total)):
         total += len(chunk)
         if total > cap:
             raise _too_big(target, f"sent more than {cap} bytes", cap)
-        chunks.append(chunk)
+        if streaming and sink is not None:
+            sink(chunk, resp.length)
+        else:
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -171,7 +188,13 @@ def _too_big(target: _Target, what: str, cap: int) -> TransportError:
 
 
 def _request(
-    target: _Target, headers: Mapping[str, str], limits: Limits, insecure: Insecure, deadline: float
+    target: _Target,
+    headers: Mapping[str, str],
+    limits: Limits,
+    insecure: Insecure,
+    deadline: float,
+    *,
+    sink: Sink | None = None,
 ) -> Response:
     """One GET, no redirects. Maps every network failure to TransportError."""
     conn = _connection(target, limits, insecure, deadline)
@@ -182,12 +205,13 @@ def _request(
                 conn.connect()
                 connected = True
                 dog.arm(conn.sock)
-                if conn.sock is not None:  # from here on only the overall clock applies
-                    conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                if conn.sock is not None:  # from here on: the overall clock, or the idle one
+                    left = max(deadline - time.monotonic(), 0.001)
+                    conn.sock.settimeout(min(left, limits.idle_timeout or left))
                 conn.request("GET", target.path, headers=dict(headers))
                 resp = conn.getresponse()
                 moved = resp.status in _REDIRECTS and resp.getheader("location") is not None
-                body = b"" if moved else _read_body(resp, target, limits)
+                body = b"" if moved else _read_body(resp, target, limits, sink)
             except (OSError, http.client.HTTPException) as exc:
                 raise _network_error(target, limits, exc, connected, dog.fired.is_set()) from exc
         if dog.fired.is_set():  # the watchdog fired just as the transfer ended: still too slow
@@ -250,8 +274,11 @@ def fetch(
     limits: Limits,
     insecure: Insecure,
     headers: Mapping[str, str] | None = None,
+    sink: Sink | None = None,
 ) -> Response:
     """GET ``url`` within ``limits``; non-2xx answers are returned, not raised.
+
+    With ``sink``, a 2xx body is streamed to it instead of being kept in ``Response.body``.
 
     Raises UserError for a URL we will not fetch, TransportError for network failures,
     caps, timeouts and bad redirects. ``Authorization`` is dropped when a redirect leaves
@@ -264,7 +291,7 @@ def fetch(
     for _ in range(limits.max_redirects + 1):
         if time.monotonic() >= deadline:
             raise _network_error(target, limits, TimeoutError(), True, True)
-        resp = _request(target, sent, limits, insecure, deadline)
+        resp = _request(target, sent, limits, insecure, deadline, sink=sink)
         location = resp.headers.get("location")
         if resp.status not in _REDIRECTS or location is None:
             return resp
