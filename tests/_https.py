@@ -73,11 +73,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class LocalServer:
     """An HTTP server on 127.0.0.1 (HTTPS when ``tls`` is a trustme LeafCert)."""
 
-    def __init__(self, tls: Any = None) -> None:
+    def __init__(self, tls: Any = None, port: int = 0) -> None:
         self.routes: dict[str, Handler] = {}
         self.recorded: list[Recorded] = []
         self.stop = threading.Event()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _RequestHandler)
+        self._httpd = _HTTPServer(("127.0.0.1", port), _RequestHandler)
         self._httpd.owner = self
         self.scheme = "http"
         if tls is not None:
