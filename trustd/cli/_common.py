@@ -92,8 +92,3 @@ def global_options(args: argparse.Namespace) -> GlobalOptions:
 def info(command: str, message: str) -> None:
     """A diagnostic line on stderr, prefixed like rkt's loggers."""
     print(f"{command}: {message}", file=sys.stderr)
-
-
-def interactive() -> bool:
-    """rkt asks for review only when both stdin and stderr are terminals."""
-    return sys.stdin.isatty() and sys.stderr.isatty()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,16 @@ def run(args: argparse.Namespace) -> int:
         insecure=options.insecure,
         pull_policy=args.pull_policy,
         debug=options.debug,
+        auth_dirs=tuple(
+            d
+            for d in (
+                options.dirs.system_config,
+                options.dirs.local_config,
+                options.dirs.user_config,
+            )
+            if d is not None
+        ),
+        trust_keys_from_https=options.trust_keys_from_https,
     )
     for request in requests:
         key = fetch_one(request, ctx)
@@ -90,4 +101,31 @@ def fetch_one(request: Any, ctx: Any) -> str:
     identity = fetch_identity()
     if ctx.debug:
         info("image", f"fetching as {identity.user} (uid {identity.uid}), group rkt")
-    return run_as(identity, lambda: fetch_image(request, ctx, local).key)
+    modules = (
+        "trustd.fetch.remote",
+        "trustd.fetch._tofu",
+        "trustd.discovery",
+        "trustd.transport",
+        "trustd.appc.aci",
+    )
+    if request.ref.kind == "name" and ctx.gate_keystore() is not None:
+        _tofu_as_root(request.ref.name, ctx, identity, modules)
+    return run_as(identity, lambda: fetch_image(request, ctx, local).key, modules)
+
+
+def _tofu_as_root(name: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> None:
+    """Key discovery runs unprivileged; root only writes the keys the user accepted."""
+    from trustd.fetch._tofu import add_keys, select_keys  # noqa: PLC0415
+    from trustd.privsep import run_as  # noqa: PLC0415
+    from trustd.verify import parse_public_keys  # noqa: PLC0415
+
+    chosen = run_as(
+        identity,
+        lambda: json.dumps([[loc, key.armored] for loc, key in select_keys(name, ctx)]),
+        modules,
+    )
+    keys = [
+        (loc, parse_public_keys(armored.encode(), source=loc)[0])
+        for loc, armored in json.loads(chosen)
+    ]
+    add_keys(name, keys, ctx)

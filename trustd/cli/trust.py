@@ -8,14 +8,14 @@ A key file literally named ``list`` is ``./list``.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from trustd.appc.identifier import ACIdentifier
-from trustd.cli._common import info, interactive
+from trustd.cli._common import info
 from trustd.config import GlobalOptions
 from trustd.errors import TrustdError, UserError
+from trustd.fetch.review import ask_to_trust, interactive, no_tty_guidance, show_key
 from trustd.insecure import Insecure, warn_insecure
 from trustd.keystore import AddResult, Keystore
 from trustd.verify import PublicKey, format_fingerprint
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     scope = _scope(args)
     insecure = options.insecure | (Insecure.HTTP if args.insecure_allow_http else Insecure.NONE)
     warn_insecure("trust", insecure, Insecure.TLS | Insecure.HTTP)
-    from trustd.cli._keysource import load_keys  # noqa: PLC0415 - network code only when needed
+    from trustd.fetch.keysource import load_keys  # noqa: PLC0415 - network code only when needed
 
     locations = args.args or _discover(scope, insecure)
     candidates = [
@@ -124,15 +124,6 @@ def _check_usable(c: Candidate) -> None:
         )
 
 
-def _display(c: Candidate, scope: ACIdentifier | None) -> None:
-    info("pubkey", f'prefix: "{scope or ""}"\nkey: "{c.location}"')
-    print(f"gpg key fingerprint is: {format_fingerprint(c.key.fingerprint)}")
-    for sub in c.key.subkeys:
-        print(f"    Subkey fingerprint: {format_fingerprint(sub.fingerprint)}")
-    for uid in c.key.user_ids:
-        print(f"\t{uid}")
-
-
 def _review(
     c: Candidate, scope: ACIdentifier | None, args: argparse.Namespace, options: GlobalOptions
 ) -> bool:
@@ -144,24 +135,16 @@ def _review(
         return True
     if not interactive():
         target = "--root PUBKEY" if scope is None else f'--prefix "{scope}"'
-        info("pubkey", f'To trust the key for "{scope or "root"}", do one of the following:')
-        info("pubkey", " - call rkt with --trust-keys-from-https")
-        info(
-            "pubkey",
-            f" - check the fingerprint out of band, then run: rkt trust {target} "
-            "--skip-fingerprint-review PUBKEY",
+        no_tty_guidance(
+            scope,
+            f"check the fingerprint out of band, then run: rkt trust "
+            f"{target} --skip-fingerprint-review PUBKEY",
         )
         raise UserError(
             "error adding keys: error reviewing key: unable to ask user to "
             "review fingerprint due to lack of tty"
         )
-    print("Are you sure you want to trust this key (yes/no)?")
-    while True:
-        answer = sys.stdin.readline()
-        if answer in ("yes\n", "no\n", ""):
-            break
-        print("Please enter 'yes' or 'no'")
-    if answer != "yes\n":
+    if not ask_to_trust():
         info("pubkey", f'not trusting "{c.location}"')
         return False
     print(f'Trusting "{c.location}" {where} after fingerprint review.')
@@ -175,7 +158,7 @@ def _review_and_add(
     args: argparse.Namespace,
     options: GlobalOptions,
 ) -> None:
-    _display(c, scope)
+    show_key(c.key, c.location, scope)
     if _review(c, scope, args, options):
         _announce(keystore.add(c.key, scope), scope)
 

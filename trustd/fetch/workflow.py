@@ -25,13 +25,15 @@ class FetchContext:
     insecure: Insecure
     pull_policy: str = "update"
     debug: bool = False
+    auth_dirs: tuple[Path, ...] = ()  # system, local, user config: auth.d/*.json
+    trust_keys_from_https: bool = False
 
     def gate_keystore(self) -> Keystore | None:
         """None only when the user opted out with --insecure-options=image."""
         return None if Insecure.IMAGE in self.insecure else self.keystore
 
 
-def _read_signature(path: Path) -> bytes:
+def read_signature(path: Path) -> bytes:
     try:
         return read_capped(path, MAX_SIGNATURE)
     except FileNotFoundError as exc:
@@ -64,7 +66,7 @@ def open_local(request: FetchRequest, insecure: Insecure) -> LocalInputs | None:
         raise UserError(f"cannot open {path}: {exc.strerror}") from exc
     signature = None
     if Insecure.IMAGE not in insecure:
-        signature = _read_signature(request.signature or path.with_name(path.name + ".asc"))
+        signature = read_signature(request.signature or path.with_name(path.name + ".asc"))
     return LocalInputs(image, signature)
 
 
@@ -93,13 +95,13 @@ def _fetch_file(request: FetchRequest, local: LocalInputs, ctx: FetchContext) ->
         with scratch.open("wb") as out:
             shutil.copyfileobj(local.image, out, 1 << 20)
         admitted = admit(scratch, local.signature, ctx.gate_keystore(), source=str(path))
-        _say_verified(admitted)
+        say_verified(admitted)
         return ctx.store.put(
             admitted, scratch, local.signature, source=f"file://{Path(str(path)).absolute()}"
         )
 
 
-def _say_verified(admitted: AdmittedImage) -> None:
+def say_verified(admitted: AdmittedImage) -> None:
     if admitted.signature is None:
         return
     print("image: signature verified:", file=sys.stderr)

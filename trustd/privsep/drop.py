@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import grp
+import importlib
 import json
 import os
 import pwd
@@ -95,8 +96,32 @@ def _rebuild(payload: dict[str, str]) -> TrustdError:
         return TrustdError(payload.get("message", "fetch failed"), hint=payload.get("hint", ""))
 
 
-def run_as(identity: Identity, work: Callable[[], str]) -> str:
+# Code the child may need, loaded before the fork: after dropping privileges the child may
+# not be able to read the Python installation (e.g. under /root), and it should not load
+# code from disk as another user anyway.
+PRELOAD = (
+    "encodings.idna",
+    "http.client",
+    "ssl",
+    "hashlib",
+    "base64",
+    "json",
+    "html.parser",
+    "tarfile",
+    "gzip",
+    "bz2",
+    "lzma",
+    "sqlite3",
+    "shutil",
+    "tempfile",
+    "fcntl",
+)
+
+
+def run_as(identity: Identity, work: Callable[[], str], preload: tuple[str, ...] = ()) -> str:
     """Run ``work`` in a child as ``identity``; return its string result or raise its error."""
+    for module in (*PRELOAD, *preload):
+        importlib.import_module(module)
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
