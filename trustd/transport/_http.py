@@ -14,10 +14,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 from trustd import __version__
@@ -48,8 +49,13 @@ IMAGE_LIMITS = Limits(
     max_bytes=16 * 1024 * _MiB, connect_timeout=30, total_timeout=6 * 3600, idle_timeout=60
 )
 
-# Receives a 2xx body chunk by chunk, with the announced length (None when not announced).
-Sink = Callable[[bytes, int | None], None]
+
+class Sink(Protocol):
+    """Receives a 2xx body: ``begin`` once (status, announced length or None), then chunks."""
+
+    def begin(self, status: int, length: int | None) -> None: ...
+
+    def write(self, chunk: bytes, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +173,8 @@ def _read_body(
     if resp.length is not None and resp.length > cap:
         raise _too_big(target, f"announces {resp.length} bytes", cap)
     streaming = sink is not None and 200 <= resp.status < 300
+    if streaming and sink is not None:
+        sink.begin(resp.status, resp.length)
     chunks: list[bytes] = []
     total = 0
     while chunk := resp.read1(min(_CHUNK, cap + 1 - total)):
@@ -174,7 +182,7 @@ def _read_body(
         if total > cap:
             raise _too_big(target, f"sent more than {cap} bytes", cap)
         if streaming and sink is not None:
-            sink(chunk, resp.length)
+            sink.write(chunk)
         else:
             chunks.append(chunk)
     return b"".join(chunks)
