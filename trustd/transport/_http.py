@@ -243,8 +243,14 @@ def _network_error(
             hint="the server is slow or stalled; try again later",
         )
     if isinstance(exc, TimeoutError):
-        limit = limits.total_timeout if connected else limits.connect_timeout
-        phase = "waiting for" if connected else "connecting to"
+        limit = (
+            (limits.idle_timeout or limits.total_timeout) if connected else (limits.connect_timeout)
+        )
+        phase = (
+            "with no data from"
+            if connected and limits.idle_timeout
+            else ("waiting for" if connected else "connecting to")
+        )
         return TransportError(
             f"timed out after {limit:g} s {phase} {where} ({target.url})",
             hint="check the network and that the host is up",
