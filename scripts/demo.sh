@@ -60,4 +60,31 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$OUT/image" -
 gpg_ --armor --detach-sign --local-user "$FPR" --output "$OUT/hellox.aci.asc" "$OUT/hellox.aci"
 if rkt trust verify "$OUT/hellox.aci"; then echo "UNEXPECTED: prefix leaked"; exit 1; fi
 
+step "9. Publish the image over HTTPS with appc discovery (a private network namespace, port 443)"
+SITE="$OUT/site/demo.trustd.test"
+mkdir -p "$SITE/hello" "$SITE/images/demo.trustd.test"
+cat > "$SITE/hello/index.html" <<HTML
+<meta name="ac-discovery" content="demo.trustd.test https://demo.trustd.test/images/{name}-{version}-{os}-{arch}.{ext}">
+<meta name="ac-discovery-pubkeys" content="demo.trustd.test https://demo.trustd.test/pubkeys.asc">
+HTML
+cp "$OUT/hello.aci" "$SITE/images/demo.trustd.test/hello-1.0.0-linux-amd64.aci"
+cp "$OUT/hello.aci.asc" "$SITE/images/demo.trustd.test/hello-1.0.0-linux-amd64.aci.asc"
+cp "$OUT/demo-signer.asc" "$SITE/pubkeys.asc"
+chmod -R a+rX "$OUT"
+find "$OUT/site" -type f | sed "s#$OUT/site/#  https://#"
+
+step "10. Root prepares the shared store (group rkt, setgid), as rkt's setup-data-dir.sh did"
+rkt image list
+ls -ld "$OUT/data" "$OUT/data/cas"
+
+step "11. An unprivileged user in group rkt fetches the image by name: discovery, signature first, verify, store"
+getent passwd trustd-demo >/dev/null || useradd --system --gid rkt --no-create-home --shell /usr/sbin/nologin trustd-demo
+echo "\$ setpriv --reuid=trustd-demo --regid=rkt --init-groups rkt fetch demo.trustd.test/hello:1.0.0" >&2
+"$PWD/.venv/bin/python" scripts/local_https.py --root "$OUT/site" --host demo.trustd.test -- \
+  setpriv --reuid=trustd-demo --regid=rkt --init-groups "$RKT" "${FLAGS[@]}" fetch demo.trustd.test/hello:1.0.0
+
+step "12. The store records where it came from and who signed it"
+rkt image list --fields=id,name,signers,source
+ls -l "$OUT/data/cas/blob/sha512/"*/*/
+
 step "demo complete"

@@ -91,7 +91,7 @@ def parse_duration(text: str) -> timedelta:
 def _store(options: GlobalOptions) -> Any:
     from trustd.store import ImageStore  # noqa: PLC0415
 
-    return ImageStore.open(options.dirs.data)
+    return ImageStore.open(options.dirs.data, create=True)  # as rkt: the store is made on use
 
 
 def _row(record: Any, full: bool) -> dict[str, str]:
