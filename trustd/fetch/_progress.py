@@ -34,7 +34,7 @@ class Progress:
             self.stream.write("\r" + self._line(total))
         elif not self.tty and total:
             quarter = self.done * 4 // total
-            if quarter > self._last_fraction:
+            if quarter > max(self._last_fraction, 0):
                 self._last_fraction = quarter
                 self.stream.write(self._line(total) + "\n")
 

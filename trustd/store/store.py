@@ -115,7 +115,10 @@ class ImageStore:
     ) -> None:
         stage = Path(tempfile.mkdtemp(prefix="import-", dir=self.layout.tmp))
         try:
-            shutil.copyfile(original, stage / ORIGINAL)
+            try:  # scratch files live in cas/tmp: a hard link costs nothing
+                os.link(original, stage / ORIGINAL)
+            except OSError:
+                shutil.copyfile(original, stage / ORIGINAL)
             files = {MANIFEST: admitted.info.manifest_bytes}
             if signature is not None:
                 files[SIGNATURE] = signature
