@@ -198,23 +198,38 @@ class ImageStore:
     def images(self) -> list[ImageRecord]:
         return self.index.all()
 
+    def _drop(self, record: ImageRecord) -> None:
+        """Forget an image: index row first (it stops being visible), then its files."""
+        self.index.delete(record.key)
+        shutil.rmtree(self.layout.blob_dir(record.key), ignore_errors=True)
+        if os.geteuid() == 0:  # rendered trees are root's (cas/tree is 2700)
+            shutil.rmtree(self.layout.tree / record.key, ignore_errors=True)
+
     def remove(self, record: ImageRecord) -> None:
         with self.locked(exclusive=True):
-            self.index.delete(record.key)
-            shutil.rmtree(self.layout.blob_dir(record.key), ignore_errors=True)
+            self._drop(record)
 
     def gc(self, grace: timedelta) -> list[ImageRecord]:
-        """Remove images unused for longer than ``grace`` and stale staging directories."""
+        """Remove images unused for longer than ``grace``, trees of images that are gone,
+        and stale staging directories."""
         cutoff = datetime.now(UTC) - grace
         removed = []
         with self.locked(exclusive=True):
             for record in self.index.all():
                 if record.last_used < cutoff:
-                    self.index.delete(record.key)
-                    shutil.rmtree(self.layout.blob_dir(record.key), ignore_errors=True)
+                    self._drop(record)
                     removed.append(record)
             self._sweep_tmp()
+            self._sweep_trees()
         return removed
+
+    def _sweep_trees(self) -> None:
+        if os.geteuid() != 0 or not self.layout.tree.is_dir():
+            return
+        known = {r.key for r in self.index.all()}
+        for tree in self.layout.tree.iterdir():
+            if tree.name not in known:
+                shutil.rmtree(tree, ignore_errors=True)
 
     def _sweep_tmp(self) -> None:
         """Staging dirs exist only under the shared lock, so under the exclusive one they are

@@ -92,3 +92,5 @@ def test_render_tree_is_root_only_and_reused(config_dirs: ConfigDirs, signed: Pa
     again = render_tree(store, record, keystore)
     assert again.path == tree.path
     assert again.admitted.provenance.signers == record.provenance.signers
+    store.remove(record)
+    assert not tree.path.exists()

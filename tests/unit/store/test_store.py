@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,31 @@ def test_rm_export_and_gc(
     assert f'successfully removed aci for image: "{key}' in capsys.readouterr().out
     assert ImageStore.open(config_dirs.data).images() == []
     assert list((config_dirs.data / "cas/blob/sha512").glob("*/*")) == []
+
+
+def test_fetches_during_gc_all_succeed(config_dirs: ConfigDirs, signed: Path) -> None:
+    """gc holds the store lock alone; imports share it: neither sees the other half-done."""
+    store = ImageStore.open(config_dirs.data, create=True)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def fetcher() -> None:
+        try:
+            results.append(fetch(config_dirs, str(signed)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def collector() -> None:
+        for _ in range(5):
+            store.gc(timedelta(0))
+
+    threads = [threading.Thread(target=fetcher) for _ in range(3)]
+    threads.append(threading.Thread(target=collector))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(results)) == 1
+    for record in store.images():  # whatever survived is whole
+        original, sig = store.original(record)
+        assert original.stat().st_size == record.size and sig is not None
