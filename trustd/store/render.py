@@ -18,24 +18,72 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trustd.errors import PolicyViolationError, UserError
+from trustd.appc.identifier import ACIdentifier
+from trustd.appc.manifest import ImageManifest, parse_image_manifest
+from trustd.errors import PolicyViolationError, UntrustedSignerError, UserError
 from trustd.keystore import Keystore
 from trustd.store._layout import make_dir
 from trustd.store.admit import readmit
 from trustd.store.model import AdmittedImage, ImageRecord
 from trustd.store.store import ImageStore
+from trustd.verify import format_fingerprint
 
 RENDERED = "rendered"
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedTree:
-    path: Path  # contains rootfs/ and manifest
-    admitted: AdmittedImage
+    """A root-only tree: ``rootfs/`` and ``manifest`` as extracted from verified bytes."""
+
+    path: Path
+    manifest: ImageManifest
+    signers: tuple[str, ...]
+    insecure: bool
 
     @property
     def rootfs(self) -> Path:
         return self.path / "rootfs"
+
+
+def _recheck_signers(record: ImageRecord, signers: tuple[str, ...], keystore: Keystore) -> None:
+    """The keyring in force now must still hold a usable key for every recorded signer."""
+    ring = keystore.keyring_for(ACIdentifier(record.name))
+    now = datetime.now(UTC)
+    for fpr in signers:
+        trusted = ring.find(fpr)
+        problem = (
+            "is no longer trusted for it"
+            if trusted is None
+            else f"now {trusted.key.refusal(now)}"
+            if trusted.key.refusal(now)
+            else None
+        )
+        if problem:
+            raise UntrustedSignerError(
+                f'image "{record.name}" ({record.key[:39]}) was verified with key '
+                f"{format_fingerprint(fpr)}, which {problem}",
+                hint="the key was revoked, removed, masked or has expired since the fetch; "
+                f'fetch an image signed by a current key (rkt trust --prefix "{record.name}")',
+            )
+
+
+def _cached_tree(
+    final: Path, record: ImageRecord, keystore: Keystore, allow_insecure: bool
+) -> RenderedTree | None:
+    """A tree rendered earlier, re-checked against today's keyring without re-hashing."""
+    try:
+        marker = json.loads((final / RENDERED).read_text())
+    except (OSError, ValueError):
+        return None
+    if marker.get("digest") != record.digest:
+        return None  # rendered from other bytes: render again
+    signers = tuple(marker.get("signers", ()))
+    if marker.get("insecure"):
+        _gate(record, keystore, allow_insecure)
+    else:
+        _recheck_signers(record, signers, keystore)
+    manifest = parse_image_manifest((final / "manifest").read_bytes(), source=str(final))
+    return RenderedTree(final, manifest, signers, bool(marker.get("insecure")))
 
 
 def _gate(record: ImageRecord, keystore: Keystore, allow_insecure: bool) -> Keystore | None:
@@ -80,19 +128,24 @@ def verified_copy(
 def render_tree(
     store: ImageStore, record: ImageRecord, keystore: Keystore, *, allow_insecure: bool = False
 ) -> RenderedTree:
-    """Render ``record`` into the root-only tree store (``cas/tree/<key>``), or reuse it."""
+    """Render ``record`` into the root-only tree store (``cas/tree/<key>``), or reuse it.
+
+    A first render re-verifies a private copy of the original bytes; a later one re-checks
+    the recorded signers against the keyring in force, without re-hashing the image.
+    """
     if os.geteuid() != 0:
         raise UserError("cannot run as unprivileged user", hint="rendering needs root")
     tree_root = store.layout.tree
     make_dir(tree_root, 0o2700)
     final = tree_root / record.key
+    cached = _cached_tree(final, record, keystore, allow_insecure)
+    if cached is not None:
+        return cached
     stage = Path(tempfile.mkdtemp(prefix=".render-", dir=tree_root))
     try:
         copy, admitted = verified_copy(
             store, record, keystore, stage, allow_insecure=allow_insecure
         )
-        if (final / RENDERED).is_file():
-            return RenderedTree(final, admitted)
         tree = stage / "tree"
         tree.mkdir(mode=0o700)
         _extract(copy, tree)
@@ -107,7 +160,9 @@ def render_tree(
         if final.exists():
             shutil.rmtree(final)
         tree.rename(final)
-        return RenderedTree(final, admitted)
+        return RenderedTree(
+            final, admitted.info.manifest, admitted.provenance.signers, admitted.provenance.insecure
+        )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

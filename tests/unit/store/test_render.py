@@ -91,6 +91,19 @@ def test_render_tree_is_root_only_and_reused(config_dirs: ConfigDirs, signed: Pa
     assert (tree.rootfs / "bin/hello").is_file()
     again = render_tree(store, record, keystore)
     assert again.path == tree.path
-    assert again.admitted.provenance.signers == record.provenance.signers
+    assert again.signers == record.provenance.signers
     store.remove(record)
     assert not tree.path.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the tree store is root-only")
+def test_a_rendered_tree_is_refused_once_its_signer_is_removed(
+    config_dirs: ConfigDirs, signed: Path, keys: Keys
+) -> None:
+    """No re-hash on reuse, but the keyring in force decides every time."""
+    store, keystore = _setup(config_dirs, signed)
+    (record,) = store.images()
+    render_tree(store, record, keystore)
+    keystore.remove(keys.good, ACIdentifier("example.com"))
+    with pytest.raises(UntrustedSignerError, match="no longer trusted"):
+        render_tree(store, record, keystore)

@@ -1,0 +1,96 @@
+"""The run plan: everything the stage1 needs, computed by root at prepare time and kept in the
+root-only pod directory (``plan.json``), so ``run-prepared`` and ``enter`` apply the same."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Flavor = Literal["container", "fly"]
+Net = Literal["default", "none", "host"]
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    name: str
+    kind: Literal["host", "empty"]
+    source: str | None
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    volume: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeccompPlan:
+    mode: str  # "retain" | "remove"
+    syscalls: tuple[str, ...]
+    errno: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppPlan:
+    name: str
+    image_key: str
+    image_name: str
+    tree: str  # the rendered tree (contains rootfs/)
+    signers: tuple[str, ...]
+    insecure_image: bool
+    exec: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    uid: int
+    gid: int
+    user: str
+    group: str
+    working_dir: str
+    readonly_rootfs: bool
+    capabilities: tuple[str, ...] | None  # None: restriction disabled (recorded)
+    seccomp: SeccompPlan | None  # None: disabled (recorded)
+    memory: int | None
+    cpu_millis: int | None
+    mounts: tuple[Mount, ...] = ()
+
+    @property
+    def rootfs(self) -> Path:
+        return Path(self.tree) / "rootfs"
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlan:
+    uuid: str
+    flavor: Flavor
+    net: Net
+    hostname: str
+    apps: tuple[AppPlan, ...]
+    volumes: tuple[Volume, ...]
+    insecure: tuple[str, ...]  # --insecure-options names in force, recorded
+    masked_paths: bool
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PodPlan:
+        raw: dict[str, Any] = json.loads(text)
+
+        def app(a: dict[str, Any]) -> AppPlan:
+            sec = a["seccomp"]
+            return AppPlan(**{
+                **a, "signers": tuple(a["signers"]), "exec": tuple(a["exec"]),
+                "env": tuple(tuple(e) for e in a["env"]),
+                "capabilities": None if a["capabilities"] is None else tuple(a["capabilities"]),
+                "seccomp": None if sec is None else SeccompPlan(
+                    sec["mode"], tuple(sec["syscalls"]), sec["errno"], sec["source"]),
+                "mounts": tuple(Mount(**m) for m in a["mounts"]),
+            })
+
+        return cls(**{**raw, "apps": tuple(app(a) for a in raw["apps"]),
+                      "volumes": tuple(Volume(**v) for v in raw["volumes"]),
+                      "insecure": tuple(raw["insecure"])})
