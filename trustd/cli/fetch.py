@@ -56,36 +56,37 @@ def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.fetch import FetchContext, FetchRequest, parse_image_ref  # noqa: PLC0415
-    from trustd.keystore import Keystore  # noqa: PLC0415
-    from trustd.store import ImageStore  # noqa: PLC0415
+    from trustd.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
 
     options: GlobalOptions = args.options
     warn_insecure("fetch", options.insecure, Insecure.ALL_FETCH)
     requests = [
         FetchRequest(parse_image_ref(text), sig) for text, sig in parse_image_args(args.images)
     ]
-    ctx = FetchContext(
-        store=ImageStore.open(options.dirs.data, create=True),
-        keystore=Keystore(options.dirs.system_config, options.dirs.local_config),
-        insecure=options.insecure,
-        pull_policy=args.pull_policy,
-        debug=options.debug,
-        auth_dirs=tuple(
-            d
-            for d in (
-                options.dirs.system_config,
-                options.dirs.local_config,
-                options.dirs.user_config,
-            )
-            if d is not None
-        ),
-        trust_keys_from_https=options.trust_keys_from_https,
-    )
+    ctx = fetch_context(options, args.pull_policy)
     for request in requests:
         key = fetch_one(request, ctx)
         print(key if args.full else key[: len("sha512-") + 32])
     return 0
+
+
+def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
+    from trustd.fetch import FetchContext  # noqa: PLC0415
+    from trustd.keystore import Keystore  # noqa: PLC0415
+    from trustd.store import ImageStore  # noqa: PLC0415
+
+    dirs = options.dirs
+    return FetchContext(
+        store=ImageStore.open(dirs.data, create=True),
+        keystore=Keystore(dirs.system_config, dirs.local_config),
+        insecure=options.insecure,
+        pull_policy=pull_policy,
+        debug=options.debug,
+        auth_dirs=tuple(
+            d for d in (dirs.system_config, dirs.local_config, dirs.user_config) if d is not None
+        ),
+        trust_keys_from_https=options.trust_keys_from_https,
+    )
 
 
 def fetch_one(request: Any, ctx: Any) -> str:

@@ -15,6 +15,16 @@ from trustd.errors import TrustdError
 # handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.
 VERBS: dict[str, str] = {
     "fetch": "fetch",
+    "run": "run",
+    "prepare": "pods",
+    "run-prepared": "pods",
+    "list": "pods",
+    "status": "pods",
+    "stop": "pods",
+    "rm": "pods",
+    "gc": "pods",
+    "cat-manifest": "pods",
+    "enter": "enter",
     "image-list": "image",
     "image-rm": "image",
     "image-cat-manifest": "image",

@@ -32,7 +32,9 @@ def resolve_id(rootfs: Path, value: str, *, kind: str) -> int:
         return st.st_uid if kind == "user" else st.st_gid
     found = _lookup(rootfs, "passwd" if kind == "user" else "group", value)
     if found is None:
-        raise UserError(f"{kind} {value!r} is not in the image's /etc/"
-                        f"{'passwd' if kind == 'user' else 'group'}",
-                        hint=f"use a numeric {kind} id, e.g. --{kind}=0")
+        raise UserError(
+            f"{kind} {value!r} is not in the image's /etc/"
+            f"{'passwd' if kind == 'user' else 'group'}",
+            hint=f"use a numeric {kind} id, e.g. --{kind}=0",
+        )
     return found

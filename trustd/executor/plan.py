@@ -31,7 +31,7 @@ class Mount:
 class SeccompPlan:
     mode: str  # "retain" | "remove"
     syscalls: tuple[str, ...]
-    errno: int
+    errno: int | None  # None: a refused syscall kills the app (SIGSYS), as in rkt
     source: str
 
 
@@ -82,15 +82,27 @@ class PodPlan:
 
         def app(a: dict[str, Any]) -> AppPlan:
             sec = a["seccomp"]
-            return AppPlan(**{
-                **a, "signers": tuple(a["signers"]), "exec": tuple(a["exec"]),
-                "env": tuple(tuple(e) for e in a["env"]),
-                "capabilities": None if a["capabilities"] is None else tuple(a["capabilities"]),
-                "seccomp": None if sec is None else SeccompPlan(
-                    sec["mode"], tuple(sec["syscalls"]), sec["errno"], sec["source"]),
-                "mounts": tuple(Mount(**m) for m in a["mounts"]),
-            })
+            return AppPlan(
+                **{
+                    **a,
+                    "signers": tuple(a["signers"]),
+                    "exec": tuple(a["exec"]),
+                    "env": tuple(tuple(e) for e in a["env"]),
+                    "capabilities": None if a["capabilities"] is None else tuple(a["capabilities"]),
+                    "seccomp": None
+                    if sec is None
+                    else SeccompPlan(
+                        sec["mode"], tuple(sec["syscalls"]), sec["errno"], sec["source"]
+                    ),
+                    "mounts": tuple(Mount(**m) for m in a["mounts"]),
+                }
+            )
 
-        return cls(**{**raw, "apps": tuple(app(a) for a in raw["apps"]),
-                      "volumes": tuple(Volume(**v) for v in raw["volumes"]),
-                      "insecure": tuple(raw["insecure"])})
+        return cls(
+            **{
+                **raw,
+                "apps": tuple(app(a) for a in raw["apps"]),
+                "volumes": tuple(Volume(**v) for v in raw["volumes"]),
+                "insecure": tuple(raw["insecure"]),
+            }
+        )

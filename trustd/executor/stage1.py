@@ -23,7 +23,7 @@ from pathlib import Path
 
 from trustd.executor import _linux as lx
 from trustd.executor import _rootfs
-from trustd.executor._isolate import apply_app_isolation, pod_cgroups
+from trustd.executor._isolate import apply_app_isolation, pod_cgroups, preload
 from trustd.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 
 EXIT_STAGE1 = 254
@@ -88,12 +88,12 @@ def _enter_root(root: Path, plan: PodPlan) -> None:
 def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     apps_dir = pod_dir / "apps" / app.name
     apps_dir.mkdir(parents=True, exist_ok=True)
-    (apps_dir / "pid").write_text(os.readlink("/proc/self"))  # host PID, for enter/stop
+    (apps_dir / "pid").write_text(str(Path("/proc/self").readlink()))  # host PID, for enter
     _enter_root(root, plan)
     env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
     os.chdir(app.working_dir or "/")
     apply_app_isolation(plan, app)  # user, capabilities, no_new_privs, seccomp: last
-    os.execvpe(app.exec[0], list(app.exec), env)
+    os.execvpe(app.exec[0], list(app.exec), env)  # noqa: S606 - no shell, by design
 
 
 def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> int:
@@ -112,6 +112,7 @@ def _status(status: int) -> int:
 
 
 def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
+    preload()
     lx.mount(None, "/", None, lx.MS_REC | lx.MS_PRIVATE)
     if plan.flavor == "container":
         lx.sethostname(plan.hostname)
@@ -133,7 +134,8 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
             pid, status = os.wait()
         except ChildProcessError:
             break
-        if (app := pids.pop(pid, None)) is not None:
+        if pid in pids:
+            app = pids.pop(pid)
             codes[app.name] = _status(status)
             (pod_dir / "apps" / app.name / "exit").write_text(str(codes[app.name]))
     groups.record_oom(pod_dir)

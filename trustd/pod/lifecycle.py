@@ -17,12 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from trustd._fsutil import atomic_write
-from trustd.errors import LocalStateError, UserError
-from trustd.pod.model import PodRecord, PodState
+from trustd.errors import UserError
+from trustd.pod.model import PodState
 
 STATE_DIRS = ("embryo", "prepare", "prepared", "run", "exited-garbage", "garbage")
-RECORD = "record.json"
 MANIFEST = "pod"
 
 
@@ -56,18 +54,6 @@ class Pod:
             "exited-garbage": PodState.DELETING if locked else PodState.EXITED_GARBAGE,
             "garbage": PodState.DELETING if locked else PodState.GARBAGE,
         }[self.where]
-
-    def record(self) -> PodRecord:
-        try:
-            return PodRecord.from_json((self.path / RECORD).read_text())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LocalStateError(
-                f"pod {self.uuid}: record is unreadable: {exc}",
-                hint=f"remove it: rkt rm {self.uuid}",
-            ) from exc
-
-    def write_record(self, record: PodRecord) -> None:
-        atomic_write(self.path / RECORD, record.to_json().encode(), mode=0o640)
 
     def lock(self) -> int:
         """Take the pod's exclusive lock; the returned fd holds it (inherit it to keep it)."""

@@ -1,0 +1,144 @@
+"""rkt's per-app flags (they follow the image they apply to) and image resolution for run.
+
+Images given by name or file are fetched through the fetch path (as root: an unprivileged
+child); only the resulting store key reaches the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from trustd.config import GlobalOptions
+from trustd.errors import UserError
+
+BOOL_FLAGS = {"--readonly-rootfs"}
+VALUE_FLAGS = {
+    "--exec",
+    "--set-env",
+    "--environment",
+    "--user",
+    "--group",
+    "--working-dir",
+    "--mount",
+    "--name",
+    "--memory",
+    "--cpu",
+    "--caps-retain",
+    "--caps-remove",
+    "--seccomp",
+    "--signature",
+}
+
+
+def parse_volume(text: str) -> Any:
+    """``NAME,kind=host|empty,source=PATH,readOnly=BOOL`` (rkt's --volume)."""
+    from trustd.executor.plan import Volume  # noqa: PLC0415
+
+    name, *rest = text.split(",")
+    opts = dict(part.partition("=")[::2] for part in rest)
+    kind = opts.get("kind", "empty")
+    if not name or kind not in ("host", "empty") or (kind == "host" and not opts.get("source")):
+        raise UserError(
+            f"bad --volume {text!r}", hint="--volume NAME,kind=host,source=/path[,readOnly=true]"
+        )
+    readonly = opts.get("readOnly", "false") == "true"
+    if kind == "host":
+        return Volume(name, "host", opts.get("source"), readonly)
+    return Volume(name, "empty", None, readonly)
+
+
+def _tokens(words: list[str]) -> Iterator[tuple[str, str | None, list[str]]]:
+    """(image, None, []) / (flag, value, []) / ("--", None, args) events, in order."""
+    it = iter(words)
+    for word in it:
+        if word == "--":
+            args: list[str] = []
+            for arg in it:
+                if arg == "---":
+                    break
+                args.append(arg)
+            yield "--", None, args
+        elif word.startswith("--"):
+            flag, eq, value = word.partition("=")
+            if flag in BOOL_FLAGS:
+                yield flag, value or "true", []
+            elif flag in VALUE_FLAGS:
+                yield flag, value if eq else next(it, None), []
+            else:
+                raise UserError(f"unknown app flag {flag!r}", hint="see: rkt run --help")
+        else:
+            yield word, None, []
+
+
+def _split_apps(words: list[str]) -> list[dict[str, Any]]:
+    apps: list[dict[str, Any]] = []
+    for key, value, args in _tokens(words):
+        if not key.startswith("--"):
+            apps.append({"image": key, "flags": [], "args": []})
+        elif not apps:
+            raise UserError(f"{key} must follow an image")
+        elif key == "--":
+            apps[-1]["args"] = args
+        elif value is None:
+            raise UserError(f"{key} needs a value")
+        else:
+            apps[-1]["flags"].append((key, value))
+    if not apps:
+        raise UserError("must provide at least one image")
+    return apps
+
+
+def _image_key(text: str, signature: str | None, options: GlobalOptions, policy: str) -> str:
+    if text.startswith("sha512-"):
+        return text
+    from pathlib import Path  # noqa: PLC0415
+
+    from trustd.cli.fetch import fetch_context, fetch_one  # noqa: PLC0415
+    from trustd.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
+
+    request = FetchRequest(parse_image_ref(text), Path(signature) if signature else None)
+    return fetch_one(request, fetch_context(options, policy))
+
+
+def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
+    from trustd.executor.plan import Mount  # noqa: PLC0415
+    from trustd.executor.request import AppRequest  # noqa: PLC0415
+
+    flags: dict[str, str] = {}
+    env: list[tuple[str, str]] = []
+    mounts: list[Any] = []
+    for key, value in spec["flags"]:
+        if key in ("--set-env", "--environment"):
+            name, _, val = value.partition("=")
+            env.append((name, val))
+        elif key == "--mount":
+            opts = dict(p.partition("=")[::2] for p in value.split(","))
+            mounts.append(Mount(opts.get("volume", ""), opts.get("target", "")))
+        else:
+            flags[key] = value
+
+    def split(key: str) -> tuple[str, ...]:
+        return tuple(x for x in flags.get(key, "").split(",") if x)
+
+    return AppRequest(
+        image=_image_key(spec["image"], flags.get("--signature"), options, policy),
+        name=flags.get("--name"),
+        exec=(flags["--exec"],) if "--exec" in flags else None,
+        args=tuple(spec["args"]),
+        env=tuple(env),
+        user=flags.get("--user"),
+        group=flags.get("--group"),
+        working_dir=flags.get("--working-dir"),
+        readonly_rootfs=flags.get("--readonly-rootfs") == "true",
+        mounts=tuple(mounts),
+        caps_retain=split("--caps-retain"),
+        caps_remove=split("--caps-remove"),
+        seccomp=flags.get("--seccomp"),
+        memory=flags.get("--memory"),
+        cpu=flags.get("--cpu"),
+    )
+
+
+def app_requests(words: list[str], options: GlobalOptions, policy: str) -> tuple[Any, ...]:
+    return tuple(_app(spec, options, policy) for spec in _split_apps(words))

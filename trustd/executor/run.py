@@ -1,0 +1,49 @@
+"""run and run-prepared: move the prepared pod to ``run/`` under its lock and start stage1."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+from trustd.errors import UserError
+from trustd.executor.plan import PodPlan
+from trustd.executor.prepare import Prepared, load_plan, require_root
+from trustd.executor.stage1 import run_pod
+from trustd.keystore import Keystore
+from trustd.pod import Pod, PodState, PodStore
+from trustd.store import ImageStore
+from trustd.store.render import render_tree
+
+
+def _stamp(pod: Pod, name: str) -> None:
+    (pod.path / name).write_text(datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def run_prepared_pod(prepared: Prepared, pods: PodStore) -> int:
+    """Run a pod this process prepared (it still holds the lock)."""
+    pod = pods.move(prepared.pod, "run")
+    _stamp(pod, "pod-started")
+    try:
+        return run_pod(pod.path, prepared.plan)
+    finally:
+        _stamp(pod, "pod-finished")
+        os.close(prepared.lock_fd)  # unlocked in run/ means exited
+
+
+def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore) -> None:
+    """Before a prepared pod runs, every image's signers must still be trusted now."""
+    allow = "image" in plan.insecure
+    for app in plan.apps:
+        render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
+
+
+def run_prepared(uuid: str, store: ImageStore, keystore: Keystore, pods: PodStore) -> int:
+    """``rkt run-prepared UUID``."""
+    require_root()
+    pod = pods.find(uuid)
+    if pod.state() is not PodState.PREPARED:
+        raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state()})')
+    fd = pod.lock()
+    plan = load_plan(pod)
+    recheck(plan, store, keystore)  # opt-outs stay those recorded at prepare time
+    return run_prepared_pod(Prepared(pod, plan, fd), pods)
