@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-from trustd.executor._isolate import apply_app_isolation, join_app_cgroups, preload
-
 from trustd.errors import UserError
 from trustd.executor import _linux as lx
+from trustd.executor._isolate import apply_app_isolation, join_app_cgroups, preload
 from trustd.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.executor.prepare import load_plan, require_root
 from trustd.executor.stage1 import EXIT_STAGE1
