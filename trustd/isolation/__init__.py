@@ -1,0 +1,52 @@
+"""Process isolation applied in the child right before exec: capabilities, no_new_privs, seccomp.
+
+Imported by the root-only executor, so it imports nothing from fetch, discovery, transport,
+cli, nor any HTTP library. Order in the child: :func:`apply_caps`, then :func:`apply_seccomp`
+(which sets no_new_privs), then exec. Every ``apply_*`` raises
+:class:`~trustd.errors.PolicyViolationError` on failure (fail closed).
+"""
+
+from __future__ import annotations
+
+from trustd.isolation.caps import (
+    CAP_NAMES,
+    DEFAULT_CAPS,
+    AppliedCaps,
+    CapSet,
+    apply_caps,
+    default_caps,
+)
+from trustd.isolation.caps import from_cli as caps_from_cli
+from trustd.isolation.caps import from_isolator as caps_from_isolator
+from trustd.isolation.nnp import no_new_privs, set_no_new_privs
+from trustd.isolation.seccomp import (
+    ENOSYS_FALLBACK,
+    SeccompMode,
+    SeccompSpec,
+    apply_seccomp,
+    default_spec,
+    spec_digest,
+)
+from trustd.isolation.seccomp import from_cli as seccomp_from_cli
+from trustd.isolation.seccomp import from_isolator as seccomp_from_isolator
+
+__all__ = [
+    "CAP_NAMES",
+    "DEFAULT_CAPS",
+    "ENOSYS_FALLBACK",
+    "AppliedCaps",
+    "CapSet",
+    "SeccompMode",
+    "SeccompSpec",
+    "apply_caps",
+    "apply_seccomp",
+    "caps_from_cli",
+    "caps_from_isolator",
+    "default_caps",
+    "default_spec",
+    "no_new_privs",
+    "seccomp_from_cli",
+    "seccomp_from_isolator",
+    "set_no_new_privs",
+    "spec_digest",
+]
