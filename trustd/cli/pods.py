@@ -169,12 +169,22 @@ def run_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(pods: Any, pod: Any) -> None:
+    """Remove a pod's directory and any cgroups it left (a killed init cannot clean up)."""
+    from trustd.executor._isolate import destroy_pod_cgroups  # noqa: PLC0415
+    from trustd.executor.prepare import load_plan  # noqa: PLC0415
+
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        destroy_pod_cgroups(load_plan(pod))
+    pods.remove(pod)
+
+
 def _remove(pods: Any, uuid: str) -> None:
     pod = pods.find(uuid)
     if pod.locked():
         raise UserError(f'pod "{pod.uuid}" is currently running')
     fd = pod.lock()
-    pods.remove(pod)
+    _forget(pods, pod)
     os.close(fd)
     print(f'"{pod.uuid}"')
 
@@ -230,7 +240,7 @@ def run_gc(args: argparse.Namespace) -> int:
             )
             continue
         print(f'Garbage collecting pod "{pod.uuid}"')
-        pods.remove(pod)
+        _forget(pods, pod)
     return 0
 
 

@@ -151,6 +151,10 @@ class PodGroups:
             self.groups[app.name] = group
         group.add(pid)
 
+    def destroy(self) -> None:
+        for group in self.groups.values():
+            group.destroy()
+
     def record_oom(self, pod_dir: Path) -> None:
         for name, group in self.groups.items():
             if group.oom_killed():

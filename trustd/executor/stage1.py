@@ -23,7 +23,7 @@ from pathlib import Path
 
 from trustd.executor import _linux as lx
 from trustd.executor import _rootfs
-from trustd.executor._isolate import apply_app_isolation, pod_cgroups, preload
+from trustd.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
 from trustd.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 
 EXIT_STAGE1 = 254
@@ -96,14 +96,27 @@ def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     os.execvpe(app.exec[0], list(app.exec), env)  # noqa: S606 - no shell, by design
 
 
-def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> int:
+def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path, groups: PodGroups) -> int:
+    """Fork the app; it waits until init has put it into its cgroup, so no instruction of
+    the app ever runs outside its limits."""
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - measured by the integration tests
         try:
+            os.close(ready_w)
+            if os.read(ready_r, 1) != b"1":
+                raise OSError("the pod's init did not place the app in its cgroup")
+            os.close(ready_r)
             _exec_app(pod_dir, plan, app, root)
         except BaseException as exc:  # noqa: BLE001 - report, never return into init
             print(f"run: app {app.name!r} could not start: {exc}", file=sys.stderr)
         os._exit(EXIT_STAGE1)
+    os.close(ready_r)
+    try:
+        groups.add(app, pid)
+        os.write(ready_w, b"1")
+    finally:
+        os.close(ready_w)
     return pid
 
 
@@ -125,9 +138,7 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
     groups = pod_cgroups(plan)
     pids: dict[int, AppPlan] = {}
     for app in plan.apps:
-        pid = _start_app(pod_dir, plan, app, roots[app.name])
-        groups.add(app, pid)
-        pids[pid] = app
+        pids[_start_app(pod_dir, plan, app, roots[app.name], groups)] = app
     codes: dict[str, int] = {}
     while pids:
         try:
@@ -139,6 +150,7 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
             codes[app.name] = _status(status)
             (pod_dir / "apps" / app.name / "exit").write_text(str(codes[app.name]))
     groups.record_oom(pod_dir)
+    groups.destroy()
     return codes.get(plan.apps[0].name, EXIT_STAGE1)
 
 

@@ -1,0 +1,204 @@
+"""``rkt run`` of a signed busybox image, checked from inside the pod (tests by behaviour).
+
+What the app itself sees decides: its exit status, hostname, PID namespace, /proc/self/status
+(Seccomp, NoNewPrivs, CapBnd), a refused syscall's errno, a read-only /proc/sysrq-trigger,
+and the memory limit killing an over-allocating process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests._busybox import busybox_aci
+from tests.conftest import ConfigDirs, Keys
+from tests.integration.conftest import RKT, require_root
+
+NAME = "example.com/busybox"
+DEFAULT_CAPS = "00000000a80425fb"
+
+
+def rkt(dirs: ConfigDirs, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [RKT, *dirs.flags(), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def image(shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> str:
+    """A signed busybox image in the store; returns its ID."""
+    require_root()
+    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
+    aci = busybox_aci(tmp_path / "bb.aci", NAME)
+    keys.gpg.sign(keys.good, aci, tmp_path / "bb.aci.asc")
+    key = tmp_path / "k.asc"
+    key.write_bytes(keys.public(keys.good))
+    rkt(
+        shared_dirs,
+        "trust",
+        "--prefix",
+        "example.com",
+        "--skip-fingerprint-review",
+        str(key),
+        check=True,
+    )
+    return rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+
+
+def sh(dirs: ConfigDirs, image: str, script: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return rkt(dirs, "run", image, "--exec=/bin/sh", *flags, "--", "-c", script)
+
+
+def status_of(out: str) -> dict[str, str]:
+    return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+
+def test_exit_status_hostname_and_pid_namespace(shared_dirs: ConfigDirs, image: str) -> None:
+    result = sh(
+        shared_dirs,
+        image,
+        "hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'; exit 7",
+    )
+    assert result.returncode == 7, result.stderr
+    host, pid, procs = result.stdout.split()
+    assert host.startswith("rkt-") and pid == "pid=2" and int(procs) <= 4
+    listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
+    assert listed[0]["state"] == "exited" and listed[0]["apps"][0]["exit_code"] == 7
+
+
+def test_default_isolation_is_applied(shared_dirs: ConfigDirs, image: str) -> None:
+    # this kernel has no CONFIG_MAGIC_SYSRQ; /proc/sys gets the same read-only bind
+    target = (
+        "/proc/sysrq-trigger"
+        if Path("/proc/sysrq-trigger").exists()
+        else "/proc/sys/kernel/domainname"
+    )
+    result = sh(shared_dirs, image, f"cat /proc/self/status; echo x > {target}")
+    fields = status_of(result.stdout)
+    assert fields["Seccomp"] == "2" and fields["NoNewPrivs"] == "1"
+    assert fields["CapBnd"] == DEFAULT_CAPS and fields["CapEff"] == DEFAULT_CAPS
+    assert "Read-only file system" in result.stderr
+
+
+def test_seccomp_remove_set_returns_the_configured_errno(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    result = sh(
+        shared_dirs, image, "mkdir /tmp/x", "--seccomp=mode=remove,errno=ENOTSUP,mkdir,mkdirat"
+    )
+    assert result.returncode != 0
+    assert "Not supported" in result.stderr or "not supported" in result.stderr
+    assert sh(shared_dirs, image, "mkdir /tmp/x && echo made").stdout.strip() == "made"
+
+
+def test_caps_retain_and_insecure_opt_outs_are_recorded(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    kept = sh(
+        shared_dirs, image, "grep CapBnd /proc/self/status", "--caps-retain=CAP_NET_BIND_SERVICE"
+    )
+    assert kept.stdout.split()[-1] == "0000000000000400"
+    uuid_file = shared_dirs.data.parent / "uuid"
+    off = rkt(
+        shared_dirs,
+        "--insecure-options=seccomp,paths",
+        "run",
+        f"--uuid-file-save={uuid_file}",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "grep Seccomp: /proc/self/status",
+    )
+    assert off.stdout.split()[-1] == "0"
+    assert "seccomp filtering is disabled" in off.stderr
+    uuid = uuid_file.read_text().strip()
+    plan = json.loads((shared_dirs.data / "pods/run" / uuid / "plan.json").read_text())
+    assert set(plan["insecure"]) == {"seccomp", "paths"}
+    assert plan["apps"][0]["seccomp"] is None and plan["masked_paths"] is False
+
+
+def test_memory_limit_kills_an_over_allocating_app(shared_dirs: ConfigDirs, image: str) -> None:
+    """tmpfs pages are charged to the app's memory cgroup: dd is OOM-killed at 32 MB."""
+    uuid_file = shared_dirs.data.parent / "uuid"
+    result = rkt(
+        shared_dirs,
+        "run",
+        f"--uuid-file-save={uuid_file}",
+        image,
+        "--exec=/bin/sh",
+        "--memory=32M",
+        "--",
+        "-c",
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=200 2>/dev/null; echo dd=$?",
+    )
+    assert result.stdout.strip() == "dd=137", (result.stdout, result.stderr)  # SIGKILL
+    uuid = uuid_file.read_text().strip()
+    assert (shared_dirs.data / "pods/run" / uuid / "apps/busybox/oom-killed").is_file()
+    assert not list(Path("/sys/fs/cgroup/memory/trustd").glob(f"{uuid}*"))  # cleaned up
+
+
+def test_a_run_is_refused_once_the_signer_is_no_longer_trusted(
+    shared_dirs: ConfigDirs, image: str, keys: Keys
+) -> None:
+    assert sh(shared_dirs, image, "true").returncode == 0
+    rkt(shared_dirs, "trust", "remove", "--prefix", "example.com", keys.good, check=True)
+    refused = sh(shared_dirs, image, "true")
+    assert refused.returncode == 254
+    assert "which is no longer trusted for it" in refused.stderr
+
+
+def test_prepare_then_run_prepared_and_gc(shared_dirs: ConfigDirs, image: str) -> None:
+    uuid = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
+    assert "state=prepared" in rkt(shared_dirs, "status", uuid, check=True).stdout
+    assert rkt(shared_dirs, "run-prepared", uuid).returncode == 0
+    status = rkt(shared_dirs, "status", uuid, check=True).stdout
+    assert "state=exited" in status and "app-busybox=0" in status
+    assert rkt(shared_dirs, "gc", "--grace-period=0s", check=True).returncode == 0
+    assert rkt(shared_dirs, "status", uuid).returncode == 254
+
+
+def test_fly_shares_the_host_namespaces(shared_dirs: ConfigDirs, image: str) -> None:
+    result = rkt(
+        shared_dirs,
+        "run",
+        "--stage1-name=fly",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "ls /proc | grep -c '^[0-9]'",
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 5  # the host's processes
+
+
+def test_unprivileged_users_cannot_run(shared_dirs: ConfigDirs, image: str) -> None:
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=rkt-fetch",
+            "--regid=rkt",
+            "--init-groups",
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            image,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 254
+    assert "run: cannot run as unprivileged user" in result.stderr
