@@ -96,6 +96,13 @@ def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     os.execvpe(app.exec[0], list(app.exec), env)  # noqa: S606 - no shell, by design
 
 
+def _wait_for_cgroup(fd: int) -> None:
+    placed = os.read(fd, 1) == b"1"
+    os.close(fd)
+    if not placed:
+        raise OSError("the pod's init did not place the app in its cgroup")
+
+
 def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path, groups: PodGroups) -> int:
     """Fork the app; it waits until init has put it into its cgroup, so no instruction of
     the app ever runs outside its limits."""
@@ -104,9 +111,7 @@ def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path, groups: P
     if pid == 0:  # pragma: no cover - measured by the integration tests
         try:
             os.close(ready_w)
-            if os.read(ready_r, 1) != b"1":
-                raise OSError("the pod's init did not place the app in its cgroup")
-            os.close(ready_r)
+            _wait_for_cgroup(ready_r)
             _exec_app(pod_dir, plan, app, root)
         except BaseException as exc:  # noqa: BLE001 - report, never return into init
             print(f"run: app {app.name!r} could not start: {exc}", file=sys.stderr)
