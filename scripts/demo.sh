@@ -27,7 +27,14 @@ cat > "$OUT/image/manifest" <<JSON
             {"name": "arch", "value": "amd64"}],
  "app": {"exec": ["/bin/hello"], "user": "0", "group": "0"}}
 JSON
-printf '#!/bin/sh\necho "hello from a verified image"\n' > "$OUT/image/rootfs/bin/hello"
+cp /bin/busybox "$OUT/image/rootfs/bin/busybox"   # Debian's busybox-static
+for applet in sh echo cat grep hostname id; do ln -s busybox "$OUT/image/rootfs/bin/$applet"; done
+cat > "$OUT/image/rootfs/bin/hello" <<'SH'
+#!/bin/sh
+echo "hello from a verified image, running as $(id -u) on $(hostname)"
+grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/self/status
+exit 3
+SH
 chmod 755 "$OUT/image/rootfs/bin/hello"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$OUT/image" -czf "$OUT/hello.aci" manifest rootfs
 gpg_ --armor --detach-sign --local-user "$FPR" --output "$OUT/hello.aci.asc" "$OUT/hello.aci"
@@ -86,5 +93,16 @@ echo "\$ setpriv --reuid=trustd-demo --regid=rkt --init-groups rkt fetch demo.tr
 step "12. The store records where it came from and who signed it"
 rkt image list --fields=id,name,signers,source
 ls -l "$OUT/data/cas/blob/sha512/"*/*/
+
+step "13. Root runs it in a container pod: the executor re-checks the signer, renders, isolates"
+set +e
+rkt run demo.trustd.test/hello:1.0.0
+code=$?
+set -e
+echo "exit status of the pod: $code (the app's own)"
+rkt list
+UUID=$(ls "$OUT/data/pods/run" | head -1)
+echo "(the pod's plan.json, first app: what ran, who signed it, how it was isolated)" >&2
+python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['apps'][0]; print(json.dumps({k: a[k] for k in ('image_key','signers','capabilities')} | {'seccomp': a['seccomp']['source']}, indent=1))" "$OUT/data/pods/run/$UUID/plan.json"
 
 step "demo complete"
