@@ -45,7 +45,9 @@ demo: setup
 	bash scripts/demo.sh
 
 bench: setup
+	@bash scripts/setup-apt.sh crun runc
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/start.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .coverage
