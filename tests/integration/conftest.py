@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +20,29 @@ RKT = str(Path(sys.executable).with_name("rkt"))
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (integration tier; make test runs it as root in CI)")
+
+
+TEST_USER = "trustd-it-user"
+
+
+def ensure_user(name: str = TEST_USER) -> str:
+    """A real unprivileged system user in group rkt (created once, kept for later runs)."""
+    known = subprocess.run(["getent", "passwd", name], capture_output=True, check=False)
+    if known.returncode != 0:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--gid",
+                "rkt",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
+            check=True,
+        )
+    return name
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from tests._aci import build_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import RKT, require_root
+from tests.integration.conftest import RKT, ensure_user, require_root
 
 HOST = "apps.trustd.test"
 NAME = f"{HOST}/hello"
@@ -117,20 +117,7 @@ def test_deferred_signatures_and_a_user_in_group_rkt(
         check=True,
         capture_output=True,
     )
-    if subprocess.run(["getent", "passwd", USER], capture_output=True, check=False).returncode:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--gid",
-                "rkt",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                USER,
-            ],
-            check=True,
-        )
+    ensure_user(USER)
     subprocess.run([RKT, *shared_dirs.flags(), "image", "list"], capture_output=True, check=False)
     first = run(site, shared_dirs, "fetch", f"{NAME}:1.0.0", defer=True)  # root creates the store
     assert first.returncode == 0, first.stderr

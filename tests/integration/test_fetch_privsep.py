@@ -17,7 +17,7 @@ import pytest
 
 from tests._aci import build_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import RKT, require_root
+from tests.integration.conftest import RKT, ensure_user, require_root
 
 NAME = "example.com/privsep"
 TEST_USER = "trustd-it-user"
@@ -83,21 +83,7 @@ def test_refusal_in_the_child_crosses_back_with_254(
 def test_member_of_group_rkt_fetches_without_root(
     shared_dirs: ConfigDirs, signed: Path, tmp_path: Path
 ) -> None:
-    known = subprocess.run(["getent", "passwd", TEST_USER], capture_output=True, check=False)
-    if known.returncode != 0:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--gid",
-                "rkt",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                TEST_USER,
-            ],
-            check=True,
-        )
+    ensure_user(TEST_USER)
     readable = Path(f"{shared_dirs.data}-src")
     readable.mkdir(mode=0o755)
     (readable / "img.aci").write_bytes(signed.read_bytes())

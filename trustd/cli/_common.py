@@ -92,3 +92,13 @@ def global_options(args: argparse.Namespace) -> GlobalOptions:
 def info(command: str, message: str) -> None:
     """A diagnostic line on stderr, prefixed like rkt's loggers."""
     print(f"{command}: {message}", file=sys.stderr)
+
+
+def print_table(rows: list[list[str]], legend: list[str] | None) -> None:
+    """Tab-separated columns padded to the widest cell, with an optional legend row."""
+    table = ([legend] if legend else []) + rows
+    if not table:
+        return
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("\t".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

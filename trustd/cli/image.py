@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from trustd.cli._common import print_table
 from trustd.config import GlobalOptions
 from trustd.errors import UserError
 
@@ -129,11 +130,7 @@ def run_list(args: argparse.Namespace) -> int:
         )
         return 0
     rows = [[_row(r, args.full)[f] for f in fields] for r in records]
-    if not args.no_legend:
-        rows.insert(0, [f.upper() for f in fields])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(fields))]
-    for row in rows:
-        print("\t".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows, None if args.no_legend else [f.upper() for f in fields])
     return 0
 
 

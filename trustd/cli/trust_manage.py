@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trustd.appc.identifier import ACIdentifier
+from trustd.cli._common import print_table
 from trustd.config import GlobalOptions
 from trustd.errors import UserError
 from trustd.keystore import KeyFile, Keystore
@@ -79,21 +80,18 @@ def run_list(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     rows = [
-        (
+        [
             r["prefix"] or "(root)",
             r["level"],
             r["fingerprint"],
             r["state"],
             (r["expires"] or "never")[:10],
             ", ".join(r["user_ids"]) or (r["problem"] or ""),
-        )
+        ]
         for r in records
     ]
-    if not args.no_legend:
-        rows.insert(0, ("PREFIX", "LEVEL", "FINGERPRINT", "STATE", "EXPIRES", "USER ID"))
-    widths = [max((len(row[i]) for row in rows), default=0) for i in range(5)]
-    for row in rows:
-        print("\t".join(cell.ljust(widths[i]) if i < 5 else cell for i, cell in enumerate(row)))
+    legend = ["PREFIX", "LEVEL", "FINGERPRINT", "STATE", "EXPIRES", "USER ID"]
+    print_table(rows, None if args.no_legend else legend)
     return 0
 
 

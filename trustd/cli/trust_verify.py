@@ -10,13 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trustd._fsutil import read_capped
 from trustd.config import GlobalOptions
 from trustd.errors import UserError
 from trustd.keystore import Keystore
 from trustd.verify import format_fingerprint, verify_detached
-
-MAX_SIGNATURE = 1 << 20
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,16 +29,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _signature(image: Path, given: Path | None) -> bytes:
-    path = given or image.with_name(image.name + ".asc")
-    try:
-        return read_capped(path, MAX_SIGNATURE)
-    except FileNotFoundError as exc:
-        raise UserError(
-            f"open {path}: no such file or directory",
-            hint="pass the signature with --signature FILE",
-        ) from exc
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read signature {path}: {exc}") from exc
+    from trustd.fetch.workflow import read_signature  # noqa: PLC0415
+
+    return read_signature(given or image.with_name(image.name + ".asc"))
 
 
 def run(args: argparse.Namespace) -> int:
