@@ -25,6 +25,7 @@ def busybox_aci(
     isolators: list[dict[str, object]] | None = None,
     files: dict[str, bytes] | None = None,
     version: str = "1.0.0",
+    app_extra: dict[str, object] | None = None,
 ) -> Path:
     manifest = {
         "acKind": "ImageManifest",
@@ -40,6 +41,7 @@ def busybox_aci(
             "user": "0",
             "group": "0",
             "isolators": isolators or [],
+            **(app_extra or {}),
         },
     }
     with tarfile.open(path, "w:gz", compresslevel=1) as tar:

@@ -202,3 +202,49 @@ def test_unprivileged_users_cannot_run(shared_dirs: ConfigDirs, image: str) -> N
     )
     assert result.returncode == 254
     assert "run: cannot run as unprivileged user" in result.stderr
+
+
+def test_two_apps_share_a_volume_and_event_handlers_run_in_order(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    handlers = {
+        "eventHandlers": [
+            {"name": "pre-start", "exec": ["/bin/sh", "-c", "echo pre-start >> /data/log"]},
+            {"name": "post-stop", "exec": ["/bin/sh", "-c", "echo post-stop >> /data/log"]},
+        ]
+    }
+    aci = busybox_aci(tmp_path / "h.aci", "example.com/handlers", app_extra=handlers)
+    keys.gpg.sign(keys.good, aci, tmp_path / "h.aci.asc")
+    second = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+    uuid_file = shared_dirs.data.parent / "uuid"
+    result = rkt(
+        shared_dirs,
+        "run",
+        f"--uuid-file-save={uuid_file}",
+        "--volume",
+        "data,kind=empty",
+        image,
+        "--name=writer",
+        "--mount",
+        "volume=data,target=/data",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo shared > /data/msg",
+        "---",
+        second,
+        "--name=reader",
+        "--mount",
+        "volume=data,target=/data",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "while [ ! -f /data/msg ]; do sleep 0.05; done; cat /data/msg; "
+        "echo app >> /data/log; grep -c ' /data ' /proc/self/mountinfo",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["shared", "1"]
+    pod = shared_dirs.data / "pods/run" / uuid_file.read_text().strip()
+    assert (pod / "volumes/data/log").read_text().split() == ["pre-start", "app", "post-stop"]
+    status = rkt(shared_dirs, "status", uuid_file.read_text().strip(), check=True).stdout
+    assert "app-writer=0" in status and "app-reader=0" in status

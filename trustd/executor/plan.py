@@ -56,6 +56,8 @@ class AppPlan:
     memory: int | None
     cpu_millis: int | None
     mounts: tuple[Mount, ...] = ()
+    pre_start: tuple[tuple[str, ...], ...] = ()  # appc event handlers, run in the app's root
+    post_stop: tuple[tuple[str, ...], ...] = ()
 
     @property
     def rootfs(self) -> Path:
@@ -95,6 +97,8 @@ class PodPlan:
                         sec["mode"], tuple(sec["syscalls"]), sec["errno"], sec["source"]
                     ),
                     "mounts": tuple(Mount(**m) for m in a["mounts"]),
+                    "pre_start": tuple(tuple(h) for h in a.get("pre_start", ())),
+                    "post_stop": tuple(tuple(h) for h in a.get("post_stop", ())),
                 }
             )
 

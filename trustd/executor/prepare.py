@@ -44,6 +44,11 @@ def _default_name(manifest: ImageManifest) -> str:
     return "-".join(p for p in cleaned.split("-") if p) or "app"
 
 
+def _handlers(manifest: ImageManifest, name: str) -> tuple[tuple[str, ...], ...]:
+    handlers = (manifest.app.event_handlers or ()) if manifest.app else ()
+    return tuple(h.exec for h in handlers if h.name == name)
+
+
 def _plan_app(req: AppRequest, tree: RenderedTree, key: str, request: RunRequest) -> AppPlan:
     manifest = tree.manifest
     app = manifest.app
@@ -71,6 +76,8 @@ def _plan_app(req: AppRequest, tree: RenderedTree, key: str, request: RunRequest
         working_dir=req.working_dir or (app.working_directory if app else None) or "/",
         readonly_rootfs=req.readonly_rootfs,
         mounts=req.mounts,
+        pre_start=_handlers(manifest, "pre-start"),
+        post_stop=_handlers(manifest, "post-stop"),
         **isolation,
     )
 

@@ -85,15 +85,51 @@ def _enter_root(root: Path, plan: PodPlan) -> None:
     os.chdir("/")
 
 
+def _app_env(app: AppPlan) -> dict[str, str]:
+    return {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
+
+
+def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: str) -> None:
+    """appc event handlers, in order, in the app's root and confinement; one failing stops."""
+    for argv in handlers:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - measured by the integration tests
+            try:
+                os.execvpe(argv[0], list(argv), _app_env(app))  # noqa: S606 - no shell
+            finally:
+                os._exit(127)
+        _, status = os.waitpid(pid, 0)
+        if _status(status) != 0:
+            raise OSError(f"{which} handler {argv[0]!r} exited with {_status(status)}")
+
+
 def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     apps_dir = pod_dir / "apps" / app.name
     apps_dir.mkdir(parents=True, exist_ok=True)
     (apps_dir / "pid").write_text(str(Path("/proc/self").readlink()))  # host PID, for enter
     _enter_root(root, plan)
-    env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
     os.chdir(app.working_dir or "/")
     apply_app_isolation(plan, app)  # user, capabilities, no_new_privs, seccomp: last
-    os.execvpe(app.exec[0], list(app.exec), env)  # noqa: S606 - no shell, by design
+    _run_handlers(app, app.pre_start, "pre-start")
+    os.execvpe(app.exec[0], list(app.exec), _app_env(app))  # noqa: S606 - no shell, by design
+
+
+def _post_stop(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
+    """post-stop handlers run after the app exited, in a fresh process in the same root."""
+    if not app.post_stop:
+        return
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - measured by the integration tests
+        code = 0
+        try:
+            _enter_root(root, plan)
+            apply_app_isolation(plan, app)
+            _run_handlers(app, app.post_stop, "post-stop")
+        except BaseException as exc:  # noqa: BLE001
+            print(f"run: app {app.name!r}: {exc}", file=sys.stderr)
+            code = EXIT_STAGE1
+        os._exit(code)
+    os.waitpid(pid, 0)
 
 
 def _wait_for_cgroup(fd: int) -> None:
@@ -154,6 +190,7 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
             app = pids.pop(pid)
             codes[app.name] = _status(status)
             (pod_dir / "apps" / app.name / "exit").write_text(str(codes[app.name]))
+            _post_stop(pod_dir, plan, app, roots[app.name])
     groups.record_oom(pod_dir)
     groups.destroy()
     return codes.get(plan.apps[0].name, EXIT_STAGE1)
