@@ -207,7 +207,7 @@ def test_unprivileged_users_cannot_run(shared_dirs: ConfigDirs, image: str) -> N
 def test_two_apps_share_a_volume_and_event_handlers_run_in_order(
     shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
 ) -> None:
-    handlers = {
+    handlers: dict[str, object] = {
         "eventHandlers": [
             {"name": "pre-start", "exec": ["/bin/sh", "-c", "echo pre-start >> /data/log"]},
             {"name": "post-stop", "exec": ["/bin/sh", "-c", "echo post-stop >> /data/log"]},
@@ -248,3 +248,32 @@ def test_two_apps_share_a_volume_and_event_handlers_run_in_order(
     assert (pod / "volumes/data/log").read_text().split() == ["pre-start", "app", "post-stop"]
     status = rkt(shared_dirs, "status", uuid_file.read_text().strip(), check=True).stdout
     assert "app-writer=0" in status and "app-reader=0" in status
+
+
+def test_export_of_an_exited_app_includes_what_it_wrote(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    uuid_file = shared_dirs.data.parent / "uuid"
+    rkt(
+        shared_dirs,
+        "run",
+        f"--uuid-file-save={uuid_file}",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo written-in-pod > /etc/motd; rm /etc/group",
+        check=True,
+    )
+    out = tmp_path / "exported.aci"
+    rkt(shared_dirs, "export", uuid_file.read_text().strip(), str(out), check=True)
+    import tarfile  # noqa: PLC0415
+
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        motd = tar.extractfile("rootfs/etc/motd")
+        assert motd is not None and motd.read() == b"written-in-pod\n"
+    assert "manifest" in names and "rootfs/bin/busybox" in names
+    assert "rootfs/etc/group" not in names  # the deletion (an overlay whiteout) is honoured
+    refused = rkt(shared_dirs, "export", uuid_file.read_text().strip(), str(out))
+    assert refused.returncode == 254 and "already exists" in refused.stderr

@@ -24,6 +24,7 @@ VERBS: dict[str, str] = {
     "rm": "pods",
     "gc": "pods",
     "cat-manifest": "pods",
+    "export": "pods",
     "enter": "enter",
     "image-list": "image",
     "image-rm": "image",

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from trustd.cli.image import parse_duration
@@ -46,6 +47,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
             q.add_argument("--force", action="store_true")
         q.add_argument("uuids", nargs="+" if verb != "cat-manifest" else 1)
         q.set_defaults(func=func)
+    ex = sub.add_parser("export", parents=parents, help="export an exited app as an ACI")
+    ex.add_argument("--app")
+    ex.add_argument("--overwrite", action="store_true")
+    ex.add_argument("uuid")
+    ex.add_argument("output", type=Path)
+    ex.set_defaults(func=run_export)
     gc = sub.add_parser("gc", parents=parents, help="garbage-collect exited pods (root)")
     gc.add_argument("--grace-period", type=parse_duration, default="30m0s")
     gc.add_argument("--expire-prepared", type=parse_duration, default="24h0m0s")
@@ -241,6 +248,13 @@ def run_gc(args: argparse.Namespace) -> int:
             continue
         print(f'Garbage collecting pod "{pod.uuid}"')
         _forget(pods, pod)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from trustd.executor.export import export  # noqa: PLC0415
+
+    export(_pods(args.options).find(args.uuid), args.app, args.output, overwrite=args.overwrite)
     return 0
 
 
