@@ -277,3 +277,45 @@ def test_export_of_an_exited_app_includes_what_it_wrote(
     assert "rootfs/etc/group" not in names  # the deletion (an overlay whiteout) is honoured
     refused = rkt(shared_dirs, "export", uuid_file.read_text().strip(), str(out))
     assert refused.returncode == 254 and "already exists" in refused.stderr
+
+
+def test_metadata_service_inside_the_pod(shared_dirs: ConfigDirs, image: str) -> None:
+    """appc MDS: token in the URL, exact content types, HMAC sign/verify (spec/ace.md)."""
+    uuid_file = shared_dirs.data.parent / "uuid"
+    script = (
+        'M="$AC_METADATA_URL/acMetadata/v1"; '
+        'wget -q -O - "$M/pod/uuid"; echo; '
+        'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
+        'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
+        'U=$(wget -q -O - "$M/pod/uuid"); '
+        'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
+        'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
+        'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
+        '"$M/pod/hmac/verify" || echo refused; '
+        'wget -q -O /dev/null "http://127.0.0.1:18112/acMetadata/v1/pod/uuid" || echo no-token; '
+        'echo "$AC_METADATA_URL"'
+    )
+    result = rkt(
+        shared_dirs,
+        "run",
+        "--mds-register",
+        f"--uuid-file-save={uuid_file}",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        script,
+    )
+    assert result.returncode == 0, result.stderr
+    uuid, image_id, *rest = result.stdout.split()
+    assert uuid == uuid_file.read_text().strip()
+    assert image_id == image
+    *answers, url = rest
+    assert answers == ["verified", "refused", "no-token"]
+    token = url.rsplit("/", 1)[-1]
+    assert len(token) >= 32  # at least 128 bits, base64url
+    pod = shared_dirs.data / "pods/run" / uuid
+    assert '"mds": true' in (pod / "plan.json").read_text()
+    for f in pod.rglob("*"):  # the token is never recorded in the pod's files
+        if f.is_file() and not f.is_symlink() and "stage1" not in f.parts:
+            assert token.encode() not in f.read_bytes(), f

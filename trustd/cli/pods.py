@@ -26,6 +26,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_prepare)
     rp = sub.add_parser("run-prepared", parents=parents, help="run a prepared pod (root)")
+    rp.add_argument("--mds-register", action="store_true")
     rp.add_argument("uuid")
     rp.set_defaults(func=run_run_prepared)
     ls = sub.add_parser("list", parents=parents, help="list pods")
@@ -92,7 +93,7 @@ def run_run_prepared(args: argparse.Namespace) -> int:
     from trustd.executor.run import run_prepared  # noqa: PLC0415
 
     store, keystore, pods = _parts(args.options)
-    return run_prepared(args.uuid, store, keystore, pods)
+    return run_prepared(args.uuid, store, keystore, pods, mds_register=args.mds_register)
 
 
 def _info(pod: Any) -> dict[str, Any]:

@@ -36,6 +36,11 @@ def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
         p.add_argument("--hostname")
         p.add_argument("--interactive", action="store_true")
         p.add_argument("--uuid-file-save", type=Path)
+        p.add_argument(
+            "--mds-register",
+            action="store_true",
+            help="serve the appc metadata service to the pod (AC_METADATA_URL)",
+        )
     p.add_argument("images", nargs=argparse.REMAINDER, metavar="IMAGE [app flags] [-- args]")
 
 
@@ -70,6 +75,7 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
         hostname=getattr(args, "hostname", None),
         volumes=tuple(args.volume),
         insecure=options.insecure,
+        mds_register=getattr(args, "mds_register", False),
     )
 
 

@@ -74,6 +74,7 @@ class PodPlan:
     volumes: tuple[Volume, ...]
     insecure: tuple[str, ...]  # --insecure-options names in force, recorded
     masked_paths: bool
+    mds: bool = False  # serve the appc metadata service in the pod (--mds-register)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -141,6 +141,7 @@ def prepare(request: RunRequest, store: ImageStore, keystore: Keystore, pods: Po
             volumes=request.volumes,
             insecure=tuple(insecure_names(request.insecure)),
             masked_paths=Insecure.PATHS not in request.insecure,
+            mds=request.mds_register,
         )
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
         atomic_write(pod.path / MANIFEST, _pod_manifest(plan), mode=0o640)

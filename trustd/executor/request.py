@@ -39,3 +39,4 @@ class RunRequest:
     hostname: str | None = None
     volumes: tuple[Volume, ...] = ()
     insecure: Insecure = Insecure.NONE
+    mds_register: bool = False

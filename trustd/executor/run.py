@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from trustd._fsutil import atomic_write
 from trustd.errors import UserError
 from trustd.executor.plan import PodPlan
 from trustd.executor.prepare import Prepared, load_plan, require_root
@@ -37,7 +39,9 @@ def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore) -> None:
         render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
 
 
-def run_prepared(uuid: str, store: ImageStore, keystore: Keystore, pods: PodStore) -> int:
+def run_prepared(
+    uuid: str, store: ImageStore, keystore: Keystore, pods: PodStore, *, mds_register: bool = False
+) -> int:
     """``rkt run-prepared UUID``."""
     require_root()
     pod = pods.find(uuid)
@@ -45,5 +49,8 @@ def run_prepared(uuid: str, store: ImageStore, keystore: Keystore, pods: PodStor
         raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state()})')
     fd = pod.lock()
     plan = load_plan(pod)
+    if mds_register and not plan.mds:
+        plan = replace(plan, mds=True)
+        atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
     recheck(plan, store, keystore)  # opt-outs stay those recorded at prepare time
     return run_prepared_pod(Prepared(pod, plan, fd), pods)

@@ -85,8 +85,25 @@ def _enter_root(root: Path, plan: PodPlan) -> None:
     os.chdir("/")
 
 
+_POD_ENV: dict[str, str] = {}  # set by the pod's init before it forks the apps
+
+
 def _app_env(app: AppPlan) -> dict[str, str]:
-    return {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
+    return {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **_POD_ENV, **dict(app.env)}
+
+
+def _start_mds(pod_dir: Path, plan: PodPlan) -> None:
+    """The appc metadata service for this pod, in its own network namespace (trustd.mds)."""
+    import json  # noqa: PLC0415
+
+    from trustd.mds import MDS_PORT, MetadataService, PodMetadata, hmac_key  # noqa: PLC0415
+
+    images = {a.name: ((Path(a.tree) / "manifest").read_bytes(), a.image_key) for a in plan.apps}
+    meta = PodMetadata.new(
+        plan.uuid, json.loads((pod_dir / "pod").read_text()), images, hmac_key(pod_dir.parents[2])
+    )
+    port = 0 if plan.net == "host" else MDS_PORT
+    _POD_ENV["AC_METADATA_URL"] = MetadataService(meta, port).start().url
 
 
 def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: str) -> None:
@@ -172,6 +189,8 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
         lx.sethostname(plan.hostname)
         if plan.net != "host":
             _lo_up()
+    if plan.mds:
+        _start_mds(pod_dir, plan)
     stage = pod_dir / "stage1" / "rootfs"
     stage.mkdir(parents=True, exist_ok=True)
     lx.mount("tmpfs", str(stage), "tmpfs", 0, "mode=755")

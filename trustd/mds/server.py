@@ -1,0 +1,174 @@
+"""appc App Container Metadata Service (spec/ace.md), one per pod.
+
+rkt ran one host daemon that pods reached over their CNI network. Without CNI a pod has
+only loopback, so trustd's pod init (which lives in the pod's network namespace) serves the
+endpoints on 127.0.0.1:18112 there, for that pod only. The path starts with a 256-bit token
+(``AC_METADATA_URL``); a request without it gets 404. The HMAC identity endpoint signs
+``uuid || content`` with HMAC-SHA512 under a host-wide key kept root-only under
+``<dir>/mds/hmac.key``, so one pod can verify another's signature. The token is never
+logged, recorded or measured.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+MDS_PORT = 18112
+TEXT = "text/plain; charset=us-ascii"
+JSON = "application/json"
+MAX_FORM = 1 << 20
+
+
+def hmac_key(data_dir: Path) -> bytes:
+    """The host's metadata-service HMAC key (created once, 0600 root)."""
+    path = data_dir / "mds" / "hmac.key"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    key = secrets.token_bytes(64)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class PodMetadata:
+    uuid: str
+    pod_manifest: dict[str, Any]
+    image_manifests: dict[str, bytes]  # app name -> original image manifest
+    image_ids: dict[str, str]  # app name -> image ID
+    key: bytes
+    token: str
+
+    @classmethod
+    def new(
+        cls,
+        uuid: str,
+        pod_manifest: dict[str, Any],
+        images: dict[str, tuple[bytes, str]],
+        key: bytes,
+    ) -> PodMetadata:
+        return cls(
+            uuid,
+            pod_manifest,
+            {a: m for a, (m, _) in images.items()},
+            {a: i for a, (_, i) in images.items()},
+            key,
+            secrets.token_urlsafe(32),
+        )
+
+    def sign(self, content: bytes, uuid: str | None = None) -> str:
+        mac = hmac.new(self.key, (uuid or self.uuid).encode() + content, hashlib.sha512)
+        return base64.b64encode(mac.digest()).decode()
+
+
+def _app_annotations(meta: PodMetadata, app: str) -> list[Any]:
+    image = json.loads(meta.image_manifests[app])
+    apps: list[dict[str, Any]] = meta.pod_manifest.get("apps", [])
+    pod_app: dict[str, Any] = next((a for a in apps if a["name"] == app), {})
+    return [*image.get("annotations", []), *pod_app.get("annotations", [])]
+
+
+def _get(meta: PodMetadata, parts: list[str]) -> tuple[int, str, bytes]:
+    pod: dict[tuple[str, ...], Any] = {
+        ("pod", "uuid"): lambda: (TEXT, meta.uuid.encode()),
+        ("pod", "manifest"): lambda: (JSON, json.dumps(meta.pod_manifest).encode()),
+        ("pod", "annotations"): lambda: (
+            JSON,
+            json.dumps(meta.pod_manifest.get("annotations", [])).encode(),
+        ),
+    }
+    if (found := pod.get(tuple(parts))) is not None:
+        return 200, *found()
+    if len(parts) < 3 or parts[0] != "apps" or parts[1] not in meta.image_ids:
+        return 404, TEXT, b"not found"
+    app, rest = parts[1], tuple(parts[2:])
+    answers: dict[tuple[str, ...], Any] = {
+        ("annotations",): lambda: (JSON, json.dumps(_app_annotations(meta, app)).encode()),
+        ("image", "manifest"): lambda: (JSON, meta.image_manifests[app]),
+        ("image", "id"): lambda: (TEXT, meta.image_ids[app].encode()),
+    }
+    answer = answers.get(rest)
+    return (200, *answer()) if answer else (404, TEXT, b"not found")
+
+
+def _post(
+    meta: PodMetadata, parts: list[str], form: dict[str, list[str]]
+) -> tuple[int, str, bytes]:
+    content = form.get("content", [""])[0].encode()
+    if parts == ["pod", "hmac", "sign"]:
+        return 200, TEXT, meta.sign(content).encode()
+    if parts == ["pod", "hmac", "verify"]:
+        uuid, sig = form.get("uuid", [""])[0], form.get("signature", [""])[0]
+        ok = bool(uuid) and hmac.compare_digest(meta.sign(content, uuid), sig)
+        return (200, TEXT, b"") if ok else (403, TEXT, b"signature check failed")
+    return 404, TEXT, b"not found"
+
+
+def _handler(meta: PodMetadata) -> type[BaseHTTPRequestHandler]:
+    prefix = f"/{meta.token}/acMetadata/v1/"
+
+    class Handler(BaseHTTPRequestHandler):
+        def _route(self) -> list[str] | None:
+            path = self.path.split("?", 1)[0]
+            return path[len(prefix) :].strip("/").split("/") if path.startswith(prefix) else None
+
+        def _send(self, status: int, ctype: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            parts = self._route()
+            self._send(*(_get(meta, parts) if parts else (404, TEXT, b"not found")))
+
+        def do_POST(self) -> None:
+            parts = self._route()
+            length = int(self.headers.get("Content-Length") or 0)
+            if parts is None or length > MAX_FORM:
+                self._send(404 if parts is None else 413, TEXT, b"refused")
+                return
+            form = parse_qs(self.rfile.read(length).decode(errors="replace"))
+            self._send(*_post(meta, parts, form))
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Never log: request paths carry the pod's token."""
+
+    return Handler
+
+
+class MetadataService:
+    """Serve ``meta`` on 127.0.0.1 of the current network namespace, in a daemon thread."""
+
+    def __init__(self, meta: PodMetadata, port: int = MDS_PORT) -> None:
+        self.meta = meta
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(meta))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{self.meta.token}"
+
+    def start(self) -> MetadataService:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
