@@ -319,3 +319,35 @@ def test_metadata_service_inside_the_pod(shared_dirs: ConfigDirs, image: str) ->
     for f in pod.rglob("*"):  # the token is never recorded in the pod's files
         if f.is_file() and not f.is_symlink() and "stage1" not in f.parts:
             assert token.encode() not in f.read_bytes(), f
+
+
+def test_list_and_status_work_for_group_rkt(shared_dirs: ConfigDirs, image: str) -> None:
+    uuid_file = shared_dirs.data.parent / "uuid"
+    rkt(shared_dirs, "run", f"--uuid-file-save={uuid_file}", image, "--exec=/bin/true", check=True)
+    as_member = [
+        "setpriv",
+        "--reuid=rkt-fetch",
+        "--regid=rkt",
+        "--init-groups",
+        RKT,
+        *shared_dirs.flags(),
+    ]
+    listed = subprocess.run(
+        [*as_member, "list", "--no-legend"], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert uuid_file.read_text().strip()[:8] in listed.stdout
+    status = subprocess.run(
+        [*as_member, "status", uuid_file.read_text().strip()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "state=exited" in status.stdout and "app-busybox=0" in status.stdout
+    removed = subprocess.run(
+        [*as_member, "rm", uuid_file.read_text().strip()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert removed.returncode == 254 and "cannot run as unprivileged user" in removed.stderr
