@@ -1,0 +1,68 @@
+"""The embedded swtpm's state file: strict parsing, round trip."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trustd.errors import LocalStateError
+from trustd.measure._swtpm import SwtpmState, load_state, parse_state
+
+GOOD = SwtpmState(
+    pid=4242, server_port=40000, ctrl_port=40001, starts=3, started_at="2025-01-01T00:00:00+00:00"
+)
+
+
+def doc(**changes: object) -> bytes:
+    base = json.loads(GOOD.to_json())
+    base.update(changes)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+def test_round_trip() -> None:
+    assert parse_state(GOOD.to_json()) == GOOD
+    assert GOOD.tcti == "swtpm:host=127.0.0.1,port=40000"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"version": 2}, "version"),
+        ({"extra": 1}, "expected keys"),
+        ({"pid": ...}, "expected keys"),
+        ({"pid": "4242"}, '"pid"'),
+        ({"pid": True}, '"pid"'),
+        ({"pid": 1}, '"pid"'),
+        ({"server_port": 2321, "ctrl_port": 2322}, "2321/2322"),
+        ({"server_port": 2320, "ctrl_port": 2321}, "2321/2322"),
+        ({"ctrl_port": 40002}, "consecutive"),
+        ({"server_port": 80, "ctrl_port": 81}, '"server_port"'),
+        ({"starts": 0}, '"starts"'),
+        ({"started_at": ""}, "started_at"),
+    ],
+)
+def test_defects_are_named(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_state(doc(**changes))
+
+
+def test_load_turns_defects_into_local_state_errors(tmp_path: Path) -> None:
+    assert load_state(tmp_path) is None
+    (tmp_path / "swtpm.json").write_bytes(b"{not json")
+    with pytest.raises(LocalStateError, match=r"swtpm\.json") as info:
+        load_state(tmp_path)
+    assert "remove" in info.value.hint
+    (tmp_path / "swtpm.json").write_bytes(b"[]" * 5000)
+    with pytest.raises(LocalStateError, match="larger than"):
+        load_state(tmp_path)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(data: bytes) -> None:
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        parse_state(data)
