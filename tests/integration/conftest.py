@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ConfigDirs
+from tests._busybox import busybox_aci
+from tests.conftest import ConfigDirs, Keys
 
 RKT = str(Path(sys.executable).with_name("rkt"))
+NAME = "example.com/busybox"
 
 
 def require_root() -> None:
@@ -55,3 +57,38 @@ def shared_dirs() -> Iterator[ConfigDirs]:
         d.mkdir(mode=0o755)
     yield dirs
     shutil.rmtree(base, ignore_errors=True)
+
+
+def rkt(dirs: ConfigDirs, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [RKT, *dirs.flags(), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def image(shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> str:
+    """A signed busybox image in the store; returns its ID."""
+    require_root()
+    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
+    aci = busybox_aci(tmp_path / "bb.aci", NAME)
+    keys.gpg.sign(keys.good, aci, tmp_path / "bb.aci.asc")
+    key = tmp_path / "k.asc"
+    key.write_bytes(keys.public(keys.good))
+    rkt(
+        shared_dirs,
+        "trust",
+        "--prefix",
+        "example.com",
+        "--skip-fingerprint-review",
+        str(key),
+        check=True,
+    )
+    return rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigDirs
-from tests.integration.conftest import RKT
-from tests.integration.test_run import image, rkt, status_of  # noqa: F401 - fixture
+from tests.integration.conftest import RKT, rkt
+from tests.integration.test_run import status_of
 
 RETAINED = "0000000000000400"  # CAP_NET_BIND_SERVICE only
 
 
 @pytest.fixture
-def running(shared_dirs: ConfigDirs, image: str) -> Iterator[str]:  # noqa: F811
+def running(shared_dirs: ConfigDirs, image: str) -> Iterator[str]:
     uuid_file = shared_dirs.data.parent / "uuid"
     pod = subprocess.Popen(
         [
@@ -78,7 +78,7 @@ def test_entered_process_is_confined_like_the_app(shared_dirs: ConfigDirs, runni
     assert hostname.strip() == f"rkt-{running}"
 
 
-def test_enter_needs_a_running_pod_and_root(shared_dirs: ConfigDirs, image: str) -> None:  # noqa: F811
+def test_enter_needs_a_running_pod_and_root(shared_dirs: ConfigDirs, image: str) -> None:
     done = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
     refused = rkt(shared_dirs, "enter", done, "/bin/true")
     assert refused.returncode == 254 and "is not running" in refused.stderr

@@ -11,49 +11,12 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import RKT, require_root
+from tests.integration.conftest import RKT, rkt
 
 NAME = "example.com/busybox"
 DEFAULT_CAPS = "00000000a80425fb"
-
-
-def rkt(dirs: ConfigDirs, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [RKT, *dirs.flags(), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-@pytest.fixture
-def image(shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> str:
-    """A signed busybox image in the store; returns its ID."""
-    require_root()
-    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
-    aci = busybox_aci(tmp_path / "bb.aci", NAME)
-    keys.gpg.sign(keys.good, aci, tmp_path / "bb.aci.asc")
-    key = tmp_path / "k.asc"
-    key.write_bytes(keys.public(keys.good))
-    rkt(
-        shared_dirs,
-        "trust",
-        "--prefix",
-        "example.com",
-        "--skip-fingerprint-review",
-        str(key),
-        check=True,
-    )
-    return rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
 
 
 def sh(dirs: ConfigDirs, image: str, script: str, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,11 @@ VERBS: dict[str, str] = {
     "cat-manifest": "pods",
     "export": "pods",
     "enter": "enter",
+    "attest-status": "attest",
+    "attest-ak": "attest",
+    "attest-quote": "attest",
+    "attest-verify": "attest",
+    "attest-replay": "attest",
     "image-list": "image",
     "image-rm": "image",
     "image-cat-manifest": "image",
@@ -42,6 +47,7 @@ VERBS: dict[str, str] = {
 SUBVERBS = {
     "trust": ("list", "remove", "verify"),
     "image": ("list", "rm", "cat-manifest", "export", "gc", "render", "extract"),
+    "attest": ("status", "ak", "quote", "verify", "replay"),
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli.image import parse_duration
-from trustd.cli.run import add_pod_flags, build_request
+from trustd.cli.run import add_pod_flags, build_request, measure_config
 from trustd.config import GlobalOptions
 from trustd.errors import UserError
 
@@ -93,7 +93,14 @@ def run_run_prepared(args: argparse.Namespace) -> int:
     from trustd.executor.run import run_prepared  # noqa: PLC0415
 
     store, keystore, pods = _parts(args.options)
-    return run_prepared(args.uuid, store, keystore, pods, mds_register=args.mds_register)
+    return run_prepared(
+        args.uuid,
+        store,
+        keystore,
+        pods,
+        measure_config(args.options),
+        mds_register=args.mds_register,
+    )
 
 
 def _info(pod: Any) -> dict[str, Any]:

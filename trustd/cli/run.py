@@ -79,6 +79,12 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
     )
 
 
+def measure_config(options: GlobalOptions) -> Any:
+    from trustd.executor._measure import load_config  # noqa: PLC0415
+
+    return load_config(options.dirs.system_config, options.dirs.local_config)
+
+
 def run(args: argparse.Namespace) -> int:
     from trustd.executor.prepare import prepare, require_root  # noqa: PLC0415
     from trustd.executor.run import run_prepared_pod  # noqa: PLC0415
@@ -96,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
     prepared = prepare(request, store, keystore, pods)
     if args.uuid_file_save:
         args.uuid_file_save.write_text(prepared.pod.uuid + "\n")
-    return run_prepared_pod(prepared, pods)
+    return run_prepared_pod(prepared, pods, measure_config(options))

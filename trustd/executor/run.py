@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from trustd._fsutil import atomic_write
 from trustd.errors import UserError
+from trustd.executor._measure import MeasureConfig, measure_pod_start
 from trustd.executor.plan import PodPlan
 from trustd.executor.prepare import Prepared, load_plan, require_root
 from trustd.executor.stage1 import run_pod
@@ -21,8 +22,16 @@ def _stamp(pod: Pod, name: str) -> None:
     (pod.path / name).write_text(datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def run_prepared_pod(prepared: Prepared, pods: PodStore) -> int:
-    """Run a pod this process prepared (it still holds the lock)."""
+def run_prepared_pod(prepared: Prepared, pods: PodStore, measure: MeasureConfig) -> int:
+    """Measure, then run a pod this process prepared (it still holds the lock).
+
+    A measurement that fails (in ``required`` mode) leaves the pod prepared and unrun.
+    """
+    try:
+        measure_pod_start(prepared.plan, prepared.pod.path, pods.root.parent, measure)
+    except BaseException:
+        os.close(prepared.lock_fd)
+        raise
     pod = pods.move(prepared.pod, "run")
     _stamp(pod, "pod-started")
     try:
@@ -40,7 +49,13 @@ def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore) -> None:
 
 
 def run_prepared(
-    uuid: str, store: ImageStore, keystore: Keystore, pods: PodStore, *, mds_register: bool = False
+    uuid: str,
+    store: ImageStore,
+    keystore: Keystore,
+    pods: PodStore,
+    measure: MeasureConfig,
+    *,
+    mds_register: bool = False,
 ) -> int:
     """``rkt run-prepared UUID``."""
     require_root()
@@ -53,4 +68,4 @@ def run_prepared(
         plan = replace(plan, mds=True)
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
     recheck(plan, store, keystore)  # opt-outs stay those recorded at prepare time
-    return run_prepared_pod(Prepared(pod, plan, fd), pods)
+    return run_prepared_pod(Prepared(pod, plan, fd), pods, measure)

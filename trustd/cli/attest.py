@@ -1,0 +1,131 @@
+"""``rkt attest status | ak | quote | verify | replay`` (issue #5; ADR 0007)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from trustd.config import GlobalOptions
+from trustd.errors import RemoteLiedError, UserError
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            f"attest-{name}", parents=parents, prog=f"rkt attest {name}", help=help_
+        )
+        return p
+
+    st = add("status", "which TPM backend measures pod starts, and why")
+    st.set_defaults(func=run_status)
+    ak = add("ak", "export the attestation key's public part")
+    ak.add_argument("--out", type=Path, required=True)
+    ak.set_defaults(func=run_ak)
+    q = add("quote", "quote PCRs over a nonce and write a verifiable bundle")
+    q.add_argument("--nonce", required=True, type=_hex)
+    q.add_argument("--pcrs", default=None, help="comma list (default: the measurement PCR)")
+    q.add_argument("--out", type=Path, required=True)
+    q.set_defaults(func=run_quote)
+    v = add("verify", "verify a quote bundle offline (no TPM needed)")
+    v.add_argument("bundle", type=Path)
+    v.add_argument("--ak", type=Path, required=True)
+    v.add_argument("--nonce", required=True, type=_hex)
+    v.add_argument("--policy", type=Path)
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    v.set_defaults(func=run_verify)
+    r = add("replay", "replay an event log (CEL-JSON or TCG binary firmware log)")
+    r.add_argument("log", type=Path)
+    r.add_argument("--format", choices=("text", "json"), default="text")
+    r.set_defaults(func=run_replay)
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise UserError(f"{text!r} is not hex") from exc
+
+
+def _measurer(options: GlobalOptions) -> Any:
+    from trustd.executor._measure import load_config  # noqa: PLC0415
+    from trustd.executor.prepare import require_root  # noqa: PLC0415
+    from trustd.measure import Measurer  # noqa: PLC0415
+
+    require_root()
+    config = load_config(options.dirs.system_config, options.dirs.local_config)
+    return Measurer(options.dirs.data, pcr=config.pcr, tcti=config.tcti), config
+
+
+def run_status(args: argparse.Namespace) -> int:
+    measurer, config = _measurer(args.options)
+    print(measurer.status().describe())
+    print(f"mode: {config.mode}\npcr: {config.pcr}")
+    return 0
+
+
+def run_ak(args: argparse.Namespace) -> int:
+    measurer, _ = _measurer(args.options)
+    args.out.write_bytes(measurer.ak_public_pem())
+    return 0
+
+
+def run_quote(args: argparse.Namespace) -> int:
+    measurer, config = _measurer(args.options)
+    pcrs = [int(p) for p in args.pcrs.split(",")] if args.pcrs else [config.pcr]
+    measurer.quote(args.nonce, pcrs, args.out)
+    print(f"quote of PCR {','.join(map(str, pcrs))} written to {args.out}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from trustd.attest import QuoteBundle, load_ak_pem, pod_starts, verify_bundle  # noqa: PLC0415
+    from trustd.attest.policy import VerifierPolicy, evaluate  # noqa: PLC0415
+
+    ak = load_ak_pem(args.ak.read_bytes(), source=str(args.ak))
+    attestation = verify_bundle(QuoteBundle.load(args.bundle), ak, args.nonce)
+    starts = pod_starts(attestation)
+    violations = evaluate(VerifierPolicy.load(args.policy), starts) if args.policy else []
+    if args.format == "json":
+        print(
+            json.dumps(
+                {"verified": True, "policy_violations": violations, "pod_starts": starts}, indent=2
+            )
+        )
+    else:
+        print(
+            f"quote verified: signature, nonce, PCR selection, digest and event-log replay "
+            f"agree ({len(starts)} pod start(s))"
+        )
+        for start in starts:
+            kinds = ", ".join(e["kind"] for e in start["events"])
+            who = f"pod {start['pod']}" if start["pod"] else "TPM epoch"
+            print(f"  {who} (PCR {start['pcr']}): {kinds}")
+    if violations:
+        raise RemoteLiedError(
+            "the attested pod starts break the policy: " + "; ".join(violations),
+            hint="the machine ran something the policy does not allow",
+        )
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from trustd.attest import parse_cel, parse_firmware_log, replay  # noqa: PLC0415
+
+    data = args.log.read_bytes()
+    text_like = data.lstrip()[:1] in (b"[", b"{")
+    log = parse_cel(data, source=str(args.log)) if text_like else parse_firmware_log(data)
+    banks = replay(log)
+    result = {
+        alg.label: {str(pcr): value.hex() for pcr, value in sorted(values.items())}
+        for alg, values in banks.items()
+    }
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        for alg, values in result.items():
+            print(f"{alg}:")
+            for pcr, value in values.items():
+                print(f"  {pcr:>2}: 0x{value.upper()}")
+    return 0
