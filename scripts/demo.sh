@@ -105,4 +105,28 @@ UUID=$(ls "$OUT/data/pods/run" | head -1)
 echo "(the pod's plan.json, first app: what ran, who signed it, how it was isolated)" >&2
 python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['apps'][0]; print(json.dumps({k: a[k] for k in ('image_key','signers','capabilities')} | {'seccomp': a['seccomp']['source']}, indent=1))" "$OUT/data/pods/run/$UUID/plan.json"
 
+step "14. The pod start was measured into the TPM (embedded swtpm) before the app ran"
+rkt attest status
+cat "$OUT/data/pods/run/$UUID/measurement.json"
+
+step "15. A remote verifier pins the AK, sends a fresh nonce, and verifies the quote offline"
+NONCE=$(python3 -c "import secrets; print(secrets.token_hex(16))")
+rkt attest ak --out "$OUT/ak.pem"
+rkt attest quote --nonce "$NONCE" --out "$OUT/quote"
+ls "$OUT/quote"
+cat > "$OUT/verifier-policy.toml" <<TOML
+signers = ["$FPR"]
+flavors = ["container"]
+require_seccomp = true
+TOML
+rkt attest verify "$OUT/quote" --ak "$OUT/ak.pem" --nonce "$NONCE" --policy "$OUT/verifier-policy.toml"
+echo "\$ tpm2_checkquote (tpm2-tools) on the same bundle" >&2
+tpm2_checkquote -u "$OUT/ak.pem" -m "$OUT/quote/quote.attest" -s "$OUT/quote/quote.sig" \
+  -f "$OUT/quote/quote.pcrs" -g sha256 -q "$NONCE" >/dev/null && echo "tpm2_checkquote: OK"
+echo "\$ a replayed (old) quote is refused: wrong nonce" >&2
+if rkt attest verify "$OUT/quote" --ak "$OUT/ak.pem" --nonce "$(python3 -c "import secrets; print(secrets.token_hex(16))")"; then
+  echo "UNEXPECTED: stale quote accepted"; exit 1
+fi
+"$PWD/.venv/bin/python" -c "from trustd.measure import stop_embedded; from pathlib import Path; stop_embedded(Path('$OUT/data'))"
+
 step "demo complete"
