@@ -23,6 +23,7 @@ def admit(
     *,
     limits: AciLimits | None = None,
     source: str | None = None,
+    source_digest: str = "",
 ) -> AdmittedImage:
     """Admit ``archive``: with a keystore, the signature must verify; ``None`` is the opt-out.
 
@@ -32,7 +33,9 @@ def admit(
     info = inspect_aci(archive, limits=limits or AciLimits(), name=source)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if keystore is None:
-        return AdmittedImage(info, None, Provenance((), True, now), _ADMIT_TOKEN)
+        return AdmittedImage(
+            info, None, Provenance((), True, now, source_digest=source_digest), _ADMIT_TOKEN
+        )
     if signature is None:
         raise UserError(
             f'image "{info.manifest.name}" has no signature',

@@ -30,6 +30,7 @@ class Provenance:
     insecure: bool  # imported with --insecure-options=image
     verified_at: str  # ISO time of the verification
     trusted_via: str = ""
+    source_digest: str = ""  # e.g. a docker manifest digest (sha256:...) it was converted from
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +38,7 @@ class Provenance:
             "insecure": self.insecure,
             "verified_at": self.verified_at,
             "trusted_via": self.trusted_via,
+            "source_digest": self.source_digest,
         }
 
     @classmethod
@@ -46,6 +48,7 @@ class Provenance:
             bool(obj["insecure"]),
             str(obj["verified_at"]),
             str(obj.get("trusted_via", "")),
+            str(obj.get("source_digest", "")),
         )
 
 
