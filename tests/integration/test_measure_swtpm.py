@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 NONCE = bytes.fromhex("0011223344556677")
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "swtpm-quote"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "swtpm-quote"
 NO_DEVICE = {"env": {}, "device": Path("/nonexistent/tpmrm0")}
 
 

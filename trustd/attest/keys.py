@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -20,7 +21,7 @@ def load_ak_pem(data: bytes, *, source: str = "AK PEM") -> AttestationKey:
     """A PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo), as ``tpm2_readpublic -f pem`` writes it."""
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
         raise AttestFormatError(source, "PUBLIC KEY", f"not a PEM public key ({err})") from None
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise AttestFormatError(source, "PUBLIC KEY", f"a {type(key).__name__}, not RSA or EC")

@@ -23,7 +23,7 @@ from trustd.measure import (
 )
 from trustd.measure.eventlog import make_record
 
-VECTOR = Path(__file__).resolve().parents[4] / "shared/vectors/swtpm-quote/quote.pcrs.bin"
+VECTOR = Path(__file__).resolve().parents[2] / "vectors/swtpm-quote/quote.pcrs.bin"
 
 
 def test_canonical_json_contract() -> None:
