@@ -188,9 +188,11 @@ def _forget(pods: Any, pod: Any) -> None:
     """Remove a pod's directory and any cgroups it left (a killed init cannot clean up)."""
     from trustd.executor._isolate import destroy_pod_cgroups  # noqa: PLC0415
     from trustd.executor.prepare import load_plan  # noqa: PLC0415
+    from trustd.isolation.selinux import McsAllocator  # noqa: PLC0415
 
     with contextlib.suppress(OSError, ValueError, KeyError):
         destroy_pod_cgroups(load_plan(pod))
+    McsAllocator(pods.root.parent).release(pod.uuid)
     pods.remove(pod)
 
 

@@ -29,6 +29,7 @@ from trustd.isolation import (
     set_no_new_privs,
 )
 from trustd.isolation.cgroups import Limits, PodCgroup, parse_cpu, parse_memory
+from trustd.isolation.selinux import set_exec_label
 
 CAPS_ISOLATORS = ("os/linux/capabilities-retain-set", "os/linux/capabilities-remove-set")
 SECCOMP_ISOLATORS = ("os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set")
@@ -109,6 +110,8 @@ def apply_app_isolation(plan: PodPlan, app: AppPlan) -> None:
         os.setgid(app.gid)
         os.setuid(app.uid)
         return
+    if plan.selinux_process:
+        set_exec_label(plan.selinux_process)  # applies at the execve below
     try:
         _set_user(app, app.capabilities)
     except OSError as exc:

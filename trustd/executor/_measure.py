@@ -23,7 +23,6 @@ from trustd.executor.plan import AppPlan, PodPlan
 from trustd.measure import DEFAULT_PCR, Measurer
 
 MODES = ("required", "best-effort", "off")
-SELINUX_STATE = "not applied: this kernel has no SELinux (issue #6)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +77,14 @@ def _image(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
     return data
 
 
+def _selinux(plan: PodPlan) -> str:
+    if plan.selinux_process:
+        return plan.selinux_process
+    if plan.selinux_mode == "off":
+        return "off"
+    return f"not applied ({plan.selinux_mode}): this kernel has no SELinux"
+
+
 def _isolation(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
     data: dict[str, Any] = {
         "pod": plan.uuid,
@@ -85,7 +92,7 @@ def _isolation(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
         "flavor": plan.flavor,
         "no_new_privs": plan.flavor == "container",
         "masked_paths": plan.masked_paths,
-        "selinux": SELINUX_STATE,
+        "selinux": _selinux(plan),
         "user": f"{app.uid}:{app.gid}",
     }
     if app.seccomp is not None:

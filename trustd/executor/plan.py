@@ -75,6 +75,9 @@ class PodPlan:
     insecure: tuple[str, ...]  # --insecure-options names in force, recorded
     masked_paths: bool
     mds: bool = False  # serve the appc metadata service in the pod (--mds-register)
+    selinux_mode: str = "off"  # enforce | permissive | off
+    selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
+    selinux_file: str | None = None  # the label of the pod's files
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from trustd._fsutil import atomic_write
 from trustd.appc.manifest import ImageManifest
@@ -117,6 +118,17 @@ def _pod_manifest(plan: PodPlan) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
+def _selinux(request: RunRequest, pod: Pod, pods: PodStore) -> dict[str, Any]:
+    """svirt labels for the pod (per-pod MCS pair), or the recorded reason there are none."""
+    from trustd.isolation.selinux import pod_labels  # noqa: PLC0415
+
+    mode = request.selinux if request.selinux in ("enforce", "permissive", "off") else "enforce"
+    labels = pod_labels(mode, pod.uuid, pods.root.parent)  # type: ignore[arg-type]
+    if labels is None:
+        return {"selinux_mode": mode, "selinux_process": None, "selinux_file": None}
+    return {"selinux_mode": mode, "selinux_process": labels.process, "selinux_file": labels.file}
+
+
 def prepare(request: RunRequest, store: ImageStore, keystore: Keystore, pods: PodStore) -> Prepared:
     require_root()
     if not request.apps:
@@ -142,6 +154,7 @@ def prepare(request: RunRequest, store: ImageStore, keystore: Keystore, pods: Po
             insecure=tuple(insecure_names(request.insecure)),
             masked_paths=Insecure.PATHS not in request.insecure,
             mds=request.mds_register,
+            **_selinux(request, pod, pods),
         )
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
         atomic_write(pod.path / MANIFEST, _pod_manifest(plan), mode=0o640)

@@ -40,3 +40,4 @@ class RunRequest:
     volumes: tuple[Volume, ...] = ()
     insecure: Insecure = Insecure.NONE
     mds_register: bool = False
+    selinux: str = "permissive"  # enforce | permissive | off (the policy layer will decide)

@@ -25,6 +25,7 @@ from trustd.executor import _linux as lx
 from trustd.executor import _rootfs
 from trustd.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
 from trustd.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
+from trustd.isolation.selinux import label_tree
 
 EXIT_STAGE1 = 254
 
@@ -55,6 +56,9 @@ def _volume_source(pod_dir: Path, plan: PodPlan, name: str) -> tuple[str, bool]:
 def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
     root = _app_root(pod_dir, app)
     layer = pod_dir / "overlay" / app.name
+    (layer / "upper").mkdir(parents=True, exist_ok=True)
+    if plan.selinux_file:  # what the app writes lands in its upper layer: label it
+        label_tree(layer / "upper", plan.selinux_file)
     _rootfs.overlay(app.rootfs, layer / "upper", layer / "work", root, readonly=False)
     if plan.flavor == "fly":
         for path in ("proc", "sys", "dev"):
