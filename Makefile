@@ -46,6 +46,7 @@ demo: setup
 
 bench: setup
 	@bash scripts/setup-apt.sh crun runc
+	@$(BIN)/python -m compileall -q trustd  # as an installed package would be (pip compiles)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/start.py
 
