@@ -19,6 +19,7 @@ from trustd.attest import QuoteBundle, load_ak_pem, verify_bundle
 from trustd.measure import (
     MeasurementError,
     Measurer,
+    decode_log,
     decode_pcr_file,
     event_digest,
     read_bundle,
@@ -241,3 +242,17 @@ def test_best_effort_records_not_measured(data_dir: Path) -> None:
         Measurer(data_dir, tcti="swtpm:host=127.0.0.1,port=9").extend(
             23, {"kind": "x", "data": {"pod": "p1"}}
         )
+
+
+def test_extend_all_is_one_session_with_the_same_log(tmp_path: Path) -> None:
+    """Several events in one session replay exactly like single extends."""
+    measurer = Measurer(tmp_path, pcr=23)
+    try:
+        events = [{"kind": "image", "data": {"pod": "p", "n": i}} for i in range(3)]
+        records = measurer.extend_all(23, events)
+        log = decode_log((tmp_path / "tpm/eventlog.json").read_bytes())
+        assert len(log) == 4  # the epoch record, then ours
+        assert [r.recnum for r in records] == [r.recnum for r in log[1:]]
+        assert all(r.measured for r in records)
+    finally:
+        stop_embedded(tmp_path)

@@ -147,7 +147,7 @@ def measure_pod_start(
             tcti=config.tcti,
             mode="strict" if config.mode == "required" else "best-effort",
         )
-        records = [measurer.extend(config.pcr, event) for event in events(plan, pod_dir)]
+        records = measurer.extend_all(config.pcr, events(plan, pod_dir))
         missing = [r.reason for r in records if not r.measured]
         result = {
             "mode": config.mode,

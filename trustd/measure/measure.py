@@ -147,6 +147,42 @@ class Measurer:
                 reason=exc.message,
             )
 
+    def extend_all(self, pcr: int, contents: Sequence[Mapping[str, object]]) -> list[EventRecord]:
+        """Extend several events in one TPM session (one connect, one epoch check).
+
+        Same guarantees as :meth:`extend` for each event; in best-effort mode a failure marks
+        that event and every later one as not measured.
+        """
+        _check_pcr(pcr)
+        for content in contents:
+            try:
+                check_event(content)
+            except (ValueError, TrustdError) as exc:
+                raise UserError(f"event content: {exc}") from exc
+        records: list[EventRecord] = []
+        try:
+            with self._session() as (tpm, directory):
+                extender = _Extender(tpm, directory, self._target)
+                for content in contents:
+                    records.append(extender.extend(pcr, content))
+        except MeasurementError as exc:
+            if self.mode == "strict":
+                raise
+            for content in contents[len(records) :]:
+                unmeasured = make_record(None, pcr, content, ("sha256",))
+                records.append(
+                    EventRecord(
+                        None,
+                        pcr,
+                        unmeasured.digests,
+                        unmeasured.content_json,
+                        measured=False,
+                        backend=exc.backend,
+                        reason=exc.message,
+                    )
+                )
+        return records
+
     # -- attestation -------------------------------------------------------------------------
 
     def ak_public_pem(self) -> bytes:
