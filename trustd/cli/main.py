@@ -38,6 +38,10 @@ VERBS: dict[str, str] = {
     "image-gc": "image",
     "image-render": "image",
     "image-extract": "image",
+    "policy-check": "policy",
+    "policy-explain": "policy",
+    "policy-audit": "policy",
+    "policy-schema": "policy",
     "trust": "trust",
     "trust-list": "trust_manage",
     "trust-remove": "trust_manage",
@@ -48,6 +52,7 @@ SUBVERBS = {
     "trust": ("list", "remove", "verify"),
     "image": ("list", "rm", "cat-manifest", "export", "gc", "render", "extract"),
     "attest": ("status", "ak", "quote", "verify", "replay"),
+    "policy": ("check", "explain", "audit", "schema"),
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,166 @@
+"""``rkt policy check | explain | audit | schema``: the policy, offline, for people and CI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from trustd.cli._common import print_table
+from trustd.config import GlobalOptions
+from trustd.errors import UserError
+from trustd.keystore import Keystore
+from trustd.policy import ImageRef, Policy, load_effective, load_policy
+from trustd.policy.audit import audit, render, to_table_rows
+from trustd.policy.explain import explain
+from trustd.policy.findings import SEVERITIES, Finding, at_or_above
+from trustd.policy.lint import lint
+from trustd.policy.schema import policy_schema
+
+EXIT_FINDINGS = 1  # findings at or above --fail-on (errors of our own exit 254)
+_FAIL_CHOICES = (*SEVERITIES, "never")
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    check = sub.add_parser(
+        "policy-check", parents=parents, prog="rkt policy check", help="validate and lint a policy"
+    )
+    check.add_argument("file", nargs="?", type=Path, help="default: the policy in force")
+    check.add_argument("--format", choices=("table", "json"), default="table")
+    check.add_argument("--fail-on", choices=_FAIL_CHOICES, default="high")
+    check.set_defaults(func=run_check)
+    exp = sub.add_parser(
+        "policy-explain",
+        parents=parents,
+        prog="rkt policy explain",
+        help="what the policy says for an image name or a stored image, and why",
+    )
+    exp.add_argument("image", help="NAME[:VERSION] or a store image ID (sha512-...)")
+    exp.add_argument("--stored", action="store_true", help="judge the newest stored NAME")
+    exp.add_argument("--format", choices=("text", "json"), default="text")
+    exp.set_defaults(func=run_explain)
+    aud = sub.add_parser(
+        "policy-audit",
+        parents=parents,
+        prog="rkt policy audit",
+        help="the policy and every stored image against it",
+    )
+    aud.add_argument("--format", choices=("table", "json", "sarif", "junit"), default="table")
+    aud.add_argument("--fail-on", choices=_FAIL_CHOICES, default="high")
+    aud.set_defaults(func=run_audit)
+    sch = sub.add_parser(
+        "policy-schema",
+        parents=parents,
+        prog="rkt policy schema",
+        help="print the JSON Schema of policy.toml",
+    )
+    sch.set_defaults(func=run_schema)
+
+
+def _keystore(options: GlobalOptions) -> Keystore:
+    return Keystore(options.dirs.system_config, options.dirs.local_config)
+
+
+def _policy(options: GlobalOptions) -> Policy:
+    return load_effective(options.dirs.system_config, options.dirs.local_config)
+
+
+def _exit(findings: list[Finding] | tuple[Finding, ...], fail_on: str) -> int:
+    if fail_on == "never":
+        return 0
+    return EXIT_FINDINGS if any(at_or_above(f.severity, fail_on) for f in findings) else 0
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    for f in findings:
+        print(f"{f.severity.upper()}\t{f.rule_id}\t{f.subject}: {f.message}")
+        if f.fix:
+            print(f"\t\tfix: {f.fix}")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    options: GlobalOptions = args.options
+    policy = load_policy(args.file) if args.file else _policy(options)
+    findings = lint(policy, _keystore(options), datetime.now(UTC))
+    if args.format == "json":
+        doc = {
+            "policy": {"source": policy.source, "digest": policy.digest},
+            "findings": [f.to_json() for f in findings],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"policy {policy.source}: loads ({policy.digest}), {len(findings)} finding(s)")
+        _print_findings(findings)
+    return _exit(findings, args.fail_on)
+
+
+def _explain_text(doc: dict[str, Any]) -> None:
+    print(f"image:    {doc['image']}")
+    print(f"policy:   {doc['policy']['source']} ({doc['policy']['digest']})")
+    print(f"scope:    {doc['scope']}  (mode {doc['mode']})")
+    print(f"shadows:  {', '.join(doc['shadows']) or '(none)'}")
+    if doc["exception"]:
+        e = doc["exception"]
+        state = "active" if e["active"] else "EXPIRED: enforcing"
+        print(f"exception: owner {e['owner']}, expires {e['expires']} ({state})")
+    req = doc["require"]
+    print(f"require:  {req['type']}, threshold {req['threshold']}, keystore {req['keystore']}")
+    for k in req["keys"]:
+        print(f"  key {k['fingerprint']}  {k['via']}: {k['state']}")
+    run = doc["run"]
+    for name in ("flavors", "seccomp", "capabilities", "insecure_options"):
+        print(f"run.{name}: {', '.join(run[name]) or '(none)'}")
+    print(f"run.selinux: {run['selinux']}")
+    print(f"measure:  {doc['measure']}")
+    if "stored" in doc:
+        s = doc["stored"]
+        print(f"stored:   {s['id']} signers: {', '.join(s['signers']) or '(none)'}")
+        print(f"verdict:  {s['verdict']}: {s['why']}")
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    options: GlobalOptions = args.options
+    policy = _policy(options)
+    record = None
+    if args.image.startswith("sha512-") or args.stored:
+        from trustd.store import ImageStore  # noqa: PLC0415 - only when the store is asked
+
+        record = ImageStore.open(options.dirs.data).resolve(args.image)
+        version = record.label("version")
+        ref = ImageRef.parse(f"{record.name}:{version}" if version else record.name)
+    else:
+        ref = ImageRef.parse(args.image)
+    doc = explain(policy, ref, _keystore(options), datetime.now(UTC), record)
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        _explain_text(doc)
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    options: GlobalOptions = args.options
+    policy = _policy(options)
+    records = []
+    try:
+        from trustd.store import ImageStore  # noqa: PLC0415
+
+        records = ImageStore.open(options.dirs.data).images()
+    except UserError:
+        records = []  # no store yet: the policy alone is audited
+    report = audit(policy, _keystore(options), records, datetime.now(UTC))
+    if args.format == "table":
+        print(f"policy {report.policy_source} ({report.policy_digest})")
+        print(f"{len(report.images)} stored image(s), {len(report.findings)} finding(s)")
+        print_table(to_table_rows(report), ["SEVERITY", "RULE", "SUBJECT", "MESSAGE"])
+    else:
+        print(render(report, args.format))
+    return _exit(report.findings, args.fail_on)
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    del args
+    print(json.dumps(policy_schema(), indent=2))
+    return 0
