@@ -108,6 +108,8 @@ def fetch_one(request: Any, ctx: Any) -> str:
         "trustd.discovery",
         "trustd.transport",
         "trustd.appc.aci",
+        "trustd.docker",
+        "trustd.fetch._auth",
     )
     if request.ref.kind == "name" and ctx.gate_keystore() is not None:
         _tofu_as_root(request.ref.name, ctx, identity, modules)

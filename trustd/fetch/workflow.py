@@ -119,13 +119,16 @@ def fetch_image(
         assert local is not None  # noqa: S101 - file requests always open
         return _fetch_file(request, local, ctx)
     if request.ref.kind == "docker":
-        raise UserError(
-            "signature verification for docker images is not supported "
-            "(try --insecure-options=image)"
-            if Insecure.IMAGE not in ctx.insecure
-            else "docker:// images are not supported yet",
-            hint="docker:// arrives with issue #7",
+        from trustd.docker import DockerFetch, fetch_docker  # noqa: PLC0415
+        from trustd.fetch._auth import docker_credentials  # noqa: PLC0415
+
+        job = DockerFetch(
+            store=ctx.store,
+            insecure=ctx.insecure,
+            credentials=lambda registry: docker_credentials(registry, ctx.auth_dirs),
+            pull_policy=ctx.pull_policy,
         )
+        return fetch_docker(request.ref.text, job)
     from trustd.fetch.remote import fetch_remote  # noqa: PLC0415 - network code on demand
 
     return fetch_remote(request, ctx)

@@ -1,0 +1,22 @@
+"""Docker-format images (``docker://``, ``docker-archive:``, ``oci:``) converted into ACIs.
+
+A Docker image carries no appc signature, so it enters the store only through the explicit,
+recorded ``--insecure-options=image`` opt-out (:func:`trustd.docker.fetch.gate`); the squashed
+ACI then passes the same admission gate as every other image.
+"""
+
+from trustd.docker.fetch import UNSIGNED_MESSAGE, DockerFetch, convert, fetch_docker, gate
+from trustd.docker.reference import DockerRef, parse_docker_ref
+from trustd.docker.registry import Registry, RegistryLimits
+
+__all__ = [
+    "UNSIGNED_MESSAGE",
+    "DockerFetch",
+    "DockerRef",
+    "Registry",
+    "RegistryLimits",
+    "convert",
+    "fetch_docker",
+    "gate",
+    "parse_docker_ref",
+]

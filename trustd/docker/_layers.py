@@ -1,0 +1,87 @@
+"""Layer streams (private): sniff the compression, decompress, count and hash as bytes pass.
+
+A layer blob is gzip, zstd, xz, bzip2 or a plain tar; the magic bytes decide, whatever the
+media type says. :class:`LayerReader` caps the uncompressed bytes (a decompression bomb stops
+at the cap) and hashes them (sha256, for the config's ``diff_ids``).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+from typing import BinaryIO, Final, Protocol, cast
+
+import zstandard
+
+_GZIP: Final = b"\x1f\x8b"
+_ZSTD: Final = b"\x28\xb5\x2f\xfd"
+_XZ: Final = b"\xfd7zXZ\x00"
+_BZIP2: Final = b"BZh"
+
+
+class CapExceeded(Exception):
+    """The uncompressed layers passed the size cap."""
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Peeked:
+    """A stream with its first bytes read already and handed back first."""
+
+    def __init__(self, head: bytes, rest: Readable) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                data, self.head = self.head + self.rest.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        return self.rest.read(n)
+
+
+def decompressed(raw: BinaryIO) -> BinaryIO:
+    """The uncompressed tar stream of one layer blob."""
+    head = raw.read(6)
+    stream = cast(BinaryIO, Peeked(head, raw))
+    if head.startswith(_GZIP):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+    if head.startswith(_ZSTD):
+        return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(stream))
+    if head.startswith(_XZ):
+        return cast(BinaryIO, lzma.LZMAFile(stream))
+    if head.startswith(_BZIP2):
+        return cast(BinaryIO, bz2.BZ2File(stream))
+    return stream
+
+
+class LayerReader:
+    """Reads the uncompressed layer, counting against a shared budget and hashing (sha256)."""
+
+    def __init__(self, plain: BinaryIO, budget: list[int]) -> None:
+        self.plain = plain
+        self.budget = budget  # one-element list: bytes left for all layers of the image
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        want = 1 << 20 if n is None or n < 0 else n
+        data = self.plain.read(min(want, self.budget[0] + 1))
+        self.size += len(data)
+        self.budget[0] -= len(data)
+        if self.budget[0] < 0:
+            raise CapExceeded("the uncompressed layers are larger than the cap")
+        self.hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()

@@ -1,0 +1,266 @@
+"""``docker://``, ``docker-archive:`` and ``oci:`` into the store: pull, squash, gate, store.
+
+The order: the trust gate first (no network before it: unsigned Docker images need
+``--insecure-options=image``), then the manifest (its digest checked), the config and the
+layers (each checked against its digest while it streams, into the store's scratch space),
+the squash into one ACI in the scratch space, and the same admission gate as every ACI
+(``admit`` with no keystore, recording the opt-out and the manifest digest in the provenance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from trustd.docker._local import (
+    LocalImage,
+    load_archive,
+    load_oci_layout,
+    oci_blob_bytes,
+    oci_blob_opener,
+)
+from trustd.docker._squash import LayerRefused, Squasher, SquashLimits
+from trustd.docker.convert import Origin, build_manifest, sanitize_identifier
+from trustd.docker.documents import (
+    INDEX_TYPES,
+    media_type_of,
+    parse_config,
+    parse_index,
+    parse_manifest,
+    select_platform,
+)
+from trustd.docker.reference import DockerRef, parse_docker_ref
+from trustd.docker.registry import Credentials, Registry, RegistryLimits
+from trustd.errors import RemoteLiedError, UserError
+from trustd.insecure import Insecure
+from trustd.store import ImageRecord, ImageStore, admit
+
+UNSIGNED_MESSAGE = (
+    "signature verification for docker images is not supported (try --insecure-options=image)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerFetch:
+    """What a Docker fetch needs from its caller (trustd.fetch builds it from FetchContext)."""
+
+    store: ImageStore
+    insecure: Insecure
+    credentials: Credentials = lambda _registry: None
+    pull_policy: str = "update"
+    limits: RegistryLimits | None = None
+    squash_limits: SquashLimits | None = None
+
+
+def gate(ref: DockerRef, insecure: Insecure) -> None:
+    """Docker images carry no appc signature: only an explicit opt-out lets one in.
+
+    POLICY HOOK: the policy layer (trustd.policy, being built separately) may later accept
+    unsigned images for configured scopes; it belongs here, before any network access, and
+    whatever it decides must still reach ``admit`` as an explicit, recorded opt-out.
+    """
+    if Insecure.IMAGE not in insecure:
+        raise UserError(
+            UNSIGNED_MESSAGE,
+            hint=f"{ref.text} cannot be verified; pass --insecure-options=image to accept it "
+            "unsigned (the store records it as insecure, with its manifest digest)",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Pulled:
+    config_bytes: bytes
+    layers: tuple[Callable[[], BinaryIO], ...]
+    origin: Origin
+    source_digest: str
+    diff_ids: tuple[str, ...]
+
+
+def fetch_docker(text: str, job: DockerFetch) -> ImageRecord:
+    """Fetch one Docker-format image into the store and return its record."""
+    ref = parse_docker_ref(text)
+    gate(ref, job.insecure)
+    cached = _cached(ref, job)
+    if cached is not None:
+        return cached
+    if ref.kind == "registry":
+        with _registry_image(ref, job) as (pulled, registry):
+            record = _convert_and_store(ref, pulled, job)
+            job.store.index.set_remote(ref.url, record.key, pulled.source_digest, None)
+            _ = registry
+            return record
+    pulled = _archive_image(ref) if ref.kind == "archive" else _oci_image(ref)
+    return _convert_and_store(ref, pulled, job)
+
+
+def _cached(ref: DockerRef, job: DockerFetch) -> ImageRecord | None:
+    """Pull policies ``new``/``never`` reuse what this URL stored before (rkt's behaviour)."""
+    if job.pull_policy == "update" or ref.kind != "registry":
+        return None
+    row = job.store.index.remote(ref.url)
+    records = job.store.index.by_key_prefix(row[0]) if row else []
+    if records:
+        return records[0]
+    if job.pull_policy == "never":
+        raise UserError(
+            f"unable to fetch image from {ref.url}: the pull policy is never and "
+            "it is not in the store"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _registry_image(ref: DockerRef, job: DockerFetch) -> Iterator[tuple[_Pulled, Registry]]:
+    registry = Registry(
+        ref.registry,
+        ref.repository,
+        insecure=job.insecure,
+        credentials=job.credentials,
+        limits=job.limits,
+    )
+    registry.ping()
+    body, media, digest = registry.manifest(ref.reference)
+    label = f"{ref.registry}/{ref.repository}@{digest}"
+    media = media_type_of(body, media, label)
+    if media in INDEX_TYPES:
+        chosen = select_platform(parse_index(body, media, label), label)
+        body, media, digest = registry.manifest(chosen.digest)
+        label = f"{ref.registry}/{ref.repository}@{digest}"
+        media = media_type_of(body, media, label)
+        if media in INDEX_TYPES:
+            raise RemoteLiedError(f"{label}: a manifest list names another manifest list")
+    manifest = parse_manifest(body, media, label)
+    config_bytes = registry.blob_bytes(manifest.config.digest, manifest.config.size)
+    paths: list[Path] = []
+    try:
+        for layer in manifest.layers:
+            path = job.store.layout.tmp / f"docker-blob-{layer.digest.replace(':', '-')}"
+            paths.append(path)
+            print(f"image: downloading layer {layer.digest} ({layer.size} bytes)", file=sys.stderr)
+            registry.blob_to(layer.digest, layer.size, path)
+        origin = Origin(
+            name=sanitize_identifier(f"{ref.registry}/{ref.repository}"),
+            tag=ref.tag,
+            registry_url=ref.registry,
+            repository=ref.repository,
+            original_name=ref.text.removeprefix("docker://").removeprefix("docker:"),
+            image_id=manifest.config.digest,
+            manifest_hash=digest,
+        )
+        yield (
+            _Pulled(config_bytes, tuple(_file_opener(p) for p in paths), origin, digest, ()),
+            registry,
+        )
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def _file_opener(path: Path) -> Callable[[], BinaryIO]:
+    return lambda: path.open("rb")
+
+
+def _archive_image(ref: DockerRef) -> _Pulled:
+    assert ref.path is not None  # noqa: S101 - archives always have a path
+    image: LocalImage = load_archive(ref.path)
+    origin = Origin(
+        name=sanitize_identifier(image.repository or ref.path.stem) or "docker-archive",
+        tag=image.tag,
+        repository=image.repository,
+        image_id=image.image_id,
+        parent_image_id=image.parent_id,
+        manifest_hash=image.manifest_digest,
+    )
+    source_digest = image.manifest_digest
+    if not source_digest.startswith("sha256:"):  # legacy layout: the archive's own digest
+        source_digest = _file_sha256(ref.path)
+    return _Pulled(image.config_json, image.layers, origin, source_digest, image.diff_ids)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _oci_image(ref: DockerRef) -> _Pulled:
+    assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
+    manifest, digest = load_oci_layout(ref.path, ref.tag)
+    config_bytes = oci_blob_bytes(ref.path, manifest.config.digest, manifest.config.size)
+    name = ref.path.resolve().name
+    origin = Origin(
+        name=sanitize_identifier(name) or "oci-image",
+        tag=ref.tag or "latest",
+        image_id=manifest.config.digest,
+        manifest_hash=digest,
+    )
+    layers = tuple(oci_blob_opener(ref.path, d.digest, d.size) for d in manifest.layers)
+    return _Pulled(config_bytes, layers, origin, digest, ())
+
+
+def convert(
+    pulled_layers: tuple[Callable[[], BinaryIO], ...],
+    config_bytes: bytes,
+    origin: Origin,
+    out: BinaryIO,
+    *,
+    label: str,
+    diff_ids: tuple[str, ...] = (),
+    limits: SquashLimits | None = None,
+) -> None:
+    """Squash the layers and write the ACI (manifest first) to ``out``."""
+    config = parse_config(config_bytes, f"{label} (config)")
+    expected = diff_ids or config.diff_ids
+    try:
+        squash = Squasher(list(pulled_layers), limits)
+        squash.read_layers()
+        if expected and len(expected) == len(squash.diff_ids):
+            for i, (want, got) in enumerate(zip(expected, squash.diff_ids, strict=True)):
+                if want != got:
+                    raise RemoteLiedError(
+                        f"{label}: layer {i} does not match the config's diff_id: expected "
+                        f"{want}, got {got}",
+                        hint="the image's layers were altered; nothing was stored",
+                    )
+        squash.add_stdio_links()
+        squash.check_symlinks()
+    except LayerRefused as exc:
+        raise _refused(label, exc) from exc
+    manifest = build_manifest(config, origin, squash.exists, label)
+    try:
+        squash.write(out, manifest)
+    except LayerRefused as exc:
+        raise _refused(label, exc) from exc
+
+
+def _refused(label: str, exc: LayerRefused) -> RemoteLiedError:
+    where = "" if exc.layer is None else f" layer {exc.layer}:"
+    entry = f" entry {exc.entry!r}:" if exc.entry else ""
+    return RemoteLiedError(
+        f"docker image {label}:{where}{entry} {exc.reason} [{exc.rule}]",
+        hint="do not run this image; a safe image never breaks this rule",
+    )
+
+
+def _convert_and_store(ref: DockerRef, pulled: _Pulled, job: DockerFetch) -> ImageRecord:
+    with job.store.scratch_file() as scratch:
+        with scratch.open("wb") as out:
+            convert(
+                pulled.layers,
+                pulled.config_bytes,
+                pulled.origin,
+                out,
+                label=ref.url,
+                diff_ids=pulled.diff_ids,
+                limits=job.squash_limits,
+            )
+        # keystore=None: the explicit, recorded opt-out that gate() allowed above
+        admitted = admit(scratch, None, None, source=ref.url, source_digest=pulled.source_digest)
+        return job.store.put(admitted, scratch, None, source=ref.url)
