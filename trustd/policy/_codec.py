@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import tomllib
 import types
 import typing
@@ -26,6 +27,7 @@ from trustd.policy.model import Policy, Scope
 from trustd.policy.scopes import scope_problem
 
 MAX_POLICY_BYTES = 1 << 20
+_TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
@@ -251,7 +253,8 @@ def loads_policy(data: bytes, source: str) -> Policy:
     except UnicodeDecodeError as exc:
         raise PolicyFileError(source, (), f"not UTF-8 ({exc.reason})", None) from exc
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        found = _TOML_LINE.search(str(exc))
+        line = int(found.group(1)) if found else None
         raise PolicyFileError(source, (), f"not valid TOML: {exc}", line) from exc
     try:
         return _build(doc, source, digest)

@@ -74,7 +74,8 @@ def _default_rule(policy: Policy) -> Iterator[Finding]:
 def _weaker(child: Scope, parent: Scope, now: datetime) -> tuple[list[str], bool]:
     out: list[str] = []
     c, p = child.require, parent.require
-    trust = _REQ[c.type] < _REQ[p.type]
+    # under a rejecting parent, children are the allow-list (the recommended layout)
+    trust = p.type != "reject" and _REQ[c.type] < _REQ[p.type]
     if c.type == p.type == "signed":
         if c.threshold < p.threshold:
             out.append(f"threshold {c.threshold} < {p.threshold}")

@@ -1,0 +1,152 @@
+"""``rkt policy`` as a user and a CI job meet it: JSON, SARIF and JUnit parse back; exit codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from tests.conftest import ConfigDirs, Keys
+from tests.unit.policy._helpers import FIXTURES, keystore, trust
+from trustd.cli.main import main
+from trustd.policy import load_policy
+from trustd.policy.audit import AuditReport, audit, render, to_json
+from trustd.store.model import ImageRecord, Provenance
+
+NOW = datetime.now(UTC)
+
+
+def _record(name: str, signers: tuple[str, ...], insecure: bool, n: int) -> ImageRecord:
+    return ImageRecord(
+        key=f"sha512-{n:064x}",
+        digest="00" * 64,
+        name=name,
+        labels=(("version", "1.0"),),
+        import_time=NOW,
+        last_used=NOW,
+        size=1,
+        uncompressed_size=1,
+        source="test",
+        provenance=Provenance(signers, insecure, NOW.isoformat()),
+    )
+
+
+@pytest.fixture
+def setup(config_dirs: ConfigDirs, keys: Keys) -> tuple[ConfigDirs, Keys]:
+    trust(config_dirs, keys, keys.good, "example.com/app")
+    (config_dirs.local / "policy.toml").write_text(
+        (FIXTURES / "threshold-unreachable-pass.toml").read_text()
+    )
+    return config_dirs, keys
+
+
+def _report(dirs: ConfigDirs, keys: Keys) -> AuditReport:
+    records = [
+        _record("example.com/app", (keys.good.lower(),), False, 1),
+        _record("example.com/app", (keys.rsa.lower(),), False, 2),
+        _record("other.org/x", (), True, 3),
+    ]
+    return audit(load_policy(dirs.local / "policy.toml"), keystore(dirs), records, NOW)
+
+
+def test_json_report_parses_back_with_controls(setup: tuple[ConfigDirs, Keys]) -> None:
+    report = _report(*setup)
+    doc = json.loads(render(report, "json"))
+    assert doc == to_json(report)
+    assert doc["schema"] == "trustd.policy.audit/v1"
+    rules = {f["rule_id"] for f in doc["findings"]}
+    assert {"TD-IMG-001", "TD-IMG-002"} <= rules
+    denied = [f for f in doc["findings"] if f["rule_id"] == "TD-IMG-001"]
+    assert len(denied) == 2  # the rsa-signed one and the unverified one
+    assert all("CIS-Docker-4.5" in f["controls"] for f in denied)
+    assert [d["verdict"] for d in doc["images"]] == ["allow", "deny", "deny"]
+
+
+def test_sarif_is_well_formed(setup: tuple[ConfigDirs, Keys]) -> None:
+    doc = json.loads(render(_report(*setup), "sarif"))
+    assert doc["version"] == "2.1.0"
+    run = doc["runs"][0]
+    rules = run["tool"]["driver"]["rules"]
+    for result in run["results"]:
+        assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
+        assert result["level"] in {"note", "warning", "error"}
+        assert result["message"]["text"]
+
+
+def test_junit_is_well_formed(setup: tuple[ConfigDirs, Keys]) -> None:
+    report = _report(*setup)
+    suite = ET.fromstring(render(report, "junit").split("\n", 1)[1])  # noqa: S314 - our own output
+    assert suite.tag == "testsuite"
+    failures = suite.findall("testcase/failure")
+    assert len(failures) == int(suite.attrib["failures"]) == len(to_json(report)["findings"])
+
+
+def _rkt(dirs: ConfigDirs, *args: str) -> int:
+    return main([*dirs.flags(), *args])
+
+
+def test_cli_audit_fail_on(
+    setup: tuple[ConfigDirs, Keys], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs, _ = setup
+    assert _rkt(dirs, "policy", "audit", "--format=json", "--fail-on=critical") == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["findings"] == 0
+    assert (
+        _rkt(dirs, "policy", "audit", "--format=sarif", "--fail-on=info") == 0
+    )  # no store: policy only
+    json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("fixture", "code"), [("key-missing-fail", 1), ("key-missing-pass", 0)])
+def test_cli_check_exit_code(
+    setup: tuple[ConfigDirs, Keys],
+    tmp_path: Path,
+    fixture: str,
+    code: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dirs, keys = setup
+    text = (FIXTURES / f"{fixture}.toml").read_text()
+    path = tmp_path / "p.toml"
+    path.write_text(text.replace("{absent}", "b" * 40).replace("{good}", keys.good.lower()))
+    assert _rkt(dirs, "policy", "check", str(path)) == code
+    out = capsys.readouterr().out
+    assert ("TD-POL-004" in out) == (code == 1)
+
+
+def test_cli_check_invalid_policy_exits_254(
+    config_dirs: ConfigDirs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('version = 1\n[default]\nmod = "enforce"\n')
+    assert _rkt(config_dirs, "policy", "check", str(path)) == 254
+    err = capsys.readouterr().err
+    assert f"check: policy {path}:3: default.mod: unknown key" in err
+
+
+def test_cli_without_policy_file_refuses(
+    config_dirs: ConfigDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _rkt(config_dirs, "policy", "explain", "example.com/app") == 254
+    assert "no policy" in capsys.readouterr().err
+
+
+def test_cli_explain_json(
+    setup: tuple[ConfigDirs, Keys], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs, _keys = setup
+    assert _rkt(dirs, "policy", "explain", "--format=json", "example.com/app/sub:2") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scope"] == "example.com/app"
+    assert doc["shadows"] == ["default"]
+    assert doc["require"]["keys"][0]["state"] == "usable"
+    assert _rkt(dirs, "policy", "explain", "example.com/other") == 0
+    assert "scope:    default" in capsys.readouterr().out
+
+
+def test_cli_schema(config_dirs: ConfigDirs, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _rkt(config_dirs, "policy", "schema") == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "trustd policy.toml"
