@@ -42,7 +42,7 @@ from tests._https import LOCAL_NAMES, LocalServer, reply, stall
 from tests.conftest import ConfigDirs
 from tests.integration.conftest import RKT
 from trustd.docker import DockerFetch, RegistryLimits, fetch_docker
-from trustd.errors import RemoteLiedError, TransportError
+from trustd.errors import RemoteLiedError, TransportError, UserError
 from trustd.insecure import Insecure
 from trustd.store import ImageStore
 from trustd.transport import Limits
@@ -180,6 +180,7 @@ def manifest_entry(host: str, repo: str, tag: str, arch: str) -> dict[str, Any]:
 
 @dataclass
 class World:
+    layout: Path
     storage: Path
     plain: Registry
     work: Path
@@ -215,7 +216,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         amd = manifest_entry(plain.host, "busybox", "v2s2", "amd64")
         arm = manifest_entry(plain.host, "busybox", "arm", "arm64")
         put_manifest_list(plain.host, "busybox", "multiarch", [arm, amd])
-        yield World(storage, plain, work, arm["digest"], amd["digest"])
+        yield World(layout, storage, plain, work, arm["digest"], amd["digest"])
     finally:
         plain.stop()
 
@@ -487,3 +488,27 @@ def test_rkt_fetch_and_run_a_docker_image(world: World, shared_dirs: ConfigDirs)
     )
     assert ran.returncode == 0, ran.stderr
     assert "hello from docker" in ran.stdout and "busybox" in ran.stdout
+
+
+def test_oci_layout_and_docker_archive_sources(world: World, store: ImageStore) -> None:
+    """``oci:DIR:TAG`` (umoci's layout) and ``docker-archive:`` (skopeo's docker save format)."""
+    multi = fetch_docker(f"oci:{world.layout}:multi", job(store, Insecure.IMAGE))
+    assert multi.label("version") == "multi" and multi.provenance.source_digest.startswith(
+        "sha256:"
+    )
+    names = aci_names(store, multi.key)
+    assert "rootfs/etc/gone" not in names and "rootfs/bin/hardbox" in names
+    archive = world.work / "saved.tar"
+    if not archive.exists():
+        run(
+            "skopeo",
+            "copy",
+            "--quiet",
+            f"oci:{world.layout}:base",
+            f"docker-archive:{archive}:example/saved:v1",
+        )
+    saved = fetch_docker(f"docker-archive:{archive}", job(store, Insecure.IMAGE))
+    assert saved.name == "example/saved" and saved.label("version") == "v1"
+    assert aci_names(store, saved.key)["rootfs/bin/busybox"].isfile()
+    with pytest.raises(UserError, match="no single image"):
+        fetch_docker(f"oci:{world.layout}:nosuchtag", job(store, Insecure.IMAGE))

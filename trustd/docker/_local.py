@@ -112,8 +112,10 @@ def load_archive(path: Path) -> LocalImage:
 
 
 def _repo_tag(text: str) -> tuple[str, str | None]:
+    """``RepoTags[0]`` in Docker's familiar form (``docker save`` writes ``example/x:1``;
+    skopeo writes ``docker.io/example/x:1``)."""
     name, _, tag = text.rpartition(":") if ":" in text.rsplit("/", 1)[-1] else (text, "", "")
-    return name, tag or None
+    return name.removeprefix("docker.io/").removeprefix("library/"), tag or None
 
 
 def _current(archive: _Archive) -> LocalImage:
