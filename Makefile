@@ -17,6 +17,9 @@ apt:
 
 groups:
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-groups.sh; fi
+	@# trustd refuses to fetch or run without a policy: install the shipped one as the system policy
+	@if [ "$$(id -u)" = 0 ] && [ ! -e /usr/lib/rkt/policy.toml ]; then \
+	  install -D -m 0644 policy/default.toml /usr/lib/rkt/policy.toml; fi
 
 venv: $(STAMPS)/venv
 $(STAMPS)/venv: pyproject.toml

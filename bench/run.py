@@ -109,9 +109,11 @@ def bench_fetch(work: Path) -> None:
     import trustme  # noqa: PLC0415
 
     from tests._https import LOCAL_NAMES, LocalServer, reply  # noqa: PLC0415
+    from tests._policy import SHIPPED  # noqa: PLC0415
     from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref  # noqa: PLC0415
     from trustd.insecure import Insecure  # noqa: PLC0415
     from trustd.keystore import Keystore  # noqa: PLC0415
+    from trustd.policy import loads_policy  # noqa: PLC0415
     from trustd.store import ImageStore  # noqa: PLC0415
 
     gpg = GpgHome(work / "gnupg")
@@ -131,7 +133,12 @@ def bench_fetch(work: Path) -> None:
 
         def fetch_once() -> None:
             store_dir = Path(tempfile.mkdtemp(dir=work))
-            ctx = FetchContext(ImageStore.open(store_dir, create=True), keystore, Insecure.NONE)
+            ctx = FetchContext(
+                ImageStore.open(store_dir, create=True),
+                keystore,
+                Insecure.NONE,
+                loads_policy(SHIPPED.read_bytes(), source=str(SHIPPED)),
+            )
             fetch_image(FetchRequest(parse_image_ref(srv.url("/big.aci"))), ctx)
 
         trustd_s = median_seconds(fetch_once)

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests._busybox import busybox_aci  # noqa: E402
+from tests._policy import install_policy  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_START_RUNS", "30"))
 RKT = str(Path(sys.executable).with_name("rkt"))
@@ -63,6 +64,7 @@ def main() -> int:
             f"--system-config={work / 'usr'}",
             "--insecure-options=image",
         ]
+        install_policy(work / "usr")  # the tests' policy: allows fly and the insecure import
         aci = busybox_aci(work / "bb.aci", "bench.trustd.test/true", exec_=["/bin/true"])
         key = subprocess.run(
             [RKT, *flags, "fetch", "--full", str(aci)], check=True, capture_output=True, text=True

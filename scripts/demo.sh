@@ -8,6 +8,7 @@ OUT="$PWD/demo-out"
 rm -rf "$OUT" && mkdir -p "$OUT"/{gnupg,image/rootfs/bin,system-config,local-config,data}
 chmod 700 "$OUT/gnupg"
 FLAGS=(--system-config="$OUT/system-config" --local-config="$OUT/local-config" --dir="$OUT/data")
+install -m 0644 policy/default.toml "$OUT/system-config/policy.toml"   # the shipped policy, unchanged
 PREFIX="demo.trustd.test/hello"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -104,6 +105,10 @@ rkt list
 UUID=$(ls "$OUT/data/pods/run" | head -1)
 echo "(the pod's plan.json, first app: what ran, who signed it, how it was isolated)" >&2
 python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['apps'][0]; print(json.dumps({k: a[k] for k in ('image_key','signers','capabilities')} | {'seccomp': a['seccomp']['source']}, indent=1))" "$OUT/data/pods/run/$UUID/plan.json"
+
+step "13b. The policy decides: the same image in the fly flavor is refused, with the reason"
+if rkt run --stage1-name=fly demo.trustd.test/hello:1.0.0; then echo "UNEXPECTED: fly allowed"; exit 1; fi
+rkt policy explain demo.trustd.test/hello
 
 step "14. The pod start was measured into the TPM (embedded swtpm) before the app ran"
 rkt attest status

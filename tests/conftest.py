@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests._gpg import GpgHome
+from tests._policy import install_policy
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def config_dirs(tmp_path: Path) -> ConfigDirs:
     dirs = ConfigDirs(tmp_path / "usr-lib-rkt", tmp_path / "etc-rkt", tmp_path / "var-lib-rkt")
     for d in (dirs.system, dirs.local, dirs.data):
         d.mkdir()
+    install_policy(dirs.system)
     return dirs
 
 

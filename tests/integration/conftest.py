@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests._busybox import busybox_aci
+from tests._policy import install_policy
 from tests.conftest import ConfigDirs, Keys
 
 RKT = str(Path(sys.executable).with_name("rkt"))
@@ -55,6 +56,7 @@ def shared_dirs() -> Iterator[ConfigDirs]:
     dirs = ConfigDirs(base / "usr-lib-rkt", base / "etc-rkt", base / "var-lib-rkt")
     for d in (dirs.system, dirs.local):
         d.mkdir(mode=0o755)
+    install_policy(dirs.system)
     yield dirs
     shutil.rmtree(base, ignore_errors=True)
 

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
     from trustd.fetch import FetchContext  # noqa: PLC0415
     from trustd.keystore import Keystore  # noqa: PLC0415
+    from trustd.policy import load_effective  # noqa: PLC0415
     from trustd.store import ImageStore  # noqa: PLC0415
 
     dirs = options.dirs
@@ -80,6 +81,7 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
         store=ImageStore.open(dirs.data, create=True),
         keystore=Keystore(dirs.system_config, dirs.local_config),
         insecure=options.insecure,
+        policy=load_effective(dirs.system_config, dirs.local_config),
         pull_policy=pull_policy,
         debug=options.debug,
         auth_dirs=tuple(

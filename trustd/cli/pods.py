@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli.image import parse_duration
-from trustd.cli.run import add_pod_flags, build_request, measure_config
+from trustd.cli.run import add_pod_flags, build_request, measure_config, policy_in_force
 from trustd.config import GlobalOptions
 from trustd.errors import UserError
 
@@ -83,7 +83,15 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     require_root()
     store, keystore, pods = _parts(args.options)
-    prepared = prepare(build_request(args, args.options), store, keystore, pods)
+    options = args.options
+    prepared = prepare(
+        build_request(args, options),
+        store,
+        keystore,
+        pods,
+        policy=policy_in_force(options),
+        measurement=measure_config(options).mode,
+    )
     os.close(prepared.lock_fd)
     print(prepared.pod.uuid)
     return 0
@@ -98,7 +106,8 @@ def run_run_prepared(args: argparse.Namespace) -> int:
         store,
         keystore,
         pods,
-        measure_config(args.options),
+        measure=measure_config(args.options),
+        policy=policy_in_force(args.options),
         mds_register=args.mds_register,
     )
 
@@ -248,7 +257,7 @@ def run_gc(args: argparse.Namespace) -> int:
     for pod in list(pods.pods()):
         if pod.where not in ("exited-garbage", "garbage") or pod.locked():
             continue
-        age = timedelta(seconds=now - pod.path.stat().st_ctime)
+        age = timedelta(seconds=time.time() - pod.path.stat().st_ctime)
         if age < args.grace_period:
             print(
                 f'gc: pod "{pod.uuid}" not removed: still within grace period '

@@ -85,6 +85,13 @@ def measure_config(options: GlobalOptions) -> Any:
     return load_config(options.dirs.system_config, options.dirs.local_config)
 
 
+def policy_in_force(options: GlobalOptions) -> Any:
+    """The policy file that decides every run (no file is an error: no silent default)."""
+    from trustd.policy import load_effective  # noqa: PLC0415
+
+    return load_effective(options.dirs.system_config, options.dirs.local_config)
+
+
 def run(args: argparse.Namespace) -> int:
     from trustd.executor.prepare import prepare, require_root  # noqa: PLC0415
     from trustd.executor.run import run_prepared_pod  # noqa: PLC0415
@@ -99,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     store = ImageStore.open(options.dirs.data, create=True)
     keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
     pods = PodStore(options.dirs.data)
-    prepared = prepare(request, store, keystore, pods)
+    policy, measure = policy_in_force(options), measure_config(options)
+    prepared = prepare(request, store, keystore, pods, policy=policy, measurement=measure.mode)
     if args.uuid_file_save:
         args.uuid_file_save.write_text(prepared.pod.uuid + "\n")
-    return run_prepared_pod(prepared, pods, measure_config(options))
+    return run_prepared_pod(prepared, pods, measure, policy)

@@ -38,7 +38,7 @@ from trustd.docker.reference import DockerRef, parse_docker_ref
 from trustd.docker.registry import Credentials, Registry, RegistryLimits
 from trustd.errors import RemoteLiedError, UserError
 from trustd.insecure import Insecure
-from trustd.store import ImageRecord, ImageStore, admit
+from trustd.store import AdmittedImage, ImageRecord, ImageStore, admit
 
 UNSIGNED_MESSAGE = (
     "signature verification for docker images is not supported (try --insecure-options=image)"
@@ -55,6 +55,7 @@ class DockerFetch:
     pull_policy: str = "update"
     limits: RegistryLimits | None = None
     squash_limits: SquashLimits | None = None
+    admitted_gate: Callable[[AdmittedImage], None] | None = None  # the policy's fetch gate
 
 
 def gate(ref: DockerRef, insecure: Insecure) -> None:
@@ -263,4 +264,6 @@ def _convert_and_store(ref: DockerRef, pulled: _Pulled, job: DockerFetch) -> Ima
             )
         # keystore=None: the explicit, recorded opt-out that gate() allowed above
         admitted = admit(scratch, None, None, source=ref.url, source_digest=pulled.source_digest)
+        if job.admitted_gate is not None:
+            job.admitted_gate(admitted)
         return job.store.put(admitted, scratch, None, source=ref.url)

@@ -14,20 +14,21 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import trustd
 from trustd._fsutil import atomic_write
 from trustd.errors import UserError
 from trustd.executor.plan import AppPlan, PodPlan
 from trustd.measure import DEFAULT_PCR, Measurer
+from trustd.policy import Policy
 
 MODES = ("required", "best-effort", "off")
 
 
 @dataclass(frozen=True, slots=True)
 class MeasureConfig:
-    mode: str = "required"
+    mode: Literal["required", "best-effort", "off"] = "required"
     pcr: int = DEFAULT_PCR
     tcti: str | None = None
 
@@ -114,7 +115,19 @@ def _isolation(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
     return data
 
 
-def events(plan: PodPlan, pod_dir: Path) -> list[dict[str, Any]]:
+def _policy(plan: PodPlan, policy: Policy, data_dir: Path) -> dict[str, Any]:
+    """The policy in force and the head of the decision log (so a rewrite is detectable)."""
+    from trustd.policy.log import chain_head, log_path  # noqa: PLC0415
+
+    return {
+        "pod": plan.uuid,
+        "source": policy.source,
+        "digest": policy.digest,
+        "decision_log_head": chain_head(log_path(data_dir)),
+    }
+
+
+def events(plan: PodPlan, pod_dir: Path, policy: Policy, data_dir: Path) -> list[dict[str, Any]]:
     out = [{"kind": "stage1", "data": _stage1(plan)}]
     out += [{"kind": "image", "data": _image(plan, app)} for app in plan.apps]
     out.append(
@@ -124,14 +137,16 @@ def events(plan: PodPlan, pod_dir: Path) -> list[dict[str, Any]]:
         }
     )
     out += [{"kind": "isolation", "data": _isolation(plan, app)} for app in plan.apps]
-    out.append(
-        {"kind": "policy", "data": {"pod": plan.uuid, "policy": "none: no policy file (issue #6)"}}
-    )
+    out.append({"kind": "policy", "data": _policy(plan, policy, data_dir)})
     return out
 
 
 def measure_pod_start(
-    plan: PodPlan, pod_dir: Path, data_dir: Path, config: MeasureConfig
+    plan: PodPlan,
+    pod_dir: Path,
+    data_dir: Path,
+    config: MeasureConfig,
+    policy: Policy,
 ) -> dict[str, Any]:
     """Extend every event or raise MeasurementError (fail closed) unless best-effort/off."""
     if config.mode == "off":
@@ -147,7 +162,7 @@ def measure_pod_start(
             tcti=config.tcti,
             mode="strict" if config.mode == "required" else "best-effort",
         )
-        records = measurer.extend_all(config.pcr, events(plan, pod_dir))
+        records = measurer.extend_all(config.pcr, events(plan, pod_dir, policy, data_dir))
         missing = [r.reason for r in records if not r.measured]
         result = {
             "mode": config.mode,

@@ -15,6 +15,7 @@ from typing import Any
 from trustd._fsutil import atomic_write
 from trustd.appc.manifest import ImageManifest
 from trustd.errors import TrustdError, UserError
+from trustd.executor._gate import MeasureMode, gate_run
 from trustd.executor._ids import resolve_id
 from trustd.executor._isolate import plan_isolation
 from trustd.executor.plan import AppPlan, PodPlan
@@ -23,6 +24,7 @@ from trustd.insecure import Insecure, insecure_names
 from trustd.keystore import Keystore
 from trustd.pod import Pod, PodStore
 from trustd.pod.lifecycle import MANIFEST
+from trustd.policy import ImageRef, Policy, resolve
 from trustd.store import ImageStore
 from trustd.store.render import RenderedTree, render_tree
 
@@ -118,18 +120,33 @@ def _pod_manifest(plan: PodPlan) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
-def _selinux(request: RunRequest, pod: Pod, pods: PodStore) -> dict[str, Any]:
+def _selinux_mode(policy: Policy, apps: list[AppPlan]) -> str:
+    """The strictest SELinux mode the policy asks of any app's scope."""
+    modes = {
+        policy.scope(resolve(policy, ImageRef.parse(a.image_name)).scope).run.selinux for a in apps
+    }
+    return next(m for m in ("enforce", "permissive", "off") if m in modes or m == "off")
+
+
+def _selinux(mode: str, pod: Pod, pods: PodStore) -> dict[str, Any]:
     """svirt labels for the pod (per-pod MCS pair), or the recorded reason there are none."""
     from trustd.isolation.selinux import pod_labels  # noqa: PLC0415
 
-    mode = request.selinux if request.selinux in ("enforce", "permissive", "off") else "enforce"
     labels = pod_labels(mode, pod.uuid, pods.root.parent)  # type: ignore[arg-type]
     if labels is None:
         return {"selinux_mode": mode, "selinux_process": None, "selinux_file": None}
     return {"selinux_mode": mode, "selinux_process": labels.process, "selinux_file": labels.file}
 
 
-def prepare(request: RunRequest, store: ImageStore, keystore: Keystore, pods: PodStore) -> Prepared:
+def prepare(
+    request: RunRequest,
+    store: ImageStore,
+    keystore: Keystore,
+    pods: PodStore,
+    *,
+    policy: Policy,
+    measurement: MeasureMode,
+) -> Prepared:
     require_root()
     if not request.apps:
         raise UserError("must provide at least one image")
@@ -154,13 +171,17 @@ def prepare(request: RunRequest, store: ImageStore, keystore: Keystore, pods: Po
             insecure=tuple(insecure_names(request.insecure)),
             masked_paths=Insecure.PATHS not in request.insecure,
             mds=request.mds_register,
-            **_selinux(request, pod, pods),
+            **_selinux(_selinux_mode(policy, apps), pod, pods),
         )
+        gate_run(plan, policy, keystore, pods.root.parent, measurement)
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
         atomic_write(pod.path / MANIFEST, _pod_manifest(plan), mode=0o640)
         (pod.path / "pod-created").write_text(datetime.now(UTC).isoformat(timespec="seconds"))
         pod = pods.move(pod, "prepared")
     except TrustdError:
+        from trustd.isolation.selinux import McsAllocator  # noqa: PLC0415
+
+        McsAllocator(pods.root.parent).release(pod.uuid)
         pods.move(pod, "garbage")
         os.close(fd)
         raise

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 
 from trustd._fsutil import atomic_write
 from trustd.errors import UserError
+from trustd.executor._gate import gate_run
 from trustd.executor._measure import MeasureConfig, measure_pod_start
 from trustd.executor.plan import PodPlan
 from trustd.executor.prepare import Prepared, load_plan, require_root
 from trustd.executor.stage1 import run_pod
 from trustd.keystore import Keystore
 from trustd.pod import Pod, PodState, PodStore
+from trustd.policy import Policy
 from trustd.store import ImageStore
 from trustd.store.render import render_tree
 
@@ -22,13 +24,15 @@ def _stamp(pod: Pod, name: str) -> None:
     (pod.path / name).write_text(datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def run_prepared_pod(prepared: Prepared, pods: PodStore, measure: MeasureConfig) -> int:
+def run_prepared_pod(
+    prepared: Prepared, pods: PodStore, measure: MeasureConfig, policy: Policy
+) -> int:
     """Measure, then run a pod this process prepared (it still holds the lock).
 
     A measurement that fails (in ``required`` mode) leaves the pod prepared and unrun.
     """
     try:
-        measure_pod_start(prepared.plan, prepared.pod.path, pods.root.parent, measure)
+        measure_pod_start(prepared.plan, prepared.pod.path, pods.root.parent, measure, policy)
     except BaseException:
         os.close(prepared.lock_fd)
         raise
@@ -53,8 +57,9 @@ def run_prepared(
     store: ImageStore,
     keystore: Keystore,
     pods: PodStore,
-    measure: MeasureConfig,
     *,
+    measure: MeasureConfig,
+    policy: Policy,
     mds_register: bool = False,
 ) -> int:
     """``rkt run-prepared UUID``."""
@@ -68,4 +73,9 @@ def run_prepared(
         plan = replace(plan, mds=True)
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
     recheck(plan, store, keystore)  # opt-outs stay those recorded at prepare time
-    return run_prepared_pod(Prepared(pod, plan, fd), pods, measure)
+    try:
+        gate_run(plan, policy, keystore, pods.root.parent, measure.mode)  # the policy now
+    except BaseException:
+        os.close(fd)
+        raise
+    return run_prepared_pod(Prepared(pod, plan, fd), pods, measure, policy)

@@ -141,6 +141,7 @@ def fetch_url(
         admitted = admit(got.path, signature, gate, source=aci_url)
         check_requested(admitted, ref)
         say_verified(admitted)
+        ctx.policy_gate(admitted)
         stored = ctx.store.put(admitted, got.path, signature, source=aci_url)
         ctx.store.index.set_remote(
             aci_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,6 +14,8 @@ from trustd.errors import RemoteLiedError, UserError
 from trustd.fetch.request import FetchRequest, ImageRef
 from trustd.insecure import Insecure
 from trustd.keystore import Keystore
+from trustd.policy import Policy, decide_fetch
+from trustd.policy.log import append_decision
 from trustd.store import AdmittedImage, ImageRecord, ImageStore, admit
 
 MAX_SIGNATURE = 1 << 20
@@ -23,6 +26,7 @@ class FetchContext:
     store: ImageStore
     keystore: Keystore
     insecure: Insecure
+    policy: Policy  # required: the fetch gate has no silent default (CONVENTIONS 5)
     pull_policy: str = "update"
     debug: bool = False
     auth_dirs: tuple[Path, ...] = ()  # system, local, user config: auth.d/*.json
@@ -31,6 +35,22 @@ class FetchContext:
     def gate_keystore(self) -> Keystore | None:
         """None only when the user opted out with --insecure-options=image."""
         return None if Insecure.IMAGE in self.insecure else self.keystore
+
+    def policy_gate(self, admitted: AdmittedImage) -> None:
+        """The fetch gate: the policy's ``require`` for the image's scope, decided, logged
+        (hash-chained), then enforced, before anything is stored."""
+        manifest = admitted.info.manifest
+        decision = decide_fetch(
+            self.policy,
+            str(manifest.name),
+            admitted.provenance.signers,
+            self.keystore,
+            datetime.now(UTC),
+            insecure_image=admitted.provenance.insecure,
+            image_id=admitted.key,
+        )
+        append_decision(self.store.layout.root, decision)
+        decision.enforce()
 
 
 def read_signature(path: Path) -> bytes:
@@ -96,6 +116,7 @@ def _fetch_file(request: FetchRequest, local: LocalInputs, ctx: FetchContext) ->
             shutil.copyfileobj(local.image, out, 1 << 20)
         admitted = admit(scratch, local.signature, ctx.gate_keystore(), source=str(path))
         say_verified(admitted)
+        ctx.policy_gate(admitted)
         return ctx.store.put(
             admitted, scratch, local.signature, source=f"file://{Path(str(path)).absolute()}"
         )
@@ -127,6 +148,7 @@ def fetch_image(
             insecure=ctx.insecure,
             credentials=lambda registry: docker_credentials(registry, ctx.auth_dirs),
             pull_policy=ctx.pull_policy,
+            admitted_gate=ctx.policy_gate,
         )
         return fetch_docker(request.ref.text, job)
     from trustd.fetch.remote import fetch_remote  # noqa: PLC0415 - network code on demand

@@ -102,8 +102,11 @@ def chain_head(path: Path) -> str:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[int]:
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    path.parent.mkdir(mode=0o2770, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o660:
+        os.fchmod(fd, 0o660)  # the unprivileged fetch (group rkt) appends its decisions too
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd

@@ -52,6 +52,7 @@ class StoreLayout:
             (self.cas / "blob", 0o2770),
             (self.blobs, 0o2770),
             (self.tmp, 0o2770),
+            (self.root / "policy", 0o2770),  # the decision log: fetches append to it too
         ]
 
 

@@ -25,6 +25,7 @@ from trustd.errors import TransportError, TrustdError, UntrustedSignerError
 from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref, remote
 from trustd.insecure import Insecure
 from trustd.keystore import Keystore
+from trustd.policy import load_effective
 from trustd.store import ImageStore
 from trustd.transport import Limits
 from trustd.verify import parse_public_keys
@@ -55,6 +56,7 @@ def ctx(dirs: ConfigDirs, policy: str = "update") -> FetchContext:
         ImageStore.open(dirs.data, create=True),
         Keystore(dirs.system, dirs.local),
         Insecure.NONE,
+        load_effective(dirs.system, dirs.local),
         pull_policy=policy,
     )
 

@@ -130,6 +130,7 @@ def test_cli_check_invalid_policy_exits_254(
 def test_cli_without_policy_file_refuses(
     config_dirs: ConfigDirs, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    (config_dirs.system / "policy.toml").unlink()  # the fixture installs the tests' policy
     assert _rkt(config_dirs, "policy", "explain", "example.com/app") == 254
     assert "no policy" in capsys.readouterr().err
 

@@ -13,6 +13,7 @@ from trustd.cli.main import main
 from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref
 from trustd.insecure import Insecure
 from trustd.keystore import Keystore
+from trustd.policy import load_effective
 from trustd.store import ImageStore
 
 NAME = "example.com/hello"
@@ -39,7 +40,10 @@ def signed(tmp_path: Path, keys: Keys, config_dirs: ConfigDirs) -> Path:
 def fetch(dirs: ConfigDirs, *args: str, insecure: Insecure = Insecure.NONE) -> str:
     """What ``rkt fetch ARGS`` does for each image, minus the root-only privilege drop."""
     ctx = FetchContext(
-        ImageStore.open(dirs.data, create=True), Keystore(dirs.system, dirs.local), insecure
+        ImageStore.open(dirs.data, create=True),
+        Keystore(dirs.system, dirs.local),
+        insecure,
+        load_effective(dirs.system, dirs.local),
     )
     requests = [FetchRequest(parse_image_ref(t), s) for t, s in parse_image_args(list(args))]
     return [fetch_image(r, ctx).key for r in requests][-1]
