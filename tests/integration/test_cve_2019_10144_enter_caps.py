@@ -22,6 +22,14 @@ from tests.integration.test_run import status_of
 RETAINED = "0000000000000400"  # CAP_NET_BIND_SERVICE only
 
 
+def _execed(pidfile: Path) -> bool:
+    """The app has applied its isolation and exec'd (the pid file is written before that)."""
+    try:
+        return Path(f"/proc/{pidfile.read_text().strip()}/comm").read_text().strip() == "sleep"
+    except (OSError, ValueError):
+        return False
+
+
 @pytest.fixture
 def running(shared_dirs: ConfigDirs, image: str) -> Iterator[str]:
     uuid_file = shared_dirs.data.parent / "uuid"
@@ -46,7 +54,7 @@ def running(shared_dirs: ConfigDirs, image: str) -> Iterator[str]:
     while time.monotonic() < deadline:
         if uuid_file.exists() and (uuid := uuid_file.read_text().strip()):
             pid = shared_dirs.data / "pods/run" / uuid / "apps/busybox/pid"
-            if pid.is_file():
+            if pid.is_file() and _execed(pid):
                 break
         time.sleep(0.05)
     assert uuid, pod.stderr.read() if pod.stderr else ""
