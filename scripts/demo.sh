@@ -134,4 +134,36 @@ if rkt attest verify "$OUT/quote" --ak "$OUT/ak.pem" --nonce "$(python3 -c "impo
 fi
 "$PWD/.venv/bin/python" -c "from trustd.measure import stop_embedded; from pathlib import Path; stop_embedded(Path('$OUT/data'))"
 
+step "16. A Docker image: build it (umoci, busybox-static), push it to a local registry (skopeo)"
+REG="$OUT/registry"; mkdir -p "$REG/data"
+PORT=$("$PWD/.venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+printf 'version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: 127.0.0.1:%s}\n' "$REG/data" "$PORT" > "$REG/config.yml"
+docker-registry serve "$REG/config.yml" > "$REG/log" 2>&1 &
+REG_PID=$!
+trap 'kill $REG_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+umoci init --layout "$OUT/oci" && umoci new --image "$OUT/oci:latest"
+umoci unpack --image "$OUT/oci:latest" "$OUT/bundle" >/dev/null
+cp /bin/busybox "$OUT/bundle/rootfs/busybox"
+umoci repack --image "$OUT/oci:latest" "$OUT/bundle"
+umoci config --image "$OUT/oci:latest" --config.entrypoint /busybox --config.cmd echo \
+  --config.cmd "hello from a Docker image" --os linux --architecture amd64
+skopeo copy --quiet --dest-tls-verify=false "oci:$OUT/oci:latest" "docker://127.0.0.1:$PORT/demo/busybox:latest"
+
+step "17. Unsigned Docker images are refused, even with --insecure-options=image, unless the policy's scope allows it"
+if rkt --insecure-options=image,http fetch "docker://127.0.0.1:$PORT/demo/busybox:latest"; then
+  echo "UNEXPECTED: the shipped policy let an unsigned image in"; exit 1
+fi
+DOCKER_NAME="127.0.0.1-$PORT/demo/busybox"
+cp policy/default.toml "$OUT/local-config/policy.toml"
+cat >> "$OUT/local-config/policy.toml" <<TOML
+
+# the demo's local registry: unsigned Docker images accepted, explicitly and only here
+[scopes."$DOCKER_NAME".run]
+insecure_options = ["image", "http"]
+TOML
+rkt policy check "$OUT/local-config/policy.toml" || true
+rkt --insecure-options=image,http run "docker://127.0.0.1:$PORT/demo/busybox:latest"
+rkt image list --fields=id,name,signers,source
+
 step "demo complete"
