@@ -19,7 +19,7 @@ TEST_RUN_RULES = {
 }
 
 
-def test_policy() -> str:
+def policy_for_tests() -> str:
     text = SHIPPED.read_text().replace('measure = "required"', 'measure = "best-effort"', 1)
     lines = []
     for line in text.splitlines():
@@ -32,6 +32,6 @@ def test_policy() -> str:
 def install_policy(config_dir: Path, text: str | None = None) -> Path:
     config_dir.mkdir(parents=True, exist_ok=True)
     path = config_dir / "policy.toml"
-    path.write_text(test_policy() if text is None else text)
+    path.write_text(policy_for_tests() if text is None else text)
     path.chmod(0o644)
     return path

@@ -13,7 +13,7 @@ from trustd.appc.aci import AciLimits, inspect_aci
 from trustd.errors import LocalStateError, UserError
 from trustd.keystore import Keystore
 from trustd.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance
-from trustd.verify import verify_detached
+from trustd.verify import verify_all
 
 
 def admit(
@@ -41,9 +41,10 @@ def admit(
             f'image "{info.manifest.name}" has no signature',
             hint="supply one with --signature FILE, or (not recommended) --insecure-options=image",
         )
-    verified = verify_detached(archive, signature, keystore.keyring_for(info.manifest.name))
-    provenance = Provenance((verified.signer,), False, now, verified.trusted_via)
-    return AdmittedImage(info, verified, provenance, _ADMIT_TOKEN)
+    results = verify_all(archive, signature, keystore.keyring_for(info.manifest.name))
+    signers = tuple(r.signer for r in results)  # distinct; thresholds count them (ADR 0008)
+    provenance = Provenance(signers, False, now, results[0].trusted_via)
+    return AdmittedImage(info, results[0], provenance, _ADMIT_TOKEN)
 
 
 def readmit(

@@ -2,7 +2,7 @@
 
 from trustd.verify.keys import PublicKey, SubKey, parse_public_keys
 from trustd.verify.model import Keyring, TrustedKey, VerifiedSignature, format_fingerprint
-from trustd.verify.verifier import verify_detached
+from trustd.verify.verifier import verify_all, verify_detached
 
 __all__ = [
     "Keyring",
@@ -12,5 +12,6 @@ __all__ = [
     "VerifiedSignature",
     "format_fingerprint",
     "parse_public_keys",
+    "verify_all",
     "verify_detached",
 ]

@@ -8,13 +8,14 @@ cryptography over the exact bytes. Failure raises; success returns a VerifiedSig
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pysequoia
-from pysequoia.packet import HashAlgorithm
+from pysequoia.packet import HashAlgorithm, PacketPile, Tag
 
-from trustd.errors import BadSignatureError, RefusedKeyError, UntrustedSignerError
+from trustd.errors import BadSignatureError, RefusedKeyError, TrustdError, UntrustedSignerError
 from trustd.verify.keys import PublicKey
 from trustd.verify.model import (
     _VERIFIER_TOKEN,
@@ -156,3 +157,45 @@ def _untrusted(subject: str, issuer: str, keyring: Keyring) -> UntrustedSignerEr
     if keyring.problems:
         message += "; key files skipped: " + "; ".join(keyring.problems)
     return UntrustedSignerError(message, hint=f'run: rkt trust --prefix "{subject}"')
+
+
+MAX_SIGNATURES = 16
+_ARMOR = re.compile(rb"-----BEGIN PGP SIGNATURE-----.*?-----END PGP SIGNATURE-----", re.S)
+
+
+def split_signatures(signature: bytes) -> list[bytes]:
+    """The signature packets of a detached signature file (gpg -u A -u B --detach-sign, or
+    concatenated files); one element when it holds one, or cannot be split."""
+    blocks = _ARMOR.findall(signature) or [signature]
+    parts: list[bytes] = []
+    for block in blocks:
+        try:
+            packets = list(PacketPile.from_bytes(block))
+        except (RuntimeError, ValueError):
+            return [signature]
+        parts += [bytes(p) for p in packets if p.tag == Tag.Signature]
+    return parts if len(parts) > 1 else [signature]
+
+
+def verify_all(
+    data: bytes | Path, signature: bytes, keyring: Keyring, *, now: datetime | None = None
+) -> tuple[VerifiedSignature, ...]:
+    """Every signature in the file that verifies, one per distinct signer (for k-of-n
+    policies). At least one must verify; otherwise the first refusal is raised."""
+    parts = split_signatures(signature)
+    if len(parts) > MAX_SIGNATURES:
+        raise BadSignatureError(
+            f"the signature file holds {len(parts)} signatures (at most {MAX_SIGNATURES})"
+        )
+    verified: dict[str, VerifiedSignature] = {}
+    refusals: list[TrustdError] = []
+    for part in parts:
+        try:
+            result = verify_detached(data, part, keyring, now=now)
+        except TrustdError as exc:
+            refusals.append(exc)
+            continue
+        verified.setdefault(result.signer, result)
+    if not verified:
+        raise refusals[0]
+    return tuple(verified.values())
