@@ -110,6 +110,9 @@ step "13b. The policy decides: the same image in the fly flavor is refused, with
 if rkt run --stage1-name=fly demo.trustd.test/hello:1.0.0; then echo "UNEXPECTED: fly allowed"; exit 1; fi
 rkt policy explain demo.trustd.test/hello
 
+step "13c. A run of an image signed by a key not trusted for its name is refused before anything runs"
+if rkt run "$OUT/hellox.aci"; then echo "UNEXPECTED: untrusted signer ran"; exit 1; fi
+
 step "14. The pod start was measured into the TPM (embedded swtpm) before the app ran"
 rkt attest status
 cat "$OUT/data/pods/run/$UUID/measurement.json"
