@@ -1,14 +1,8 @@
-"""``docker://`` against Debian's real ``docker-registry`` (CONVENTIONS 13).
+"""``docker://`` transport against Debian's real ``docker-registry``: plain HTTP, TLS, token auth.
 
-One module fixture builds images from ``busybox-static`` with umoci (a one-layer image, a
-two-layer one whose upper layer has whiteouts and a hard link, an arm64 variant) and pushes
-them with skopeo to a plain-HTTP registry on 127.0.0.1; a manifest list naming the amd64 and
-arm64 images is PUT with the registry API. Further registries serve the *same storage*: one
-over TLS (a trustme certificate, trusted through SSL_CERT_FILE) and one with token auth, whose
-realm is a small HTTPS token server here that signs RS256 JWTs (x5c) the registry verifies
-against its ``rootcertbundle``. Only two things are fakes, because the real registry cannot
-misbehave on purpose: a registry serving a blob whose bytes do not match its digest, and one
-that stalls (both ``tests._https.LocalServer``).
+Also the two fakes (a blob whose bytes do not match its digest, a registry that stalls). The
+registries, the images and the ``world`` they share are built by ``tests.integration._registry``;
+conversion details and ``rkt run`` are in test_docker_registry_convert.py.
 """
 
 from __future__ import annotations
@@ -17,15 +11,9 @@ import base64
 import hashlib
 import json
 import os
-import shutil
-import socket
-import subprocess
-import tarfile
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,206 +25,34 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests._busybox import BUSYBOX
 from tests._https import LOCAL_NAMES, LocalServer, reply, stall
-from tests.conftest import ConfigDirs
-from tests.integration.conftest import RKT
-from trustd.docker import DockerFetch, RegistryLimits, fetch_docker
-from trustd.errors import RemoteLiedError, TransportError, UserError
+from tests.integration._registry import (
+    World,
+    aci_names,
+    job,
+    needs_registry_tools,
+    registry_world,
+    start_registry,
+)
+from trustd.docker import RegistryLimits, fetch_docker
+from trustd.errors import RemoteLiedError, TransportError
 from trustd.insecure import Insecure
 from trustd.store import ImageStore
 from trustd.transport import Limits
 
-TOOLS = ("docker-registry", "skopeo", "umoci")
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(t) is None for t in TOOLS) or not Path(BUSYBOX).exists(),
-    reason="needs docker-registry, skopeo, umoci and busybox-static (make setup installs them)",
-)
-LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
+pytestmark = needs_registry_tools
 USER, PASSWORD = "puller", "s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Registry:
-    host: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-def start_registry(work: Path, storage: Path, extra: str = "", scheme: str = "http") -> Registry:
-    port = free_port()
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: warn}\n"
-        f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n{extra}"
-    )
-    log = work / "log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=out, stderr=out)
-    reg = Registry(f"127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return reg
-        except OSError:
-            time.sleep(0.05)
-    reg.stop()
-    raise RuntimeError(f"docker-registry did not start: {log.read_text()}")
-
-
-def run(*cmd: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=60)
-    assert result.returncode == 0, f"{cmd}: {result.stderr}"
-    return result.stdout
-
-
-def build_images(work: Path) -> Path:
-    """An OCI layout with tags base (1 layer), multi (2 layers), arm (arm64 config)."""
-    rootless = [] if os.geteuid() == 0 else ["--rootless"]
-    layout = work / "layout"
-    run("umoci", "init", "--layout", str(layout))
-    run("umoci", "new", "--image", f"{layout}:base")
-    bundle = work / "b1"
-    run("umoci", "unpack", *rootless, "--image", f"{layout}:base", str(bundle))
-    root = bundle / "rootfs"
-    for d in ("bin", "etc", "var/cache"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy(BUSYBOX, root / "bin" / "busybox")
-    for applet in ("sh", "echo", "cat", "ls"):
-        (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc" / "gone").write_text("bye\n")
-    (root / "var" / "cache" / "c").write_text("c\n")
-    run("umoci", "repack", "--image", f"{layout}:base", str(bundle))
-    config = ("--config.cmd", "/bin/sh", "--config.workingdir", "/", "--os", "linux")
-    run("umoci", "config", "--image", f"{layout}:base", *config, "--architecture", "amd64")
-    run(
-        "umoci",
-        "config",
-        "--image",
-        f"{layout}:base",
-        "--tag",
-        "arm",
-        *config,
-        "--architecture",
-        "arm64",
-        "--config.label",
-        "platform=arm64",
-    )
-    bundle2 = work / "b2"
-    run("umoci", "unpack", *rootless, "--image", f"{layout}:base", str(bundle2))
-    root2 = bundle2 / "rootfs"
-    (root2 / "etc" / "gone").unlink()
-    os.link(root2 / "bin" / "busybox", root2 / "bin" / "hardbox")
-    shutil.rmtree(root2 / "var" / "cache")
-    run("umoci", "repack", "--image", f"{layout}:multi", str(bundle2))
-    return layout
-
-
-def put_manifest_list(host: str, repo: str, tag: str, entries: list[dict[str, Any]]) -> None:
-    body = json.dumps({"schemaVersion": 2, "mediaType": LIST_TYPE, "manifests": entries}).encode()
-    req = urllib.request.Request(
-        f"http://{host}/v2/{repo}/manifests/{tag}",
-        data=body,
-        method="PUT",
-        headers={"Content-Type": LIST_TYPE},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-        assert resp.status == 201
-
-
-def manifest_entry(host: str, repo: str, tag: str, arch: str) -> dict[str, Any]:
-    req = urllib.request.Request(
-        f"http://{host}/v2/{repo}/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-        body = resp.read()
-        media = resp.headers["Content-Type"]
-    digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    return {
-        "mediaType": media,
-        "digest": digest,
-        "size": len(body),
-        "platform": {"os": "linux", "architecture": arch},
-    }
-
-
-@dataclass
-class World:
-    layout: Path
-    storage: Path
-    plain: Registry
-    work: Path
-    arm_digest: str
-    amd_digest: str
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    work = tmp_path_factory.mktemp("docker")
-    work.chmod(0o755)
-    storage = work / "storage"
-    storage.mkdir()
-    plain = start_registry(work / "plain", storage)
-    try:
-        layout = build_images(work)
-        for tag, dest in (
-            ("base", "busybox:latest"),
-            ("multi", "busybox:multi"),
-            ("arm", "busybox:arm"),
-            ("base", "busybox:v2s2"),
-        ):
-            fmt = ["--format", "v2s2"] if dest.endswith(("v2s2", "arm")) else []
-            run(
-                "skopeo",
-                "copy",
-                "--quiet",
-                *fmt,
-                "--dest-tls-verify=false",
-                f"oci:{layout}:{tag}",
-                f"docker://{plain.host}/{dest}",
-            )
-        amd = manifest_entry(plain.host, "busybox", "v2s2", "amd64")
-        arm = manifest_entry(plain.host, "busybox", "arm", "arm64")
-        put_manifest_list(plain.host, "busybox", "multiarch", [arm, amd])
-        yield World(layout, storage, plain, work, arm["digest"], amd["digest"])
-    finally:
-        plain.stop()
+    with registry_world(tmp_path_factory) as built:
+        yield built
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> ImageStore:
     return ImageStore.open(tmp_path / "data", create=True)
-
-
-def job(
-    store: ImageStore, insecure: Insecure = Insecure.IMAGE | Insecure.HTTP, **kw: Any
-) -> DockerFetch:
-    return DockerFetch(store=store, insecure=insecure, **kw)
-
-
-def aci_names(store: ImageStore, key: str) -> dict[str, tarfile.TarInfo]:
-    record = store.index.by_key_prefix(key)[0]
-    path, _ = store.original(record)
-    with tarfile.open(path) as tar:
-        return {m.name: m for m in tar}
 
 
 def test_plain_http_fetch_converts_and_records_the_digest(world: World, store: ImageStore) -> None:
@@ -262,15 +78,6 @@ def test_digest_pinned_reference_is_recorded_as_such(world: World, store: ImageS
     record = fetch_docker(ref, job(store))
     assert record.source == ref and record.provenance.source_digest == world.amd_digest
     assert record.label("version") is None
-
-
-def test_multi_layer_whiteouts_and_hard_links(world: World, store: ImageStore) -> None:
-    record = fetch_docker(f"docker://{world.plain.host}/busybox:multi", job(store))
-    names = aci_names(store, record.key)
-    assert "rootfs/etc/gone" not in names and not any(".wh." in n for n in names)
-    assert not any(n.startswith("rootfs/var/cache") for n in names)
-    links = {names["rootfs/bin/hardbox"].linkname, names["rootfs/bin/busybox"].linkname}
-    assert links & {"rootfs/bin/busybox", "rootfs/bin/hardbox"}  # one is a hard link to the other
 
 
 def test_manifest_list_picks_this_hosts_platform(world: World, store: ImageStore) -> None:
@@ -444,71 +251,3 @@ def test_a_stalled_registry_times_out_cleanly(store: ImageStore) -> None:
             )
         assert time.monotonic() - started < 8
     assert store.images() == []
-
-
-def test_unsigned_image_is_refused_with_rkts_message(world: World, config_dirs: ConfigDirs) -> None:
-    result = subprocess.run(
-        [
-            RKT,
-            *config_dirs.flags(),
-            "--insecure-options=http",
-            "fetch",
-            f"docker://{world.plain.host}/busybox",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 254
-    assert (
-        "signature verification for docker images is not supported "
-        "(try --insecure-options=image)" in result.stderr
-    )
-
-
-def test_rkt_fetch_and_run_a_docker_image(world: World, shared_dirs: ConfigDirs) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("rkt run needs root (integration tier)")
-    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
-    url = f"docker://{world.plain.host}/busybox"
-    flags = [RKT, *shared_dirs.flags(), "--insecure-options=image,http"]
-    fetched = subprocess.run(
-        [*flags, "fetch", url], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert fetched.returncode == 0, fetched.stderr
-    assert fetched.stdout.strip().startswith("sha512-")
-    ran = subprocess.run(
-        [*flags, "run", url, "--exec=/bin/sh", "--", "-c", "echo hello from docker; ls /bin"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert ran.returncode == 0, ran.stderr
-    assert "hello from docker" in ran.stdout and "busybox" in ran.stdout
-
-
-def test_oci_layout_and_docker_archive_sources(world: World, store: ImageStore) -> None:
-    """``oci:DIR:TAG`` (umoci's layout) and ``docker-archive:`` (skopeo's docker save format)."""
-    multi = fetch_docker(f"oci:{world.layout}:multi", job(store, Insecure.IMAGE))
-    assert multi.label("version") == "multi" and multi.provenance.source_digest.startswith(
-        "sha256:"
-    )
-    names = aci_names(store, multi.key)
-    assert "rootfs/etc/gone" not in names and "rootfs/bin/hardbox" in names
-    archive = world.work / "saved.tar"
-    if not archive.exists():
-        run(
-            "skopeo",
-            "copy",
-            "--quiet",
-            f"oci:{world.layout}:base",
-            f"docker-archive:{archive}:example/saved:v1",
-        )
-    saved = fetch_docker(f"docker-archive:{archive}", job(store, Insecure.IMAGE))
-    assert saved.name == "example/saved" and saved.label("version") == "v1"
-    assert aci_names(store, saved.key)["rootfs/bin/busybox"].isfile()
-    with pytest.raises(UserError, match="no single image"):
-        fetch_docker(f"oci:{world.layout}:nosuchtag", job(store, Insecure.IMAGE))
