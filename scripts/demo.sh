@@ -153,20 +153,25 @@ umoci config --image "$OUT/oci:latest" --config.entrypoint /busybox --config.cmd
   --config.cmd "hello from a Docker image" --os linux --architecture amd64
 skopeo copy --quiet --dest-tls-verify=false "oci:$OUT/oci:latest" "docker://127.0.0.1:$PORT/demo/busybox:latest"
 
-step "17. Unsigned Docker images are refused, even with --insecure-options=image, unless the policy's scope allows it"
+step "17. Unsigned Docker images are refused (even with --insecure-options=image under the shipped policy)"
 if rkt --insecure-options=image,http fetch "docker://127.0.0.1:$PORT/demo/busybox:latest"; then
   echo "UNEXPECTED: the shipped policy let an unsigned image in"; exit 1
 fi
+
+step "18. ... unless the policy has a scope that accepts them: then no flag is needed, and it is on record"
 DOCKER_NAME="127.0.0.1-$PORT/demo/busybox"
 cp policy/default.toml "$OUT/local-config/policy.toml"
 cat >> "$OUT/local-config/policy.toml" <<TOML
 
 # the demo's local registry: unsigned Docker images accepted, explicitly and only here
+[scopes."$DOCKER_NAME".require]
+type = "accept-anything"
 [scopes."$DOCKER_NAME".run]
-insecure_options = ["image", "http"]
+insecure_options = ["http"]
 TOML
 rkt policy check "$OUT/local-config/policy.toml" || true
-rkt --insecure-options=image,http run "docker://127.0.0.1:$PORT/demo/busybox:latest"
+rkt --insecure-options=http run "docker://127.0.0.1:$PORT/demo/busybox:latest"
 rkt image list --fields=id,name,signers,source
+tail -n 1 "$OUT/data/policy/decisions.jsonl" | python3 -c "import json,sys; d=json.load(sys.stdin)['decision']; print('last decision:', d['gate'], d['image'], d['verdict'], d['scope'], '-', d['checks'][0]['reason'])"
 
 step "demo complete"

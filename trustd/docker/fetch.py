@@ -45,6 +45,9 @@ UNSIGNED_MESSAGE = (
 )
 
 
+AcceptUnsigned = Callable[[str], bool]  # a store name -> does policy accept it unsigned?
+
+
 @dataclass(frozen=True, slots=True)
 class DockerFetch:
     """What a Docker fetch needs from its caller (trustd.fetch builds it from FetchContext)."""
@@ -56,21 +59,30 @@ class DockerFetch:
     limits: RegistryLimits | None = None
     squash_limits: SquashLimits | None = None
     admitted_gate: Callable[[AdmittedImage], None] | None = None  # the policy's fetch gate
+    accept_unsigned: AcceptUnsigned | None = None  # a policy scope accepts unsigned images
 
 
-def gate(ref: DockerRef, insecure: Insecure) -> None:
-    """Docker images carry no appc signature: only an explicit opt-out lets one in.
-
-    POLICY HOOK: the policy layer (trustd.policy, being built separately) may later accept
-    unsigned images for configured scopes; it belongs here, before any network access, and
-    whatever it decides must still reach ``admit`` as an explicit, recorded opt-out.
-    """
-    if Insecure.IMAGE not in insecure:
+def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | None = None) -> None:
+    """Docker images carry no appc signature: only an explicit opt-out lets one in, either
+    ``--insecure-options=image`` or a policy scope that accepts unsigned images for the name
+    it will have (``accept_unsigned``). Either way ``admit`` records it as insecure, and the
+    policy's fetch gate still decides it afterwards."""
+    by_policy = (
+        accept_unsigned is not None
+        and ref.kind == "registry"
+        and accept_unsigned(registry_image_name(ref))
+    )
+    if Insecure.IMAGE not in insecure and not by_policy:
         raise UserError(
             UNSIGNED_MESSAGE,
             hint=f"{ref.text} cannot be verified; pass --insecure-options=image to accept it "
             "unsigned (the store records it as insecure, with its manifest digest)",
         )
+
+
+def registry_image_name(ref: DockerRef) -> str:
+    """The AC name a registry image gets in the store (what policy scopes match)."""
+    return sanitize_identifier(f"{ref.registry}/{ref.repository}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +97,7 @@ class _Pulled:
 def fetch_docker(text: str, job: DockerFetch) -> ImageRecord:
     """Fetch one Docker-format image into the store and return its record."""
     ref = parse_docker_ref(text)
-    gate(ref, job.insecure)
+    gate(ref, job.insecure, job.accept_unsigned)
     cached = _cached(ref, job)
     if cached is not None:
         return cached
@@ -145,7 +157,7 @@ def _registry_image(ref: DockerRef, job: DockerFetch) -> Iterator[tuple[_Pulled,
             print(f"image: downloading layer {layer.digest} ({layer.size} bytes)", file=sys.stderr)
             registry.blob_to(layer.digest, layer.size, path)
         origin = Origin(
-            name=sanitize_identifier(f"{ref.registry}/{ref.repository}"),
+            name=registry_image_name(ref),
             tag=ref.tag,
             registry_url=ref.registry,
             repository=ref.repository,

@@ -24,7 +24,7 @@ from trustd.insecure import Insecure, insecure_names
 from trustd.keystore import Keystore
 from trustd.pod import Pod, PodStore
 from trustd.pod.lifecycle import MANIFEST
-from trustd.policy import ImageRef, Policy, resolve
+from trustd.policy import ImageRef, Policy, accepts_unsigned, resolve
 from trustd.store import ImageStore
 from trustd.store.render import RenderedTree, render_tree
 
@@ -155,9 +155,8 @@ def prepare(
         apps = []
         for req in request.apps:
             record = store.resolve(req.image)
-            tree = render_tree(
-                store, record, keystore, allow_insecure=Insecure.IMAGE in request.insecure
-            )
+            allow = Insecure.IMAGE in request.insecure or accepts_unsigned(policy, record.name)
+            tree = render_tree(store, record, keystore, allow_insecure=allow)
             apps.append(_plan_app(req, tree, record.key, request))
         if len({a.name for a in apps}) != len(apps):
             raise UserError("two apps have the same name", hint="give each one --name=NAME")

@@ -15,7 +15,7 @@ from trustd.executor.prepare import Prepared, load_plan, require_root
 from trustd.executor.stage1 import run_pod
 from trustd.keystore import Keystore
 from trustd.pod import Pod, PodState, PodStore
-from trustd.policy import Policy
+from trustd.policy import Policy, accepts_unsigned
 from trustd.store import ImageStore
 from trustd.store.render import render_tree
 
@@ -45,10 +45,11 @@ def run_prepared_pod(
         os.close(prepared.lock_fd)  # unlocked in run/ means exited
 
 
-def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore) -> None:
-    """Before a prepared pod runs, every image's signers must still be trusted now."""
-    allow = "image" in plan.insecure
+def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore, policy: Policy) -> None:
+    """Before a prepared pod runs, every image's signers must still be trusted now (or the
+    policy in force must still accept it unsigned)."""
     for app in plan.apps:
+        allow = "image" in plan.insecure or accepts_unsigned(policy, app.image_name)
         render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
 
 
@@ -72,7 +73,7 @@ def run_prepared(
     if mds_register and not plan.mds:
         plan = replace(plan, mds=True)
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
-    recheck(plan, store, keystore)  # opt-outs stay those recorded at prepare time
+    recheck(plan, store, keystore, policy)  # opt-outs stay those recorded at prepare time
     try:
         gate_run(plan, policy, keystore, pods.root.parent, measure.mode)  # the policy now
     except BaseException:

@@ -14,7 +14,7 @@ from trustd.errors import RemoteLiedError, UserError
 from trustd.fetch.request import FetchRequest, ImageRef
 from trustd.insecure import Insecure
 from trustd.keystore import Keystore
-from trustd.policy import Policy, decide_fetch
+from trustd.policy import Policy, accepts_unsigned, decide_fetch
 from trustd.policy.log import append_decision
 from trustd.store import AdmittedImage, ImageRecord, ImageStore, admit
 
@@ -149,6 +149,7 @@ def fetch_image(
             credentials=lambda registry: docker_credentials(registry, ctx.auth_dirs),
             pull_policy=ctx.pull_policy,
             admitted_gate=ctx.policy_gate,
+            accept_unsigned=lambda name: accepts_unsigned(ctx.policy, name),
         )
         return fetch_docker(request.ref.text, job)
     from trustd.fetch.remote import fetch_remote  # noqa: PLC0415 - network code on demand

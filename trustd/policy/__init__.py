@@ -8,7 +8,14 @@ Public API: :func:`load_policy` / :func:`load_effective`, :func:`decide_fetch`,
 """
 
 from trustd.policy._codec import PolicyFileError, load_policy, loads_policy
-from trustd.policy.decide import CheckResult, Decision, RunInput, decide_fetch, decide_run
+from trustd.policy.decide import (
+    CheckResult,
+    Decision,
+    RunInput,
+    accepts_unsigned,
+    decide_fetch,
+    decide_run,
+)
 from trustd.policy.files import POLICY_NAME, effective_policy_path, load_effective, shipped_default
 from trustd.policy.model import Policy, Scope
 from trustd.policy.scopes import ImageRef, resolve
@@ -22,6 +29,7 @@ __all__ = [
     "PolicyFileError",
     "RunInput",
     "Scope",
+    "accepts_unsigned",
     "decide_fetch",
     "decide_run",
     "effective_policy_path",

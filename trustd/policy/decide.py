@@ -316,3 +316,10 @@ def _measurement(measure: MeasureMode, req: RunInput) -> CheckResult:
         f"the scope needs measurement {measure}, the executor will do {req.measurement}",
         f"configure TPM measurement as {measure} (needs a TPM backend)",
     )
+
+
+def accepts_unsigned(policy: Policy, name: str) -> bool:
+    """The scope for ``name`` admits images without signatures (``require.type =
+    "accept-anything"``): an explicit policy opt-out, recorded like the flag."""
+    scope = policy.scope(resolve(policy, ImageRef.parse(name)).scope)
+    return scope.require.type == "accept-anything"
