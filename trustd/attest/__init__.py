@@ -4,6 +4,7 @@ Read a quote bundle, check it against a pinned attestation key and a fresh nonce
 CEL-JSON log (or a TCG binary firmware log) and list the pod starts it proves.
 """
 
+from trustd.attest._pcrfile import MAX_SIZE as MAX_PCR_FILE_SIZE
 from trustd.attest._pcrfile import encode_pcr_file, parse_pcr_file
 from trustd.attest._tpm2 import parse_attest, parse_signature
 from trustd.attest.bundle import QuoteBundle
@@ -39,6 +40,7 @@ from trustd.attest.verified import VerifiedAttestation, VerifiedQuote
 from trustd.attest.verifier import check_replay, replay, verify_bundle, verify_quote
 
 __all__ = [
+    "MAX_PCR_FILE_SIZE",
     "TRUSTD_CONTENT_TYPE",
     "Attest",
     "AttestFormatError",

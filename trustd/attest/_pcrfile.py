@@ -15,6 +15,8 @@ The digests, read block after block, are the values of the selected PCRs in sele
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from trustd.attest._reader import Reader
 from trustd.attest._tpm2 import MAX_BANKS, SELECT_MAX, checked_selection, selected
 from trustd.attest.model import HashAlg, PcrSelection, PcrValues
@@ -26,10 +28,15 @@ DIGESTS_PER_LIST = 8
 DIGEST_SLOT = 2 + 64
 LIST_SIZE = 4 + DIGESTS_PER_LIST * DIGEST_SLOT
 MAX_LISTS = 32
+MAX_SIZE = SELECTION_SIZE + 4 + MAX_LISTS * LIST_SIZE
 
 
 def parse_pcr_file(data: bytes) -> PcrValues:
     reader = Reader(data, STRUCTURE, little=True)
+    if len(data) < SELECTION_SIZE + 4:
+        raise reader.fail(
+            "pcrSelections", f"{len(data)} bytes is not a PCR file (at least {SELECTION_SIZE + 4})"
+        )
     selection = _selection(
         Reader(reader.take(SELECTION_SIZE, "pcrSelections"), STRUCTURE, little=True)
     )
@@ -39,7 +46,7 @@ def parse_pcr_file(data: bytes) -> PcrValues:
     if reader.remaining != lists * LIST_SIZE:
         raise reader.fail(
             "digestLists",
-            f"{lists} blocks need {lists * LIST_SIZE} bytes, the file has {reader.remaining}",
+            f"{lists} digest lists need {lists * LIST_SIZE} bytes, the file has {reader.remaining}",
         )
     digests: list[bytes] = []
     for i in range(lists):
@@ -54,7 +61,7 @@ def parse_pcr_file(data: bytes) -> PcrValues:
 def _selection(reader: Reader) -> PcrSelection:
     count = reader.u32("pcrSelections.count")
     if count > MAX_BANKS:
-        raise reader.fail("pcrSelections.count", f"{count} banks, at most {MAX_BANKS}")
+        raise reader.fail("pcrSelections.count", f"selection count {count} exceeds {MAX_BANKS}")
     banks = []
     for i in range(count):
         slot = Reader(reader.take(SLOT, f"pcrSelections[{i}]"), STRUCTURE, little=True)
@@ -73,7 +80,7 @@ def _digest_list(reader: Reader, index: int) -> list[bytes]:
     field = f"digestLists[{index}]"
     count = reader.u32(f"{field}.count")
     if count > DIGESTS_PER_LIST:
-        raise reader.fail(f"{field}.count", f"{count} digests, at most {DIGESTS_PER_LIST}")
+        raise reader.fail(f"{field}.count", f"count {count} exceeds {DIGESTS_PER_LIST}")
     out = []
     for j in range(count):
         size = reader.u16(f"{field}.digests[{j}].size")
@@ -91,14 +98,19 @@ def _assign(reader: Reader, selection: PcrSelection, digests: list[bytes]) -> Pc
     for (alg, index), value in zip(wanted, digests, strict=True):
         if len(value) != alg.size:
             raise reader.fail(
-                "digestLists", f"{alg.label} PCR {index} has {len(value)} bytes, not {alg.size}"
+                "digestLists",
+                f"PCR {index}: a {alg.label} value of {len(value)} bytes (expected {alg.size})",
             )
         banks.setdefault(alg, []).append((index, value))
     return PcrValues(tuple((alg, tuple(values)) for alg, values in banks.items()))
 
 
-def encode_pcr_file(values: PcrValues) -> bytes:
-    """The inverse of :func:`parse_pcr_file`, byte for byte what tpm2-tools would write."""
+def encode_pcr_file(values: PcrValues, *, blocks: Sequence[int] = ()) -> bytes:
+    """The inverse of :func:`parse_pcr_file`, byte for byte what tpm2-tools would write.
+
+    ``blocks`` is how many digests each TPML_DIGEST holds, as the TPM returned them to
+    TPM2_PCR_Read (tpm2_quote writes them so); by default, blocks of 8.
+    """
     banks = values.banks
     if len(banks) > MAX_BANKS:
         raise ValueError(f"{len(banks)} banks, at most {MAX_BANKS}")
@@ -106,16 +118,23 @@ def encode_pcr_file(values: PcrValues) -> bytes:
     for alg, pcrs in banks:
         bits = bytearray(SELECT_MAX)
         for index, _ in pcrs:
+            if not 0 <= index < SELECT_MAX * 8:
+                raise ValueError(f"PCR {index} out of range 0-{SELECT_MAX * 8 - 1}")
             bits[index // 8] |= 1 << (index % 8)
         size = max(3, max(((i // 8) + 1 for i, _ in pcrs), default=0))
         out += alg.value.to_bytes(2, "little") + bytes([size]) + bytes(bits) + b"\0"
     out += bytes(SELECTION_SIZE - len(out))
     flat = list(values.ordered())
-    chunks = [flat[i : i + DIGESTS_PER_LIST] for i in range(0, len(flat), DIGESTS_PER_LIST)]
-    out += len(chunks).to_bytes(4, "little")
-    for chunk in chunks:
-        out += len(chunk).to_bytes(4, "little")
-        for value in chunk:
+    step = DIGESTS_PER_LIST
+    sizes = list(blocks) or [min(step, len(flat) - i) for i in range(0, len(flat), step)]
+    if any(not 0 <= n <= step for n in sizes) or sum(sizes) != len(flat):
+        raise ValueError(f"blocks {sizes} do not split {len(flat)} values into TPML_DIGESTs of 8")
+    out += len(sizes).to_bytes(4, "little")
+    start = 0
+    for n in sizes:
+        out += n.to_bytes(4, "little")
+        for value in flat[start : start + n]:
             out += len(value).to_bytes(2, "little") + value.ljust(64, b"\0")
-        out += bytes(DIGEST_SLOT * (DIGESTS_PER_LIST - len(chunk)))
+        out += bytes(DIGEST_SLOT * (step - n))
+        start += n
     return bytes(out)
