@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigDirs
+from tests.integration._attest import attest_quote
 from tests.integration.conftest import RKT, rkt
 from trustd.measure import stop_embedded
 
@@ -36,9 +37,8 @@ def test_pod_start_is_measured_quoted_and_verified(
 ) -> None:
     record = json.loads((shared_dirs.data / "pods/run" / measured / "measurement.json").read_text())
     assert record["measured"] is True and record["backend"] == "swtpm" and record["pcr"] == 23
-    bundle, ak = tmp_path / "bundle", tmp_path / "ak.pem"
-    rkt(shared_dirs, "attest", "ak", "--out", str(ak), check=True)
-    rkt(shared_dirs, "attest", "quote", "--nonce", NONCE, "--out", str(bundle), check=True)
+    quote = attest_quote(shared_dirs, tmp_path, NONCE)
+    bundle, ak = quote.bundle, quote.ak
     checked = subprocess.run(
         [
             "tpm2_checkquote",
@@ -60,62 +60,26 @@ def test_pod_start_is_measured_quoted_and_verified(
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
-    verified = rkt(
-        shared_dirs,
-        "attest",
-        "verify",
-        str(bundle),
-        "--ak",
-        str(ak),
-        "--nonce",
-        NONCE,
-        "--format=json",
-        check=True,
-    )
-    starts = json.loads(verified.stdout)["pod_starts"]
+    starts = quote.report(shared_dirs)["pod_starts"]
     (pod,) = [s for s in starts if s["pod"] == measured]
     events = {e["kind"]: e["data"] for e in pod["events"]}
     assert set(events) == {"stage1", "image", "pod-manifest", "isolation", "policy"}
     assert events["image"]["image_id"] == image and events["image"]["signers"]
     assert events["isolation"]["seccomp"] != "disabled"
-    wrong = rkt(shared_dirs, "attest", "verify", str(bundle), "--ak", str(ak), "--nonce", "00" * 10)
+    wrong = quote.verify(shared_dirs, nonce="00" * 10)
     assert wrong.returncode == 254 and "'nonce' failed" in wrong.stderr
 
 
 def test_policy_refuses_a_start_it_does_not_allow(
     shared_dirs: ConfigDirs, measured: str, tmp_path: Path
 ) -> None:
-    bundle, ak = tmp_path / "bundle", tmp_path / "ak.pem"
-    rkt(shared_dirs, "attest", "ak", "--out", str(ak), check=True)
-    rkt(shared_dirs, "attest", "quote", "--nonce", NONCE, "--out", str(bundle), check=True)
+    quote = attest_quote(shared_dirs, tmp_path, NONCE)
     policy = tmp_path / "policy.toml"
     policy.write_text('signers = ["' + "0" * 40 + '"]\n')
-    refused = rkt(
-        shared_dirs,
-        "attest",
-        "verify",
-        str(bundle),
-        "--ak",
-        str(ak),
-        "--nonce",
-        NONCE,
-        "--policy",
-        str(policy),
-    )
+    refused = quote.verify(shared_dirs, "--policy", str(policy))
     assert refused.returncode == 254 and "none of them allowed" in refused.stderr
     policy.write_text("signerz = []\n")
-    typo = rkt(
-        shared_dirs,
-        "attest",
-        "verify",
-        str(bundle),
-        "--ak",
-        str(ak),
-        "--nonce",
-        NONCE,
-        "--policy",
-        str(policy),
-    )
+    typo = quote.verify(shared_dirs, "--policy", str(policy))
     assert typo.returncode == 254 and "unknown key(s) signerz" in typo.stderr
 
 

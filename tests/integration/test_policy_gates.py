@@ -10,6 +10,7 @@ from pathlib import Path
 from tests._aci import build_aci
 from tests._policy import SHIPPED, install_policy
 from tests.conftest import ConfigDirs, Keys
+from tests.integration._attest import attest_quote
 from tests.integration.conftest import rkt
 from trustd.policy.log import log_path, verify_chain
 
@@ -40,24 +41,7 @@ def test_the_shipped_policy_gates_fetch_and_run(
     head = verify_chain(log)
     verdicts = [json.loads(line)["decision"]["verdict"] for line in log.read_text().splitlines()]
     assert "deny" in verdicts and "allow" in verdicts
-    bundle = tmp_path / "bundle"
-    ak = tmp_path / "ak.pem"
-    rkt(shared_dirs, "attest", "ak", "--out", str(ak), check=True)
-    rkt(shared_dirs, "attest", "quote", "--nonce", "ab" * 10, "--out", str(bundle), check=True)
-    report = json.loads(
-        rkt(
-            shared_dirs,
-            "attest",
-            "verify",
-            str(bundle),
-            "--ak",
-            str(ak),
-            "--nonce",
-            "ab" * 10,
-            "--format=json",
-            check=True,
-        ).stdout
-    )
+    report = attest_quote(shared_dirs, tmp_path, "ab" * 10).report(shared_dirs)
     pod = next(s for s in report["pod_starts"] if s["pod"] == uuid_file.read_text().strip())
     policy_event = next(e["data"] for e in pod["events"] if e["kind"] == "policy")
     assert policy_event["decision_log_head"] == head
