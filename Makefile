@@ -30,8 +30,8 @@ $(STAMPS)/venv: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(BIN)/ruff check trustd tests bench
-	$(BIN)/ruff format --check trustd tests bench
+	$(BIN)/ruff check trustd tests bench scripts
+	$(BIN)/ruff format --check trustd tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -32,7 +32,7 @@ def _handler(root: Path, defer: bool) -> type[BaseHTTPRequestHandler]:
     deferred: set[str] = set()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             host = (self.headers.get("Host") or "").split(":")[0]
             path = urlsplit(self.path).path.lstrip("/")
             target = (root / host / path).resolve()
@@ -57,7 +57,7 @@ def _handler(root: Path, defer: bool) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             """Quiet."""
 
     return Handler
@@ -79,7 +79,9 @@ def _inside(args: argparse.Namespace) -> int:
     bundle.chmod(0o644)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert(*args.host).configure_cert(ctx)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 443), _handler(Path(args.root), args.defer_signatures))
+    httpd = ThreadingHTTPServer(
+        ("127.0.0.1", 443), _handler(Path(args.root), args.defer_signatures)
+    )
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
@@ -105,9 +107,20 @@ def main() -> int:
     if os.geteuid() != 0:
         print("local_https.py: needs root (network and mount namespaces)", file=sys.stderr)
         return 254
-    return subprocess.run(["unshare", "--net", "--mount", "--propagation", "private",
-                           sys.executable, __file__, "--inside", *sys.argv[1:]],
-                          check=False).returncode
+    return subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            __file__,
+            "--inside",
+            *sys.argv[1:],
+        ],
+        check=False,
+    ).returncode
 
 
 if __name__ == "__main__":
