@@ -58,7 +58,9 @@ SUBVERBS = {
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> Parser:
+def build_parser(verb: str | None = None) -> Parser:
+    """The full parser, or (given the verb being run) only that verb's module imported: the
+    other verbs get bare placeholders, which keeps every run from importing all of trustd."""
     parser = Parser(
         prog="rkt", description="trustd: a security-minded, rkt-compatible container engine"
     )
@@ -66,8 +68,12 @@ def build_parser() -> Parser:
     verb_globals = Parser(add_help=False)
     add_global_flags(verb_globals, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in dict.fromkeys(VERBS.values()):
+    modules = [VERBS[verb]] if verb in VERBS else list(dict.fromkeys(VERBS.values()))
+    for module in modules:
         importlib.import_module(f"trustd.cli.{module}").register(sub, [verb_globals])
+    for name in VERBS:
+        if name not in sub.choices:
+            sub.add_parser(name, add_help=False)
     return parser
 
 
@@ -101,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = sub if parent in SUBVERBS and sub else verb
     debug = "--debug" in args_list
     try:
-        parser = build_parser()
+        parser = build_parser(verb if verb in VERBS else None)
         args = parser.parse_args(args_list)
         if args.command is None:
             print("missing command", file=sys.stderr)
