@@ -135,7 +135,6 @@ echo "\$ a replayed (old) quote is refused: wrong nonce" >&2
 if rkt attest verify "$OUT/quote" --ak "$OUT/ak.pem" --nonce "$(python3 -c "import secrets; print(secrets.token_hex(16))")"; then
   echo "UNEXPECTED: stale quote accepted"; exit 1
 fi
-"$PWD/.venv/bin/python" -c "from trustd.measure import stop_embedded; from pathlib import Path; stop_embedded(Path('$OUT/data'))"
 
 step "16. A Docker image: build it (umoci, busybox-static), push it to a local registry (skopeo)"
 REG="$OUT/registry"; mkdir -p "$REG/data"
@@ -143,7 +142,8 @@ PORT=$("$PWD/.venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('12
 printf 'version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: 127.0.0.1:%s}\n' "$REG/data" "$PORT" > "$REG/config.yml"
 docker-registry serve "$REG/config.yml" > "$REG/log" 2>&1 &
 REG_PID=$!
-trap 'kill $REG_PID 2>/dev/null || true' EXIT
+STOP_TPM="from trustd.measure import stop_embedded; from pathlib import Path; stop_embedded(Path('$OUT/data'))"
+trap 'kill $REG_PID 2>/dev/null || true; "$PWD/.venv/bin/python" -c "$STOP_TPM" || true' EXIT
 for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 umoci init --layout "$OUT/oci" && umoci new --image "$OUT/oci:latest"
 umoci unpack --image "$OUT/oci:latest" "$OUT/bundle" >/dev/null

@@ -15,6 +15,7 @@ import pytest
 from tests._busybox import busybox_aci
 from tests._policy import install_policy
 from tests.conftest import ConfigDirs, Keys
+from trustd.measure import stop_embedded
 
 RKT = str(Path(sys.executable).with_name("rkt"))
 NAME = "example.com/busybox"
@@ -58,6 +59,7 @@ def shared_dirs() -> Iterator[ConfigDirs]:
         d.mkdir(mode=0o755)
     install_policy(dirs.system)
     yield dirs
+    stop_embedded(dirs.data)  # every pod start measured into an embedded swtpm: stop it
     shutil.rmtree(base, ignore_errors=True)
 
 
