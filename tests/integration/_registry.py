@@ -55,6 +55,12 @@ class Registry:
     proc: subprocess.Popen[bytes]
     log: Path
 
+    def gets(self, part: str) -> int:
+        """How many GET requests for a path containing ``part`` the access log shows."""
+        return sum(
+            1 for line in self.log.read_text().splitlines() if '"GET /v2/' in line and part in line
+        )
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -64,12 +70,15 @@ class Registry:
             self.proc.wait(5)
 
 
-def start_registry(work: Path, storage: Path, extra: str = "", scheme: str = "http") -> Registry:
+def start_registry(
+    work: Path, storage: Path, extra: str = "", scheme: str = "http", log_level: str = "warn"
+) -> Registry:
+    """``log_level="info"`` logs every request (``Registry.gets`` counts them)."""
     port = free_port()
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.yml"
     config.write_text(
-        "version: 0.1\nlog: {level: warn}\n"
+        f"version: 0.1\nlog: {{level: {log_level}}}\n"
         f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n{extra}"
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
+import tarfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from tests.integration._registry import (
     job,
     needs_registry_tools,
     registry_world,
+    run,
     start_registry,
 )
 from trustd.docker import RegistryLimits, fetch_docker
@@ -251,3 +254,129 @@ def test_a_stalled_registry_times_out_cleanly(store: ImageStore) -> None:
             )
         assert time.monotonic() - started < 8
     assert store.images() == []
+
+
+def test_update_keeps_an_unchanged_image_without_downloading_layers(
+    world: World, store: ImageStore, tmp_path: Path
+) -> None:
+    """``--pull-policy=update`` (the default) asks for the manifest only; a tag that moved
+    downloads again. The real registry's access log counts the blob GETs."""
+    reg = start_registry(tmp_path / "counted", world.storage, log_level="info")
+    try:
+        url = f"docker://{reg.host}/busybox:moving"
+        run(
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            f"oci:{world.layout}:base",
+            f"docker://{reg.host}/busybox:moving",
+        )
+        first = fetch_docker(url, job(store))
+        blobs = reg.gets("/blobs/")
+        assert blobs >= 2  # the config and the layer
+        again = fetch_docker(url, job(store))
+        assert again.key == first.key and reg.gets("/blobs/") == blobs
+        assert reg.gets("/manifests/moving") == 2
+        assert store.index.remote(again.source) is not None
+        run(
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            f"oci:{world.layout}:multi",
+            f"docker://{reg.host}/busybox:moving",
+        )
+        moved = fetch_docker(url, job(store))
+        assert moved.key != first.key and reg.gets("/blobs/") > blobs
+        row = store.index.remote(url)
+        assert row is not None and row[0] == moved.key
+        assert row[1] == moved.provenance.source_digest
+    finally:
+        reg.stop()
+
+
+def _one_layer_image() -> tuple[bytes, bytes, bytes]:
+    """(manifest, config, layer) of a small valid image: one layer with a 64 KiB file."""
+    payload = os.urandom(64 * 1024)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("data/blob")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    layer = buf.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps(
+        {
+            "os": "linux",
+            "architecture": "amd64",
+            "config": {"Cmd": ["/data/blob"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": diff_id,
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    return manifest, config, layer
+
+
+def test_an_interrupted_layer_resumes_with_range(store: ImageStore) -> None:
+    """A fake, because the real registry cannot hang up mid-blob on purpose: the first answer
+    announces the whole layer and stops halfway; the second attempt must ask for the rest."""
+    manifest, config, layer = _one_layer_image()
+    doc = json.loads(manifest)
+    layer_digest = doc["layers"][0]["digest"]
+    half = len(layer) // 2
+
+    def blob(req: Any) -> None:
+        wanted = req.headers.get("Range")
+        if wanted is None:  # the first attempt: cut short
+            req.send_response(200)
+            req.send_header("Content-Length", str(len(layer)))
+            req.send_header("Connection", "close")
+            req.end_headers()
+            req.wfile.write(layer[:half])
+            req.wfile.flush()
+            req.close_connection = True
+            return
+        start = int(wanted.removeprefix("bytes=").rstrip("-"))
+        reply(
+            layer[start:],
+            status=206,
+            headers={"Content-Range": f"bytes {start}-{len(layer) - 1}/{len(layer)}"},
+        )(req)
+
+    with LocalServer() as srv:
+        srv.routes["/v2/"] = reply(b"{}")
+        srv.routes["/v2/cut/manifests/latest"] = reply(
+            manifest, headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+        )
+        srv.routes[f"/v2/cut/blobs/{doc['config']['digest']}"] = reply(config)
+        srv.routes[f"/v2/cut/blobs/{layer_digest}"] = blob
+        url = f"docker://127.0.0.1:{srv.port}/cut"
+        with pytest.raises(TransportError):
+            fetch_docker(url, job(store))
+        kept = list(store.layout.tmp.iterdir())
+        assert [p.name for p in kept] == [f"docker-blob-{layer_digest.replace(':', '-')}"]
+        assert kept[0].stat().st_size == half
+        record = fetch_docker(url, job(store))
+        blob_gets = [r for r in srv.recorded if r.path.endswith(layer_digest)]
+    assert [r.headers.get("range") for r in blob_gets] == [None, f"bytes={half}-"]
+    assert [r.key for r in store.images()] == [record.key]
+    assert record.provenance.source_digest == "sha256:" + hashlib.sha256(manifest).hexdigest()
+    assert list(store.layout.tmp.iterdir()) == []

@@ -5,6 +5,7 @@ recorded ``--insecure-options=image`` opt-out (:func:`trustd.docker.fetch.gate`)
 ACI then passes the same admission gate as every other image.
 """
 
+from trustd.docker._local import LocalSource, open_local_source
 from trustd.docker.fetch import UNSIGNED_MESSAGE, DockerFetch, convert, fetch_docker, gate
 from trustd.docker.reference import DockerRef, parse_docker_ref
 from trustd.docker.registry import Registry, RegistryLimits
@@ -13,10 +14,12 @@ __all__ = [
     "UNSIGNED_MESSAGE",
     "DockerFetch",
     "DockerRef",
+    "LocalSource",
     "Registry",
     "RegistryLimits",
     "convert",
     "fetch_docker",
     "gate",
+    "open_local_source",
     "parse_docker_ref",
 ]

@@ -5,15 +5,22 @@ the current layout (``manifest.json`` naming a config and layer files) or the le
 (``repositories`` naming the top layer ID, each ``<id>/json`` naming its parent). Layer IDs
 must be 64 hex digits, parent chains must end (a layer that is its own ancestor is refused at
 once) and every member name used is checked with the ACI path rules. An OCI layout is a
-directory whose blobs are read by digest and hashed while read.
+directory whose blobs are read by digest and hashed while read, through one directory fd.
+
+Root's ``rkt fetch`` opens the file or directory itself (:func:`open_local_source`) and
+hands it to the unprivileged child, which does all the parsing: a source under a private
+directory such as ``/root`` still works, and names inside a layout (symlinks included) are
+resolved with the child's rights, never root's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, cast
@@ -32,6 +39,7 @@ from trustd.docker.documents import (
     parse_manifest,
     select_platform,
 )
+from trustd.docker.reference import DockerRef, parse_docker_ref
 from trustd.errors import RemoteLiedError, UserError
 
 _LAYER_ID: Final = re.compile(r"^[a-f0-9]{64}$")
@@ -60,14 +68,15 @@ def _refuse(source: str, reason: str) -> RemoteLiedError:
 
 
 class _Archive:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fileobj: BinaryIO) -> None:
         self.path, self.label = path, str(path)
         try:
-            self.tar = tarfile.open(path, "r:*", tarinfo=checked_tarinfo(1 << 20))  # noqa: SIM115
-        except FileNotFoundError as exc:
-            raise UserError(f"open {path}: no such file or directory") from exc
+            fileobj.seek(0)
+            self.tar = tarfile.open(  # noqa: SIM115 - lives as long as the layer openers
+                fileobj=fileobj, mode="r:*", tarinfo=checked_tarinfo(1 << 20)
+            )
         except OSError as exc:
-            raise UserError(f"cannot open {path}: {exc.strerror}") from exc
+            raise UserError(f"cannot read {path}: {exc.strerror}") from exc
         except (Refused, *corrupt_errors()) as exc:  # type: ignore[misc]
             raise _refuse(self.label, f"not a readable tar: {exc}") from exc
         members = self.tar.getmembers()
@@ -102,8 +111,19 @@ class _Archive:
         return data
 
 
-def load_archive(path: Path) -> LocalImage:
-    archive = _Archive(path)
+def open_archive(path: Path) -> BinaryIO:
+    """Open a ``docker-archive:`` file, with the message rkt gave for a missing one."""
+    try:
+        return path.open("rb")
+    except FileNotFoundError as exc:
+        raise UserError(f"open {path}: no such file or directory") from exc
+    except OSError as exc:
+        raise UserError(f"cannot open {path}: {exc.strerror}") from exc
+
+
+def load_archive(path: Path, fileobj: BinaryIO) -> LocalImage:
+    """Read a ``docker save`` tarball from ``fileobj`` (``path`` names it in messages)."""
+    archive = _Archive(path, fileobj)
     if archive.has("manifest.json"):
         return _current(archive)
     if archive.has("repositories"):
@@ -199,68 +219,133 @@ def _opener(archive: _Archive, name: str) -> Callable[[], BinaryIO]:
     return lambda: archive.open(name)
 
 
-def _blob_path(layout: Path, digest: str) -> Path:
+class OciLayout:
+    """An OCI layout read through one directory fd: every name inside resolves with the
+    reader's own rights, so root can open the directory and an unprivileged child read it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path) -> Iterator[OciLayout]:
+        fd = open_layout_dir(path)
+        try:
+            yield cls(path, fd)
+        finally:
+            os.close(fd)
+
+    def open_file(self, name: str) -> BinaryIO:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+        return os.fdopen(fd, "rb")
+
+
+def open_layout_dir(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UserError(
+            f"{path} is not an OCI image layout: {exc.strerror}",
+            hint="oci:DIR[:TAG] names a directory made by umoci, skopeo or buildah",
+        ) from exc
+
+
+def _blob_name(digest: str) -> str:
     algo, _, hexpart = digest.partition(":")
-    return layout / "blobs" / algo / hexpart
+    return f"blobs/{algo}/{hexpart}"
 
 
-def _verified_blob(layout: Path, digest: str, size: int | None = None) -> Path:
-    path = _blob_path(layout, digest)
+def _verified_blob(layout: OciLayout, digest: str, size: int | None = None) -> str:
+    name = _blob_name(digest)
     algo = digest.partition(":")[0]
     h = hashlib.new(algo)
+    label = layout.path
     try:
-        with path.open("rb") as f:
+        with layout.open_file(name) as f:
+            length = os.fstat(f.fileno()).st_size
             while chunk := f.read(1 << 20):
                 h.update(chunk)
     except OSError as exc:
-        raise UserError(f"OCI layout {layout}: cannot read blob {digest}: {exc.strerror}") from exc
+        raise UserError(f"OCI layout {label}: cannot read blob {digest}: {exc.strerror}") from exc
     if f"{algo}:{h.hexdigest()}" != digest:
         raise RemoteLiedError(
-            f"OCI layout {layout}: blob {digest} hashes to {algo}:{h.hexdigest()}",
+            f"OCI layout {label}: blob {digest} hashes to {algo}:{h.hexdigest()}",
             hint="the layout was altered; nothing was stored",
         )
-    if size is not None and path.stat().st_size != size:
-        raise RemoteLiedError(f"OCI layout {layout}: blob {digest} is not {size} bytes")
-    return path
+    if size is not None and length != size:
+        raise RemoteLiedError(f"OCI layout {label}: blob {digest} is not {size} bytes")
+    return name
 
 
-def load_oci_layout(layout: Path, tag: str | None) -> tuple[Manifest, str]:
+def load_oci_layout(layout: OciLayout, tag: str | None) -> tuple[Manifest, str]:
     """The image manifest for ``tag`` in an OCI layout, and its digest (indexes: this host)."""
+    label = layout.path
     try:
-        index_bytes = (layout / "index.json").read_bytes()[: MAX_SMALL + 1]
+        with layout.open_file("index.json") as f:
+            index_bytes = f.read(MAX_SMALL + 1)
     except OSError as exc:
         raise UserError(
-            f"{layout} is not an OCI image layout: index.json: {exc.strerror}",
+            f"{label} is not an OCI image layout: index.json: {exc.strerror}",
             hint="oci:DIR[:TAG] names a directory made by umoci, skopeo or buildah",
         ) from exc
-    index = parse_index(index_bytes, OCI_INDEX, f"{layout}/index.json")
+    index = parse_index(index_bytes, OCI_INDEX, f"{label}/index.json")
     candidates = [d for d in index.manifests if (d.ref_name or None) == tag or tag is None]
     if tag is None and len(index.manifests) > 1:
         candidates = [d for d in index.manifests if d.ref_name == "latest"]
     if len(candidates) != 1:
         names = ", ".join(sorted({d.ref_name or "<untagged>" for d in index.manifests}))
         raise UserError(
-            f"OCI layout {layout}: no single image tagged {tag or 'latest'!r} (tags: {names})",
+            f"OCI layout {label}: no single image tagged {tag or 'latest'!r} (tags: {names})",
             hint="name one: oci:DIR:TAG",
         )
     desc = candidates[0]
     for _ in range(4):  # an index may name an index: follow a few levels
-        data = _verified_blob(layout, desc.digest, desc.size).read_bytes()
-        media = media_type_of(data, desc.media_type, f"{layout}@{desc.digest}")
+        data = _read_small(layout, _verified_blob(layout, desc.digest, desc.size), desc.digest)
+        media = media_type_of(data, desc.media_type, f"{label}@{desc.digest}")
         if media not in INDEX_TYPES:
-            return parse_manifest(data, media, f"{layout}@{desc.digest}"), desc.digest
-        source = f"{layout}@{desc.digest}"
+            return parse_manifest(data, media, f"{label}@{desc.digest}"), desc.digest
+        source = f"{label}@{desc.digest}"
         desc = select_platform(parse_index(data, media, source), source)
-    raise RemoteLiedError(f"OCI layout {layout}: indexes nest more than 4 levels")
+    raise RemoteLiedError(f"OCI layout {label}: indexes nest more than 4 levels")
 
 
-def oci_blob_opener(layout: Path, digest: str, size: int) -> Callable[[], BinaryIO]:
-    path = _verified_blob(layout, digest, size)
-    return lambda: path.open("rb")
+def _read_small(layout: OciLayout, name: str, digest: str) -> bytes:
+    with layout.open_file(name) as f:
+        data = f.read(MAX_SMALL + 1)
+    if len(data) > MAX_SMALL:
+        raise RemoteLiedError(f"OCI layout {layout.path}: {digest} is larger than {MAX_SMALL}")
+    return data
 
 
-def oci_blob_bytes(layout: Path, digest: str, size: int) -> bytes:
-    path = _verified_blob(layout, digest, size)
+def oci_blob_opener(layout: OciLayout, digest: str, size: int) -> Callable[[], BinaryIO]:
+    name = _verified_blob(layout, digest, size)
+    return lambda: layout.open_file(name)
+
+
+def oci_blob_bytes(layout: OciLayout, digest: str, size: int) -> bytes:
     if size > MAX_SMALL:
-        raise RemoteLiedError(f"OCI layout {layout}: config {digest} is larger than {MAX_SMALL}")
-    return path.read_bytes()
+        raise RemoteLiedError(
+            f"OCI layout {layout.path}: config {digest} is larger than {MAX_SMALL}"
+        )
+    return _read_small(layout, _verified_blob(layout, digest, size), digest)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSource:
+    """A local Docker-format source opened before a privilege drop (root's ``rkt fetch``):
+    the parsed reference, and the open archive file or layout directory."""
+
+    ref: DockerRef
+    archive: BinaryIO | None = None
+    layout_fd: int | None = None
+
+
+def open_local_source(text: str) -> LocalSource | None:
+    """Open a ``docker-archive:`` file or an ``oci:`` directory now, with the caller's rights;
+    None for ``docker://``. Nothing is parsed here: that is the unprivileged child's work."""
+    ref = parse_docker_ref(text)
+    if ref.path is None:
+        return None
+    if ref.kind == "archive":
+        return LocalSource(ref, archive=open_archive(ref.path))
+    return LocalSource(ref, layout_fd=open_layout_dir(ref.path))

@@ -11,23 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from trustd.docker._blobs import blob_path, locked_blobs
 from trustd.docker._local import (
     LocalImage,
+    LocalSource,
+    OciLayout,
     load_archive,
     load_oci_layout,
     oci_blob_bytes,
     oci_blob_opener,
+    open_archive,
 )
 from trustd.docker._squash import LayerRefused, Squasher, SquashLimits
 from trustd.docker.convert import Origin, build_manifest, sanitize_identifier
 from trustd.docker.documents import (
     INDEX_TYPES,
+    Manifest,
     media_type_of,
     parse_config,
     parse_index,
@@ -36,9 +42,10 @@ from trustd.docker.documents import (
 )
 from trustd.docker.reference import DockerRef, parse_docker_ref
 from trustd.docker.registry import Credentials, Registry, RegistryLimits
-from trustd.errors import RemoteLiedError, UserError
+from trustd.errors import RemoteLiedError, TransportError, UserError
 from trustd.insecure import Insecure
 from trustd.store import AdmittedImage, ImageRecord, ImageStore, admit
+from trustd.transport.progress import Progress
 
 UNSIGNED_MESSAGE = (
     "signature verification for docker images is not supported (try --insecure-options=image)"
@@ -94,21 +101,30 @@ class _Pulled:
     diff_ids: tuple[str, ...]
 
 
-def fetch_docker(text: str, job: DockerFetch) -> ImageRecord:
-    """Fetch one Docker-format image into the store and return its record."""
-    ref = parse_docker_ref(text)
+def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) -> ImageRecord:
+    """Fetch one Docker-format image into the store and return its record.
+
+    ``local`` is a ``docker-archive:`` file or ``oci:`` directory the caller opened before
+    dropping privileges (:func:`open_local_source`); without it the path is opened here.
+    """
+    ref = local.ref if local is not None else parse_docker_ref(text)
     gate(ref, job.insecure, job.accept_unsigned)
     cached = _cached(ref, job)
     if cached is not None:
         return cached
     if ref.kind == "registry":
-        with _registry_image(ref, job) as (pulled, registry):
+        registry = _connect(ref, job)
+        manifest, digest = _resolve(registry, ref)
+        unchanged = _unchanged(ref, job, digest)
+        if unchanged is not None:
+            return unchanged
+        with _registry_image(ref, job, registry, manifest, digest) as pulled:
             record = _convert_and_store(ref, pulled, job)
             job.store.index.set_remote(ref.url, record.key, pulled.source_digest, None)
-            _ = registry
             return record
-    pulled = _archive_image(ref) if ref.kind == "archive" else _oci_image(ref)
-    return _convert_and_store(ref, pulled, job)
+    with contextlib.ExitStack() as held:
+        pulled = _local_image(ref, local, held)
+        return _convert_and_store(ref, pulled, job)
 
 
 def _cached(ref: DockerRef, job: DockerFetch) -> ImageRecord | None:
@@ -127,8 +143,21 @@ def _cached(ref: DockerRef, job: DockerFetch) -> ImageRecord | None:
     return None
 
 
-@contextlib.contextmanager
-def _registry_image(ref: DockerRef, job: DockerFetch) -> Iterator[tuple[_Pulled, Registry]]:
+def _unchanged(ref: DockerRef, job: DockerFetch, digest: str) -> ImageRecord | None:
+    """``update``: the registry still names the manifest this URL stored last time, and that
+    image is still in the store: keep it, download no layer."""
+    row = job.store.index.remote(ref.url)
+    if row is None or row[1] != digest:
+        return None
+    records = job.store.index.by_key_prefix(row[0])
+    if not records:
+        return None
+    print(f"image: {ref.url} is unchanged ({digest}), using the stored image", file=sys.stderr)
+    job.store.index.set_remote(ref.url, records[0].key, digest, None)
+    return records[0]
+
+
+def _connect(ref: DockerRef, job: DockerFetch) -> Registry:
     registry = Registry(
         ref.registry,
         ref.repository,
@@ -137,6 +166,11 @@ def _registry_image(ref: DockerRef, job: DockerFetch) -> Iterator[tuple[_Pulled,
         limits=job.limits,
     )
     registry.ping()
+    return registry
+
+
+def _resolve(registry: Registry, ref: DockerRef) -> tuple[Manifest, str]:
+    """The image manifest for this host (a manifest list picks the platform) and its digest."""
     body, media, digest = registry.manifest(ref.reference)
     label = f"{ref.registry}/{ref.repository}@{digest}"
     media = media_type_of(body, media, label)
@@ -147,42 +181,79 @@ def _registry_image(ref: DockerRef, job: DockerFetch) -> Iterator[tuple[_Pulled,
         media = media_type_of(body, media, label)
         if media in INDEX_TYPES:
             raise RemoteLiedError(f"{label}: a manifest list names another manifest list")
-    manifest = parse_manifest(body, media, label)
+    return parse_manifest(body, media, label), digest
+
+
+@contextlib.contextmanager
+def _registry_image(
+    ref: DockerRef, job: DockerFetch, registry: Registry, manifest: Manifest, digest: str
+) -> Iterator[_Pulled]:
+    """Config and layers, each checked against its digest, into locked scratch files.
+
+    A failure in transit keeps the layer files for the next attempt to resume; anything
+    else (wrong bytes, a refused image, success) removes them, still under their locks.
+    """
     config_bytes = registry.blob_bytes(manifest.config.digest, manifest.config.size)
-    paths: list[Path] = []
-    try:
-        for layer in manifest.layers:
-            path = job.store.layout.tmp / f"docker-blob-{layer.digest.replace(':', '-')}"
-            paths.append(path)
-            print(f"image: downloading layer {layer.digest} ({layer.size} bytes)", file=sys.stderr)
-            registry.blob_to(layer.digest, layer.size, path)
-        origin = Origin(
-            name=registry_image_name(ref),
-            tag=ref.tag,
-            registry_url=ref.registry,
-            repository=ref.repository,
-            original_name=ref.text.removeprefix("docker://").removeprefix("docker:"),
-            image_id=manifest.config.digest,
-            manifest_hash=digest,
-        )
-        yield (
-            _Pulled(config_bytes, tuple(_file_opener(p) for p in paths), origin, digest, ()),
-            registry,
-        )
-    finally:
-        for path in paths:
-            path.unlink(missing_ok=True)
+    tmp = job.store.layout.tmp
+    with locked_blobs(tmp, (layer.digest for layer in manifest.layers)) as files:
+        keep = False
+        try:
+            for layer in manifest.layers:
+                _download_layer(registry, layer.digest, layer.size, files[layer.digest])
+            origin = Origin(
+                name=registry_image_name(ref),
+                tag=ref.tag,
+                registry_url=ref.registry,
+                repository=ref.repository,
+                original_name=ref.text.removeprefix("docker://").removeprefix("docker:"),
+                image_id=manifest.config.digest,
+                manifest_hash=digest,
+            )
+            paths = tuple(blob_path(tmp, layer.digest) for layer in manifest.layers)
+            yield _Pulled(config_bytes, tuple(_file_opener(p) for p in paths), origin, digest, ())
+        except (TransportError, KeyboardInterrupt):
+            keep = True
+            raise
+        finally:
+            if not keep:
+                for d in files:
+                    blob_path(tmp, d).unlink(missing_ok=True)
+
+
+def _download_layer(registry: Registry, digest: str, size: int, f: BinaryIO) -> None:
+    have = f.seek(0, os.SEEK_END)
+    if 0 < have < size:
+        print(f"image: resuming layer {digest} at byte {have} of {size}", file=sys.stderr)
+    registry.blob_to(digest, size, f, Progress(f"layer {_short(digest)}", start=have))
+
+
+def _short(digest: str) -> str:
+    return digest.partition(":")[2][:12]
 
 
 def _file_opener(path: Path) -> Callable[[], BinaryIO]:
     return lambda: path.open("rb")
 
 
-def _archive_image(ref: DockerRef) -> _Pulled:
-    assert ref.path is not None  # noqa: S101 - archives always have a path
-    image: LocalImage = load_archive(ref.path)
+def _local_image(ref: DockerRef, local: LocalSource | None, held: contextlib.ExitStack) -> _Pulled:
+    """An archive or layout, read through what the caller opened (or opened here)."""
+    assert ref.path is not None  # noqa: S101 - local sources always have a path
+    if ref.kind == "archive":
+        archive = local.archive if local is not None else None
+        if archive is None:
+            archive = held.enter_context(open_archive(ref.path))
+        return _archive_image(ref.path, archive)
+    if local is not None and local.layout_fd is not None:
+        layout = OciLayout(ref.path, local.layout_fd)
+    else:
+        layout = held.enter_context(OciLayout.open(ref.path))
+    return _oci_image(ref, layout)
+
+
+def _archive_image(path: Path, archive: BinaryIO) -> _Pulled:
+    image: LocalImage = load_archive(path, archive)
     origin = Origin(
-        name=sanitize_identifier(image.repository or ref.path.stem) or "docker-archive",
+        name=sanitize_identifier(image.repository or path.stem) or "docker-archive",
         tag=image.tag,
         repository=image.repository,
         image_id=image.image_id,
@@ -191,22 +262,22 @@ def _archive_image(ref: DockerRef) -> _Pulled:
     )
     source_digest = image.manifest_digest
     if not source_digest.startswith("sha256:"):  # legacy layout: the archive's own digest
-        source_digest = _file_sha256(ref.path)
+        source_digest = _file_sha256(archive)
     return _Pulled(image.config_json, image.layers, origin, source_digest, image.diff_ids)
 
 
-def _file_sha256(path: Path) -> str:
+def _file_sha256(f: BinaryIO) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
+    f.seek(0)
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
     return f"sha256:{h.hexdigest()}"
 
 
-def _oci_image(ref: DockerRef) -> _Pulled:
+def _oci_image(ref: DockerRef, layout: OciLayout) -> _Pulled:
     assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
-    manifest, digest = load_oci_layout(ref.path, ref.tag)
-    config_bytes = oci_blob_bytes(ref.path, manifest.config.digest, manifest.config.size)
+    manifest, digest = load_oci_layout(layout, ref.tag)
+    config_bytes = oci_blob_bytes(layout, manifest.config.digest, manifest.config.size)
     name = ref.path.resolve().name
     origin = Origin(
         name=sanitize_identifier(name) or "oci-image",
@@ -214,7 +285,7 @@ def _oci_image(ref: DockerRef) -> _Pulled:
         image_id=manifest.config.digest,
         manifest_hash=digest,
     )
-    layers = tuple(oci_blob_opener(ref.path, d.digest, d.size) for d in manifest.layers)
+    layers = tuple(oci_blob_opener(layout, d.digest, d.size) for d in manifest.layers)
     return _Pulled(config_bytes, layers, origin, digest, ())
 
 

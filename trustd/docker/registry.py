@@ -18,7 +18,6 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 
@@ -26,6 +25,7 @@ from trustd.docker.documents import INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT
 from trustd.errors import RemoteLiedError, TransportError, UserError
 from trustd.insecure import Insecure
 from trustd.transport import IMAGE_LIMITS, Limits, Response, fetch
+from trustd.transport.progress import Progress
 
 Credentials = Callable[[str], tuple[str, str] | None]
 _CHALLENGE = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
@@ -63,13 +63,14 @@ def digest_mismatch(what: str, wanted: str, got: str) -> RemoteLiedError:
 class _BlobSink:
     """Writes a blob to a file while hashing it; a 206 resumes, anything else restarts."""
 
-    def __init__(self, f: BinaryIO, digest: str, offset: int) -> None:
-        self.f, self.digest, self.offset = f, digest, offset
+    def __init__(self, f: BinaryIO, digest: str, offset: int, progress: Progress | None) -> None:
+        self.f, self.digest, self.offset, self.progress = f, digest, offset, progress
+        self.total: int | None = None
         self.hash = _hasher(digest)
-        if offset:
-            f.seek(0)
-            while chunk := f.read(1 << 20):
-                self.hash.update(chunk)
+        f.seek(0)
+        f.truncate(offset)
+        while chunk := f.read(1 << 20):
+            self.hash.update(chunk)
 
     def begin(self, status: int, length: int | None) -> None:
         if status != 206:
@@ -77,10 +78,15 @@ class _BlobSink:
             self.f.truncate()
             self.hash = _hasher(self.digest)
             self.offset = 0
+            if self.progress is not None:
+                self.progress.done = 0
+        self.total = None if length is None else length + self.offset
 
     def write(self, chunk: bytes) -> None:
         self.f.write(chunk)
         self.hash.update(chunk)
+        if self.progress is not None:
+            self.progress.update(chunk, self.total)
 
     def result(self) -> str:
         return f"{self.digest.partition(':')[0]}:{self.hash.hexdigest()}"
@@ -237,24 +243,46 @@ class Registry:
             raise digest_mismatch(f"blob {self.repository}@{digest}", digest, got)
         return resp.body
 
-    def blob_to(self, digest: str, size: int, dest: Path) -> None:
-        """Download a layer into ``dest`` (resuming a partial one), verified while streaming."""
+    def blob_to(
+        self, digest: str, size: int, f: BinaryIO, progress: Progress | None = None
+    ) -> None:
+        """Download a layer into ``f`` (open ``r+b``), resuming from the bytes it holds.
+
+        Those bytes are hashed first, so the digest always covers the whole blob; a complete,
+        matching file is not fetched again. A 206 answer appends, any other 2xx restarts. A
+        body cut short raises TransportError and leaves what arrived for the next attempt;
+        wrong bytes raise RemoteLiedError and leave the file empty.
+        """
+        have = f.seek(0, os.SEEK_END)
+        if have == size and _BlobSink(f, digest, have, None).result() == digest:
+            return
+        offset = have if 0 < have < size else 0
         base = self.limits.blob
-        limits = Limits(
-            size, base.connect_timeout, base.total_timeout, base.max_redirects, base.idle_timeout
+        limits = Limits(  # a registry may ignore Range and send it all: cap at the full size
+            size,
+            base.connect_timeout,
+            base.total_timeout,
+            base.max_redirects,
+            base.idle_timeout,
         )
-        fd = os.open(dest, os.O_RDWR | os.O_CREAT, 0o660)
-        with os.fdopen(fd, "r+b") as f:
-            offset = f.seek(0, os.SEEK_END)
-            offset = offset if 0 < offset < size else 0
-            sink = _BlobSink(f, digest, offset)
-            headers = {"Range": f"bytes={offset}-"} if offset else {}
-            if not offset:
-                f.truncate(0)
+        sink = _BlobSink(f, digest, offset, progress)
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
             resp = self._get(f"blobs/{digest}", limits, headers, sink)
-            if resp.status not in (200, 206):
-                raise TransportError(f"blob {digest}: expected a 200 OK got {resp.status}")
-            got = sink.result()
-            if got != digest:
-                f.truncate(0)
-                raise digest_mismatch(f"layer {self.repository}@{digest}", digest, got)
+        finally:
+            f.flush()
+        if resp.status not in (200, 206):
+            raise TransportError(f"blob {digest}: expected a 200 OK got {resp.status}")
+        if progress is not None:
+            progress.finish()
+        got_bytes = f.tell()
+        if got_bytes < size:
+            raise TransportError(
+                f"blob {digest}: the registry sent {got_bytes} of {size} bytes",
+                hint="run the fetch again: it resumes where this one stopped",
+            )
+        got = sink.result()
+        if got != digest:
+            f.truncate(0)
+            f.flush()
+            raise digest_mismatch(f"layer {self.repository}@{digest}", digest, got)

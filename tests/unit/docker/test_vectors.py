@@ -25,8 +25,8 @@ SYNTH = VECTORS / "synthetic"
 
 def _convert(archive: Path, out: Path) -> None:
     ref = parse_docker_ref(f"docker-archive:{archive}")
-    pulled = _archive_image(ref)
-    with out.open("wb") as f:
+    with archive.open("rb") as source, out.open("wb") as f:
+        pulled = _archive_image(archive, source)
         convert(pulled.layers, pulled.config_bytes, pulled.origin, f, label=ref.url)
 
 

@@ -1,0 +1,62 @@
+"""Layer blobs in the store's scratch space, one file per digest, each under an flock.
+
+A layer downloads to ``cas/tmp/docker-blob-<algo>-<hex>``. The file outlives a fetch that
+failed in transit, so the next attempt resumes it with ``Range`` (the digest is still
+checked over the whole blob). Two fetches never write one file at once: each holds an
+exclusive flock on it until it is done with the layer, and whoever removes the file does so
+under that lock, so a waiter that wakes to a removed file opens the path again.
+Locks are taken in digest order, once per distinct digest, so two fetches of images that
+share layers cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+def blob_path(tmp: Path, digest: str) -> Path:
+    return tmp / f"docker-blob-{digest.replace(':', '-')}"
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return path.stat().st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _locked(path: Path, digest: str) -> Iterator[BinaryIO]:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660)
+        f = os.fdopen(fd, "r+b")
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(
+                    f"image: another rkt instance is downloading layer {digest}, waiting...",
+                    file=sys.stderr,
+                )
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            f.close()
+            raise
+        if _same_file(path, fd):
+            break
+        f.close()  # the previous holder removed it: lock the file that is there now
+    with f:
+        yield f
+
+
+@contextlib.contextmanager
+def locked_blobs(tmp: Path, digests: Iterable[str]) -> Iterator[dict[str, BinaryIO]]:
+    """Open and lock one scratch file per distinct digest; yields digest -> file (``r+b``)."""
+    with contextlib.ExitStack() as stack:
+        yield {d: stack.enter_context(_locked(blob_path(tmp, d), d)) for d in sorted(set(digests))}
