@@ -29,13 +29,17 @@ from trustd.isolation.seccomp import (
 )
 from trustd.isolation.seccomp import from_cli as seccomp_from_cli
 from trustd.isolation.seccomp import from_isolator as seccomp_from_isolator
+from trustd.isolation.seccomp_profile import ArgCmp, ProfileRule, ProfileSpec, profile_spec
 
 __all__ = [
     "CAP_NAMES",
     "DEFAULT_CAPS",
     "ENOSYS_FALLBACK",
     "AppliedCaps",
+    "ArgCmp",
     "CapSet",
+    "ProfileRule",
+    "ProfileSpec",
     "SeccompMode",
     "SeccompSpec",
     "apply_caps",
@@ -45,6 +49,7 @@ __all__ = [
     "default_caps",
     "default_spec",
     "no_new_privs",
+    "profile_spec",
     "seccomp_from_cli",
     "seccomp_from_isolator",
     "set_no_new_privs",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -66,22 +66,63 @@ def native(names: Iterable[str]) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Action:
-    """A seccomp action: allow, kill the whole process (SIGSYS), or fail with an errno."""
+    """A seccomp action: allow, kill the process or thread (SIGSYS), trap, log, trace, or fail
+    with an errno."""
 
-    kind: str  # "allow" | "kill" | "errno"
+    kind: str  # "allow" | "kill" | "kill_thread" | "trap" | "log" | "trace" | "errno"
     errno: int = 0
 
     def raw(self) -> int:
         lib = _lib()
-        if self.kind == "allow":
-            return int(lib.ALLOW)
-        if self.kind == "kill":
-            return int(lib.KILL_PROCESS)
-        return int(lib.ERRNO(self.errno))
+        simple = {
+            "allow": lib.ALLOW,
+            "kill": lib.KILL_PROCESS,
+            "kill_thread": lib.KILL_THREAD,
+            "trap": lib.TRAP,
+            "log": lib.LOG,
+        }
+        if self.kind in simple:
+            return int(simple[self.kind])
+        if self.kind == "trace":
+            return int(lib.TRACE(self.errno))
+        if self.kind == "errno":
+            return int(lib.ERRNO(self.errno))
+        raise ValueError(f"unknown seccomp action {self.kind!r}")
 
 
 ALLOW = Action("allow")
 KILL = Action("kill")
+
+# libseccomp's comparison operators, by the names Docker-format profiles use.
+CMP_OPS: tuple[str, ...] = (
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+)
+
+
+@dataclass(frozen=True)
+class ArgCmp:
+    """``arg[index] <op> value``; for MASKED_EQ: ``arg[index] & value == value_two``."""
+
+    index: int
+    op: str  # one of CMP_OPS
+    value: int
+    value_two: int = 0
+
+    def raw(self) -> object:
+        lib = _lib()
+        if self.op not in CMP_OPS or not 0 <= self.index <= 5:
+            raise ValueError(f"invalid seccomp argument comparison {self}")
+        op = getattr(lib, self.op.removeprefix("SCMP_CMP_"))
+        return lib.Arg(self.index, op, self.value, self.value_two)
+
+
+Rule = tuple[Action, str] | tuple[Action, str, Sequence[ArgCmp]]
 
 
 def errno_action(value: int | None) -> Action:
@@ -89,18 +130,22 @@ def errno_action(value: int | None) -> Action:
     return KILL if value is None else Action("errno", value)
 
 
-def load_filter(default: Action, rules: Iterable[tuple[Action, str]]) -> None:
+def load_filter(default: Action, rules: Iterable[Rule]) -> None:
     """Build a filter for the native architecture and load it into the calling process.
 
-    Foreign ABIs (x32, i386 via ``int 0x80``) hit the bad-arch action, which kills the process.
-    All threads are synchronised (TSYNC); libseccomp sets ``no_new_privs`` as well.
-    Raises OSError or ValueError from libseccomp; callers fail closed.
+    A rule is ``(action, name)`` or ``(action, name, comparisons)``; a rule with comparisons
+    applies only when all of them hold. Foreign ABIs (x32, i386 via ``int 0x80``) hit the
+    bad-arch action, which kills the process. All threads are synchronised (TSYNC); libseccomp
+    sets ``no_new_privs`` as well. Raises OSError or ValueError from libseccomp; callers fail
+    closed.
     """
     lib = _lib()
     flt = lib.SyscallFilter(default.raw())
     flt.set_attr(lib.Attr.ACT_BADARCH, lib.KILL_PROCESS)
     flt.set_attr(lib.Attr.CTL_NNP, 1)
     flt.set_attr(lib.Attr.CTL_TSYNC, 1)
-    for action, name in rules:
-        flt.add_rule(action.raw(), name)
+    for rule in rules:
+        action, name = rule[0], rule[1]
+        args = rule[2] if len(rule) == 3 else ()
+        flt.add_rule(action.raw(), name, *(a.raw() for a in args))
     flt.load()

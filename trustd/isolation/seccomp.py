@@ -33,6 +33,7 @@ from typing import Literal, get_args
 from trustd.errors import PolicyViolationError, UserError
 from trustd.isolation import _seccomp_sets, _syscalls
 from trustd.isolation.nnp import set_no_new_privs
+from trustd.isolation.seccomp_profile import ProfileSpec, apply_profile
 
 SeccompMode = Literal["retain", "remove"]
 
@@ -199,8 +200,11 @@ def _enosys_fallback(spec: SeccompSpec) -> frozenset[str]:
     return _syscalls.native(ENOSYS_FALLBACK) - spec.syscalls
 
 
-def spec_digest(spec: SeccompSpec) -> str:
-    """``sha256-<hex>`` over a canonical JSON of what the filter enforces on this arch."""
+def spec_digest(spec: SeccompSpec | ProfileSpec) -> str:
+    """``sha256-<hex>`` over a canonical JSON of what the filter enforces on this arch; for a
+    Docker-format profile, the profile file's digest (what a policy names)."""
+    if isinstance(spec, ProfileSpec):
+        return spec.digest
     doc = {
         "version": _DIGEST_VERSION,
         "arch": platform.machine(),
@@ -213,15 +217,19 @@ def spec_digest(spec: SeccompSpec) -> str:
     return "sha256-" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def apply_seccomp(spec: SeccompSpec) -> None:
+def apply_seccomp(spec: SeccompSpec | ProfileSpec) -> None:
     """Set ``no_new_privs`` and load ``spec``'s filter into the calling process.
 
     Called in the child right before exec (also after pivot_root: nothing is imported or read
     from disk here); the filter survives exec. Apply capabilities first. The ``@appc.io/all``
     opt-out still loads a filter (allow everything), so foreign ABIs stay refused and
     ``no_new_privs`` is set, where rkt loaded none. Any failure raises
-    :class:`PolicyViolationError` and nothing runs (fail closed).
+    :class:`PolicyViolationError` and nothing runs (fail closed). A :class:`ProfileSpec` loads
+    its rules with their argument comparisons.
     """
+    if isinstance(spec, ProfileSpec):
+        apply_profile(spec)
+        return
     set_no_new_privs()
     refuse = _syscalls.errno_action(spec.errno)
     if spec.mode == "retain":
