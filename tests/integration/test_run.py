@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from tests._busybox import busybox_aci
+from tests._policy import SHIPPED, install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
 from tests.integration.conftest import RKT, rkt
 
@@ -63,6 +64,29 @@ def test_seccomp_remove_set_returns_the_configured_errno(
     assert result.returncode != 0
     assert "Not supported" in result.stderr or "not supported" in result.stderr
     assert sh(shared_dirs, image, "mkdir /tmp/x && echo made").stdout.strip() == "made"
+
+
+def test_a_named_docker_profile_runs_when_the_policy_allows_it(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """moby's profile in force: Seccomp 2, kexec_load... refused with moby's EPERM, and the
+    same run refused under the shipped policy, which allows only rkt-default."""
+    text = policy_for_tests().replace('seccomp = ["any"]', 'seccomp = ["moby-default"]')
+    install_policy(shared_dirs.local, text)
+    flag = "--seccomp=profile=moby-default"
+    result = sh(shared_dirs, image, "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status", flag)
+    assert result.returncode == 0, result.stderr
+    fields = status_of(result.stdout)
+    assert fields["Seccomp"] == "2" and fields["NoNewPrivs"] == "1"
+    refused = sh(shared_dirs, image, "true")  # rkt's default filter is not moby-default
+    assert refused.returncode == 254 and "seccomp failed" in refused.stderr
+    assert "run with --seccomp=profile=moby-default" in refused.stderr
+
+    install_policy(shared_dirs.local, SHIPPED.read_text())
+    denied = sh(shared_dirs, image, "true", flag)
+    assert denied.returncode == 254
+    assert "the app's seccomp filter (--seccomp profile=moby-default" in denied.stderr
+    assert "is none of: rkt-default" in denied.stderr
 
 
 def test_caps_retain_and_insecure_opt_outs_are_recorded(

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from trustd.executor._seccomp import check_profile, spec_from_plan
 from trustd.executor.plan import AppPlan, PodPlan
-from trustd.isolation import SeccompSpec, spec_digest
+from trustd.isolation import spec_digest
 from trustd.keystore import Keystore
 from trustd.policy import Policy, RunInput, decide_run
 from trustd.policy.log import append_decision
@@ -22,8 +23,8 @@ MeasureMode = Literal["required", "best-effort", "off"]
 def _seccomp_digest(app: AppPlan) -> str | None:
     if app.seccomp is None:
         return None
-    mode: Literal["retain", "remove"] = "retain" if app.seccomp.mode == "retain" else "remove"
-    return spec_digest(SeccompSpec(mode, frozenset(app.seccomp.syscalls), app.seccomp.errno))
+    check_profile(app.seccomp, app.capabilities)
+    return spec_digest(spec_from_plan(app.seccomp))
 
 
 def run_input(plan: PodPlan, app: AppPlan, measurement: MeasureMode) -> RunInput:

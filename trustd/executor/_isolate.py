@@ -8,10 +8,11 @@ import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from trustd.appc.manifest import ImageManifest
 from trustd.errors import PolicyViolationError
+from trustd.executor._seccomp import is_profile, plan_profile, spec_from_plan
 from trustd.executor.plan import AppPlan, PodPlan, SeccompPlan
 from trustd.executor.request import AppRequest, RunRequest
 from trustd.insecure import Insecure
@@ -30,6 +31,7 @@ from trustd.isolation import (
 )
 from trustd.isolation.cgroups import Limits, PodCgroup, parse_cpu, parse_memory
 from trustd.isolation.selinux import set_exec_label
+from trustd.policy import Policy
 
 CAPS_ISOLATORS = ("os/linux/capabilities-retain-set", "os/linux/capabilities-remove-set")
 SECCOMP_ISOLATORS = ("os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set")
@@ -72,20 +74,35 @@ def _limit(req_value: str | None, iso: Mapping[str, Any] | None) -> str | None:
     return str(limit) if limit is not None else None
 
 
-def plan_isolation(req: AppRequest, manifest: ImageManifest, request: RunRequest) -> dict[str, Any]:
-    """capabilities, seccomp, memory and cpu for one app; None where isolation is off."""
+def _seccomp_plan(
+    req: AppRequest,
+    isolators: Mapping[str, Mapping[str, Any]],
+    policy: Policy,
+    caps: tuple[str, ...] | None,
+) -> SeccompPlan:
+    if req.seccomp and is_profile(req.seccomp):
+        return plan_profile(req.seccomp, policy, caps)
+    spec = _seccomp(req, isolators)
+    return SeccompPlan(spec.mode, tuple(sorted(spec.syscalls)), spec.errno, spec.source)
+
+
+def plan_isolation(
+    req: AppRequest, manifest: ImageManifest, request: RunRequest, policy: Policy
+) -> dict[str, Any]:
+    """capabilities, seccomp, memory and cpu for one app; None where isolation is off.
+
+    ``policy`` names the Docker-format seccomp profiles ``--seccomp=profile=NAME`` can use."""
     isolators = _isolators(manifest)
     memory = _limit(req.memory, isolators.get("resource/memory"))
     cpu = _limit(req.cpu, isolators.get("resource/cpu"))
     if request.flavor == "fly":
         return {"capabilities": None, "seccomp": None, "memory": None, "cpu_millis": None}
-    caps = None if Insecure.CAPABILITIES in request.insecure else _caps(req, isolators)
-    spec = None if Insecure.SECCOMP in request.insecure else _seccomp(req, isolators)
+    capset = None if Insecure.CAPABILITIES in request.insecure else _caps(req, isolators)
+    caps = None if capset is None else tuple(capset.sorted_names())
+    seccomp_off = Insecure.SECCOMP in request.insecure
     return {
-        "capabilities": None if caps is None else tuple(caps.sorted_names()),
-        "seccomp": None
-        if spec is None
-        else SeccompPlan(spec.mode, tuple(sorted(spec.syscalls)), spec.errno, spec.source),
+        "capabilities": caps,
+        "seccomp": None if seccomp_off else _seccomp_plan(req, isolators, policy, caps),
         "memory": None if memory is None else parse_memory(memory),
         "cpu_millis": None if cpu is None else parse_cpu(cpu),
     }
@@ -121,9 +138,7 @@ def apply_app_isolation(plan: PodPlan, app: AppPlan) -> None:
     if app.seccomp is None:
         set_no_new_privs()
         return
-    sec = app.seccomp
-    mode: Literal["retain", "remove"] = "retain" if sec.mode == "retain" else "remove"
-    apply_seccomp(SeccompSpec(mode, frozenset(sec.syscalls), sec.errno, sec.source))
+    apply_seccomp(spec_from_plan(app.seccomp))
 
 
 def preload() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,11 +97,14 @@ def _isolation(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
         "user": f"{app.uid}:{app.gid}",
     }
     if app.seccomp is not None:
-        spec = {
+        spec: dict[str, Any] = {
             "mode": app.seccomp.mode,
             "syscalls": list(app.seccomp.syscalls),
             "errno": app.seccomp.errno,
         }
+        if app.seccomp.profile_digest:  # a Docker-format profile: its file and resolved rules
+            spec["profile"] = app.seccomp.profile_digest
+            spec["rules"] = [asdict(r) for r in app.seccomp.rules]
         data["seccomp"] = app.seccomp.source or app.seccomp.mode
         data["seccomp_digest"] = _sha256(json.dumps(spec, sort_keys=True).encode())
     else:

@@ -28,11 +28,43 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
+class SeccompRulePlan:
+    """One rule of a Docker-format profile, resolved: names sharing action, errno and args."""
+
+    names: tuple[str, ...]
+    action: str  # SCMP_ACT_*
+    errno: int | None
+    args: tuple[tuple[int, str, int, int], ...] = ()  # (index, SCMP_CMP_*, value, valueTwo)
+
+
+@dataclass(frozen=True, slots=True)
 class SeccompPlan:
-    mode: str  # "retain" | "remove"
+    mode: str  # "retain" | "remove" | "profile"
     syscalls: tuple[str, ...]
     errno: int | None  # None: a refused syscall kills the app (SIGSYS), as in rkt
     source: str
+    # mode "profile" (--seccomp=profile=NAME|PATH): the profile, its file and digest, and the
+    # filter resolved for the app's capabilities and this arch; errno is the default errno.
+    profile: str | None = None
+    profile_path: str | None = None
+    profile_digest: str | None = None
+    default_action: str | None = None
+    rules: tuple[SeccompRulePlan, ...] = ()
+
+    @classmethod
+    def from_dict(cls, sec: dict[str, Any]) -> SeccompPlan:
+        rules = tuple(
+            SeccompRulePlan(
+                tuple(r["names"]),
+                r["action"],
+                r["errno"],
+                tuple((int(a[0]), str(a[1]), int(a[2]), int(a[3])) for a in r["args"]),
+            )
+            for r in sec.get("rules", ())
+        )
+        return cls(
+            **{**sec, "syscalls": tuple(sec["syscalls"]), "rules": rules},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +127,7 @@ class PodPlan:
                     "exec": tuple(a["exec"]),
                     "env": tuple(tuple(e) for e in a["env"]),
                     "capabilities": None if a["capabilities"] is None else tuple(a["capabilities"]),
-                    "seccomp": None
-                    if sec is None
-                    else SeccompPlan(
-                        sec["mode"], tuple(sec["syscalls"]), sec["errno"], sec["source"]
-                    ),
+                    "seccomp": None if sec is None else SeccompPlan.from_dict(sec),
                     "mounts": tuple(Mount(**m) for m in a["mounts"]),
                     "pre_start": tuple(tuple(h) for h in a.get("pre_start", ())),
                     "post_stop": tuple(tuple(h) for h in a.get("post_stop", ())),

@@ -52,7 +52,9 @@ def _handlers(manifest: ImageManifest, name: str) -> tuple[tuple[str, ...], ...]
     return tuple(h.exec for h in handlers if h.name == name)
 
 
-def _plan_app(req: AppRequest, tree: RenderedTree, key: str, request: RunRequest) -> AppPlan:
+def _plan_app(
+    req: AppRequest, tree: RenderedTree, key: str, request: RunRequest, policy: Policy
+) -> AppPlan:
     manifest = tree.manifest
     app = manifest.app
     command = req.exec or (app.exec if app else None)
@@ -62,7 +64,7 @@ def _plan_app(req: AppRequest, tree: RenderedTree, key: str, request: RunRequest
     group = req.group or (app.group if app else "0")
     declared = (app.environment or ()) if app else ()
     env = tuple((e.name, e.value) for e in declared) + req.env
-    isolation = plan_isolation(req, manifest, request)
+    isolation = plan_isolation(req, manifest, request, policy)
     return AppPlan(
         name=req.name or _default_name(manifest),
         image_key=key,
@@ -157,7 +159,7 @@ def prepare(
             record = store.resolve(req.image)
             allow = Insecure.IMAGE in request.insecure or accepts_unsigned(policy, record.name)
             tree = render_tree(store, record, keystore, allow_insecure=allow)
-            apps.append(_plan_app(req, tree, record.key, request))
+            apps.append(_plan_app(req, tree, record.key, request, policy))
         if len({a.name for a in apps}) != len(apps):
             raise UserError("two apps have the same name", hint="give each one --name=NAME")
         plan = PodPlan(

@@ -8,6 +8,7 @@ Public API: :func:`load_policy` / :func:`load_effective`, :func:`decide_fetch`,
 """
 
 from trustd.policy._codec import PolicyFileError, load_policy, loads_policy
+from trustd.policy._profiles import profile_paths as seccomp_profile_paths
 from trustd.policy.decide import (
     CheckResult,
     Decision,
@@ -37,5 +38,6 @@ __all__ = [
     "load_policy",
     "loads_policy",
     "resolve",
+    "seccomp_profile_paths",
     "shipped_default",
 ]

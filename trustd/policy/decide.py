@@ -252,9 +252,14 @@ def _seccomp(policy: Policy, run: RunRules, req: RunInput) -> CheckResult:
         False,
         f"the app's seccomp filter ({req.seccomp_source}, {req.seccomp_digest}) is none of: "
         f"{allowed}{detail}",
-        f"drop the image's seccomp isolator and --seccomp to get {run.seccomp[0]}, "
-        f'or allow "{req.seccomp_digest}" in run.seccomp',
+        f'{_seccomp_fix(policy, run.seccomp[0])}, or allow "{req.seccomp_digest}" in run.seccomp',
     )
+
+
+def _seccomp_fix(policy: Policy, first: str) -> str:
+    if first != "rkt-default" and first in _profiles.profile_paths(policy):
+        return f"run with --seccomp=profile={first}"
+    return f"drop the image's seccomp isolator and --seccomp to get {first}"
 
 
 def _capabilities(run: RunRules, req: RunInput) -> CheckResult:

@@ -4,8 +4,9 @@
 cannot say "allow ``personality`` only when arg 0 == 8" or "``socket`` fails with EINVAL
 when arg 0 == 40". So profiles resolve to our own :class:`SyscallFilter`: the default
 action and errno, then per-syscall rules with their action, errno and argument conditions,
-for one architecture and one capability set. The isolation layer can load it rule by rule
-with libseccomp (a later change; ``trustd/isolation`` is not edited here).
+for one architecture and one capability set. The executor turns that into
+``trustd.isolation.seccomp_profile.ProfileSpec``, which the app's process loads rule by rule
+with libseccomp (``rkt run --seccomp=profile=NAME``).
 
 A profile is a third-party document: unknown keys are tolerated, but every key we use is
 type-checked, and any problem is one :class:`SeccompProfileError` naming file and field.
