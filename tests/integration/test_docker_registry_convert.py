@@ -8,7 +8,9 @@ by ``tests.integration._registry``; transport and auth are in test_docker_regist
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +120,39 @@ def test_oci_layout_and_docker_archive_sources(world: World, store: ImageStore) 
     assert aci_names(store, saved.key)["rootfs/bin/busybox"].isfile()
     with pytest.raises(UserError, match="no single image"):
         fetch_docker(f"oci:{world.layout}:nosuchtag", job(store, Insecure.IMAGE))
+
+
+def test_root_fetches_local_sources_under_a_private_directory(
+    world: World, shared_dirs: ConfigDirs
+) -> None:
+    """As root, ``rkt fetch`` opens ``docker-archive:`` files and ``oci:`` directories before
+    it drops to rkt-fetch, so a source under a 0700 directory (like /root) still loads."""
+    if os.geteuid() != 0:
+        pytest.skip("the privilege drop only happens for root (integration tier)")
+    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
+    private = Path(tempfile.mkdtemp(prefix="trustd-private-", dir="/tmp"))
+    try:
+        private.chmod(0o700)
+        archive = private / "saved.tar"
+        run(
+            "skopeo",
+            "copy",
+            "--quiet",
+            f"oci:{world.layout}:base",
+            f"docker-archive:{archive}:example/private:v1",
+        )
+        layout = private / "layout"
+        shutil.copytree(world.layout, layout)
+        flags = [RKT, *shared_dirs.flags(), "--insecure-options=image"]
+        for source in (f"docker-archive:{archive}", f"oci:{layout}:multi"):
+            fetched = subprocess.run(
+                [*flags, "fetch", source], capture_output=True, text=True, check=False, timeout=60
+            )
+            assert fetched.returncode == 0, fetched.stderr
+            assert fetched.stdout.strip().startswith("sha512-")
+        listed = subprocess.run(
+            [*flags, "image", "list"], capture_output=True, text=True, check=True, timeout=60
+        )
+        assert "example/private" in listed.stdout and "layout" in listed.stdout
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

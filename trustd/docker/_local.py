@@ -5,28 +5,28 @@ the current layout (``manifest.json`` naming a config and layer files) or the le
 (``repositories`` naming the top layer ID, each ``<id>/json`` naming its parent). Layer IDs
 must be 64 hex digits, parent chains must end (a layer that is its own ancestor is refused at
 once) and every member name used is checked with the ACI path rules. An OCI layout is a
-directory whose blobs are read by digest and hashed while read, through one directory fd.
+directory whose blobs are read by digest and hashed while read.
 
-Root's ``rkt fetch`` opens the file or directory itself (:func:`open_local_source`) and
-hands it to the unprivileged child, which does all the parsing: a source under a private
-directory such as ``/root`` still works, and names inside a layout (symlinks included) are
-resolved with the child's rights, never root's.
+Root's ``rkt fetch`` opens the tarball, or the layout's index and blobs
+(:mod:`trustd.docker._layout_files`), itself (:func:`open_local_source`) and hands the open
+files to the unprivileged child, which does all the parsing: a source under a private
+directory such as ``/root``, or a layout umoci wrote ``0600``, still loads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, cast
 
 from trustd.appc._aci_paths import Refused, canonical_name
 from trustd.appc._aci_scan import checked_tarinfo, corrupt_errors
+from trustd.docker._layout_files import LayoutFiles
 from trustd.docker.documents import (
     INDEX_TYPES,
     OCI_INDEX,
@@ -219,43 +219,12 @@ def _opener(archive: _Archive, name: str) -> Callable[[], BinaryIO]:
     return lambda: archive.open(name)
 
 
-class OciLayout:
-    """An OCI layout read through one directory fd: every name inside resolves with the
-    reader's own rights, so root can open the directory and an unprivileged child read it."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path, self.fd = path, fd
-
-    @classmethod
-    @contextlib.contextmanager
-    def open(cls, path: Path) -> Iterator[OciLayout]:
-        fd = open_layout_dir(path)
-        try:
-            yield cls(path, fd)
-        finally:
-            os.close(fd)
-
-    def open_file(self, name: str) -> BinaryIO:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
-        return os.fdopen(fd, "rb")
-
-
-def open_layout_dir(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise UserError(
-            f"{path} is not an OCI image layout: {exc.strerror}",
-            hint="oci:DIR[:TAG] names a directory made by umoci, skopeo or buildah",
-        ) from exc
-
-
 def _blob_name(digest: str) -> str:
     algo, _, hexpart = digest.partition(":")
     return f"blobs/{algo}/{hexpart}"
 
 
-def _verified_blob(layout: OciLayout, digest: str, size: int | None = None) -> str:
+def _verified_blob(layout: LayoutFiles, digest: str, size: int | None = None) -> str:
     name = _blob_name(digest)
     algo = digest.partition(":")[0]
     h = hashlib.new(algo)
@@ -277,7 +246,7 @@ def _verified_blob(layout: OciLayout, digest: str, size: int | None = None) -> s
     return name
 
 
-def load_oci_layout(layout: OciLayout, tag: str | None) -> tuple[Manifest, str]:
+def load_oci_layout(layout: LayoutFiles, tag: str | None) -> tuple[Manifest, str]:
     """The image manifest for ``tag`` in an OCI layout, and its digest (indexes: this host)."""
     label = layout.path
     try:
@@ -309,7 +278,7 @@ def load_oci_layout(layout: OciLayout, tag: str | None) -> tuple[Manifest, str]:
     raise RemoteLiedError(f"OCI layout {label}: indexes nest more than 4 levels")
 
 
-def _read_small(layout: OciLayout, name: str, digest: str) -> bytes:
+def _read_small(layout: LayoutFiles, name: str, digest: str) -> bytes:
     with layout.open_file(name) as f:
         data = f.read(MAX_SMALL + 1)
     if len(data) > MAX_SMALL:
@@ -317,12 +286,12 @@ def _read_small(layout: OciLayout, name: str, digest: str) -> bytes:
     return data
 
 
-def oci_blob_opener(layout: OciLayout, digest: str, size: int) -> Callable[[], BinaryIO]:
+def oci_blob_opener(layout: LayoutFiles, digest: str, size: int) -> Callable[[], BinaryIO]:
     name = _verified_blob(layout, digest, size)
     return lambda: layout.open_file(name)
 
 
-def oci_blob_bytes(layout: OciLayout, digest: str, size: int) -> bytes:
+def oci_blob_bytes(layout: LayoutFiles, digest: str, size: int) -> bytes:
     if size > MAX_SMALL:
         raise RemoteLiedError(
             f"OCI layout {layout.path}: config {digest} is larger than {MAX_SMALL}"
@@ -337,7 +306,7 @@ class LocalSource:
 
     ref: DockerRef
     archive: BinaryIO | None = None
-    layout_fd: int | None = None
+    layout: LayoutFiles | None = None
 
 
 def open_local_source(text: str) -> LocalSource | None:
@@ -348,4 +317,4 @@ def open_local_source(text: str) -> LocalSource | None:
         return None
     if ref.kind == "archive":
         return LocalSource(ref, archive=open_archive(ref.path))
-    return LocalSource(ref, layout_fd=open_layout_dir(ref.path))
+    return LocalSource(ref, layout=LayoutFiles.open(ref.path))

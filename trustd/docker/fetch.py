@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from trustd.docker._blobs import blob_path, locked_blobs
+from trustd.docker._layout_files import LayoutFiles
 from trustd.docker._local import (
     LocalImage,
     LocalSource,
-    OciLayout,
     load_archive,
     load_oci_layout,
     oci_blob_bytes,
@@ -243,10 +243,10 @@ def _local_image(ref: DockerRef, local: LocalSource | None, held: contextlib.Exi
         if archive is None:
             archive = held.enter_context(open_archive(ref.path))
         return _archive_image(ref.path, archive)
-    if local is not None and local.layout_fd is not None:
-        layout = OciLayout(ref.path, local.layout_fd)
-    else:
-        layout = held.enter_context(OciLayout.open(ref.path))
+    if local is not None and local.layout is not None:
+        return _oci_image(ref, local.layout)
+    layout = LayoutFiles.open(ref.path)
+    held.callback(layout.close)
     return _oci_image(ref, layout)
 
 
@@ -274,7 +274,7 @@ def _file_sha256(f: BinaryIO) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def _oci_image(ref: DockerRef, layout: OciLayout) -> _Pulled:
+def _oci_image(ref: DockerRef, layout: LayoutFiles) -> _Pulled:
     assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
     manifest, digest = load_oci_layout(layout, ref.tag)
     config_bytes = oci_blob_bytes(layout, manifest.config.digest, manifest.config.size)

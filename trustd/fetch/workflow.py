@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from trustd._fsutil import read_capped
 from trustd.errors import RemoteLiedError, UserError
@@ -17,6 +17,9 @@ from trustd.keystore import Keystore
 from trustd.policy import Policy, accepts_unsigned, decide_fetch
 from trustd.policy.log import append_decision
 from trustd.store import AdmittedImage, ImageRecord, ImageStore, admit
+
+if TYPE_CHECKING:
+    from trustd.docker import LocalSource
 
 MAX_SIGNATURE = 1 << 20
 
@@ -73,8 +76,14 @@ class LocalInputs:
     signature: bytes | None
 
 
-def open_local(request: FetchRequest, insecure: Insecure) -> LocalInputs | None:
-    """Open a file source's image and signature now (as the invoking user); None for others."""
+def open_local(request: FetchRequest, insecure: Insecure) -> LocalInputs | LocalSource | None:
+    """Open a local source now, as the invoking user (root's fetch then drops privileges):
+    a file's image and signature, a ``docker-archive:`` file or an ``oci:`` directory.
+    None for network sources."""
+    if request.ref.kind == "docker":
+        from trustd.docker import open_local_source  # noqa: PLC0415
+
+        return open_local_source(request.ref.text)
     path = request.ref.path
     if request.ref.kind != "file" or path is None:
         return None
@@ -131,13 +140,13 @@ def say_verified(admitted: AdmittedImage) -> None:
 
 
 def fetch_image(
-    request: FetchRequest, ctx: FetchContext, local: LocalInputs | None = None
+    request: FetchRequest, ctx: FetchContext, local: LocalInputs | LocalSource | None = None
 ) -> ImageRecord:
-    """Fetch one image; file sources need ``local`` from :func:`open_local`."""
+    """Fetch one image; local sources take ``local`` from :func:`open_local`."""
     if request.ref.kind == "file":
         if local is None:
             local = open_local(request, ctx.insecure)
-        assert local is not None  # noqa: S101 - file requests always open
+        assert isinstance(local, LocalInputs)  # noqa: S101 - file requests always open
         return _fetch_file(request, local, ctx)
     if request.ref.kind == "docker":
         from trustd.docker import DockerFetch, fetch_docker  # noqa: PLC0415
@@ -151,7 +160,8 @@ def fetch_image(
             admitted_gate=ctx.policy_gate,
             accept_unsigned=lambda name: accepts_unsigned(ctx.policy, name),
         )
-        return fetch_docker(request.ref.text, job)
+        opened = None if isinstance(local, LocalInputs) else local
+        return fetch_docker(request.ref.text, job, opened)
     from trustd.fetch.remote import fetch_remote  # noqa: PLC0415 - network code on demand
 
     return fetch_remote(request, ctx)
