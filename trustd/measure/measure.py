@@ -262,6 +262,9 @@ class _Extender:
         self.log_path = directory / EVENTLOG
         self.target = target
         self._archived: str | None = None
+        # The log as this extender last wrote it: later extends in the same session (same lock,
+        # same TPM connection) start from it instead of re-reading and re-hashing the file.
+        self._written: tuple[EventRecord, ...] | None = None
 
     def extend(self, pcr: int, content: Mapping[str, object]) -> EventRecord:
         banks = tuple(b for b in self.tpm.banks(pcr) if b in DIGEST_SIZES)
@@ -285,12 +288,14 @@ class _Extender:
         except BaseException:
             with contextlib.suppress(OSError):
                 store_log(self.log_path, log)
+            self._written = None
             raise
+        self._written = new
         return tuple(dataclasses.replace(r, backend=self.tpm.backend) for r in new)
 
     def _current_epoch(self, pcr: int, banks: tuple[str, ...]) -> tuple[EventRecord, ...]:
         """The log of this TPM boot; an older epoch's log is archived and a new one begun."""
-        log = _load(self.log_path)
+        log = self._written if self._written is not None else _load(self.log_path)
         if not log:
             return ()
         if log[0].content.get("kind") != EPOCH_TYPE:
