@@ -4,40 +4,108 @@ Read a quote bundle, check it against a pinned attestation key and a fresh nonce
 CEL-JSON log (or a TCG binary firmware log) and list the pod starts it proves.
 """
 
-from trustd.attest._pcrfile import MAX_SIZE as MAX_PCR_FILE_SIZE
-from trustd.attest._pcrfile import encode_pcr_file, parse_pcr_file
-from trustd.attest._tpm2 import parse_attest, parse_signature
-from trustd.attest.bundle import QuoteBundle
-from trustd.attest.cel import CelLog, CelRecord, Replay, parse_cel, replay_cel, trustd_record
-from trustd.attest.content import (
-    TRUSTD_CONTENT_TYPE,
-    TrustdContent,
-    canonical_json,
-    event_digest,
-    trustd_content,
-)
-from trustd.attest.errors import AttestFormatError, QuoteError
-from trustd.attest.firmware import (
-    FirmwareEvent,
-    FirmwareLog,
-    parse_firmware_log,
-    replay_firmware_log,
-)
-from trustd.attest.keys import load_ak_pem, load_ak_tpm
-from trustd.attest.model import (
-    Attest,
-    AttestationKey,
-    ClockInfo,
-    HashAlg,
-    PcrSelection,
-    PcrValues,
-    QuoteInfo,
-    SigScheme,
-    TpmSignature,
-)
-from trustd.attest.report import pod_starts
-from trustd.attest.verified import VerifiedAttestation, VerifiedQuote
-from trustd.attest.verifier import check_replay, replay, verify_bundle, verify_quote
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trustd.attest._pcrfile import MAX_SIZE as MAX_PCR_FILE_SIZE
+    from trustd.attest._pcrfile import encode_pcr_file, parse_pcr_file
+    from trustd.attest._tpm2 import parse_attest, parse_signature
+    from trustd.attest.bundle import QuoteBundle
+    from trustd.attest.cel import CelLog, CelRecord, Replay, parse_cel, replay_cel, trustd_record
+    from trustd.attest.content import (
+        TRUSTD_CONTENT_TYPE,
+        TrustdContent,
+        canonical_json,
+        event_digest,
+        trustd_content,
+    )
+    from trustd.attest.errors import AttestFormatError, QuoteError
+    from trustd.attest.firmware import (
+        FirmwareEvent,
+        FirmwareLog,
+        parse_firmware_log,
+        replay_firmware_log,
+    )
+    from trustd.attest.keys import load_ak_pem, load_ak_tpm
+    from trustd.attest.model import (
+        Attest,
+        AttestationKey,
+        ClockInfo,
+        HashAlg,
+        PcrSelection,
+        PcrValues,
+        QuoteInfo,
+        SigScheme,
+        TpmSignature,
+    )
+    from trustd.attest.report import pod_starts
+    from trustd.attest.verified import VerifiedAttestation, VerifiedQuote
+    from trustd.attest.verifier import check_replay, replay, verify_bundle, verify_quote
+
+# Loaded on first use (PEP 562): the measurement side imports only the content contract and the
+# PCR-file codec, and should not pay for the quote verifier, the firmware-log parser and the key
+# loaders on every pod start.
+_LAZY: dict[str, tuple[str, str]] = {
+    "Attest": ("trustd.attest.model", "Attest"),
+    "AttestFormatError": ("trustd.attest.errors", "AttestFormatError"),
+    "AttestationKey": ("trustd.attest.model", "AttestationKey"),
+    "CelLog": ("trustd.attest.cel", "CelLog"),
+    "CelRecord": ("trustd.attest.cel", "CelRecord"),
+    "ClockInfo": ("trustd.attest.model", "ClockInfo"),
+    "FirmwareEvent": ("trustd.attest.firmware", "FirmwareEvent"),
+    "FirmwareLog": ("trustd.attest.firmware", "FirmwareLog"),
+    "HashAlg": ("trustd.attest.model", "HashAlg"),
+    "MAX_PCR_FILE_SIZE": ("trustd.attest._pcrfile", "MAX_SIZE"),
+    "PcrSelection": ("trustd.attest.model", "PcrSelection"),
+    "PcrValues": ("trustd.attest.model", "PcrValues"),
+    "QuoteBundle": ("trustd.attest.bundle", "QuoteBundle"),
+    "QuoteError": ("trustd.attest.errors", "QuoteError"),
+    "QuoteInfo": ("trustd.attest.model", "QuoteInfo"),
+    "Replay": ("trustd.attest.cel", "Replay"),
+    "SigScheme": ("trustd.attest.model", "SigScheme"),
+    "TRUSTD_CONTENT_TYPE": ("trustd.attest.content", "TRUSTD_CONTENT_TYPE"),
+    "TpmSignature": ("trustd.attest.model", "TpmSignature"),
+    "TrustdContent": ("trustd.attest.content", "TrustdContent"),
+    "VerifiedAttestation": ("trustd.attest.verified", "VerifiedAttestation"),
+    "VerifiedQuote": ("trustd.attest.verified", "VerifiedQuote"),
+    "canonical_json": ("trustd.attest.content", "canonical_json"),
+    "check_replay": ("trustd.attest.verifier", "check_replay"),
+    "encode_pcr_file": ("trustd.attest._pcrfile", "encode_pcr_file"),
+    "event_digest": ("trustd.attest.content", "event_digest"),
+    "load_ak_pem": ("trustd.attest.keys", "load_ak_pem"),
+    "load_ak_tpm": ("trustd.attest.keys", "load_ak_tpm"),
+    "parse_attest": ("trustd.attest._tpm2", "parse_attest"),
+    "parse_cel": ("trustd.attest.cel", "parse_cel"),
+    "parse_firmware_log": ("trustd.attest.firmware", "parse_firmware_log"),
+    "parse_pcr_file": ("trustd.attest._pcrfile", "parse_pcr_file"),
+    "parse_signature": ("trustd.attest._tpm2", "parse_signature"),
+    "pod_starts": ("trustd.attest.report", "pod_starts"),
+    "replay": ("trustd.attest.verifier", "replay"),
+    "replay_cel": ("trustd.attest.cel", "replay_cel"),
+    "replay_firmware_log": ("trustd.attest.firmware", "replay_firmware_log"),
+    "trustd_content": ("trustd.attest.content", "trustd_content"),
+    "trustd_record": ("trustd.attest.cel", "trustd_record"),
+    "verify_bundle": ("trustd.attest.verifier", "verify_bundle"),
+    "verify_quote": ("trustd.attest.verifier", "verify_quote"),
+}
+
+
+def __getattr__(name: str) -> object:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "MAX_PCR_FILE_SIZE",
