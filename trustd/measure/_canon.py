@@ -10,13 +10,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from trustd.attest.content import canonical_json, event_digest, trustd_content
+from trustd.attest.content import (
+    canonical_json,
+    event_digest,
+    parse_trustd_content,
+    trustd_content,
+)
 
 # Banks trustd extends when the TPM has them allocated (all of them: an allocated bank left
 # unextended could be made to match a forged log). Nothing trusts SHA-1 (CONVENTIONS 10).
 DIGEST_SIZES: Final = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 
-__all__ = ["DIGEST_SIZES", "canonical_json", "check_event", "event_digest"]
+__all__ = [
+    "DIGEST_SIZES",
+    "canonical_json",
+    "check_event",
+    "event_digest",
+    "parse_trustd_content",
+]
 
 
 def _no_empty(value: object, where: str) -> None:

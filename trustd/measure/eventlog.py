@@ -23,7 +23,12 @@ from typing import Final
 
 from trustd._fsutil import atomic_write, read_capped
 from trustd.errors import TrustdError
-from trustd.measure._canon import DIGEST_SIZES, canonical_json, event_digest
+from trustd.measure._canon import (
+    DIGEST_SIZES,
+    canonical_json,
+    event_digest,
+    parse_trustd_content,
+)
 
 CONTENT_TYPE: Final = "trustd"
 MAX_LOG_BYTES: Final = 64 * 1024 * 1024
@@ -100,9 +105,13 @@ def _decode_record(raw: object, n: int, check_digests: bool) -> EventRecord:
     digests = _decode_digests(raw["digests"], n)
     record = EventRecord(n, pcr, digests, canonical_json(raw["content"]).decode())
     if check_digests:
+        try:  # parsed once, not once per bank (event_digest parses a mapping the same way)
+            content = parse_trustd_content(raw["content"], "trustd content")
+        except (ValueError, TrustdError) as exc:
+            raise ValueError(f"record {n}: content: {exc}") from exc
         for alg, hexd in digests:
             try:
-                good = event_digest(raw["content"], alg).hex() == hexd
+                good = event_digest(content, alg).hex() == hexd
             except (ValueError, TrustdError) as exc:
                 raise ValueError(f"record {n}: content: {exc}") from exc
             if not good:
