@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 
 from tests._gpg import GpgHome
+from tests._https import LOCAL_NAMES, LocalServer, trust_ca
 from tests._policy import install_policy
 
 
@@ -110,3 +114,22 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
+
+
+@pytest.fixture(scope="session")
+def ca() -> Any:
+    """A throw-away trustme CA for the session's HTTPS servers."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted(ca: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """SSL_CERT_FILE points at the trustme CA for the duration of the test."""
+    return trust_ca(monkeypatch, ca, tmp_path)
+
+
+@pytest.fixture
+def https_server(ca: Any, trusted: Path) -> Iterator[LocalServer]:
+    """A real HTTPS server on 127.0.0.1 with a certificate the test trusts."""
+    with LocalServer(tls=ca.issue_cert(*LOCAL_NAMES)) as srv:
+        yield srv

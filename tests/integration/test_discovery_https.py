@@ -11,7 +11,7 @@ and drives the default fetcher against port 443 when this process may bind it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import trustme
 
-from tests._https import LOCAL_NAMES, LocalServer, reply, trust_ca
+from tests._https import LOCAL_NAMES, LocalServer, reply
 from tests.unit.discovery._cases import PAGES, Case, load_cases
 from trustd.appc.identifier import ACIdentifier
 from trustd.discovery import (
@@ -34,22 +34,6 @@ from trustd.insecure import Insecure
 from trustd.transport import DISCOVERY_LIMITS, Response, fetch
 
 CASES = load_cases()
-
-
-@pytest.fixture(scope="module")
-def ca() -> Any:
-    return trustme.CA()
-
-
-@pytest.fixture
-def trusted(ca: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    return trust_ca(monkeypatch, ca, tmp_path)
-
-
-@pytest.fixture
-def server(ca: Any, trusted: Path) -> Iterator[LocalServer]:
-    with LocalServer(tls=ca.issue_cert(*LOCAL_NAMES)) as srv:
-        yield srv
 
 
 def to_local(
@@ -74,10 +58,10 @@ def serve_case(srv: LocalServer, case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.desc for c in CASES])
-def test_vector_cases_over_real_https(server: LocalServer, case: Case) -> None:
-    serve_case(server, case)
+def test_vector_cases_over_real_https(https_server: LocalServer, case: Case) -> None:
+    serve_case(https_server, case)
     headers = {"Authorization": case.auth["example.com"]} if case.auth else None
-    get = to_local({"https": server.port}, Insecure.NONE, headers)
+    get = to_local({"https": https_server.port}, Insecure.NONE, headers)
     name = ACIdentifier(case.app)
     if case.aci_ok:
         assert discover_images(name, case.labels, insecure=Insecure.NONE, fetcher=get) == case.aci
@@ -90,15 +74,17 @@ def test_vector_cases_over_real_https(server: LocalServer, case: Case) -> None:
         with pytest.raises(DiscoveryError):
             discover_pubkeys(name, insecure=Insecure.NONE, fetcher=get)
     if case.auth:
-        assert all(r.headers["authorization"] == case.auth["example.com"] for r in server.recorded)
+        assert all(
+            r.headers["authorization"] == case.auth["example.com"] for r in https_server.recorded
+        )
 
 
-def test_walk_requests_each_level_with_the_discovery_query(server: LocalServer) -> None:
+def test_walk_requests_each_level_with_the_discovery_query(https_server: LocalServer) -> None:
     case = next(c for c in CASES if c.desc == "walk up to root")
-    serve_case(server, case)
-    get = to_local({"https": server.port}, Insecure.NONE)
+    serve_case(https_server, case)
+    get = to_local({"https": https_server.port}, Insecure.NONE)
     discover_pubkeys(ACIdentifier(case.app), insecure=Insecure.NONE, fetcher=get)
-    assert [r.path for r in server.recorded] == [
+    assert [r.path for r in https_server.recorded] == [
         "/myapp/foobar?ac-discovery=1",
         "/myapp?ac-discovery=1",
         "/?ac-discovery=1",
@@ -116,16 +102,16 @@ def test_untrusted_server_is_a_failed_attempt_not_a_result(trusted: Path) -> Non
     assert all("could not be verified" in a.reason for a in info.value.attempts)
 
 
-def test_insecure_http_falls_back_to_plain_http_per_level(server: LocalServer) -> None:
+def test_insecure_http_falls_back_to_plain_http_per_level(https_server: LocalServer) -> None:
     """https answers 404 everywhere; the plain http server holds the page."""
     with LocalServer() as plain:
         plain.routes["/myapp"] = reply((PAGES / "meta03.html").read_bytes())
-        get = to_local({"https": server.port, "http": plain.port}, Insecure.HTTP)
+        get = to_local({"https": https_server.port, "http": plain.port}, Insecure.HTTP)
         keys = discover_pubkeys(
             ACIdentifier("example.com/myapp"), insecure=Insecure.HTTP, fetcher=get
         )
     assert keys == ["https://example.com/pubkeys.gpg"]
-    assert [r.path for r in server.recorded] == ["/myapp?ac-discovery=1"]
+    assert [r.path for r in https_server.recorded] == ["/myapp?ac-discovery=1"]
 
 
 def test_default_fetcher_is_the_real_transport(ca: Any, trusted: Path) -> None:

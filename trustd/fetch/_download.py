@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from trustd.errors import TransportError
-from trustd.fetch._progress import Progress
 from trustd.insecure import Insecure
 from trustd.transport import Limits, Response, fetch
+from trustd.transport.progress import Progress
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,13 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from tests._aci import build_aci
-from tests._https import LOCAL_NAMES, LocalServer, reply, stall, trust_ca
+from tests._https import LocalServer, reply, stall
 from tests.conftest import ConfigDirs, Keys
 from trustd.errors import TransportError, TrustdError, UntrustedSignerError
 from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref, remote
@@ -31,14 +29,6 @@ from trustd.transport import Limits
 from trustd.verify import parse_public_keys
 
 NAME = "example.com/remote"
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalServer]:
-    ca = trustme.CA()
-    trust_ca(monkeypatch, ca, tmp_path)
-    with LocalServer(tls=ca.issue_cert(*LOCAL_NAMES)) as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -89,38 +79,38 @@ def paths(srv: LocalServer) -> list[str]:
 
 
 def test_https_fetch_verifies_and_stores(
-    server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
+    https_server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
 ) -> None:
-    server.routes["/r.aci"] = serve_file(image[0])
-    server.routes["/r.aci.asc"] = reply(image[1])
-    key = get(config_dirs, server.url("/r.aci"))
+    https_server.routes["/r.aci"] = serve_file(image[0])
+    https_server.routes["/r.aci.asc"] = reply(image[1])
+    key = get(config_dirs, https_server.url("/r.aci"))
     (record,) = ImageStore.open(config_dirs.data).images()
-    assert record.key == key and record.source == server.url("/r.aci")
-    assert paths(server) == ["/r.aci.asc", "/r.aci"]  # signature first
+    assert record.key == key and record.source == https_server.url("/r.aci")
+    assert paths(https_server) == ["/r.aci.asc", "/r.aci"]  # signature first
 
 
 def test_deferred_signature_is_fetched_after_the_image(
-    server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
+    https_server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
 ) -> None:
     answers = iter([reply(b"", status=202), reply(image[1])])
-    server.routes["/r.aci"] = serve_file(image[0])
-    server.routes["/r.aci.asc"] = lambda req: next(answers)(req)  # noqa: PLW0108 - lazily
-    get(config_dirs, server.url("/r.aci"))
-    assert paths(server) == ["/r.aci.asc", "/r.aci", "/r.aci.asc"]
+    https_server.routes["/r.aci"] = serve_file(image[0])
+    https_server.routes["/r.aci.asc"] = lambda req: next(answers)(req)  # noqa: PLW0108 - lazily
+    get(config_dirs, https_server.url("/r.aci"))
+    assert paths(https_server) == ["/r.aci.asc", "/r.aci", "/r.aci.asc"]
 
 
 def test_signature_deferred_twice_is_an_error(
-    server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
+    https_server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
 ) -> None:
-    server.routes["/r.aci"] = serve_file(image[0])
-    server.routes["/r.aci.asc"] = reply(b"", status=202)
+    https_server.routes["/r.aci"] = serve_file(image[0])
+    https_server.routes["/r.aci.asc"] = reply(b"", status=202)
     with pytest.raises(TransportError, match="defer the download again"):
-        get(config_dirs, server.url("/r.aci"))
+        get(config_dirs, https_server.url("/r.aci"))
     assert ImageStore.open(config_dirs.data).images() == []
 
 
 def test_unknown_signer_is_refused_before_the_image_is_downloaded(
-    server: LocalServer,
+    https_server: LocalServer,
     image: tuple[bytes, bytes],
     config_dirs: ConfigDirs,
     keys: Keys,
@@ -128,53 +118,53 @@ def test_unknown_signer_is_refused_before_the_image_is_downloaded(
 ) -> None:
     other = tmp_path / "o.asc"
     keys.gpg.sign(keys.rsa, tmp_path / "r.aci", other)
-    server.routes["/example.com/remote.aci.asc"] = reply(other.read_bytes())
-    server.routes["/example.com/remote.aci"] = serve_file(image[0])
+    https_server.routes["/example.com/remote.aci.asc"] = reply(other.read_bytes())
+    https_server.routes["/example.com/remote.aci"] = serve_file(image[0])
     ref = parse_image_ref(NAME)
     c = ctx(config_dirs)
     c.keystore.remove(keys.good, None)  # nothing trusted for the name
     with pytest.raises(UntrustedSignerError, match="not trusted"):
         remote.fetch_url(
-            server.url("/example.com/remote.aci"),
-            server.url("/example.com/remote.aci.asc"),
+            https_server.url("/example.com/remote.aci"),
+            https_server.url("/example.com/remote.aci.asc"),
             c,
             ref=ref,
         )
-    assert paths(server) == ["/example.com/remote.aci.asc"]
+    assert paths(https_server) == ["/example.com/remote.aci.asc"]
 
 
 def test_etag_revalidation_and_max_age(
-    server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
+    https_server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
 ) -> None:
-    server.routes["/r.aci"] = serve_file(image[0])
-    server.routes["/r.aci.asc"] = reply(image[1])
-    first = get(config_dirs, server.url("/r.aci"))
-    assert get(config_dirs, server.url("/r.aci")) == first
-    revalidation = server.recorded[-1]
+    https_server.routes["/r.aci"] = serve_file(image[0])
+    https_server.routes["/r.aci.asc"] = reply(image[1])
+    first = get(config_dirs, https_server.url("/r.aci"))
+    assert get(config_dirs, https_server.url("/r.aci")) == first
+    revalidation = https_server.recorded[-1]
     assert revalidation.headers.get("if-none-match") == '"v1"'
-    server.routes["/m.aci"] = serve_file(image[0], etag='"m"', max_age=3600)
-    server.routes["/m.aci.asc"] = reply(image[1])
-    get(config_dirs, server.url("/m.aci"))
-    before = len(server.recorded)
-    get(config_dirs, server.url("/m.aci"))
-    assert len(server.recorded) == before  # fresh: no request at all
-    assert get(config_dirs, server.url("/r.aci"), policy="new") == first
+    https_server.routes["/m.aci"] = serve_file(image[0], etag='"m"', max_age=3600)
+    https_server.routes["/m.aci.asc"] = reply(image[1])
+    get(config_dirs, https_server.url("/m.aci"))
+    before = len(https_server.recorded)
+    get(config_dirs, https_server.url("/m.aci"))
+    assert len(https_server.recorded) == before  # fresh: no request at all
+    assert get(config_dirs, https_server.url("/r.aci"), policy="new") == first
 
 
 def test_an_interrupted_download_resumes_with_range(
-    server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
+    https_server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
 ) -> None:
     import hashlib  # noqa: PLC0415
 
-    url = server.url("/r.aci")
+    url = https_server.url("/r.aci")
     tmp = ImageStore.open(config_dirs.data, create=True).layout.tmp
     partial = tmp / f"partial-{hashlib.sha256(url.encode()).hexdigest()[:40]}"
     partial.write_bytes(image[0][:50_000])
     (tmp / (partial.name + ".etag")).write_text('"v1"')
-    server.routes["/r.aci"] = serve_file(image[0])
-    server.routes["/r.aci.asc"] = reply(image[1])
+    https_server.routes["/r.aci"] = serve_file(image[0])
+    https_server.routes["/r.aci.asc"] = reply(image[1])
     get(config_dirs, url)
-    ranged = next(r for r in server.recorded if r.path == "/r.aci")
+    ranged = next(r for r in https_server.recorded if r.path == "/r.aci")
     assert ranged.headers["range"] == "bytes=50000-"
     assert not partial.exists()
     assert len(ImageStore.open(config_dirs.data).images()) == 1
@@ -186,7 +176,7 @@ def _fetch_in_child(dirs: ConfigDirs, url: str, cert: str) -> None:
 
 
 def test_sigkill_mid_download_then_a_clean_refetch(
-    server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
+    https_server: LocalServer, image: tuple[bytes, bytes], config_dirs: ConfigDirs
 ) -> None:
     body = image[0]
 
@@ -199,50 +189,52 @@ def test_sigkill_mid_download_then_a_clean_refetch(
         req.wfile.flush()
         req.server.owner.stop.wait(30)
 
-    server.routes["/r.aci"] = slow
-    server.routes["/r.aci.asc"] = reply(image[1])
+    https_server.routes["/r.aci"] = slow
+    https_server.routes["/r.aci.asc"] = reply(image[1])
     ImageStore.open(config_dirs.data, create=True)
     child = multiprocessing.get_context("fork").Process(
         target=_fetch_in_child,
-        args=(config_dirs, server.url("/r.aci"), os.environ["SSL_CERT_FILE"]),
+        args=(config_dirs, https_server.url("/r.aci"), os.environ["SSL_CERT_FILE"]),
     )
     child.start()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(r.path == "/r.aci" for r in server.recorded):
+    while time.monotonic() < deadline and not any(
+        r.path == "/r.aci" for r in https_server.recorded
+    ):
         time.sleep(0.05)
     time.sleep(0.3)
     assert child.pid is not None
     os.kill(child.pid, signal.SIGKILL)
     child.join()
     assert ImageStore.open(config_dirs.data).images() == []  # nothing visible
-    server.routes["/r.aci"] = serve_file(body)
-    get(config_dirs, server.url("/r.aci"))
+    https_server.routes["/r.aci"] = serve_file(body)
+    get(config_dirs, https_server.url("/r.aci"))
     assert len(ImageStore.open(config_dirs.data).images()) == 1
 
 
 def test_a_stalled_server_times_out_cleanly(
-    server: LocalServer,
+    https_server: LocalServer,
     image: tuple[bytes, bytes],
     config_dirs: ConfigDirs,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(remote, "IMAGE_LIMITS", Limits(10**9, 2, 3, idle_timeout=0.5))
-    server.routes["/r.aci.asc"] = reply(image[1])
-    server.routes["/r.aci"] = stall()
+    https_server.routes["/r.aci.asc"] = reply(image[1])
+    https_server.routes["/r.aci"] = stall()
     with pytest.raises(TransportError, match=r"timed out after 0.5 s with no data"):
-        get(config_dirs, server.url("/r.aci"))
+        get(config_dirs, https_server.url("/r.aci"))
     assert ImageStore.open(config_dirs.data).images() == []
 
 
 def test_an_image_over_the_size_cap_is_refused(
-    server: LocalServer,
+    https_server: LocalServer,
     image: tuple[bytes, bytes],
     config_dirs: ConfigDirs,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(remote, "IMAGE_LIMITS", Limits(1000, 2, 5))
-    server.routes["/r.aci.asc"] = reply(image[1])
-    server.routes["/r.aci"] = serve_file(image[0])
+    https_server.routes["/r.aci.asc"] = reply(image[1])
+    https_server.routes["/r.aci"] = serve_file(image[0])
     with pytest.raises(TrustdError, match="cap"):
-        get(config_dirs, server.url("/r.aci"))
+        get(config_dirs, https_server.url("/r.aci"))
     assert ImageStore.open(config_dirs.data).images() == []
