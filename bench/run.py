@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests._gpg import GpgHome  # noqa: E402
-from trustd.appc import ACIdentifier  # noqa: E402
-from trustd.verify import Keyring, TrustedKey, parse_public_keys, verify_detached  # noqa: E402
+from trustd.shared.appc import ACIdentifier  # noqa: E402
+from trustd.shared.verify import Keyring, TrustedKey, parse_public_keys, verify_detached  # noqa: E402
 
 SIZE_MB = int(os.environ.get("BENCH_SIZE_MB", "200"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -110,11 +110,11 @@ def bench_fetch(work: Path) -> None:
 
     from tests._https import LOCAL_NAMES, LocalServer, reply  # noqa: PLC0415
     from tests._policy import SHIPPED  # noqa: PLC0415
-    from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref  # noqa: PLC0415
-    from trustd.insecure import Insecure  # noqa: PLC0415
-    from trustd.keystore import Keystore  # noqa: PLC0415
-    from trustd.policy import loads_policy  # noqa: PLC0415
-    from trustd.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.insecure import Insecure  # noqa: PLC0415
+    from trustd.shared.keystore import Keystore  # noqa: PLC0415
+    from trustd.shared.policy import loads_policy  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.unprivileged.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref  # noqa: PLC0415
 
     gpg = GpgHome(work / "gnupg")
     fpr = gpg.generate("Bench <bench@trustd.test>")

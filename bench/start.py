@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
-from trustd.measure import stop_embedded  # noqa: E402
+from trustd.privileged.measure import stop_embedded  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_START_RUNS", "30"))
 RKT = str(Path(sys.executable).with_name("rkt"))

@@ -31,9 +31,9 @@ from typing import Any
 import pytest
 
 from tests._busybox import BUSYBOX
-from trustd.docker import DockerFetch
-from trustd.insecure import Insecure
-from trustd.store import ImageStore
+from trustd.shared.insecure import Insecure
+from trustd.shared.store import ImageStore
+from trustd.unprivileged.docker import DockerFetch
 
 TOOLS = ("docker-registry", "skopeo", "umoci")
 needs_registry_tools = pytest.mark.skipif(

@@ -15,7 +15,7 @@ import pytest
 from tests._busybox import busybox_aci
 from tests._policy import install_policy
 from tests.conftest import ConfigDirs, Keys
-from trustd.measure import stop_embedded
+from trustd.privileged.measure import stop_embedded
 
 RKT = str(Path(sys.executable).with_name("rkt"))
 NAME = "example.com/busybox"

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import ConfigDirs
 from tests.integration._attest import attest_quote
 from tests.integration.conftest import RKT, rkt
-from trustd.measure import stop_embedded
+from trustd.privileged.measure import stop_embedded
 
 NONCE = "5eed0123456789abcdef"
 

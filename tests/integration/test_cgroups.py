@@ -19,8 +19,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import require_root
-from trustd.errors import PolicyViolationError
-from trustd.isolation.cgroups import DEFAULT_ROOT, Limits, PodCgroup, parse_cpu, parse_memory
+from trustd.privileged.isolation.cgroups import (
+    DEFAULT_ROOT,
+    Limits,
+    PodCgroup,
+    parse_cpu,
+    parse_memory,
+)
+from trustd.shared.errors import PolicyViolationError
 
 pytestmark = pytest.mark.root
 
@@ -182,7 +188,7 @@ def test_destroy_from_another_process_removes_every_directory(pod_id: str) -> No
     proc = subprocess.Popen(["sleep", "30"])
     pod.add(proc.pid)
     code = (
-        "import sys; from trustd.isolation.cgroups import PodCgroup; "
+        "import sys; from trustd.privileged.isolation.cgroups import PodCgroup; "
         "PodCgroup.open(sys.argv[1]).destroy()"
     )
     subprocess.run([sys.executable, "-c", code, pod_id], check=True, timeout=10)

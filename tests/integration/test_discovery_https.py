@@ -21,17 +21,17 @@ import trustme
 
 from tests._https import LOCAL_NAMES, LocalServer, reply
 from tests.unit.discovery._cases import PAGES, Case, load_cases
-from trustd.appc.identifier import ACIdentifier
-from trustd.discovery import (
+from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.errors import TransportError
+from trustd.shared.insecure import Insecure
+from trustd.unprivileged.discovery import (
     ACIEndpoint,
     DiscoveryError,
     Fetcher,
     discover_images,
     discover_pubkeys,
 )
-from trustd.errors import TransportError
-from trustd.insecure import Insecure
-from trustd.transport import DISCOVERY_LIMITS, Response, fetch
+from trustd.unprivileged.transport import DISCOVERY_LIMITS, Response, fetch
 
 CASES = load_cases()
 

@@ -37,11 +37,11 @@ from tests.integration._registry import (
     run,
     start_registry,
 )
-from trustd.docker import RegistryLimits, fetch_docker
-from trustd.errors import RemoteLiedError, TransportError
-from trustd.insecure import Insecure
-from trustd.store import ImageStore
-from trustd.transport import Limits
+from trustd.shared.errors import RemoteLiedError, TransportError
+from trustd.shared.insecure import Insecure
+from trustd.shared.store import ImageStore
+from trustd.unprivileged.docker import RegistryLimits, fetch_docker
+from trustd.unprivileged.transport import Limits
 
 pytestmark = needs_registry_tools
 USER, PASSWORD = "puller", "s3cret"
@@ -160,7 +160,7 @@ class TokenIssuer:
 def test_token_auth_with_dockerauth_credentials(
     world: World, store: ImageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trustd.fetch._auth import docker_credentials  # noqa: PLC0415
+    from trustd.unprivileged.fetch._auth import docker_credentials  # noqa: PLC0415
 
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))

@@ -26,10 +26,10 @@ from tests.integration._registry import (
     run,
 )
 from tests.integration.conftest import RKT
-from trustd.docker import fetch_docker
-from trustd.errors import UserError
-from trustd.insecure import Insecure
-from trustd.store import ImageStore
+from trustd.shared.errors import UserError
+from trustd.shared.insecure import Insecure
+from trustd.shared.store import ImageStore
+from trustd.unprivileged.docker import fetch_docker
 
 pytestmark = needs_registry_tools
 

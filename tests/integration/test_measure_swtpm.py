@@ -1,4 +1,4 @@
-"""trustd.measure against a real swtpm, checked independently with tpm2-tools.
+"""trustd.privileged.measure against a real swtpm, checked independently with tpm2-tools.
 
 Every test gets its own ``<data-dir>`` under tmp_path, hence its own embedded swtpm, which the
 fixture stops at teardown.
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from trustd.attest import QuoteBundle, load_ak_pem, verify_bundle
-from trustd.measure import (
+from trustd.privileged.measure import (
     MeasurementError,
     Measurer,
     decode_log,
@@ -26,8 +25,9 @@ from trustd.measure import (
     replay,
     stop_embedded,
 )
-from trustd.measure._swtpm import load_state
-from trustd.measure.bundle import ATTEST_FILE, EVENTLOG_FILE, PCRS_FILE, SIG_FILE
+from trustd.privileged.measure._swtpm import load_state
+from trustd.privileged.measure.bundle import ATTEST_FILE, EVENTLOG_FILE, PCRS_FILE, SIG_FILE
+from trustd.shared.attest import QuoteBundle, load_ak_pem, verify_bundle
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(p) is None for p in ("swtpm", "tpm2_pcrread", "tpm2_checkquote")),
@@ -129,7 +129,7 @@ def test_checkquote_accepts_our_quote_and_refuses_a_wrong_nonce(
     assert checkquote(out, "0011223344556678").returncode != 0
     parsed = read_bundle(out, check_digests=True)
     verified = verify_bundle(QuoteBundle.load(out), load_ak_pem(parsed.ak_pem), NONCE)
-    assert verified is not None  # the verifier engineer's trustd.attest accepts it too
+    assert verified is not None  # the verifier engineer's trustd.shared.attest accepts it too
     assert parsed.pcrs.selection == (("sha256", (0, 23)),)
     assert parsed.pcrs.value_map()[("sha256", 23)] == replay(parsed.events, 23, "sha256")
     assert parsed.ak_pem == m.ak_public_pem() == measurer(data_dir).ak_public_pem()

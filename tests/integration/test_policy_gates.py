@@ -12,7 +12,7 @@ from tests._policy import SHIPPED, install_policy
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attest import attest_quote
 from tests.integration.conftest import rkt
-from trustd.policy.log import log_path, verify_chain
+from trustd.shared.policy.log import log_path, verify_chain
 
 
 def test_the_shipped_policy_gates_fetch_and_run(
@@ -53,7 +53,7 @@ def test_the_shipped_policy_gates_fetch_and_run(
         [
             ".venv/bin/python",
             "-c",
-            f"from trustd.policy.log import verify_chain; "
+            f"from trustd.shared.policy.log import verify_chain; "
             f"verify_chain(__import__('pathlib').Path('{log}'))",
         ],
         capture_output=True,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
 
 BOOL_FLAGS = {"--readonly-rootfs"}
 VALUE_FLAGS = {
@@ -33,7 +33,7 @@ VALUE_FLAGS = {
 
 def parse_volume(text: str) -> Any:
     """``NAME,kind=host|empty,source=PATH,readOnly=BOOL`` (rkt's --volume)."""
-    from trustd.executor.plan import Volume  # noqa: PLC0415
+    from trustd.privileged.executor.plan import Volume  # noqa: PLC0415
 
     name, *rest = text.split(",")
     opts = dict(part.partition("=")[::2] for part in rest)
@@ -95,15 +95,15 @@ def _image_key(text: str, signature: str | None, options: GlobalOptions, policy:
     from pathlib import Path  # noqa: PLC0415
 
     from trustd.cli.fetch import fetch_context, fetch_one  # noqa: PLC0415
-    from trustd.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
+    from trustd.unprivileged.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
 
     request = FetchRequest(parse_image_ref(text), Path(signature) if signature else None)
     return fetch_one(request, fetch_context(options, policy))
 
 
 def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
-    from trustd.executor.plan import Mount  # noqa: PLC0415
-    from trustd.executor.request import AppRequest  # noqa: PLC0415
+    from trustd.privileged.executor.plan import Mount  # noqa: PLC0415
+    from trustd.privileged.executor.request import AppRequest  # noqa: PLC0415
 
     flags: dict[str, str] = {}
     env: list[tuple[str, str]] = []

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import NoReturn
 
-from trustd.config import Dirs, GlobalOptions, directory_flag
-from trustd.errors import UserError
-from trustd.insecure import Insecure, parse_insecure_options
+from trustd.shared.config import Dirs, GlobalOptions, directory_flag
+from trustd.shared.errors import UserError
+from trustd.shared.insecure import Insecure, parse_insecure_options
 
 EXIT_ERROR = 254  # rkt's exit code for every failure of its own
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trustd.config import GlobalOptions
-from trustd.errors import RemoteLiedError, UserError
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import RemoteLiedError, UserError
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -49,9 +49,9 @@ def _hex(text: str) -> bytes:
 
 
 def _measurer(options: GlobalOptions) -> Any:
-    from trustd.executor._measure import load_config  # noqa: PLC0415
-    from trustd.executor.prepare import require_root  # noqa: PLC0415
-    from trustd.measure import Measurer  # noqa: PLC0415
+    from trustd.privileged.executor._measure import load_config  # noqa: PLC0415
+    from trustd.privileged.executor.prepare import require_root  # noqa: PLC0415
+    from trustd.privileged.measure import Measurer  # noqa: PLC0415
 
     require_root()
     config = load_config(options.dirs.system_config, options.dirs.local_config)
@@ -80,8 +80,8 @@ def run_quote(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from trustd.attest import QuoteBundle, load_ak_pem, pod_starts, verify_bundle  # noqa: PLC0415
-    from trustd.attest.policy import VerifierPolicy, evaluate  # noqa: PLC0415
+    from trustd.shared.attest import QuoteBundle, load_ak_pem, pod_starts, verify_bundle  # noqa: PLC0415
+    from trustd.shared.attest.policy import VerifierPolicy, evaluate  # noqa: PLC0415
 
     ak = load_ak_pem(args.ak.read_bytes(), source=str(args.ak))
     attestation = verify_bundle(QuoteBundle.load(args.bundle), ak, args.nonce)
@@ -111,7 +111,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from trustd.attest import parse_cel, parse_firmware_log, replay  # noqa: PLC0415
+    from trustd.shared.attest import parse_cel, parse_firmware_log, replay  # noqa: PLC0415
 
     data = args.log.read_bytes()
     text_like = data.lstrip()[:1] in (b"[", b"{")

@@ -15,8 +15,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.executor.enter import enter  # noqa: PLC0415
-    from trustd.pod import PodStore  # noqa: PLC0415
+    from trustd.privileged.executor.enter import enter  # noqa: PLC0415
+    from trustd.privileged.pod import PodStore  # noqa: PLC0415
 
     pod = PodStore(args.options.dirs.data).find(args.uuid)
     return enter(pod, args.app, list(args.command))

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import info
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
-from trustd.insecure import Insecure, warn_insecure
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
+from trustd.shared.insecure import Insecure, warn_insecure
 
 PULL_POLICIES = ("never", "new", "update")
 
@@ -56,7 +56,7 @@ def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
+    from trustd.unprivileged.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
 
     options: GlobalOptions = args.options
     warn_insecure("fetch", options.insecure, Insecure.ALL_FETCH)
@@ -71,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
-    from trustd.fetch import FetchContext  # noqa: PLC0415
-    from trustd.keystore import Keystore  # noqa: PLC0415
-    from trustd.policy import load_effective  # noqa: PLC0415
-    from trustd.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.keystore import Keystore  # noqa: PLC0415
+    from trustd.shared.policy import load_effective  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.unprivileged.fetch import FetchContext  # noqa: PLC0415
 
     dirs = options.dirs
     return FetchContext(
@@ -93,25 +93,25 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
 
 def fetch_one(request: Any, ctx: Any) -> str:
     """Fetch one image and return its store key; as root, the work runs unprivileged."""
-    from trustd.fetch import fetch_image  # noqa: PLC0415
-    from trustd.fetch.workflow import open_local  # noqa: PLC0415
+    from trustd.unprivileged.fetch import fetch_image  # noqa: PLC0415
+    from trustd.unprivileged.fetch.workflow import open_local  # noqa: PLC0415
 
     local = open_local(request, ctx.insecure)  # opened with the caller's rights
     if os.geteuid() != 0:
         return fetch_image(request, ctx, local).key
-    from trustd.privsep import fetch_identity, run_as  # noqa: PLC0415
+    from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
 
     identity = fetch_identity()
     if ctx.debug:
         info("image", f"fetching as {identity.user} (uid {identity.uid}), group rkt")
     modules = (
-        "trustd.fetch.remote",
-        "trustd.fetch._tofu",
-        "trustd.discovery",
-        "trustd.transport",
-        "trustd.appc.aci",
-        "trustd.docker",
-        "trustd.fetch._auth",
+        "trustd.unprivileged.fetch.remote",
+        "trustd.unprivileged.fetch._tofu",
+        "trustd.unprivileged.discovery",
+        "trustd.unprivileged.transport",
+        "trustd.shared.appc.aci",
+        "trustd.unprivileged.docker",
+        "trustd.unprivileged.fetch._auth",
     )
     if request.ref.kind == "name" and ctx.gate_keystore() is not None:
         _tofu_as_root(request.ref.name, ctx, identity, modules)
@@ -120,9 +120,9 @@ def fetch_one(request: Any, ctx: Any) -> str:
 
 def _tofu_as_root(name: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> None:
     """Key discovery runs unprivileged; root only writes the keys the user accepted."""
-    from trustd.fetch._tofu import add_keys, select_keys  # noqa: PLC0415
-    from trustd.privsep import run_as  # noqa: PLC0415
-    from trustd.verify import parse_public_keys  # noqa: PLC0415
+    from trustd.shared.verify import parse_public_keys  # noqa: PLC0415
+    from trustd.unprivileged.fetch._tofu import add_keys, select_keys  # noqa: PLC0415
+    from trustd.unprivileged.privsep import run_as  # noqa: PLC0415
 
     chosen = run_as(
         identity,

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import print_table
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
 
 FIELDS = ("id", "name", "size", "importtime", "lastused", "signers", "source")
 SORT_FIELDS = ("name", "importtime", "lastused", "size")
@@ -90,7 +90,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _store(options: GlobalOptions) -> Any:
-    from trustd.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     return ImageStore.open(options.dirs.data, create=True)  # as rkt: the store is made on use
 
@@ -147,8 +147,8 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_cat_manifest(args: argparse.Namespace) -> int:
-    from trustd.appc.manifest import parse_image_manifest  # noqa: PLC0415
-    from trustd.store._layout import MANIFEST  # noqa: PLC0415
+    from trustd.shared.appc.manifest import parse_image_manifest  # noqa: PLC0415
+    from trustd.shared.store._layout import MANIFEST  # noqa: PLC0415
 
     store = _store(args.options)
     record = store.resolve(args.image)
@@ -160,7 +160,7 @@ def run_cat_manifest(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from trustd.appc.aci import copy_uncompressed  # noqa: PLC0415
+    from trustd.shared.appc.aci import copy_uncompressed  # noqa: PLC0415
 
     store = _store(args.options)
     record = store.resolve(args.image)
@@ -173,10 +173,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    """render and extract re-verify a private copy first (trustd.store.render)."""
-    from trustd.insecure import Insecure  # noqa: PLC0415
-    from trustd.keystore import Keystore  # noqa: PLC0415
-    from trustd.store.render import render_into  # noqa: PLC0415
+    """render and extract re-verify a private copy first (trustd.privileged.treestore.render)."""
+    from trustd.privileged.treestore.render import render_into  # noqa: PLC0415
+    from trustd.shared.insecure import Insecure  # noqa: PLC0415
+    from trustd.shared.keystore import Keystore  # noqa: PLC0415
 
     options: GlobalOptions = args.options
     store = _store(options)

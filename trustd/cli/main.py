@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
-from trustd.errors import TrustdError
+from trustd.shared.errors import TrustdError
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
 # handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.

@@ -16,8 +16,8 @@ from typing import Any
 
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_pod_flags, build_request, measure_config, policy_in_force
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -62,14 +62,14 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _pods(options: GlobalOptions) -> Any:
-    from trustd.pod import PodStore  # noqa: PLC0415
+    from trustd.privileged.pod import PodStore  # noqa: PLC0415
 
     return PodStore(options.dirs.data)
 
 
 def _parts(options: GlobalOptions) -> tuple[Any, Any, Any]:
-    from trustd.keystore import Keystore  # noqa: PLC0415
-    from trustd.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.keystore import Keystore  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     return (
         ImageStore.open(options.dirs.data, create=True),
@@ -79,7 +79,7 @@ def _parts(options: GlobalOptions) -> tuple[Any, Any, Any]:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from trustd.executor.prepare import prepare, require_root  # noqa: PLC0415
+    from trustd.privileged.executor.prepare import prepare, require_root  # noqa: PLC0415
 
     require_root()
     store, keystore, pods = _parts(args.options)
@@ -98,7 +98,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_run_prepared(args: argparse.Namespace) -> int:
-    from trustd.executor.run import run_prepared  # noqa: PLC0415
+    from trustd.privileged.executor.run import run_prepared  # noqa: PLC0415
 
     store, keystore, pods = _parts(args.options)
     return run_prepared(
@@ -195,9 +195,9 @@ def run_stop(args: argparse.Namespace) -> int:
 
 def _forget(pods: Any, pod: Any) -> None:
     """Remove a pod's directory and any cgroups it left (a killed init cannot clean up)."""
-    from trustd.executor._isolate import destroy_pod_cgroups  # noqa: PLC0415
-    from trustd.executor.prepare import load_plan  # noqa: PLC0415
-    from trustd.isolation.selinux import McsAllocator  # noqa: PLC0415
+    from trustd.privileged.executor._isolate import destroy_pod_cgroups  # noqa: PLC0415
+    from trustd.privileged.executor.prepare import load_plan  # noqa: PLC0415
+    from trustd.privileged.isolation.selinux import McsAllocator  # noqa: PLC0415
 
     with contextlib.suppress(OSError, ValueError, KeyError):
         destroy_pod_cgroups(load_plan(pod))
@@ -216,7 +216,7 @@ def _remove(pods: Any, uuid: str) -> None:
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    from trustd.executor.prepare import require_root  # noqa: PLC0415
+    from trustd.privileged.executor.prepare import require_root  # noqa: PLC0415
 
     require_root()
     pods, failed = _pods(args.options), False
@@ -232,7 +232,7 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    from trustd.executor.prepare import require_root  # noqa: PLC0415
+    from trustd.privileged.executor.prepare import require_root  # noqa: PLC0415
 
     require_root()
     pods = _pods(args.options)
@@ -271,7 +271,7 @@ def run_gc(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from trustd.executor.export import export  # noqa: PLC0415
+    from trustd.privileged.executor.export import export  # noqa: PLC0415
 
     export(_pods(args.options).find(args.uuid), args.app, args.output, overwrite=args.overwrite)
     return 0

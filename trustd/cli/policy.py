@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import print_table
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
-from trustd.keystore import Keystore
-from trustd.policy import ImageRef, Policy, load_effective, load_policy
-from trustd.policy.audit import audit, render, to_table_rows
-from trustd.policy.explain import explain
-from trustd.policy.findings import SEVERITIES, Finding, at_or_above
-from trustd.policy.lint import lint
-from trustd.policy.schema import policy_schema
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import ImageRef, Policy, load_effective, load_policy
+from trustd.shared.policy.audit import audit, render, to_table_rows
+from trustd.shared.policy.explain import explain
+from trustd.shared.policy.findings import SEVERITIES, Finding, at_or_above
+from trustd.shared.policy.lint import lint
+from trustd.shared.policy.schema import policy_schema
 
 EXIT_FINDINGS = 1  # findings at or above --fail-on (errors of our own exit 254)
 _FAIL_CHOICES = (*SEVERITIES, "never")
@@ -125,7 +125,7 @@ def run_explain(args: argparse.Namespace) -> int:
     policy = _policy(options)
     record = None
     if args.image.startswith("sha512-") or args.stored:
-        from trustd.store import ImageStore  # noqa: PLC0415 - only when the store is asked
+        from trustd.shared.store import ImageStore  # noqa: PLC0415 - only when the store is asked
 
         record = ImageStore.open(options.dirs.data).resolve(args.image)
         version = record.label("version")
@@ -145,7 +145,7 @@ def run_audit(args: argparse.Namespace) -> int:
     policy = _policy(options)
     records = []
     try:
-        from trustd.store import ImageStore  # noqa: PLC0415
+        from trustd.shared.store import ImageStore  # noqa: PLC0415
 
         records = ImageStore.open(options.dirs.data).images()
     except UserError:

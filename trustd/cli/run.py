@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._apps import app_requests, parse_volume
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
-from trustd.insecure import Insecure, warn_insecure
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
+from trustd.shared.insecure import Insecure, warn_insecure
 
 STAGE1 = {
     "container": "container",
@@ -66,7 +66,7 @@ def flavor(args: argparse.Namespace) -> str:
 
 
 def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
-    from trustd.executor.request import RunRequest  # noqa: PLC0415
+    from trustd.privileged.executor.request import RunRequest  # noqa: PLC0415
 
     return RunRequest(
         apps=app_requests(args.images, options, args.pull_policy),
@@ -80,24 +80,24 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
 
 
 def measure_config(options: GlobalOptions) -> Any:
-    from trustd.executor._measure import load_config  # noqa: PLC0415
+    from trustd.privileged.executor._measure import load_config  # noqa: PLC0415
 
     return load_config(options.dirs.system_config, options.dirs.local_config)
 
 
 def policy_in_force(options: GlobalOptions) -> Any:
     """The policy file that decides every run (no file is an error: no silent default)."""
-    from trustd.policy import load_effective  # noqa: PLC0415
+    from trustd.shared.policy import load_effective  # noqa: PLC0415
 
     return load_effective(options.dirs.system_config, options.dirs.local_config)
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.executor.prepare import prepare, require_root  # noqa: PLC0415
-    from trustd.executor.run import run_prepared_pod  # noqa: PLC0415
-    from trustd.keystore import Keystore  # noqa: PLC0415
-    from trustd.pod import PodStore  # noqa: PLC0415
-    from trustd.store import ImageStore  # noqa: PLC0415
+    from trustd.privileged.executor.prepare import prepare, require_root  # noqa: PLC0415
+    from trustd.privileged.executor.run import run_prepared_pod  # noqa: PLC0415
+    from trustd.privileged.pod import PodStore  # noqa: PLC0415
+    from trustd.shared.keystore import Keystore  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     require_root()
     options: GlobalOptions = args.options

@@ -11,14 +11,14 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from trustd.appc.identifier import ACIdentifier
 from trustd.cli._common import info
-from trustd.config import GlobalOptions
-from trustd.errors import TrustdError, UserError
-from trustd.fetch.review import ask_to_trust, interactive, no_tty_guidance, show_key
-from trustd.insecure import Insecure, warn_insecure
-from trustd.keystore import AddResult, Keystore
-from trustd.verify import PublicKey, format_fingerprint
+from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import TrustdError, UserError
+from trustd.shared.insecure import Insecure, warn_insecure
+from trustd.shared.keystore import AddResult, Keystore
+from trustd.shared.verify import PublicKey, format_fingerprint
+from trustd.unprivileged.fetch.review import ask_to_trust, interactive, no_tty_guidance, show_key
 
 IMPLICIT_ROOT = """Please provide a specific domain prefix to trust:
     rkt trust --prefix "example.com/foo" [PUBKEY]
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     scope = _scope(args)
     insecure = options.insecure | (Insecure.HTTP if args.insecure_allow_http else Insecure.NONE)
     warn_insecure("trust", insecure, Insecure.TLS | Insecure.HTTP)
-    from trustd.fetch.keysource import load_keys  # noqa: PLC0415 - network code only when needed
+    from trustd.unprivileged.fetch.keysource import load_keys  # noqa: PLC0415 - network code only when needed
 
     locations = args.args or _discover(scope, insecure)
     candidates = [
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _discover(scope: ACIdentifier | None, insecure: Insecure) -> list[str]:
-    from trustd.discovery import discover_pubkeys  # noqa: PLC0415
+    from trustd.unprivileged.discovery import discover_pubkeys  # noqa: PLC0415
 
     if scope is None:  # pragma: no cover - _scope() refuses discovery for --root
         raise UserError("error determining key location: empty prefix")

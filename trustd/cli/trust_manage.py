@@ -7,11 +7,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from trustd.appc.identifier import ACIdentifier
 from trustd.cli._common import print_table
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
-from trustd.keystore import KeyFile, Keystore
+from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
+from trustd.shared.keystore import KeyFile, Keystore
 
 
 def _state(entry: KeyFile, masked: set[tuple[str, str]], now: datetime) -> str:

@@ -10,10 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trustd.config import GlobalOptions
-from trustd.errors import UserError
-from trustd.keystore import Keystore
-from trustd.verify import format_fingerprint, verify_detached
+from trustd.shared.config import GlobalOptions
+from trustd.shared.errors import UserError
+from trustd.shared.keystore import Keystore
+from trustd.shared.verify import format_fingerprint, verify_detached
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -29,13 +29,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _signature(image: Path, given: Path | None) -> bytes:
-    from trustd.fetch.workflow import read_signature  # noqa: PLC0415
+    from trustd.unprivileged.fetch.workflow import read_signature  # noqa: PLC0415
 
     return read_signature(given or image.with_name(image.name + ".asc"))
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.appc.aci import AciLimits, image_id_short, inspect_aci  # noqa: PLC0415
+    from trustd.shared.appc.aci import AciLimits, image_id_short, inspect_aci  # noqa: PLC0415
 
     options: GlobalOptions = args.options
     image: Path = args.image

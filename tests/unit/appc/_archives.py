@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trustd.appc.aci import AciInfo, AciLimits, Compression, inspect_aci
+from trustd.shared.appc.aci import AciInfo, AciLimits, Compression, inspect_aci
 
 VECTORS = Path(__file__).parents[2] / "vectors"
 LIMITS = AciLimits()

@@ -27,8 +27,8 @@ from tests.unit.appc._archives import (
     sym,
     tar_bytes,
 )
-from trustd.appc.aci import Compression, image_id_short, inspect_aci
-from trustd.errors import LocalStateError, UserError
+from trustd.shared.appc.aci import Compression, image_id_short, inspect_aci
+from trustd.shared.errors import LocalStateError, UserError
 
 # -- accepted -------------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from tests.unit.appc._archives import (
     sym,
     tar_bytes,
 )
-from trustd.appc.aci import AciError, AciLimits, Compression
-from trustd.errors import RemoteLiedError
+from trustd.shared.appc.aci import AciError, AciLimits, Compression
+from trustd.shared.errors import RemoteLiedError
 
 # -- refused --------------------------------------------------------------------------------
 

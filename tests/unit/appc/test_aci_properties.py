@@ -24,7 +24,7 @@ from tests.unit.appc._archives import (
     sym,
     tar_bytes,
 )
-from trustd.appc.aci import AciError, Compression
+from trustd.shared.appc.aci import AciError, Compression
 
 # -- property: whatever is accepted stays inside rootfs ---------------------------------------
 

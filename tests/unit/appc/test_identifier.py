@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustd.appc import ACIdentifier, ACName, InvalidIdentifierError
+from trustd.shared.appc import ACIdentifier, ACName, InvalidIdentifierError
 
 VECTORS = json.loads((Path(__file__).parents[2] / "vectors/appc-spec/identifiers.json").read_text())
 

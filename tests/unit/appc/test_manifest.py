@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustd.appc import ManifestError, parse_image_manifest
-from trustd.errors import RemoteLiedError
+from trustd.shared.appc import ManifestError, parse_image_manifest
+from trustd.shared.errors import RemoteLiedError
 
 VECTORS = Path(__file__).parents[2] / "vectors"
 UPSTREAM = [

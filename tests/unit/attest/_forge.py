@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from trustd.attest import (
+from trustd.shared.attest import (
     AttestationKey,
     CelLog,
     HashAlg,
@@ -23,7 +23,7 @@ from trustd.attest import (
     load_ak_pem,
     replay_cel,
 )
-from trustd.attest.model import TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE
+from trustd.shared.attest.model import TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE
 
 
 def tpm2b(data: bytes) -> bytes:

@@ -8,7 +8,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from trustd.attest import CelLog, HashAlg, PcrValues, QuoteBundle, parse_pcr_file, parse_signature
+from trustd.shared.attest import (
+    CelLog,
+    HashAlg,
+    PcrValues,
+    QuoteBundle,
+    parse_pcr_file,
+    parse_signature,
+)
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 SWTPM = VECTORS / "swtpm-quote"

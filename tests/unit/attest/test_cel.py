@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.unit.attest._forge import SoftTpm, marshal_attest
-from trustd.attest import (
+from trustd.shared.attest import (
     AttestFormatError,
     CelLog,
     HashAlg,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.attest._vectors import GO, TOOLS, TSS, yaml_pcrs
-from trustd.attest import AttestFormatError, HashAlg, parse_firmware_log, replay
+from trustd.shared.attest import AttestFormatError, HashAlg, parse_firmware_log, replay
 
 TCG2 = ["arch-linux", "gce-ubuntu-2104-log", "sd-boot-fedora37", "moklisttrusted"]
 ALSO_TCG2 = ["bootorder", "postcode", "uefiaction", "uefiservices", "uefivar"]

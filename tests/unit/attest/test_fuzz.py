@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.attest._vectors import SWTPM, TOOLS
-from trustd.attest import (
+from trustd.shared.attest import (
     AttestFormatError,
     HashAlg,
     PcrValues,

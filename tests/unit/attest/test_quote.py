@@ -17,7 +17,7 @@ from tests.unit.attest._vectors import (
     go_vector,
     swtpm_bundle,
 )
-from trustd.attest import (
+from trustd.shared.attest import (
     AttestFormatError,
     CelLog,
     HashAlg,
@@ -35,7 +35,7 @@ from trustd.attest import (
     replay,
     verify_quote,
 )
-from trustd.errors import RemoteLiedError, UserError
+from trustd.shared.errors import RemoteLiedError, UserError
 
 AK = load_ak_pem((SWTPM / "ak.pub.pem").read_bytes(), source="ak.pub.pem")
 

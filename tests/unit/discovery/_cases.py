@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from trustd.discovery import ACIEndpoint
-from trustd.transport import Response
+from trustd.unprivileged.discovery import ACIEndpoint
+from trustd.unprivileged.transport import Response
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "appc-spec"
 PAGES = VECTORS / "discovery" / "testdata"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from trustd.appc.identifier import ACIdentifier
-from trustd.discovery import DiscoveryError, MetaTag, discover_images, discover_pubkeys
-from trustd.insecure import Insecure
-from trustd.transport import Response
+from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.insecure import Insecure
+from trustd.unprivileged.discovery import DiscoveryError, MetaTag, discover_images, discover_pubkeys
+from trustd.unprivileged.transport import Response
 
 MATCHES = [
     # prefix, app name, trustd, appc (string prefix)

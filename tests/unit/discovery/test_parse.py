@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.discovery._cases import PAGES
-from trustd.discovery import MetaTag
-from trustd.discovery._parse import decode_page, parse_meta_tags
-from trustd.discovery.model import AC_DISCOVERY as D
-from trustd.discovery.model import AC_DISCOVERY_PUBKEYS as K
+from trustd.unprivileged.discovery import MetaTag
+from trustd.unprivileged.discovery._parse import decode_page, parse_meta_tags
+from trustd.unprivileged.discovery.model import AC_DISCOVERY as D
+from trustd.unprivileged.discovery.model import AC_DISCOVERY_PUBKEYS as K
 
 T = "https://s.example.com/{name}.{ext}"
 

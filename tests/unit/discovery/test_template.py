@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustd.appc.identifier import ACIdentifier
-from trustd.discovery import ACIEndpoint
-from trustd.discovery._template import render, render_endpoint
+from trustd.shared.appc.identifier import ACIdentifier
+from trustd.unprivileged.discovery import ACIEndpoint
+from trustd.unprivileged.discovery._template import render, render_endpoint
 
 NAME = ACIdentifier("example.com/app/web")
 FULL = {"version": "1.0.0", "os": "linux", "arch": "amd64"}

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.unit.discovery._cases import PAGES, Case, load_cases, serve
-from trustd.appc.identifier import ACIdentifier
-from trustd.discovery import DiscoveryError, discover_images, discover_pubkeys
-from trustd.discovery._parse import parse_meta_tags
-from trustd.errors import TransportError
-from trustd.insecure import Insecure
-from trustd.transport import Response
+from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.errors import TransportError
+from trustd.shared.insecure import Insecure
+from trustd.unprivileged.discovery import DiscoveryError, discover_images, discover_pubkeys
+from trustd.unprivileged.discovery._parse import parse_meta_tags
+from trustd.unprivileged.transport import Response
 
 CASES = load_cases()
 

@@ -11,11 +11,16 @@ from collections.abc import Mapping
 
 import pytest
 
-from trustd.appc.identifier import ACIdentifier
-from trustd.discovery import ACIEndpoint, DiscoveryError, discover_images, discover_pubkeys
-from trustd.errors import TransportError, UserError
-from trustd.insecure import Insecure
-from trustd.transport import Response
+from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.errors import TransportError, UserError
+from trustd.shared.insecure import Insecure
+from trustd.unprivileged.discovery import (
+    ACIEndpoint,
+    DiscoveryError,
+    discover_images,
+    discover_pubkeys,
+)
+from trustd.unprivileged.transport import Response
 
 PAGE = (
     b'<meta name="ac-discovery" content="example.com https://s.example.com/{name}.{ext}">'

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests._policy import SHIPPED
-from trustd.docker import UNSIGNED_MESSAGE, parse_docker_ref
-from trustd.docker.fetch import gate, registry_image_name
-from trustd.errors import UserError
-from trustd.insecure import Insecure
-from trustd.policy import accepts_unsigned, loads_policy
+from trustd.shared.errors import UserError
+from trustd.shared.insecure import Insecure
+from trustd.shared.policy import accepts_unsigned, loads_policy
+from trustd.unprivileged.docker import UNSIGNED_MESSAGE, parse_docker_ref
+from trustd.unprivileged.docker.fetch import gate, registry_image_name
 
 REF = "docker://127.0.0.1:5000/team/app:1.0"
 POLICY = (

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from trustd.docker._blobs import blob_path, locked_blobs
-from trustd.docker._layout_files import LayoutFiles
-from trustd.errors import UserError
+from trustd.shared.errors import UserError
+from trustd.unprivileged.docker._blobs import blob_path, locked_blobs
+from trustd.unprivileged.docker._layout_files import LayoutFiles
 
 
 def _layout(root: Path) -> tuple[Path, str]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from trustd.docker import parse_docker_ref
-from trustd.errors import UserError
-from trustd.fetch import parse_image_ref
+from trustd.shared.errors import UserError
+from trustd.unprivileged.docker import parse_docker_ref
+from trustd.unprivileged.fetch import parse_image_ref
 
 D = "sha256:" + "ab" * 32
 

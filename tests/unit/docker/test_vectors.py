@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import snapshot
-from trustd.appc.aci import AciLimits, inspect_aci
-from trustd.docker import DockerFetch, fetch_docker
-from trustd.docker.fetch import _archive_image, convert
-from trustd.docker.reference import parse_docker_ref
-from trustd.errors import RemoteLiedError, UserError
-from trustd.insecure import Insecure
-from trustd.store import ImageStore
+from trustd.shared.appc.aci import AciLimits, inspect_aci
+from trustd.shared.errors import RemoteLiedError, UserError
+from trustd.shared.insecure import Insecure
+from trustd.shared.store import ImageStore
+from trustd.unprivileged.docker import DockerFetch, fetch_docker
+from trustd.unprivileged.docker.fetch import _archive_image, convert
+from trustd.unprivileged.docker.reference import parse_docker_ref
 
 VECTORS = Path(__file__).parents[2] / "vectors" / "docker2aci"
 SYNTH = VECTORS / "synthetic"

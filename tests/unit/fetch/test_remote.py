@@ -19,14 +19,20 @@ import pytest
 from tests._aci import build_aci
 from tests._https import LocalServer, reply, stall
 from tests.conftest import ConfigDirs, Keys
-from trustd.errors import TransportError, TrustdError, UntrustedSignerError
-from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref, remote
-from trustd.insecure import Insecure
-from trustd.keystore import Keystore
-from trustd.policy import load_effective
-from trustd.store import ImageStore
-from trustd.transport import Limits
-from trustd.verify import parse_public_keys
+from trustd.shared.errors import TransportError, TrustdError, UntrustedSignerError
+from trustd.shared.insecure import Insecure
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import load_effective
+from trustd.shared.store import ImageStore
+from trustd.shared.verify import parse_public_keys
+from trustd.unprivileged.fetch import (
+    FetchContext,
+    FetchRequest,
+    fetch_image,
+    parse_image_ref,
+    remote,
+)
+from trustd.unprivileged.transport import Limits
 
 NAME = "example.com/remote"
 

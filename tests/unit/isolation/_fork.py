@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trustd.errors import TrustdError
+from trustd.shared.errors import TrustdError
 
 _libc = ctypes.CDLL(None, use_errno=True)
 

@@ -19,8 +19,8 @@ from tests.unit.isolation._fork import (
     run_isolated,
     unshare,
 )
-from trustd.errors import UserError
-from trustd.isolation import (
+from trustd.shared.errors import UserError
+from trustd.shared.isolation import (
     DEFAULT_CAPS,
     CapSet,
     apply_caps,

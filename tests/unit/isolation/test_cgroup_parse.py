@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustd.errors import UserError
-from trustd.isolation.cgroups import Limits, parse_cpu, parse_memory
+from trustd.privileged.isolation.cgroups import Limits, parse_cpu, parse_memory
+from trustd.shared.errors import UserError
 
 MAX_MEMORY = 1 << 62
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from trustd.errors import LocalStateError, PolicyViolationError, UserError
-from trustd.isolation.cgroups import CgroupFs, Limits, PodCgroup
+from trustd.privileged.isolation.cgroups import CgroupFs, Limits, PodCgroup
+from trustd.shared.errors import LocalStateError, PolicyViolationError, UserError
 
 ALL = "cpuset cpu io memory hugetlb pids rdma misc"
 _FILES = {

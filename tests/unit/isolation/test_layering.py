@@ -1,4 +1,4 @@
-"""The root-only executor imports trustd.isolation: it must not drag in network-facing code."""
+"""The root-only executor imports the isolation code: it must not drag in network code."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 FORBIDDEN = (
-    "trustd.fetch",
-    "trustd.discovery",
-    "trustd.transport",
+    "trustd.unprivileged.fetch",
+    "trustd.unprivileged.discovery",
+    "trustd.unprivileged.transport",
     "trustd.cli",
     "http.client",
     "urllib.request",
@@ -21,10 +21,10 @@ FORBIDDEN = (
 
 
 def test_importing_isolation_loads_no_network_code() -> None:
-    code = "import json, sys, trustd.isolation; print(json.dumps(sorted(sys.modules)))"
+    code = "import json, sys, trustd.shared.isolation; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     loaded = json.loads(out.stdout)
     bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert bad == []
-    assert "trustd.isolation.seccomp" in loaded
-    assert "trustd.isolation.caps" in loaded
+    assert "trustd.shared.isolation.seccomp" in loaded
+    assert "trustd.shared.isolation.caps" in loaded

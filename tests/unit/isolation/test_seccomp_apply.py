@@ -27,8 +27,8 @@ from tests.unit.isolation._fork import (
     run_isolated,
     unshare,
 )
-from trustd.insecure import Insecure, parse_insecure_options
-from trustd.isolation import (
+from trustd.shared.insecure import Insecure, parse_insecure_options
+from trustd.shared.isolation import (
     SeccompSpec,
     apply_seccomp,
     default_spec,

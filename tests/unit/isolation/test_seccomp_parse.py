@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustd.errors import UserError
-from trustd.isolation import (
+from trustd.shared.errors import UserError
+from trustd.shared.isolation import (
     SeccompSpec,
     default_spec,
     seccomp_from_cli,
@@ -191,7 +191,7 @@ def test_digest_measures_enforcement_not_wording() -> None:
 
 
 def test_syscall_sets_ship_as_package_data_with_attribution() -> None:
-    path = resources.files("trustd.isolation").joinpath("seccomp_sets.json")
+    path = resources.files("trustd.shared.isolation").joinpath("seccomp_sets.json")
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["_attribution"]["license"] == "Apache-2.0"
     assert "rkt/rkt" in doc["_attribution"]["origin"]

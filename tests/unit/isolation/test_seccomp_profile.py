@@ -18,10 +18,10 @@ import pyseccomp  # type: ignore[import-untyped]
 import pytest
 
 from tests.unit.isolation._fork import Outcome, raw_syscall, run_exec, run_isolated
-from trustd.errors import LocalStateError, UserError
-from trustd.executor._seccomp import check_profile, plan_profile, spec_from_plan
-from trustd.executor.plan import SeccompPlan
-from trustd.isolation import (
+from trustd.privileged.executor._seccomp import check_profile, plan_profile, spec_from_plan
+from trustd.privileged.executor.plan import SeccompPlan
+from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.isolation import (
     DEFAULT_CAPS,
     ArgCmp,
     ProfileRule,
@@ -30,8 +30,8 @@ from trustd.isolation import (
     profile_spec,
     spec_digest,
 )
-from trustd.policy import load_policy, shipped_default
-from trustd.policy._profiles import digest_for
+from trustd.shared.policy import load_policy, shipped_default
+from trustd.shared.policy._profiles import digest_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 PER_QUERY = 0xFFFFFFFF

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trustd.errors import PolicyViolationError
-from trustd.isolation.selinux import (
+from trustd.privileged.isolation.selinux import (
     LxcContexts,
     McsAllocator,
     label_tree,
@@ -22,6 +21,7 @@ from trustd.isolation.selinux import (
     selinux_enabled,
     with_mcs,
 )
+from trustd.shared.errors import PolicyViolationError
 
 LXC = """process = "system_u:system_r:svirt_lxc_net_t:s0"
 file = "system_u:object_r:svirt_sandbox_file_t:s0"

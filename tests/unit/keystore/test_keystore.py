@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigDirs, Keys, snapshot
-from trustd.appc import ACIdentifier, InvalidIdentifierError
-from trustd.errors import RefusedKeyError, UntrustedSignerError, UserError
-from trustd.keystore import Keystore
-from trustd.verify import parse_public_keys, verify_detached
+from trustd.shared.appc import ACIdentifier, InvalidIdentifierError
+from trustd.shared.errors import RefusedKeyError, UntrustedSignerError, UserError
+from trustd.shared.keystore import Keystore
+from trustd.shared.verify import parse_public_keys, verify_detached
 
 
 def place(base: Path, scope: str | None, fpr: str, data: bytes) -> Path:

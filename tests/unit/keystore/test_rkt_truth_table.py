@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import ConfigDirs
-from trustd.appc import ACIdentifier
-from trustd.errors import RefusedKeyError, UntrustedSignerError
-from trustd.keystore import Keystore
-from trustd.verify import verify_detached
+from trustd.shared.appc import ACIdentifier
+from trustd.shared.errors import RefusedKeyError, UntrustedSignerError
+from trustd.shared.keystore import Keystore
+from trustd.shared.verify import verify_detached
 
 VECTORS = Path(__file__).parents[2] / "vectors/rkt/keystoretest"
 TABLE: dict[str, Any] = json.loads((VECTORS / "keystore_cases.json").read_text())

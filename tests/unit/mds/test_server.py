@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trustd.mds import MetadataService, PodMetadata, hmac_key
+from trustd.privileged.mds import MetadataService, PodMetadata, hmac_key
 
 MANIFEST = {
     "acKind": "PodManifest",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from trustd.errors import UserError
-from trustd.measure import ENV_TCTI, Measurer, choose_backend, status
-from trustd.measure.measure import ALLOWED_PCRS, DEFAULT_PCR
+from trustd.privileged.measure import ENV_TCTI, Measurer, choose_backend, status
+from trustd.privileged.measure.measure import ALLOWED_PCRS, DEFAULT_PCR
+from trustd.shared.errors import UserError
 
 CHAR_DEVICE = Path("/dev/null")  # a character device standing in for /dev/tpmrm0
 MISSING = Path("/nonexistent/tpmrm0")

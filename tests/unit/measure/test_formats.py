@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustd.measure import (
+from trustd.privileged.measure import (
     MalformedAttestationFileError,
     canonical_json,
     decode_log,
@@ -21,7 +21,7 @@ from trustd.measure import (
     event_digest,
     replay,
 )
-from trustd.measure.eventlog import make_record
+from trustd.privileged.measure.eventlog import make_record
 
 VECTOR = Path(__file__).resolve().parents[2] / "vectors/swtpm-quote/quote.pcrs.bin"
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustd.errors import LocalStateError
-from trustd.measure._swtpm import SwtpmState, load_state, parse_state
+from trustd.privileged.measure._swtpm import SwtpmState, load_state, parse_state
+from trustd.shared.errors import LocalStateError
 
 GOOD = SwtpmState(
     pid=4242, server_port=40000, ctrl_port=40001, starts=3, started_at="2025-01-01T00:00:00+00:00"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.conftest import ConfigDirs, Keys
-from trustd.keystore import Keystore
-from trustd.policy import Policy, loads_policy
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import Policy, loads_policy
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).parent / "fixtures"

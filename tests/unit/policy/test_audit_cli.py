@@ -12,9 +12,9 @@ import pytest
 from tests.conftest import ConfigDirs, Keys
 from tests.unit.policy._helpers import FIXTURES, keystore, trust
 from trustd.cli.main import main
-from trustd.policy import load_policy
-from trustd.policy.audit import AuditReport, audit, render, to_json
-from trustd.store.model import ImageRecord, Provenance
+from trustd.shared.policy import load_policy
+from trustd.shared.policy.audit import AuditReport, audit, render, to_json
+from trustd.shared.store.model import ImageRecord, Provenance
 
 NOW = datetime.now(UTC)
 
@@ -56,7 +56,7 @@ def test_json_report_parses_back_with_controls(setup: tuple[ConfigDirs, Keys]) -
     report = _report(*setup)
     doc = json.loads(render(report, "json"))
     assert doc == to_json(report)
-    assert doc["schema"] == "trustd.policy.audit/v1"
+    assert doc["schema"] == "trustd.shared.policy.audit/v1"
     rules = {f["rule_id"] for f in doc["findings"]}
     assert {"TD-IMG-001", "TD-IMG-002"} <= rules
     denied = [f for f in doc["findings"] if f["rule_id"] == "TD-IMG-001"]

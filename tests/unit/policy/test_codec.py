@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.policy._helpers import BASE, policy
-from trustd.policy import PolicyFileError, loads_policy
-from trustd.policy.files import shipped_default
-from trustd.policy.model import DEFAULT_SECCOMP
-from trustd.policy.schema import policy_schema
+from trustd.shared.policy import PolicyFileError, loads_policy
+from trustd.shared.policy.files import shipped_default
+from trustd.shared.policy.model import DEFAULT_SECCOMP
+from trustd.shared.policy.schema import policy_schema
 
 GOOD_FPR = "a" * 40
 PIN = f'[scopes."a.com".require]\nfingerprints = [{{fingerprint = "{GOOD_FPR}", '

@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import ConfigDirs, Keys
 from tests.unit.policy._helpers import keystore, policy, trust, with_base
-from trustd.errors import PolicyViolationError
-from trustd.isolation.seccomp import default_spec, spec_digest
-from trustd.policy import RunInput, decide_fetch, decide_run
+from trustd.shared.errors import PolicyViolationError
+from trustd.shared.isolation.seccomp import default_spec, spec_digest
+from trustd.shared.policy import RunInput, decide_fetch, decide_run
 
 NOW = datetime.now(UTC)
 LINE = re.compile(r"^(?P<scope>\S+): (?P<req>[a-z-]+) failed: .+; to satisfy: .+$")
@@ -242,8 +242,8 @@ def test_permissive_selinux_records_the_gap(ks: ConfigDirs, keys: Keys) -> None:
 
 
 def test_named_docker_profile_matches_its_file_digest(ks: ConfigDirs, keys: Keys) -> None:
-    from trustd.policy._profiles import SHIPPED_DIR  # noqa: PLC0415
-    from trustd.policy.seccomp_profile import load_profile  # noqa: PLC0415
+    from trustd.shared.policy._profiles import SHIPPED_DIR  # noqa: PLC0415
+    from trustd.shared.policy.seccomp_profile import load_profile  # noqa: PLC0415
 
     digest = load_profile(SHIPPED_DIR / "moby-default.json").digest
     p = policy(run_policy('seccomp = ["moby-default"]\n'))

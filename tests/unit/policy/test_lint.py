@@ -8,9 +8,9 @@ import pytest
 
 from tests.conftest import ConfigDirs, Keys
 from tests.unit.policy._helpers import FIXTURES, keystore, trust
-from trustd.policy import loads_policy
-from trustd.policy.findings import RULES
-from trustd.policy.lint import lint
+from trustd.shared.policy import loads_policy
+from trustd.shared.policy.findings import RULES
+from trustd.shared.policy.lint import lint
 
 RULE_FIXTURES = {
     "TD-POL-001": "default-not-reject",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trustd.policy.log import (
+from trustd.shared.policy.log import (
     GENESIS,
     DecisionLogError,
     append,
@@ -94,7 +94,7 @@ def test_concurrent_appends_keep_one_chain(tmp_path: Path) -> None:
 def test_append_decision_writes_under_data_dir(tmp_path: Path) -> None:
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from trustd.policy.decide import Decision  # noqa: PLC0415
+    from trustd.shared.policy.decide import Decision  # noqa: PLC0415
 
     d = Decision(
         "fetch",

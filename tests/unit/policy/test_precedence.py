@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.policy._helpers import with_base
-from trustd.errors import UserError
-from trustd.policy import ImageRef, resolve
+from trustd.shared.errors import UserError
+from trustd.shared.policy import ImageRef, resolve
 
 SCOPES = [
     "unmatched",

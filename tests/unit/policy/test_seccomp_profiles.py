@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.policy._helpers import FIXTURES
-from trustd.isolation.caps import DEFAULT_CAPS
-from trustd.policy._profiles import SHIPPED_DIR
-from trustd.policy.seccomp_profile import (
+from trustd.shared.isolation.caps import DEFAULT_CAPS
+from trustd.shared.policy._profiles import SHIPPED_DIR
+from trustd.shared.policy.seccomp_profile import (
     SeccompProfileError,
     load_profile,
     parse_profile,

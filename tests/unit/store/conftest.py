@@ -10,11 +10,11 @@ from tests._aci import build_aci
 from tests.conftest import ConfigDirs, Keys
 from trustd.cli.fetch import parse_image_args
 from trustd.cli.main import main
-from trustd.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref
-from trustd.insecure import Insecure
-from trustd.keystore import Keystore
-from trustd.policy import load_effective
-from trustd.store import ImageStore
+from trustd.shared.insecure import Insecure
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import load_effective
+from trustd.shared.store import ImageStore
+from trustd.unprivileged.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref
 
 NAME = "example.com/hello"
 

@@ -10,12 +10,12 @@ import pytest
 from tests._aci import build_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.unit.store.conftest import NAME, fetch
-from trustd.appc import ACIdentifier
-from trustd.errors import BadSignatureError, PolicyViolationError, UntrustedSignerError
-from trustd.insecure import Insecure
-from trustd.keystore import Keystore
-from trustd.store import ImageStore
-from trustd.store.render import render_into, render_tree
+from trustd.privileged.treestore.render import render_into, render_tree
+from trustd.shared.appc import ACIdentifier
+from trustd.shared.errors import BadSignatureError, PolicyViolationError, UntrustedSignerError
+from trustd.shared.insecure import Insecure
+from trustd.shared.keystore import Keystore
+from trustd.shared.store import ImageStore
 
 
 def _setup(dirs: ConfigDirs, image: Path) -> tuple[ImageStore, Keystore]:

@@ -1,6 +1,6 @@
 """The image store through the fetch workflow and ``rkt image``: gate, dedupe, crash safety.
 
-``rkt fetch`` run as root forks an unprivileged child (trustd.privsep); that path, and a real
+``rkt fetch`` run as root forks an unprivileged child (privsep); that path, and a real
 user in group rkt, are tested in tests/integration/test_fetch_privsep.py. Here the workflow
 is called in-process so these tests need neither root nor the rkt group.
 """
@@ -19,11 +19,11 @@ import pytest
 from tests._aci import build_aci
 from tests.conftest import ConfigDirs, Keys, snapshot
 from tests.unit.store.conftest import NAME, fetch, rkt
-from trustd.appc.aci import copy_uncompressed
-from trustd.errors import BadSignatureError, LocalStateError, TrustdError
-from trustd.insecure import Insecure
-from trustd.keystore import Keystore
-from trustd.store import ImageStore, readmit
+from trustd.shared.appc.aci import copy_uncompressed
+from trustd.shared.errors import BadSignatureError, LocalStateError, TrustdError
+from trustd.shared.insecure import Insecure
+from trustd.shared.keystore import Keystore
+from trustd.shared.store import ImageStore, readmit
 
 
 def fetch_id(dirs: ConfigDirs, _capsys: object, *args: str) -> str:

@@ -14,10 +14,10 @@ from tests._aci import build_aci
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
 from tests.unit.store.conftest import NAME, fetch
-from trustd.errors import PolicyViolationError
-from trustd.keystore import Keystore
-from trustd.store import ImageStore
-from trustd.verify import parse_public_keys
+from trustd.shared.errors import PolicyViolationError
+from trustd.shared.keystore import Keystore
+from trustd.shared.store import ImageStore
+from trustd.shared.verify import parse_public_keys
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""trustd.transport.fetch against real HTTP(S) servers on 127.0.0.1 (tests/_https.py)."""
+"""The transport's fetch against real HTTP(S) servers on 127.0.0.1 (tests/_https.py)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from tests._https import (
     silent_listener,
     stall,
 )
-from trustd.errors import TransportError, UserError
-from trustd.insecure import Insecure
-from trustd.transport import DISCOVERY_LIMITS, KEY_LIMITS, Limits, fetch
+from trustd.shared.errors import TransportError, UserError
+from trustd.shared.insecure import Insecure
+from trustd.unprivileged.transport import DISCOVERY_LIMITS, KEY_LIMITS, Limits, fetch
 
 FAST = Limits(max_bytes=1024, connect_timeout=0.5, total_timeout=0.8, max_redirects=3)
 

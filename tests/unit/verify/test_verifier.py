@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Keys
-from trustd.appc import ACIdentifier
-from trustd.errors import BadSignatureError, RefusedKeyError, UntrustedSignerError
-from trustd.verify import Keyring, TrustedKey, VerifiedSignature, parse_public_keys, verify_detached
+from trustd.shared.appc import ACIdentifier
+from trustd.shared.errors import BadSignatureError, RefusedKeyError, UntrustedSignerError
+from trustd.shared.verify import (
+    Keyring,
+    TrustedKey,
+    VerifiedSignature,
+    parse_public_keys,
+    verify_detached,
+)
 
 NAME = ACIdentifier("example.com/app")
 

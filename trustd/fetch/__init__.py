@@ -1,6 +1,0 @@
-"""Getting images into the store: local files now, https and appc names, with the signature gate."""
-
-from trustd.fetch.request import FetchRequest, ImageRef, parse_image_ref
-from trustd.fetch.workflow import FetchContext, fetch_image
-
-__all__ = ["FetchContext", "FetchRequest", "ImageRef", "fetch_image", "parse_image_ref"]

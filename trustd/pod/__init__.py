@@ -1,6 +1,0 @@
-"""Pods on disk: a directory per pod, its state the directory it sits in, plus a flock."""
-
-from trustd.pod.lifecycle import Pod, PodStore
-from trustd.pod.model import PodState
-
-__all__ = ["Pod", "PodState", "PodStore"]

@@ -1,0 +1,193 @@
+"""From appc isolators, rkt's flags and the opt-outs to an app's isolation plan, and applying
+that plan in the app's process right before exec (user, capabilities, no_new_privs, seccomp).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trustd.privileged.executor._seccomp import is_profile, plan_profile, spec_from_plan
+from trustd.privileged.executor.plan import AppPlan, PodPlan, SeccompPlan
+from trustd.privileged.executor.request import AppRequest, RunRequest
+from trustd.privileged.isolation.cgroups import Limits, PodCgroup, parse_cpu, parse_memory
+from trustd.privileged.isolation.selinux import set_exec_label
+from trustd.shared.appc.manifest import ImageManifest
+from trustd.shared.errors import PolicyViolationError
+from trustd.shared.insecure import Insecure
+from trustd.shared.isolation import (
+    CapSet,
+    SeccompSpec,
+    apply_caps,
+    apply_seccomp,
+    caps_from_cli,
+    caps_from_isolator,
+    default_caps,
+    default_spec,
+    seccomp_from_cli,
+    seccomp_from_isolator,
+    set_no_new_privs,
+)
+from trustd.shared.policy import Policy
+
+CAPS_ISOLATORS = ("os/linux/capabilities-retain-set", "os/linux/capabilities-remove-set")
+SECCOMP_ISOLATORS = ("os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set")
+
+
+def _isolators(manifest: ImageManifest) -> dict[str, Mapping[str, Any]]:
+    app = manifest.app
+    found: dict[str, Mapping[str, Any]] = {}
+    for iso in (app.isolators or ()) if app else ():
+        value = iso.value
+        if isinstance(value, dict):
+            found[str(iso.name)] = value
+    return found
+
+
+def _caps(req: AppRequest, isolators: Mapping[str, Mapping[str, Any]]) -> CapSet:
+    if req.caps_retain or req.caps_remove:
+        return caps_from_cli(
+            retain=",".join(req.caps_retain) or None, remove=",".join(req.caps_remove) or None
+        )
+    for name in CAPS_ISOLATORS:
+        if name in isolators:
+            return caps_from_isolator(name, isolators[name])
+    return default_caps()
+
+
+def _seccomp(req: AppRequest, isolators: Mapping[str, Mapping[str, Any]]) -> SeccompSpec:
+    if req.seccomp:
+        return seccomp_from_cli(req.seccomp)
+    for name in SECCOMP_ISOLATORS:
+        if name in isolators:
+            return seccomp_from_isolator(name, isolators[name])
+    return default_spec()
+
+
+def _limit(req_value: str | None, iso: Mapping[str, Any] | None) -> str | None:
+    if req_value:
+        return req_value
+    limit = (iso or {}).get("limit")
+    return str(limit) if limit is not None else None
+
+
+def _seccomp_plan(
+    req: AppRequest,
+    isolators: Mapping[str, Mapping[str, Any]],
+    policy: Policy,
+    caps: tuple[str, ...] | None,
+) -> SeccompPlan:
+    if req.seccomp and is_profile(req.seccomp):
+        return plan_profile(req.seccomp, policy, caps)
+    spec = _seccomp(req, isolators)
+    return SeccompPlan(spec.mode, tuple(sorted(spec.syscalls)), spec.errno, spec.source)
+
+
+def plan_isolation(
+    req: AppRequest, manifest: ImageManifest, request: RunRequest, policy: Policy
+) -> dict[str, Any]:
+    """capabilities, seccomp, memory and cpu for one app; None where isolation is off.
+
+    ``policy`` names the Docker-format seccomp profiles ``--seccomp=profile=NAME`` can use."""
+    isolators = _isolators(manifest)
+    memory = _limit(req.memory, isolators.get("resource/memory"))
+    cpu = _limit(req.cpu, isolators.get("resource/cpu"))
+    if request.flavor == "fly":
+        return {"capabilities": None, "seccomp": None, "memory": None, "cpu_millis": None}
+    capset = None if Insecure.CAPABILITIES in request.insecure else _caps(req, isolators)
+    caps = None if capset is None else tuple(capset.sorted_names())
+    seccomp_off = Insecure.SECCOMP in request.insecure
+    return {
+        "capabilities": caps,
+        "seccomp": None if seccomp_off else _seccomp_plan(req, isolators, policy, caps),
+        "memory": None if memory is None else parse_memory(memory),
+        "cpu_millis": None if cpu is None else parse_cpu(cpu),
+    }
+
+
+def _set_user(app: AppPlan, caps: tuple[str, ...] | None) -> None:
+    os.setgroups([app.gid])
+    os.setgid(app.gid)
+    if app.uid == 0:
+        if caps is not None:
+            apply_caps(CapSet(frozenset(caps), "plan"))
+        return
+    if caps is not None:  # while still root; setuid() then clears what a non-root app held
+        apply_caps(CapSet(frozenset(caps) | {"CAP_SETUID"}, "plan"))
+    os.setuid(app.uid)
+
+
+def apply_app_isolation(plan: PodPlan, app: AppPlan) -> None:
+    """In the app's process, right before exec. Failure raises: the app does not start."""
+    if plan.flavor == "fly":
+        os.setgroups([app.gid])
+        os.setgid(app.gid)
+        os.setuid(app.uid)
+        return
+    if plan.selinux_process:
+        set_exec_label(plan.selinux_process)  # applies at the execve below
+    try:
+        _set_user(app, app.capabilities)
+    except OSError as exc:
+        raise PolicyViolationError(
+            f"cannot switch app {app.name!r} to uid {app.uid} gid {app.gid}: {exc.strerror}"
+        ) from exc
+    if app.seccomp is None:
+        set_no_new_privs()
+        return
+    apply_seccomp(spec_from_plan(app.seccomp))
+
+
+def preload() -> None:
+    """An app's process leaves the host filesystem (pivot_root, or setns for enter) before it
+    applies its isolation: load every module and shared library that needs, now."""
+    for module in ("encodings.ascii", "encodings.latin_1", "encodings.utf_8", "pyseccomp"):
+        importlib.import_module(module)
+
+
+def _cgroup_id(plan: PodPlan, app: AppPlan) -> str:
+    return f"{plan.uuid}.{app.name}"
+
+
+class PodGroups:
+    """One cgroup per app (limits are per app in appc), created by the pod's init."""
+
+    def __init__(self, plan: PodPlan) -> None:
+        self.plan = plan
+        self.groups: dict[str, PodCgroup] = {}
+
+    def add(self, app: AppPlan, pid: int) -> None:
+        if self.plan.flavor == "fly":
+            return
+        group = self.groups.get(app.name)
+        if group is None:
+            limits = Limits(memory=app.memory, cpu=app.cpu_millis)
+            group = PodCgroup.create(_cgroup_id(self.plan, app), limits)
+            self.groups[app.name] = group
+        group.add(pid)
+
+    def destroy(self) -> None:
+        for group in self.groups.values():
+            group.destroy()
+
+    def record_oom(self, pod_dir: Path) -> None:
+        for name, group in self.groups.items():
+            if group.oom_killed():
+                (pod_dir / "apps" / name / "oom-killed").write_text("true")
+
+
+def pod_cgroups(plan: PodPlan) -> PodGroups:
+    return PodGroups(plan)
+
+
+def join_app_cgroups(plan: PodPlan, app: AppPlan, pid: int) -> None:
+    if plan.flavor != "fly":
+        PodCgroup.open(_cgroup_id(plan, app), missing_ok=True).add(pid)
+
+
+def destroy_pod_cgroups(plan: PodPlan) -> None:
+    for app in plan.apps:
+        PodCgroup.open(_cgroup_id(plan, app), missing_ok=True).destroy()

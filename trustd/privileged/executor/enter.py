@@ -1,0 +1,85 @@
+"""``rkt enter``: a new process inside a running app, confined exactly like the app.
+
+rkt's enter (CVE-2019-10144/10145/10147) joined the namespaces but kept every capability,
+no seccomp filter and no cgroup limits. Here the entered process joins the app's IPC, UTS,
+network, PID and mount namespaces and its cgroups, then takes the app's user, capability
+set, no_new_privs and seccomp filter from the pod's plan before exec (ADR 0006).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from trustd.privileged.executor import _linux as lx
+from trustd.privileged.executor._isolate import apply_app_isolation, join_app_cgroups, preload
+from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
+from trustd.privileged.executor.prepare import load_plan, require_root
+from trustd.privileged.executor.stage1 import EXIT_STAGE1
+from trustd.privileged.pod import Pod, PodState
+from trustd.shared.errors import UserError
+
+NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
+
+
+def _app(plan: PodPlan, name: str | None) -> AppPlan:
+    if name is None:
+        if len(plan.apps) > 1:
+            raise UserError(
+                "the pod has several apps; pick one with --app=NAME",
+                hint="apps: " + ", ".join(a.name for a in plan.apps),
+            )
+        return plan.apps[0]
+    for app in plan.apps:
+        if app.name == name:
+            return app
+    raise UserError(f"no app {name!r} in the pod")
+
+
+def _app_pid(pod: Pod, app: AppPlan) -> int:
+    try:
+        pid = int((pod.path / "apps" / app.name / "pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"app {app.name!r} of pod {pod.uuid} is not running") from exc
+    return pid
+
+
+def _join_and_exec(pid: int, plan: PodPlan, app: AppPlan, command: list[str]) -> None:
+    preload()
+    fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in NAMESPACES]
+    join_app_cgroups(plan, app, os.getpid())
+    for fd in fds:
+        lx.setns(fd)
+        os.close(fd)
+    child = os.fork()  # the PID namespace applies to children only
+    if child == 0:
+        env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
+        os.chdir(app.working_dir or "/")
+        apply_app_isolation(plan, app)
+        os.execvpe(command[0], command, env)  # noqa: S606 - no shell, by design
+    _, status = os.waitpid(child, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def enter(pod: Pod, app_name: str | None, command: list[str]) -> int:
+    require_root()
+    if pod.state() is not PodState.RUNNING:
+        raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
+    plan = load_plan(pod)
+    app = _app(plan, app_name)
+    pid = _app_pid(pod, app)
+    if not command:
+        print('enter: no command specified, assuming "/bin/sh"', file=sys.stderr)
+        command = ["/bin/sh"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    helper = os.fork()
+    if helper == 0:  # pragma: no cover - measured by the integration tests
+        try:
+            _join_and_exec(pid, plan, app, command)
+        except BaseException as exc:  # noqa: BLE001
+            print(f"enter: {exc}", file=sys.stderr)
+        os._exit(EXIT_STAGE1)
+    _, status = os.waitpid(helper, 0)
+    return os.waitstatus_to_exitcode(status) & 0xFF

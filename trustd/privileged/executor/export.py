@@ -1,0 +1,73 @@
+"""``rkt export UUID OUT.aci``: an exited app's filesystem (tree + the pod's upper layer) as
+an uncompressed ACI. The overlay is mounted read-only in a private mount namespace."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from trustd.privileged.executor import _linux as lx
+from trustd.privileged.executor._isolate import preload
+from trustd.privileged.executor.plan import AppPlan
+from trustd.privileged.executor.prepare import load_plan, require_root
+from trustd.privileged.executor.stage1 import EXIT_STAGE1
+from trustd.privileged.pod import Pod, PodState
+from trustd.shared.errors import UserError
+
+
+def _write_aci(merged: Path, manifest: bytes, out: Path) -> None:
+    with tarfile.open(out, "w") as tar:
+        info = tarfile.TarInfo("manifest")
+        info.size, info.mode = len(manifest), 0o644
+        tar.addfile(info, io.BytesIO(manifest))
+        tar.add(merged, arcname="rootfs", recursive=True)
+
+
+def _export_child(pod: Pod, app: AppPlan, out: Path) -> None:
+    lx.unshare(lx.CLONE_NEWNS)
+    lx.mount(None, "/", None, lx.MS_REC | lx.MS_PRIVATE)
+    layer = pod.path / "overlay" / app.name
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=pod.path) as tmp:
+        merged = Path(tmp)
+        lx.mount(
+            "overlay",
+            str(merged),
+            "overlay",
+            lx.MS_RDONLY,
+            f"lowerdir={layer / 'upper'}:{app.rootfs}",
+        )
+        _write_aci(merged, (Path(app.tree) / "manifest").read_bytes(), out)
+        lx.umount(str(merged), lx.MNT_DETACH)
+
+
+def export(pod: Pod, app_name: str | None, out: Path, *, overwrite: bool) -> None:
+    require_root()
+    if pod.state() not in (PodState.EXITED, PodState.EXITED_GARBAGE):
+        raise UserError(f'pod "{pod.uuid}" is {pod.state()}; only exited pods can be exported')
+    if out.suffix != ".aci":
+        raise UserError(f"{out}: the output must end in .aci")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists", hint="pass --overwrite")
+    plan = load_plan(pod)
+    apps = [a for a in plan.apps if app_name in (None, a.name)]
+    if len(apps) != 1:
+        raise UserError(
+            "pick the app to export with --app=NAME" if apps else f"no app {app_name!r} in the pod"
+        )
+    preload()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - measured by the integration tests
+        code = 0
+        try:
+            _export_child(pod, apps[0], out.absolute())
+        except BaseException as exc:  # noqa: BLE001
+            print(f"export: {exc}", file=sys.stderr)
+            code = EXIT_STAGE1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise UserError(f"exporting pod {pod.uuid} failed")

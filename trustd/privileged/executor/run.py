@@ -1,0 +1,82 @@
+"""run and run-prepared: move the prepared pod to ``run/`` under its lock and start stage1."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from trustd.privileged.executor._gate import gate_run
+from trustd.privileged.executor._measure import MeasureConfig, measure_pod_start
+from trustd.privileged.executor.plan import PodPlan
+from trustd.privileged.executor.prepare import Prepared, load_plan, require_root
+from trustd.privileged.executor.stage1 import run_pod
+from trustd.privileged.pod import Pod, PodState, PodStore
+from trustd.privileged.treestore.render import render_tree
+from trustd.shared._fsutil import atomic_write
+from trustd.shared.errors import UserError
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import Policy, accepts_unsigned
+from trustd.shared.store import ImageStore
+
+
+def _stamp(pod: Pod, name: str) -> None:
+    (pod.path / name).write_text(datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def run_prepared_pod(
+    prepared: Prepared, pods: PodStore, measure: MeasureConfig, policy: Policy
+) -> int:
+    """Measure, then run a pod this process prepared (it still holds the lock).
+
+    A measurement that fails (in ``required`` mode) leaves the pod prepared and unrun.
+    """
+    try:
+        measure_pod_start(prepared.plan, prepared.pod.path, pods.root.parent, measure, policy)
+    except BaseException:
+        os.close(prepared.lock_fd)
+        raise
+    pod = pods.move(prepared.pod, "run")
+    _stamp(pod, "pod-started")
+    try:
+        return run_pod(pod.path, prepared.plan)
+    finally:
+        _stamp(pod, "pod-finished")
+        os.close(prepared.lock_fd)  # unlocked in run/ means exited
+
+
+def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore, policy: Policy) -> None:
+    """Before a prepared pod runs, every image's signers must still be trusted now (or the
+    policy in force must still accept it unsigned)."""
+    for app in plan.apps:
+        allow = "image" in plan.insecure or accepts_unsigned(policy, app.image_name)
+        render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
+
+
+def run_prepared(
+    uuid: str,
+    store: ImageStore,
+    keystore: Keystore,
+    pods: PodStore,
+    *,
+    measure: MeasureConfig,
+    policy: Policy,
+    mds_register: bool = False,
+) -> int:
+    """``rkt run-prepared UUID``."""
+    require_root()
+    pod = pods.find(uuid)
+    if pod.state() is not PodState.PREPARED:
+        raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state()})')
+    fd = pod.lock()
+    plan = load_plan(pod)
+    if mds_register and not plan.mds:
+        plan = replace(plan, mds=True)
+        atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
+    recheck(plan, store, keystore, policy)  # opt-outs stay those recorded at prepare time
+    try:
+        gate_run(plan, policy, keystore, pods.root.parent, measure.mode)  # the policy now
+    except BaseException:
+        os.close(fd)
+        raise
+    return run_prepared_pod(Prepared(pod, plan, fd), pods, measure, policy)

@@ -1,0 +1,258 @@
+"""The stage1: the pod's first process, run as a fork of ``rkt`` (no separate binary).
+
+container: new mount, PID, UTS, IPC (and, unless ``--net=host``, network) namespaces; the
+pod's init (PID 1, still seeing the host filesystem) builds each app's root under
+``<pod>/stage1/rootfs/opt/stage2/<app>/rootfs``, then forks the apps; each app takes its own
+mount namespace, pivot_root()s into its root, applies user, capabilities, no_new_privs and
+seccomp, and execs. Init reaps everything and records each app's exit status.
+
+fly: host namespaces except a private mount namespace for the overlay; the app is
+chroot()ed into its root with no isolators, as rkt's fly did (for trusted system tools).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import struct
+import sys
+import traceback
+from pathlib import Path
+
+from trustd.privileged.executor import _linux as lx
+from trustd.privileged.executor import _rootfs
+from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
+from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
+from trustd.privileged.isolation.selinux import label_tree
+
+EXIT_STAGE1 = 254
+
+
+def _lo_up() -> None:
+    """ifconfig lo up, without iproute2 (SIOCGIFFLAGS / SIOCSIFFLAGS)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(s, 0x8913, req))[1]
+        fcntl.ioctl(s, 0x8914, struct.pack("16sh", b"lo", flags | 0x1))
+
+
+def _app_root(pod_dir: Path, app: AppPlan) -> Path:
+    return pod_dir / "stage1" / "rootfs" / "opt" / "stage2" / app.name / "rootfs"
+
+
+def _volume_source(pod_dir: Path, plan: PodPlan, name: str) -> tuple[str, bool]:
+    for vol in plan.volumes:
+        if vol.name == name:
+            if vol.kind == "host" and vol.source:
+                return vol.source, vol.readonly
+            empty = pod_dir / "volumes" / name
+            empty.mkdir(parents=True, exist_ok=True)
+            return str(empty), vol.readonly
+    raise OSError(f"app mounts volume {name!r}, which the pod does not define")
+
+
+def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
+    root = _app_root(pod_dir, app)
+    layer = pod_dir / "overlay" / app.name
+    (layer / "upper").mkdir(parents=True, exist_ok=True)
+    if plan.selinux_file:  # what the app writes lands in its upper layer: label it
+        label_tree(layer / "upper", plan.selinux_file)
+    _rootfs.overlay(app.rootfs, layer / "upper", layer / "work", root, readonly=False)
+    if plan.flavor == "fly":
+        for path in ("proc", "sys", "dev"):
+            (root / path).mkdir(exist_ok=True)
+            lx.bind(f"/{path}", str(root / path), recursive=True)
+    else:
+        _rootfs.kernel_filesystems(root)
+        if plan.masked_paths:
+            _rootfs.protect_paths(root)
+    for m in app.mounts:
+        source, readonly = _volume_source(pod_dir, plan, m.volume)
+        target = root / m.target.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        lx.bind(source, str(target), readonly=readonly, recursive=True)
+    if app.readonly_rootfs:
+        _rootfs.remount_readonly(root)
+    return root
+
+
+def _enter_root(root: Path, plan: PodPlan) -> None:
+    if plan.flavor == "fly":
+        os.chroot(root)
+    else:
+        lx.unshare(lx.CLONE_NEWNS)
+        os.chdir(root)
+        lx.pivot_root(".", ".")  # stack the old root under the new one, then drop it
+        lx.umount(".", lx.MNT_DETACH)
+    os.chdir("/")
+
+
+_POD_ENV: dict[str, str] = {}  # set by the pod's init before it forks the apps
+
+
+def _app_env(app: AppPlan) -> dict[str, str]:
+    return {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **_POD_ENV, **dict(app.env)}
+
+
+def _start_mds(pod_dir: Path, plan: PodPlan) -> None:
+    """The appc metadata service for this pod, in the pod's own network namespace."""
+    import json  # noqa: PLC0415
+
+    from trustd.privileged.mds import MDS_PORT, MetadataService, PodMetadata, hmac_key  # noqa: PLC0415
+
+    images = {a.name: ((Path(a.tree) / "manifest").read_bytes(), a.image_key) for a in plan.apps}
+    meta = PodMetadata.new(
+        plan.uuid, json.loads((pod_dir / "pod").read_text()), images, hmac_key(pod_dir.parents[2])
+    )
+    port = 0 if plan.net == "host" else MDS_PORT
+    _POD_ENV["AC_METADATA_URL"] = MetadataService(meta, port).start().url
+
+
+def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: str) -> None:
+    """appc event handlers, in order, in the app's root and confinement; one failing stops."""
+    for argv in handlers:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - measured by the integration tests
+            try:
+                os.execvpe(argv[0], list(argv), _app_env(app))  # noqa: S606 - no shell
+            finally:
+                os._exit(127)
+        _, status = os.waitpid(pid, 0)
+        if _status(status) != 0:
+            raise OSError(f"{which} handler {argv[0]!r} exited with {_status(status)}")
+
+
+def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
+    apps_dir = pod_dir / "apps" / app.name
+    apps_dir.mkdir(parents=True, exist_ok=True)
+    (apps_dir / "pid").write_text(str(Path("/proc/self").readlink()))  # host PID, for enter
+    _enter_root(root, plan)
+    os.chdir(app.working_dir or "/")
+    apply_app_isolation(plan, app)  # user, capabilities, no_new_privs, seccomp: last
+    _run_handlers(app, app.pre_start, "pre-start")
+    os.execvpe(app.exec[0], list(app.exec), _app_env(app))  # noqa: S606 - no shell, by design
+
+
+def _post_stop(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
+    """post-stop handlers run after the app exited, in a fresh process in the same root."""
+    if not app.post_stop:
+        return
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - measured by the integration tests
+        code = 0
+        try:
+            _enter_root(root, plan)
+            apply_app_isolation(plan, app)
+            _run_handlers(app, app.post_stop, "post-stop")
+        except BaseException as exc:  # noqa: BLE001
+            print(f"run: app {app.name!r}: {exc}", file=sys.stderr)
+            code = EXIT_STAGE1
+        os._exit(code)
+    os.waitpid(pid, 0)
+
+
+def _wait_for_cgroup(fd: int) -> None:
+    placed = os.read(fd, 1) == b"1"
+    os.close(fd)
+    if not placed:
+        raise OSError("the pod's init did not place the app in its cgroup")
+
+
+def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path, groups: PodGroups) -> int:
+    """Fork the app; it waits until init has put it into its cgroup, so no instruction of
+    the app ever runs outside its limits."""
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - measured by the integration tests
+        try:
+            os.close(ready_w)
+            _wait_for_cgroup(ready_r)
+            _exec_app(pod_dir, plan, app, root)
+        except BaseException as exc:  # noqa: BLE001 - report, never return into init
+            print(f"run: app {app.name!r} could not start: {exc}", file=sys.stderr)
+        os._exit(EXIT_STAGE1)
+    os.close(ready_r)
+    try:
+        groups.add(app, pid)
+        os.write(ready_w, b"1")
+    finally:
+        os.close(ready_w)
+    return pid
+
+
+def _status(status: int) -> int:
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
+    preload()
+    lx.mount(None, "/", None, lx.MS_REC | lx.MS_PRIVATE)
+    if plan.flavor == "container":
+        lx.sethostname(plan.hostname)
+        if plan.net != "host":
+            _lo_up()
+    if plan.mds:
+        _start_mds(pod_dir, plan)
+    stage = pod_dir / "stage1" / "rootfs"
+    stage.mkdir(parents=True, exist_ok=True)
+    lx.mount("tmpfs", str(stage), "tmpfs", 0, "mode=755")
+    roots = {app.name: _build_root(pod_dir, plan, app) for app in plan.apps}
+    groups = pod_cgroups(plan)
+    pids: dict[int, AppPlan] = {}
+    for app in plan.apps:
+        pids[_start_app(pod_dir, plan, app, roots[app.name], groups)] = app
+    codes: dict[str, int] = {}
+    while pids:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid in pids:
+            app = pids.pop(pid)
+            codes[app.name] = _status(status)
+            (pod_dir / "apps" / app.name / "exit").write_text(str(codes[app.name]))
+            _post_stop(pod_dir, plan, app, roots[app.name])
+    groups.record_oom(pod_dir)
+    groups.destroy()
+    return codes.get(plan.apps[0].name, EXIT_STAGE1)
+
+
+def _child(pod_dir: Path, plan: PodPlan) -> int:
+    if plan.flavor == "fly":
+        lx.unshare(lx.CLONE_NEWNS)
+        return _pod_init(pod_dir, plan)
+    flags = lx.CLONE_NEWNS | lx.CLONE_NEWUTS | lx.CLONE_NEWIPC | lx.CLONE_NEWPID
+    if plan.net != "host":
+        flags |= lx.CLONE_NEWNET
+    lx.unshare(flags)
+    init = os.fork()  # the first child in a new PID namespace is its PID 1
+    if init == 0:  # pragma: no cover - measured by the integration tests
+        code = EXIT_STAGE1
+        try:
+            code = _pod_init(pod_dir, plan)
+        except BaseException as exc:  # noqa: BLE001
+            print(f"run: stage1: {exc}", file=sys.stderr)
+        os._exit(code)
+    _, status = os.waitpid(init, 0)
+    return _status(status)
+
+
+def run_pod(pod_dir: Path, plan: PodPlan) -> int:
+    """Run the pod to completion; the first app's exit status (rkt's), 254 for our failures."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - measured by the integration tests
+        code = EXIT_STAGE1
+        try:
+            code = _child(pod_dir, plan)
+        except BaseException as exc:  # noqa: BLE001
+            print(f"run: stage1: {exc}", file=sys.stderr)
+            if os.environ.get("TRUSTD_DEBUG"):
+                traceback.print_exc()
+        os._exit(code)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pod gets the terminal's ^C
+    _, status = os.waitpid(pid, 0)
+    return _status(status)

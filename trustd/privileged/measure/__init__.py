@@ -1,0 +1,53 @@
+"""TPM 2.0 measurement of pod starts, the CEL-JSON event log, and quotes (issue 5).
+
+Imported by the root-only executor: nothing here reaches the network or the fetch side.
+"""
+
+from __future__ import annotations
+
+from trustd.privileged.measure._canon import DIGEST_SIZES, canonical_json, event_digest
+from trustd.privileged.measure.backend import (
+    ENV_TCTI,
+    BackendChoice,
+    BackendStatus,
+    Target,
+    choose_backend,
+    open_backend,
+    status,
+    stop_embedded,
+)
+from trustd.privileged.measure.bundle import QuoteBundle, read_bundle, write_bundle
+from trustd.privileged.measure.errors import MalformedAttestationFileError, MeasurementError
+from trustd.privileged.measure.eventlog import EventRecord, decode_log, encode_log, replay
+from trustd.privileged.measure.measure import ALLOWED_PCRS, DEFAULT_PCR, Measurer, Mode
+from trustd.privileged.measure.pcrfile import PcrFile, decode_pcr_file, encode_pcr_file
+
+__all__ = [
+    "ALLOWED_PCRS",
+    "DEFAULT_PCR",
+    "DIGEST_SIZES",
+    "ENV_TCTI",
+    "BackendChoice",
+    "BackendStatus",
+    "EventRecord",
+    "MalformedAttestationFileError",
+    "MeasurementError",
+    "Measurer",
+    "Mode",
+    "PcrFile",
+    "QuoteBundle",
+    "Target",
+    "canonical_json",
+    "choose_backend",
+    "decode_log",
+    "decode_pcr_file",
+    "encode_log",
+    "encode_pcr_file",
+    "event_digest",
+    "open_backend",
+    "read_bundle",
+    "replay",
+    "status",
+    "stop_embedded",
+    "write_bundle",
+]

@@ -1,0 +1,186 @@
+"""The only module that touches tpm2-pytss: typed wrappers, every TSS error turned into ours.
+
+One connection per operation (:func:`connect`): the swtpm socket server serves one client at a
+time, so holding a connection across a run would block every other trustd process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tpm2_pytss import (  # type: ignore[import-untyped]
+    ESAPI,
+    ESYS_TR,
+    TPM2_ALG,
+    TPM2_CAP,
+    TPM2B_PUBLIC,
+    TPM2B_SENSITIVE_CREATE,
+    TPMA_OBJECT,
+    TPML_DIGEST_VALUES,
+    TPML_PCR_SELECTION,
+    TPMS_ATTEST,
+    TPMS_PCR_SELECTION,
+    TPMT_HA,
+    TPMT_SIG_SCHEME,
+    TPMU_HA,
+    TSS2_Exception,
+)
+
+from trustd.privileged.measure.errors import MeasurementError
+from trustd.privileged.measure.pcrfile import ALG_IDS
+
+_ALG_NAMES: Final = {v: k for k, v in ALG_IDS.items()}
+# The AK template is fixed: create_primary under the owner seed derives the same key every time.
+AK_UNIQUE: Final = hashlib.sha256(b"trustd attestation key v1").digest()
+_AK_ATTRS: Final = (
+    TPMA_OBJECT.RESTRICTED
+    | TPMA_OBJECT.SIGN_ENCRYPT
+    | TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The TPM's boot epoch: resetCount grows on every TPM Reset (power cycle, swtpm start)."""
+
+    reset_count: int
+    restart_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawQuote:
+    attest: bytes
+    signature: bytes
+    ak_pem: bytes
+    pcr_digest: bytes
+
+
+class Tpm:
+    """An open ESAPI context; use through :func:`connect`."""
+
+    def __init__(self, ctx: Any, backend: str) -> None:
+        self._ctx = ctx
+        self.backend = backend
+
+    def banks(self, pcr: int) -> tuple[str, ...]:
+        """Hash banks allocated for ``pcr``, by name, in TPM order."""
+        _, data = self._ctx.get_capability(TPM2_CAP.PCRS, 0, 1)
+        out = []
+        for sel in data.data.assignedPCR:
+            name = _ALG_NAMES.get(int(sel.hash))
+            if (
+                name
+                and pcr // 8 < sel.sizeofSelect
+                and bytes(sel.pcrSelect)[pcr // 8] >> pcr % 8 & 1
+            ):
+                out.append(name)
+        return tuple(out)
+
+    def clock(self) -> Clock:
+        info = self._ctx.read_clock().clockInfo
+        return Clock(reset_count=int(info.resetCount), restart_count=int(info.restartCount))
+
+    def extend(self, pcr: int, digests: dict[str, bytes]) -> None:
+        values = [
+            TPMT_HA(hashAlg=ALG_IDS[alg], digest=TPMU_HA(**{alg: d})) for alg, d in digests.items()
+        ]
+        self._ctx.pcr_extend(ESYS_TR.PCR0 + pcr, TPML_DIGEST_VALUES(values))
+
+    def pcr_read_chunks(
+        self, selection: tuple[tuple[str, tuple[int, ...]], ...]
+    ) -> tuple[tuple[bytes, ...], ...]:
+        """Read PCRs as the TPM returns them (≤ 8 per call), like tpm2_quote does."""
+        remaining = {bank: set(pcrs) for bank, pcrs in selection}
+        chunks: list[tuple[bytes, ...]] = []
+        while any(remaining.values()):
+            _, got, values = self._ctx.pcr_read(_selection(remaining))
+            done = [(b, p) for b, ps in _decode(got) for p in ps]
+            if not done:
+                raise MeasurementError("the TPM returned no PCR values", backend=self.backend)
+            for bank, pcr in done:
+                remaining[bank].discard(pcr)
+            chunks.append(tuple(bytes(v) for v in values))
+        return tuple(chunks)
+
+    def pcr_values(self, pcr: int, banks: tuple[str, ...]) -> dict[str, bytes]:
+        chunks = self.pcr_read_chunks(tuple((bank, (pcr,)) for bank in banks))
+        flat = [v for chunk in chunks for v in chunk]
+        return dict(zip(banks, flat, strict=True))
+
+    def ak_public_pem(self) -> bytes:
+        handle, public = self._create_ak()
+        self._ctx.flush_context(handle)
+        return bytes(public.to_pem())
+
+    def quote(self, pcrs: tuple[int, ...], nonce: bytes) -> RawQuote:
+        handle, public = self._create_ak()
+        try:
+            scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.ECDSA)
+            scheme.details.any.hashAlg = TPM2_ALG.SHA256
+            sel = _selection({"sha256": set(pcrs)})
+            attest, sig = self._ctx.quote(handle, sel, nonce, scheme)
+        finally:
+            self._ctx.flush_context(handle)
+        info, _ = TPMS_ATTEST.unmarshal(bytes(attest))
+        digest = bytes(info.attested.quote.pcrDigest)
+        return RawQuote(bytes(attest), bytes(sig.marshal()), bytes(public.to_pem()), digest)
+
+    def _create_ak(self) -> tuple[Any, Any]:
+        template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=_AK_ATTRS)
+        template.publicArea.unique.ecc.x = AK_UNIQUE
+        handle, public, *_ = self._ctx.create_primary(
+            TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.OWNER
+        )
+        return handle, public
+
+
+def _selection(banks: dict[str, set[int]]) -> Any:
+    sels = []
+    for bank, pcrs in banks.items():
+        if not pcrs:
+            continue
+        bits = bytearray(3)
+        for p in pcrs:
+            bits[p // 8] |= 1 << (p % 8)
+        sels.append(TPMS_PCR_SELECTION(hash=ALG_IDS[bank], sizeofSelect=3, pcrSelect=bytes(bits)))
+    return TPML_PCR_SELECTION(sels)
+
+
+def _decode(sel: Any) -> list[tuple[str, list[int]]]:
+    out = []
+    for s in sel:
+        bits = bytes(s.pcrSelect)
+        pcrs = [p for p in range(s.sizeofSelect * 8) if bits[p // 8] >> (p % 8) & 1]
+        out.append((_ALG_NAMES[int(s.hash)], pcrs))
+    return out
+
+
+@contextlib.contextmanager
+def connect(tcti: str, backend: str) -> Iterator[Tpm]:
+    """Open the TPM, run the body, close; any TSS error becomes :class:`MeasurementError`."""
+    try:
+        ctx = ESAPI(tcti)
+    except (TSS2_Exception, OSError, RuntimeError) as exc:
+        raise MeasurementError(
+            f"cannot open the TPM through TCTI {tcti!r}: {exc}",
+            backend=backend,
+            hint="run: rkt attest status",
+        ) from exc
+    try:
+        yield Tpm(ctx, backend)
+    except (TSS2_Exception, OSError, RuntimeError) as exc:
+        raise MeasurementError(
+            f"TPM command failed through TCTI {tcti!r}: {exc}",
+            backend=backend,
+            hint="run: rkt attest status",
+        ) from exc
+    finally:
+        with contextlib.suppress(TSS2_Exception, OSError, RuntimeError):
+            ctx.close()

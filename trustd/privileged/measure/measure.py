@@ -1,0 +1,370 @@
+"""Measure pod starts into a TPM PCR, keep the CEL-JSON event log, quote.
+
+Every operation holds ``<data-dir>/tpm/lock``, opens one TPM connection and closes it. Before
+each extend the log is replayed and compared with the TPM (a PCR someone else extended or
+reset stops the run). The record is written to the log first, then extended: a crash between
+the two leaves a log one record ahead, which the next extend completes ("roll forward").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Final, Literal
+
+from trustd.privileged.measure import _esys
+from trustd.privileged.measure._canon import DIGEST_SIZES, check_event
+from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
+from trustd.privileged.measure.backend import (
+    DEVICE,
+    BackendStatus,
+    Target,
+    choose_backend,
+    resolve_locked,
+    status_of,
+)
+from trustd.privileged.measure.bundle import QuoteBundle, write_bundle
+from trustd.privileged.measure.errors import MeasurementError
+from trustd.privileged.measure.eventlog import (
+    EventRecord,
+    load_log,
+    make_record,
+    replay,
+    store_log,
+)
+from trustd.privileged.measure.pcrfile import decode_pcr_file, encode_pcr_file
+from trustd.shared._fsutil import atomic_write, read_capped
+from trustd.shared.errors import LocalStateError, TrustdError, UserError
+
+DEFAULT_PCR: Final = 23
+# 16 (debug) and 23 (application support) are the PC Client PCRs locality 0 may extend that
+# no boot component claims; 8, 9 and 14 only on machines without grub / shim. See ADR 0007.
+ALLOWED_PCRS: Final = frozenset({8, 9, 14, 16, 23})
+EVENTLOG: Final = "eventlog.json"
+AK_PIN: Final = "ak.pub.pem"
+EPOCH_TYPE: Final = "tpm-epoch"
+Mode = Literal["strict", "best-effort"]
+
+
+def _check_pcr(pcr: int) -> int:
+    if isinstance(pcr, bool) or not isinstance(pcr, int) or pcr not in ALLOWED_PCRS:
+        raise UserError(
+            f"PCR {pcr!r} may not be used for measurement",
+            hint=f"choose one of {sorted(ALLOWED_PCRS)} (0-7 firmware, 10 IMA, 11-13 and 15 "
+            "systemd, 17-22 need a higher locality); see docs/adr/0007-measurement-pcr.md",
+        )
+    return pcr
+
+
+class Measurer:
+    """Measures into one TPM for the length of a run; a dead TPM is never silently replaced.
+
+    The backend is resolved (and the embedded swtpm started if needed) on first use; the TPM's
+    boot epoch seen then is pinned, so a TPM that restarts mid-run fails the next operation.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        pcr: int = DEFAULT_PCR,
+        mode: Mode = "strict",
+        tcti: str | None = None,
+        env: Mapping[str, str] | None = None,
+        device: Path = DEVICE,
+    ) -> None:
+        if mode not in ("strict", "best-effort"):
+            raise UserError(f"measurement mode {mode!r} is not strict or best-effort")
+        self.pcr = _check_pcr(pcr)
+        self.mode: Mode = mode
+        self._data_dir = data_dir
+        self._choice = choose_backend(tcti=tcti, env=env, device=device)
+        self._target: Target | None = None
+        self._epoch: _esys.Clock | None = None
+
+    @property
+    def backend(self) -> str:
+        return self._choice.kind
+
+    @property
+    def target(self) -> Target | None:
+        """The resolved backend (None before the first operation)."""
+        return self._target
+
+    def status(self) -> BackendStatus:
+        return status_of(self._choice, self._data_dir)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[tuple[_esys.Tpm, Path]]:
+        directory = ensure_private_dir(tpm_dir(self._data_dir))
+        with locked(directory):
+            if self._target is None:
+                self._target = resolve_locked(self._choice, directory)
+            with _esys.connect(self._target.tcti, self._target.kind) as tpm:
+                clock = tpm.clock()
+                if self._epoch is None:
+                    self._epoch = clock
+                elif clock != self._epoch:
+                    raise MeasurementError(
+                        f"the TPM restarted during this run (resetCount {self._epoch.reset_count}"
+                        f" -> {clock.reset_count}, restartCount {self._epoch.restart_count} -> "
+                        f"{clock.restart_count}); its PCRs no longer hold this run's events",
+                        backend=tpm.backend,
+                        hint="start the pod again; the next run opens a new event-log epoch",
+                    )
+                yield tpm, directory
+
+    # -- measurement -------------------------------------------------------------------------
+
+    def extend(self, pcr: int, content: Mapping[str, object]) -> EventRecord:
+        """Extend ``pcr`` in every allocated bank with the digests of ``content``; log it.
+
+        Raises :class:`MeasurementError` on any TPM failure, unless the mode is best-effort:
+        then the returned record has ``measured=False`` and the reason, and nothing is logged.
+        """
+        _check_pcr(pcr)
+        try:
+            check_event(content)
+        except (ValueError, TrustdError) as exc:
+            raise UserError(f"event content: {exc}") from exc
+        try:
+            with self._session() as (tpm, directory):
+                return _Extender(tpm, directory, self._target).extend(pcr, content)
+        except MeasurementError as exc:
+            if self.mode == "strict":
+                raise
+            unmeasured = make_record(None, pcr, content, ("sha256",))
+            return EventRecord(
+                None,
+                pcr,
+                unmeasured.digests,
+                unmeasured.content_json,
+                measured=False,
+                backend=exc.backend,
+                reason=exc.message,
+            )
+
+    def extend_all(self, pcr: int, contents: Sequence[Mapping[str, object]]) -> list[EventRecord]:
+        """Extend several events in one TPM session (one connect, one epoch check).
+
+        Same guarantees as :meth:`extend` for each event; in best-effort mode a failure marks
+        that event and every later one as not measured.
+        """
+        _check_pcr(pcr)
+        for content in contents:
+            try:
+                check_event(content)
+            except (ValueError, TrustdError) as exc:
+                raise UserError(f"event content: {exc}") from exc
+        records: list[EventRecord] = []
+        try:
+            with self._session() as (tpm, directory):
+                extender = _Extender(tpm, directory, self._target)
+                for content in contents:
+                    records.append(extender.extend(pcr, content))
+        except MeasurementError as exc:
+            if self.mode == "strict":
+                raise
+            for content in contents[len(records) :]:
+                unmeasured = make_record(None, pcr, content, ("sha256",))
+                records.append(
+                    EventRecord(
+                        None,
+                        pcr,
+                        unmeasured.digests,
+                        unmeasured.content_json,
+                        measured=False,
+                        backend=exc.backend,
+                        reason=exc.message,
+                    )
+                )
+        return records
+
+    # -- attestation -------------------------------------------------------------------------
+
+    def ak_public_pem(self) -> bytes:
+        """The AK's public key (PEM); pinned in ``<data-dir>/tpm/ak.pub.pem`` on first use."""
+        with self._session() as (tpm, directory):
+            return _pinned_ak(tpm, directory, tpm.ak_public_pem())
+
+    def quote(self, nonce: bytes, pcrs: Sequence[int], out_dir: Path) -> QuoteBundle:
+        """Quote ``pcrs`` (sha256 bank) over ``nonce`` and write the bundle into ``out_dir``."""
+        if not 8 <= len(nonce) <= 64:
+            raise UserError(f"the nonce is {len(nonce)} bytes; give 8 to 64 bytes")
+        selected = tuple(sorted(set(pcrs)))
+        if not selected or any(isinstance(p, bool) or not 0 <= p <= 23 for p in selected):
+            raise UserError(f"PCR selection {list(pcrs)} must be non-empty, each 0-23")
+        with self._session() as (tpm, directory):
+            bundle = _quote_once(tpm, directory, nonce, selected)
+        write_bundle(out_dir, bundle)
+        return bundle
+
+
+def _pinned_ak(tpm: _esys.Tpm, directory: Path, pem: bytes) -> bytes:
+    pin = directory / AK_PIN
+    try:
+        pinned = read_capped(pin, 64 * 1024)
+    except FileNotFoundError:
+        atomic_write(pin, pem, mode=0o644)
+        return pem
+    except (OSError, ValueError) as exc:
+        raise LocalStateError(f"{pin}: {exc}", hint=f"remove {pin} to pin the AK again") from exc
+    if pinned != pem:
+        raise MeasurementError(
+            f"the TPM's attestation key is not the one pinned in {pin}: "
+            "the owner hierarchy was cleared (TPM2_Clear) or the TPM was replaced",
+            backend=tpm.backend,
+            hint=f"verifiers must pin the new key: rm {pin} && rkt attest ak --out AK.pem",
+        )
+    return pem
+
+
+def _quote_once(
+    tpm: _esys.Tpm, directory: Path, nonce: bytes, pcrs: tuple[int, ...]
+) -> QuoteBundle:
+    ak = _pinned_ak(tpm, directory, tpm.ak_public_pem())
+    selection = (("sha256", pcrs),)
+    for _ in range(3):
+        raw = tpm.quote(pcrs, nonce)
+        chunks = tpm.pcr_read_chunks(selection)
+        values = b"".join(v for chunk in chunks for v in chunk)
+        if hashlib.sha256(values).digest() == raw.pcr_digest:
+            break
+    else:
+        raise MeasurementError(
+            "the quoted PCRs kept changing while they were read back (another program extends "
+            f"PCR {list(pcrs)})",
+            backend=tpm.backend,
+        )
+    pcr_file = encode_pcr_file(selection, chunks)
+    events = _load(directory / EVENTLOG)
+    return QuoteBundle(ak, raw.attest, raw.signature, pcr_file, decode_pcr_file(pcr_file), events)
+
+
+def _load(path: Path) -> tuple[EventRecord, ...]:
+    try:
+        return load_log(path)
+    except (OSError, ValueError) as exc:
+        raise LocalStateError(
+            f"event log {path}: {exc}",
+            hint="the log no longer matches the TPM; inspect it, then move it aside",
+        ) from exc
+
+
+class _Extender:
+    """One extend under the lock: epoch check, reconcile with the TPM, log, extend."""
+
+    def __init__(self, tpm: _esys.Tpm, directory: Path, target: Target | None) -> None:
+        self.tpm = tpm
+        self.log_path = directory / EVENTLOG
+        self.target = target
+        self._archived: str | None = None
+        # The log as this extender last wrote it: later extends in the same session (same lock,
+        # same TPM connection) start from it instead of re-reading and re-hashing the file.
+        self._written: tuple[EventRecord, ...] | None = None
+
+    def extend(self, pcr: int, content: Mapping[str, object]) -> EventRecord:
+        banks = tuple(b for b in self.tpm.banks(pcr) if b in DIGEST_SIZES)
+        if "sha256" not in banks:
+            raise MeasurementError(
+                f"the TPM has no sha256 bank allocated for PCR {pcr}",
+                backend=self.tpm.backend,
+                hint="allocate it: tpm2_pcrallocate sha256:all (takes effect after a reset)",
+            )
+        log = self._current_epoch(pcr, banks)
+        if not log:
+            log = self._append(log, make_record(0, pcr, self._epoch_content(banks), banks))
+        self._reconcile(log, pcr, banks)
+        return self._append(log, make_record(len(log), pcr, content, banks))[-1]
+
+    def _append(self, log: tuple[EventRecord, ...], record: EventRecord) -> tuple[EventRecord, ...]:
+        new = (*log, record)
+        store_log(self.log_path, new)
+        try:
+            self.tpm.extend(record.pcr, {a: bytes.fromhex(d) for a, d in record.digests})
+        except BaseException:
+            with contextlib.suppress(OSError):
+                store_log(self.log_path, log)
+            self._written = None
+            raise
+        self._written = new
+        return tuple(dataclasses.replace(r, backend=self.tpm.backend) for r in new)
+
+    def _current_epoch(self, pcr: int, banks: tuple[str, ...]) -> tuple[EventRecord, ...]:
+        """The log of this TPM boot; an older epoch's log is archived and a new one begun."""
+        log = self._written if self._written is not None else _load(self.log_path)
+        if not log:
+            return ()
+        if log[0].content.get("kind") != EPOCH_TYPE:
+            raise LocalStateError(
+                f"event log {self.log_path}: record 0 is not a {EPOCH_TYPE} record",
+                hint=f"move {self.log_path} aside; it was not written by trustd",
+            )
+        first = log[0].content.get("data")
+        if not isinstance(first, Mapping):
+            raise LocalStateError(f"event log {self.log_path}: record 0 has no data")
+        clock = self.tpm.clock()
+        zero = all(v == bytes(len(v)) for v in self.tpm.pcr_values(pcr, banks).values())
+        same_reset = first.get("tpm_reset_count") == clock.reset_count
+        same_restart = first.get("tpm_restart_count") == clock.restart_count
+        if same_reset and (same_restart or not zero):
+            return log
+        archive = self.log_path.with_name(
+            f"eventlog.{first.get('tpm_reset_count')}-{first.get('tpm_restart_count')}.json"
+        )
+        self.log_path.replace(archive)
+        self._archived = archive.name
+        return ()
+
+    def _epoch_content(self, banks: tuple[str, ...]) -> dict[str, object]:
+        clock = self.tpm.clock()
+        data: dict[str, object] = {
+            "log_version": 1,
+            "backend": self.tpm.backend,
+            "tpm_reset_count": clock.reset_count,
+            "tpm_restart_count": clock.restart_count,
+            "banks": list(banks),
+        }
+        if self.target is not None:
+            data["backend_reason"] = self.target.reason
+            if self.target.swtpm is not None:
+                data["swtpm_starts"] = self.target.swtpm.starts
+                data["swtpm_started_at"] = self.target.swtpm.started_at
+        if self._archived is not None:
+            data["previous_log"] = self._archived
+        return {"kind": EPOCH_TYPE, "data": data}
+
+    def _reconcile(self, log: tuple[EventRecord, ...], pcr: int, banks: tuple[str, ...]) -> None:
+        """The TPM must hold what the log replays to; complete a half-done last extend."""
+        actual = self.tpm.pcr_values(pcr, banks)
+        if _replays_to(log, pcr, actual):
+            return
+        last = log[-1]
+        if last.pcr == pcr and _replays_to(log[:-1], pcr, actual):
+            self.tpm.extend(pcr, {a: bytes.fromhex(d) for a, d in last.digests})
+            return
+        raise MeasurementError(
+            f"PCR {pcr} (sha256) holds {actual['sha256'].hex()} but the event log "
+            f"{self.log_path} replays to {_safe_replay(log, pcr)}: another program extended or "
+            "reset this PCR, so trustd's log can no longer explain it",
+            backend=self.tpm.backend,
+            hint="measure into a PCR nobody else uses (see docs/adr/0007-measurement-pcr.md);"
+            " the log is valid again after the next TPM reset",
+        )
+
+
+def _replays_to(log: Sequence[EventRecord], pcr: int, actual: Mapping[str, bytes]) -> bool:
+    try:
+        return all(replay(log, pcr, alg) == value for alg, value in actual.items())
+    except ValueError:
+        return False
+
+
+def _safe_replay(log: Sequence[EventRecord], pcr: int) -> str:
+    try:
+        return replay(log, pcr, "sha256").hex()
+    except ValueError as exc:
+        return f"nothing ({exc})"

@@ -1,5 +1,0 @@
-"""Privilege separation: root's network and archive work runs as an unprivileged identity."""
-
-from trustd.privsep.drop import Identity, fetch_identity, run_as
-
-__all__ = ["Identity", "fetch_identity", "run_as"]

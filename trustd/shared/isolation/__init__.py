@@ -1,0 +1,59 @@
+"""What an isolation setting is, and how a process confines itself right before exec:
+capabilities, no_new_privs, seccomp (specs, their digests, and applying them to the caller).
+
+Shared vocabulary: the policy names these settings, the root executor applies them. Nothing
+here needs privilege over anything but the calling process.
+Order in the child: :func:`apply_caps`, then :func:`apply_seccomp`
+(which sets no_new_privs), then exec. Every ``apply_*`` raises
+:class:`~trustd.shared.errors.PolicyViolationError` on failure (fail closed).
+"""
+
+from __future__ import annotations
+
+from trustd.shared.isolation.caps import (
+    CAP_NAMES,
+    DEFAULT_CAPS,
+    AppliedCaps,
+    CapSet,
+    apply_caps,
+    default_caps,
+)
+from trustd.shared.isolation.caps import from_cli as caps_from_cli
+from trustd.shared.isolation.caps import from_isolator as caps_from_isolator
+from trustd.shared.isolation.nnp import no_new_privs, set_no_new_privs
+from trustd.shared.isolation.seccomp import (
+    ENOSYS_FALLBACK,
+    SeccompMode,
+    SeccompSpec,
+    apply_seccomp,
+    default_spec,
+    spec_digest,
+)
+from trustd.shared.isolation.seccomp import from_cli as seccomp_from_cli
+from trustd.shared.isolation.seccomp import from_isolator as seccomp_from_isolator
+from trustd.shared.isolation.seccomp_profile import ArgCmp, ProfileRule, ProfileSpec, profile_spec
+
+__all__ = [
+    "CAP_NAMES",
+    "DEFAULT_CAPS",
+    "ENOSYS_FALLBACK",
+    "AppliedCaps",
+    "ArgCmp",
+    "CapSet",
+    "ProfileRule",
+    "ProfileSpec",
+    "SeccompMode",
+    "SeccompSpec",
+    "apply_caps",
+    "apply_seccomp",
+    "caps_from_cli",
+    "caps_from_isolator",
+    "default_caps",
+    "default_spec",
+    "no_new_privs",
+    "profile_spec",
+    "seccomp_from_cli",
+    "seccomp_from_isolator",
+    "set_no_new_privs",
+    "spec_digest",
+]

@@ -1,0 +1,143 @@
+"""The signature requirement: k signatures by distinct trusted keys (TUF-style counting).
+
+A signer counts when the keystore trusts its key for the image's name (``keystore = true``)
+or the scope pins its fingerprint and the time is inside the pin's window; in both cases the
+key must be in the keystore and usable now (not revoked, expired or weak). Each primary key
+counts once, however many of its fingerprints or subkeys appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy.model import PinnedKey, Scope
+from trustd.shared.policy.scopes import ImageRef
+from trustd.shared.verify import PublicKey, format_fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class SignerState:
+    fingerprint: str
+    trusted: bool
+    via: str  # keystore prefix/root, or "pinned"
+    reason: str  # why not trusted, or ""
+
+
+def keystore_key(keystore: Keystore, fingerprint: str) -> PublicKey | None:
+    """The key with this primary fingerprint anywhere in the keystore, unless masked."""
+    entries = list(keystore.entries())
+    masked = {(e.scope, e.fingerprint) for e in entries if e.mask and e.level == "local"}
+    for e in entries:
+        if e.key is None or e.key.fingerprint != fingerprint:
+            continue
+        if e.level == "system" and (e.scope, e.fingerprint) in masked:
+            continue
+        return e.key
+    return None
+
+
+def _pin(pins: tuple[PinnedKey, ...], fingerprint: str) -> PinnedKey | None:
+    return next((p for p in pins if p.fingerprint == fingerprint), None)
+
+
+def signer_states(
+    scope: Scope, ref: ImageRef, signers: tuple[str, ...], keystore: Keystore, now: datetime
+) -> list[SignerState]:
+    req = scope.require
+    keyring = keystore.keyring_for(ref.name)
+    out: dict[str, SignerState] = {}
+    for raw in dict.fromkeys(s.lower() for s in signers):
+        found = keyring.find(raw) if req.keystore else None
+        fpr = found.key.fingerprint if found else raw
+        if fpr in out and out[fpr].trusted:
+            continue
+        if found is not None:
+            refusal = found.key.refusal(now)
+            state = SignerState(fpr, refusal is None, f"keystore {found.scope_text}", "")
+            if refusal is None:
+                out[fpr] = state
+                continue
+            out[fpr] = SignerState(
+                fpr, False, state.via, f"key {format_fingerprint(fpr)} {refusal}"
+            )
+        pin = _pin(req.fingerprints, fpr)
+        if pin is None:
+            out.setdefault(
+                fpr,
+                SignerState(
+                    fpr, False, "", f"key {format_fingerprint(fpr)} is not trusted for this scope"
+                ),
+            )
+            continue
+        out[fpr] = _pinned_state(pin, keystore, now)
+    return list(out.values())
+
+
+def _pinned_state(pin: PinnedKey, keystore: Keystore, now: datetime) -> SignerState:
+    fpr = pin.fingerprint
+    shown = format_fingerprint(fpr)
+    window = pin.window_problem(now)
+    if window:
+        return SignerState(fpr, False, "pinned", f"key {shown} {window}")
+    key = keystore_key(keystore, fpr)
+    if key is None:
+        return SignerState(fpr, False, "pinned", f"key {shown} is pinned but not in the keystore")
+    refusal = key.refusal(now)
+    if refusal:
+        return SignerState(fpr, False, "pinned", f"key {shown} {refusal}")
+    return SignerState(fpr, True, "pinned", "")
+
+
+def _fix(scope: Scope, ref: ImageRef, missing: int) -> str:
+    req = scope.require
+    ways: list[str] = []
+    if req.keystore:
+        ways.append(f'a key trusted for "{ref.name}" (rkt trust --prefix "{ref.name}" KEY)')
+    if req.fingerprints:
+        pins = ", ".join(format_fingerprint(p.fingerprint) for p in req.fingerprints)
+        ways.append(f"a pinned key ({pins})")
+    more = f"{missing} more signature(s)" if req.threshold > 1 else "a signature"
+    return f"{more} by distinct keys, each " + " or ".join(ways)
+
+
+def signature_check(
+    scope: Scope,
+    ref: ImageRef,
+    *,
+    signers: tuple[str, ...],
+    insecure_image: bool,
+    keystore: Keystore,
+    now: datetime,
+) -> tuple[bool, str, str]:
+    """(passed, reason, fix) of the scope's ``require`` for these signers."""
+    req = scope.require
+    if req.type == "reject":
+        return (
+            False,
+            "the scope rejects every image",
+            f'add a scope for "{ref.name}" that requires signatures',
+        )
+    if req.type == "accept-anything":
+        return True, "the scope accepts images without signatures", ""
+    states = signer_states(scope, ref, signers, keystore, now)
+    trusted = [s for s in states if s.trusted]
+    k = req.threshold
+    if len(trusted) >= k:
+        names = ", ".join(f"{format_fingerprint(s.fingerprint)} ({s.via})" for s in trusted)
+        return True, f"{len(trusted)} of {k} required trusted signer(s): {names}", ""
+    if insecure_image and "image" in scope.run.insecure_options:
+        return (
+            True,
+            "admitted without signature verification (--insecure-options=image), "
+            "which this scope allows",
+            "",
+        )
+    parts = [f"{len(trusted)} of {k} required signature(s) by distinct trusted keys"]
+    if insecure_image:
+        parts.append("the image was admitted with --insecure-options=image")
+    elif not signers:
+        parts.append("the image is unsigned")
+    parts += [s.reason for s in states if not s.trusted]
+    return False, "; ".join(parts), _fix(scope, ref, k - len(trusted))

@@ -1,0 +1,171 @@
+"""``rkt policy audit``: the policy and every stored image against it, as reports.
+
+Formats: a human table, JSON (stable keys, control IDs), SARIF 2.1.0 (CI annotations) and
+JUnit XML (one test case per rule and subject). Images are judged offline on their stored
+provenance: the signature requirement of the scope that applies now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy.decide import Decision, decide_fetch
+from trustd.shared.policy.findings import RULES, SEVERITIES, Finding, finding
+from trustd.shared.policy.lint import lint
+from trustd.shared.policy.model import Policy
+from trustd.shared.store.model import ImageRecord
+
+_SARIF_LEVEL = {"info": "note", "low": "note", "medium": "warning", "high": "error"}
+_SARIF_LEVEL["critical"] = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    policy_source: str
+    policy_digest: str
+    generated_at: datetime
+    findings: tuple[Finding, ...]
+    images: tuple[Decision, ...]
+
+    def worst(self) -> str | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=SEVERITIES.index)
+
+
+def image_ref(record: ImageRecord) -> str:
+    version = record.label("version")
+    return f"{record.name}:{version}" if version else record.name
+
+
+def judge_image(policy: Policy, record: ImageRecord, keystore: Keystore, now: datetime) -> Decision:
+    prov = record.provenance
+    return decide_fetch(
+        policy,
+        image_ref(record),
+        prov.signers,
+        keystore,
+        now,
+        insecure_image=prov.insecure,
+        image_id=record.key,
+    )
+
+
+def _image_findings(record: ImageRecord, decision: Decision) -> Iterable[Finding]:
+    subject = f"{record.name} ({record.key[:19]})"
+    if decision.verdict == "deny":
+        yield finding("TD-IMG-001", subject, decision.explain(), decision.failed[0].fix)
+    elif decision.verdict == "warn":
+        yield finding("TD-IMG-003", subject, f"{decision.explain()} ({decision.note})")
+    if record.provenance.insecure:
+        yield finding(
+            "TD-IMG-002",
+            subject,
+            "imported with --insecure-options=image: its signature was never verified",
+            f"rkt image rm {record.key[:19]} and fetch it again with a signature",
+        )
+
+
+def audit(
+    policy: Policy, keystore: Keystore, records: Iterable[ImageRecord], now: datetime
+) -> AuditReport:
+    findings = list(lint(policy, keystore, now))
+    decisions: list[Decision] = []
+    for record in records:
+        decision = judge_image(policy, record, keystore, now)
+        decisions.append(decision)
+        findings.extend(_image_findings(record, decision))
+    return AuditReport(policy.source, policy.digest, now, tuple(findings), tuple(decisions))
+
+
+def to_json(report: AuditReport) -> dict[str, Any]:
+    counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITIES}
+    return {
+        "schema": "trustd.shared.policy.audit/v1",
+        "policy": {"source": report.policy_source, "digest": report.policy_digest},
+        "generated_at": report.generated_at.isoformat(),
+        "summary": {"findings": len(report.findings), "by_severity": counts},
+        "findings": [f.to_json() for f in report.findings],
+        "images": [d.to_json() for d in report.images],
+    }
+
+
+def to_sarif(report: AuditReport) -> dict[str, Any]:
+    used = sorted({f.rule_id for f in report.findings} | set(RULES))
+    rules = [
+        {
+            "id": rid,
+            "name": RULES[rid].name,
+            "shortDescription": {"text": RULES[rid].summary},
+            "defaultConfiguration": {"level": _SARIF_LEVEL[RULES[rid].severity]},
+            "properties": {"controls": list(RULES[rid].controls), "severity": RULES[rid].severity},
+        }
+        for rid in used
+    ]
+    uri = report.policy_source or "policy.toml"
+    results = [
+        {
+            "ruleId": f.rule_id,
+            "ruleIndex": used.index(f.rule_id),
+            "level": _SARIF_LEVEL[f.severity],
+            "message": {"text": f"{f.message}" + (f" Fix: {f.fix}" if f.fix else "")},
+            "locations": [
+                {
+                    "physicalLocation": {"artifactLocation": {"uri": uri}},
+                    "logicalLocations": [{"name": f.subject}],
+                }
+            ],
+            "properties": {"severity": f.severity, "controls": list(f.rule.controls)},
+        }
+        for f in report.findings
+    ]
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "trustd-policy", "rules": rules}},
+                "results": results,
+            }
+        ],
+    }
+
+
+def to_junit(report: AuditReport) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name="trustd policy audit",
+        tests=str(len(RULES)),
+        failures=str(len(report.findings)),
+        timestamp=report.generated_at.isoformat(),
+    )
+    for rid, rule in RULES.items():
+        hits = [f for f in report.findings if f.rule_id == rid]
+        case = ET.SubElement(suite, "testcase", classname=rid, name=rule.name)
+        for f in hits:
+            fail = ET.SubElement(
+                case, "failure", message=f"{f.subject}: {f.message}", type=f.severity
+            )
+            fail.text = f.fix
+    ET.indent(suite)
+    return str(ET.tostring(suite, encoding="unicode"))
+
+
+def to_table_rows(report: AuditReport) -> list[list[str]]:
+    return [[f.severity.upper(), f.rule_id, f.subject, f.message] for f in report.findings]
+
+
+def render(report: AuditReport, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(to_json(report), indent=2)
+    if fmt == "sarif":
+        return json.dumps(to_sarif(report), indent=2)
+    if fmt == "junit":
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + to_junit(report)
+    raise ValueError(fmt)

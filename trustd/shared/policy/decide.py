@@ -1,0 +1,338 @@
+"""The decisions the fetch and run gates take: pure functions of (policy, facts, keystore, now).
+
+Nothing here reads the network or writes anything; the keystore is read to learn which keys
+are trusted for a name and in what state. A :class:`Decision` says which scope matched, which
+broader scopes it shadowed, every requirement with pass/fail, its reason, and what would
+satisfy it. Semantics: docs/adr/0008-policy-semantics.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from trustd.shared.errors import PolicyViolationError
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import _profiles
+from trustd.shared.policy._signers import signature_check
+from trustd.shared.policy.model import (
+    MeasureMode,
+    Mode,
+    Policy,
+    RunRules,
+    Scope,
+    SelinuxMode,
+    Verdict,
+)
+from trustd.shared.policy.scopes import ImageRef, resolve
+
+Gate = Literal["fetch", "run"]
+_MEASURE_RANK: dict[str, int] = {"off": 0, "best-effort": 1, "required": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One requirement of the matched scope, evaluated."""
+
+    requirement: str  # signature, flavor, seccomp, capabilities, selinux, insecure-options, ...
+    passed: bool
+    reason: str
+    fix: str = ""  # what would satisfy it (empty when passed)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    gate: Gate
+    image: str
+    image_id: str
+    verdict: Verdict
+    scope: str
+    shadowed: tuple[str, ...]
+    mode: Mode
+    checks: tuple[CheckResult, ...]
+    policy_source: str
+    policy_digest: str
+    decided_at: datetime
+    note: str = ""  # the warn exception in force, or that it expired
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def explain(self) -> str:
+        """One line: ``<scope>: <requirement> failed: <reason>; to satisfy: <fix>``."""
+        failed = self.failed
+        if not failed:
+            return f"{self.scope}: all requirements met"
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return (
+            f"{self.scope}: {first.requirement} failed: {first.reason}; "
+            f"to satisfy: {first.fix}{more}"
+        )
+
+    def enforce(self) -> None:
+        """Raise :class:`PolicyViolationError` when denied (the gates call this)."""
+        if self.verdict == "deny":
+            raise PolicyViolationError(
+                f'image "{self.image}" refused by policy: {self.explain()}',
+                hint=f"see why: rkt policy explain {self.image_id or self.image}",
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gate": self.gate,
+            "image": self.image,
+            "image_id": self.image_id,
+            "verdict": self.verdict,
+            "scope": self.scope,
+            "shadowed": list(self.shadowed),
+            "mode": self.mode,
+            "note": self.note,
+            "checks": [
+                {"requirement": c.requirement, "passed": c.passed, "reason": c.reason, "fix": c.fix}
+                for c in self.checks
+            ],
+            "policy": {"source": self.policy_source, "digest": self.policy_digest},
+            "decided_at": self.decided_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """What a run will apply, as the executor's plan says (one app)."""
+
+    image_name: str  # NAME or NAME:VERSION
+    image_id: str
+    signers: tuple[str, ...]  # provenance.signers from the store
+    insecure_image: bool  # provenance.insecure
+    flavor: str
+    seccomp_digest: str | None  # spec_digest of the filter; None: seccomp disabled
+    seccomp_source: str
+    capabilities: tuple[str, ...] | None  # None: capability restriction disabled
+    insecure_options: tuple[str, ...]  # single-bit --insecure-options names in force
+    measurement: MeasureMode  # what the executor will do
+    selinux: SelinuxMode  # what labelling the host gives the pod
+
+
+def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
+    exc = scope.exception
+    note = ""
+    if scope.mode == "warn" and exc is not None:
+        if scope.exception_active(now):
+            note = f"warn exception owned by {exc.owner} until {exc.expires.isoformat()}"
+        else:
+            note = (
+                f"warn exception owned by {exc.owner} expired {exc.expires.isoformat()}: enforcing"
+            )
+    if all(c.passed for c in checks):
+        return "allow", note
+    return ("warn" if scope.exception_active(now) else "deny"), note
+
+
+def _decision(
+    gate: Gate,
+    policy: Policy,
+    *,
+    ref: ImageRef,
+    image_id: str,
+    checks: list[CheckResult],
+    now: datetime,
+) -> Decision:
+    res = resolve(policy, ref)
+    scope = policy.scope(res.scope)
+    verdict, note = _verdict(scope, tuple(checks), now)
+    return Decision(
+        gate=gate,
+        image=str(ref),
+        image_id=image_id,
+        verdict=verdict,
+        scope=res.scope,
+        shadowed=res.shadowed,
+        mode=scope.mode,
+        checks=tuple(checks),
+        policy_source=policy.source,
+        policy_digest=policy.digest,
+        decided_at=now,
+        note=note,
+    )
+
+
+def decide_fetch(
+    policy: Policy,
+    name: str,
+    signers: tuple[str, ...],
+    keystore: Keystore,
+    now: datetime,
+    *,
+    insecure_image: bool = False,
+    image_id: str = "",
+) -> Decision:
+    """The fetch gate: does ``name`` signed by ``signers`` meet its scope's ``require``?
+
+    ``signers`` are primary fingerprints that verified the image; ``insecure_image`` is true
+    when it was fetched with ``--insecure-options=image`` (then ``signers`` is empty).
+    """
+    ref = ImageRef.parse(name)
+    scope = policy.scope(resolve(policy, ref).scope)
+    check = signature_check(
+        scope, ref, signers=signers, insecure_image=insecure_image, keystore=keystore, now=now
+    )
+    return _decision(
+        "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
+    )
+
+
+def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
+    """The run gate: provenance and everything the plan applies, against the scope in force."""
+    ref = ImageRef.parse(request.image_name)
+    scope = policy.scope(resolve(policy, ref).scope)
+    sig = signature_check(
+        scope,
+        ref,
+        signers=request.signers,
+        insecure_image=request.insecure_image,
+        keystore=keystore,
+        now=now,
+    )
+    checks = [_as_check(sig), *run_checks(policy, scope.run, scope.measure, request)]
+    return _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)
+
+
+def _as_check(result: tuple[bool, str, str]) -> CheckResult:
+    passed, reason, fix = result
+    return CheckResult("signature", passed, reason, "" if passed else fix)
+
+
+def run_checks(
+    policy: Policy, run: RunRules, measure: MeasureMode, req: RunInput
+) -> list[CheckResult]:
+    return [
+        _flavor(run, req),
+        _seccomp(policy, run, req),
+        _capabilities(run, req),
+        _selinux(run, req),
+        _insecure(run, req),
+        _measurement(measure, req),
+    ]
+
+
+def _flavor(run: RunRules, req: RunInput) -> CheckResult:
+    allowed = ", ".join(run.flavors)
+    if req.flavor in run.flavors:
+        return CheckResult("flavor", True, f"stage1 flavor {req.flavor} is allowed ({allowed})")
+    return CheckResult(
+        "flavor",
+        False,
+        f"stage1 flavor {req.flavor} is not allowed (allowed: {allowed})",
+        f"run with stage1 flavor {run.flavors[0]}",
+    )
+
+
+def _seccomp(policy: Policy, run: RunRules, req: RunInput) -> CheckResult:
+    allowed = ", ".join(run.seccomp)
+    if req.seccomp_digest is None:
+        if "unconfined" in run.seccomp or "seccomp" in run.insecure_options:
+            return CheckResult("seccomp", True, "seccomp is disabled, which this scope allows")
+        return CheckResult(
+            "seccomp",
+            False,
+            f"seccomp is disabled ({req.seccomp_source or '--insecure-options=seccomp'}); "
+            f"allowed profiles: {allowed}",
+            "run without --insecure-options=seccomp",
+        )
+    problems: list[str] = []
+    for entry in run.seccomp:
+        digest, problem = _profiles.digest_for(policy, entry)
+        if problem:
+            problems.append(problem)
+        hit = (
+            entry == "any"
+            or digest == req.seccomp_digest
+            or (entry == "unconfined" and req.seccomp_digest == _profiles.unconfined_digest())
+        )
+        if hit:
+            return CheckResult("seccomp", True, f"seccomp filter matches {entry}")
+    detail = f" ({'; '.join(problems)})" if problems else ""
+    return CheckResult(
+        "seccomp",
+        False,
+        f"the app's seccomp filter ({req.seccomp_source}, {req.seccomp_digest}) is none of: "
+        f"{allowed}{detail}",
+        f'{_seccomp_fix(policy, run.seccomp[0])}, or allow "{req.seccomp_digest}" in run.seccomp',
+    )
+
+
+def _seccomp_fix(policy: Policy, first: str) -> str:
+    if first != "rkt-default" and first in _profiles.profile_paths(policy):
+        return f"run with --seccomp=profile={first}"
+    return f"drop the image's seccomp isolator and --seccomp to get {first}"
+
+
+def _capabilities(run: RunRules, req: RunInput) -> CheckResult:
+    if req.capabilities is None:
+        if "capabilities" in run.insecure_options:
+            return CheckResult("capabilities", True, "restriction disabled, which is allowed")
+        return CheckResult(
+            "capabilities",
+            False,
+            "capability restriction is disabled (--insecure-options=capabilities)",
+            "run without --insecure-options=capabilities",
+        )
+    extra = sorted(set(req.capabilities) - set(run.capabilities))
+    if not extra:
+        return CheckResult("capabilities", True, "every capability is on the allow-list")
+    return CheckResult(
+        "capabilities",
+        False,
+        f"{', '.join(extra)} not on the scope's allow-list",
+        f"--caps-remove={','.join(extra)}, or add them to run.capabilities",
+    )
+
+
+def _selinux(run: RunRules, req: RunInput) -> CheckResult:
+    if run.selinux == "enforce" and req.selinux != "enforce":
+        return CheckResult(
+            "selinux",
+            False,
+            f"the scope requires SELinux labelling but the host gives {req.selinux}",
+            "run on a host with SELinux enforcing, or set run.selinux = permissive",
+        )
+    gap = (
+        " (gap recorded: no SELinux)"
+        if run.selinux == "permissive" and req.selinux == "off"
+        else ""
+    )
+    return CheckResult("selinux", True, f"scope: {run.selinux}, host: {req.selinux}{gap}")
+
+
+def _insecure(run: RunRules, req: RunInput) -> CheckResult:
+    bad = [n for n in req.insecure_options if n not in run.insecure_options]
+    if not bad:
+        used = ", ".join(req.insecure_options) or "none"
+        return CheckResult("insecure-options", True, f"in use: {used}")
+    return CheckResult(
+        "insecure-options",
+        False,
+        f"--insecure-options={','.join(bad)} is not allowed for this scope",
+        f"run without --insecure-options={','.join(bad)}",
+    )
+
+
+def _measurement(measure: MeasureMode, req: RunInput) -> CheckResult:
+    if _MEASURE_RANK[req.measurement] >= _MEASURE_RANK[measure]:
+        return CheckResult("measurement", True, f"scope: {measure}, executor: {req.measurement}")
+    return CheckResult(
+        "measurement",
+        False,
+        f"the scope needs measurement {measure}, the executor will do {req.measurement}",
+        f"configure TPM measurement as {measure} (needs a TPM backend)",
+    )
+
+
+def accepts_unsigned(policy: Policy, name: str) -> bool:
+    """The scope for ``name`` admits images without signatures (``require.type =
+    "accept-anything"``): an explicit policy opt-out, recorded like the flag."""
+    scope = policy.scope(resolve(policy, ImageRef.parse(name)).scope)
+    return scope.require.type == "accept-anything"

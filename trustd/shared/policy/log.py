@@ -1,0 +1,142 @@
+"""The decision log: append-only JSON lines, each hash-chained to the one before.
+
+``<data-dir>/policy/decisions.jsonl``; every line is a canonical JSON object whose ``prev``
+is the sha256 (hex) of the previous line's bytes (without its newline), ``GENESIS`` for the
+first, and ``seq`` counts from 0. Appends hold an exclusive ``flock`` on the log, re-read the
+head under the lock, and write the whole line with one ``write(2)`` on an ``O_APPEND`` fd,
+then ``fsync``. :func:`verify_chain` detects a rewritten, inserted or removed line; removing
+lines *at the end* leaves a valid shorter chain, which is why :func:`chain_head` is what the
+TPM measurement records: a verifier compares the measured head with the log's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trustd.shared.errors import LocalStateError
+from trustd.shared.policy.decide import Decision
+
+GENESIS = "0" * 64
+LOG_NAME = "decisions.jsonl"
+MAX_LINE = 1 << 20
+
+
+class DecisionLogError(LocalStateError):
+    """The decision log is not an unbroken chain: it was edited, truncated or corrupted."""
+
+
+def log_path(data_dir: Path) -> Path:
+    return data_dir / "policy" / LOG_NAME
+
+
+def _digest(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    head: str  # sha256 of the last line, or GENESIS
+    count: int
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DecisionLogError(f"cannot read decision log {path}: {exc.strerror}") from exc
+    if data and not data.endswith(b"\n"):
+        raise DecisionLogError(
+            f"decision log {path}: the last line is incomplete",
+            hint="a write was interrupted or the file was edited; keep it for investigation",
+        )
+    yield from enumerate(data.splitlines(), 1)
+
+
+def _walk(path: Path) -> ChainState:
+    head, count = GENESIS, 0
+    for number, line in _lines(path):
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DecisionLogError(f"decision log {path}:{number}: not JSON") from exc
+        if not isinstance(record, dict):
+            raise DecisionLogError(f"decision log {path}:{number}: not a JSON object")
+        if record.get("prev") != head or record.get("seq") != count:
+            raise DecisionLogError(
+                f"decision log {path}:{number}: chain broken (expected prev {head[:16]}… "
+                f"seq {count}, found prev {str(record.get('prev'))[:16]}… "
+                f"seq {record.get('seq')})",
+                hint="a line was rewritten, inserted or removed; keep the file for investigation",
+            )
+        head, count = _digest(line), count + 1
+    return ChainState(head, count)
+
+
+def verify_chain(path: Path, *, expected_head: str | None = None) -> str:
+    """Check every link; return the head. With ``expected_head`` (e.g. the measured one),
+    also detect lines removed from the end."""
+    state = _walk(path)
+    if expected_head is not None and state.head != expected_head:
+        raise DecisionLogError(
+            f"decision log {path}: head {state.head[:16]}… is not the expected "
+            f"{expected_head[:16]}… ({state.count} lines)",
+            hint="lines were removed from the end, or appended after the measurement",
+        )
+    return state.head
+
+
+def chain_head(path: Path) -> str:
+    """The head of a verified chain (GENESIS for an empty or missing log)."""
+    return _walk(path).head
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[int]:
+    path.parent.mkdir(mode=0o2770, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o660:
+        os.fchmod(fd, 0o660)  # the unprivileged fetch (group rkt) appends its decisions too
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def append(path: Path, entry: Mapping[str, Any]) -> str:
+    """Append one entry under the lock; returns the new head."""
+    if "prev" in entry or "seq" in entry:
+        raise ValueError("prev and seq are set by the log")
+    try:
+        with _locked(path) as fd:
+            state = _walk(path)
+            record = {**entry, "prev": state.head, "seq": state.count}
+            line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+            if len(line) > MAX_LINE:
+                raise DecisionLogError(f"decision log entry of {len(line)} bytes is too large")
+            written = os.write(fd, line + b"\n")
+            if written != len(line) + 1:
+                raise DecisionLogError(f"decision log {path}: short write")
+            os.fsync(fd)
+    except OSError as exc:
+        raise DecisionLogError(
+            f"cannot append to decision log {path}: {exc.strerror}",
+            hint="run as root (the log lives under --dir)",
+        ) from exc
+    return _digest(line)
+
+
+def append_decision(data_dir: Path, decision: Decision) -> str:
+    """Record a decision (allow, warn or deny) in ``<data-dir>/policy/decisions.jsonl``."""
+    return append(log_path(data_dir), {"decision": decision.to_json()})

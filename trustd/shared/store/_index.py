@@ -1,0 +1,151 @@
+"""The store index: SQLite in WAL mode under ``cas/db``, one connection per operation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trustd.shared.errors import LocalStateError
+from trustd.shared.store.model import ImageRecord, Provenance
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    key TEXT PRIMARY KEY, digest TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
+    import_time TEXT NOT NULL, last_used TEXT NOT NULL, size INTEGER NOT NULL,
+    uncompressed_size INTEGER NOT NULL, source TEXT NOT NULL, provenance TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_name ON images(name);
+CREATE TABLE IF NOT EXISTS remotes (
+    url TEXT PRIMARY KEY, key TEXT NOT NULL, etag TEXT, max_age INTEGER, download_time TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+"""
+_COLUMNS = (
+    "key, digest, name, labels, import_time, last_used, size, uncompressed_size, source, provenance"
+)
+
+
+def _row(row: sqlite3.Row) -> ImageRecord:
+    try:
+        return ImageRecord(
+            key=row["key"],
+            digest=row["digest"],
+            name=row["name"],
+            labels=tuple((str(k), str(v)) for k, v in json.loads(row["labels"])),
+            import_time=datetime.fromisoformat(row["import_time"]),
+            last_used=datetime.fromisoformat(row["last_used"]),
+            size=int(row["size"]),
+            uncompressed_size=int(row["uncompressed_size"]),
+            source=row["source"],
+            provenance=Provenance.from_json(json.loads(row["provenance"])),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LocalStateError(
+            f"store index row for {row['key']!r} is corrupt: {exc}",
+            hint="remove the image with rkt image rm and fetch it again",
+        ) from exc
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LocalStateError(f"cannot open store index {self.path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            yield conn
+        except sqlite3.Error as exc:
+            raise LocalStateError(
+                f"store index {self.path}: {exc}",
+                hint="check the permissions of the store (group rkt)",
+            ) from exc
+        finally:
+            conn.close()
+
+    def create(self) -> None:
+        with self.connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    def insert(self, record: ImageRecord) -> bool:
+        """Add ``record``; False when the key is already indexed (another fetch won)."""
+        values = (
+            record.key,
+            record.digest,
+            record.name,
+            json.dumps(list(record.labels)),
+            record.import_time.isoformat(),
+            record.last_used.isoformat(),
+            record.size,
+            record.uncompressed_size,
+            record.source,
+            json.dumps(record.provenance.to_json()),
+        )
+        with self.connect() as conn:
+            cur = conn.execute(
+                f"INSERT OR IGNORE INTO images ({_COLUMNS}) "  # noqa: S608
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+            return cur.rowcount == 1
+
+    def all(self) -> list[ImageRecord]:
+        with self.connect() as conn:
+            return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM images")]  # noqa: S608
+
+    def by_key_prefix(self, prefix: str) -> list[ImageRecord]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM images "  # noqa: S608
+                "WHERE substr(key, 1, ?) = ?",
+                (len(prefix), prefix),
+            )
+            return [_row(r) for r in rows]
+
+    def by_name(self, name: str) -> list[ImageRecord]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM images WHERE name = ?",  # noqa: S608
+                (name,),
+            )
+            return [_row(r) for r in rows]
+
+    def delete(self, key: str) -> None:
+        with self.connect() as conn:
+            conn.execute("DELETE FROM images WHERE key = ?", (key,))
+            conn.execute("DELETE FROM remotes WHERE key = ?", (key,))
+
+    def touch(self, key: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                "UPDATE images SET last_used = ? WHERE key = ?",
+                (datetime.now(UTC).isoformat(), key),
+            )
+
+    def set_remote(self, url: str, key: str, etag: str | None, max_age: int | None) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO remotes VALUES (?,?,?,?,?)",
+                (url, key, etag, max_age, datetime.now(UTC).isoformat()),
+            )
+
+    def remote(self, url: str) -> tuple[str, str | None, int | None, datetime] | None:
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT key, etag, max_age, download_time FROM remotes WHERE url = ?", (url,)
+            ).fetchone()
+        if row is None:
+            return None
+        return row["key"], row["etag"], row["max_age"], datetime.fromisoformat(row["download_time"])

@@ -1,0 +1,61 @@
+"""The gate into the store: inspect the archive, then verify its signature (or record the opt-out).
+
+The same gate runs when root re-reads stored bytes before rendering: nothing the fetch side
+wrote is believed without passing it again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trustd.shared.appc.aci import AciLimits, inspect_aci
+from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.keystore import Keystore
+from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance
+from trustd.shared.verify import verify_all
+
+
+def admit(
+    archive: Path,
+    signature: bytes | None,
+    keystore: Keystore | None,
+    *,
+    limits: AciLimits | None = None,
+    source: str | None = None,
+    source_digest: str = "",
+) -> AdmittedImage:
+    """Admit ``archive``: with a keystore, the signature must verify; ``None`` is the opt-out.
+
+    Passing ``keystore=None`` is how ``--insecure-options=image`` is spelled here; it is
+    recorded in the provenance, never silently assumed (CONVENTIONS 5).
+    """
+    info = inspect_aci(archive, limits=limits or AciLimits(), name=source)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    if keystore is None:
+        return AdmittedImage(
+            info, None, Provenance((), True, now, source_digest=source_digest), _ADMIT_TOKEN
+        )
+    if signature is None:
+        raise UserError(
+            f'image "{info.manifest.name}" has no signature',
+            hint="supply one with --signature FILE, or (not recommended) --insecure-options=image",
+        )
+    results = verify_all(archive, signature, keystore.keyring_for(info.manifest.name))
+    signers = tuple(r.signer for r in results)  # distinct; thresholds count them (ADR 0008)
+    provenance = Provenance(signers, False, now, results[0].trusted_via)
+    return AdmittedImage(info, results[0], provenance, _ADMIT_TOKEN)
+
+
+def readmit(
+    archive: Path, signature: bytes | None, keystore: Keystore | None, expected_digest: str
+) -> AdmittedImage:
+    """Root's re-check of stored bytes: same gate, plus the digest must equal the record's."""
+    admitted = admit(archive, signature, keystore)
+    if admitted.info.image_id != "sha512-" + expected_digest:
+        raise LocalStateError(
+            f"stored image {archive} hashes to {admitted.info.image_id[:39]}…, "
+            f"not the recorded sha512-{expected_digest[:32]}…",
+            hint="the store was altered; remove the image (rkt image rm) and fetch it again",
+        )
+    return admitted

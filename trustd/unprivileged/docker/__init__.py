@@ -1,0 +1,31 @@
+"""Docker-format images (``docker://``, ``docker-archive:``, ``oci:``) converted into ACIs.
+
+A Docker image carries no appc signature, so it enters the store only through the explicit,
+recorded ``--insecure-options=image`` opt-out (:func:`.fetch.gate`); the squashed
+ACI then passes the same admission gate as every other image.
+"""
+
+from trustd.unprivileged.docker._local import LocalSource, open_local_source
+from trustd.unprivileged.docker.fetch import (
+    UNSIGNED_MESSAGE,
+    DockerFetch,
+    convert,
+    fetch_docker,
+    gate,
+)
+from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
+from trustd.unprivileged.docker.registry import Registry, RegistryLimits
+
+__all__ = [
+    "UNSIGNED_MESSAGE",
+    "DockerFetch",
+    "DockerRef",
+    "LocalSource",
+    "Registry",
+    "RegistryLimits",
+    "convert",
+    "fetch_docker",
+    "gate",
+    "open_local_source",
+    "parse_docker_ref",
+]

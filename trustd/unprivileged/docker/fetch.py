@@ -1,0 +1,352 @@
+"""``docker://``, ``docker-archive:`` and ``oci:`` into the store: pull, squash, gate, store.
+
+The order: the trust gate first (no network before it: unsigned Docker images need
+``--insecure-options=image``), then the manifest (its digest checked), the config and the
+layers (each checked against its digest while it streams, into the store's scratch space),
+the squash into one ACI in the scratch space, and the same admission gate as every ACI
+(``admit`` with no keystore, recording the opt-out and the manifest digest in the provenance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from trustd.shared.errors import RemoteLiedError, TransportError, UserError
+from trustd.shared.insecure import Insecure
+from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
+from trustd.unprivileged.docker._blobs import blob_path, locked_blobs
+from trustd.unprivileged.docker._layout_files import LayoutFiles
+from trustd.unprivileged.docker._local import (
+    LocalImage,
+    LocalSource,
+    load_archive,
+    load_oci_layout,
+    oci_blob_bytes,
+    oci_blob_opener,
+    open_archive,
+)
+from trustd.unprivileged.docker._squash import LayerRefused, Squasher, SquashLimits
+from trustd.unprivileged.docker.convert import Origin, build_manifest, sanitize_identifier
+from trustd.unprivileged.docker.documents import (
+    INDEX_TYPES,
+    Manifest,
+    media_type_of,
+    parse_config,
+    parse_index,
+    parse_manifest,
+    select_platform,
+)
+from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
+from trustd.unprivileged.docker.registry import Credentials, Registry, RegistryLimits
+from trustd.unprivileged.transport.progress import Progress
+
+UNSIGNED_MESSAGE = (
+    "signature verification for docker images is not supported (try --insecure-options=image)"
+)
+
+
+AcceptUnsigned = Callable[[str], bool]  # a store name -> does policy accept it unsigned?
+
+
+@dataclass(frozen=True, slots=True)
+class DockerFetch:
+    """What a Docker fetch needs from its caller (fetch builds it from FetchContext)."""
+
+    store: ImageStore
+    insecure: Insecure
+    credentials: Credentials = lambda _registry: None
+    pull_policy: str = "update"
+    limits: RegistryLimits | None = None
+    squash_limits: SquashLimits | None = None
+    admitted_gate: Callable[[AdmittedImage], None] | None = None  # the policy's fetch gate
+    accept_unsigned: AcceptUnsigned | None = None  # a policy scope accepts unsigned images
+
+
+def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | None = None) -> None:
+    """Docker images carry no appc signature: only an explicit opt-out lets one in, either
+    ``--insecure-options=image`` or a policy scope that accepts unsigned images for the name
+    it will have (``accept_unsigned``). Either way ``admit`` records it as insecure, and the
+    policy's fetch gate still decides it afterwards."""
+    by_policy = (
+        accept_unsigned is not None
+        and ref.kind == "registry"
+        and accept_unsigned(registry_image_name(ref))
+    )
+    if Insecure.IMAGE not in insecure and not by_policy:
+        raise UserError(
+            UNSIGNED_MESSAGE,
+            hint=f"{ref.text} cannot be verified; pass --insecure-options=image to accept it "
+            "unsigned (the store records it as insecure, with its manifest digest)",
+        )
+
+
+def registry_image_name(ref: DockerRef) -> str:
+    """The AC name a registry image gets in the store (what policy scopes match)."""
+    return sanitize_identifier(f"{ref.registry}/{ref.repository}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pulled:
+    config_bytes: bytes
+    layers: tuple[Callable[[], BinaryIO], ...]
+    origin: Origin
+    source_digest: str
+    diff_ids: tuple[str, ...]
+
+
+def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) -> ImageRecord:
+    """Fetch one Docker-format image into the store and return its record.
+
+    ``local`` is a ``docker-archive:`` file or ``oci:`` directory the caller opened before
+    dropping privileges (:func:`open_local_source`); without it the path is opened here.
+    """
+    ref = local.ref if local is not None else parse_docker_ref(text)
+    gate(ref, job.insecure, job.accept_unsigned)
+    cached = _cached(ref, job)
+    if cached is not None:
+        return cached
+    if ref.kind == "registry":
+        registry = _connect(ref, job)
+        manifest, digest = _resolve(registry, ref)
+        unchanged = _unchanged(ref, job, digest)
+        if unchanged is not None:
+            return unchanged
+        with _registry_image(ref, job, registry, manifest, digest) as pulled:
+            record = _convert_and_store(ref, pulled, job)
+            job.store.index.set_remote(ref.url, record.key, pulled.source_digest, None)
+            return record
+    with contextlib.ExitStack() as held:
+        pulled = _local_image(ref, local, held)
+        return _convert_and_store(ref, pulled, job)
+
+
+def _cached(ref: DockerRef, job: DockerFetch) -> ImageRecord | None:
+    """Pull policies ``new``/``never`` reuse what this URL stored before (rkt's behaviour)."""
+    if job.pull_policy == "update" or ref.kind != "registry":
+        return None
+    row = job.store.index.remote(ref.url)
+    records = job.store.index.by_key_prefix(row[0]) if row else []
+    if records:
+        return records[0]
+    if job.pull_policy == "never":
+        raise UserError(
+            f"unable to fetch image from {ref.url}: the pull policy is never and "
+            "it is not in the store"
+        )
+    return None
+
+
+def _unchanged(ref: DockerRef, job: DockerFetch, digest: str) -> ImageRecord | None:
+    """``update``: the registry still names the manifest this URL stored last time, and that
+    image is still in the store: keep it, download no layer."""
+    row = job.store.index.remote(ref.url)
+    if row is None or row[1] != digest:
+        return None
+    records = job.store.index.by_key_prefix(row[0])
+    if not records:
+        return None
+    print(f"image: {ref.url} is unchanged ({digest}), using the stored image", file=sys.stderr)
+    job.store.index.set_remote(ref.url, records[0].key, digest, None)
+    return records[0]
+
+
+def _connect(ref: DockerRef, job: DockerFetch) -> Registry:
+    registry = Registry(
+        ref.registry,
+        ref.repository,
+        insecure=job.insecure,
+        credentials=job.credentials,
+        limits=job.limits,
+    )
+    registry.ping()
+    return registry
+
+
+def _resolve(registry: Registry, ref: DockerRef) -> tuple[Manifest, str]:
+    """The image manifest for this host (a manifest list picks the platform) and its digest."""
+    body, media, digest = registry.manifest(ref.reference)
+    label = f"{ref.registry}/{ref.repository}@{digest}"
+    media = media_type_of(body, media, label)
+    if media in INDEX_TYPES:
+        chosen = select_platform(parse_index(body, media, label), label)
+        body, media, digest = registry.manifest(chosen.digest)
+        label = f"{ref.registry}/{ref.repository}@{digest}"
+        media = media_type_of(body, media, label)
+        if media in INDEX_TYPES:
+            raise RemoteLiedError(f"{label}: a manifest list names another manifest list")
+    return parse_manifest(body, media, label), digest
+
+
+@contextlib.contextmanager
+def _registry_image(
+    ref: DockerRef, job: DockerFetch, registry: Registry, manifest: Manifest, digest: str
+) -> Iterator[_Pulled]:
+    """Config and layers, each checked against its digest, into locked scratch files.
+
+    A failure in transit keeps the layer files for the next attempt to resume; anything
+    else (wrong bytes, a refused image, success) removes them, still under their locks.
+    """
+    config_bytes = registry.blob_bytes(manifest.config.digest, manifest.config.size)
+    tmp = job.store.layout.tmp
+    with locked_blobs(tmp, (layer.digest for layer in manifest.layers)) as files:
+        keep = False
+        try:
+            for layer in manifest.layers:
+                _download_layer(registry, layer.digest, layer.size, files[layer.digest])
+            origin = Origin(
+                name=registry_image_name(ref),
+                tag=ref.tag,
+                registry_url=ref.registry,
+                repository=ref.repository,
+                original_name=ref.text.removeprefix("docker://").removeprefix("docker:"),
+                image_id=manifest.config.digest,
+                manifest_hash=digest,
+            )
+            paths = tuple(blob_path(tmp, layer.digest) for layer in manifest.layers)
+            yield _Pulled(config_bytes, tuple(_file_opener(p) for p in paths), origin, digest, ())
+        except (TransportError, KeyboardInterrupt):
+            keep = True
+            raise
+        finally:
+            if not keep:
+                for d in files:
+                    blob_path(tmp, d).unlink(missing_ok=True)
+
+
+def _download_layer(registry: Registry, digest: str, size: int, f: BinaryIO) -> None:
+    have = f.seek(0, os.SEEK_END)
+    if 0 < have < size:
+        print(f"image: resuming layer {digest} at byte {have} of {size}", file=sys.stderr)
+    registry.blob_to(digest, size, f, Progress(f"layer {_short(digest)}", start=have))
+
+
+def _short(digest: str) -> str:
+    return digest.partition(":")[2][:12]
+
+
+def _file_opener(path: Path) -> Callable[[], BinaryIO]:
+    return lambda: path.open("rb")
+
+
+def _local_image(ref: DockerRef, local: LocalSource | None, held: contextlib.ExitStack) -> _Pulled:
+    """An archive or layout, read through what the caller opened (or opened here)."""
+    assert ref.path is not None  # noqa: S101 - local sources always have a path
+    if ref.kind == "archive":
+        archive = local.archive if local is not None else None
+        if archive is None:
+            archive = held.enter_context(open_archive(ref.path))
+        return _archive_image(ref.path, archive)
+    if local is not None and local.layout is not None:
+        return _oci_image(ref, local.layout)
+    layout = LayoutFiles.open(ref.path)
+    held.callback(layout.close)
+    return _oci_image(ref, layout)
+
+
+def _archive_image(path: Path, archive: BinaryIO) -> _Pulled:
+    image: LocalImage = load_archive(path, archive)
+    origin = Origin(
+        name=sanitize_identifier(image.repository or path.stem) or "docker-archive",
+        tag=image.tag,
+        repository=image.repository,
+        image_id=image.image_id,
+        parent_image_id=image.parent_id,
+        manifest_hash=image.manifest_digest,
+    )
+    source_digest = image.manifest_digest
+    if not source_digest.startswith("sha256:"):  # legacy layout: the archive's own digest
+        source_digest = _file_sha256(archive)
+    return _Pulled(image.config_json, image.layers, origin, source_digest, image.diff_ids)
+
+
+def _file_sha256(f: BinaryIO) -> str:
+    h = hashlib.sha256()
+    f.seek(0)
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _oci_image(ref: DockerRef, layout: LayoutFiles) -> _Pulled:
+    assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
+    manifest, digest = load_oci_layout(layout, ref.tag)
+    config_bytes = oci_blob_bytes(layout, manifest.config.digest, manifest.config.size)
+    name = ref.path.resolve().name
+    origin = Origin(
+        name=sanitize_identifier(name) or "oci-image",
+        tag=ref.tag or "latest",
+        image_id=manifest.config.digest,
+        manifest_hash=digest,
+    )
+    layers = tuple(oci_blob_opener(layout, d.digest, d.size) for d in manifest.layers)
+    return _Pulled(config_bytes, layers, origin, digest, ())
+
+
+def convert(
+    pulled_layers: tuple[Callable[[], BinaryIO], ...],
+    config_bytes: bytes,
+    origin: Origin,
+    out: BinaryIO,
+    *,
+    label: str,
+    diff_ids: tuple[str, ...] = (),
+    limits: SquashLimits | None = None,
+) -> None:
+    """Squash the layers and write the ACI (manifest first) to ``out``."""
+    config = parse_config(config_bytes, f"{label} (config)")
+    expected = diff_ids or config.diff_ids
+    try:
+        squash = Squasher(list(pulled_layers), limits)
+        squash.read_layers()
+        if expected and len(expected) == len(squash.diff_ids):
+            for i, (want, got) in enumerate(zip(expected, squash.diff_ids, strict=True)):
+                if want != got:
+                    raise RemoteLiedError(
+                        f"{label}: layer {i} does not match the config's diff_id: expected "
+                        f"{want}, got {got}",
+                        hint="the image's layers were altered; nothing was stored",
+                    )
+        squash.add_stdio_links()
+        squash.check_symlinks()
+    except LayerRefused as exc:
+        raise _refused(label, exc) from exc
+    manifest = build_manifest(config, origin, squash.exists, label)
+    try:
+        squash.write(out, manifest)
+    except LayerRefused as exc:
+        raise _refused(label, exc) from exc
+
+
+def _refused(label: str, exc: LayerRefused) -> RemoteLiedError:
+    where = "" if exc.layer is None else f" layer {exc.layer}:"
+    entry = f" entry {exc.entry!r}:" if exc.entry else ""
+    return RemoteLiedError(
+        f"docker image {label}:{where}{entry} {exc.reason} [{exc.rule}]",
+        hint="do not run this image; a safe image never breaks this rule",
+    )
+
+
+def _convert_and_store(ref: DockerRef, pulled: _Pulled, job: DockerFetch) -> ImageRecord:
+    with job.store.scratch_file() as scratch:
+        with scratch.open("wb") as out:
+            convert(
+                pulled.layers,
+                pulled.config_bytes,
+                pulled.origin,
+                out,
+                label=ref.url,
+                diff_ids=pulled.diff_ids,
+                limits=job.squash_limits,
+            )
+        # keystore=None: the explicit, recorded opt-out that gate() allowed above
+        admitted = admit(scratch, None, None, source=ref.url, source_digest=pulled.source_digest)
+        if job.admitted_gate is not None:
+            job.admitted_gate(admitted)
+        return job.store.put(admitted, scratch, None, source=ref.url)

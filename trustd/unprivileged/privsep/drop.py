@@ -1,0 +1,154 @@
+"""Run one piece of work in a forked child that has dropped to the fetch identity.
+
+rkt fetched as root when run as root (rkt #2482). trustd forks, the child drops to the
+``rkt-fetch`` user (``nobody`` when that account does not exist) with group ``rkt`` only,
+sets ``no_new_privs``, proves it cannot regain root, and only then touches the network or
+parses archives. What crosses back is one JSON line: the result string, or the error's
+class, message and hint. A child that dies without answering is an error, never a success.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import grp
+import importlib
+import json
+import os
+import pwd
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trustd.shared import errors
+from trustd.shared.errors import LocalStateError, TrustdError
+
+FETCH_USER = "rkt-fetch"
+FALLBACK_USER = "nobody"
+GROUP = "rkt"
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user: str
+    uid: int
+    gid: int
+
+
+def fetch_identity() -> Identity:
+    """The unprivileged identity root's fetches run as; refuses when group rkt is missing."""
+    try:
+        gid = grp.getgrnam(GROUP).gr_gid
+    except KeyError as exc:
+        raise LocalStateError(
+            f'cannot drop privileges for the fetch: group "{GROUP}" does not exist',
+            hint=f"create it: groupadd --system {GROUP} (make setup does this)",
+        ) from exc
+    for name in (FETCH_USER, FALLBACK_USER):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        if entry.pw_uid != 0:
+            return Identity(name, entry.pw_uid, gid)
+    raise LocalStateError(
+        f'cannot drop privileges for the fetch: neither "{FETCH_USER}" nor "{FALLBACK_USER}" '
+        "exists",
+        hint=f"create it: useradd --system --gid {GROUP} --no-create-home {FETCH_USER}",
+    )
+
+
+def _drop(identity: Identity) -> None:
+    os.setgroups([identity.gid])
+    os.setgid(identity.gid)
+    os.setuid(identity.uid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:  # pragma: no cover - the kernel said we are still root: stop
+        raise RuntimeError("privileges were not dropped")
+    os.umask(0o007)
+
+
+def _child(identity: Identity, work: Callable[[], str], fd: int) -> None:
+    try:
+        _drop(identity)
+        payload: dict[str, str] = {"ok": work()}
+    except TrustdError as exc:
+        payload = {"error": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+    except BaseException as exc:  # noqa: BLE001 - everything must cross back as data
+        payload = {"error": "TrustdError", "message": f"fetch process failed: {exc!r}"}
+    os.write(fd, json.dumps(payload).encode() + b"\n")
+
+
+def _rebuild(payload: dict[str, str]) -> TrustdError:
+    cls = getattr(errors, payload.get("error", ""), TrustdError)
+    if not (isinstance(cls, type) and issubclass(cls, TrustdError)):
+        cls = TrustdError
+    try:
+        return cls(payload.get("message", "fetch failed"), hint=payload.get("hint", ""))
+    except TypeError:  # a subclass with its own constructor
+        return TrustdError(payload.get("message", "fetch failed"), hint=payload.get("hint", ""))
+
+
+# Code the child may need, loaded before the fork: after dropping privileges the child may
+# not be able to read the Python installation (e.g. under /root), and it should not load
+# code from disk as another user anyway.
+PRELOAD = (
+    "encodings.idna",
+    "http.client",
+    "ssl",
+    "hashlib",
+    "base64",
+    "json",
+    "html.parser",
+    "tarfile",
+    "gzip",
+    "bz2",
+    "lzma",
+    "sqlite3",
+    "shutil",
+    "tempfile",
+    "fcntl",
+)
+
+
+def run_as(identity: Identity, work: Callable[[], str], preload: tuple[str, ...] = ()) -> str:
+    """Run ``work`` in a child as ``identity``; return its string result or raise its error."""
+    for module in (*PRELOAD, *preload):
+        importlib.import_module(module)
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, measured by the integration tests
+        os.close(read_fd)
+        try:
+            _child(identity, work, write_fd)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read(1 << 20)
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        how = (
+            f"was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+            if os.WIFSIGNALED(status)
+            else f"exited with {os.waitstatus_to_exitcode(status)}"
+        )
+        raise LocalStateError(
+            f"the unprivileged fetch process {how} without a result",
+            hint="nothing was stored; run again with --debug",
+        )
+    payload = json.loads(data)
+    if "ok" in payload:
+        return str(payload["ok"])
+    raise _rebuild(payload)

@@ -1,0 +1,319 @@
+"""A bounded HTTP(S) GET over the standard library (CONVENTIONS 11).
+
+Every request has a size cap and two clocks: ``connect_timeout`` bounds each socket
+operation while connecting, ``total_timeout`` bounds the whole transfer, redirects and
+slow-drip bodies included. The wall clock is enforced by a watchdog that shuts the socket
+down when the deadline passes, because per-read socket timeouts alone let a server that
+sends one byte just before each timeout keep us forever.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Protocol
+from urllib.parse import urljoin, urlsplit
+
+from trustd import __version__
+from trustd.shared.errors import TransportError, UserError
+from trustd.shared.insecure import Insecure
+
+_MiB = 1024 * 1024
+_CHUNK = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_HTTP_HINT = "pass --insecure-options=http to allow plain HTTP"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps for one transfer: body bytes, seconds to connect, seconds overall, redirects."""
+
+    max_bytes: int
+    connect_timeout: float
+    total_timeout: float
+    max_redirects: int = 10
+    idle_timeout: float | None = None  # longest silence mid-body (big downloads)
+
+
+KEY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
+DISCOVERY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=20, total_timeout=20)
+SIGNATURE_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
+IMAGE_LIMITS = Limits(
+    max_bytes=16 * 1024 * _MiB, connect_timeout=30, total_timeout=6 * 3600, idle_timeout=60
+)
+
+
+class Sink(Protocol):
+    """Receives a 2xx body: ``begin`` once (status, announced length or None), then chunks."""
+
+    def begin(self, status: int, length: int | None) -> None: ...
+
+    def write(self, chunk: bytes, /) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What the server answered last (after redirects). ``headers`` keys are lowercase."""
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
+
+
+def _target(url: str, insecure: Insecure) -> _Target:
+    """Parse and vet ``url``; raises UserError naming what is wrong with it."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise UserError(f"URL {url!r} contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UserError(f"URL {url!r} is malformed: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme == "http" and Insecure.HTTP not in insecure:
+        raise UserError(f"refusing plain HTTP URL {url!r}", hint=_HTTP_HINT)
+    if scheme not in ("https", "http"):
+        raise UserError(
+            f"URL {url!r} has scheme {scheme!r}; only https is supported",
+            hint='use an "https://" URL',
+        )
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise UserError(f"URL {url!r} must name a host and carry no credentials")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    default_port = 443 if scheme == "https" else 80
+    return _Target(url, scheme, parts.hostname, port or default_port, path)
+
+
+def _tls_context(insecure: Insecure) -> ssl.SSLContext:
+    """The system trust store (honours ``SSL_CERT_FILE``), TLS 1.2 or later."""
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if Insecure.TLS in insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _connection(
+    target: _Target, limits: Limits, insecure: Insecure, deadline: float
+) -> http.client.HTTPConnection:
+    timeout = max(min(limits.connect_timeout, deadline - time.monotonic()), 0.001)
+    if target.scheme == "https":
+        ctx = _tls_context(insecure)
+        return http.client.HTTPSConnection(target.host, target.port, timeout=timeout, context=ctx)
+    return http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+
+
+class _Watchdog:
+    """Shuts the connected socket down when the deadline passes; ``fired`` says it did.
+
+    The socket is handed over with :meth:`arm` right after connecting: http.client drops
+    its own reference once a close-delimited response starts, but the reader still blocks
+    on it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = threading.Event()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._timer = threading.Timer(max(seconds, 0.0), self._abort)
+        self._timer.daemon = True
+
+    def arm(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+        if self.fired.is_set():
+            self._abort()
+
+    def _abort(self) -> None:
+        self.fired.set()
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            with suppress(OSError):  # already closed: the transfer ended on its own
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _read_body(
+    resp: http.client.HTTPResponse, target: _Target, limits: Limits, sink: Sink | None
+) -> bytes:
+    """Read the body, refusing it as soon as it would pass ``limits.max_bytes``.
+
+    With a ``sink``, a 2xx body goes to the sink as it arrives and b"" is returned.
+    """
+    cap = limits.max_bytes
+    if resp.length is not None and resp.length > cap:
+        raise _too_big(target, f"announces {resp.length} bytes", cap)
+    streaming = sink is not None and 200 <= resp.status < 300
+    if streaming and sink is not None:
+        sink.begin(resp.status, resp.length)
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := resp.read1(min(_CHUNK, cap + 1 - total)):
+        total += len(chunk)
+        if total > cap:
+            raise _too_big(target, f"sent more than {cap} bytes", cap)
+        if streaming and sink is not None:
+            sink.write(chunk)
+        else:
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_big(target: _Target, what: str, cap: int) -> TransportError:
+    return TransportError(
+        f"{target.url} {what}, over the {cap}-byte cap",
+        hint="the server is misconfigured or hostile; the cap guards against memory exhaustion",
+    )
+
+
+def _request(
+    target: _Target,
+    headers: Mapping[str, str],
+    limits: Limits,
+    insecure: Insecure,
+    deadline: float,
+    *,
+    sink: Sink | None = None,
+) -> Response:
+    """One GET, no redirects. Maps every network failure to TransportError."""
+    conn = _connection(target, limits, insecure, deadline)
+    connected = False
+    try:
+        with _Watchdog(deadline - time.monotonic()) as dog:
+            try:
+                conn.connect()
+                connected = True
+                dog.arm(conn.sock)
+                if conn.sock is not None:  # from here on: the overall clock, or the idle one
+                    left = max(deadline - time.monotonic(), 0.001)
+                    conn.sock.settimeout(min(left, limits.idle_timeout or left))
+                conn.request("GET", target.path, headers=dict(headers))
+                resp = conn.getresponse()
+                moved = resp.status in _REDIRECTS and resp.getheader("location") is not None
+                body = b"" if moved else _read_body(resp, target, limits, sink)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _network_error(target, limits, exc, connected, dog.fired.is_set()) from exc
+        if dog.fired.is_set():  # the watchdog fired just as the transfer ended: still too slow
+            raise _network_error(target, limits, TimeoutError(), connected, True)
+    finally:
+        conn.close()
+    merged: dict[str, str] = {}
+    for name, value in resp.getheaders():
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return Response(target.url, resp.status, MappingProxyType(merged), body)
+
+
+def _network_error(
+    target: _Target, limits: Limits, exc: BaseException, connected: bool, fired: bool
+) -> TransportError:
+    where = f"{target.host}:{target.port}"
+    if fired:
+        return TransportError(
+            f"fetching {target.url} did not finish within {limits.total_timeout:g} s",
+            hint="the server is slow or stalled; try again later",
+        )
+    if isinstance(exc, TimeoutError):
+        limit = (
+            (limits.idle_timeout or limits.total_timeout) if connected else (limits.connect_timeout)
+        )
+        phase = (
+            "with no data from"
+            if connected and limits.idle_timeout
+            else ("waiting for" if connected else "connecting to")
+        )
+        return TransportError(
+            f"timed out after {limit:g} s {phase} {where} ({target.url})",
+            hint="check the network and that the host is up",
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TransportError(
+            f"TLS certificate of {where} could not be verified: {exc.verify_message}",
+            hint="check the system clock and CA bundle (SSL_CERT_FILE); "
+            "--insecure-options=tls skips this check",
+        )
+    return TransportError(
+        f"fetching {target.url} failed: {type(exc).__name__}: {exc}",
+        hint="check the network and that the host is up",
+    )
+
+
+def _follow(current: _Target, location: str, insecure: Insecure) -> _Target:
+    """The redirect target, refusing an https→http downgrade unless Insecure.HTTP."""
+    nxt_url = urljoin(current.url, location)
+    downgrade = current.scheme == "https" and urlsplit(nxt_url).scheme.lower() == "http"
+    if downgrade and Insecure.HTTP not in insecure:
+        raise TransportError(
+            f"{current.url} redirected to plain HTTP {nxt_url}; refusing the downgrade",
+            hint=_HTTP_HINT,
+        )
+    try:
+        return _target(nxt_url, insecure)
+    except UserError as exc:
+        raise TransportError(f"{current.url} redirected to an unusable URL: {exc}") from None
+
+
+def fetch(
+    url: str,
+    *,
+    limits: Limits,
+    insecure: Insecure,
+    headers: Mapping[str, str] | None = None,
+    sink: Sink | None = None,
+) -> Response:
+    """GET ``url`` within ``limits``; non-2xx answers are returned, not raised.
+
+    With ``sink``, a 2xx body is streamed to it instead of being kept in ``Response.body``.
+
+    Raises UserError for a URL we will not fetch, TransportError for network failures,
+    caps, timeouts and bad redirects. ``Authorization`` is dropped when a redirect leaves
+    the origin (scheme, host, port) it was given for.
+    """
+    target = _target(url, insecure)
+    sent = {"User-Agent": f"trustd/{__version__}", "Accept-Encoding": "identity"}
+    sent.update(headers or {})
+    deadline = time.monotonic() + limits.total_timeout
+    for _ in range(limits.max_redirects + 1):
+        if time.monotonic() >= deadline:
+            raise _network_error(target, limits, TimeoutError(), True, True)
+        resp = _request(target, sent, limits, insecure, deadline, sink=sink)
+        location = resp.headers.get("location")
+        if resp.status not in _REDIRECTS or location is None:
+            return resp
+        nxt = _follow(target, location, insecure)
+        if nxt.origin != target.origin:
+            sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+        target = nxt
+    raise TransportError(
+        f"{url}: stopped after {limits.max_redirects} redirects",
+        hint="the server redirects in a loop or too deep; report it to the site's owner",
+    )
