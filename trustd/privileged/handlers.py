@@ -18,6 +18,9 @@ from trustd.privileged.pod import PodStore
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy, load_effective
 from trustd.shared.request import (
+    AttestKey,
+    AttestQuote,
+    AttestStatus,
     CollectPods,
     Enter,
     Envelope,
@@ -161,6 +164,32 @@ def render(ctx: Context, request: Render) -> int:
     return 0
 
 
+def _measurer(ctx: Context) -> Any:
+    from trustd.privileged.measure import Measurer  # noqa: PLC0415
+
+    config = ctx.measure()
+    return Measurer(ctx.data, pcr=config.pcr, tcti=config.tcti)
+
+
+def attest_status(ctx: Context, _request: AttestStatus) -> int:
+    config = ctx.measure()
+    print(_measurer(ctx).status().describe())
+    print(f"mode: {config.mode}\npcr: {config.pcr}")
+    return 0
+
+
+def attest_key(ctx: Context, request: AttestKey) -> int:
+    Path(request.out).write_bytes(_measurer(ctx).ak_public_pem())
+    return 0
+
+
+def attest_quote(ctx: Context, request: AttestQuote) -> int:
+    pcrs = list(request.pcrs) if request.pcrs else [ctx.measure().pcr]
+    _measurer(ctx).quote(bytes.fromhex(request.nonce), pcrs, Path(request.out))
+    print(f"quote of PCR {','.join(map(str, pcrs))} written to {request.out}")
+    return 0
+
+
 HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     Run: run,
     Prepare: prepare,
@@ -171,6 +200,9 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     CollectPods: collect,
     Export: export,
     Render: render,
+    AttestStatus: attest_status,
+    AttestKey: attest_key,
+    AttestQuote: attest_quote,
 }
 
 

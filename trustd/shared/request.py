@@ -213,7 +213,48 @@ class Render:
         _absolute(self.dest, "the destination directory")
 
 
-Request = Run | Prepare | RunPrepared | Enter | Stop | Remove | CollectPods | Export | Render
+@dataclass(frozen=True, slots=True)
+class AttestStatus:
+    kind: Literal["attest-status"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttestKey:
+    """``rkt attest ak``: the attestation key's public part, written to ``out``."""
+
+    kind: Literal["attest-ak"]
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestQuote:
+    kind: Literal["attest-quote"]
+    nonce: str  # hex
+    pcrs: tuple[int, ...] | None  # None: the measurement PCR
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+        bytes.fromhex(self.nonce)  # ValueError: refused with the field's path
+
+
+Request = (
+    Run
+    | Prepare
+    | RunPrepared
+    | Enter
+    | Stop
+    | Remove
+    | CollectPods
+    | Export
+    | Render
+    | AttestStatus
+    | AttestKey
+    | AttestQuote
+)
 
 
 @dataclass(frozen=True, slots=True)
