@@ -15,15 +15,8 @@ from trustd.cli._apps import app_requests, parse_volume
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
-
-STAGE1 = {
-    "container": "container",
-    "fly": "fly",
-    "coreos.com/rkt/stage1-coreos": "container",
-    "coreos.com/rkt/stage1-fly": "fly",
-    "trustd.io/stage1/container": "container",
-    "trustd.io/stage1/fly": "fly",
-}
+from trustd.shared.vocab import STAGE1_NAMES as STAGE1
+from trustd.shared.vocab import Flavor
 
 
 def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
@@ -50,7 +43,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def flavor(args: argparse.Namespace) -> str:
+def flavor(args: argparse.Namespace) -> Flavor:
     if args.stage1_path is not None:
         import json  # noqa: PLC0415
 
@@ -70,7 +63,7 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
 
     return RunRequest(
         apps=app_requests(args.images, options, args.pull_policy),
-        flavor=flavor(args),  # type: ignore[arg-type]
+        flavor=flavor(args),
         net=getattr(args, "net", "default"),
         hostname=getattr(args, "hostname", None),
         volumes=tuple(args.volume),

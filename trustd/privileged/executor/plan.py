@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Flavor = Literal["container", "fly"]
-Net = Literal["default", "none", "host"]
+from trustd.shared.vocab import Flavor, Net, SelinuxMode
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -90,6 +90,7 @@ class AppPlan:
     mounts: tuple[Mount, ...] = ()
     pre_start: tuple[tuple[str, ...], ...] = ()  # appc event handlers, run in the app's root
     post_stop: tuple[tuple[str, ...], ...] = ()
+    image_version: str | None = None  # the manifest's ``version`` label (exact policy scopes)
 
     @property
     def rootfs(self) -> Path:
@@ -107,7 +108,7 @@ class PodPlan:
     insecure: tuple[str, ...]  # --insecure-options names in force, recorded
     masked_paths: bool
     mds: bool = False  # serve the appc metadata service in the pod (--mds-register)
-    selinux_mode: str = "off"  # enforce | permissive | off
+    selinux_mode: SelinuxMode = "off"
     selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
     selinux_file: str | None = None  # the label of the pod's files
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trustd.privileged.executor.plan import Flavor, Mount, Net, Volume
+from trustd.privileged.executor.plan import Mount, Volume
 from trustd.shared.insecure import Insecure
+from trustd.shared.vocab import Flavor, Net, SelinuxMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,4 +41,4 @@ class RunRequest:
     volumes: tuple[Volume, ...] = ()
     insecure: Insecure = Insecure.NONE
     mds_register: bool = False
-    selinux: str = "permissive"  # enforce | permissive | off (the policy layer will decide)
+    selinux: SelinuxMode = "permissive"  # the policy layer decides the mode in force

@@ -14,17 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from trustd.shared.insecure import InsecureName
 from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
+from trustd.shared.vocab import Flavor, MeasureMode, SelinuxMode
 
 Verdict = Literal["allow", "warn", "deny"]
 RequireType = Literal["signed", "reject", "accept-anything"]
-Flavor = Literal["container", "fly", "kvm"]
-SelinuxMode = Literal["enforce", "permissive", "off"]
-MeasureMode = Literal["required", "best-effort", "off"]
 Mode = Literal["enforce", "warn"]
-InsecureName = Literal[
-    "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp", "ondisk"
-]
 
 SECCOMP_BUILTINS: tuple[str, ...] = ("rkt-default", "any", "unconfined")
 SECCOMP_DIGEST = re.compile(r"sha256-[0-9a-f]{64}")

@@ -13,6 +13,7 @@ from trustd.shared._fsutil import read_capped
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
+from trustd.shared.policy import ImageRef as PolicyRef
 from trustd.shared.policy import Policy, accepts_unsigned, decide_fetch
 from trustd.shared.policy.log import append_decision
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
@@ -41,11 +42,12 @@ class FetchContext:
 
     def policy_gate(self, admitted: AdmittedImage) -> None:
         """The fetch gate: the policy's ``require`` for the image's scope, decided, logged
-        (hash-chained), then enforced, before anything is stored."""
+        (hash-chained), then enforced, before anything is stored. The scope is looked up by
+        the verified manifest's name and ``version`` label, so ``name:version`` scopes apply."""
         manifest = admitted.info.manifest
         decision = decide_fetch(
             self.policy,
-            str(manifest.name),
+            PolicyRef.of(manifest.name, manifest.label("version")),
             admitted.provenance.signers,
             self.keystore,
             datetime.now(UTC),
