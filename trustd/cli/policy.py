@@ -110,8 +110,10 @@ def _explain_text(doc: dict[str, Any]) -> None:
     for k in req["keys"]:
         print(f"  key {k['fingerprint']}  {k['via']}: {k['state']}")
     run = doc["run"]
-    for name in ("flavors", "seccomp", "capabilities", "insecure_options"):
+    for name in ("flavors", "capabilities", "insecure_options"):
         print(f"run.{name}: {', '.join(run[name]) or '(none)'}")
+    for entry, digest in doc["seccomp_digests"].items():
+        print(f"run.seccomp: {entry} {digest}")
     print(f"run.selinux: {run['selinux']}")
     print(f"measure:  {doc['measure']}")
     if "stored" in doc:

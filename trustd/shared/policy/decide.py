@@ -101,7 +101,7 @@ class Decision:
 class RunInput:
     """What a run will apply, as the executor's plan says (one app)."""
 
-    image_name: str  # the AC name, from the verified manifest
+    image_name: str  # the AC name from the verified manifest (or NAME:VERSION)
     image_id: str
     signers: tuple[str, ...]  # provenance.signers from the store
     insecure_image: bool  # provenance.insecure
@@ -192,7 +192,11 @@ def decide_fetch(
 
 def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
     """The run gate: provenance and everything the plan applies, against the scope in force."""
-    ref = ImageRef.of(request.image_name, request.image_version)
+    ref = (
+        ImageRef.parse(request.image_name)
+        if request.image_version is None
+        else ImageRef.of(request.image_name, request.image_version)
+    )
     scope = policy.scope(resolve(policy, ref).scope)
     sig = signature_check(
         scope,
