@@ -1,15 +1,24 @@
-"""``rkt`` entry point: parse, dispatch to the verb's module, map errors to exit 254."""
+"""``rkt`` entry point: parse, dispatch to the verb's module, map errors to exit 254.
+
+The error contract: every failure ends in exit 254 and a message, never a traceback unless
+``--debug`` is given. A :class:`TrustdError` prints ``<command>: <message>`` and its hint; an
+over-long name or path (ENAMETOOLONG) and absurd nesting become user errors; any other
+OSError names the file; stdout closed by the reader (``rkt image list | head -1``) ends
+quietly; anything else is ``rkt: internal error: ...`` (a bug: ``--debug`` shows where).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
-from trustd.shared.errors import TrustdError
+from trustd.shared.errors import LocalStateError, TrustdError, UserError, excerpt
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
 # handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.
@@ -77,8 +86,14 @@ def build_parser(verb: str | None = None) -> Parser:
     return parser
 
 
+MAX_MESSAGE = 1000  # a message quoting a 5,000-character argument is cut, with its length
+
+
 def _report(command: str, exc: TrustdError, debug: bool) -> None:
-    print(f"{command}: {exc.message}", file=sys.stderr)
+    message = exc.message
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message)} characters)"
+    print(f"{command}: {message}", file=sys.stderr)
     for line in exc.hint.splitlines():
         print(f"  {line}", file=sys.stderr)
     if debug:
@@ -88,6 +103,50 @@ def _report(command: str, exc: TrustdError, debug: bool) -> None:
             print(f"{'  ' * depth}└─{cause}", file=sys.stderr)
             cause, depth = cause.__cause__, depth + 1
         traceback.print_exception(exc, file=sys.stderr)
+
+
+def _stdout_gone() -> None:
+    """The reader closed our stdout: nothing more can be said there, and Python's flush at
+    exit must not fail again, so point fd 1 at /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+
+
+def _converted(exc: Exception) -> TrustdError | None:
+    """Environmental failures that reached the top as a domain error, or None (a bug)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        name = excerpt(str(exc.filename or ""))
+        return UserError(
+            f"a name or path is longer than the system allows: {name}",
+            hint="a file name is at most 255 bytes and a path 4096 (NAME_MAX, PATH_MAX); "
+            "an image name at most 512 characters",
+        )
+    if isinstance(exc, RecursionError):
+        return UserError(
+            "the input is nested too deeply to read",
+            hint="no file trustd reads needs more than a few levels of nesting",
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return LocalStateError(
+            f"cannot use {excerpt(str(exc.filename))}: {exc.strerror or exc}",
+            hint="check the path and its permissions (--debug shows where it was opened)",
+        )
+    return None
+
+
+def _internal(exc: BaseException, debug: bool) -> None:
+    text = repr(exc)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE]}... ({len(text)} characters)"
+    print(f"rkt: internal error: {text}", file=sys.stderr)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    else:
+        print("  run again with --debug for the traceback, and report it", file=sys.stderr)
 
 
 def _route_subverbs(args: list[str]) -> list[str]:
@@ -100,6 +159,19 @@ def _route_subverbs(args: list[str]) -> list[str]:
     return args
 
 
+def _dispatch(args_list: list[str], verb: str) -> int:
+    parser = build_parser(verb if verb in VERBS else None)
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        raise UserError("missing command", hint="see: rkt --help")
+    args.options = global_options(args)
+    handler: Handler = args.func
+    code = handler(args)
+    sys.stdout.flush()  # a reader that went away is seen here, not at exit
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = _route_subverbs(list(sys.argv[1:] if argv is None else argv))
     verb = next((a for a in args_list if a in VERBS), "rkt")
@@ -107,20 +179,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = sub if parent in SUBVERBS and sub else verb
     debug = "--debug" in args_list
     try:
-        parser = build_parser(verb if verb in VERBS else None)
-        args = parser.parse_args(args_list)
-        if args.command is None:
-            print("missing command", file=sys.stderr)
-            parser.print_help(sys.stderr)
-            return 2
-        args.options = global_options(args)
-        handler: Handler = args.func
-        return handler(args)
+        return _dispatch(args_list, verb)
     except TrustdError as exc:
         _report(command, exc, debug)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (``| head``): the output is incomplete, so not 0 (rkt, a Go
+        # program, dies of SIGPIPE there), but there is nobody to tell: no message.
+        _stdout_gone()
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last resort of the error contract
+        converted = _converted(exc)
+        if converted is None:
+            _internal(exc, debug)
+        else:
+            converted.__cause__ = exc
+            _report(command, converted, debug)
         return EXIT_ERROR
 
 

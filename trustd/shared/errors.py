@@ -6,6 +6,15 @@ Every error carries a ``hint``: the next thing the user should do. The CLI catch
 
 from __future__ import annotations
 
+SHOWN = 120  # characters of an untrusted or user-given string a message repeats
+
+
+def excerpt(text: str, limit: int = SHOWN) -> str:
+    """``text`` for a message: quoted, and cut (with its length) when it is long."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
 
 class TrustdError(Exception):
     """Root of every error trustd raises on purpose."""

@@ -250,6 +250,10 @@ def loads_policy(data: bytes, source: str) -> Policy:
     try:
         text = data.decode("utf-8")
         doc = tomllib.loads(text)
+    except RecursionError as exc:
+        raise PolicyFileError(
+            source, (), "nested too deeply (tables and arrays more than a few levels)", None
+        ) from exc
     except UnicodeDecodeError as exc:
         raise PolicyFileError(source, (), f"not UTF-8 ({exc.reason})", None) from exc
     except tomllib.TOMLDecodeError as exc:
@@ -260,7 +264,7 @@ def loads_policy(data: bytes, source: str) -> Policy:
         return _build(doc, source, digest)
     except _Invalid as exc:
         raise PolicyFileError(source, exc.path, exc.problem, find_line(text, exc.path)) from exc
-    except RecursionError as exc:  # pragma: no cover - absurd nesting
+    except RecursionError as exc:
         raise PolicyFileError(source, (), "nested too deeply", None) from exc
 
 

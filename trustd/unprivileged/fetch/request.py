@@ -61,6 +61,14 @@ def _parse_name(text: str) -> ImageRef:
     )
 
 
+def _is_file(text: str) -> bool:
+    """An existing regular file; a string no path can be (too long, NUL) is not one."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_image_ref(text: str) -> ImageRef:
     """rkt's order: a scheme decides; else an existing file or a path-like string is a file;
     anything else is an appc name (``name[:version][,label=value...]``)."""
@@ -71,6 +79,6 @@ def parse_image_ref(text: str) -> ImageRef:
         return ImageRef("file", text, path=Path(urlsplit(text).path))
     if scheme in ("http", "https"):
         return ImageRef("url", text)
-    if text.startswith("/") or Path(text).is_file() or "./" in text or text.endswith(".aci"):
+    if text.startswith("/") or _is_file(text) or "./" in text or text.endswith(".aci"):
         return ImageRef("file", text, path=Path(text))
     return _parse_name(text)
