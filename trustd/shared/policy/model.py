@@ -3,7 +3,7 @@
 The dataclasses below *are* the file format: the TOML codec (``_codec``) and the JSON Schema
 (``schema``) are both driven by their type hints and field metadata, so the three cannot drift.
 Field metadata: ``doc`` (schema description), ``check`` (a function returning a problem or
-None), ``toml`` (the key name when it differs from the attribute).
+None), ``key`` (the key name when it differs from the attribute; ``_meta(toml=...)``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _meta(doc: str, check: Check | None = None, toml: str | None = None) -> dict
     if check is not None:
         meta["check"] = check
     if toml is not None:
-        meta["toml"] = toml
+        meta["key"] = toml
     return meta
 
 
