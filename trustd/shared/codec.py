@@ -320,14 +320,37 @@ def decode_doc(doc: Any, cls: type[T], source: str, hint: str = "", decoder: Dec
         raise DecodeError(source, (), "nested too deeply", hint) from exc
 
 
-def read_json(path: Path, cls: type[T], hint: str = "") -> T:
-    """Read ``path`` (size-capped) and decode it; unreadable is the same error."""
+TOML = Decoder(noun="key")
+
+
+def read_toml(path: Path, cls: type[T], hint: str = "") -> T:
+    """Read a small TOML file of trustd's own and decode it strictly (see decode_json)."""
+    import tomllib  # noqa: PLC0415 - only the few TOML files need it
+
+    data = _read(path, hint)
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except RecursionError as exc:
+        raise DecodeError(str(path), (), "nested too deeply", hint) from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DecodeError(str(path), (), f"not valid TOML: {exc}", hint) from exc
+    return decode_doc(doc, cls, str(path), hint, TOML)
+
+
+def _read(path: Path, hint: str) -> bytes:
     try:
         with path.open("rb") as f:
             data = f.read(MAX_DOCUMENT + 1)
     except OSError as exc:
         raise DecodeError(str(path), (), f"cannot read: {exc.strerror}", hint) from exc
-    return decode_json(data, cls, str(path), hint)
+    if len(data) > MAX_DOCUMENT:
+        raise DecodeError(str(path), (), f"larger than {MAX_DOCUMENT} bytes", hint)
+    return data
+
+
+def read_json(path: Path, cls: type[T], hint: str = "") -> T:
+    """Read ``path`` (size-capped) and decode it; unreadable is the same error."""
+    return decode_json(_read(path, hint), cls, str(path), hint)
 
 
 def encode(obj: Any) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,38 +21,34 @@ from trustd.privileged.executor._gate import GatedApp, GatedPod
 from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.measure import DEFAULT_PCR, Measurer
 from trustd.shared._fsutil import atomic_write
+from trustd.shared.codec import read_json
 from trustd.shared.errors import UserError
 from trustd.shared.policy import Policy
 from trustd.shared.vocab import MEASURE_MODES, MEASURE_RANK, MeasureMode
 
 MODES = MEASURE_MODES
+MAX_PCR = 23
+_HINT = f'e.g. {{"mode": "required", "pcr": 23}}; mode is one of: {", ".join(MODES)}'
+
+
+def _pcr(value: int) -> str | None:
+    return None if 0 <= value <= MAX_PCR else f"must be a PCR number, 0 to {MAX_PCR}"
 
 
 @dataclass(frozen=True, slots=True)
 class MeasureConfig:
     mode: MeasureMode = "required"
-    pcr: int = DEFAULT_PCR
+    pcr: int = field(default=DEFAULT_PCR, metadata={"check": _pcr})
     tcti: str | None = None
 
 
 def load_config(system_config: Path, local_config: Path) -> MeasureConfig:
+    """``measure.json`` of the local config dir, else the system one, else the default;
+    strict: an unknown key, a wrong type or an unknown mode is an error naming it."""
     for base in (local_config, system_config):
         path = base / "measure.json"
         if path.is_file():
-            try:
-                raw = json.loads(path.read_text())
-                config = MeasureConfig(**raw)
-            except (ValueError, TypeError) as exc:
-                raise UserError(
-                    f"bad measurement config {path}: {exc}",
-                    hint='e.g. {"mode": "required", "pcr": 23}',
-                ) from exc
-            if config.mode not in MODES:
-                raise UserError(
-                    f"bad measurement mode {config.mode!r} in {path}",
-                    hint=f"use one of: {', '.join(MODES)}",
-                )
-            return config
+            return read_json(path, MeasureConfig, hint=_HINT)
     return MeasureConfig()
 
 

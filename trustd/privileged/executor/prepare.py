@@ -22,6 +22,7 @@ from trustd.privileged.pod.lifecycle import MANIFEST
 from trustd.privileged.treestore.render import RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
+from trustd.shared.codec import read_json
 from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
@@ -205,4 +206,5 @@ def prepare(
 
 
 def load_plan(pod: Pod) -> PodPlan:
-    return PodPlan.from_json((pod.path / "plan.json").read_text())
+    path = pod.path / "plan.json"
+    return read_json(path, PodPlan, hint="prepare the pod again")
