@@ -1,6 +1,6 @@
 """Which codec for trustd's own files (docs/adr/0011): decode time of a realistic plan.json
-and import cost, for the hand-written type-hint codec (trustd.shared.codec), msgspec and
-pydantic v2, next to today's hand-written ``PodPlan.from_json``.
+and import cost, for the hand-written type-hint codec (trustd.shared.codec, which
+``PodPlan.from_json`` now is), msgspec and pydantic v2, next to ``json.loads`` alone.
 
 Run: ``.venv/bin/python bench/codecs.py`` (msgspec and pydantic are installed only to
 measure: ``.venv/bin/pip install msgspec pydantic``). Never run by the tests.
@@ -121,14 +121,39 @@ def import_cost(module: str) -> float:
     return statistics.median(samples)
 
 
+COLD = {
+    "trustd.shared.codec": "from trustd.shared.codec import decode_json; "
+    "decode_json(data, PodPlan, 'p')",
+    "msgspec": "import msgspec; msgspec.json.Decoder(PodPlan).decode(data)",
+    "pydantic": "import pydantic; pydantic.TypeAdapter(PodPlan).validate_json(data)",
+}
+
+
+def cold(name: str, data: bytes) -> float:
+    """Import + first decode (type compilation included) in a fresh process, ms, median of 5:
+    what one ``rkt run-prepared`` pays, as it decodes plan.json once."""
+    prog = (
+        "import sys, time; sys.path.insert(0, '.');"
+        "from trustd.privileged.executor.plan import PodPlan;"
+        f"data = open({str(_PLAN)!r}, 'rb').read(); t = time.perf_counter();"
+        f"{COLD[name]}; print((time.perf_counter() - t) * 1e3)"
+    )
+    _PLAN.write_bytes(data)
+    runs = [
+        float(subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
+                             check=True, cwd=ROOT).stdout)
+        for _ in range(5)
+    ]  # fmt: skip
+    return statistics.median(runs)
+
+
+_PLAN = Path("/tmp/trustd-bench-plan.json")  # noqa: S108 - a scratch file of the bench
+
+
 def main() -> None:
     data = realistic_plan()
     print(f"plan.json: {len(data)} bytes, {len(json.loads(data)['apps'])} apps")
     rows = [
-        (
-            "hand-written PodPlan.from_json (today, not strict)",
-            per_call(lambda: PodPlan.from_json(data.decode())),
-        ),
         (
             "trustd.shared.codec decode_json (strict)",
             per_call(lambda: decode_json(data, PodPlan, "plan.json")),
@@ -159,6 +184,9 @@ def main() -> None:
             print(f"  import {import_cost(module):9.1f} ms  {module}")
     if importlib.util.find_spec("pydantic"):
         print(f"  import {import_cost('pydantic.main'):9.1f} ms  pydantic.main (BaseModel)")
+    for name in COLD:
+        if name.startswith("trustd") or importlib.util.find_spec(name):
+            print(f"  cold   {cold(name, data):9.1f} ms  import + first decode: {name}")
 
 
 if __name__ == "__main__":
