@@ -10,6 +10,7 @@ Configuration: ``measure.json`` (``{"mode": "required|best-effort|off", "pcr": 2
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -99,8 +100,9 @@ def _isolation(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
     }
     if app.seccomp is not None and gated.seccomp_digest is not None:
         data["seccomp"] = app.seccomp.source or app.seccomp.mode
-        if app.seccomp.profile_digest:  # a Docker-format profile: the file it was resolved from
-            data["seccomp_profile"] = app.seccomp.profile_digest
+        if app.seccomp.profile_digest:  # a Docker-format profile: the rules resolved from it
+            rules = [dataclasses.asdict(r) for r in app.seccomp.rules]  # for these caps, arch
+            data["seccomp_rules_digest"] = _sha256(json.dumps(rules, sort_keys=True).encode())
         data["seccomp_digest"] = gated.seccomp_digest  # the digest the gate decided on
     else:
         data["seccomp"] = "disabled"

@@ -41,7 +41,7 @@ def run_prepared_pod(
     pod = pods.move(prepared.pod, "run")
     _stamp(pod, "pod-started")
     try:
-        return run_pod(pod.path, prepared.plan)
+        return run_pod(pod.path, prepared.gated)
     finally:
         _stamp(pod, "pod-finished")
         os.close(prepared.lock_fd)  # unlocked in run/ means exited
