@@ -30,6 +30,7 @@ MEASURE_RANK: Mapping[MeasureMode, int] = {"off": 0, "best-effort": 1, "required
 
 SelinuxMode = Literal["enforce", "permissive", "off"]
 SELINUX_MODES: tuple[SelinuxMode, ...] = get_args(SelinuxMode)  # strictest first
+SELINUX_RANK: Mapping[SelinuxMode, int] = {"off": 0, "permissive": 1, "enforce": 2}
 
 Net = Literal["default", "none", "host"]
 NETS: tuple[Net, ...] = get_args(Net)
