@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from trustd.cli.run import STAGE1
 from trustd.shared.insecure import INSECURE_NAMES, Insecure, insecure_names, parse_insecure_options
 from trustd.shared.policy import PolicyFileError, loads_policy
 from trustd.shared.policy.schema import policy_schema
-from trustd.shared.vocab import FLAVORS, MEASURE_MODES, SELINUX_MODES
+from trustd.shared.vocab import FLAVORS, MEASURE_MODES, SELINUX_MODES, STAGE1_NAMES
 
 
 def _enum(schema: dict[str, Any], table: str, key: str) -> list[str]:
@@ -28,7 +27,7 @@ def test_the_policy_schema_uses_the_shared_definitions() -> None:
 
 
 def test_every_stage1_name_runs_a_known_flavor() -> None:
-    assert set(STAGE1.values()) == set(FLAVORS)
+    assert set(STAGE1_NAMES.values()) == set(FLAVORS)
 
 
 def test_insecure_names_are_the_single_bits_of_the_flag() -> None:

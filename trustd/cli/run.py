@@ -15,8 +15,7 @@ from trustd.cli._apps import app_requests, parse_volume
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
-from trustd.shared.vocab import STAGE1_NAMES as STAGE1
-from trustd.shared.vocab import Flavor
+from trustd.shared.vocab import STAGE1_NAMES, Flavor
 
 
 def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
@@ -53,9 +52,9 @@ def flavor(args: argparse.Namespace) -> Flavor:
             raise UserError(f"bad stage1 descriptor {args.stage1_path}: {exc}") from exc
     else:
         name = args.stage1_name
-    if name not in STAGE1:
-        raise UserError(f"unknown stage1 {name!r}", hint=f"use one of: {', '.join(STAGE1)}")
-    return STAGE1[name]
+    if name not in STAGE1_NAMES:
+        raise UserError(f"unknown stage1 {name!r}", hint=f"use one of: {', '.join(STAGE1_NAMES)}")
+    return STAGE1_NAMES[name]
 
 
 def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
