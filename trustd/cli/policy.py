@@ -130,8 +130,7 @@ def run_explain(args: argparse.Namespace) -> int:
         from trustd.shared.store import ImageStore  # noqa: PLC0415 - only when the store is asked
 
         record = ImageStore.open(options.dirs.data).resolve(args.image)
-        version = record.label("version")
-        ref = ImageRef.parse(f"{record.name}:{version}" if version else record.name)
+        ref = ImageRef.of(record.name, record.label("version"))  # as the gates see it
     else:
         ref = ImageRef.parse(args.image)
     doc = explain(policy, ref, _keystore(options), datetime.now(UTC), record)
