@@ -160,7 +160,7 @@ class TokenIssuer:
 def test_token_auth_with_dockerauth_credentials(
     world: World, store: ImageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trustd.unprivileged.fetch._auth import docker_credentials  # noqa: PLC0415
+    from trustd.unprivileged.fetch._auth import docker_credentials, load_auth  # noqa: PLC0415
 
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
@@ -199,7 +199,7 @@ def test_token_auth_with_dockerauth_credentials(
                     }
                 )
             )
-            creds = lambda host: docker_credentials(host, (config,))  # noqa: E731
+            creds = lambda host: docker_credentials(host, load_auth((config,)))  # noqa: E731
             record = fetch_docker(f"docker://{reg.host}/busybox", job(store, credentials=creds))
             assert record.label("arch") == "amd64"
             assert any(r.headers.get("authorization") == expected for r in realm.recorded)

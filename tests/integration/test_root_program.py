@@ -118,10 +118,10 @@ def test_the_root_program_takes_full_image_ids_only(
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
-        (b"", "not JSON"),
-        (b"[1]", "must be an object"),
+        (b"", "not valid JSON"),
+        (b"[1]", "expected a table"),
         (b'{"version": 1}', "missing"),
-        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
     ],
 )
 def test_malformed_requests_are_refused_with_exit_254(payload: bytes, problem: str) -> None:

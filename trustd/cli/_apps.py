@@ -12,7 +12,7 @@ from typing import Any
 
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
-from trustd.shared.request import AppRequest, Mount
+from trustd.shared.request import AppRequest, Mount, Volume
 
 BOOL_FLAGS = {"--readonly-rootfs"}
 VALUE_FLAGS = {
@@ -34,20 +34,30 @@ VALUE_FLAGS = {
 
 
 def parse_volume(text: str) -> Any:
-    """``NAME,kind=host|empty,source=PATH,readOnly=BOOL`` (rkt's --volume)."""
-    from trustd.shared.request import Volume  # noqa: PLC0415
+    """``NAME,kind=host|empty,source=PATH,readOnly=BOOL`` (rkt's --volume); strict: an
+    unknown option, a repeated one or ``readOnly=maybe`` is refused, never read as false."""
+    from trustd.shared.appc.identifier import ACName  # noqa: PLC0415
 
+    usage = "--volume NAME,kind=host,source=/path[,readOnly=true]"
     name, *rest = text.split(",")
-    opts = dict(part.partition("=")[::2] for part in rest)
+    opts: dict[str, str] = {}
+    for part in rest:
+        key, eq, value = part.partition("=")
+        if not eq or key not in ("kind", "source", "readOnly") or key in opts:
+            raise UserError(f"bad --volume {text!r}: option {part!r}", hint=usage)
+        opts[key] = value
     kind = opts.get("kind", "empty")
-    if not name or kind not in ("host", "empty") or (kind == "host" and not opts.get("source")):
-        raise UserError(
-            f"bad --volume {text!r}", hint="--volume NAME,kind=host,source=/path[,readOnly=true]"
-        )
-    readonly = opts.get("readOnly", "false") == "true"
-    if kind == "host":
-        return Volume(name, "host", opts.get("source"), readonly)
-    return Volume(name, "empty", None, readonly)
+    readonly = opts.get("readOnly", "false")
+    bad = (
+        kind not in ("host", "empty")
+        or (kind == "host") != bool(opts.get("source"))
+        or readonly not in ("true", "false")
+    )
+    if bad:
+        raise UserError(f"bad --volume {text!r}", hint=usage)
+    ACName(name)  # rkt: a volume name is an AC Name
+    source = opts["source"] if kind == "host" else None
+    return Volume(name, "host" if kind == "host" else "empty", source, readonly == "true")
 
 
 def _tokens(words: list[str]) -> Iterator[tuple[str, str | None, list[str]]]:

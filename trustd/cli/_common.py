@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from trustd.shared.config import Dirs, GlobalOptions, directory_flag
@@ -87,6 +88,24 @@ def global_options(args: argparse.Namespace) -> GlobalOptions:
         insecure=args.insecure_options,
         trust_keys_from_https=args.trust_keys_from_https,
     )
+
+
+MAX_INPUT = 64 << 20  # a quote bundle, key or event log handed to a verb
+
+
+def read_input(path: Path, what: str, limit: int = MAX_INPUT) -> bytes:
+    """A file named on the command line; a missing, unreadable or oversized one is a
+    UserError naming it (never an OSError traceback)."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError as exc:
+        raise UserError(f"{what} {path}: no such file", hint=f"check the path of {what}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise UserError(f"{what} {path} is larger than {limit} bytes")
+    return data
 
 
 def info(command: str, message: str) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trustd.cli._common import read_input
 from trustd.cli._handoff import exec_root
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.request import AttestKey, AttestQuote, AttestStatus
@@ -26,7 +27,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ak.set_defaults(func=run_ak)
     q = add("quote", "quote PCRs over a nonce and write a verifiable bundle")
     q.add_argument("--nonce", required=True, type=_hex)
-    q.add_argument("--pcrs", default=None, help="comma list (default: the measurement PCR)")
+    q.add_argument(
+        "--pcrs", default=None, type=_pcrs, help="comma list (default: the measurement PCR)"
+    )
     q.add_argument("--out", type=Path, required=True)
     q.set_defaults(func=run_quote)
     v = add("verify", "verify a quote bundle offline (no TPM needed)")
@@ -49,6 +52,16 @@ def _hex(text: str) -> bytes:
         raise UserError(f"{text!r} is not hex") from exc
 
 
+def _pcrs(text: str) -> list[int]:
+    try:
+        pcrs = [int(p) for p in text.split(",")]
+    except ValueError as exc:
+        raise UserError(f"--pcrs {text!r} is not a comma list of PCR numbers") from exc
+    if any(not 0 <= p <= 23 for p in pcrs):
+        raise UserError(f"--pcrs {text!r}: a PCR number is 0 to 23")
+    return pcrs
+
+
 def run_status(args: argparse.Namespace) -> int:
     exec_root(args.options, "status", AttestStatus("attest-status"))
 
@@ -58,22 +71,16 @@ def run_ak(args: argparse.Namespace) -> int:
 
 
 def run_quote(args: argparse.Namespace) -> int:
-    pcrs = tuple(_pcr(p) for p in args.pcrs.split(",")) if args.pcrs else None
+    pcrs = tuple(args.pcrs) if args.pcrs else None
     request = AttestQuote("attest-quote", args.nonce.hex(), pcrs, str(args.out.absolute()))
     exec_root(args.options, "quote", request)
-
-
-def _pcr(text: str) -> int:
-    if not text.strip().isdigit():
-        raise UserError(f"{text!r} is not a PCR index", hint="--pcrs takes a comma list: 16,23")
-    return int(text)
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from trustd.shared.attest import QuoteBundle, load_ak_pem, pod_starts, verify_bundle  # noqa: PLC0415
     from trustd.shared.attest.policy import VerifierPolicy, evaluate  # noqa: PLC0415
 
-    ak = load_ak_pem(args.ak.read_bytes(), source=str(args.ak))
+    ak = load_ak_pem(read_input(args.ak, "the attestation key (--ak)"), source=str(args.ak))
     attestation = verify_bundle(QuoteBundle.load(args.bundle), ak, args.nonce)
     starts = pod_starts(attestation)
     violations = evaluate(VerifierPolicy.load(args.policy), starts) if args.policy else []
@@ -103,7 +110,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     from trustd.shared.attest import parse_cel, parse_firmware_log, replay  # noqa: PLC0415
 
-    data = args.log.read_bytes()
+    data = read_input(args.log, "the event log")
     text_like = data.lstrip()[:1] in (b"[", b"{")
     log = parse_cel(data, source=str(args.log)) if text_like else parse_firmware_log(data)
     banks = replay(log)

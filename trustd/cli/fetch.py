@@ -76,8 +76,10 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
     from trustd.shared.policy import load_effective  # noqa: PLC0415
     from trustd.shared.store import ImageStore  # noqa: PLC0415
     from trustd.unprivileged.fetch import FetchContext  # noqa: PLC0415
+    from trustd.unprivileged.fetch._auth import load_auth  # noqa: PLC0415
 
     dirs = options.dirs
+    config_dirs = (dirs.system_config, dirs.local_config, dirs.user_config)
     return FetchContext(
         store=ImageStore.open(dirs.data, create=True),
         keystore=Keystore(dirs.system_config, dirs.local_config),
@@ -85,9 +87,8 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
         policy=load_effective(dirs.system_config, dirs.local_config),
         pull_policy=pull_policy,
         debug=options.debug,
-        auth_dirs=tuple(
-            d for d in (dirs.system_config, dirs.local_config, dirs.user_config) if d is not None
-        ),
+        # read here, as the invoking user (root: before the fetch child drops privileges)
+        auth=load_auth(tuple(d for d in config_dirs if d is not None)),
         trust_keys_from_https=options.trust_keys_from_https,
     )
 

@@ -86,7 +86,10 @@ def parse_duration(text: str) -> timedelta:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise UserError(f"invalid duration {text!r}", hint="use e.g. 24h0m0s, 30m or 10s")
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return timedelta(seconds=sum(float(n) * units[u] for n, u in parts))
+    try:
+        return timedelta(seconds=sum(float(n) * units[u] for n, u in parts))
+    except OverflowError as exc:
+        raise UserError(f"duration {text!r} is too long", hint="use e.g. 24h0m0s") from exc
 
 
 def _store(options: GlobalOptions) -> Any:

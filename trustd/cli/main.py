@@ -1,14 +1,22 @@
-"""``rkt`` entry point: parse, dispatch to the verb's module, map errors to exit 254."""
+"""``rkt`` entry point: parse, dispatch to the verb's module, map errors to exit 254.
+
+The error contract: every failure ends in exit 254 and a message, never a traceback unless
+``--debug`` is given. A :class:`TrustdError` prints ``<command>: <message>`` and its hint; an
+over-long name or path (ENAMETOOLONG) and absurd nesting become user errors; any other
+OSError names the file; stdout closed by the reader (``rkt image list | head -1``) ends
+quietly; anything else is ``rkt: internal error: ...`` (a bug: ``--debug`` shows where).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
-from trustd.shared.errors import TrustdError, report
+from trustd.shared.errors import TrustdError, UserError, domain_error, report, report_internal
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
 # handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.
@@ -76,6 +84,17 @@ def build_parser(verb: str | None = None) -> Parser:
     return parser
 
 
+def _stdout_gone() -> None:
+    """The reader closed our stdout: nothing more can be said there, and Python's flush at
+    exit must not fail again, so point fd 1 at /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+
+
 def _route_subverbs(args: list[str]) -> list[str]:
     """``rkt trust list ...`` -> ``rkt trust-list ...`` (the first verb token only)."""
     for i, token in enumerate(args):
@@ -86,6 +105,19 @@ def _route_subverbs(args: list[str]) -> list[str]:
     return args
 
 
+def _dispatch(args_list: list[str], verb: str) -> int:
+    parser = build_parser(verb if verb in VERBS else None)
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        raise UserError("missing command", hint="see: rkt --help")
+    args.options = global_options(args)
+    handler: Handler = args.func
+    code = handler(args)
+    sys.stdout.flush()  # a reader that went away is seen here, not at exit
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = _route_subverbs(list(sys.argv[1:] if argv is None else argv))
     verb = next((a for a in args_list if a in VERBS), "rkt")
@@ -93,20 +125,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = sub if parent in SUBVERBS and sub else verb
     debug = "--debug" in args_list
     try:
-        parser = build_parser(verb if verb in VERBS else None)
-        args = parser.parse_args(args_list)
-        if args.command is None:
-            print("missing command", file=sys.stderr)
-            parser.print_help(sys.stderr)
-            return 2
-        args.options = global_options(args)
-        handler: Handler = args.func
-        return handler(args)
+        return _dispatch(args_list, verb)
     except TrustdError as exc:
         report(command, exc, debug)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (``| head``): the output is incomplete, so not 0 (rkt, a Go
+        # program, dies of SIGPIPE there), but there is nobody to tell: no message.
+        _stdout_gone()
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last resort of the error contract
+        converted = domain_error(exc)
+        if converted is None:
+            report_internal(exc, debug)
+        else:
+            converted.__cause__ = exc
+            report(command, converted, debug)
         return EXIT_ERROR
 
 

@@ -110,8 +110,10 @@ def _explain_text(doc: dict[str, Any]) -> None:
     for k in req["keys"]:
         print(f"  key {k['fingerprint']}  {k['via']}: {k['state']}")
     run = doc["run"]
-    for name in ("flavors", "seccomp", "capabilities", "insecure_options"):
+    for name in ("flavors", "capabilities", "insecure_options"):
         print(f"run.{name}: {', '.join(run[name]) or '(none)'}")
+    for entry, digest in doc["seccomp_digests"].items():
+        print(f"run.seccomp: {entry} {digest}")
     print(f"run.selinux: {run['selinux']}")
     print(f"measure:  {doc['measure']}")
     if "stored" in doc:
@@ -128,8 +130,7 @@ def run_explain(args: argparse.Namespace) -> int:
         from trustd.shared.store import ImageStore  # noqa: PLC0415 - only when the store is asked
 
         record = ImageStore.open(options.dirs.data).resolve(args.image)
-        version = record.label("version")
-        ref = ImageRef.parse(f"{record.name}:{version}" if version else record.name)
+        ref = ImageRef.of(record.name, record.label("version"))  # as the gates see it
     else:
         ref = ImageRef.parse(args.image)
     doc = explain(policy, ref, _keystore(options), datetime.now(UTC), record)

@@ -17,15 +17,7 @@ from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
 from trustd.shared.request import Run, RunRequest
-
-STAGE1 = {
-    "container": "container",
-    "fly": "fly",
-    "coreos.com/rkt/stage1-coreos": "container",
-    "coreos.com/rkt/stage1-fly": "fly",
-    "trustd.io/stage1/container": "container",
-    "trustd.io/stage1/fly": "fly",
-}
+from trustd.shared.vocab import STAGE1_NAMES, Flavor
 
 
 def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
@@ -52,7 +44,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def flavor(args: argparse.Namespace) -> str:
+def flavor(args: argparse.Namespace) -> Flavor:
     if args.stage1_path is not None:
         import json  # noqa: PLC0415
 
@@ -62,15 +54,15 @@ def flavor(args: argparse.Namespace) -> str:
             raise UserError(f"bad stage1 descriptor {args.stage1_path}: {exc}") from exc
     else:
         name = args.stage1_name
-    if name not in STAGE1:
-        raise UserError(f"unknown stage1 {name!r}", hint=f"use one of: {', '.join(STAGE1)}")
-    return STAGE1[name]
+    if name not in STAGE1_NAMES:
+        raise UserError(f"unknown stage1 {name!r}", hint=f"use one of: {', '.join(STAGE1_NAMES)}")
+    return STAGE1_NAMES[name]
 
 
 def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunRequest:
     return RunRequest(
         apps=app_requests(args.images, options, args.pull_policy),
-        flavor=flavor(args),  # type: ignore[arg-type]
+        flavor=flavor(args),
         net=getattr(args, "net", "default"),
         hostname=getattr(args, "hostname", None),
         volumes=tuple(args.volume),

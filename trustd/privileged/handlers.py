@@ -112,9 +112,20 @@ def run_prepared(ctx: Context, request: RunPrepared) -> int:
 
 
 def enter(ctx: Context, request: Enter) -> int:
+    """The running pod is gated again (policy and keyring in force now) before joining it."""
     from trustd.privileged.executor.enter import enter as enter_pod  # noqa: PLC0415
+    from trustd.privileged.executor.enter import gate_for_enter  # noqa: PLC0415
 
-    return enter_pod(ctx.pods().find(request.uuid), request.app, list(request.command))
+    pod = ctx.pods().find(request.uuid)
+    gated = gate_for_enter(
+        pod,
+        ctx.store(),
+        ctx.keystore(),
+        ctx.policy(),
+        data_dir=ctx.data,
+        measurement=ctx.measure().mode,
+    )
+    return enter_pod(pod, gated, request.app, list(request.command))
 
 
 def stop(ctx: Context, request: Stop) -> int:

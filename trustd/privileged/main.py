@@ -21,12 +21,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from trustd.shared.errors import TrustdError, UserError, report
+from trustd.shared.errors import TrustdError, UserError, domain_error, report, report_internal
 from trustd.shared.request import MAX_REQUEST_BYTES, ROOT_ENVIRONMENT, ROOT_PATH, decode
 
 EXIT_ERROR = 254
 _SYS_CLOSE_RANGE = 436  # x86_64 and aarch64 (generic table)
 _PR_SET_DUMPABLE = 4
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise UserError("cannot run as unprivileged user", hint="run rkt as root (sudo)")
 
 
 def _request_fd(argv: Sequence[str]) -> int:
@@ -74,8 +79,7 @@ def run(argv: Sequence[str]) -> int:
     """Steps 1-4 of the module docstring; returns the exit status."""
     command, debug = "rkt", False
     try:
-        if os.geteuid() != 0:
-            raise UserError("cannot run as unprivileged user", hint="run rkt as root (sudo)")
+        _require_root()
         data = _read_request(_request_fd(argv))
         _close_inherited()
         _scrub_environment()
@@ -89,6 +93,14 @@ def run(argv: Sequence[str]) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last resort of the error contract
+        converted = domain_error(exc)
+        if converted is None:
+            report_internal(exc, debug)
+        else:
+            converted.__cause__ = exc
+            report(command, converted, debug)
         return EXIT_ERROR
 
 

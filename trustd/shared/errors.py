@@ -6,6 +6,17 @@ Every error carries a ``hint``: the next thing the user should do. The CLI catch
 
 from __future__ import annotations
 
+import errno
+
+SHOWN = 120  # characters of an untrusted or user-given string a message repeats
+
+
+def excerpt(text: str, limit: int = SHOWN) -> str:
+    """``text`` for a message: quoted, and cut (with its length) when it is long."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
 
 class TrustdError(Exception):
     """Root of every error trustd raises on purpose."""
@@ -51,13 +62,19 @@ class UserError(TrustdError):
     """The invocation itself is wrong: a bad flag, a malformed argument, a missing file."""
 
 
+MAX_MESSAGE = 1000
+
+
 def report(command: str, exc: TrustdError, debug: bool) -> None:
     """Print ``<command>: <message>``, the hint indented below it, and with ``debug`` the
     chain of causes and the traceback (ADR 0003). Both the CLI and the root program use it."""
     import sys  # noqa: PLC0415
     import traceback  # noqa: PLC0415
 
-    print(f"{command}: {exc.message}", file=sys.stderr)
+    message = exc.message
+    if len(message) > MAX_MESSAGE:  # a message quoting a 5,000-character argument is cut
+        message = f"{message[:MAX_MESSAGE]}... ({len(message)} characters)"
+    print(f"{command}: {message}", file=sys.stderr)
     for line in exc.hint.splitlines():
         print(f"  {line}", file=sys.stderr)
     if debug:
@@ -67,3 +84,39 @@ def report(command: str, exc: TrustdError, debug: bool) -> None:
             print(f"{'  ' * depth}└─{cause}", file=sys.stderr)
             cause, depth = cause.__cause__, depth + 1
         traceback.print_exception(exc, file=sys.stderr)
+
+
+def domain_error(exc: Exception) -> TrustdError | None:
+    """Environmental failures that reached the top as a domain error, or None (a bug)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        name = excerpt(str(exc.filename or ""))
+        return UserError(
+            f"a name or path is longer than the system allows: {name}",
+            hint="a file name is at most 255 bytes and a path 4096 (NAME_MAX, PATH_MAX); "
+            "an image name at most 512 characters",
+        )
+    if isinstance(exc, RecursionError):
+        return UserError(
+            "the input is nested too deeply to read",
+            hint="no file trustd reads needs more than a few levels of nesting",
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return LocalStateError(
+            f"cannot use {excerpt(str(exc.filename))}: {exc.strerror or exc}",
+            hint="check the path and its permissions (--debug shows where it was opened)",
+        )
+    return None
+
+
+def report_internal(exc: BaseException, debug: bool) -> None:
+    import sys  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    text = repr(exc)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE]}... ({len(text)} characters)"
+    print(f"rkt: internal error: {text}", file=sys.stderr)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    else:
+        print("  run again with --debug for the traceback, and report it", file=sys.stderr)

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import enum
 import sys
+from typing import Literal, get_args
 
 from trustd.shared.errors import UserError
+
+# The single-bit option names: what records, policy (run.insecure_options) and messages use.
+InsecureName = Literal[
+    "image", "tls", "ondisk", "http", "pubkey", "capabilities", "paths", "seccomp"
+]
+INSECURE_NAMES: tuple[InsecureName, ...] = get_args(InsecureName)
 
 
 class Insecure(enum.Flag):
@@ -69,9 +76,9 @@ def parse_insecure_options(text: str) -> Insecure:
     return result
 
 
-def insecure_names(value: Insecure) -> list[str]:
+def insecure_names(value: Insecure) -> list[InsecureName]:
     """The single-bit names set in ``value``, for records and messages."""
-    return [n for n, f in _NAMES.items() if f and f.value.bit_count() == 1 and f in value]
+    return [n for n in INSECURE_NAMES if _NAMES[n] in value]
 
 
 def warn_insecure(command: str, value: Insecure, relevant: Insecure) -> None:

@@ -10,13 +10,16 @@ itself, and re-reads, re-hashes against the whole digest and re-verifies the byt
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from trustd.shared import _strictjson
+from trustd.shared.codec import DecodeError, decode_json
+from trustd.shared.codec import encode as encode_doc
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure
+from trustd.shared.vocab import Flavor, Net, SelinuxMode
 
 MAX_REQUEST_BYTES = 1 << 20
 VERSION: Literal[1] = 1
@@ -27,9 +30,6 @@ ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}")
 _UUID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")
 _APP_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-
-Flavor = Literal["container", "fly"]
-Net = Literal["default", "none", "host"]
 
 
 def _absolute(path: str, what: str) -> None:
@@ -105,7 +105,7 @@ class RunRequest:
     volumes: tuple[Volume, ...] = ()
     insecure: Insecure = Insecure.NONE
     mds_register: bool = False
-    selinux: str = "permissive"  # enforce | permissive | off (the policy decides per scope)
+    selinux: SelinuxMode = "permissive"  # the policy decides the mode in force per scope
 
 
 def _uuid(value: str) -> None:
@@ -279,7 +279,7 @@ class Envelope:
 
 
 def encode(envelope: Envelope) -> bytes:
-    data = _strictjson.dumps(envelope).encode()
+    data = json.dumps(encode_doc(envelope), sort_keys=True).encode()
     if len(data) > MAX_REQUEST_BYTES:
         raise UserError(
             f"the request to the root program is {len(data)} bytes, over {MAX_REQUEST_BYTES}",
@@ -293,10 +293,6 @@ def decode(data: bytes) -> Envelope:
     if len(data) > MAX_REQUEST_BYTES:
         raise UserError(f"request over {MAX_REQUEST_BYTES} bytes refused")
     try:
-        envelope: Envelope = _strictjson.loads(data, Envelope)
-    except _strictjson.StrictJSONError as exc:
-        raise UserError(
-            f"malformed request to the root program: {exc}",
-            hint="the root program is entered through rkt only",
-        ) from exc
-    return envelope
+        return decode_json(data, Envelope, "the request to the root program")
+    except DecodeError as exc:
+        raise UserError(exc.message, hint="the root program is entered through rkt only") from exc

@@ -173,8 +173,8 @@ def test_list_and_remove(
     assert keys.good.lower() not in capsys.readouterr().out
 
 
-def test_missing_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([]) == 2
+def test_missing_command_exits_254(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 254
     assert "missing command" in capsys.readouterr().err
 
 

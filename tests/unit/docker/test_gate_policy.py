@@ -36,3 +36,18 @@ def test_a_scope_that_accepts_unsigned_images_lets_it_in() -> None:
     with pytest.raises(UserError):
         gate(other, Insecure.NONE, lambda n: accepts_unsigned(policy, n))
     gate(other, Insecure.IMAGE, None)  # the flag alone passes this gate (the policy decides later)
+
+
+def test_an_exact_name_tag_scope_applies_to_that_tag_only() -> None:
+    """The tag becomes the image's version label, so ``name:tag`` is an exact scope here."""
+    text = SHIPPED.read_text() + (
+        '\n[scopes."127.0.0.1-5000/team/app:1.0".require]\ntype = "accept-anything"\n'
+    )
+    policy = loads_policy(text.encode(), source="test")
+    gate(parse_docker_ref(REF), Insecure.NONE, lambda n: accepts_unsigned(policy, n))
+    with pytest.raises(UserError, match="not supported"):
+        gate(
+            parse_docker_ref("docker://127.0.0.1:5000/team/app:2.0"),
+            Insecure.NONE,
+            lambda n: accepts_unsigned(policy, n),
+        )

@@ -20,6 +20,7 @@ import pytest
 from tests.unit.isolation._fork import Outcome, raw_syscall, run_exec, run_isolated
 from trustd.privileged.executor._seccomp import check_profile, plan_profile, spec_from_plan
 from trustd.privileged.executor.plan import SeccompPlan
+from trustd.shared.codec import decode_doc
 from trustd.shared.errors import LocalStateError, UserError
 from trustd.shared.isolation import (
     DEFAULT_CAPS,
@@ -132,9 +133,9 @@ def test_moby_capability_includes_follow_the_apps_capabilities() -> None:
 
 def test_profile_plan_survives_plan_json_and_old_plans_still_load() -> None:
     plan = plan_profile("profile=moby-default", load_policy(shipped_default()), None)
-    assert SeccompPlan.from_dict(_roundtrip(plan)) == plan
+    assert decode_doc(_roundtrip(plan), SeccompPlan, "plan.json") == plan
     old = {"mode": "retain", "syscalls": ["read"], "errno": None, "source": "x"}
-    assert SeccompPlan.from_dict(old) == SeccompPlan("retain", ("read",), None, "x")
+    assert decode_doc(old, SeccompPlan, "plan.json") == SeccompPlan("retain", ("read",), None, "x")
 
 
 def _roundtrip(plan: SeccompPlan) -> dict[str, object]:

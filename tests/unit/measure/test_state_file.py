@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trustd.privileged.measure._swtpm import SwtpmState, load_state, parse_state
+from trustd.shared.codec import DecodeError
 from trustd.shared.errors import LocalStateError
 
 GOOD = SwtpmState(
@@ -33,22 +34,23 @@ def test_round_trip() -> None:
     ("changes", "message"),
     [
         ({"version": 2}, "version"),
-        ({"extra": 1}, "expected keys"),
-        ({"pid": ...}, "expected keys"),
-        ({"pid": "4242"}, '"pid"'),
-        ({"pid": True}, '"pid"'),
-        ({"pid": 1}, '"pid"'),
+        ({"extra": 1}, "extra: unknown field"),
+        ({"pid": ...}, "pid: missing required field"),
+        ({"pid": "4242"}, "pid: expected an integer, not a string"),
+        ({"pid": True}, "pid: expected an integer, not a boolean"),
+        ({"pid": 1}, "pid: must be an integer in 2"),
         ({"server_port": 2321, "ctrl_port": 2322}, "2321/2322"),
         ({"server_port": 2320, "ctrl_port": 2321}, "2321/2322"),
         ({"ctrl_port": 40002}, "consecutive"),
-        ({"server_port": 80, "ctrl_port": 81}, '"server_port"'),
-        ({"starts": 0}, '"starts"'),
+        ({"server_port": 80, "ctrl_port": 81}, "server_port: must be"),
+        ({"starts": 0}, "starts: must be"),
         ({"started_at": ""}, "started_at"),
     ],
 )
 def test_defects_are_named(changes: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DecodeError, match=message) as info:
         parse_state(doc(**changes))
+    assert info.value.source == "swtpm.json"
 
 
 def test_load_turns_defects_into_local_state_errors(tmp_path: Path) -> None:
@@ -64,5 +66,5 @@ def test_load_turns_defects_into_local_state_errors(tmp_path: Path) -> None:
 
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash(data: bytes) -> None:
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
+    with contextlib.suppress(DecodeError):  # one domain error, never a ValueError
         parse_state(data)

@@ -1,23 +1,65 @@
 """The run gate: the policy in force decides every app of a pod, at prepare and again at run.
 
-Each decision (allow, warn, deny) is appended to the hash-chained decision log under
-``<dir>/policy/decisions.jsonl`` before it is enforced, so refusals are on record too.
+Each decision (allow, warn, deny) is appended to the hash-chained decision log before it is
+enforced, so refusals are on record too. What the gate admits comes out as a
+:class:`GatedPod`, which only :func:`gate_run` can build: run, enter and measurement take
+nothing else. It carries, per app, the image name and ``version`` label read from the
+re-verified manifest (so exact ``name:version`` scopes apply, ADR 0008), the resolved
+seccomp filter's one digest (the same one the gate checked and the TPM event records), and
+the decision.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from trustd.privileged.executor._seccomp import check_profile, spec_from_plan
 from trustd.privileged.executor.plan import AppPlan, PodPlan
+from trustd.privileged.treestore.render import RenderedTree
+from trustd.shared.errors import LocalStateError
 from trustd.shared.isolation import spec_digest
 from trustd.shared.keystore import Keystore
-from trustd.shared.policy import Policy, RunInput, decide_run
+from trustd.shared.policy import Decision, ImageRef, Policy, RunInput, decide_run
 from trustd.shared.policy.log import append_decision
+from trustd.shared.vocab import MeasureMode, SelinuxMode
 
-MeasureMode = Literal["required", "best-effort", "off"]
+_GATE = object()  # only this module holds it: the GatedPod constructor checks for it
+
+
+@dataclass(frozen=True, slots=True)
+class GatedApp:
+    """One app as the gate admitted it."""
+
+    plan: AppPlan
+    image: ImageRef  # from the re-verified manifest: name and version label
+    signers: tuple[str, ...]  # that verified it now (empty: admitted unsigned)
+    insecure_image: bool
+    seccomp_digest: str | None  # the filter's spec digest; None: seccomp disabled
+    decision: Decision
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+
+@dataclass(frozen=True, slots=True)
+class GatedPod:
+    """A pod plan the run gate admitted. Construct it only through :func:`gate_run`."""
+
+    plan: PodPlan
+    apps: tuple[GatedApp, ...]
+    measurement: MeasureMode
+    token: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.token is not _GATE:
+            raise TypeError("a GatedPod is built only by the run gate (gate_run)")
+
+    def app(self, name: str) -> GatedApp:
+        return next(a for a in self.apps if a.plan.name == name)
 
 
 def _seccomp_digest(app: AppPlan) -> str | None:
@@ -27,34 +69,74 @@ def _seccomp_digest(app: AppPlan) -> str | None:
     return spec_digest(spec_from_plan(app.seccomp))
 
 
-def run_input(plan: PodPlan, app: AppPlan, measurement: MeasureMode) -> RunInput:
-    selinux: Literal["enforce", "permissive", "off"] = (
-        "off" if plan.selinux_mode == "off" else "enforce" if plan.selinux_process else "permissive"
-    )
+def selinux_state(plan: PodPlan) -> SelinuxMode:
+    """What labelling the host gives the pod (not what the policy asked for)."""
+    if plan.selinux_mode == "off":
+        return "off"
+    return "enforce" if plan.selinux_process else "permissive"
+
+
+def run_input(
+    plan: PodPlan, app: AppPlan, tree: RenderedTree, digest: str | None, measurement: MeasureMode
+) -> RunInput:
+    manifest = tree.manifest
     return RunInput(
-        image_name=app.image_name,
+        image_name=str(manifest.name),
+        image_version=manifest.label("version"),
         image_id=app.image_key,
-        signers=app.signers,
-        insecure_image=app.insecure_image,
+        signers=tree.signers,
+        insecure_image=tree.insecure,
         flavor=plan.flavor,
-        seccomp_digest=_seccomp_digest(app),
+        seccomp_digest=digest,
         seccomp_source=app.seccomp.source if app.seccomp else "--insecure-options=seccomp",
         capabilities=app.capabilities,
         insecure_options=plan.insecure,
         measurement=measurement,
-        selinux=selinux,
+        selinux=selinux_state(plan),
+    )
+
+
+def _tree_for(app: AppPlan, trees: Sequence[RenderedTree]) -> RenderedTree:
+    """The re-verified tree this app runs from; the plan must name exactly it."""
+    for tree in trees:
+        if str(tree.path) == app.tree:
+            if str(tree.manifest.name) != app.image_name:
+                raise LocalStateError(
+                    f"app {app.name!r}: the plan names image {app.image_name!r} but its tree "
+                    f"holds {tree.manifest.name}",
+                    hint="prepare the pod again",
+                )
+            return tree
+    raise LocalStateError(
+        f"app {app.name!r}: its image {app.image_key} was not re-verified before the gate",
+        hint="prepare the pod again",
     )
 
 
 def gate_run(
-    plan: PodPlan, policy: Policy, keystore: Keystore, data_dir: Path, measurement: MeasureMode
-) -> None:
-    """Decide, record, then enforce each app; the first denial stops the pod."""
+    plan: PodPlan,
+    trees: Sequence[RenderedTree],
+    policy: Policy,
+    keystore: Keystore,
+    *,
+    data_dir: Path,
+    measurement: MeasureMode,
+) -> GatedPod:
+    """Decide, record, then enforce each app; the first denial stops the pod.
+
+    ``trees`` are the apps' images as just re-verified (rendered or re-checked); the decision
+    is taken on their manifests and signers, never on names the plan recorded."""
     now = datetime.now(UTC)
-    decisions = [
-        decide_run(policy, run_input(plan, app, measurement), keystore, now) for app in plan.apps
-    ]
-    for decision in decisions:
-        append_decision(data_dir, decision)
-    for decision in decisions:
-        decision.enforce()
+    apps = []
+    for app in plan.apps:
+        tree = _tree_for(app, trees)
+        digest = _seccomp_digest(app)
+        facts = run_input(plan, app, tree, digest, measurement)
+        decision = decide_run(policy, facts, keystore, now)
+        ref = ImageRef.of(facts.image_name, facts.image_version)
+        apps.append(GatedApp(app, ref, tree.signers, tree.insecure, digest, decision))
+    for gated in apps:
+        append_decision(data_dir, gated.decision)
+    for gated in apps:
+        gated.decision.enforce()
+    return GatedPod(plan, tuple(apps), measurement, token=_GATE)

@@ -10,47 +10,46 @@ Configuration: ``measure.json`` (``{"mode": "required|best-effort|off", "pcr": 2
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import trustd
-from trustd.privileged.executor.plan import AppPlan, PodPlan
+from trustd.privileged.executor._gate import GatedApp, GatedPod
+from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.measure import DEFAULT_PCR, Measurer
 from trustd.shared._fsutil import atomic_write
+from trustd.shared.codec import read_json
 from trustd.shared.errors import UserError
 from trustd.shared.policy import Policy
+from trustd.shared.vocab import MEASURE_MODES, MEASURE_RANK, MeasureMode
 
-MODES = ("required", "best-effort", "off")
+MODES = MEASURE_MODES
+MAX_PCR = 23
+_HINT = f'e.g. {{"mode": "required", "pcr": 23}}; mode is one of: {", ".join(MODES)}'
+
+
+def _pcr(value: int) -> str | None:
+    return None if 0 <= value <= MAX_PCR else f"must be a PCR number, 0 to {MAX_PCR}"
 
 
 @dataclass(frozen=True, slots=True)
 class MeasureConfig:
-    mode: Literal["required", "best-effort", "off"] = "required"
-    pcr: int = DEFAULT_PCR
+    mode: MeasureMode = "required"
+    pcr: int = field(default=DEFAULT_PCR, metadata={"check": _pcr})
     tcti: str | None = None
 
 
 def load_config(system_config: Path, local_config: Path) -> MeasureConfig:
+    """``measure.json`` of the local config dir, else the system one, else the default;
+    strict: an unknown key, a wrong type or an unknown mode is an error naming it."""
     for base in (local_config, system_config):
         path = base / "measure.json"
         if path.is_file():
-            try:
-                raw = json.loads(path.read_text())
-                config = MeasureConfig(**raw)
-            except (ValueError, TypeError) as exc:
-                raise UserError(
-                    f"bad measurement config {path}: {exc}",
-                    hint='e.g. {"mode": "required", "pcr": 23}',
-                ) from exc
-            if config.mode not in MODES:
-                raise UserError(
-                    f"bad measurement mode {config.mode!r} in {path}",
-                    hint=f"use one of: {', '.join(MODES)}",
-                )
-            return config
+            return read_json(path, MeasureConfig, hint=_HINT)
     return MeasureConfig()
 
 
@@ -64,15 +63,17 @@ def _stage1(plan: PodPlan) -> dict[str, Any]:
     return {"pod": plan.uuid, "flavor": plan.flavor, "descriptor_digest": _sha256(body)}
 
 
-def _image(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
+def _image(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
     data: dict[str, Any] = {
         "pod": plan.uuid,
-        "app": app.name,
-        "image_id": app.image_key,
-        "name": app.image_name,
+        "app": gated.name,
+        "image_id": gated.plan.image_key,
+        "name": str(gated.image.name),
     }
-    if app.signers:
-        data["signers"] = list(app.signers)
+    if gated.image.version:
+        data["version"] = gated.image.version
+    if gated.signers:
+        data["signers"] = list(gated.signers)
     else:
         data["insecure"] = True
     return data
@@ -86,7 +87,8 @@ def _selinux(plan: PodPlan) -> str:
     return f"not applied ({plan.selinux_mode}): this kernel has no SELinux"
 
 
-def _isolation(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
+def _isolation(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
+    app = gated.plan
     data: dict[str, Any] = {
         "pod": plan.uuid,
         "app": app.name,
@@ -96,17 +98,12 @@ def _isolation(plan: PodPlan, app: AppPlan) -> dict[str, Any]:
         "selinux": _selinux(plan),
         "user": f"{app.uid}:{app.gid}",
     }
-    if app.seccomp is not None:
-        spec: dict[str, Any] = {
-            "mode": app.seccomp.mode,
-            "syscalls": list(app.seccomp.syscalls),
-            "errno": app.seccomp.errno,
-        }
-        if app.seccomp.profile_digest:  # a Docker-format profile: its file and resolved rules
-            spec["profile"] = app.seccomp.profile_digest
-            spec["rules"] = [asdict(r) for r in app.seccomp.rules]
+    if app.seccomp is not None and gated.seccomp_digest is not None:
         data["seccomp"] = app.seccomp.source or app.seccomp.mode
-        data["seccomp_digest"] = _sha256(json.dumps(spec, sort_keys=True).encode())
+        if app.seccomp.profile_digest:  # a Docker-format profile: the rules resolved from it
+            rules = [dataclasses.asdict(r) for r in app.seccomp.rules]  # for these caps, arch
+            data["seccomp_rules_digest"] = _sha256(json.dumps(rules, sort_keys=True).encode())
+        data["seccomp_digest"] = gated.seccomp_digest  # the digest the gate decided on
     else:
         data["seccomp"] = "disabled"
     data["capabilities"] = list(app.capabilities) if app.capabilities else "unrestricted"
@@ -130,28 +127,39 @@ def _policy(plan: PodPlan, policy: Policy, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def events(plan: PodPlan, pod_dir: Path, policy: Policy, data_dir: Path) -> list[dict[str, Any]]:
+def events(gated: GatedPod, pod_dir: Path, policy: Policy, data_dir: Path) -> list[dict[str, Any]]:
+    plan = gated.plan
     out = [{"kind": "stage1", "data": _stage1(plan)}]
-    out += [{"kind": "image", "data": _image(plan, app)} for app in plan.apps]
+    out += [{"kind": "image", "data": _image(plan, app)} for app in gated.apps]
     out.append(
         {
             "kind": "pod-manifest",
             "data": {"pod": plan.uuid, "digest": _sha256((pod_dir / "pod").read_bytes())},
         }
     )
-    out += [{"kind": "isolation", "data": _isolation(plan, app)} for app in plan.apps]
+    out += [{"kind": "isolation", "data": _isolation(plan, app)} for app in gated.apps]
     out.append({"kind": "policy", "data": _policy(plan, policy, data_dir)})
     return out
 
 
 def measure_pod_start(
-    plan: PodPlan,
+    gated: GatedPod,
     pod_dir: Path,
     data_dir: Path,
     config: MeasureConfig,
     policy: Policy,
 ) -> dict[str, Any]:
-    """Extend every event or raise MeasurementError (fail closed) unless best-effort/off."""
+    """Extend every event or raise MeasurementError (fail closed) unless best-effort/off.
+
+    Only a pod the run gate admitted can be measured; the mode it was admitted under must
+    be the one in force (the gate checked that against the scope's ``measure``)."""
+    if not isinstance(gated, GatedPod):
+        raise TypeError("measure_pod_start takes the run gate's GatedPod")
+    if MEASURE_RANK[config.mode] < MEASURE_RANK[gated.measurement]:
+        raise UserError(
+            f"measurement is {config.mode} but the pod was admitted for {gated.measurement}",
+            hint="run the pod again with the measurement configuration it was prepared with",
+        )
     if config.mode == "off":
         result: dict[str, Any] = {
             "measured": False,
@@ -165,7 +173,7 @@ def measure_pod_start(
             tcti=config.tcti,
             mode="strict" if config.mode == "required" else "best-effort",
         )
-        records = measurer.extend_all(config.pcr, events(plan, pod_dir, policy, data_dir))
+        records = measurer.extend_all(config.pcr, events(gated, pod_dir, policy, data_dir))
         missing = [r.reason for r in records if not r.measured]
         result = {
             "mode": config.mode,

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from trustd.privileged.executor import _linux as lx
+from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import apply_app_isolation, join_app_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.executor.prepare import load_plan, require_root
+from trustd.privileged.executor.run import regate
 from trustd.privileged.executor.stage1 import EXIT_STAGE1
 from trustd.privileged.pod import Pod, PodState
 from trustd.shared.errors import UserError
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import Policy
+from trustd.shared.store import ImageStore
+from trustd.shared.vocab import MeasureMode
 
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
 
@@ -62,11 +69,33 @@ def _join_and_exec(pid: int, plan: PodPlan, app: AppPlan, command: list[str]) ->
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
-def enter(pod: Pod, app_name: str | None, command: list[str]) -> int:
+def gate_for_enter(
+    pod: Pod,
+    store: ImageStore,
+    keystore: Keystore,
+    policy: Policy,
+    *,
+    data_dir: Path,
+    measurement: MeasureMode,
+) -> GatedPod:
+    """The running pod's plan, its images re-verified and decided by the policy now: what
+    enter applies is what the gate admits today, not only what it admitted at start."""
     require_root()
     if pod.state() is not PodState.RUNNING:
         raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
-    plan = load_plan(pod)
+    return regate(
+        load_plan(pod), store, keystore, policy, data_dir=data_dir, measurement=measurement
+    )
+
+
+def enter(pod: Pod, gated: GatedPod, app_name: str | None, command: list[str]) -> int:
+    """Enter ``app_name`` of ``pod``, confined as the gated plan says (see gate_for_enter)."""
+    require_root()
+    if not isinstance(gated, GatedPod) or gated.plan.uuid != pod.uuid:
+        raise TypeError("enter takes the run gate's GatedPod for this pod")
+    if pod.state() is not PodState.RUNNING:
+        raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
+    plan = gated.plan
     app = _app(plan, app_name)
     pid = _app_pid(pod, app)
     if not command:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from trustd.shared.request import Flavor, Mount, Net, Volume
+from trustd.shared.codec import decode_json
+from trustd.shared.request import Mount, Volume
+from trustd.shared.vocab import Flavor, Net, SelinuxMode
 
+_PLAN_HINT = "the pod plan is written by root at prepare time; prepare the pod again"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -37,21 +39,6 @@ class SeccompPlan:
     default_action: str | None = None
     rules: tuple[SeccompRulePlan, ...] = ()
 
-    @classmethod
-    def from_dict(cls, sec: dict[str, Any]) -> SeccompPlan:
-        rules = tuple(
-            SeccompRulePlan(
-                tuple(r["names"]),
-                r["action"],
-                r["errno"],
-                tuple((int(a[0]), str(a[1]), int(a[2]), int(a[3])) for a in r["args"]),
-            )
-            for r in sec.get("rules", ())
-        )
-        return cls(
-            **{**sec, "syscalls": tuple(sec["syscalls"]), "rules": rules},
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class AppPlan:
@@ -76,6 +63,7 @@ class AppPlan:
     mounts: tuple[Mount, ...] = ()
     pre_start: tuple[tuple[str, ...], ...] = ()  # appc event handlers, run in the app's root
     post_stop: tuple[tuple[str, ...], ...] = ()
+    image_version: str | None = None  # the manifest's ``version`` label (exact policy scopes)
 
     @property
     def rootfs(self) -> Path:
@@ -93,7 +81,7 @@ class PodPlan:
     insecure: tuple[str, ...]  # --insecure-options names in force, recorded
     masked_paths: bool
     mds: bool = False  # serve the appc metadata service in the pod (--mds-register)
-    selinux_mode: str = "off"  # enforce | permissive | off
+    selinux_mode: SelinuxMode = "off"
     selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
     selinux_file: str | None = None  # the label of the pod's files
 
@@ -101,30 +89,6 @@ class PodPlan:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> PodPlan:
-        raw: dict[str, Any] = json.loads(text)
-
-        def app(a: dict[str, Any]) -> AppPlan:
-            sec = a["seccomp"]
-            return AppPlan(
-                **{
-                    **a,
-                    "signers": tuple(a["signers"]),
-                    "exec": tuple(a["exec"]),
-                    "env": tuple(tuple(e) for e in a["env"]),
-                    "capabilities": None if a["capabilities"] is None else tuple(a["capabilities"]),
-                    "seccomp": None if sec is None else SeccompPlan.from_dict(sec),
-                    "mounts": tuple(Mount(**m) for m in a["mounts"]),
-                    "pre_start": tuple(tuple(h) for h in a.get("pre_start", ())),
-                    "post_stop": tuple(tuple(h) for h in a.get("post_stop", ())),
-                }
-            )
-
-        return cls(
-            **{
-                **raw,
-                "apps": tuple(app(a) for a in raw["apps"]),
-                "volumes": tuple(Volume(**v) for v in raw["volumes"]),
-                "insecure": tuple(raw["insecure"]),
-            }
-        )
+    def from_json(cls, text: str | bytes, source: str = "plan.json") -> PodPlan:
+        """Strict: an unknown, missing or mistyped field is a DecodeError naming it."""
+        return decode_json(text, cls, source, hint=_PLAN_HINT)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from trustd.privileged.executor._gate import MeasureMode, gate_run
+from trustd.privileged.executor._gate import GatedPod, gate_run
 from trustd.privileged.executor._ids import resolve_id
 from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor.plan import AppPlan, PodPlan
@@ -21,19 +21,29 @@ from trustd.privileged.pod.lifecycle import MANIFEST
 from trustd.privileged.treestore.render import RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
+from trustd.shared.codec import read_json
 from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
 from trustd.shared.request import AppRequest, RunRequest
 from trustd.shared.store import ImageStore
+from trustd.shared.vocab import SELINUX_MODES, MeasureMode, SelinuxMode
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
     pod: Pod
-    plan: PodPlan
+    gated: GatedPod  # what the run gate admitted (only the gate builds one)
     lock_fd: int  # holds the pod's flock; run keeps it for the pod's life
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.gated, GatedPod):
+            raise TypeError("a prepared pod carries the run gate's GatedPod")
+
+    @property
+    def plan(self) -> PodPlan:
+        return self.gated.plan
 
 
 def require_root() -> None:
@@ -69,6 +79,7 @@ def _plan_app(
         name=req.name or _default_name(manifest),
         image_key=key,
         image_name=str(manifest.name),
+        image_version=manifest.label("version"),
         tree=str(tree.path),
         signers=tree.signers,
         insecure_image=tree.insecure,
@@ -122,19 +133,20 @@ def _pod_manifest(plan: PodPlan) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
-def _selinux_mode(policy: Policy, apps: list[AppPlan]) -> str:
+def _selinux_mode(policy: Policy, apps: list[AppPlan]) -> SelinuxMode:
     """The strictest SELinux mode the policy asks of any app's scope."""
     modes = {
-        policy.scope(resolve(policy, ImageRef.parse(a.image_name)).scope).run.selinux for a in apps
+        policy.scope(resolve(policy, ImageRef.of(a.image_name, a.image_version)).scope).run.selinux
+        for a in apps
     }
-    return next(m for m in ("enforce", "permissive", "off") if m in modes or m == "off")
+    return next(m for m in SELINUX_MODES if m in modes or m == "off")
 
 
-def _selinux(mode: str, pod: Pod, pods: PodStore) -> dict[str, Any]:
+def _selinux(mode: SelinuxMode, pod: Pod, pods: PodStore) -> dict[str, Any]:
     """svirt labels for the pod (per-pod MCS pair), or the recorded reason there are none."""
     from trustd.privileged.isolation.selinux import pod_labels  # noqa: PLC0415
 
-    labels = pod_labels(mode, pod.uuid, pods.root.parent)  # type: ignore[arg-type]
+    labels = pod_labels(mode, pod.uuid, pods.root.parent)
     if labels is None:
         return {"selinux_mode": mode, "selinux_process": None, "selinux_file": None}
     return {"selinux_mode": mode, "selinux_process": labels.process, "selinux_file": labels.file}
@@ -154,11 +166,13 @@ def prepare(
         raise UserError("must provide at least one image")
     pod, fd = pods.new()
     try:
-        apps = []
+        apps, trees = [], []
         for req in request.apps:
             record = store.resolve(req.image)
-            allow = Insecure.IMAGE in request.insecure or accepts_unsigned(policy, record.name)
+            ref = ImageRef.of(record.name, record.label("version"))
+            allow = Insecure.IMAGE in request.insecure or accepts_unsigned(policy, ref)
             tree = render_tree(store, record, keystore, allow_insecure=allow)
+            trees.append(tree)
             apps.append(_plan_app(req, tree, record.key, request, policy))
         if len({a.name for a in apps}) != len(apps):
             raise UserError("two apps have the same name", hint="give each one --name=NAME")
@@ -174,7 +188,9 @@ def prepare(
             mds=request.mds_register,
             **_selinux(_selinux_mode(policy, apps), pod, pods),
         )
-        gate_run(plan, policy, keystore, pods.root.parent, measurement)
+        gated = gate_run(
+            plan, trees, policy, keystore, data_dir=pods.root.parent, measurement=measurement
+        )
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
         atomic_write(pod.path / MANIFEST, _pod_manifest(plan), mode=0o640)
         (pod.path / "pod-created").write_text(datetime.now(UTC).isoformat(timespec="seconds"))
@@ -186,8 +202,9 @@ def prepare(
         pods.move(pod, "garbage")
         os.close(fd)
         raise
-    return Prepared(pod, plan, fd)
+    return Prepared(pod, gated, fd)
 
 
 def load_plan(pod: Pod) -> PodPlan:
-    return PodPlan.from_json((pod.path / "plan.json").read_text())
+    path = pod.path / "plan.json"
+    return read_json(path, PodPlan, hint="prepare the pod again")

@@ -5,19 +5,21 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
-from trustd.privileged.executor._gate import gate_run
+from trustd.privileged.executor._gate import GatedPod, gate_run
 from trustd.privileged.executor._measure import MeasureConfig, measure_pod_start
 from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.executor.prepare import Prepared, load_plan, require_root
 from trustd.privileged.executor.stage1 import run_pod
 from trustd.privileged.pod import Pod, PodState, PodStore
-from trustd.privileged.treestore.render import render_tree
+from trustd.privileged.treestore.render import RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import Keystore
-from trustd.shared.policy import Policy, accepts_unsigned
+from trustd.shared.policy import ImageRef, Policy, accepts_unsigned
 from trustd.shared.store import ImageStore
+from trustd.shared.vocab import MeasureMode
 
 
 def _stamp(pod: Pod, name: str) -> None:
@@ -32,25 +34,46 @@ def run_prepared_pod(
     A measurement that fails (in ``required`` mode) leaves the pod prepared and unrun.
     """
     try:
-        measure_pod_start(prepared.plan, prepared.pod.path, pods.root.parent, measure, policy)
+        measure_pod_start(prepared.gated, prepared.pod.path, pods.root.parent, measure, policy)
     except BaseException:
         os.close(prepared.lock_fd)
         raise
     pod = pods.move(prepared.pod, "run")
     _stamp(pod, "pod-started")
     try:
-        return run_pod(pod.path, prepared.plan)
+        return run_pod(pod.path, prepared.gated)
     finally:
         _stamp(pod, "pod-finished")
         os.close(prepared.lock_fd)  # unlocked in run/ means exited
 
 
-def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore, policy: Policy) -> None:
+def recheck(
+    plan: PodPlan, store: ImageStore, keystore: Keystore, policy: Policy
+) -> list[RenderedTree]:
     """Before a prepared pod runs, every image's signers must still be trusted now (or the
     policy in force must still accept it unsigned)."""
+    trees = []
     for app in plan.apps:
-        allow = "image" in plan.insecure or accepts_unsigned(policy, app.image_name)
-        render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
+        ref = ImageRef.of(app.image_name, app.image_version)
+        allow = "image" in plan.insecure or accepts_unsigned(policy, ref)
+        trees.append(
+            render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
+        )
+    return trees
+
+
+def regate(
+    plan: PodPlan,
+    store: ImageStore,
+    keystore: Keystore,
+    policy: Policy,
+    *,
+    data_dir: Path,
+    measurement: MeasureMode,
+) -> GatedPod:
+    """A recorded plan, its images re-verified now and decided by the policy now."""
+    trees = recheck(plan, store, keystore, policy)  # opt-outs stay those recorded at prepare
+    return gate_run(plan, trees, policy, keystore, data_dir=data_dir, measurement=measurement)
 
 
 def run_prepared(
@@ -73,10 +96,11 @@ def run_prepared(
     if mds_register and not plan.mds:
         plan = replace(plan, mds=True)
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
-    recheck(plan, store, keystore, policy)  # opt-outs stay those recorded at prepare time
     try:
-        gate_run(plan, policy, keystore, pods.root.parent, measure.mode)  # the policy now
+        gated = regate(
+            plan, store, keystore, policy, data_dir=pods.root.parent, measurement=measure.mode
+        )
     except BaseException:
         os.close(fd)
         raise
-    return run_prepared_pod(Prepared(pod, plan, fd), pods, measure, policy)
+    return run_prepared_pod(Prepared(pod, gated, fd), pods, measure, policy)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor import _rootfs
+from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.isolation.selinux import label_tree
@@ -239,8 +240,12 @@ def _child(pod_dir: Path, plan: PodPlan) -> int:
     return _status(status)
 
 
-def run_pod(pod_dir: Path, plan: PodPlan) -> int:
-    """Run the pod to completion; the first app's exit status (rkt's), 254 for our failures."""
+def run_pod(pod_dir: Path, gated: GatedPod) -> int:
+    """Run the pod the run gate admitted to completion; the first app's exit status (rkt's),
+    254 for our failures."""
+    if not isinstance(gated, GatedPod):
+        raise TypeError("run_pod takes the run gate's GatedPod")
+    plan = gated.plan
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

@@ -23,11 +23,11 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from trustd.shared.errors import LocalStateError, PolicyViolationError
+from trustd.shared.vocab import SelinuxMode
 
-Mode = Literal["enforce", "permissive", "off"]
+Mode = SelinuxMode
 XATTR = "security.selinux"
 MAX_CATEGORY = 1024
 _LINE = re.compile(r'^\s*(process|file|ro_file|content)\s*=\s*"?([^"#\s]+)"?\s*$')

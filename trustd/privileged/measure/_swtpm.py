@@ -15,81 +15,95 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from trustd.privileged.measure.errors import MeasurementError
-from trustd.shared._fsutil import atomic_write, read_capped
+from trustd.shared._fsutil import atomic_write
+from trustd.shared.codec import DecodeError, decode_doc, decode_json, encode
 from trustd.shared.errors import LocalStateError
 
 STATE_FILE: Final = "swtpm.json"
 RESERVED_PORTS: Final = frozenset({2321, 2322})
-_KEYS: Final = frozenset({"version", "pid", "server_port", "ctrl_port", "starts", "started_at"})
+MAX_STATE: Final = 4096
 _START_TIMEOUT: Final = 5.0
+
+
+def _range(low: int, high: int) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        return None if low <= value <= high else f"must be an integer in {low}..{high}"
+
+    return check
+
+
+def _nonempty(value: str) -> str | None:
+    return None if value else "must be a non-empty string"
 
 
 @dataclass(frozen=True, slots=True)
 class SwtpmState:
     """What ``swtpm.json`` records about the running (or last) embedded swtpm."""
 
-    pid: int
-    server_port: int
-    ctrl_port: int
-    starts: int
-    started_at: str
+    pid: int = field(metadata={"check": _range(2, 2**22)})
+    server_port: int = field(metadata={"check": _range(1024, 65534)})
+    ctrl_port: int = field(metadata={"check": _range(1025, 65535)})
+    starts: int = field(metadata={"check": _range(1, 2**31)})
+    started_at: str = field(metadata={"check": _nonempty})
+
+    def __post_init__(self) -> None:
+        pair = {self.server_port, self.ctrl_port}
+        if self.ctrl_port != self.server_port + 1 or pair & RESERVED_PORTS:
+            raise ValueError(
+                f"ports {self.server_port}/{self.ctrl_port} are not a consecutive pair "
+                "outside 2321/2322"
+            )
 
     @property
     def tcti(self) -> str:
         return f"swtpm:host=127.0.0.1,port={self.server_port}"
 
     def to_json(self) -> bytes:
-        doc: dict[str, object] = {"version": 1, "pid": self.pid, "server_port": self.server_port}
-        doc |= {"ctrl_port": self.ctrl_port, "starts": self.starts, "started_at": self.started_at}
+        doc = {"version": 1, **encode(self)}
         return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
 
 
-def _int_field(doc: dict[str, object], key: str, low: int, high: int) -> int:
-    value = doc[key]
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f'field "{key}" must be an integer in {low}..{high}, not {value!r}')
-    return value
+@dataclass(frozen=True, slots=True)
+class _StateFile:
+    """``swtpm.json`` as stored: the state and its format version."""
+
+    version: Literal[1]
+    pid: int
+    server_port: int
+    ctrl_port: int
+    starts: int
+    started_at: str
 
 
-def parse_state(data: bytes) -> SwtpmState:
-    """Strict parse of ``swtpm.json``; every defect is a ValueError naming the field."""
-    doc = json.loads(data)
-    if not isinstance(doc, dict) or set(doc) != _KEYS:
-        keys = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
-        raise ValueError(f"expected keys {sorted(_KEYS)}, found {keys}")
-    if doc["version"] != 1:
-        raise ValueError(f'unsupported "version" {doc["version"]!r}')
-    server = _int_field(doc, "server_port", 1024, 65534)
-    ctrl = _int_field(doc, "ctrl_port", 1025, 65535)
-    if ctrl != server + 1 or {server, ctrl} & RESERVED_PORTS:
-        raise ValueError(f"ports {server}/{ctrl} are not a consecutive pair outside 2321/2322")
-    if not isinstance(doc["started_at"], str) or not doc["started_at"]:
-        raise ValueError('field "started_at" must be a non-empty string')
-    return SwtpmState(
-        pid=_int_field(doc, "pid", 2, 2**22),
-        server_port=server,
-        ctrl_port=ctrl,
-        starts=_int_field(doc, "starts", 1, 2**31),
-        started_at=doc["started_at"],
-    )
+def parse_state(data: bytes, source: str = STATE_FILE) -> SwtpmState:
+    """Strict parse of ``swtpm.json``; every defect is a DecodeError naming the field."""
+    hint = f"stop the swtpm it names, then remove {source}"
+    if len(data) > MAX_STATE:
+        raise DecodeError(source, (), f"larger than {MAX_STATE} bytes", hint)
+    stored = decode_json(data, _StateFile, source, hint)
+    doc = {k: v for k, v in encode(stored).items() if k != "version"}
+    return decode_doc(doc, SwtpmState, source, hint)
 
 
 def load_state(tpm_dir: Path) -> SwtpmState | None:
     path = tpm_dir / STATE_FILE
     try:
-        return parse_state(read_capped(path, 4096))
+        with path.open("rb") as f:
+            data = f.read(MAX_STATE + 1)
     except FileNotFoundError:
         return None
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
+    except OSError as exc:
         raise LocalStateError(
-            f"{path}: {exc}", hint=f"stop the swtpm it names, then remove {path}"
+            f"{path}: {exc.strerror}", hint=f"stop the swtpm it names, then remove {path}"
         ) from exc
+    return parse_state(data, str(path))
 
 
 def is_ours(state: SwtpmState, tpm_dir: Path) -> bool:

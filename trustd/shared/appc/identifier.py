@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from trustd.shared.errors import UserError
+from trustd.shared.errors import UserError, excerpt
 
 _IDENT_CHARS = re.compile(r"[^a-z0-9\-._~/]")
 _IDENT_EDGES = re.compile(r"(^[\-._~/])|([\-._~/]$)")
@@ -51,7 +51,7 @@ class ACIdentifier:
         problem = _identifier_problem(self.value)
         if problem is not None:
             raise InvalidIdentifierError(
-                f"{self.value!r} is not a valid AC Identifier: {problem}",
+                f"{excerpt(self.value)} is not a valid AC Identifier: {problem}",
                 hint='use a lowercase name like "example.com/app" (appc spec, AC Identifier)',
             )
 
@@ -90,7 +90,7 @@ class ACName:
     def __post_init__(self) -> None:
         if not _NAME.match(self.value):
             raise InvalidIdentifierError(
-                f"{self.value!r} is not a valid AC Name",
+                f"{excerpt(self.value)} is not a valid AC Name",
                 hint='use lowercase letters, digits and single dashes, e.g. "web-1"',
             )
 

@@ -11,40 +11,44 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from trustd.shared.errors import UserError
+from trustd.shared.codec import read_toml
+from trustd.shared.vocab import Flavor
+
+_FINGERPRINT = re.compile(r"[0-9a-fA-F]{40}")
+_IMAGE_ID = re.compile(r"sha512-[0-9a-f]{1,128}")
+_HINT = "see the format: pydoc trustd.shared.attest.policy"
+
+
+def _fingerprints(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not _FINGERPRINT.fullmatch(v)]
+    return f"{bad[0]!r} is not a 40-hex fingerprint" if bad else None
+
+
+def _images(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not _IMAGE_ID.fullmatch(v)]
+    return f"{bad[0]!r} is not an image ID (sha512-<hex>)" if bad else None
 
 
 @dataclass(frozen=True, slots=True)
 class VerifierPolicy:
-    signers: tuple[str, ...] = ()
-    images: tuple[str, ...] = ()
+    signers: tuple[str, ...] = field(default=(), metadata={"check": _fingerprints})
+    images: tuple[str, ...] = field(default=(), metadata={"check": _images})
     allow_insecure_images: bool = False
-    flavors: tuple[str, ...] = ("container",)
+    flavors: tuple[Flavor, ...] = ("container",)
     require_seccomp: bool = True
     require_no_new_privs: bool = True
 
     @classmethod
     def load(cls, path: Path) -> VerifierPolicy:
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read verifier policy {path}: {exc}") from exc
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(raw) - known):
-            raise UserError(
-                f"verifier policy {path}: unknown key(s) {', '.join(unknown)}",
-                hint=f"known keys: {', '.join(sorted(known))}",
-            )
-        values: dict[str, Any] = {
-            k: tuple(str(x).lower() for x in v) if isinstance(v, list) else v
-            for k, v in raw.items()
-        }
-        return cls(**values)
+        """Strict: an unknown key, a wrong type (a string where a list belongs) or a bad
+        value is a DecodeError naming the file and the key."""
+        policy = read_toml(path, cls, hint=_HINT)
+        return replace(policy, signers=tuple(s.lower() for s in policy.signers))
 
 
 def _image_problems(policy: VerifierPolicy, data: dict[str, Any]) -> list[str]:

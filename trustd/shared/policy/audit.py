@@ -19,6 +19,7 @@ from trustd.shared.policy.decide import Decision, decide_fetch
 from trustd.shared.policy.findings import RULES, SEVERITIES, Finding, finding
 from trustd.shared.policy.lint import lint
 from trustd.shared.policy.model import Policy
+from trustd.shared.policy.scopes import ImageRef
 from trustd.shared.store.model import ImageRecord
 
 _SARIF_LEVEL = {"info": "note", "low": "note", "medium": "warning", "high": "error"}
@@ -39,9 +40,9 @@ class AuditReport:
         return max((f.severity for f in self.findings), key=SEVERITIES.index)
 
 
-def image_ref(record: ImageRecord) -> str:
-    version = record.label("version")
-    return f"{record.name}:{version}" if version else record.name
+def image_ref(record: ImageRecord) -> ImageRef:
+    """The stored image as the gates see it: its name and ``version`` label."""
+    return ImageRef.of(record.name, record.label("version"))
 
 
 def judge_image(policy: Policy, record: ImageRecord, keystore: Keystore, now: datetime) -> Decision:

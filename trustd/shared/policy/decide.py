@@ -17,18 +17,16 @@ from trustd.shared.keystore import Keystore
 from trustd.shared.policy import _profiles
 from trustd.shared.policy._signers import signature_check
 from trustd.shared.policy.model import (
-    MeasureMode,
     Mode,
     Policy,
     RunRules,
     Scope,
-    SelinuxMode,
     Verdict,
 )
 from trustd.shared.policy.scopes import ImageRef, resolve
+from trustd.shared.vocab import MEASURE_RANK, MeasureMode, SelinuxMode
 
 Gate = Literal["fetch", "run"]
-_MEASURE_RANK: dict[str, int] = {"off": 0, "best-effort": 1, "required": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +101,7 @@ class Decision:
 class RunInput:
     """What a run will apply, as the executor's plan says (one app)."""
 
-    image_name: str  # NAME or NAME:VERSION
+    image_name: str  # the AC name from the verified manifest (or NAME:VERSION)
     image_id: str
     signers: tuple[str, ...]  # provenance.signers from the store
     insecure_image: bool  # provenance.insecure
@@ -114,6 +112,7 @@ class RunInput:
     insecure_options: tuple[str, ...]  # single-bit --insecure-options names in force
     measurement: MeasureMode  # what the executor will do
     selinux: SelinuxMode  # what labelling the host gives the pod
+    image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -159,9 +158,13 @@ def _decision(
     )
 
 
+def _ref(image: str | ImageRef) -> ImageRef:
+    return image if isinstance(image, ImageRef) else ImageRef.parse(image)
+
+
 def decide_fetch(
     policy: Policy,
-    name: str,
+    name: str | ImageRef,
     signers: tuple[str, ...],
     keystore: Keystore,
     now: datetime,
@@ -171,10 +174,13 @@ def decide_fetch(
 ) -> Decision:
     """The fetch gate: does ``name`` signed by ``signers`` meet its scope's ``require``?
 
+    ``name`` is the verified manifest's name and version label (:meth:`ImageRef.of`), so an
+    exact ``name:version`` scope applies; a string is parsed as ``NAME[:VERSION]``.
+
     ``signers`` are primary fingerprints that verified the image; ``insecure_image`` is true
     when it was fetched with ``--insecure-options=image`` (then ``signers`` is empty).
     """
-    ref = ImageRef.parse(name)
+    ref = _ref(name)
     scope = policy.scope(resolve(policy, ref).scope)
     check = signature_check(
         scope, ref, signers=signers, insecure_image=insecure_image, keystore=keystore, now=now
@@ -186,7 +192,11 @@ def decide_fetch(
 
 def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
     """The run gate: provenance and everything the plan applies, against the scope in force."""
-    ref = ImageRef.parse(request.image_name)
+    ref = (
+        ImageRef.parse(request.image_name)
+        if request.image_version is None
+        else ImageRef.of(request.image_name, request.image_version)
+    )
     scope = policy.scope(resolve(policy, ref).scope)
     sig = signature_check(
         scope,
@@ -321,7 +331,7 @@ def _insecure(run: RunRules, req: RunInput) -> CheckResult:
 
 
 def _measurement(measure: MeasureMode, req: RunInput) -> CheckResult:
-    if _MEASURE_RANK[req.measurement] >= _MEASURE_RANK[measure]:
+    if MEASURE_RANK[req.measurement] >= MEASURE_RANK[measure]:
         return CheckResult("measurement", True, f"scope: {measure}, executor: {req.measurement}")
     return CheckResult(
         "measurement",
@@ -331,8 +341,8 @@ def _measurement(measure: MeasureMode, req: RunInput) -> CheckResult:
     )
 
 
-def accepts_unsigned(policy: Policy, name: str) -> bool:
+def accepts_unsigned(policy: Policy, name: str | ImageRef) -> bool:
     """The scope for ``name`` admits images without signatures (``require.type =
     "accept-anything"``): an explicit policy opt-out, recorded like the flag."""
-    scope = policy.scope(resolve(policy, ImageRef.parse(name)).scope)
+    scope = policy.scope(resolve(policy, _ref(name)).scope)
     return scope.require.type == "accept-anything"

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from trustd.shared.keystore import Keystore
+from trustd.shared.policy._profiles import digest_for, unconfined_digest
 from trustd.shared.policy._signers import keystore_key
 from trustd.shared.policy.decide import Decision, decide_fetch
 from trustd.shared.policy.model import Policy
@@ -27,6 +28,18 @@ def _key(
         state = "pin expired"
     expires = key.expires.isoformat() if key and key.expires else ""
     return {"fingerprint": format_fingerprint(fpr), "via": via, "state": state, "expires": expires}
+
+
+def _seccomp_digests(policy: Policy, entries: tuple[str, ...]) -> dict[str, str]:
+    """Each allowed filter's spec digest: what the run gate compares and the TPM event records
+    (``any`` has none; ``unconfined`` is the empty filter's)."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        digest, problem = digest_for(policy, entry)
+        if entry == "unconfined":
+            digest = unconfined_digest()
+        out[entry] = digest or problem or "(any filter)"
+    return out
 
 
 def explain(
@@ -68,6 +81,7 @@ def explain(
             "keys": keys,
         },
         "run": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(scope.run).items()},
+        "seccomp_digests": _seccomp_digests(policy, scope.run.seccomp),
         "measure": scope.measure,
     }
     if record is not None:

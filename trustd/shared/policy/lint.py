@@ -14,10 +14,9 @@ from trustd.shared.policy.findings import Finding, finding
 from trustd.shared.policy.model import SECCOMP_BUILTINS, SECCOMP_DIGEST, Policy, Scope
 from trustd.shared.policy.scopes import DEFAULT, parent_of, scope_kind
 from trustd.shared.verify import PublicKey, format_fingerprint
+from trustd.shared.vocab import MEASURE_RANK, SELINUX_RANK
 
 EXPIRY_WARNING = timedelta(days=30)
-_SEL = {"off": 0, "permissive": 1, "enforce": 2}
-_MEAS = {"off": 0, "best-effort": 1, "required": 2}
 _REQ = {"accept-anything": 0, "signed": 1, "reject": 2}
 
 
@@ -97,9 +96,9 @@ def _weaker(child: Scope, parent: Scope, now: datetime) -> tuple[list[str], bool
     loose = sorted({"any", "unconfined"} & (set(cr.seccomp) - set(pr.seccomp)))
     if loose:
         out.append(f"seccomp allows {', '.join(loose)}")
-    if _SEL[cr.selinux] < _SEL[pr.selinux]:
+    if SELINUX_RANK[cr.selinux] < SELINUX_RANK[pr.selinux]:
         out.append(f"selinux {cr.selinux} < {pr.selinux}")
-    if _MEAS[child.measure] < _MEAS[parent.measure]:
+    if MEASURE_RANK[child.measure] < MEASURE_RANK[parent.measure]:
         out.append(f"measure {child.measure} < {parent.measure}")
     if child.exception_active(now) and not parent.exception_active(now):
         out.append("only warns where the parent enforces")

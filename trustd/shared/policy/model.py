@@ -3,7 +3,7 @@
 The dataclasses below *are* the file format: the TOML codec (``_codec``) and the JSON Schema
 (``schema``) are both driven by their type hints and field metadata, so the three cannot drift.
 Field metadata: ``doc`` (schema description), ``check`` (a function returning a problem or
-None), ``toml`` (the key name when it differs from the attribute).
+None), ``key`` (the key name when it differs from the attribute; ``_meta(toml=...)``).
 """
 
 from __future__ import annotations
@@ -14,17 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from trustd.shared.insecure import InsecureName
 from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
+from trustd.shared.vocab import Flavor, MeasureMode, SelinuxMode
 
 Verdict = Literal["allow", "warn", "deny"]
 RequireType = Literal["signed", "reject", "accept-anything"]
-Flavor = Literal["container", "fly", "kvm"]
-SelinuxMode = Literal["enforce", "permissive", "off"]
-MeasureMode = Literal["required", "best-effort", "off"]
 Mode = Literal["enforce", "warn"]
-InsecureName = Literal[
-    "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp", "ondisk"
-]
 
 SECCOMP_BUILTINS: tuple[str, ...] = ("rkt-default", "any", "unconfined")
 SECCOMP_DIGEST = re.compile(r"sha256-[0-9a-f]{64}")
@@ -42,7 +38,7 @@ def _meta(doc: str, check: Check | None = None, toml: str | None = None) -> dict
     if check is not None:
         meta["check"] = check
     if toml is not None:
-        meta["toml"] = toml
+        meta["key"] = toml
     return meta
 
 

@@ -43,6 +43,15 @@ class ImageRef:
             )
         return cls(ACIdentifier.parse(name), version if sep else None)
 
+    @classmethod
+    def of(cls, name: ACIdentifier | str, version: str | None) -> ImageRef:
+        """An image as a verified manifest names it: its AC name and ``version`` label.
+
+        The label is taken as it is: one outside the version grammar matches no exact scope
+        (scope keys are checked against that grammar at load), so it falls to the name's."""
+        ident = name if isinstance(name, ACIdentifier) else ACIdentifier.parse(name)
+        return cls(ident, version or None)
+
     def __str__(self) -> str:
         return f"{self.name}:{self.version}" if self.version else str(self.name)
 

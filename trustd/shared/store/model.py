@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from trustd.shared.appc.aci import AciInfo
+from trustd.shared.codec import decode_doc, decode_json
 from trustd.shared.verify import VerifiedSignature
 
 ID_PREFIX = "sha512-"
 KEY_HEX = 64  # rkt's store key: sha512- and the first 64 hex digits (256 bits)
 SHORT_HEX = 32  # rkt's short form on the command line
+_HINT = "the store index was altered; remove the image (rkt image rm ID) and fetch it again"
 
 # Only trustd.shared.store.admit holds this (CONVENTIONS 4).
 _ADMIT_TOKEN = object()
@@ -42,14 +44,15 @@ class Provenance:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Provenance:
-        return cls(
-            tuple(obj["signers"]),
-            bool(obj["insecure"]),
-            str(obj["verified_at"]),
-            str(obj.get("trusted_via", "")),
-            str(obj.get("source_digest", "")),
-        )
+    def from_json(cls, obj: Any, source: str = "store index: provenance") -> Provenance:
+        """Strict: an unknown, missing or mistyped field is a DecodeError naming it (a
+        provenance that decoded loosely could turn ``"insecure": "false"`` into True)."""
+        return decode_doc(obj, cls, source, hint=_HINT)
+
+    @classmethod
+    def decode(cls, text: str | bytes, source: str = "store index: provenance") -> Provenance:
+        """:meth:`from_json` of the JSON text the index stores."""
+        return decode_json(text, cls, source, hint=_HINT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from trustd.shared.errors import RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
+from trustd.shared.policy import ImageRef
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
 from trustd.unprivileged.docker._blobs import blob_path, locked_blobs
 from trustd.unprivileged.docker._layout_files import LayoutFiles
@@ -52,7 +53,7 @@ UNSIGNED_MESSAGE = (
 )
 
 
-AcceptUnsigned = Callable[[str], bool]  # a store name -> does policy accept it unsigned?
+AcceptUnsigned = Callable[[ImageRef], bool]  # name:version -> may policy take it unsigned?
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +73,14 @@ class DockerFetch:
 def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | None = None) -> None:
     """Docker images carry no appc signature: only an explicit opt-out lets one in, either
     ``--insecure-options=image`` or a policy scope that accepts unsigned images for the name
-    it will have (``accept_unsigned``). Either way ``admit`` records it as insecure, and the
-    policy's fetch gate still decides it afterwards."""
+    it will have (``accept_unsigned``, asked with the name and the tag, which becomes the
+    image's ``version`` label, so an exact ``name:version`` scope applies). Either way
+    ``admit`` records it as insecure, and the policy's fetch gate still decides it afterwards.
+    """
     by_policy = (
         accept_unsigned is not None
         and ref.kind == "registry"
-        and accept_unsigned(registry_image_name(ref))
+        and accept_unsigned(ImageRef.of(registry_image_name(ref), ref.tag))
     )
     if Insecure.IMAGE not in insecure and not by_policy:
         raise UserError(

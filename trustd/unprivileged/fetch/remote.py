@@ -38,7 +38,7 @@ def _get_signature(url: str, ctx: FetchContext) -> bytes | None:
         url,
         limits=SIGNATURE_LIMITS,
         insecure=ctx.insecure,
-        headers=auth_headers(url, ctx.auth_dirs),
+        headers=auth_headers(url, ctx.auth),
     )
     if response.status == 202:
         print("image: server requested deferring the signature download", file=sys.stderr)
@@ -121,7 +121,7 @@ def fetch_url(
         signature = _get_signature(asc_url, ctx)
         if signature is not None and ref.name is not None:
             _signer_known_early(signature, ref.name, ctx)
-    headers = auth_headers(aci_url, ctx.auth_dirs)
+    headers = auth_headers(aci_url, ctx.auth)
     with download(
         aci_url,
         ctx.store.layout.tmp,

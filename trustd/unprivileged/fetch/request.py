@@ -9,7 +9,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from trustd.shared.appc.identifier import ACIdentifier
-from trustd.shared.errors import UserError
+from trustd.shared.errors import UserError, excerpt
 
 Kind = Literal["file", "url", "name", "docker"]
 _ARCH = {
@@ -61,16 +61,28 @@ def _parse_name(text: str) -> ImageRef:
     )
 
 
+def _is_file(text: str) -> bool:
+    """An existing regular file; a string no path can be (too long, NUL) is not one."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_image_ref(text: str) -> ImageRef:
     """rkt's order: a scheme decides; else an existing file or a path-like string is a file;
     anything else is an appc name (``name[:version][,label=value...]``)."""
-    scheme = urlsplit(text).scheme
+    try:
+        scheme = urlsplit(text).scheme
+        file_path = urlsplit(text).path if scheme == "file" else ""
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise UserError(f"{excerpt(text)} is not an image name or URL: {exc}") from exc
     if scheme in ("docker", "docker-archive", "oci"):
         return ImageRef("docker", text)
     if scheme == "file":
-        return ImageRef("file", text, path=Path(urlsplit(text).path))
+        return ImageRef("file", text, path=Path(file_path))
     if scheme in ("http", "https"):
         return ImageRef("url", text)
-    if text.startswith("/") or Path(text).is_file() or "./" in text or text.endswith(".aci"):
+    if text.startswith("/") or _is_file(text) or "./" in text or text.endswith(".aci"):
         return ImageRef("file", text, path=Path(text))
     return _parse_name(text)

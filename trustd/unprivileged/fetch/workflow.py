@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -13,9 +13,11 @@ from trustd.shared._fsutil import read_capped
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
+from trustd.shared.policy import ImageRef as PolicyRef
 from trustd.shared.policy import Policy, accepts_unsigned, decide_fetch
 from trustd.shared.policy.log import append_decision
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
+from trustd.unprivileged.fetch._auth import AuthConfig
 from trustd.unprivileged.fetch.request import FetchRequest, ImageRef
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ class FetchContext:
     policy: Policy  # required: the fetch gate has no silent default (CONVENTIONS 5)
     pull_policy: str = "update"
     debug: bool = False
-    auth_dirs: tuple[Path, ...] = ()  # system, local, user config: auth.d/*.json
+    auth: AuthConfig = field(default_factory=AuthConfig)  # auth.d, read before the drop
     trust_keys_from_https: bool = False
 
     def gate_keystore(self) -> Keystore | None:
@@ -41,11 +43,12 @@ class FetchContext:
 
     def policy_gate(self, admitted: AdmittedImage) -> None:
         """The fetch gate: the policy's ``require`` for the image's scope, decided, logged
-        (hash-chained), then enforced, before anything is stored."""
+        (hash-chained), then enforced, before anything is stored. The scope is looked up by
+        the verified manifest's name and ``version`` label, so ``name:version`` scopes apply."""
         manifest = admitted.info.manifest
         decision = decide_fetch(
             self.policy,
-            str(manifest.name),
+            PolicyRef.of(manifest.name, manifest.label("version")),
             admitted.provenance.signers,
             self.keystore,
             datetime.now(UTC),
@@ -152,10 +155,11 @@ def fetch_image(
         from trustd.unprivileged.docker import DockerFetch, fetch_docker  # noqa: PLC0415
         from trustd.unprivileged.fetch._auth import docker_credentials  # noqa: PLC0415
 
+        auth = ctx.auth
         job = DockerFetch(
             store=ctx.store,
             insecure=ctx.insecure,
-            credentials=lambda registry: docker_credentials(registry, ctx.auth_dirs),
+            credentials=lambda registry: docker_credentials(registry, auth),
             pull_policy=ctx.pull_policy,
             admitted_gate=ctx.policy_gate,
             accept_unsigned=lambda name: accepts_unsigned(ctx.policy, name),
