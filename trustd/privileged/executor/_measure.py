@@ -19,6 +19,7 @@ from typing import Any, Literal
 import trustd
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.measure import DEFAULT_PCR, Measurer
+from trustd.privileged.pod.lifecycle import MANIFEST, PRIVATE
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.errors import UserError
 from trustd.shared.policy import Policy
@@ -136,7 +137,10 @@ def events(plan: PodPlan, pod_dir: Path, policy: Policy, data_dir: Path) -> list
     out.append(
         {
             "kind": "pod-manifest",
-            "data": {"pod": plan.uuid, "digest": _sha256((pod_dir / "pod").read_bytes())},
+            "data": {
+                "pod": plan.uuid,
+                "digest": _sha256((pod_dir / PRIVATE / MANIFEST).read_bytes()),
+            },
         }
     )
     out += [{"kind": "isolation", "data": _isolation(plan, app)} for app in plan.apps]

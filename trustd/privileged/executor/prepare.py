@@ -18,7 +18,7 @@ from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.executor.request import AppRequest, RunRequest
 from trustd.privileged.pod import Pod, PodStore
-from trustd.privileged.pod.lifecycle import MANIFEST
+from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
 from trustd.privileged.treestore.render import RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
@@ -175,8 +175,9 @@ def prepare(
             **_selinux(_selinux_mode(policy, apps), pod, pods),
         )
         gate_run(plan, policy, keystore, pods.root.parent, measurement)
-        atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
-        atomic_write(pod.path / MANIFEST, _pod_manifest(plan), mode=0o640)
+        write_plan(pod, plan)
+        atomic_write(pod.private / MANIFEST, _pod_manifest(plan), mode=0o600)
+        atomic_write(pod.path / INFO, public_info(plan), mode=0o640)
         (pod.path / "pod-created").write_text(datetime.now(UTC).isoformat(timespec="seconds"))
         pod = pods.move(pod, "prepared")
     except TrustdError:
@@ -189,5 +190,18 @@ def prepare(
     return Prepared(pod, plan, fd)
 
 
+def public_info(plan: PodPlan) -> bytes:
+    """What ``rkt list``/``rkt status`` show group rkt: no env, no args, no volumes."""
+    apps = [
+        {"name": a.name, "image_key": a.image_key, "image_name": a.image_name} for a in plan.apps
+    ]
+    return json.dumps({"apps": apps}, indent=2).encode()
+
+
+def write_plan(pod: Pod, plan: PodPlan) -> None:
+    """The plan holds the apps' environment (secrets): root-only, under private/."""
+    atomic_write(pod.check_private() / PLAN, plan.to_json().encode(), mode=0o600)
+
+
 def load_plan(pod: Pod) -> PodPlan:
-    return PodPlan.from_json((pod.path / "plan.json").read_text())
+    return PodPlan.from_json((pod.check_private() / PLAN).read_text())
