@@ -92,25 +92,31 @@ def _each_cap(option: int) -> list[int]:
     return out
 
 
+CAP_DAC_READ_SEARCH = 2
+PR_SET_KEEPCAPS = 8
+
+
 def drop_to(uid: int, gid: int) -> None:
-    """Become ``uid``:``gid`` with no capability in any set and no way to gain one."""
+    """Become ``uid``:``gid`` with an empty bounding set, no ambient or inheritable
+    capability and no_new_privs, keeping only CAP_DAC_READ_SEARCH in the effective set until
+    the exec (the interpreter may sit under a root-only directory, as it does here under
+    /root/.pyenv). The exec of a file without file capabilities by a non-root uid leaves
+    the new program no capability at all; the service checks that first thing."""
     _each_cap(_libc.PR_CAPBSET_DROP)  # needs CAP_SETPCAP: drop the bounding set while root
     _libc.prctl(_libc.PR_CAP_AMBIENT, _libc.PR_CAP_AMBIENT_CLEAR_ALL)
+    _libc.prctl(PR_SET_KEEPCAPS, 1)
     os.setgroups([])
     os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)  # all uids non-zero: the kernel clears permitted/effective
-    _libc.capset(_libc.CapState(0, 0, 0))
+    os.setresuid(uid, uid, uid)
+    keep = 1 << CAP_DAC_READ_SEARCH
+    _libc.capset(_libc.CapState(keep, keep, 0))
+    _libc.prctl(PR_SET_KEEPCAPS, 0)
     set_no_new_privs()
     _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by setresuid: set it after
     held = _libc.capget()
-    if (
-        held.effective
-        or held.permitted
-        or held.inheritable
-        or any(_each_cap(_libc.PR_CAPBSET_READ))
-    ):
+    if held.permitted != keep or held.inheritable or any(_each_cap(_libc.PR_CAPBSET_READ)):
         raise PolicyViolationError("the metadata service still holds capabilities")
-    if os.getresuid() != (uid, uid, uid) or os.getgroups():
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
         raise PolicyViolationError("the metadata service did not drop to its account")
 
 

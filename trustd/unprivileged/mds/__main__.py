@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+from pathlib import Path
 
 from trustd.shared.isolation import set_undumpable
 from trustd.unprivileged.mds.server import MetadataService, PodMetadata
@@ -45,8 +46,26 @@ def decode(raw: bytes) -> PodMetadata:
     )
 
 
+def _confined() -> str | None:
+    """Why this process is not the unprivileged, capability-less one it must be, or None."""
+    if os.getuid() == 0 or os.geteuid() == 0:
+        return "it runs as root"
+    status = dict(
+        line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines()
+    )
+    for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        if int(status[field], 16):
+            return f"{field} is {status[field].strip()}"
+    if status["NoNewPrivs"].strip() != "1":
+        return "no_new_privs is not set"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     set_undumpable()  # first: before the key is in memory
+    if (why := _confined()) is not None:
+        print(f"metadata service: refusing to serve: {why}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="trustd.unprivileged.mds")
     parser.add_argument("--config-fd", type=int, required=True)
     parser.add_argument("--listen-fd", type=int, required=True)
