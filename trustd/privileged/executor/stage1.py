@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import signal
 import socket
 import struct
@@ -35,6 +36,7 @@ from trustd.privileged.pod.lifecycle import PRIVATE
 from trustd.shared.isolation import set_undumpable
 
 EXIT_STAGE1 = 254
+_VOLUME_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def _lo_up() -> None:
@@ -54,6 +56,8 @@ def _app_root(pod_dir: Path, app: AppPlan) -> Path:
 
 
 def _volume_source(pod_dir: Path, plan: PodPlan, name: str) -> tuple[str, bool]:
+    if not _VOLUME_NAME.fullmatch(name):
+        raise OSError(f"volume name {name!r} is not an appc ACName (a-z, 0-9 and dashes)")
     for vol in plan.volumes:
         if vol.name == name:
             if vol.kind == "host" and vol.source:
