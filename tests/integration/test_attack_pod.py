@@ -371,7 +371,25 @@ REFUSED = [f"refused:{f}" for f in ("exe", "cwd", "root", "environ", "mem", "map
 
 
 def test_the_app_cannot_open_the_pod_init_through_proc(shared_dirs: ConfigDirs, image: str) -> None:
+    """PID 1 holds every capability the app lacks, and is non-dumpable besides."""
     result = rkt(shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", f"P=1; {PROBE}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
+
+
+def test_a_handler_cannot_open_the_stage1_process_that_confined_it(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    """The stage1 process that applied the app's user and capabilities runs the pre-start
+    handler and waits for it: same uid, same capabilities as the handler, the whole pod
+    plan (every app's env) in its memory. Only its being non-dumpable keeps the handler out
+    of its /proc entries."""
+    handler = ["/bin/sh", "-c", f"P=$PPID; {PROBE}"]
+    extra: dict[str, object] = {"eventHandlers": [{"name": "pre-start", "exec": handler}]}
+    aci = busybox_aci(tmp_path / "pre.aci", "example.com/prestart", app_extra=extra)
+    keys.gpg.sign(keys.good, aci, tmp_path / "pre.aci.asc")
+    probed = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+    result = rkt(shared_dirs, "run", probed, "--exec=/bin/true")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
 
@@ -410,8 +428,8 @@ def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
     mds_user = pwd.getpwnam("rkt-mds")
     script = (
         'until wget -q -O /dev/null "$AC_METADATA_URL/acMetadata/v1/pod/uuid"; do sleep 0.1; done; '
-        "P=$(grep -l trustd.unprivileged.mds /proc/[0-9]*/cmdline | cut -d/ -f3 | head -n1); "
-        "echo uid:$(id -u) mds:${P:-none}; " + PROBE
+        "P=$(grep -l '^python' /proc/[0-9]*/comm | cut -d/ -f3 | head -n1); "
+        "echo uid:$(id -u) mds:$(awk '/^Uid:/ {print $2}' /proc/${P:-none}/status); " + PROBE
     )
     result = rkt(
         shared_dirs,
@@ -426,6 +444,7 @@ def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
         script,
     )
     assert result.returncode == 0, result.stderr
-    head, *probe = result.stdout.split()
-    assert head == f"uid:{mds_user.pw_uid}" and "mds:none" not in result.stdout, result.stdout
-    assert probe[1:] == [*REFUSED, "control:self-exe-open"], result.stdout
+    uid, mds, *probe = result.stdout.split()
+    same = mds_user.pw_uid
+    assert (uid, mds) == (f"uid:{same}", f"mds:{same}"), result.stdout  # the app is its uid
+    assert probe == [*REFUSED, "control:self-exe-open"], result.stdout
