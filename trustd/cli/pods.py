@@ -200,8 +200,10 @@ def _forget(pods: Any, pod: Any) -> None:
     from trustd.privileged.executor._isolate import destroy_pod_cgroups  # noqa: PLC0415
     from trustd.privileged.executor.prepare import load_plan  # noqa: PLC0415
     from trustd.privileged.isolation.selinux import McsAllocator  # noqa: PLC0415
+    from trustd.shared.errors import LocalStateError  # noqa: PLC0415
 
-    with contextlib.suppress(OSError, ValueError, KeyError):
+    # a pod in the old layout (or with a damaged plan) is still removed
+    with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
         destroy_pod_cgroups(load_plan(pod))
     McsAllocator(pods.root.parent).release(pod.uuid)
     pods.remove(pod)

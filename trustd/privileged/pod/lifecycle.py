@@ -61,7 +61,13 @@ class Pod:
                 "readable by group rkt",
                 hint=f"remove it and prepare it again: rkt rm {self.uuid}",
             )
-        fd = os.open(self.private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(self.private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:  # missing, a symlink, not a directory
+            raise LocalStateError(
+                f"{self.private}: {exc.strerror}; a pod's private state must be a directory",
+                hint=f"remove the pod: rkt rm {self.uuid}",
+            ) from exc
         try:
             _check_private_fd(fd, self.private)
         finally:
