@@ -274,6 +274,37 @@ def test_an_fd_rkt_inherited_does_not_reach_the_app(shared_dirs: ConfigDirs, ima
     assert not Path("/etc", marker).exists()
 
 
+def test_fds_are_closed_before_a_retain_set_filter_is_loaded(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """Under a retain set close_range is not allowed (ENOSYS, seccomp.ENOSYS_FALLBACK) and a
+    syscall the set lacks kills: the fds are made close-on-exec before the filter is loaded,
+    so the confined app starts, and without fd 9."""
+    marker = f"trustd-attack-{secrets.token_hex(4)}"
+    result = subprocess.run(
+        [
+            *WITH_FD9,
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            image,
+            "--seccomp=mode=retain,@docker/default-whitelist",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            _fd_script(marker),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    _only_stdio(result.stdout)
+    assert not Path("/etc", marker).exists()
+
+
 def test_an_fd_rkt_enter_inherited_does_not_reach_the_entered_process(
     shared_dirs: ConfigDirs, image: str
 ) -> None:

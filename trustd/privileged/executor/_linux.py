@@ -82,12 +82,12 @@ _ALL_FDS = 0xFFFFFFFF  # ~0U
 
 
 def cloexec_above_stdio() -> None:
-    """Every fd above 2 gets FD_CLOEXEC, right before execve: an fd rkt inherited (``9</etc``,
-    runc CVE-2024-21626) or one of ours never reaches the app.
+    """Every fd above 2 gets FD_CLOEXEC, in the app's process before its isolation and exec:
+    an fd rkt inherited (``9</etc``, runc CVE-2024-21626) or one of ours never reaches the app.
 
     close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) first (Linux >= 5.11); then, whatever it
-    returned (an old kernel, or a seccomp filter that refuses it), every fd still listed in
-    /proc/self/fd is marked with fcntl, so the result never depends on the syscall.
+    returned (an older kernel says ENOSYS), every fd still listed in /proc/self/fd is marked
+    with fcntl, so the result never depends on the syscall. Any other failure raises.
     """
     _libc.syscall(SYS_CLOSE_RANGE, 3, ctypes.c_uint(_ALL_FDS), CLOSE_RANGE_CLOEXEC)
     for name in os.listdir("/proc/self/fd"):  # noqa: PTH208 - no Path objects before exec

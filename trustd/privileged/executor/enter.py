@@ -58,8 +58,7 @@ def _join_and_exec(pid: int, plan: PodPlan, app: AppPlan, command: list[str]) ->
     if child == 0:
         env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
         os.chdir(app.working_dir or "/")
-        apply_app_isolation(plan, app)
-        lx.cloexec_above_stdio()  # nothing rkt enter inherited (``9</etc``) reaches the app
+        apply_app_isolation(plan, app)  # first: nothing rkt enter inherited reaches the app
         os.execvpe(command[0], command, env)  # noqa: S606 - no shell, by design
     _, status = os.waitpid(child, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)

@@ -144,8 +144,7 @@ def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: st
     for argv in handlers:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - measured by the integration tests
-            try:
-                lx.cloexec_above_stdio()
+            try:  # fds above 2 are close-on-exec already (apply_app_isolation)
                 os.execvpe(argv[0], list(argv), _app_env(app))  # noqa: S606 - no shell
             finally:
                 os._exit(127)
@@ -160,9 +159,8 @@ def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     (apps_dir / "pid").write_text(str(Path("/proc/self").readlink()))  # host PID, for enter
     _enter_root(root, plan)
     os.chdir(app.working_dir or "/")
-    apply_app_isolation(plan, app)  # user, capabilities, no_new_privs, seccomp: last
+    apply_app_isolation(plan, app)  # fds, user, capabilities, no_new_privs, seccomp: last
     _run_handlers(app, app.pre_start, "pre-start")
-    lx.cloexec_above_stdio()  # no inherited fd (``9</etc``) and none of ours reaches the app
     os.execvpe(app.exec[0], list(app.exec), _app_env(app))  # noqa: S606 - no shell, by design
 
 
