@@ -6,11 +6,13 @@ child); only the resulting store key reaches the executor.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
+from trustd.shared.request import AppRequest, Mount
 
 BOOL_FLAGS = {"--readonly-rootfs"}
 VALUE_FLAGS = {
@@ -33,7 +35,7 @@ VALUE_FLAGS = {
 
 def parse_volume(text: str) -> Any:
     """``NAME,kind=host|empty,source=PATH,readOnly=BOOL`` (rkt's --volume)."""
-    from trustd.privileged.executor.plan import Volume  # noqa: PLC0415
+    from trustd.shared.request import Volume  # noqa: PLC0415
 
     name, *rest = text.split(",")
     opts = dict(part.partition("=")[::2] for part in rest)
@@ -89,9 +91,29 @@ def _split_apps(words: list[str]) -> list[dict[str, Any]]:
     return apps
 
 
+def full_id(ref: str, options: GlobalOptions) -> str:
+    """The full image ID of an image given by ID (prefix) or name[:version] (rkt's rules).
+
+    The index is group rkt's to write, so root reads it only in the unprivileged child;
+    what comes back is checked against the exact key grammar before it goes anywhere.
+    """
+    from trustd.shared.request import check_image_id  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.store.model import ID_PREFIX  # noqa: PLC0415
+
+    def lookup() -> str:
+        return ID_PREFIX + ImageStore.open(options.dirs.data).resolve(ref).digest
+
+    if os.geteuid() != 0:
+        return check_image_id(lookup())
+    from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
+
+    return check_image_id(run_as(fetch_identity(), lookup))
+
+
 def _image_key(text: str, signature: str | None, options: GlobalOptions, policy: str) -> str:
     if text.startswith("sha512-"):
-        return text
+        return full_id(text, options)
     from pathlib import Path  # noqa: PLC0415
 
     from trustd.cli.fetch import fetch_context, fetch_one  # noqa: PLC0415
@@ -102,8 +124,6 @@ def _image_key(text: str, signature: str | None, options: GlobalOptions, policy:
 
 
 def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
-    from trustd.privileged.executor.plan import Mount  # noqa: PLC0415
-    from trustd.privileged.executor.request import AppRequest  # noqa: PLC0415
 
     flags: dict[str, str] = {}
     env: list[tuple[str, str]] = []

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trustd.shared.config import GlobalOptions
+from trustd.cli._handoff import exec_root
 from trustd.shared.errors import RemoteLiedError, UserError
+from trustd.shared.request import AttestKey, AttestQuote, AttestStatus
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -48,35 +49,24 @@ def _hex(text: str) -> bytes:
         raise UserError(f"{text!r} is not hex") from exc
 
 
-def _measurer(options: GlobalOptions) -> Any:
-    from trustd.privileged.executor._measure import load_config  # noqa: PLC0415
-    from trustd.privileged.executor.prepare import require_root  # noqa: PLC0415
-    from trustd.privileged.measure import Measurer  # noqa: PLC0415
-
-    require_root()
-    config = load_config(options.dirs.system_config, options.dirs.local_config)
-    return Measurer(options.dirs.data, pcr=config.pcr, tcti=config.tcti), config
-
-
 def run_status(args: argparse.Namespace) -> int:
-    measurer, config = _measurer(args.options)
-    print(measurer.status().describe())
-    print(f"mode: {config.mode}\npcr: {config.pcr}")
-    return 0
+    exec_root(args.options, "status", AttestStatus("attest-status"))
 
 
 def run_ak(args: argparse.Namespace) -> int:
-    measurer, _ = _measurer(args.options)
-    args.out.write_bytes(measurer.ak_public_pem())
-    return 0
+    exec_root(args.options, "ak", AttestKey("attest-ak", str(args.out.absolute())))
 
 
 def run_quote(args: argparse.Namespace) -> int:
-    measurer, config = _measurer(args.options)
-    pcrs = [int(p) for p in args.pcrs.split(",")] if args.pcrs else [config.pcr]
-    measurer.quote(args.nonce, pcrs, args.out)
-    print(f"quote of PCR {','.join(map(str, pcrs))} written to {args.out}")
-    return 0
+    pcrs = tuple(_pcr(p) for p in args.pcrs.split(",")) if args.pcrs else None
+    request = AttestQuote("attest-quote", args.nonce.hex(), pcrs, str(args.out.absolute()))
+    exec_root(args.options, "quote", request)
+
+
+def _pcr(text: str) -> int:
+    if not text.strip().isdigit():
+        raise UserError(f"{text!r} is not a PCR index", hint="--pcrs takes a comma list: 16,23")
+    return int(text)
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from trustd.shared.errors import UserError
+
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("enter", parents=parents, help="run a command inside a running app")
@@ -15,8 +17,10 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustd.privileged.executor.enter import enter  # noqa: PLC0415
-    from trustd.privileged.pod import PodStore  # noqa: PLC0415
+    from trustd.cli._handoff import exec_root  # noqa: PLC0415
+    from trustd.shared.request import Enter  # noqa: PLC0415
 
-    pod = PodStore(args.options.dirs.data).find(args.uuid)
-    return enter(pod, args.app, list(args.command))
+    if not args.uuid:
+        raise UserError("UUID cannot be empty")
+    request = Enter("enter", args.uuid.lower(), args.app, tuple(args.command))
+    exec_root(args.options, "enter", request)

@@ -12,6 +12,7 @@ from trustd.cli._common import info
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
+from trustd.shared.store.model import store_key
 
 PULL_POLICIES = ("never", "new", "update")
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     ctx = fetch_context(options, args.pull_policy)
     for request in requests:
-        key = fetch_one(request, ctx)
+        key = store_key(fetch_one(request, ctx))
         print(key if args.full else key[: len("sha512-") + 32])
     return 0
 
@@ -92,13 +93,14 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
 
 
 def fetch_one(request: Any, ctx: Any) -> str:
-    """Fetch one image and return its store key; as root, the work runs unprivileged."""
+    """Fetch one image and return its full image ID (``sha512-`` and 128 hex digits); as
+    root, the work runs unprivileged."""
     from trustd.unprivileged.fetch import fetch_image  # noqa: PLC0415
     from trustd.unprivileged.fetch.workflow import open_local  # noqa: PLC0415
 
     local = open_local(request, ctx.insecure)  # opened with the caller's rights
     if os.geteuid() != 0:
-        return fetch_image(request, ctx, local).key
+        return _image_id(fetch_image(request, ctx, local))
     from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
 
     identity = fetch_identity()
@@ -115,7 +117,13 @@ def fetch_one(request: Any, ctx: Any) -> str:
     )
     if request.ref.kind == "name" and ctx.gate_keystore() is not None:
         _tofu_as_root(request.ref.name, ctx, identity, modules)
-    return run_as(identity, lambda: fetch_image(request, ctx, local).key, modules)
+    return run_as(identity, lambda: _image_id(fetch_image(request, ctx, local)), modules)
+
+
+def _image_id(record: Any) -> str:
+    from trustd.shared.store.model import ID_PREFIX  # noqa: PLC0415
+
+    return ID_PREFIX + str(record.digest)
 
 
 def _tofu_as_root(name: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> None:

@@ -173,25 +173,24 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    """render and extract re-verify a private copy first (trustd.privileged.treestore.render)."""
-    from trustd.privileged.treestore.render import render_into  # noqa: PLC0415
+    """render and extract run in the root program, which re-verifies a private copy first
+    (trustd.privileged.treestore.render); the image is named there by its full key."""
+    from trustd.cli._apps import full_id  # noqa: PLC0415
+    from trustd.cli._handoff import exec_root, require_root  # noqa: PLC0415
     from trustd.shared.insecure import Insecure  # noqa: PLC0415
-    from trustd.shared.keystore import Keystore  # noqa: PLC0415
+    from trustd.shared.request import Render  # noqa: PLC0415
 
+    require_root()
     options: GlobalOptions = args.options
-    store = _store(options)
-    record = store.resolve(args.image)
-    keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
-    render_into(
-        store,
-        record,
-        keystore,
-        args.target,
+    request = Render(
+        "render",
+        full_id(args.image, options),
+        str(args.target.absolute()),
         rootfs_only=args.rootfs_only,
         overwrite=args.overwrite,
         allow_insecure=Insecure.IMAGE in options.insecure,
     )
-    return 0
+    exec_root(options, args.command.removeprefix("image-"), request)
 
 
 def run_gc(args: argparse.Namespace) -> int:

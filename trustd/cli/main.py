@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
-from trustd.shared.errors import TrustdError
+from trustd.shared.errors import TrustdError, report
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
 # handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.
@@ -77,19 +76,6 @@ def build_parser(verb: str | None = None) -> Parser:
     return parser
 
 
-def _report(command: str, exc: TrustdError, debug: bool) -> None:
-    print(f"{command}: {exc.message}", file=sys.stderr)
-    for line in exc.hint.splitlines():
-        print(f"  {line}", file=sys.stderr)
-    if debug:
-        cause: BaseException | None = exc.__cause__
-        depth = 1
-        while cause is not None:
-            print(f"{'  ' * depth}└─{cause}", file=sys.stderr)
-            cause, depth = cause.__cause__, depth + 1
-        traceback.print_exception(exc, file=sys.stderr)
-
-
 def _route_subverbs(args: list[str]) -> list[str]:
     """``rkt trust list ...`` -> ``rkt trust-list ...`` (the first verb token only)."""
     for i, token in enumerate(args):
@@ -117,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.func
         return handler(args)
     except TrustdError as exc:
-        _report(command, exc, debug)
+        report(command, exc, debug)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

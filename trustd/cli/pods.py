@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustd.cli._handoff import exec_root, require_root
 from trustd.cli.image import parse_duration
-from trustd.cli.run import add_pod_flags, build_request, measure_config, policy_in_force
+from trustd.cli.run import add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
+from trustd.shared.request import CollectPods, Export, Prepare, Remove, RunPrepared, Stop
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -67,49 +66,15 @@ def _pods(options: GlobalOptions) -> Any:
     return PodStore(options.dirs.data)
 
 
-def _parts(options: GlobalOptions) -> tuple[Any, Any, Any]:
-    from trustd.shared.keystore import Keystore  # noqa: PLC0415
-    from trustd.shared.store import ImageStore  # noqa: PLC0415
-
-    return (
-        ImageStore.open(options.dirs.data, create=True),
-        Keystore(options.dirs.system_config, options.dirs.local_config),
-        _pods(options),
-    )
-
-
 def run_prepare(args: argparse.Namespace) -> int:
-    from trustd.privileged.executor.prepare import prepare, require_root  # noqa: PLC0415
-
     require_root()
-    store, keystore, pods = _parts(args.options)
-    options = args.options
-    prepared = prepare(
-        build_request(args, options),
-        store,
-        keystore,
-        pods,
-        policy=policy_in_force(options),
-        measurement=measure_config(options).mode,
-    )
-    os.close(prepared.lock_fd)
-    print(prepared.pod.uuid)
-    return 0
+    request = build_request(args, args.options)
+    exec_root(args.options, "prepare", Prepare(kind="prepare", pod=request))
 
 
 def run_run_prepared(args: argparse.Namespace) -> int:
-    from trustd.privileged.executor.run import run_prepared  # noqa: PLC0415
-
-    store, keystore, pods = _parts(args.options)
-    return run_prepared(
-        args.uuid,
-        store,
-        keystore,
-        pods,
-        measure=measure_config(args.options),
-        policy=policy_in_force(args.options),
-        mds_register=args.mds_register,
-    )
+    uuid = args.uuid.lower()
+    exec_root(args.options, "run-prepared", RunPrepared("run-prepared", uuid, args.mds_register))
 
 
 def _info(pod: Any) -> dict[str, Any]:
@@ -181,104 +146,34 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _uuids(values: list[str]) -> tuple[str, ...]:
+    if any(not v for v in values):
+        raise UserError("UUID cannot be empty")
+    return tuple(v.lower() for v in values)
+
+
 def run_stop(args: argparse.Namespace) -> int:
-    for uuid in args.uuids:
-        pod = _pods(args.options).find(uuid)
-        if pod.state().value != "running":
-            print(f'pod "{pod.uuid}" is already stopped', file=sys.stderr)
-            continue
-        sig = signal.SIGKILL if args.force else signal.SIGTERM
-        for pidfile in (pod.path / "apps").glob("*/pid"):
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pidfile.read_text()), sig)
-        print(f'"{pod.uuid}"')
-    return 0
-
-
-def _forget(pods: Any, pod: Any) -> None:
-    """Remove a pod's directory and any cgroups it left (a killed init cannot clean up)."""
-    from trustd.privileged.executor._isolate import destroy_pod_cgroups  # noqa: PLC0415
-    from trustd.privileged.executor.prepare import load_plan  # noqa: PLC0415
-    from trustd.privileged.isolation.selinux import McsAllocator  # noqa: PLC0415
-    from trustd.shared.errors import LocalStateError  # noqa: PLC0415
-
-    # a pod in the old layout (or with a damaged plan) is still removed
-    with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
-        destroy_pod_cgroups(load_plan(pod))
-    McsAllocator(pods.root.parent).release(pod.uuid)
-    pods.remove(pod)
-
-
-def _remove(pods: Any, uuid: str) -> None:
-    pod = pods.find(uuid)
-    if pod.locked():
-        raise UserError(f'pod "{pod.uuid}" is currently running')
-    fd = pod.lock()
-    _forget(pods, pod)
-    os.close(fd)
-    print(f'"{pod.uuid}"')
+    exec_root(args.options, "stop", Stop("stop", _uuids(args.uuids), force=args.force))
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    from trustd.privileged.executor.prepare import require_root  # noqa: PLC0415
-
-    require_root()
-    pods, failed = _pods(args.options), False
-    for uuid in args.uuids:
-        try:
-            _remove(pods, uuid)
-        except UserError as exc:
-            print(f"rm: {exc.message}", file=sys.stderr)
-            failed = True
-    if failed:
-        raise UserError("failed to remove one or more pods")
-    return 0
+    exec_root(args.options, "rm", Remove("rm", _uuids(args.uuids)))
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    from trustd.privileged.executor.prepare import require_root  # noqa: PLC0415
-
-    require_root()
-    pods = _pods(args.options)
-    now = time.time()
-    for pod in list(pods.pods()):
-        state = pod.state().value
-        if state == "exited":
-            print(f'gc: moving pod "{pod.uuid}" to garbage', file=sys.stderr)
-            pods.move(pod, "exited-garbage")
-        elif state == "aborted prepare" or (
-            state == "prepared"
-            and now - pod.path.stat().st_ctime > args.expire_prepared.total_seconds()
-        ):
-            print(
-                f"gc: moving {'failed prepare' if state != 'prepared' else 'expired prepared pod'}"
-                f' "{pod.uuid}" to garbage',
-                file=sys.stderr,
-            )
-            pods.move(pod, "garbage")
-    if args.mark_only:
-        return 0
-    for pod in list(pods.pods()):
-        if pod.where not in ("exited-garbage", "garbage") or pod.locked():
-            continue
-        age = timedelta(seconds=time.time() - pod.path.stat().st_ctime)
-        if age < args.grace_period:
-            print(
-                f'gc: pod "{pod.uuid}" not removed: still within grace period '
-                f"({args.grace_period})",
-                file=sys.stderr,
-            )
-            continue
-        print(f'Garbage collecting pod "{pod.uuid}"')
-        _forget(pods, pod)
-    return 0
+    request = CollectPods(
+        "gc",
+        grace_seconds=int(args.grace_period.total_seconds()),
+        expire_prepared_seconds=int(args.expire_prepared.total_seconds()),
+        mark_only=args.mark_only,
+    )
+    exec_root(args.options, "gc", request)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from trustd.privileged.executor.export import export  # noqa: PLC0415
-
-    export(_pods(args.options).find(args.uuid), args.app, args.output, overwrite=args.overwrite)
-    return 0
+    uuid = _uuids([args.uuid])[0]
+    request = Export("export", uuid, args.app, str(args.output.absolute()), args.overwrite)
+    exec_root(args.options, "export", request)
 
 
 def run_cat(args: argparse.Namespace) -> int:

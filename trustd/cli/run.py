@@ -1,4 +1,4 @@
-"""``rkt run``: fetch what is missing (unprivileged), prepare as root, run the pod.
+"""``rkt run``: fetch what is missing (unprivileged), then hand the pod to the root program.
 
     rkt run [pod flags] IMAGE [app flags] [-- ARGS... [---]] [IMAGE [app flags] ...]
 
@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._apps import app_requests, parse_volume
+from trustd.cli._handoff import exec_root, require_root
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
+from trustd.shared.request import Run, RunRequest
 
 STAGE1 = {
     "container": "container",
@@ -65,9 +67,7 @@ def flavor(args: argparse.Namespace) -> str:
     return STAGE1[name]
 
 
-def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
-    from trustd.privileged.executor.request import RunRequest  # noqa: PLC0415
-
+def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunRequest:
     return RunRequest(
         apps=app_requests(args.images, options, args.pull_policy),
         flavor=flavor(args),  # type: ignore[arg-type]
@@ -79,35 +79,12 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> Any:
     )
 
 
-def measure_config(options: GlobalOptions) -> Any:
-    from trustd.privileged.executor._measure import load_config  # noqa: PLC0415
-
-    return load_config(options.dirs.system_config, options.dirs.local_config)
-
-
-def policy_in_force(options: GlobalOptions) -> Any:
-    """The policy file that decides every run (no file is an error: no silent default)."""
-    from trustd.shared.policy import load_effective  # noqa: PLC0415
-
-    return load_effective(options.dirs.system_config, options.dirs.local_config)
-
-
 def run(args: argparse.Namespace) -> int:
-    from trustd.privileged.executor.prepare import prepare, require_root  # noqa: PLC0415
-    from trustd.privileged.executor.run import run_prepared_pod  # noqa: PLC0415
-    from trustd.privileged.pod import PodStore  # noqa: PLC0415
-    from trustd.shared.keystore import Keystore  # noqa: PLC0415
-    from trustd.shared.store import ImageStore  # noqa: PLC0415
-
+    """Images are fetched (unprivileged) and resolved to store keys here; then this process
+    becomes the root program, which prepares, measures and runs the pod."""
     require_root()
     options: GlobalOptions = args.options
     warn_insecure("run", options.insecure, Insecure.ALL)
     request = build_request(args, options)
-    store = ImageStore.open(options.dirs.data, create=True)
-    keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
-    pods = PodStore(options.dirs.data)
-    policy, measure = policy_in_force(options), measure_config(options)
-    prepared = prepare(request, store, keystore, pods, policy=policy, measurement=measure.mode)
-    if args.uuid_file_save:
-        args.uuid_file_save.write_text(prepared.pod.uuid + "\n")
-    return run_prepared_pod(prepared, pods, measure, policy)
+    uuid_file = str(args.uuid_file_save.absolute()) if args.uuid_file_save else None
+    exec_root(options, "run", Run(kind="run", pod=request, uuid_file=uuid_file))

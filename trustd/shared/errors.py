@@ -49,3 +49,21 @@ class PolicyViolationError(TrustdError):
 
 class UserError(TrustdError):
     """The invocation itself is wrong: a bad flag, a malformed argument, a missing file."""
+
+
+def report(command: str, exc: TrustdError, debug: bool) -> None:
+    """Print ``<command>: <message>``, the hint indented below it, and with ``debug`` the
+    chain of causes and the traceback (ADR 0003). Both the CLI and the root program use it."""
+    import sys  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    print(f"{command}: {exc.message}", file=sys.stderr)
+    for line in exc.hint.splitlines():
+        print(f"  {line}", file=sys.stderr)
+    if debug:
+        cause: BaseException | None = exc.__cause__
+        depth = 1
+        while cause is not None:
+            print(f"{'  ' * depth}└─{cause}", file=sys.stderr)
+            cause, depth = cause.__cause__, depth + 1
+        traceback.print_exception(exc, file=sys.stderr)

@@ -13,7 +13,6 @@ from typing import Any
 from trustd.privileged.executor._linux import cloexec_above_stdio
 from trustd.privileged.executor._seccomp import is_profile, plan_profile, spec_from_plan
 from trustd.privileged.executor.plan import AppPlan, PodPlan, SeccompPlan
-from trustd.privileged.executor.request import AppRequest, RunRequest
 from trustd.privileged.isolation.cgroups import Limits, PodCgroup, parse_cpu, parse_memory
 from trustd.privileged.isolation.selinux import set_exec_label
 from trustd.shared.appc.manifest import ImageManifest
@@ -33,6 +32,7 @@ from trustd.shared.isolation import (
     set_no_new_privs,
 )
 from trustd.shared.policy import Policy
+from trustd.shared.request import AppRequest, RunRequest
 
 CAPS_ISOLATORS = ("os/linux/capabilities-retain-set", "os/linux/capabilities-remove-set")
 SECCOMP_ISOLATORS = ("os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set")

@@ -1,30 +1,16 @@
 """The run plan: everything the stage1 needs, computed by root at prepare time and kept in the
-root-only pod directory (``plan.json``), so ``run-prepared`` and ``enter`` apply the same."""
+pod's root-only ``private/plan.json``, so ``run-prepared`` and ``enter`` apply the same."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Flavor = Literal["container", "fly"]
-Net = Literal["default", "none", "host"]
+from trustd.shared.request import Flavor, Mount, Net, Volume
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@dataclass(frozen=True, slots=True)
-class Volume:
-    name: str
-    kind: Literal["host", "empty"]
-    source: str | None
-    readonly: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Mount:
-    volume: str
-    target: str
 
 
 @dataclass(frozen=True, slots=True)

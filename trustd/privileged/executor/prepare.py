@@ -16,7 +16,6 @@ from trustd.privileged.executor._gate import MeasureMode, gate_run
 from trustd.privileged.executor._ids import resolve_id
 from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor.plan import AppPlan, PodPlan
-from trustd.privileged.executor.request import AppRequest, RunRequest
 from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
 from trustd.privileged.treestore.render import RenderedTree, render_tree
@@ -26,6 +25,7 @@ from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
+from trustd.shared.request import AppRequest, RunRequest
 from trustd.shared.store import ImageStore
 
 

@@ -1,0 +1,131 @@
+"""The root program is a program of its own (ADR 0010): what it loads, what it accepts.
+
+``rkt run`` execs ``python -I -m trustd.privileged.main --request-fd N``. Here the real entry
+module runs a real pod from a real request, and at its exit the test reads which modules the
+root process loaded: none of the network clients or the unprivileged side may be among them,
+although the ``rkt`` process that fetched the image loaded all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ConfigDirs
+from trustd.shared.request import VERSION, Dirs, Envelope, Run, RunRequest, encode
+from trustd.shared.request import AppRequest as App
+
+# Not here, on purpose: ``urllib.parse`` (a string parser that the stdlib's pathlib imports) and
+# ``email.utils`` (cryptography.x509 parses addresses with it; tpm2-pytss loads x509); neither
+# does I/O. ``socket`` is still the embedded swtpm's channel (issue #11 makes it root-only).
+FORBIDDEN = (
+    "ssl",
+    "http",
+    "urllib.request",
+    "urllib.response",
+    "urllib.error",
+    "asyncio",
+    "socketserver",
+    "xmlrpc",
+    "ftplib",
+    "smtplib",
+    "requests",
+    "urllib3",
+    "trustd.unprivileged",
+    "trustd.cli",
+)
+# Probe: run the entry module as ``-m`` would, and record sys.modules when the process exits.
+PROBE = """
+import atexit, json, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_module("trustd.privileged.main", run_name="__main__", alter_sys=True)
+"""
+
+
+def _image_id(dirs: ConfigDirs, key: str) -> str:
+    """The full image ID, as the front end resolves it (the index's digest of the key)."""
+    with sqlite3.connect(dirs.data / "cas" / "db" / "index.sqlite") as db:
+        (digest,) = db.execute("SELECT digest FROM images WHERE key = ?", (key,)).fetchone()
+    return f"sha512-{digest}"
+
+
+def _root_program(payload: bytes, probe: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The entry module with ``payload`` on its request fd (under the probe when given)."""
+    fd = os.memfd_create("request", 0)
+    os.write(fd, payload)
+    os.lseek(fd, 0, os.SEEK_SET)
+    how = ["-c", PROBE, str(probe)] if probe else ["-m", "trustd.privileged.main"]
+    try:
+        return subprocess.run(
+            [sys.executable, "-I", *how, "--request-fd", str(fd)],
+            pass_fds=(fd,),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(fd)
+
+
+def _envelope(dirs: ConfigDirs, image_id: str, script: str) -> Envelope:
+    app = App(image=image_id, exec=("/bin/sh", "-c", script))
+    return Envelope(
+        version=VERSION,
+        command="run",
+        dirs=Dirs(str(dirs.system), str(dirs.local), str(dirs.data)),
+        request=Run(kind="run", pod=RunRequest(apps=(app,))),
+    )
+
+
+def test_the_root_program_runs_a_pod_without_loading_network_or_fetch_code(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    image_id = _image_id(shared_dirs, image)
+    out = tmp_path / "modules.json"
+    result = _root_program(encode(_envelope(shared_dirs, image_id, "exit 3")), out)
+    assert result.returncode == 3, result.stderr
+    loaded = json.loads(out.read_text())
+    assert "trustd.privileged.executor.stage1" in loaded  # it really ran the pod
+    bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+    assert bad == []
+
+
+def test_the_root_program_takes_full_image_ids_only(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """An ID prefix, a name or a path-like key is refused before anything is read."""
+    image_id = _image_id(shared_dirs, image)
+    before = sorted(p.name for p in (shared_dirs.data / "pods").glob("*/*"))
+    for bad in (image_id[:40], "example.com/busybox", "sha512-" + "../" * 40 + "x" * 8):
+        envelope = _envelope(shared_dirs, image_id, "exit 0")
+        raw = json.loads(encode(envelope))
+        raw["request"]["pod"]["apps"][0]["image"] = bad
+        result = _root_program(json.dumps(raw).encode())
+        assert result.returncode == 254
+        assert "not a full image ID" in result.stderr
+    assert sorted(p.name for p in (shared_dirs.data / "pods").glob("*/*")) == before
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (b"", "not JSON"),
+        (b"[1]", "must be an object"),
+        (b'{"version": 1}', "missing"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+    ],
+)
+def test_malformed_requests_are_refused_with_exit_254(payload: bytes, problem: str) -> None:
+    result = _root_program(payload)
+    assert result.returncode == 254
+    assert problem in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,102 @@
+"""``rkt stop``, ``rkt rm`` and ``rkt gc``: pods through their lifecycle to removal (root).
+
+Pods are found by UUID prefix among root's own pod directories; a pod's cgroups and MCS pair
+are released with it. Messages are rkt's (stage0/gc.go, rm.go, stop.go).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from datetime import timedelta
+
+from trustd.privileged.executor._isolate import destroy_pod_cgroups
+from trustd.privileged.executor.prepare import load_plan
+from trustd.privileged.isolation.selinux import McsAllocator
+from trustd.privileged.pod import Pod, PodStore
+from trustd.shared.errors import LocalStateError, UserError
+
+
+def stop_pods(pods: PodStore, uuids: tuple[str, ...], *, force: bool) -> int:
+    for uuid in uuids:
+        pod = pods.find(uuid)
+        if pod.state().value != "running":
+            print(f'pod "{pod.uuid}" is already stopped', file=sys.stderr)
+            continue
+        sig = signal.SIGKILL if force else signal.SIGTERM
+        for pidfile in (pod.path / "apps").glob("*/pid"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), sig)
+        print(f'"{pod.uuid}"')
+    return 0
+
+
+def _forget(pods: PodStore, pod: Pod) -> None:
+    """Remove a pod's directory and any cgroups it left (a killed init cannot clean up)."""
+    # a pod in the old layout (or with a damaged plan) is still removed
+    with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
+        destroy_pod_cgroups(load_plan(pod))
+    McsAllocator(pods.root.parent).release(pod.uuid)
+    pods.remove(pod)
+
+
+def _remove(pods: PodStore, uuid: str) -> None:
+    pod = pods.find(uuid)
+    if pod.locked():
+        raise UserError(f'pod "{pod.uuid}" is currently running')
+    fd = pod.lock()
+    _forget(pods, pod)
+    os.close(fd)
+    print(f'"{pod.uuid}"')
+
+
+def remove_pods(pods: PodStore, uuids: tuple[str, ...]) -> int:
+    failed = False
+    for uuid in uuids:
+        try:
+            _remove(pods, uuid)
+        except UserError as exc:
+            print(f"rm: {exc.message}", file=sys.stderr)
+            failed = True
+    if failed:
+        raise UserError("failed to remove one or more pods")
+    return 0
+
+
+def _mark(pods: PodStore, expire_prepared: timedelta) -> None:
+    now = time.time()
+    for pod in list(pods.pods()):
+        state = pod.state().value
+        if state == "exited":
+            print(f'gc: moving pod "{pod.uuid}" to garbage', file=sys.stderr)
+            pods.move(pod, "exited-garbage")
+        elif state == "aborted prepare" or (
+            state == "prepared" and now - pod.path.stat().st_ctime > expire_prepared.total_seconds()
+        ):
+            what = "failed prepare" if state != "prepared" else "expired prepared pod"
+            print(f'gc: moving {what} "{pod.uuid}" to garbage', file=sys.stderr)
+            pods.move(pod, "garbage")
+
+
+def collect_pods(
+    pods: PodStore, *, grace: timedelta, expire_prepared: timedelta, mark_only: bool
+) -> int:
+    _mark(pods, expire_prepared)
+    if mark_only:
+        return 0
+    for pod in list(pods.pods()):
+        if pod.where not in ("exited-garbage", "garbage") or pod.locked():
+            continue
+        age = timedelta(seconds=time.time() - pod.path.stat().st_ctime)
+        if age < grace:
+            print(
+                f'gc: pod "{pod.uuid}" not removed: still within grace period ({grace})',
+                file=sys.stderr,
+            )
+            continue
+        print(f'Garbage collecting pod "{pod.uuid}"')
+        _forget(pods, pod)
+    return 0

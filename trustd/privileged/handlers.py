@@ -1,0 +1,211 @@
+"""One handler per request kind of the root program (ADR 0010): the closed set of root operations.
+
+Each handler builds what it needs from the envelope's directories (keystore, policy and
+measurement config are root-owned configuration; the shared store is re-checked wherever it
+is read) and calls the executor. Nothing here parses command lines or talks to a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from trustd.privileged.executor._measure import MeasureConfig, load_config
+from trustd.privileged.pod import PodStore
+from trustd.shared.keystore import Keystore
+from trustd.shared.policy import Policy, load_effective
+from trustd.shared.request import (
+    AttestKey,
+    AttestQuote,
+    AttestStatus,
+    CollectPods,
+    Enter,
+    Envelope,
+    Export,
+    Prepare,
+    Remove,
+    Render,
+    Request,
+    Run,
+    RunPrepared,
+    Stop,
+)
+from trustd.shared.store import ImageStore
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every root operation works on, from the envelope's directories."""
+
+    data: Path
+    system_config: Path
+    local_config: Path
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> Context:
+        d = envelope.dirs
+        return cls(Path(d.data), Path(d.system_config), Path(d.local_config))
+
+    def pods(self) -> PodStore:
+        return PodStore(self.data)
+
+    def keystore(self) -> Keystore:
+        return Keystore(self.system_config, self.local_config)
+
+    def store(self) -> ImageStore:
+        return ImageStore.open(self.data, create=True)
+
+    def policy(self) -> Policy:
+        """The policy file that decides every run (no file is an error: no silent default)."""
+        return load_effective(self.system_config, self.local_config)
+
+    def measure(self) -> MeasureConfig:
+        return load_config(self.system_config, self.local_config)
+
+
+def _prepare_pod(ctx: Context, request: Run | Prepare) -> Any:
+    from trustd.privileged.executor.prepare import prepare  # noqa: PLC0415
+
+    return prepare(
+        request.pod,
+        ctx.store(),
+        ctx.keystore(),
+        ctx.pods(),
+        policy=ctx.policy(),
+        measurement=ctx.measure().mode,
+    )
+
+
+def run(ctx: Context, request: Run) -> int:
+    from trustd.privileged.executor.run import run_prepared_pod  # noqa: PLC0415
+
+    prepared = _prepare_pod(ctx, request)
+    if request.uuid_file:
+        Path(request.uuid_file).write_text(prepared.pod.uuid + "\n")
+    return run_prepared_pod(prepared, ctx.pods(), ctx.measure(), ctx.policy())
+
+
+def prepare(ctx: Context, request: Prepare) -> int:
+    import os  # noqa: PLC0415
+
+    prepared = _prepare_pod(ctx, request)
+    os.close(prepared.lock_fd)
+    print(prepared.pod.uuid)
+    return 0
+
+
+def run_prepared(ctx: Context, request: RunPrepared) -> int:
+    from trustd.privileged.executor.run import run_prepared as run_it  # noqa: PLC0415
+
+    return run_it(
+        request.uuid,
+        ctx.store(),
+        ctx.keystore(),
+        ctx.pods(),
+        measure=ctx.measure(),
+        policy=ctx.policy(),
+        mds_register=request.mds_register,
+    )
+
+
+def enter(ctx: Context, request: Enter) -> int:
+    from trustd.privileged.executor.enter import enter as enter_pod  # noqa: PLC0415
+
+    return enter_pod(ctx.pods().find(request.uuid), request.app, list(request.command))
+
+
+def stop(ctx: Context, request: Stop) -> int:
+    from trustd.privileged.executor.lifecycle import stop_pods  # noqa: PLC0415
+
+    return stop_pods(ctx.pods(), request.uuids, force=request.force)
+
+
+def remove(ctx: Context, request: Remove) -> int:
+    from trustd.privileged.executor.lifecycle import remove_pods  # noqa: PLC0415
+
+    return remove_pods(ctx.pods(), request.uuids)
+
+
+def collect(ctx: Context, request: CollectPods) -> int:
+    from trustd.privileged.executor.lifecycle import collect_pods  # noqa: PLC0415
+
+    return collect_pods(
+        ctx.pods(),
+        grace=timedelta(seconds=request.grace_seconds),
+        expire_prepared=timedelta(seconds=request.expire_prepared_seconds),
+        mark_only=request.mark_only,
+    )
+
+
+def export(ctx: Context, request: Export) -> int:
+    from trustd.privileged.executor.export import export as export_app  # noqa: PLC0415
+
+    pod = ctx.pods().find(request.uuid)
+    export_app(pod, request.app, Path(request.output), overwrite=request.overwrite)
+    return 0
+
+
+def render(ctx: Context, request: Render) -> int:
+    from trustd.privileged.treestore.render import render_into  # noqa: PLC0415
+
+    store = ctx.store()
+    render_into(
+        store,
+        store.resolve(request.image),
+        ctx.keystore(),
+        Path(request.dest),
+        rootfs_only=request.rootfs_only,
+        overwrite=request.overwrite,
+        allow_insecure=request.allow_insecure,
+    )
+    return 0
+
+
+def _measurer(ctx: Context) -> Any:
+    from trustd.privileged.measure import Measurer  # noqa: PLC0415
+
+    config = ctx.measure()
+    return Measurer(ctx.data, pcr=config.pcr, tcti=config.tcti)
+
+
+def attest_status(ctx: Context, _request: AttestStatus) -> int:
+    config = ctx.measure()
+    print(_measurer(ctx).status().describe())
+    print(f"mode: {config.mode}\npcr: {config.pcr}")
+    return 0
+
+
+def attest_key(ctx: Context, request: AttestKey) -> int:
+    Path(request.out).write_bytes(_measurer(ctx).ak_public_pem())
+    return 0
+
+
+def attest_quote(ctx: Context, request: AttestQuote) -> int:
+    pcrs = list(request.pcrs) if request.pcrs else [ctx.measure().pcr]
+    _measurer(ctx).quote(bytes.fromhex(request.nonce), pcrs, Path(request.out))
+    print(f"quote of PCR {','.join(map(str, pcrs))} written to {request.out}")
+    return 0
+
+
+HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
+    Run: run,
+    Prepare: prepare,
+    RunPrepared: run_prepared,
+    Enter: enter,
+    Stop: stop,
+    Remove: remove,
+    CollectPods: collect,
+    Export: export,
+    Render: render,
+    AttestStatus: attest_status,
+    AttestKey: attest_key,
+    AttestQuote: attest_quote,
+}
+
+
+def handle(envelope: Envelope) -> int:
+    request: Request = envelope.request
+    return HANDLERS[type(request)](Context.of(envelope), request)

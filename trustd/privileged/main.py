@@ -1,0 +1,103 @@
+"""The root program: ``python -I -m trustd.privileged.main --request-fd N`` (ADR 0010).
+
+``rkt`` execs this after the unprivileged side did its part. Before anything else it:
+
+1. refuses to run unless it is root (it is nobody's setuid helper);
+2. reads one request from fd ``N``, at most :data:`~trustd.shared.request.MAX_REQUEST_BYTES`;
+3. closes every other inherited descriptor above 2 (``rkt run 9</etc`` gives nothing away:
+   the runc CVE-2024-21626 class), fixes its umask, scrubs its environment to an allow-list
+   and makes itself non-dumpable (so are the stage1 processes it forks);
+4. decodes the request strictly (:mod:`trustd.shared.request`) and runs its handler.
+
+It never imports the unprivileged side or a network client (import-linter contracts and
+``tests/integration/test_root_program.py``). Every failure is ``<command>: <message>`` plus the
+hint and exit 254.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Sequence
+
+from trustd.shared.errors import TrustdError, UserError, report
+from trustd.shared.request import MAX_REQUEST_BYTES, ROOT_ENVIRONMENT, ROOT_PATH, decode
+
+EXIT_ERROR = 254
+_SYS_CLOSE_RANGE = 436  # x86_64 and aarch64 (generic table)
+_PR_SET_DUMPABLE = 4
+
+
+def _request_fd(argv: Sequence[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--request-fd" or not argv[1].isdigit():
+        raise UserError(
+            "usage: python -I -m trustd.privileged.main --request-fd N",
+            hint="the root program is entered through rkt only",
+        )
+    return int(argv[1])
+
+
+def _read_request(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_REQUEST_BYTES:
+                raise UserError(f"request over {MAX_REQUEST_BYTES} bytes refused")
+    except OSError as exc:
+        raise UserError(f"cannot read the request from fd {fd}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _close_inherited() -> None:
+    """Close every descriptor above 2; close_range(2) where the kernel has it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_SYS_CLOSE_RANGE, 3, ctypes.c_uint(~0), 0) != 0:
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def _scrub_environment() -> None:
+    kept = {k: os.environ[k] for k in ROOT_ENVIRONMENT if k in os.environ}
+    os.environ.clear()
+    os.environ.update(kept, PATH=ROOT_PATH)
+    os.umask(0o022)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Steps 1-4 of the module docstring; returns the exit status."""
+    command, debug = "rkt", False
+    try:
+        if os.geteuid() != 0:
+            raise UserError("cannot run as unprivileged user", hint="run rkt as root (sudo)")
+        data = _read_request(_request_fd(argv))
+        _close_inherited()
+        _scrub_environment()
+        envelope = decode(data)
+        command, debug = envelope.command, envelope.debug
+        from trustd.privileged.handlers import handle  # noqa: PLC0415
+
+        return handle(envelope)
+    except TrustdError as exc:
+        report(command, exc, debug)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def main() -> None:  # pragma: no cover - the process entry; tests run it as a program
+    status = run(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,302 @@
+"""The one request the root program accepts (ADR 0010): typed, strictly decoded, size-capped.
+
+The front end (``rkt`` as root) fetches in an unprivileged child, then execs
+``python -I -m trustd.privileged.main --request-fd N`` and writes one :class:`Envelope` to
+that descriptor. Images travel as full image IDs only (``sha512-`` and all 128 hex digits of
+the digest), never as names, ID prefixes or paths into the store: whatever the index says is
+resolved on the unprivileged side. Root derives the store key (rkt's 64-hex prefix) from the ID
+itself, and re-reads, re-hashes against the whole digest and re-verifies the bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from trustd.shared import _strictjson
+from trustd.shared.errors import UserError
+from trustd.shared.insecure import Insecure
+
+MAX_REQUEST_BYTES = 1 << 20
+VERSION: Literal[1] = 1
+ENTRY_MODULE = "trustd.privileged.main"
+# The only variables the root program keeps from its caller's environment (PATH is set anew).
+ROOT_ENVIRONMENT = ("TERM", "LANG", "LC_ALL", "TRUSTD_TCTI", "TRUSTD_DEBUG")
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}")
+_UUID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")
+_APP_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+Flavor = Literal["container", "fly"]
+Net = Literal["default", "none", "host"]
+
+
+def _absolute(path: str, what: str) -> None:
+    if not path.startswith("/") or "\0" in path:
+        raise ValueError(f"{what} must be an absolute path, not {path!r}")
+
+
+def check_image_id(value: str) -> str:
+    """``value`` if it is exactly a full image ID, else :class:`UserError` (never a path)."""
+    if not IMAGE_ID.fullmatch(value):
+        raise UserError(
+            f"{value[:80]!r} is not a full image ID (sha512- and 128 hex digits)",
+            hint="resolve names and ID prefixes first (rkt image list --full)",
+        )
+    return value
+
+
+def _image_id(value: str) -> None:
+    if not IMAGE_ID.fullmatch(value):
+        raise ValueError(f"{value[:80]!r} is not a full image ID (sha512- and 128 hex digits)")
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    name: str
+    kind: Literal["host", "empty"]
+    source: str | None
+    readonly: bool
+
+    def __post_init__(self) -> None:
+        if self.source is not None:
+            _absolute(self.source, f"volume {self.name!r} source")
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    volume: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppRequest:
+    image: str  # a full image ID: sha512- and 128 hex digits
+    name: str | None = None
+    exec: tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    user: str | None = None
+    group: str | None = None
+    working_dir: str | None = None
+    readonly_rootfs: bool = False
+    mounts: tuple[Mount, ...] = ()
+    caps_retain: tuple[str, ...] = ()
+    caps_remove: tuple[str, ...] = ()
+    seccomp: str | None = None  # rkt's --seccomp syntax
+    memory: str | None = None
+    cpu: str | None = None
+
+    def __post_init__(self) -> None:
+        _image_id(self.image)
+        if self.name is not None and not _APP_NAME.fullmatch(self.name):
+            raise ValueError(f"app name {self.name!r} is not an AC Name (lower case, digits, -)")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """A pod to prepare (and maybe run): its apps by store key, and the run options."""
+
+    apps: tuple[AppRequest, ...]
+    flavor: Flavor = "container"
+    net: Net = "default"
+    hostname: str | None = None
+    volumes: tuple[Volume, ...] = ()
+    insecure: Insecure = Insecure.NONE
+    mds_register: bool = False
+    selinux: str = "permissive"  # enforce | permissive | off (the policy decides per scope)
+
+
+def _uuid(value: str) -> None:
+    if not _UUID_PREFIX.fullmatch(value):
+        raise ValueError(f"{value[:80]!r} is not a pod UUID (prefix)")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """``rkt run``: prepare, measure and run a pod; the process's exit status is the pod's."""
+
+    kind: Literal["run"]
+    pod: RunRequest
+    uuid_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.uuid_file is not None:
+            _absolute(self.uuid_file, "--uuid-file-save")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    kind: Literal["prepare"]
+    pod: RunRequest
+
+
+@dataclass(frozen=True, slots=True)
+class RunPrepared:
+    kind: Literal["run-prepared"]
+    uuid: str
+    mds_register: bool = False
+
+    def __post_init__(self) -> None:
+        _uuid(self.uuid)
+
+
+@dataclass(frozen=True, slots=True)
+class Enter:
+    kind: Literal["enter"]
+    uuid: str
+    app: str | None = None
+    command: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _uuid(self.uuid)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    kind: Literal["stop"]
+    uuids: tuple[str, ...]
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        for uuid in self.uuids:
+            _uuid(uuid)
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    kind: Literal["rm"]
+    uuids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for uuid in self.uuids:
+            _uuid(uuid)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectPods:
+    """``rkt gc``: exited pods to garbage, garbage past the grace period removed."""
+
+    kind: Literal["gc"]
+    grace_seconds: int
+    expire_prepared_seconds: int
+    mark_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    kind: Literal["export"]
+    uuid: str
+    app: str | None
+    output: str
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        _uuid(self.uuid)
+        _absolute(self.output, "the output file")
+
+
+@dataclass(frozen=True, slots=True)
+class Render:
+    """``rkt image render|extract``: a re-verified copy of an image, written to ``dest``."""
+
+    kind: Literal["render"]
+    image: str
+    dest: str
+    rootfs_only: bool
+    overwrite: bool = False
+    allow_insecure: bool = False
+
+    def __post_init__(self) -> None:
+        _image_id(self.image)
+        _absolute(self.dest, "the destination directory")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestStatus:
+    kind: Literal["attest-status"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttestKey:
+    """``rkt attest ak``: the attestation key's public part, written to ``out``."""
+
+    kind: Literal["attest-ak"]
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestQuote:
+    kind: Literal["attest-quote"]
+    nonce: str  # hex
+    pcrs: tuple[int, ...] | None  # None: the measurement PCR
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+        bytes.fromhex(self.nonce)  # ValueError: refused with the field's path
+
+
+Request = (
+    Run
+    | Prepare
+    | RunPrepared
+    | Enter
+    | Stop
+    | Remove
+    | CollectPods
+    | Export
+    | Render
+    | AttestStatus
+    | AttestKey
+    | AttestQuote
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dirs:
+    system_config: str
+    local_config: str
+    data: str
+
+    def __post_init__(self) -> None:
+        for name in ("system_config", "local_config", "data"):
+            _absolute(getattr(self, name), name.replace("_", "-"))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    version: Literal[1]
+    command: str  # the verb, for messages (``run: ...``)
+    dirs: Dirs
+    request: Request
+    debug: bool = False
+    insecure: Insecure = Insecure.NONE
+
+
+def encode(envelope: Envelope) -> bytes:
+    data = _strictjson.dumps(envelope).encode()
+    if len(data) > MAX_REQUEST_BYTES:
+        raise UserError(
+            f"the request to the root program is {len(data)} bytes, over {MAX_REQUEST_BYTES}",
+            hint="pass fewer or shorter arguments and environment values",
+        )
+    return data
+
+
+def decode(data: bytes) -> Envelope:
+    """The one envelope in ``data``; anything else is a :class:`UserError` naming the field."""
+    if len(data) > MAX_REQUEST_BYTES:
+        raise UserError(f"request over {MAX_REQUEST_BYTES} bytes refused")
+    try:
+        envelope: Envelope = _strictjson.loads(data, Envelope)
+    except _strictjson.StrictJSONError as exc:
+        raise UserError(
+            f"malformed request to the root program: {exc}",
+            hint="the root program is entered through rkt only",
+        ) from exc
+    return envelope
