@@ -459,7 +459,10 @@ def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
     mds_user = pwd.getpwnam("rkt-mds")
     script = (
         'until wget -q -O /dev/null "$AC_METADATA_URL/acMetadata/v1/pod/uuid"; do sleep 0.1; done; '
-        "P=$(grep -l '^python' /proc/[0-9]*/comm | cut -d/ -f3 | head -n1); "
+        # the service: the pod's python process that is not root (the init is one too)
+        "P=$(for d in /proc/[0-9]*; do grep -q '^python' $d/comm 2>/dev/null && "
+        "awk '/^Uid:/ && $2 != 0 {f=1} END {exit !f}' $d/status && echo ${d#/proc/}; "
+        "done | head -n1); "
         "echo uid:$(id -u) mds:$(awk '/^Uid:/ {print $2}' /proc/${P:-none}/status); " + PROBE
     )
     result = rkt(
