@@ -482,3 +482,21 @@ def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
     same = mds_user.pw_uid
     assert (uid, mds) == (f"uid:{same}", f"mds:{same}"), result.stdout  # the app is its uid
     assert probe == [*REFUSED, "control:self-exe-open"], result.stdout
+
+
+def test_a_pod_in_the_old_layout_is_refused_with_a_hint_and_can_be_removed(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """A pod prepared before the private/ layout kept its plan readable by group rkt: root
+    refuses to run it (its plan may have been read or swapped) and says how to get rid of it."""
+    uuid = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
+    pod = shared_dirs.data / "pods/prepared" / uuid
+    for name in ("plan.json", "pod"):  # what an older trustd left
+        (pod / "private" / name).rename(pod / name)
+    (pod / "private").rmdir()
+    refused = rkt(shared_dirs, "run-prepared", uuid)
+    assert refused.returncode == 254 and "old layout" in refused.stderr, refused.stderr
+    assert f"rkt rm {uuid}" in refused.stderr
+    assert (pod / "plan.json").exists()  # nothing ran, nothing moved
+    rkt(shared_dirs, "rm", uuid, check=True)
+    assert not pod.exists()
