@@ -103,8 +103,8 @@ set -e
 echo "exit status of the pod: $code (the app's own)"
 rkt list
 UUID=$(ls "$OUT/data/pods/run" | head -1)
-echo "(the pod's plan.json, first app: what ran, who signed it, how it was isolated)" >&2
-python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['apps'][0]; print(json.dumps({k: a[k] for k in ('image_key','signers','capabilities')} | {'seccomp': a['seccomp']['source']}, indent=1))" "$OUT/data/pods/run/$UUID/plan.json"
+echo "(the pod's private/plan.json (root-only), first app: what ran, who signed it, how it was isolated)" >&2
+python3 -c "import json,sys; a=json.load(open(sys.argv[1]))['apps'][0]; print(json.dumps({k: a[k] for k in ('image_key','signers','capabilities')} | {'seccomp': a['seccomp']['source']}, indent=1))" "$OUT/data/pods/run/$UUID/private/plan.json"
 
 step "13b. The policy decides: the same image in the fly flavor is refused, with the reason"
 if rkt run --stage1-name=fly demo.trustd.test/hello:1.0.0; then echo "UNEXPECTED: fly allowed"; exit 1; fi

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # rkt's groups (rkt: fetch/list/rm images; rkt-admin: change /etc/rkt) and trustd's
-# unprivileged fetch account, which root's fetches drop to (docs/adr/0005). Idempotent.
+# unprivileged fetch account, which root's fetches drop to (docs/adr/0005), and the in-pod
+# metadata service's account, which the pod's init drops it to (no group rkt). Idempotent.
 set -euo pipefail
 getent group rkt-admin >/dev/null || groupadd --system rkt-admin
 getent group rkt >/dev/null || groupadd --system rkt
 getent passwd rkt-fetch >/dev/null || \
   useradd --system --gid rkt --no-create-home --home-dir /nonexistent \
           --shell /usr/sbin/nologin --comment "trustd unprivileged fetch" rkt-fetch
+getent passwd rkt-mds >/dev/null || \
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+          --shell /usr/sbin/nologin --comment "trustd metadata service" rkt-mds

@@ -26,6 +26,7 @@ def busybox_aci(
     files: dict[str, bytes] | None = None,
     version: str = "1.0.0",
     app_extra: dict[str, object] | None = None,
+    symlinks: dict[str, str] | None = None,
 ) -> Path:
     manifest = {
         "acKind": "ImageManifest",
@@ -75,4 +76,8 @@ def busybox_aci(
             info = tarfile.TarInfo(f"rootfs/{rel}")
             info.size, info.mode = len(data), 0o755
             add(info, data)
+        for rel, target in sorted((symlinks or {}).items()):  # e.g. {"data": "/etc"}
+            link = tarfile.TarInfo(f"rootfs/{rel}")
+            link.type, link.linkname = tarfile.SYMTYPE, target
+            add(link)
     return path

@@ -111,7 +111,7 @@ def test_caps_retain_and_insecure_opt_outs_are_recorded(
     assert off.stdout.split()[-1] == "0"
     assert "seccomp filtering is disabled" in off.stderr
     uuid = uuid_file.read_text().strip()
-    plan = json.loads((shared_dirs.data / "pods/run" / uuid / "plan.json").read_text())
+    plan = json.loads((shared_dirs.data / "pods/run" / uuid / "private/plan.json").read_text())
     assert set(plan["insecure"]) == {"seccomp", "paths"}
     assert plan["apps"][0]["seccomp"] is None and plan["masked_paths"] is False
 
@@ -232,7 +232,11 @@ def test_two_apps_share_a_volume_and_event_handlers_run_in_order(
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["shared", "1"]
     pod = shared_dirs.data / "pods/run" / uuid_file.read_text().strip()
-    assert (pod / "volumes/data/log").read_text().split() == ["pre-start", "app", "post-stop"]
+    assert (pod / "private/volumes/data/log").read_text().split() == [
+        "pre-start",
+        "app",
+        "post-stop",
+    ]
     status = rkt(shared_dirs, "status", uuid_file.read_text().strip(), check=True).stdout
     assert "app-writer=0" in status and "app-reader=0" in status
 
@@ -302,7 +306,7 @@ def test_metadata_service_inside_the_pod(shared_dirs: ConfigDirs, image: str) ->
     token = url.rsplit("/", 1)[-1]
     assert len(token) >= 32  # at least 128 bits, base64url
     pod = shared_dirs.data / "pods/run" / uuid
-    assert '"mds": true' in (pod / "plan.json").read_text()
+    assert '"mds": true' in (pod / "private/plan.json").read_text()
     for f in pod.rglob("*"):  # the token is never recorded in the pod's files
         if f.is_file() and not f.is_symlink() and "stage1" not in f.parts:
             assert token.encode() not in f.read_bytes(), f

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,13 +78,15 @@ def run_run_prepared(args: argparse.Namespace) -> int:
 
 
 def _info(pod: Any) -> dict[str, Any]:
+    from trustd.privileged.pod.lifecycle import INFO  # noqa: PLC0415
+
     def read(name: str) -> str | None:
         path = pod.path / name
         return path.read_text().strip() if path.is_file() else None
 
     apps = []
-    plan = read("plan.json")
-    for app in json.loads(plan)["apps"] if plan else []:
+    info = read(INFO)  # public; plan.json (env, args) is root-only under private/
+    for app in json.loads(info)["apps"] if info else []:
         code = read(f"apps/{app['name']}/exit")
         apps.append(
             {
@@ -174,6 +177,13 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_cat(args: argparse.Namespace) -> int:
+    from trustd.privileged.pod.lifecycle import MANIFEST  # noqa: PLC0415
+
     pod = _pods(args.options).find(args.uuids[0])
-    print((pod.path / "pod").read_text())
+    if os.geteuid() != 0:
+        raise UserError(
+            f"pod {pod.uuid}: its manifest holds the apps' environment, which only root may read",
+            hint=f"run it as root: sudo rkt cat-manifest {pod.uuid}",
+        )
+    print((pod.check_private() / MANIFEST).read_text())
     return 0

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from trustd.privileged.mds import MetadataService, PodMetadata, hmac_key
+from trustd.privileged.executor._mds import hmac_key
+from trustd.unprivileged.mds import MetadataService, PodMetadata
 
 MANIFEST = {
     "acKind": "PodManifest",

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trustd.privileged.executor._linux import cloexec_above_stdio
 from trustd.privileged.executor._seccomp import is_profile, plan_profile, spec_from_plan
 from trustd.privileged.executor.plan import AppPlan, PodPlan, SeccompPlan
 from trustd.privileged.isolation.cgroups import Limits, PodCgroup, parse_cpu, parse_memory
@@ -121,7 +122,14 @@ def _set_user(app: AppPlan, caps: tuple[str, ...] | None) -> None:
 
 
 def apply_app_isolation(plan: PodPlan, app: AppPlan) -> None:
-    """In the app's process, right before exec. Failure raises: the app does not start."""
+    """In the app's process, right before exec. Failure raises: the app does not start.
+
+    First every fd above 2 becomes close-on-exec (an fd rkt inherited, ``9</etc``, never
+    reaches the app, nor one of ours); this runs before the seccomp filter, which may refuse
+    close_range, getdents64 or fcntl. Every fd Python opens after it is O_CLOEXEC (PEP 446),
+    so none can reach the exec either.
+    """
+    cloexec_above_stdio()
     if plan.flavor == "fly":
         os.setgroups([app.gid])
         os.setgid(app.gid)

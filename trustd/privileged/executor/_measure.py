@@ -21,6 +21,7 @@ import trustd
 from trustd.privileged.executor._gate import GatedApp, GatedPod
 from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.measure import DEFAULT_PCR, Measurer
+from trustd.privileged.pod.lifecycle import MANIFEST, PRIVATE
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import read_json
 from trustd.shared.errors import UserError
@@ -134,7 +135,10 @@ def events(gated: GatedPod, pod_dir: Path, policy: Policy, data_dir: Path) -> li
     out.append(
         {
             "kind": "pod-manifest",
-            "data": {"pod": plan.uuid, "digest": _sha256((pod_dir / "pod").read_bytes())},
+            "data": {
+                "pod": plan.uuid,
+                "digest": _sha256((pod_dir / PRIVATE / MANIFEST).read_bytes()),
+            },
         }
     )
     out += [{"kind": "isolation", "data": _isolation(plan, app)} for app in gated.apps]

@@ -21,6 +21,7 @@ from trustd.privileged.executor.run import regate
 from trustd.privileged.executor.stage1 import EXIT_STAGE1
 from trustd.privileged.pod import Pod, PodState
 from trustd.shared.errors import UserError
+from trustd.shared.isolation import set_undumpable
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy
 from trustd.shared.store import ImageStore
@@ -53,6 +54,7 @@ def _app_pid(pod: Pod, app: AppPlan) -> int:
 
 
 def _join_and_exec(pid: int, plan: PodPlan, app: AppPlan, command: list[str]) -> None:
+    set_undumpable()  # the app sees this helper (same PID namespace, same uid 0)
     preload()
     fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in NAMESPACES]
     join_app_cgroups(plan, app, os.getpid())
@@ -63,7 +65,7 @@ def _join_and_exec(pid: int, plan: PodPlan, app: AppPlan, command: list[str]) ->
     if child == 0:
         env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
         os.chdir(app.working_dir or "/")
-        apply_app_isolation(plan, app)
+        apply_app_isolation(plan, app)  # first: nothing rkt enter inherited reaches the app
         os.execvpe(command[0], command, env)  # noqa: S606 - no shell, by design
     _, status = os.waitpid(child, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)

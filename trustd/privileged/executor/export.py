@@ -17,6 +17,7 @@ from trustd.privileged.executor.prepare import load_plan, require_root
 from trustd.privileged.executor.stage1 import EXIT_STAGE1
 from trustd.privileged.pod import Pod, PodState
 from trustd.shared.errors import UserError
+from trustd.shared.isolation import set_undumpable
 
 
 def _write_aci(merged: Path, manifest: bytes, out: Path) -> None:
@@ -28,10 +29,12 @@ def _write_aci(merged: Path, manifest: bytes, out: Path) -> None:
 
 
 def _export_child(pod: Pod, app: AppPlan, out: Path) -> None:
+    set_undumpable()
     lx.unshare(lx.CLONE_NEWNS)
     lx.mount(None, "/", None, lx.MS_REC | lx.MS_PRIVATE)
-    layer = pod.path / "overlay" / app.name
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=pod.path) as tmp:
+    private = pod.check_private()
+    layer = private / "overlay" / app.name
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=private) as tmp:
         merged = Path(tmp)
         lx.mount(
             "overlay",

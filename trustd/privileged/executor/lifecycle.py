@@ -17,7 +17,7 @@ from trustd.privileged.executor._isolate import destroy_pod_cgroups
 from trustd.privileged.executor.prepare import load_plan
 from trustd.privileged.isolation.selinux import McsAllocator
 from trustd.privileged.pod import Pod, PodStore
-from trustd.shared.errors import UserError
+from trustd.shared.errors import LocalStateError, UserError
 
 
 def stop_pods(pods: PodStore, uuids: tuple[str, ...], *, force: bool) -> int:
@@ -36,7 +36,8 @@ def stop_pods(pods: PodStore, uuids: tuple[str, ...], *, force: bool) -> int:
 
 def _forget(pods: PodStore, pod: Pod) -> None:
     """Remove a pod's directory and any cgroups it left (a killed init cannot clean up)."""
-    with contextlib.suppress(OSError, ValueError, KeyError):
+    # a pod in the old layout (or with a damaged plan) is still removed
+    with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
         destroy_pod_cgroups(load_plan(pod))
     McsAllocator(pods.root.parent).release(pod.uuid)
     pods.remove(pod)

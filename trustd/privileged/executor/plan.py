@@ -1,5 +1,5 @@
 """The run plan: everything the stage1 needs, computed by root at prepare time and kept in the
-root-only pod directory (``plan.json``), so ``run-prepared`` and ``enter`` apply the same."""
+pod's root-only ``private/plan.json``, so ``run-prepared`` and ``enter`` apply the same."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from trustd.privileged.executor._ids import resolve_id
 from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.pod import Pod, PodStore
-from trustd.privileged.pod.lifecycle import MANIFEST
+from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
 from trustd.privileged.treestore.render import RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
@@ -191,8 +191,9 @@ def prepare(
         gated = gate_run(
             plan, trees, policy, keystore, data_dir=pods.root.parent, measurement=measurement
         )
-        atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
-        atomic_write(pod.path / MANIFEST, _pod_manifest(plan), mode=0o640)
+        write_plan(pod, plan)
+        atomic_write(pod.private / MANIFEST, _pod_manifest(plan), mode=0o600)
+        atomic_write(pod.path / INFO, public_info(plan), mode=0o640)
         (pod.path / "pod-created").write_text(datetime.now(UTC).isoformat(timespec="seconds"))
         pod = pods.move(pod, "prepared")
     except TrustdError:
@@ -205,6 +206,18 @@ def prepare(
     return Prepared(pod, gated, fd)
 
 
+def public_info(plan: PodPlan) -> bytes:
+    """What ``rkt list``/``rkt status`` show group rkt: no env, no args, no volumes."""
+    apps = [
+        {"name": a.name, "image_key": a.image_key, "image_name": a.image_name} for a in plan.apps
+    ]
+    return json.dumps({"apps": apps}, indent=2).encode()
+
+
+def write_plan(pod: Pod, plan: PodPlan) -> None:
+    """The plan holds the apps' environment (secrets): root-only, under private/."""
+    atomic_write(pod.check_private() / PLAN, plan.to_json().encode(), mode=0o600)
+
+
 def load_plan(pod: Pod) -> PodPlan:
-    path = pod.path / "plan.json"
-    return read_json(path, PodPlan, hint="prepare the pod again")
+    return read_json(pod.check_private() / PLAN, PodPlan, hint="prepare the pod again")

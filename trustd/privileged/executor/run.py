@@ -10,11 +10,10 @@ from pathlib import Path
 from trustd.privileged.executor._gate import GatedPod, gate_run
 from trustd.privileged.executor._measure import MeasureConfig, measure_pod_start
 from trustd.privileged.executor.plan import PodPlan
-from trustd.privileged.executor.prepare import Prepared, load_plan, require_root
+from trustd.privileged.executor.prepare import Prepared, load_plan, require_root, write_plan
 from trustd.privileged.executor.stage1 import run_pod
 from trustd.privileged.pod import Pod, PodState, PodStore
 from trustd.privileged.treestore.render import RenderedTree, render_tree
-from trustd.shared._fsutil import atomic_write
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned
@@ -95,7 +94,7 @@ def run_prepared(
     plan = load_plan(pod)
     if mds_register and not plan.mds:
         plan = replace(plan, mds=True)
-        atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
+        write_plan(pod, plan)
     try:
         gated = regate(
             plan, store, keystore, policy, data_dir=pods.root.parent, measurement=measure.mode

@@ -2,18 +2,24 @@
 
 container: new mount, PID, UTS, IPC (and, unless ``--net=host``, network) namespaces; the
 pod's init (PID 1, still seeing the host filesystem) builds each app's root under
-``<pod>/stage1/rootfs/opt/stage2/<app>/rootfs``, then forks the apps; each app takes its own
+``<pod>/private/stage1/rootfs/opt/stage2/<app>/rootfs``, then forks the apps; each app takes its own
 mount namespace, pivot_root()s into its root, applies user, capabilities, no_new_privs and
 seccomp, and execs. Init reaps everything and records each app's exit status.
 
 fly: host namespaces except a private mount namespace for the overlay; the app is
 chroot()ed into its root with no isolators, as rkt's fly did (for trusted system tools).
+
+Everything app-written (overlay upper dirs, empty volumes) lives under the pod's root-only
+``private/`` dir; mount targets are resolved inside the app's rootfs (RESOLVE_IN_ROOT); every
+stage1 process is non-dumpable; every fd above 2 is close-on-exec before an app's exec; the
+metadata service runs as its own unprivileged uid (issue #10).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import signal
 import socket
 import struct
@@ -21,14 +27,17 @@ import sys
 import traceback
 from pathlib import Path
 
+from trustd.privileged.executor import _inroot, _rootfs
 from trustd.privileged.executor import _linux as lx
-from trustd.privileged.executor import _rootfs
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.isolation.selinux import label_tree
+from trustd.privileged.pod.lifecycle import PRIVATE
+from trustd.shared.isolation import set_undumpable
 
 EXIT_STAGE1 = 254
+_VOLUME_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def _lo_up() -> None:
@@ -39,41 +48,65 @@ def _lo_up() -> None:
         fcntl.ioctl(s, 0x8914, struct.pack("16sh", b"lo", flags | 0x1))
 
 
+def _private(pod_dir: Path) -> Path:
+    return pod_dir / PRIVATE
+
+
 def _app_root(pod_dir: Path, app: AppPlan) -> Path:
-    return pod_dir / "stage1" / "rootfs" / "opt" / "stage2" / app.name / "rootfs"
+    return _private(pod_dir) / "stage1" / "rootfs" / "opt" / "stage2" / app.name / "rootfs"
 
 
 def _volume_source(pod_dir: Path, plan: PodPlan, name: str) -> tuple[str, bool]:
+    if not _VOLUME_NAME.fullmatch(name):
+        raise OSError(f"volume name {name!r} is not an appc ACName (a-z, 0-9 and dashes)")
     for vol in plan.volumes:
         if vol.name == name:
             if vol.kind == "host" and vol.source:
                 return vol.source, vol.readonly
-            empty = pod_dir / "volumes" / name
+            empty = _private(pod_dir) / "volumes" / name
             empty.mkdir(parents=True, exist_ok=True)
             return str(empty), vol.readonly
     raise OSError(f"app mounts volume {name!r}, which the pod does not define")
 
 
+def _bind_in_root(source: str, root: Path, target: str, *, readonly: bool) -> None:
+    """Bind ``source`` onto ``target`` resolved inside ``root`` (an absolute symlink in the
+    image stays inside it), through /proc/self/fd/N of the opened target."""
+    rootfd = _inroot.open_root(root)
+    try:
+        fd = _inroot.makedirs_in_root(rootfd, target)
+        try:
+            lx.mount(source, _inroot.fd_path(fd), None, lx.MS_BIND | lx.MS_REC)
+        finally:
+            os.close(fd)
+        if readonly:  # the new mount, reached again from the root: remount it read-only
+            fd = _inroot.open_in_root(rootfd, target, _inroot.O_PATH | os.O_DIRECTORY)
+            try:
+                flags = lx.MS_BIND | lx.MS_REMOUNT | lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV
+                lx.mount(None, _inroot.fd_path(fd), None, flags)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(rootfd)
+
+
 def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
     root = _app_root(pod_dir, app)
-    layer = pod_dir / "overlay" / app.name
+    layer = _private(pod_dir) / "overlay" / app.name
     (layer / "upper").mkdir(parents=True, exist_ok=True)
     if plan.selinux_file:  # what the app writes lands in its upper layer: label it
         label_tree(layer / "upper", plan.selinux_file)
     _rootfs.overlay(app.rootfs, layer / "upper", layer / "work", root, readonly=False)
     if plan.flavor == "fly":
         for path in ("proc", "sys", "dev"):
-            (root / path).mkdir(exist_ok=True)
-            lx.bind(f"/{path}", str(root / path), recursive=True)
+            _bind_in_root(f"/{path}", root, path, readonly=False)
     else:
         _rootfs.kernel_filesystems(root)
         if plan.masked_paths:
             _rootfs.protect_paths(root)
     for m in app.mounts:
         source, readonly = _volume_source(pod_dir, plan, m.volume)
-        target = root / m.target.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        lx.bind(source, str(target), readonly=readonly, recursive=True)
+        _bind_in_root(source, root, m.target, readonly=readonly)
     if app.readonly_rootfs:
         _rootfs.remount_readonly(root)
     return root
@@ -97,18 +130,14 @@ def _app_env(app: AppPlan) -> dict[str, str]:
     return {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **_POD_ENV, **dict(app.env)}
 
 
-def _start_mds(pod_dir: Path, plan: PodPlan) -> None:
-    """The appc metadata service for this pod, in the pod's own network namespace."""
-    import json  # noqa: PLC0415
+def _start_mds(pod_dir: Path, plan: PodPlan) -> int:
+    """The appc metadata service for this pod, in the pod's own network namespace, as its own
+    unprivileged uid with no capabilities (a fresh interpreter; see _mds). Its pid."""
+    from trustd.privileged.executor._mds import start_mds  # noqa: PLC0415
 
-    from trustd.privileged.mds import MDS_PORT, MetadataService, PodMetadata, hmac_key  # noqa: PLC0415
-
-    images = {a.name: ((Path(a.tree) / "manifest").read_bytes(), a.image_key) for a in plan.apps}
-    meta = PodMetadata.new(
-        plan.uuid, json.loads((pod_dir / "pod").read_text()), images, hmac_key(pod_dir.parents[2])
-    )
-    port = 0 if plan.net == "host" else MDS_PORT
-    _POD_ENV["AC_METADATA_URL"] = MetadataService(meta, port).start().url
+    pid, url = start_mds(plan, _private(pod_dir), pod_dir.parents[2])
+    _POD_ENV["AC_METADATA_URL"] = url
+    return pid
 
 
 def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: str) -> None:
@@ -116,7 +145,7 @@ def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: st
     for argv in handlers:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - measured by the integration tests
-            try:
+            try:  # fds above 2 are close-on-exec already (apply_app_isolation)
                 os.execvpe(argv[0], list(argv), _app_env(app))  # noqa: S606 - no shell
             finally:
                 os._exit(127)
@@ -131,7 +160,7 @@ def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     (apps_dir / "pid").write_text(str(Path("/proc/self").readlink()))  # host PID, for enter
     _enter_root(root, plan)
     os.chdir(app.working_dir or "/")
-    apply_app_isolation(plan, app)  # user, capabilities, no_new_privs, seccomp: last
+    apply_app_isolation(plan, app)  # fds, user, capabilities, no_new_privs, seccomp: last
     _run_handlers(app, app.pre_start, "pre-start")
     os.execvpe(app.exec[0], list(app.exec), _app_env(app))  # noqa: S606 - no shell, by design
 
@@ -188,15 +217,15 @@ def _status(status: int) -> int:
 
 
 def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
+    set_undumpable()  # an app (root in its pod) must not open /proc/1/{exe,environ,mem}
     preload()
     lx.mount(None, "/", None, lx.MS_REC | lx.MS_PRIVATE)
     if plan.flavor == "container":
         lx.sethostname(plan.hostname)
         if plan.net != "host":
             _lo_up()
-    if plan.mds:
-        _start_mds(pod_dir, plan)
-    stage = pod_dir / "stage1" / "rootfs"
+    mds = _start_mds(pod_dir, plan) if plan.mds else None
+    stage = _private(pod_dir) / "stage1" / "rootfs"
     stage.mkdir(parents=True, exist_ok=True)
     lx.mount("tmpfs", str(stage), "tmpfs", 0, "mode=755")
     roots = {app.name: _build_root(pod_dir, plan, app) for app in plan.apps}
@@ -210,17 +239,31 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
             pid, status = os.wait()
         except ChildProcessError:
             break
+        if pid == mds:
+            mds = None  # it died early; the apps see connection refused
         if pid in pids:
             app = pids.pop(pid)
             codes[app.name] = _status(status)
             (pod_dir / "apps" / app.name / "exit").write_text(str(codes[app.name]))
             _post_stop(pod_dir, plan, app, roots[app.name])
+    if mds is not None:
+        _stop(mds)
     groups.record_oom(pod_dir)
     groups.destroy()
     return codes.get(plan.apps[0].name, EXIT_STAGE1)
 
 
+def _stop(pid: int) -> None:
+    """Stop a helper (the metadata service) once the apps are done; reap it."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        return
+
+
 def _child(pod_dir: Path, plan: PodPlan) -> int:
+    set_undumpable()
     if plan.flavor == "fly":
         lx.unshare(lx.CLONE_NEWNS)
         return _pod_init(pod_dir, plan)

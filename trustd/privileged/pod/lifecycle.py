@@ -5,6 +5,13 @@ sits in, transitions are rename(2), and liveness is an flock held by whoever own
     pods/prepared/<uuid> -> pods/run/<uuid> (locked while running; unlocked = exited)
     pods/run/<uuid>      -> pods/exited-garbage/<uuid> -> removed by gc after the grace period
     pods/prepare/<uuid> unlocked = aborted prepare -> pods/garbage/<uuid>
+
+A pod directory (0750 root:rkt) holds only public, non-secret state that group rkt may read:
+timestamps, ``info.json`` (app names, image names and keys), ``apps/<name>/{pid,exit}`` and
+``measurement.json``. Everything secret or app-written -- ``plan.json`` (env, args), the pod
+manifest ``pod``, the overlay upper/work dirs, empty volumes, the stage1 mount points -- is
+under ``<pod>/private/`` (0700 root:root), created and checked through a directory fd, so no
+member of group rkt can read a secret or reach a file an app wrote (issue #10).
 """
 
 from __future__ import annotations
@@ -12,16 +19,20 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import uuid as uuidlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from trustd.privileged.pod.model import PodState
-from trustd.shared.errors import UserError
+from trustd.shared.errors import LocalStateError, UserError
 
 STATE_DIRS = ("embryo", "prepare", "prepared", "run", "exited-garbage", "garbage")
-MANIFEST = "pod"
+MANIFEST = "pod"  # under private/
+PLAN = "plan.json"  # under private/
+INFO = "info.json"  # public
+PRIVATE = "private"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,36 @@ class Pod:
     @property
     def where(self) -> str:
         return self.path.parent.name
+
+    @property
+    def private(self) -> Path:
+        """The root-only part of the pod's state (0700 root:root)."""
+        return self.path / PRIVATE
+
+    def legacy(self) -> bool:
+        """Prepared by an older trustd that kept plan.json readable by group rkt."""
+        return not self.private.is_dir() and (self.path / PLAN).exists()
+
+    def check_private(self) -> Path:
+        """The private dir, after checking it is a real dir, root-owned, mode 0700."""
+        if self.legacy():
+            raise LocalStateError(
+                f"pod {self.uuid} uses the old layout, which kept its plan and secrets "
+                "readable by group rkt",
+                hint=f"remove it and prepare it again: rkt rm {self.uuid}",
+            )
+        try:
+            fd = os.open(self.private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:  # missing, a symlink, not a directory
+            raise LocalStateError(
+                f"{self.private}: {exc.strerror}; a pod's private state must be a directory",
+                hint=f"remove the pod: rkt rm {self.uuid}",
+            ) from exc
+        try:
+            _check_private_fd(fd, self.private)
+        finally:
+            os.close(fd)
+        return self.private
 
     def locked(self) -> bool:
         """Somebody holds the pod's lock (preparing, running, or deleting)."""
@@ -68,6 +109,32 @@ class Pod:
         return fd
 
 
+def _check_private_fd(fd: int, path: Path) -> None:
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_gid != 0 or stat.S_IMODE(st.st_mode) != 0o700:
+        raise LocalStateError(
+            f"{path} is owned by {st.st_uid}:{st.st_gid} with mode "
+            f"{stat.S_IMODE(st.st_mode):o}; a pod's private state must be 0700 root:root",
+            hint="someone changed the pod's directory; remove the pod: rkt rm UUID",
+        )
+
+
+def make_private(pod_dir: Path) -> None:
+    """Create ``<pod>/private`` 0700 root:root through the pod dir's fd (never a symlink)."""
+    parent = os.open(pod_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.mkdir(PRIVATE, 0o700, dir_fd=parent)
+        fd = os.open(PRIVATE, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+        try:
+            os.fchown(fd, 0, 0)  # not the setgid parent's group rkt
+            os.fchmod(fd, 0o700)
+            _check_private_fd(fd, pod_dir / PRIVATE)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(parent)
+
+
 class PodStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "pods"
@@ -84,6 +151,7 @@ class PodStore:
         uuid = str(uuidlib.uuid4())
         embryo = self.root / "embryo" / uuid
         embryo.mkdir(mode=0o750)
+        make_private(embryo)
         pod = Pod(uuid, embryo)
         fd = pod.lock()
         target = self.root / "prepare" / uuid

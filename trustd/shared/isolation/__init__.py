@@ -20,6 +20,7 @@ from trustd.shared.isolation.caps import (
 )
 from trustd.shared.isolation.caps import from_cli as caps_from_cli
 from trustd.shared.isolation.caps import from_isolator as caps_from_isolator
+from trustd.shared.isolation.dumpable import set_undumpable
 from trustd.shared.isolation.nnp import no_new_privs, set_no_new_privs
 from trustd.shared.isolation.seccomp import (
     ENOSYS_FALLBACK,
@@ -55,5 +56,6 @@ __all__ = [
     "seccomp_from_cli",
     "seccomp_from_isolator",
     "set_no_new_privs",
+    "set_undumpable",
     "spec_digest",
 ]

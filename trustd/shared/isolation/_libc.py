@@ -10,6 +10,9 @@ import ctypes
 import os
 from dataclasses import dataclass
 
+PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_GET_SECCOMP = 21
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24

@@ -7,6 +7,10 @@ endpoints on 127.0.0.1:18112 there, for that pod only. The path starts with a 25
 ``uuid || content`` with HMAC-SHA512 under a host-wide key kept root-only under
 ``<dir>/mds/hmac.key``, so one pod can verify another's signature. The token is never
 logged, recorded or measured.
+
+This code never runs as root: the pod's init binds the socket, drops a child to the
+``rkt-mds`` account with no capabilities and execs ``python -I -m trustd.unprivileged.mds``
+(trustd/privileged/executor/_mds.py), which gets the socket and its metadata as fds.
 """
 
 from __future__ import annotations
@@ -15,12 +19,11 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,20 +31,6 @@ MDS_PORT = 18112
 TEXT = "text/plain; charset=us-ascii"
 JSON = "application/json"
 MAX_FORM = 1 << 20
-
-
-def hmac_key(data_dir: Path) -> bytes:
-    """The host's metadata-service HMAC key (created once, 0600 root)."""
-    path = data_dir / "mds" / "hmac.key"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    key = secrets.token_bytes(64)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +144,19 @@ def _handler(meta: PodMetadata) -> type[BaseHTTPRequestHandler]:
 class MetadataService:
     """Serve ``meta`` on 127.0.0.1 of the current network namespace, in a daemon thread."""
 
-    def __init__(self, meta: PodMetadata, port: int = MDS_PORT) -> None:
+    def __init__(
+        self, meta: PodMetadata, port: int = MDS_PORT, *, listener: socket.socket | None = None
+    ) -> None:
         self.meta = meta
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(meta))
+        if listener is None:
+            self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(meta))
+        else:  # a socket bound and listening already (by the pod's init)
+            self.httpd = ThreadingHTTPServer(
+                listener.getsockname(), _handler(meta), bind_and_activate=False
+            )
+            self.httpd.socket.close()
+            self.httpd.socket = listener
+            self.httpd.server_address = listener.getsockname()
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

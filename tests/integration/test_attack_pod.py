@@ -1,0 +1,502 @@
+"""Attacks on a pod's state and its stage1, tried for real (issue #10, classes 2, 5, 6, 10, 11).
+
+The attacker is a real member of group rkt (``trustd-it-user``, through setpriv), or the app
+itself (root in its pod, with the default capabilities). Each test shows the attack refused
+and the pod's state, or the host, unchanged:
+
+- class 10: the pod's plan, its manifest and the secrets passed with ``--set-env`` are
+  root-only; ``rkt cat-manifest`` needs root; ``rkt list``/``status`` still work for the group.
+- class 2: a setuid-root binary an app writes into its upper layer is unreachable.
+- class 5: an fd rkt inherited (``9</etc``, runc CVE-2024-21626) reaches neither the app, nor a
+  process started by ``rkt enter``, nor the metadata service.
+- class 6: a mount target behind an absolute symlink in the image lands inside the rootfs.
+- class 11: the pod's init and the metadata service are non-dumpable; the metadata service
+  runs as ``rkt-mds`` with no capability in any set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pwd
+import re
+import secrets
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests._busybox import busybox_aci
+from tests.conftest import ConfigDirs, Keys
+from tests.integration.conftest import RKT, ensure_user, rkt
+
+MDS_MODULE = b"trustd.unprivileged.mds"
+UNPRIV_EXEC = ("/bin/sh", "-c", 'exec "$@"', "sh")
+
+
+def as_member(*cmd: str) -> subprocess.CompletedProcess[str]:
+    """``cmd`` as the group member. setpriv keeps root's capabilities through its own execvp,
+    so a path it execs is resolved with CAP_DAC_READ_SEARCH: an unprivileged shell does that
+    exec instead (rkt, whose interpreter sits under root-only /root here, goes through
+    :func:`rkt_as_member`; once exec'd, it holds no capability either way)."""
+    return _member([*UNPRIV_EXEC, *cmd])
+
+
+def rkt_as_member(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[str]:
+    return _member([RKT, *dirs.flags(), *args])
+
+
+def _member(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    user = ensure_user()
+    return subprocess.run(
+        ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Every entry under ``root``: mode, owner, group and (files) content digest."""
+    out: dict[str, tuple[int, int, int, str]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        digest = ""
+        if stat.S_ISREG(st.st_mode):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, digest)
+    return out
+
+
+def pod_dir(dirs: ConfigDirs, uuid: str) -> Path:
+    return dirs.data / "pods/run" / uuid
+
+
+def run_saving_uuid(dirs: ConfigDirs, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    uuid_file = dirs.data.parent / f"uuid-{secrets.token_hex(4)}"
+    result = rkt(dirs, "run", f"--uuid-file-save={uuid_file}", *args)
+    return result, uuid_file.read_text().strip()
+
+
+WITH_FD9 = ("sh", "-c", 'exec 9</etc; exec "$@"', "sh")  # ``9</etc`` for the command
+
+
+def _execed(pidfile: Path, comm: str) -> bool:
+    try:
+        return Path(f"/proc/{pidfile.read_text().strip()}/comm").read_text().strip() == comm
+    except (OSError, ValueError):
+        return False
+
+
+@contextmanager
+def running_pod(
+    dirs: ConfigDirs,
+    image: str,
+    *pod_flags: str,
+    script: str = "exec sleep 60",
+    fd9: bool = False,
+) -> Iterator[str]:
+    """A pod whose app has exec'd ``sleep``; stopped on exit."""
+    uuid_file = dirs.data.parent / f"uuid-{secrets.token_hex(4)}"
+    proc = subprocess.Popen(
+        [
+            *(WITH_FD9 if fd9 else ()),
+            *(RKT, *dirs.flags(), "run", *pod_flags, f"--uuid-file-save={uuid_file}", image),
+            *("--exec=/bin/sh", "--", "-c", script),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    uuid = ""
+    try:
+        for _ in range(400):
+            if uuid_file.exists() and (uuid := uuid_file.read_text().strip()):
+                pidfile = pod_dir(dirs, uuid) / "apps/busybox/pid"
+                if pidfile.is_file() and _execed(pidfile, "sleep"):
+                    break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert uuid and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        yield uuid
+    finally:
+        if uuid:
+            rkt(dirs, "stop", "--force", uuid)
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def app_pid(dirs: ConfigDirs, uuid: str) -> int:
+    return int((pod_dir(dirs, uuid) / "apps/busybox/pid").read_text())
+
+
+def mds_pid(init: int) -> int:
+    """The metadata service: the init's child running trustd.unprivileged.mds."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if MDS_MODULE in cmdline and f"\nPPid:\t{init}\n" in status:
+            return int(entry.name)
+    raise AssertionError(f"no metadata service under pod init {init}")
+
+
+def status_fields(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines())}
+
+
+# --- class 10: secrets in pod state -----------------------------------------------------
+
+
+def test_group_rkt_cannot_read_the_plan_manifest_or_env_secrets(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    secret = f"s3cret-{secrets.token_hex(16)}"
+    result, uuid = run_saving_uuid(
+        shared_dirs, image, f"--set-env=TRUSTD_SECRET={secret}", "--exec=/bin/true"
+    )
+    assert result.returncode == 0, result.stderr
+    pod = pod_dir(shared_dirs, uuid)
+    private = pod / "private"
+    st = private.lstat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o700, 0, 0)
+    for name in ("plan.json", "pod"):
+        assert secret in (private / name).read_text()  # the secret is there, for root
+        assert stat.S_IMODE((private / name).stat().st_mode) == 0o600
+    before = snapshot(pod)
+
+    for name in ("plan.json", "pod"):
+        read = as_member("cat", str(private / name))
+        assert read.returncode != 0 and "Permission denied" in read.stderr, read
+    searched = as_member("grep", "-r", "-l", secret, str(shared_dirs.data))
+    assert searched.stdout == "", searched.stdout  # no file the group can read holds it
+    assert "Permission denied" in searched.stderr  # it tried, and private/ refused it
+    cat = rkt_as_member(shared_dirs, "cat-manifest", uuid)
+    assert cat.returncode == 254 and "only root may read" in cat.stderr, cat.stderr
+    assert secret not in cat.stdout + cat.stderr
+    listed = rkt_as_member(shared_dirs, "list", "--no-legend", "--full")
+    assert listed.returncode == 0 and uuid in listed.stdout and "busybox" in listed.stdout
+    assert secret not in listed.stdout
+    status = rkt_as_member(shared_dirs, "status", uuid)
+    assert "state=exited" in status.stdout and "app-busybox=0" in status.stdout
+
+    assert snapshot(pod) == before
+    as_root = rkt(shared_dirs, "cat-manifest", uuid, check=True)
+    assert secret in as_root.stdout  # root still reads it
+
+
+# --- class 2: a setuid binary in the app's writable layer --------------------------------
+
+
+def test_a_setuid_binary_written_by_the_app_is_unreachable_for_group_rkt(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    result, uuid = run_saving_uuid(
+        shared_dirs,
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "cp /bin/busybox /tmp/rootsh && chmod 4755 /tmp/rootsh",
+    )
+    assert result.returncode == 0, result.stderr
+    pod = pod_dir(shared_dirs, uuid)
+    planted = pod / "private/overlay/busybox/upper/tmp/rootsh"
+    st = planted.stat()  # the app did plant it (as root sees)
+    assert st.st_uid == 0 and st.st_mode & stat.S_ISUID
+    assert not (pod / "overlay").exists()
+    before = snapshot(pod)
+
+    ran = as_member(str(planted), "id", "-u")
+    assert ran.returncode != 0 and "Permission denied" in ran.stderr, ran
+    found = as_member("find", str(shared_dirs.data), "-perm", "-4000")
+    assert found.stdout == "", found.stdout  # nothing setuid is reachable by the group
+    listing = as_member("ls", str(pod / "private"))
+    assert listing.returncode != 0 and "Permission denied" in listing.stderr
+
+    assert snapshot(pod) == before
+
+
+# --- class 5: inherited fds --------------------------------------------------------------
+
+
+def _fd_script(marker: str) -> str:
+    """``ls -l /proc/self/fd`` (ls itself adds one fd: its listing of that dir), then fd 9."""
+    return (
+        "ls -l /proc/self/fd; "
+        "ls /proc/self/fd/9/ >/dev/null 2>&1 && echo fd9:open || echo fd9:closed; "
+        f"touch /proc/self/fd/9/{marker} 2>/dev/null; true"
+    )
+
+
+def _only_stdio(out: str) -> None:
+    fds = dict(re.findall(r"^l\S+ .* (\d+)(?: -> (\S+))?$", out, flags=re.MULTILINE))
+    assert set(fds) == {"0", "1", "2", "3"}, out  # no 9, no pipe, no lock fd
+    assert re.fullmatch(r"(/proc/\d+/fd)?", fds["3"]), out  # ls's own listing (closed since)
+    assert "fd9:closed" in out.splitlines()
+
+
+def test_an_fd_rkt_inherited_does_not_reach_the_app(shared_dirs: ConfigDirs, image: str) -> None:
+    marker = f"trustd-attack-{secrets.token_hex(4)}"
+    control = subprocess.run(
+        [*WITH_FD9, "ls", "/proc/self/fd/9/"], capture_output=True, text=True, check=True
+    )
+    assert "passwd" in control.stdout.split()  # the wrapper does hand the command 9</etc
+    result = subprocess.run(
+        [
+            *WITH_FD9,
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            _fd_script(marker),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    _only_stdio(result.stdout)
+    assert not Path("/etc", marker).exists()
+
+
+def test_fds_are_closed_before_a_retain_set_filter_is_loaded(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """Under a retain set close_range is not allowed (ENOSYS, seccomp.ENOSYS_FALLBACK) and a
+    syscall the set lacks kills: the fds are made close-on-exec before the filter is loaded,
+    so the confined app starts, and without fd 9."""
+    marker = f"trustd-attack-{secrets.token_hex(4)}"
+    result = subprocess.run(
+        [
+            *WITH_FD9,
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            image,
+            "--seccomp=mode=retain,@docker/default-whitelist",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            _fd_script(marker),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    _only_stdio(result.stdout)
+    assert not Path("/etc", marker).exists()
+
+
+def test_an_fd_rkt_enter_inherited_does_not_reach_the_entered_process(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    marker = f"trustd-attack-{secrets.token_hex(4)}"
+    with running_pod(shared_dirs, image) as uuid:
+        entered = subprocess.run(
+            [
+                *WITH_FD9,
+                RKT,
+                *shared_dirs.flags(),
+                "enter",
+                uuid,
+                "/bin/sh",
+                "-c",
+                _fd_script(marker),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+    assert entered.returncode == 0, entered.stderr
+    _only_stdio(entered.stdout)
+    assert not Path("/etc", marker).exists()
+
+
+# --- class 6: a mount target behind an absolute symlink ----------------------------------
+
+
+def _symlinked_image(dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> str:
+    aci = busybox_aci(tmp_path / "ln.aci", "example.com/symlinked", symlinks={"data": "/etc"})
+    keys.gpg.sign(keys.good, aci, tmp_path / "ln.aci.asc")
+    return rkt(dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+
+
+def test_a_mount_target_behind_an_absolute_symlink_lands_inside_the_rootfs(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    linked = _symlinked_image(shared_dirs, keys, tmp_path)
+    sub = f"trustd-attack-{secrets.token_hex(4)}"
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    (volume / "from-host").write_text("volume\n")
+    etc_before = sorted(p.name for p in Path("/etc").iterdir())
+    below = rkt(
+        shared_dirs,
+        "run",
+        "--volume",
+        f"v,kind=host,source={volume}",
+        linked,
+        "--mount",
+        f"volume=v,target=/data/{sub}",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        f"ls /etc/{sub}; echo pod > /data/{sub}/from-pod",
+    )
+    assert below.returncode == 0, below.stderr
+    # /data -> /etc resolved in the rootfs: the directory was made in the rootfs's /etc
+    assert below.stdout.split() == ["from-host"], below.stdout
+    assert not Path("/etc", sub).exists()  # nothing created on the host's /etc
+    assert (volume / "from-pod").read_text() == "pod\n"
+    on_it = rkt(
+        shared_dirs,
+        "run",
+        "--volume",
+        f"ro,kind=host,source={volume},readOnly=true",
+        linked,
+        "--mount",
+        "volume=ro,target=/data",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "cat /etc/from-host; touch /data/written 2>/dev/null || echo read-only",
+    )
+    assert on_it.returncode == 0, on_it.stderr
+    assert on_it.stdout.split() == ["volume", "read-only"], on_it.stdout
+    assert not Path("/etc/written").exists() and not Path("/etc/from-host").exists()
+    assert sorted(p.name for p in Path("/etc").iterdir()) == etc_before
+    assert sorted(p.name for p in volume.iterdir()) == ["from-host", "from-pod"]
+
+
+# --- class 11: dumpable stage1, the metadata service's privileges ------------------------
+
+PROBE = (
+    "for f in exe cwd root; do readlink /proc/$P/$f >/dev/null 2>&1 "
+    "&& echo open:$f || echo refused:$f; done; "
+    "for f in environ mem maps; do head -c 1 /proc/$P/$f >/dev/null 2>&1 "
+    "&& echo open:$f || echo refused:$f; done; "
+    "readlink /proc/$P/fd/0 >/dev/null 2>&1 && echo open:fd || echo refused:fd; "
+    "readlink /proc/self/exe >/dev/null && echo control:self-exe-open"
+)
+REFUSED = [f"refused:{f}" for f in ("exe", "cwd", "root", "environ", "mem", "maps", "fd")]
+
+
+def test_the_app_cannot_open_the_pod_init_through_proc(shared_dirs: ConfigDirs, image: str) -> None:
+    """PID 1 holds every capability the app lacks, and is non-dumpable besides."""
+    result = rkt(shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", f"P=1; {PROBE}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
+
+
+def test_a_handler_cannot_open_the_stage1_process_that_confined_it(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    """The stage1 process that applied the app's user and capabilities runs the pre-start
+    handler and waits for it: same uid, same capabilities as the handler, the whole pod
+    plan (every app's env) in its memory. Only its being non-dumpable keeps the handler out
+    of its /proc entries."""
+    handler = ["/bin/sh", "-c", f"P=$PPID; {PROBE}"]
+    extra: dict[str, object] = {"eventHandlers": [{"name": "pre-start", "exec": handler}]}
+    aci = busybox_aci(tmp_path / "pre.aci", "example.com/prestart", app_extra=extra)
+    keys.gpg.sign(keys.good, aci, tmp_path / "pre.aci.asc")
+    probed = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+    result = rkt(shared_dirs, "run", probed, "--exec=/bin/true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
+
+
+def test_the_metadata_service_runs_unprivileged_without_capabilities(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    mds_user = pwd.getpwnam("rkt-mds")
+    wait = (
+        'until wget -q -O /dev/null "$AC_METADATA_URL/acMetadata/v1/pod/uuid"; do sleep 0.1; done'
+    )
+    with running_pod(
+        shared_dirs, image, "--mds-register", script=f"{wait}; exec sleep 60", fd9=True
+    ) as uuid:
+        app = app_pid(shared_dirs, uuid)
+        init = int(status_fields(app)["PPid"])
+        mds = mds_pid(init)
+        fields = status_fields(mds)
+        fds = {fd.name: str(fd.readlink()) for fd in Path(f"/proc/{mds}/fd").iterdir()}
+    assert fields["Uid"].split() == [str(mds_user.pw_uid)] * 4
+    assert fields["Gid"].split() == [str(mds_user.pw_gid)] * 4
+    assert fields["Groups"] == ""
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(fields[cap], 16) == 0, (cap, fields[cap])
+    assert fields["NoNewPrivs"] == "1"
+    assert fields["Seccomp"] in ("0", "2")
+    # no fd of rkt's (9</etc), of the init's or of the pod's state: stdio, the socket, epoll
+    for fd, target in fds.items():
+        assert target.startswith(("socket:", "pipe:", "anon_inode:", "/dev/")), (fd, target)
+
+
+def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """An image may name any numeric uid, also rkt-mds's: the service must still be closed."""
+    mds_user = pwd.getpwnam("rkt-mds")
+    script = (
+        'until wget -q -O /dev/null "$AC_METADATA_URL/acMetadata/v1/pod/uuid"; do sleep 0.1; done; '
+        # the service: the pod's python process that is not root (the init is one too)
+        "P=$(for d in /proc/[0-9]*; do grep -q '^python' $d/comm 2>/dev/null && "
+        "awk '/^Uid:/ && $2 != 0 {f=1} END {exit !f}' $d/status && echo ${d#/proc/}; "
+        "done | head -n1); "
+        "echo uid:$(id -u) mds:$(awk '/^Uid:/ {print $2}' /proc/${P:-none}/status); " + PROBE
+    )
+    result = rkt(
+        shared_dirs,
+        "run",
+        "--mds-register",
+        image,
+        f"--user={mds_user.pw_uid}",
+        f"--group={mds_user.pw_gid}",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        script,
+    )
+    assert result.returncode == 0, result.stderr
+    uid, mds, *probe = result.stdout.split()
+    same = mds_user.pw_uid
+    assert (uid, mds) == (f"uid:{same}", f"mds:{same}"), result.stdout  # the app is its uid
+    assert probe == [*REFUSED, "control:self-exe-open"], result.stdout
+
+
+def test_a_pod_in_the_old_layout_is_refused_with_a_hint_and_can_be_removed(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """A pod prepared before the private/ layout kept its plan readable by group rkt: root
+    refuses to run it (its plan may have been read or swapped) and says how to get rid of it."""
+    uuid = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
+    pod = shared_dirs.data / "pods/prepared" / uuid
+    for name in ("plan.json", "pod"):  # what an older trustd left
+        (pod / "private" / name).rename(pod / name)
+    (pod / "private").rmdir()
+    refused = rkt(shared_dirs, "run-prepared", uuid)
+    assert refused.returncode == 254 and "old layout" in refused.stderr, refused.stderr
+    assert f"rkt rm {uuid}" in refused.stderr
+    assert (pod / "plan.json").exists()  # nothing ran, nothing moved
+    rkt(shared_dirs, "rm", uuid, check=True)
+    assert not pod.exists()
