@@ -1,7 +1,8 @@
 """rkt's per-app flags (they follow the image they apply to) and image resolution for run.
 
 Images given by name or file are fetched through the fetch path (as root: an unprivileged
-child); only the resulting store key reaches the executor.
+child); IDs and prefixes are resolved in the index with the group's rights. Only the full
+image ID (sha512- and 128 hex, checked) reaches the executor.
 """
 
 from __future__ import annotations
@@ -90,15 +91,17 @@ def _split_apps(words: list[str]) -> list[dict[str, Any]]:
 
 
 def _image_key(text: str, signature: str | None, options: GlobalOptions, policy: str) -> str:
+    from trustd.cli._store import full_key  # noqa: PLC0415
+
     if text.startswith("sha512-"):
-        return text
+        return full_key(options, text).id
     from pathlib import Path  # noqa: PLC0415
 
     from trustd.cli.fetch import fetch_context, fetch_one  # noqa: PLC0415
     from trustd.unprivileged.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
 
     request = FetchRequest(parse_image_ref(text), Path(signature) if signature else None)
-    return fetch_one(request, fetch_context(options, policy))
+    return full_key(options, fetch_one(request, fetch_context(options, policy))).id
 
 
 def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:

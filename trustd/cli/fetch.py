@@ -77,8 +77,15 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
     from trustd.unprivileged.fetch import FetchContext  # noqa: PLC0415
 
     dirs = options.dirs
+    if os.geteuid() == 0:  # root makes the directories; the index is the fetch child's
+        from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
+
+        prepare_store(dirs.data)
+        store = ImageStore(dirs.data)
+    else:
+        store = ImageStore.open(dirs.data, create=True)
     return FetchContext(
-        store=ImageStore.open(dirs.data, create=True),
+        store=store,
         keystore=Keystore(dirs.system_config, dirs.local_config),
         insecure=options.insecure,
         policy=load_effective(dirs.system_config, dirs.local_config),
@@ -115,7 +122,12 @@ def fetch_one(request: Any, ctx: Any) -> str:
     )
     if request.ref.kind == "name" and ctx.gate_keystore() is not None:
         _tofu_as_root(request.ref.name, ctx, identity, modules)
-    return run_as(identity, lambda: fetch_image(request, ctx, local).key, modules)
+
+    def work() -> str:
+        ctx.store.ensure()  # the index is created and opened here, never by root
+        return str(fetch_image(request, ctx, local).key)
+
+    return run_as(identity, work, modules)
 
 
 def _tofu_as_root(name: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> None:

@@ -68,11 +68,11 @@ def _pods(options: GlobalOptions) -> Any:
 
 
 def _parts(options: GlobalOptions) -> tuple[Any, Any, Any]:
+    from trustd.privileged.treestore.datadir import open_data_dir  # noqa: PLC0415
     from trustd.shared.keystore import Keystore  # noqa: PLC0415
-    from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     return (
-        ImageStore.open(options.dirs.data, create=True),
+        open_data_dir(options.dirs.data),
         Keystore(options.dirs.system_config, options.dirs.local_config),
         _pods(options),
     )
@@ -82,11 +82,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     from trustd.privileged.executor.prepare import prepare, require_root  # noqa: PLC0415
 
     require_root()
-    store, keystore, pods = _parts(args.options)
     options = args.options
+    request = build_request(args, options)
+    data, keystore, pods = _parts(options)
     prepared = prepare(
-        build_request(args, options),
-        store,
+        request,
+        data,
         keystore,
         pods,
         policy=policy_in_force(options),
@@ -100,10 +101,10 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_run_prepared(args: argparse.Namespace) -> int:
     from trustd.privileged.executor.run import run_prepared  # noqa: PLC0415
 
-    store, keystore, pods = _parts(args.options)
+    data, keystore, pods = _parts(args.options)
     return run_prepared(
         args.uuid,
-        store,
+        data,
         keystore,
         pods,
         measure=measure_config(args.options),

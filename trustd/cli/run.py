@@ -96,18 +96,18 @@ def run(args: argparse.Namespace) -> int:
     from trustd.privileged.executor.prepare import prepare, require_root  # noqa: PLC0415
     from trustd.privileged.executor.run import run_prepared_pod  # noqa: PLC0415
     from trustd.privileged.pod import PodStore  # noqa: PLC0415
+    from trustd.privileged.treestore.datadir import open_data_dir  # noqa: PLC0415
     from trustd.shared.keystore import Keystore  # noqa: PLC0415
-    from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     require_root()
     options: GlobalOptions = args.options
     warn_insecure("run", options.insecure, Insecure.ALL)
     request = build_request(args, options)
-    store = ImageStore.open(options.dirs.data, create=True)
+    data = open_data_dir(options.dirs.data)
     keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
     pods = PodStore(options.dirs.data)
     policy, measure = policy_in_force(options), measure_config(options)
-    prepared = prepare(request, store, keystore, pods, policy=policy, measurement=measure.mode)
+    prepared = prepare(request, data, keystore, pods, policy=policy, measurement=measure.mode)
     if args.uuid_file_save:
         args.uuid_file_save.write_text(prepared.pod.uuid + "\n")
     return run_prepared_pod(prepared, pods, measure, policy)

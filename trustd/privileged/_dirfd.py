@@ -137,9 +137,12 @@ def _single_name(parent_fd: int, name: str) -> None:
         )
 
 
-def ensure_dir(parent_fd: int, name: str, mode: int, *, uid: int = 0, gid: int = 0) -> int:
+def ensure_dir(
+    parent_fd: int, name: str, mode: int, *, uid: int = 0, gid: int = 0, foreign_ok: bool = False
+) -> int:
     """``name`` in ``parent_fd`` as a directory owned ``uid:gid`` with ``mode`` (created if
-    missing, fixed on the fd if not); a symlink or non-directory there is refused."""
+    missing, fixed on the fd if not); a symlink or non-directory there is refused. With
+    ``foreign_ok``, a directory someone other than ``uid`` owns is returned untouched."""
     _single_name(parent_fd, name)
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o700, dir_fd=parent_fd)
@@ -149,6 +152,8 @@ def ensure_dir(parent_fd: int, name: str, mode: int, *, uid: int = 0, gid: int =
         raise _refusal(parent_fd, name, exc) from exc
     try:
         st = os.fstat(fd)
+        if foreign_ok and st.st_uid != uid:
+            return fd
         if (st.st_uid, st.st_gid) != (uid, gid):
             os.fchown(fd, uid, gid)
         if stat.S_IMODE(st.st_mode) != mode:

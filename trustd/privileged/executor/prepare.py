@@ -1,7 +1,11 @@
-"""prepare: resolve each app's image by ID, render or re-check it, and write the pod's plan.
+"""prepare: render or re-check each app's image, and write the pod's plan.
 
-Runs as root. Images are named by store key only; each tree is rendered from re-verified
-bytes, or, if rendered before, re-checked against the keyring in force (no re-hash).
+Runs as root. Images are named by full image ID only (:class:`StoreKey`, checked against
+its exact grammar; the front end resolves names and prefixes before handing over), never
+looked up in the group-writable index. Each tree is rendered from re-verified bytes, or, if
+rendered before, re-checked against the keyring in force (no re-hash). Prepare holds the tree
+lock (shared) from the first render until the plan is written, so gc never collects a tree a
+pod is about to reference, and stamps each image's last use.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.executor.request import AppRequest, RunRequest
 from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import MANIFEST
-from trustd.privileged.treestore.render import RenderedTree, render_tree
+from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
+from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
 from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
-from trustd.shared.store import ImageStore
+from trustd.shared.store import StoreKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,13 @@ def _default_name(manifest: ImageManifest) -> str:
 def _handlers(manifest: ImageManifest, name: str) -> tuple[tuple[str, ...], ...]:
     handlers = (manifest.app.event_handlers or ()) if manifest.app else ()
     return tuple(h.exec for h in handlers if h.name == name)
+
+
+def accept_unsigned_for(insecure_image: bool, policy: Policy) -> AcceptUnsigned:
+    """Whether an image without a verifying signature may pass: the request's
+    --insecure-options=image, or the policy for the name in the image's own manifest (never
+    what the store index says about it)."""
+    return lambda name: insecure_image or accepts_unsigned(policy, name)
 
 
 def _plan_app(
@@ -142,40 +154,43 @@ def _selinux(mode: str, pod: Pod, pods: PodStore) -> dict[str, Any]:
 
 def prepare(
     request: RunRequest,
-    store: ImageStore,
+    data: DataDir,
     keystore: Keystore,
     pods: PodStore,
     *,
     policy: Policy,
     measurement: MeasureMode,
 ) -> Prepared:
+    """Prepare a pod for ``request``; every ``AppRequest.image`` must be a full image ID."""
     require_root()
     if not request.apps:
         raise UserError("must provide at least one image")
+    keys = [StoreKey.parse(req.image) for req in request.apps]
+    accept = accept_unsigned_for(Insecure.IMAGE in request.insecure, policy)
     pod, fd = pods.new()
     try:
-        apps = []
-        for req in request.apps:
-            record = store.resolve(req.image)
-            allow = Insecure.IMAGE in request.insecure or accepts_unsigned(policy, record.name)
-            tree = render_tree(store, record, keystore, allow_insecure=allow)
-            apps.append(_plan_app(req, tree, record.key, request, policy))
-        if len({a.name for a in apps}) != len(apps):
-            raise UserError("two apps have the same name", hint="give each one --name=NAME")
-        plan = PodPlan(
-            uuid=pod.uuid,
-            flavor=request.flavor,
-            net=request.net,
-            hostname=request.hostname or f"rkt-{pod.uuid}",
-            apps=tuple(apps),
-            volumes=request.volumes,
-            insecure=tuple(insecure_names(request.insecure)),
-            masked_paths=Insecure.PATHS not in request.insecure,
-            mds=request.mds_register,
-            **_selinux(_selinux_mode(policy, apps), pod, pods),
-        )
-        gate_run(plan, policy, keystore, pods.root.parent, measurement)
-        atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
+        with tree_lock(data, exclusive=False):
+            apps = []
+            for req, key in zip(request.apps, keys, strict=True):
+                tree = render_tree(data, key, keystore, accept_unsigned=accept)
+                stamp_used(data, key)
+                apps.append(_plan_app(req, tree, key.id, request, policy))
+            if len({a.name for a in apps}) != len(apps):
+                raise UserError("two apps have the same name", hint="give each one --name=NAME")
+            plan = PodPlan(
+                uuid=pod.uuid,
+                flavor=request.flavor,
+                net=request.net,
+                hostname=request.hostname or f"rkt-{pod.uuid}",
+                apps=tuple(apps),
+                volumes=request.volumes,
+                insecure=tuple(insecure_names(request.insecure)),
+                masked_paths=Insecure.PATHS not in request.insecure,
+                mds=request.mds_register,
+                **_selinux(_selinux_mode(policy, apps), pod, pods),
+            )
+            gate_run(plan, policy, keystore, data, measurement)
+            atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
         atomic_write(pod.path / MANIFEST, _pod_manifest(plan), mode=0o640)
         (pod.path / "pod-created").write_text(datetime.now(UTC).isoformat(timespec="seconds"))
         pod = pods.move(pod, "prepared")

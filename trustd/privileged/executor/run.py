@@ -9,15 +9,21 @@ from datetime import UTC, datetime
 from trustd.privileged.executor._gate import gate_run
 from trustd.privileged.executor._measure import MeasureConfig, measure_pod_start
 from trustd.privileged.executor.plan import PodPlan
-from trustd.privileged.executor.prepare import Prepared, load_plan, require_root
+from trustd.privileged.executor.prepare import (
+    Prepared,
+    accept_unsigned_for,
+    load_plan,
+    require_root,
+)
 from trustd.privileged.executor.stage1 import run_pod
 from trustd.privileged.pod import Pod, PodState, PodStore
+from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import Keystore
-from trustd.shared.policy import Policy, accepts_unsigned
-from trustd.shared.store import ImageStore
+from trustd.shared.policy import Policy
+from trustd.shared.store import StoreKey
 
 
 def _stamp(pod: Pod, name: str) -> None:
@@ -45,17 +51,20 @@ def run_prepared_pod(
         os.close(prepared.lock_fd)  # unlocked in run/ means exited
 
 
-def recheck(plan: PodPlan, store: ImageStore, keystore: Keystore, policy: Policy) -> None:
+def recheck(plan: PodPlan, data: DataDir, keystore: Keystore, policy: Policy) -> None:
     """Before a prepared pod runs, every image's signers must still be trusted now (or the
-    policy in force must still accept it unsigned)."""
-    for app in plan.apps:
-        allow = "image" in plan.insecure or accepts_unsigned(policy, app.image_name)
-        render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
+    policy in force must still accept it unsigned); each image's last use is stamped."""
+    accept = accept_unsigned_for("image" in plan.insecure, policy)
+    with tree_lock(data, exclusive=False):
+        for app in plan.apps:
+            key = StoreKey.parse(app.image_key)
+            render_tree(data, key, keystore, accept_unsigned=accept)
+            stamp_used(data, key)
 
 
 def run_prepared(
     uuid: str,
-    store: ImageStore,
+    data: DataDir,
     keystore: Keystore,
     pods: PodStore,
     *,
@@ -73,9 +82,9 @@ def run_prepared(
     if mds_register and not plan.mds:
         plan = replace(plan, mds=True)
         atomic_write(pod.path / "plan.json", plan.to_json().encode(), mode=0o640)
-    recheck(plan, store, keystore, policy)  # opt-outs stay those recorded at prepare time
+    recheck(plan, data, keystore, policy)  # opt-outs stay those recorded at prepare time
     try:
-        gate_run(plan, policy, keystore, pods.root.parent, measure.mode)  # the policy now
+        gate_run(plan, policy, keystore, data, measure.mode)  # the policy now
     except BaseException:
         os.close(fd)
         raise

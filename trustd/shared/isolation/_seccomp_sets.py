@@ -25,9 +25,7 @@ def _wildcards() -> dict[str, frozenset[str]]:
     """Each wildcard name mapped to its syscall names (all architectures)."""
     try:
         text = (
-            resources.files("trustd.shared.isolation")
-            .joinpath(_DATA)
-            .read_text(encoding="utf-8")
+            resources.files("trustd.shared.isolation").joinpath(_DATA).read_text(encoding="utf-8")
         )
         doc = json.loads(text)
         sets = {k: frozenset(_strings(v)) for k, v in doc["sets"].items()}

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from trustd.shared.appc.aci import AciInfo
+from trustd.shared.errors import UserError
 from trustd.shared.verify import VerifiedSignature
 
 ID_PREFIX = "sha512-"
 KEY_HEX = 64  # rkt's store key: sha512- and the first 64 hex digits (256 bits)
 SHORT_HEX = 32  # rkt's short form on the command line
+
+DIGEST_HEX = 128
+_STORE_KEY = re.compile(r"sha512-[0-9a-f]{128}", re.ASCII)
+_INDEX_KEY = re.compile(r"sha512-[0-9a-f]{64}", re.ASCII)
+_DIGEST = re.compile(r"[0-9a-f]{128}", re.ASCII)
 
 # Only trustd.shared.store.admit holds this (CONVENTIONS 4).
 _ADMIT_TOKEN = object()
@@ -20,6 +27,58 @@ _ADMIT_TOKEN = object()
 def store_key(image_id: str) -> str:
     """``sha512-<128 hex>`` (or an already short key) -> rkt's ``sha512-<64 hex>`` key."""
     return image_id[: len(ID_PREFIX) + KEY_HEX]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreKey:
+    """The one form in which root takes an image: its full ID, ``sha512-`` and 128 lower-case
+    hex digits (the sha512 of the uncompressed tar). Made only by :meth:`parse`, which checks
+    the exact grammar, so every path root builds from a key is built from checked text.
+    """
+
+    id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or _STORE_KEY.fullmatch(self.id) is None:
+            raise ValueError(f"not a full image ID (sha512- and 128 hex digits): {self.id!r:.80}")
+
+    @classmethod
+    def parse(cls, text: str) -> StoreKey:
+        """``text`` as a key, or a UserError naming what is wrong with it."""
+        try:
+            return cls(text)
+        except ValueError as exc:
+            raise UserError(
+                f"{exc}", hint="give the full image ID as rkt image list --full shows it"
+            ) from exc
+
+    @property
+    def digest(self) -> str:
+        """The 128 hex digits."""
+        return self.id.removeprefix(ID_PREFIX)
+
+    @property
+    def blob_name(self) -> str:
+        """rkt's store key (``sha512-`` and the first 64 hex): the blob directory's name."""
+        return store_key(self.id)
+
+    @property
+    def blob_relpath(self) -> str:
+        """The blob directory, relative to ``cas``: ``blob/sha512/<2 hex>/<blob name>``."""
+        return f"blob/sha512/{self.digest[:2]}/{self.blob_name}"
+
+
+def check_index_key(key: object, digest: object) -> StoreKey:
+    """An index row's ``key`` and ``digest`` as a :class:`StoreKey`; ValueError unless the key
+    is exactly rkt's ``sha512-<64 hex>`` form of that digest."""
+    if not (isinstance(key, str) and _INDEX_KEY.fullmatch(key)):
+        raise ValueError(f"bad image key {key!r:.80}")
+    if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)):
+        raise ValueError(f"bad digest {digest!r:.80}")
+    full = StoreKey(ID_PREFIX + digest)
+    if full.blob_name != key:
+        raise ValueError(f"key {key[:39]}… is not the digest's ({full.blob_name[:39]}…)")
+    return full
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +143,11 @@ class ImageRecord:
     uncompressed_size: int
     source: str
     provenance: Provenance
+
+    @property
+    def full_key(self) -> StoreKey:
+        """The full image ID, the form root takes (``sha512-`` and the 128-hex digest)."""
+        return StoreKey(ID_PREFIX + self.digest)
 
     def label(self, name: str) -> str | None:
         return next((v for k, v in self.labels if k == name), None)

@@ -1,0 +1,41 @@
+"""The store index as the front end uses it: with the group's rights, never root's.
+
+Root never opens the SQLite index (the group writes it, and its files sit in a directory
+the group controls). As root, the front end makes the store's directories (no symlink
+followed, trustd.privileged.treestore.datadir) and runs whatever reads or changes the index
+in the unprivileged privsep child (group rkt), which hands back only a string: e.g. an
+image's full ID, which root then checks against the exact grammar before any use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from trustd.shared.config import GlobalOptions
+from trustd.shared.store import StoreKey
+
+_MODULES = ("trustd.shared.store", "trustd.shared.appc.manifest", "trustd.shared.appc.aci")
+
+
+def as_group(options: GlobalOptions, work: Callable[[], str]) -> str:
+    """``work()`` with the store opened by the group: in-process when not root, else in the
+    dropped child, after root made the directories."""
+    if os.geteuid() != 0:
+        return work()
+    from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
+    from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
+
+    prepare_store(options.dirs.data)
+    return run_as(fetch_identity(), work, _MODULES)
+
+
+def full_key(options: GlobalOptions, ref: str) -> StoreKey:
+    """The full image ID for ``ref`` (an ID prefix or name[:version]), resolved in the index
+    with the group's rights and checked against the exact grammar."""
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+
+    data = options.dirs.data
+    return StoreKey.parse(
+        as_group(options, lambda: ImageStore.open(data, create=True).resolve(ref).full_key.id)
+    )
