@@ -94,14 +94,14 @@ def _image_key(text: str, signature: str | None, options: GlobalOptions, policy:
     from trustd.cli._store import full_key  # noqa: PLC0415
 
     if text.startswith("sha512-"):
-        return full_key(options, text).id
+        return full_key(options, text, touch=True).id
     from pathlib import Path  # noqa: PLC0415
 
     from trustd.cli.fetch import fetch_context, fetch_one  # noqa: PLC0415
     from trustd.unprivileged.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
 
     request = FetchRequest(parse_image_ref(text), Path(signature) if signature else None)
-    return full_key(options, fetch_one(request, fetch_context(options, policy))).id
+    return full_key(options, fetch_one(request, fetch_context(options, policy)), touch=True).id
 
 
 def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:

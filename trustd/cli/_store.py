@@ -30,12 +30,19 @@ def as_group(options: GlobalOptions, work: Callable[[], str]) -> str:
     return run_as(fetch_identity(), work, _MODULES)
 
 
-def full_key(options: GlobalOptions, ref: str) -> StoreKey:
+def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreKey:
     """The full image ID for ``ref`` (an ID prefix or name[:version]), resolved in the index
-    with the group's rights and checked against the exact grammar."""
+    with the group's rights and checked against the exact grammar. With ``touch`` (run and
+    prepare), the index's last-used time is updated there too (root keeps its own stamp)."""
     from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     data = options.dirs.data
-    return StoreKey.parse(
-        as_group(options, lambda: ImageStore.open(data, create=True).resolve(ref).full_key.id)
-    )
+
+    def work() -> str:
+        store = ImageStore.open(data, create=True)
+        record = store.resolve(ref)
+        if touch:
+            store.index.touch(record.key)
+        return record.full_key.id
+
+    return StoreKey.parse(as_group(options, work))
