@@ -70,6 +70,7 @@ def row(dirs: ConfigDirs) -> sqlite3.Row:
         (found,) = conn.execute("SELECT * FROM images").fetchall()
     finally:
         conn.close()
+    assert isinstance(found, sqlite3.Row)
     return found
 
 
@@ -89,7 +90,7 @@ def run_sh(
 
 
 def full_id(dirs: ConfigDirs) -> str:
-    return "sha512-" + row(dirs)["digest"]
+    return "sha512-" + str(row(dirs)["digest"])
 
 
 def test_an_index_key_with_dotdot_is_never_a_path(
