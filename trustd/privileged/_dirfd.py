@@ -201,7 +201,7 @@ def ensure_private_dir(parent_fd: int, name: str, mode: int = 0o700) -> int:
     return fd
 
 
-def _rmtree_fd(dirfd: int) -> None:
+def _rmtree_fd(dirfd: int, foreign_only: bool) -> None:
     for entry in os.scandir(dirfd):
         if entry.is_dir(follow_symlinks=False):
             try:
@@ -209,18 +209,25 @@ def _rmtree_fd(dirfd: int) -> None:
             except FileNotFoundError:
                 continue
             try:
-                _rmtree_fd(child)
+                if foreign_only and os.fstat(child).st_uid == 0:
+                    continue  # root's: never entered (its parent stays, not empty)
+                _rmtree_fd(child, foreign_only)
             finally:
                 os.close(child)
-            os.rmdir(entry.name, dir_fd=dirfd)
+            with contextlib.suppress(FileNotFoundError, OSError):
+                os.rmdir(entry.name, dir_fd=dirfd)
         else:  # files, symlinks (never followed), fifos, sockets, devices
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.name, dir_fd=dirfd)
 
 
-def rmtree_at(parent_fd: int, name: str) -> None:
+def rmtree_at(parent_fd: int, name: str, *, foreign_only: bool = False) -> None:
     """Remove ``name`` in ``parent_fd`` and everything under it; a symlink is removed, never
-    followed, and nothing outside ``parent_fd`` is touched. Missing is not an error."""
+    followed, and nothing outside ``parent_fd`` is touched. Missing is not an error.
+
+    ``foreign_only`` is for trees in directories others can write (``cas/tmp``): a directory
+    root owns is never entered there, so root removes only what the directories' owners
+    could remove themselves, even if they move other directories in mid-walk."""
     _single_name(parent_fd, name)
     try:
         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
@@ -232,13 +239,17 @@ def rmtree_at(parent_fd: int, name: str) -> None:
             return
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         try:
-            _rmtree_fd(fd)
+            if foreign_only and os.fstat(fd).st_uid == 0:
+                return
+            _rmtree_fd(fd, foreign_only)
         finally:
             os.close(fd)
         os.rmdir(name, dir_fd=parent_fd)
     except FileNotFoundError:
         return
     except OSError as exc:
+        if foreign_only and exc.errno == errno.ENOTEMPTY:
+            return  # a directory of root's is inside: left where it is
         raise _refusal(parent_fd, name, exc) from exc
 
 

@@ -248,3 +248,23 @@ def test_read_and_write_beneath(tmp_path: Path) -> None:
         assert (tmp_path / "g").read_bytes() == b"new" and not (tmp_path / "g").is_symlink()
     finally:
         os.close(fd)
+
+
+@needs_root
+def test_rmtree_at_foreign_only_never_enters_roots_directories(tmp_path: Path) -> None:
+    """In a directory others can write, root removes only what their owners could."""
+    doomed = tmp_path / "import-x"
+    (doomed / "theirs").mkdir(parents=True)
+    (doomed / "theirs" / "f").write_bytes(b"")
+    moved_in = doomed / "roots"  # e.g. a root-owned directory moved in mid-walk
+    moved_in.mkdir()
+    (moved_in / "keep").write_bytes(b"root's")
+    for p in (doomed, doomed / "theirs"):
+        os.chown(p, 65534, 65534)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _dirfd.rmtree_at(fd, "import-x", foreign_only=True)
+    finally:
+        os.close(fd)
+    assert not (doomed / "theirs").exists()
+    assert (moved_in / "keep").read_bytes() == b"root's"

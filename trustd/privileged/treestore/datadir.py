@@ -194,9 +194,10 @@ def open_root_log(data: DataDir, *, create: bool) -> int | None:
 
 def sweep_store_tmp(data: DataDir) -> list[str]:
     """Remove the staging directories killed imports left in ``cas/tmp`` (``import-*``,
-    ``stale-*``), which the group's own gc may lack the rights to remove. Under the store's
-    exclusive lock (no import is staging), by fd, following no symlink and never leaving
-    ``cas/tmp``."""
+    ``stale-*``), which the group's own gc may lack the rights to remove (a member's 0700
+    staging directory). Under the store's exclusive lock (no import is staging), by fd,
+    following no symlink, never leaving ``cas/tmp`` and never entering a directory root owns
+    (so nothing goes that its owner could not have removed)."""
     cas = data.cas_fd()
     try:
         lock = _dirfd.open_beneath(cas, "lock", os.O_RDONLY | os.O_NONBLOCK)
@@ -211,7 +212,7 @@ def sweep_store_tmp(data: DataDir) -> list[str]:
             try:
                 names = [n for n in os.listdir(tmp) if n.startswith(("import-", "stale-"))]  # noqa: PTH208
                 for name in names:
-                    _dirfd.rmtree_at(tmp, name)
+                    _dirfd.rmtree_at(tmp, name, foreign_only=True)
             finally:
                 os.close(tmp)
         finally:
