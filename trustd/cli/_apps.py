@@ -92,7 +92,12 @@ def _split_apps(words: list[str]) -> list[dict[str, Any]]:
 
 def _image_key(text: str, signature: str | None, options: GlobalOptions, policy: str) -> str:
     from trustd.cli._store import full_key  # noqa: PLC0415
+    from trustd.shared.store import StoreKey  # noqa: PLC0415
 
+    try:
+        return StoreKey(text).id  # a full ID needs no index: root checks the bytes against it
+    except ValueError:
+        pass
     if text.startswith("sha512-"):
         return full_key(options, text, touch=True).id
     from pathlib import Path  # noqa: PLC0415
