@@ -31,7 +31,7 @@ from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
-from trustd.shared.store import StoreKey
+from trustd.shared.store.model import StoreKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from trustd.shared._fsutil import atomic_write
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy
-from trustd.shared.store import StoreKey
+from trustd.shared.store.model import StoreKey
 
 
 def _stamp(pod: Pod, name: str) -> None:
