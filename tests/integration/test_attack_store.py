@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests._busybox import busybox_aci
-from tests.conftest import ConfigDirs
+from tests.conftest import ConfigDirs, Keys
 from tests.integration.conftest import RKT, ensure_user, rkt
 
 Snapshot = dict[str, tuple[int, int, int, bytes]]
@@ -328,3 +328,25 @@ def test_a_data_dir_the_group_can_write_is_refused(shared_dirs: ConfigDirs, imag
     refused = run_sh(shared_dirs, image, "true")
     assert refused.returncode == 254
     assert "not writable by group or others" in refused.stderr
+
+
+def test_an_index_row_renamed_to_the_requested_name_is_refused(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    """The index maps a name to an image; root checks the verified manifest says that name."""
+    other = busybox_aci(tmp_path / "other.aci", "example.com/other")
+    keys.gpg.sign(keys.good, other, tmp_path / "other.aci.asc")
+    rkt(
+        shared_dirs, "fetch", str(other), "--signature", str(tmp_path / "other.aci.asc"), check=True
+    )
+    assert run_sh(shared_dirs, "example.com/busybox", "true").returncode == 0
+    sql(
+        shared_dirs,
+        "UPDATE images SET name = 'example.com/busybox', import_time = '2999-01-01T00:00:00+00:00'"
+        " WHERE name = 'example.com/other'",
+    )
+    before = state(shared_dirs.data / "cas", skip=INDEX)
+    refused = run_sh(shared_dirs, "example.com/busybox", "true")
+    assert refused.returncode == 254
+    assert "not the requested example.com/busybox" in refused.stderr
+    assert state(shared_dirs.data / "cas", skip=INDEX) == before

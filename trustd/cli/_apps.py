@@ -109,6 +109,18 @@ def _image_key(text: str, signature: str | None, options: GlobalOptions, policy:
     return full_key(options, fetch_one(request, fetch_context(options, policy)), touch=True).id
 
 
+def _requested_name(text: str) -> tuple[str | None, str | None]:
+    """name and version of an image given by appc name (root checks its manifest says so)."""
+    if text.startswith("sha512-"):
+        return None, None
+    from trustd.unprivileged.fetch import parse_image_ref  # noqa: PLC0415
+
+    ref = parse_image_ref(text)
+    if ref.kind != "name" or ref.name is None:
+        return None, None
+    return str(ref.name), dict(ref.labels).get("version")
+
+
 def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
     from trustd.privileged.executor.plan import Mount  # noqa: PLC0415
     from trustd.privileged.executor.request import AppRequest  # noqa: PLC0415
@@ -129,8 +141,11 @@ def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
     def split(key: str) -> tuple[str, ...]:
         return tuple(x for x in flags.get(key, "").split(",") if x)
 
+    expected_name, expected_version = _requested_name(spec["image"])
     return AppRequest(
         image=_image_key(spec["image"], flags.get("--signature"), options, policy),
+        expected_name=expected_name,
+        expected_version=expected_version,
         name=flags.get("--name"),
         exec=(flags["--exec"],) if "--exec" in flags else None,
         args=tuple(spec["args"]),

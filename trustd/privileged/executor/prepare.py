@@ -27,7 +27,7 @@ from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
-from trustd.shared.errors import TrustdError, UserError
+from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
@@ -62,6 +62,25 @@ def accept_unsigned_for(insecure_image: bool, policy: Policy) -> AcceptUnsigned:
     --insecure-options=image, or the policy for the name in the image's own manifest (never
     what the store index says about it)."""
     return lambda name: insecure_image or accepts_unsigned(policy, name)
+
+
+def _check_requested(req: AppRequest, key: StoreKey, manifest: ImageManifest) -> None:
+    """An image asked for by name is that name (and version) by its own verified manifest,
+    whatever the index that mapped the name to ``key`` said."""
+    name = str(manifest.name)
+    version = next(
+        (lbl.value for lbl in manifest.labels or () if lbl.name.value == "version"), None
+    )
+    wanted = f"{req.expected_name}:{req.expected_version}" if req.expected_version else None
+    if (req.expected_name is not None and name != req.expected_name) or (
+        req.expected_version is not None and version != req.expected_version
+    ):
+        raise LocalStateError(
+            f"image {key.id[:39]}… is {name}:{version or '-'} by its verified manifest, not the "
+            f"requested {wanted or req.expected_name}",
+            hint="the store index maps the name to another image; rkt image rm it and fetch "
+            "again, or run it by its full ID",
+        )
 
 
 def _plan_app(
@@ -173,6 +192,7 @@ def prepare(
             apps = []
             for req, key in zip(request.apps, keys, strict=True):
                 tree = render_tree(data, key, keystore, accept_unsigned=accept)
+                _check_requested(req, key, tree.manifest)
                 stamp_used(data, key)
                 apps.append(_plan_app(req, tree, key.id, request, policy))
             if len({a.name for a in apps}) != len(apps):

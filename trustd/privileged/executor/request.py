@@ -14,7 +14,11 @@ from trustd.shared.insecure import Insecure
 
 @dataclass(frozen=True, slots=True)
 class AppRequest:
-    image: str  # a store key or ID prefix (sha512-...)
+    image: str  # the full image ID (sha512- and 128 hex; checked as a StoreKey)
+    # the name[:version] the user asked for, when they gave one: the image's own verified
+    # manifest must say the same (the front end resolved it in the group-writable index)
+    expected_name: str | None = None
+    expected_version: str | None = None
     name: str | None = None
     exec: tuple[str, ...] | None = None
     args: tuple[str, ...] = ()
