@@ -350,3 +350,20 @@ def test_an_index_row_renamed_to_the_requested_name_is_refused(
     assert refused.returncode == 254
     assert "not the requested example.com/busybox" in refused.stderr
     assert state(shared_dirs.data / "cas", skip=INDEX) == before
+
+
+@pytest.mark.parametrize("legacy", ["root's directory", "the group's symlink"])
+def test_gc_removes_the_old_cas_tree_only_when_it_is_roots(
+    shared_dirs: ConfigDirs, image: str, victim: Path, legacy: str
+) -> None:
+    tree = shared_dirs.data / "cas/tree"
+    if legacy == "root's directory":  # as an older trustd left it
+        (tree / "sha512-old" / "rootfs").mkdir(parents=True, mode=0o700)
+        tree.chmod(0o2700)
+    else:
+        member("ln", "-s", str(victim), str(tree))
+    before = state(victim)
+    assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
+    assert tree.is_symlink() == (legacy != "root's directory")
+    assert tree.exists() == (legacy != "root's directory")
+    assert state(victim) == before

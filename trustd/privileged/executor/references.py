@@ -27,6 +27,11 @@ def _plan_keys(path: Path) -> list[str]:
         keys = [app["image_key"] for app in json.loads(raw[:_MAX_PLAN])["apps"]]
     except FileNotFoundError:
         return []
+    except PermissionError as exc:
+        raise LocalStateError(
+            f"cannot read the plan {path}: it is root's",
+            hint="gc stops rather than remove an image a pod may need; run rkt image gc as root",
+        ) from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LocalStateError(
             f"cannot read the plan {path}: {exc}",
