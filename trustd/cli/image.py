@@ -298,7 +298,7 @@ def _root_gc(options: GlobalOptions, grace: timedelta) -> Any:
         for name in tree_names(data):
             if name.startswith(".render-") or (_is_key(name) and name not in needed):
                 remove_tree(data, name)  # stale stages: no render runs under this lock
-        for _key, _name, full in result["removed"]:
+        for full in set(stamps) - needed:  # removed now, or by the group before
             forget_used(data, StoreKey.parse(full))
         remove_legacy_trees(data)
         sweep_store_tmp(data)

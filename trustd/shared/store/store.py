@@ -3,6 +3,10 @@
 Writes are staged in ``cas/tmp`` and made visible by one ``rename(2)`` of a directory, then
 indexed; two imports of the same image both succeed and store it once, and a killed import
 leaves nothing but a stale staging directory that ``gc`` removes.
+
+Used with the group's rights only: root never opens the index (as root, the front end runs
+this in the privsep child, trustd.cli._store), and store directories and shared files are
+opened without following symlinks. Rendered trees are root's (trustd.privileged.treestore).
 """
 
 from __future__ import annotations
