@@ -9,8 +9,10 @@ image's full ID, which root then checks against the exact grammar before any use
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from typing import Any
 
 from trustd.shared.config import GlobalOptions
 from trustd.shared.store import StoreKey
@@ -46,3 +48,26 @@ def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreK
         return record.full_key.id
 
     return StoreKey.parse(as_group(options, work))
+
+
+def records(options: GlobalOptions, ref: str | None = None) -> list[Any]:
+    """Index records (every image, or the one ``ref`` names), read with the group's rights
+    and decoded strictly on this side (``rkt policy explain/audit``)."""
+    from trustd.shared.errors import LocalStateError  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.store.model import ImageRecord  # noqa: PLC0415
+
+    data = options.dirs.data
+
+    def work() -> str:
+        store = ImageStore.open(data)
+        found = [store.resolve(ref)] if ref is not None else store.images()
+        return json.dumps([r.to_json() for r in found])
+
+    try:
+        return [ImageRecord.from_json(obj) for obj in json.loads(as_group(options, work))]
+    except ValueError as exc:
+        raise LocalStateError(
+            f"the store index answered with a record that does not decode: {exc}",
+            hint="a member of group rkt may have altered the index; see: rkt image list",
+        ) from exc

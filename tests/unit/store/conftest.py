@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests._aci import build_aci
-from tests._policy import install_policy
 from tests.conftest import ConfigDirs, Keys
 from trustd.cli.fetch import parse_image_args
 from trustd.cli.main import main
@@ -26,25 +21,6 @@ NAME = "example.com/hello"
 
 def rkt(dirs: ConfigDirs, *args: str) -> int:
     return main([*dirs.flags(), *args])
-
-
-@pytest.fixture
-def config_dirs(tmp_path: Path) -> Iterator[ConfigDirs]:
-    """As the top-level fixture, but, as root, in a directory group rkt may traverse: ``rkt
-    image`` as root reads the index in an unprivileged child (trustd.cli._store), and
-    pytest's tmp_path is root-only."""
-    if os.geteuid() != 0:
-        base = tmp_path
-    else:
-        base = Path(tempfile.mkdtemp(prefix="trustd-unit-", dir="/tmp"))
-        base.chmod(0o755)
-    dirs = ConfigDirs(base / "usr-lib-rkt", base / "etc-rkt", base / "var-lib-rkt")
-    for d in (dirs.system, dirs.local, dirs.data):
-        d.mkdir()
-    install_policy(dirs.system)
-    yield dirs
-    if base != tmp_path:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

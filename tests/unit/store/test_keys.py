@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import string
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from tests.conftest import ConfigDirs
 from tests.unit.store.conftest import fetch
 from trustd.shared.errors import UserError
-from trustd.shared.store import ImageStore, StoreKey
+from trustd.shared.store import ImageRecord, ImageStore, StoreKey
 from trustd.shared.store.model import check_index_key
 
 DIGEST = hashlib.sha512(b"x").hexdigest()
@@ -84,3 +85,20 @@ def test_bad_index_rows_are_skipped_with_a_warning(
     assert "store index row refused: bad image key 'sha512-../../../etc'" in capsys.readouterr().err
     with pytest.raises(UserError, match="no image IDs found"):
         store.resolve("sha512-..")
+
+
+def test_records_cross_from_the_unprivileged_side_strictly(
+    config_dirs: ConfigDirs, signed: Path
+) -> None:
+    fetch(config_dirs, str(signed))
+    (record,) = ImageStore.open(config_dirs.data).images()
+    assert ImageRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+    for bad in (
+        {**record.to_json(), "key": "sha512-../../etc"},
+        {**record.to_json(), "extra": 1},
+        {**record.to_json(), "size": "12"},
+        {**record.to_json(), "labels": [["version"]]},
+        {k: v for k, v in record.to_json().items() if k != "provenance"},
+    ):
+        with pytest.raises(ValueError):
+            ImageRecord.from_json(bad)

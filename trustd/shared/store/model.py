@@ -144,6 +144,60 @@ class ImageRecord:
     source: str
     provenance: Provenance
 
+    def to_json(self) -> dict[str, Any]:
+        """The record as it crosses from the unprivileged process (see :meth:`from_json`)."""
+        return {
+            "key": self.key,
+            "digest": self.digest,
+            "name": self.name,
+            "labels": [list(lbl) for lbl in self.labels],
+            "import_time": self.import_time.isoformat(),
+            "last_used": self.last_used.isoformat(),
+            "size": self.size,
+            "uncompressed_size": self.uncompressed_size,
+            "source": self.source,
+            "provenance": self.provenance.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ImageRecord:
+        """Strictly decoded (exact fields and types, the key grammar); ValueError otherwise."""
+        fields = {
+            "key", "digest", "name", "labels", "import_time", "last_used", "size",
+            "uncompressed_size", "source", "provenance",
+        }  # fmt: skip
+        if not isinstance(obj, dict) or set(obj) != fields:
+            raise ValueError("not an image record")
+        check_index_key(obj["key"], obj["digest"])
+        labels = obj["labels"]
+        if not isinstance(labels, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in labels
+        ):
+            raise ValueError("bad labels")
+        texts = (obj["name"], obj["source"], obj["import_time"], obj["last_used"])
+        sizes = (obj["size"], obj["uncompressed_size"])
+        if not all(isinstance(t, str) for t in texts) or not all(
+            type(n) is int and n >= 0 for n in sizes
+        ):
+            raise ValueError("bad field types")
+        try:
+            provenance = Provenance.from_json(obj["provenance"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"bad provenance: {exc}") from exc
+        return cls(
+            key=obj["key"],
+            digest=obj["digest"],
+            name=obj["name"],
+            labels=tuple((k, v) for k, v in labels),
+            import_time=datetime.fromisoformat(obj["import_time"]),
+            last_used=datetime.fromisoformat(obj["last_used"]),
+            size=obj["size"],
+            uncompressed_size=obj["uncompressed_size"],
+            source=obj["source"],
+            provenance=provenance,
+        )
+
     @property
     def full_key(self) -> StoreKey:
         """The full image ID, the form root takes (``sha512-`` and the 128-hex digest)."""
