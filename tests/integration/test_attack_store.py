@@ -367,3 +367,20 @@ def test_gc_removes_the_old_cas_tree_only_when_it_is_roots(
     assert tree.is_symlink() == (legacy != "root's directory")
     assert tree.exists() == (legacy != "root's directory")
     assert state(victim) == before
+
+
+def test_gc_keeps_the_old_cas_tree_while_an_old_pod_uses_it(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    uuid = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
+    old = shared_dirs.data / "cas/tree" / image
+    (old / "rootfs").mkdir(parents=True)
+    plan_path = next(shared_dirs.data.glob(f"pods/prepared/{uuid}/**/plan.json"))
+    plan = json.loads(plan_path.read_text())
+    plan["apps"][0]["tree"] = str(old)  # as an older trustd prepared it
+    plan_path.write_text(json.dumps(plan))
+    assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
+    assert (old / "rootfs").is_dir()
+    assert rkt(shared_dirs, "rm", uuid, check=True).returncode == 0
+    assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
+    assert not old.parent.exists()

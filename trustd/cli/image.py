@@ -275,7 +275,10 @@ def run_gc(args: argparse.Namespace) -> int:
 
 
 def _root_gc(options: GlobalOptions, grace: timedelta) -> Any:
-    from trustd.privileged.executor.references import referenced_images  # noqa: PLC0415
+    from trustd.privileged.executor.references import (  # noqa: PLC0415
+        pods_on_legacy_trees,
+        referenced_images,
+    )
     from trustd.privileged.treestore.datadir import (  # noqa: PLC0415
         forget_used,
         open_data_dir,
@@ -300,7 +303,8 @@ def _root_gc(options: GlobalOptions, grace: timedelta) -> Any:
                 remove_tree(data, name)  # stale stages: no render runs under this lock
         for full in set(stamps) - needed:  # removed now, or by the group before
             forget_used(data, StoreKey.parse(full))
-        remove_legacy_trees(data)
+        if not pods_on_legacy_trees(options.dirs.data):
+            remove_legacy_trees(data)
         sweep_store_tmp(data)
     return result
 

@@ -21,10 +21,15 @@ _MAX_PLAN = 16 << 20
 
 
 def _plan_keys(path: Path) -> list[str]:
+    return [key for key, _tree in _plan_apps(path)]
+
+
+def _plan_apps(path: Path) -> list[tuple[str, str]]:
+    """(image key, tree path) of each app in the plan at ``path``."""
     try:
         with path.open("rb") as f:
             raw = f.read(_MAX_PLAN + 1)  # a larger plan fails to decode below
-        keys = [app["image_key"] for app in json.loads(raw[:_MAX_PLAN])["apps"]]
+        apps = [(a["image_key"], a["tree"]) for a in json.loads(raw[:_MAX_PLAN])["apps"]]
     except FileNotFoundError:
         return []
     except PermissionError as exc:
@@ -38,9 +43,9 @@ def _plan_keys(path: Path) -> list[str]:
             hint="gc stops rather than remove an image a pod may need; remove the pod "
             "(rkt rm) or repair the plan",
         ) from exc
-    if not all(isinstance(k, str) for k in keys):
-        raise LocalStateError(f"plan {path}: an image key is not a string")
-    return keys
+    if not all(isinstance(k, str) and isinstance(t, str) for k, t in apps):
+        raise LocalStateError(f"plan {path}: an image key or tree is not a string")
+    return apps
 
 
 def referenced_images(data_dir: Path) -> dict[str, list[str]]:
@@ -62,3 +67,18 @@ def referenced_images(data_dir: Path) -> dict[str, list[str]]:
 def pods_using(refs: dict[str, list[str]], full_id: str) -> list[str]:
     """The pods referencing the image with this full ID (under either form of its key)."""
     return sorted(set(refs.get(full_id, []) + refs.get(store_key(full_id), [])))
+
+
+def pods_on_legacy_trees(data_dir: Path) -> list[str]:
+    """Pods prepared by an older trustd, whose trees are in ``cas/tree``: while any is left,
+    gc keeps that directory."""
+    legacy = str(data_dir / "cas" / "tree")
+    return sorted(
+        {
+            pod.uuid
+            for pod in PodStore(data_dir).pods()
+            for name in PLAN_NAMES
+            for _key, tree in _plan_apps(pod.path / name)
+            if tree.startswith(legacy + "/")
+        }
+    )
