@@ -17,7 +17,12 @@ from typing import Any
 from trustd.shared.config import GlobalOptions
 from trustd.shared.store import StoreKey
 
-_MODULES = ("trustd.shared.store", "trustd.shared.appc.manifest", "trustd.shared.appc.aci")
+_MODULES = (
+    "trustd.shared.store.store",
+    "trustd.shared.store._index",
+    "trustd.shared.appc.manifest",
+    "trustd.shared.appc.aci",
+)
 
 
 def as_group(options: GlobalOptions, work: Callable[[], str]) -> str:

@@ -268,3 +268,43 @@ def test_rmtree_at_foreign_only_never_enters_roots_directories(tmp_path: Path) -
         os.close(fd)
     assert not (doomed / "theirs").exists()
     assert (moved_in / "keep").read_bytes() == b"root's"
+
+
+_NODES = st.recursive(
+    st.sampled_from(["file", "link-out", "link-dir-out", "link-up"]),
+    lambda children: st.dictionaries(st.sampled_from("abcde"), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def _build(at: Path, node: object, outside: Path) -> None:
+    if isinstance(node, dict):
+        at.mkdir()
+        for name, child in node.items():
+            _build(at / name, child, outside)
+    elif node == "file":
+        at.write_bytes(b"x")
+    elif node == "link-out":
+        at.symlink_to(outside / "keep")
+    elif node == "link-dir-out":
+        at.symlink_to(outside)
+    else:
+        at.symlink_to("../../..")
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from("abcde"), _NODES, max_size=4))
+def test_rmtree_at_removes_exactly_the_tree(tmp_path: Path, tree_spec: dict[str, object]) -> None:
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    outside = work / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"keep")
+    _build(work / "doomed", tree_spec, outside)
+    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _dirfd.rmtree_at(fd, "doomed")
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in work.iterdir()) == ["outside"]
+    assert [p.name for p in outside.iterdir()] == ["keep"]
+    assert (outside / "keep").read_bytes() == b"keep"
