@@ -76,7 +76,7 @@ def main() -> int:
             results[f"trustd {flavor}"] = timings(
                 lambda c=cmd: subprocess.run(c, check=True, capture_output=True)
             )
-        rootfs = work / "data/cas/tree" / key / "rootfs"
+        rootfs = next((work / "data/private/tree").glob(key + "*")) / "rootfs"
         for runtime in ("runc", "crun"):
             if shutil.which(runtime) is None:
                 print(f"  ({runtime} not installed; make bench installs it)")

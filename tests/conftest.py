@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,12 +104,22 @@ class ConfigDirs:
 
 
 @pytest.fixture
-def config_dirs(tmp_path: Path) -> ConfigDirs:
-    dirs = ConfigDirs(tmp_path / "usr-lib-rkt", tmp_path / "etc-rkt", tmp_path / "var-lib-rkt")
+def config_dirs(tmp_path: Path) -> Iterator[ConfigDirs]:
+    """Config and data dirs; as root, in a directory group rkt may traverse (pytest's
+    tmp_path is root-only), since root reads the store index only in an unprivileged child
+    (trustd.cli._store)."""
+    if os.geteuid() != 0:
+        base = tmp_path
+    else:
+        base = Path(tempfile.mkdtemp(prefix="trustd-unit-", dir="/tmp"))
+        base.chmod(0o755)
+    dirs = ConfigDirs(base / "usr-lib-rkt", base / "etc-rkt", base / "var-lib-rkt")
     for d in (dirs.system, dirs.local, dirs.data):
         d.mkdir()
     install_policy(dirs.system)
-    return dirs
+    yield dirs
+    if base != tmp_path:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

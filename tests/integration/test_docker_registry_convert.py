@@ -54,11 +54,12 @@ def test_multi_layer_whiteouts_and_hard_links(world: World, store: ImageStore) -
     assert links & {"rootfs/bin/busybox", "rootfs/bin/hardbox"}  # one is a hard link to the other
 
 
-def test_unsigned_image_is_refused_with_rkts_message(world: World, config_dirs: ConfigDirs) -> None:
+def test_unsigned_image_is_refused_with_rkts_message(world: World, shared_dirs: ConfigDirs) -> None:
+    """(In dirs the unprivileged fetch process can reach: as root, it creates the index.)"""
     result = subprocess.run(
         [
             RKT,
-            *config_dirs.flags(),
+            *shared_dirs.flags(),
             "--insecure-options=http",
             "fetch",
             f"docker://{world.plain.host}/busybox",

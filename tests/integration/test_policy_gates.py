@@ -1,5 +1,6 @@
 """Under the shipped default policy, fetch and run are decided by it, and every decision is
-in the hash-chained log whose head the TPM event records."""
+in a hash-chained log: fetches in the group's ``policy/decisions.jsonl``, run gates in root's
+``private/decisions.jsonl``, whose head the TPM event records."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests._policy import SHIPPED, install_policy
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attest import attest_quote
 from tests.integration.conftest import rkt
-from trustd.shared.policy.log import log_path, verify_chain
+from trustd.shared.policy.log import log_path, root_log_path, verify_chain
 
 
 def test_the_shipped_policy_gates_fetch_and_run(
@@ -37,10 +38,17 @@ def test_the_shipped_policy_gates_fetch_and_run(
     ok = rkt(shared_dirs, "run", f"--uuid-file-save={uuid_file}", image, "--exec=/bin/true")
     assert ok.returncode == 0, ok.stderr
 
-    log = log_path(shared_dirs.data)
+    fetches = log_path(shared_dirs.data)
+    verify_chain(fetches)
+    decided = [json.loads(line)["decision"] for line in fetches.read_text().splitlines()]
+    assert {d["verdict"] for d in decided} == {"allow", "deny"}
+    assert {d["gate"] for d in decided} == {"fetch"}
+
+    log = root_log_path(shared_dirs.data)  # root's: the run gates, and only they
     head = verify_chain(log)
-    verdicts = [json.loads(line)["decision"]["verdict"] for line in log.read_text().splitlines()]
-    assert "deny" in verdicts and "allow" in verdicts
+    decided = [json.loads(line)["decision"] for line in log.read_text().splitlines()]
+    assert {d["verdict"] for d in decided} == {"allow", "deny"}  # fly refused, then run
+    assert {d["gate"] for d in decided} == {"run"}
     report = attest_quote(shared_dirs, tmp_path, "ab" * 10).report(shared_dirs)
     pod = next(s for s in report["pod_starts"] if s["pod"] == uuid_file.read_text().strip())
     policy_event = next(e["data"] for e in pod["events"] if e["kind"] == "policy")

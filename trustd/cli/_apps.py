@@ -1,12 +1,12 @@
 """rkt's per-app flags (they follow the image they apply to) and image resolution for run.
 
 Images given by name or file are fetched through the fetch path (as root: an unprivileged
-child); only the resulting store key reaches the executor.
+child); IDs and prefixes are resolved in the index with the group's rights. Only the full
+image ID (sha512- and 128 hex, checked) reaches the executor.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,36 +101,35 @@ def _split_apps(words: list[str]) -> list[dict[str, Any]]:
     return apps
 
 
-def full_id(ref: str, options: GlobalOptions) -> str:
-    """The full image ID of an image given by ID (prefix) or name[:version] (rkt's rules).
-
-    The index is group rkt's to write, so root reads it only in the unprivileged child;
-    what comes back is checked against the exact key grammar before it goes anywhere.
-    """
-    from trustd.shared.request import check_image_id  # noqa: PLC0415
-    from trustd.shared.store import ImageStore  # noqa: PLC0415
-    from trustd.shared.store.model import ID_PREFIX  # noqa: PLC0415
-
-    def lookup() -> str:
-        return ID_PREFIX + ImageStore.open(options.dirs.data).resolve(ref).digest
-
-    if os.geteuid() != 0:
-        return check_image_id(lookup())
-    from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
-
-    return check_image_id(run_as(fetch_identity(), lookup))
-
-
 def _image_key(text: str, signature: str | None, options: GlobalOptions, policy: str) -> str:
+    from trustd.cli._store import full_key  # noqa: PLC0415
+    from trustd.shared.store import StoreKey  # noqa: PLC0415
+
+    try:
+        return StoreKey(text).id  # a full ID needs no index: root checks the bytes against it
+    except ValueError:
+        pass
     if text.startswith("sha512-"):
-        return full_id(text, options)
+        return full_key(options, text, touch=True).id
     from pathlib import Path  # noqa: PLC0415
 
     from trustd.cli.fetch import fetch_context, fetch_one  # noqa: PLC0415
     from trustd.unprivileged.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
 
     request = FetchRequest(parse_image_ref(text), Path(signature) if signature else None)
-    return fetch_one(request, fetch_context(options, policy))
+    return fetch_one(request, fetch_context(options, policy), touch=True)
+
+
+def _requested_name(text: str) -> tuple[str | None, str | None]:
+    """name and version of an image given by appc name (root checks its manifest says so)."""
+    if text.startswith("sha512-"):
+        return None, None
+    from trustd.unprivileged.fetch import parse_image_ref  # noqa: PLC0415
+
+    ref = parse_image_ref(text)
+    if ref.kind != "name" or ref.name is None:
+        return None, None
+    return str(ref.name), dict(ref.labels).get("version")
 
 
 def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
@@ -151,8 +150,11 @@ def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
     def split(key: str) -> tuple[str, ...]:
         return tuple(x for x in flags.get(key, "").split(",") if x)
 
+    expected_name, expected_version = _requested_name(spec["image"])
     return AppRequest(
         image=_image_key(spec["image"], flags.get("--signature"), options, policy),
+        expected_name=expected_name,
+        expected_version=expected_version,
         name=flags.get("--name"),
         exec=(flags["--exec"],) if "--exec" in flags else None,
         args=tuple(spec["args"]),

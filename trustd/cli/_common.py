@@ -113,11 +113,18 @@ def info(command: str, message: str) -> None:
     print(f"{command}: {message}", file=sys.stderr)
 
 
-def print_table(rows: list[list[str]], legend: list[str] | None) -> None:
+def table_text(rows: list[list[str]], legend: list[str] | None) -> str:
     """Tab-separated columns padded to the widest cell, with an optional legend row."""
     table = ([legend] if legend else []) + rows
     if not table:
-        return
+        return ""
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("\t".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(
+        "\t".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    )
+
+
+def print_table(rows: list[list[str]], legend: list[str] | None) -> None:
+    """:func:`table_text`, printed."""
+    if text := table_text(rows, legend):
+        print(text)

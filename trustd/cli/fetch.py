@@ -80,8 +80,15 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
 
     dirs = options.dirs
     config_dirs = (dirs.system_config, dirs.local_config, dirs.user_config)
+    if os.geteuid() == 0:  # root makes the directories; the index is the fetch child's
+        from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
+
+        prepare_store(dirs.data)
+        store = ImageStore(dirs.data)
+    else:
+        store = ImageStore.open(dirs.data, create=True)
     return FetchContext(
-        store=ImageStore.open(dirs.data, create=True),
+        store=store,
         keystore=Keystore(dirs.system_config, dirs.local_config),
         insecure=options.insecure,
         policy=load_effective(dirs.system_config, dirs.local_config),
@@ -93,15 +100,23 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
     )
 
 
-def fetch_one(request: Any, ctx: Any) -> str:
+def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
     """Fetch one image and return its full image ID (``sha512-`` and 128 hex digits); as
     root, the work runs unprivileged."""
     from trustd.unprivileged.fetch import fetch_image  # noqa: PLC0415
     from trustd.unprivileged.fetch.workflow import open_local  # noqa: PLC0415
 
     local = open_local(request, ctx.insecure)  # opened with the caller's rights
+
+    def work() -> str:
+        ctx.store.ensure()  # the index is created and opened here, never by root
+        record = fetch_image(request, ctx, local)
+        if touch:  # run and prepare count as a use (root keeps its own stamp too)
+            ctx.store.index.touch(record.key)
+        return str(record.full_key.id)  # from the bytes this process hashed, not a lookup
+
     if os.geteuid() != 0:
-        return _image_id(fetch_image(request, ctx, local))
+        return work()
     from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
 
     identity = fetch_identity()
@@ -118,13 +133,7 @@ def fetch_one(request: Any, ctx: Any) -> str:
     )
     if request.ref.kind == "name" and ctx.gate_keystore() is not None:
         _tofu_as_root(request.ref.name, ctx, identity, modules)
-    return run_as(identity, lambda: _image_id(fetch_image(request, ctx, local)), modules)
-
-
-def _image_id(record: Any) -> str:
-    from trustd.shared.store.model import ID_PREFIX  # noqa: PLC0415
-
-    return ID_PREFIX + str(record.digest)
+    return run_as(identity, work, modules)
 
 
 def _tofu_as_root(name: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> None:

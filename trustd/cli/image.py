@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from trustd.cli._common import print_table
+from trustd.cli._common import table_text
+from trustd.cli._store import as_group, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 
@@ -93,6 +96,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _store(options: GlobalOptions) -> Any:
+    """The store, opened with the caller's rights (call it inside :func:`as_group`)."""
     from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     return ImageStore.open(options.dirs.data, create=True)  # as rkt: the store is made on use
@@ -112,12 +116,8 @@ def _row(record: Any, full: bool) -> dict[str, str]:
     }
 
 
-def run_list(args: argparse.Namespace) -> int:
+def _listing(args: argparse.Namespace) -> str:
     fields = args.fields.split(",")
-    if bad := [f for f in fields if f not in FIELDS]:
-        raise UserError(f"unknown field(s) {', '.join(bad)}", hint=f"fields: {', '.join(FIELDS)}")
-    if args.sort not in SORT_FIELDS:
-        raise UserError(f"unknown sort field {args.sort!r}", hint=f"use: {', '.join(SORT_FIELDS)}")
     sort_key = {
         "name": lambda r: r.name,
         "importtime": lambda r: r.import_time,
@@ -126,24 +126,67 @@ def run_list(args: argparse.Namespace) -> int:
     }[args.sort]
     records = sorted(_store(args.options).images(), key=sort_key, reverse=args.order == "desc")
     if args.format == "json":
-        print(
-            json.dumps(
-                [{**_row(r, True), "provenance": r.provenance.to_json()} for r in records], indent=2
-            )
+        return json.dumps(
+            [{**_row(r, True), "provenance": r.provenance.to_json()} for r in records], indent=2
         )
-        return 0
     rows = [[_row(r, args.full)[f] for f in fields] for r in records]
-    print_table(rows, None if args.no_legend else [f.upper() for f in fields])
+    return table_text(rows, None if args.no_legend else [f.upper() for f in fields])
+
+
+def run_list(args: argparse.Namespace) -> int:
+    fields = args.fields.split(",")
+    if bad := [f for f in fields if f not in FIELDS]:
+        raise UserError(f"unknown field(s) {', '.join(bad)}", hint=f"fields: {', '.join(FIELDS)}")
+    if args.sort not in SORT_FIELDS:
+        raise UserError(f"unknown sort field {args.sort!r}", hint=f"use: {', '.join(SORT_FIELDS)}")
+    text = as_group(args.options, lambda: _listing(args))
+    if text:
+        print(text)
     return 0
 
 
+def _refuse_referenced(options: GlobalOptions, full_id: str) -> None:
+    from trustd.privileged.executor.references import pods_using, referenced_images  # noqa: PLC0415
+
+    if using := pods_using(referenced_images(options.dirs.data), full_id):
+        raise UserError(
+            f'image "{full_id[:39]}" is used by pod(s) {", ".join(using)}',
+            hint="remove the pods first (rkt rm UUID, or rkt gc once they exited)",
+        )
+
+
+def _remove_one(options: GlobalOptions, key: Any) -> str:
+    def work() -> str:
+        store = _store(options)
+        record = store.resolve(key.id)
+        store.remove(record)
+        return str(record.key)
+
+    if os.geteuid() != 0:
+        _refuse_referenced(options, key.id)
+        return work()
+    from trustd.privileged.treestore.datadir import (  # noqa: PLC0415
+        forget_used,
+        open_data_dir,
+        tree_lock,
+    )
+    from trustd.privileged.treestore.render import remove_tree  # noqa: PLC0415
+
+    # under the tree lock: no prepare can start referencing the image meanwhile
+    with open_data_dir(options.dirs.data) as data, tree_lock(data, exclusive=True):
+        _refuse_referenced(options, key.id)
+        short = as_group(options, work)
+        remove_tree(data, key.id)  # root's state about it: its tree and last-used stamp
+        forget_used(data, key)
+    return short
+
+
 def run_rm(args: argparse.Namespace) -> int:
-    store = _store(args.options)
+    options: GlobalOptions = args.options
     removed = 0
     for ref in args.images:
-        record = store.resolve(ref)
-        store.remove(record)
-        print(f'successfully removed aci for image: "{record.key}"')
+        short = _remove_one(options, full_key(options, ref))
+        print(f'successfully removed aci for image: "{short}"')
         removed += 1
     print(f"rm: {removed} image(s) successfully removed", file=sys.stderr)
     return 0
@@ -153,32 +196,41 @@ def run_cat_manifest(args: argparse.Namespace) -> int:
     from trustd.shared.appc.manifest import parse_image_manifest  # noqa: PLC0415
     from trustd.shared.store._layout import MANIFEST  # noqa: PLC0415
 
-    store = _store(args.options)
-    record = store.resolve(args.image)
-    path = store.layout.blob_dir(record.key) / MANIFEST
-    manifest = parse_image_manifest(path.read_bytes(), source=str(path))
-    obj = json.loads(manifest.to_json())
-    print(json.dumps(obj, indent=2 if args.pretty_print else None))
+    def work() -> str:
+        store = _store(args.options)
+        record = store.resolve(args.image)
+        path = store.layout.blob_dir(record.key) / MANIFEST
+        manifest = parse_image_manifest(path.read_bytes(), source=str(path))
+        obj = json.loads(manifest.to_json())
+        return json.dumps(obj, indent=2 if args.pretty_print else None)
+
+    print(as_group(args.options, work))
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """The stored archive, uncompressed; read beneath ``cas`` by the checked full ID, with
+    no symlink followed (as root too)."""
+    from trustd.privileged.treestore.render import open_cas, private_copy  # noqa: PLC0415
     from trustd.shared.appc.aci import copy_uncompressed  # noqa: PLC0415
 
-    store = _store(args.options)
-    record = store.resolve(args.image)
+    key = full_key(args.options, args.image)
     if args.output.exists() and not args.overwrite:
         raise UserError(f"{args.output} already exists", hint="pass --overwrite")
-    original, _sig = store.original(record)
-    with args.output.open("wb") as out:
-        copy_uncompressed(original, out)
+    cas = open_cas(args.options.dirs.data)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".trustd-export-") as work:
+            original, _sig = private_copy(cas, key, Path(work))
+            with args.output.open("wb") as out:
+                copy_uncompressed(original, out)
+    finally:
+        os.close(cas)
     return 0
 
 
 def run_render(args: argparse.Namespace) -> int:
     """render and extract run in the root program, which re-verifies a private copy first
     (trustd.privileged.treestore.render); the image is named there by its full key."""
-    from trustd.cli._apps import full_id  # noqa: PLC0415
     from trustd.cli._handoff import exec_root, require_root  # noqa: PLC0415
     from trustd.shared.insecure import Insecure  # noqa: PLC0415
     from trustd.shared.request import Render  # noqa: PLC0415
@@ -187,7 +239,7 @@ def run_render(args: argparse.Namespace) -> int:
     options: GlobalOptions = args.options
     request = Render(
         "render",
-        full_id(args.image, options),
+        full_key(options, args.image).id,
         str(args.target.absolute()),
         rootfs_only=args.rootfs_only,
         overwrite=args.overwrite,
@@ -196,8 +248,74 @@ def run_render(args: argparse.Namespace) -> int:
     exec_root(options, args.command.removeprefix("image-"), request)
 
 
+def _collect(options: GlobalOptions, grace: timedelta, keep: set[str], stamps: Any) -> str:
+    """Blob and index removal, with the group's rights: JSON {removed, remaining}."""
+    store = _store(options)
+    removed = store.gc(grace, keep=keep, last_used=stamps)
+    return json.dumps(
+        {
+            "removed": [[r.key, r.name, r.full_key.id] for r in removed],
+            "remaining": [r.full_key.id for r in store.images()],
+        }
+    )
+
+
 def run_gc(args: argparse.Namespace) -> int:
-    store = _store(args.options)
-    for record in store.gc(args.grace_period):
-        print(f'gc: removed image "{record.key}" ({record.name})')
+    """Images unused for the grace period (from their last use) and referenced by no pod go;
+    as root, root then removes the rendered trees no image or pod needs any more."""
+    from trustd.privileged.executor.references import referenced_images  # noqa: PLC0415
+
+    options: GlobalOptions = args.options
+    if os.geteuid() != 0:
+        keep = set(referenced_images(options.dirs.data))
+        result = json.loads(_collect(options, args.grace_period, keep, {}))
+    else:
+        result = _root_gc(options, args.grace_period)
+    for key, name, _full in result["removed"]:
+        print(f'gc: removed image "{key}" ({name})')
     return 0
+
+
+def _root_gc(options: GlobalOptions, grace: timedelta) -> Any:
+    from trustd.privileged.executor.references import (  # noqa: PLC0415
+        pods_on_legacy_trees,
+        referenced_images,
+    )
+    from trustd.privileged.treestore.datadir import (  # noqa: PLC0415
+        forget_used,
+        open_data_dir,
+        sweep_store_tmp,
+        tree_lock,
+        used_stamps,
+    )
+    from trustd.privileged.treestore.render import (  # noqa: PLC0415
+        remove_legacy_trees,
+        remove_tree,
+        tree_names,
+    )
+    from trustd.shared.store import StoreKey  # noqa: PLC0415
+
+    with open_data_dir(options.dirs.data) as data, tree_lock(data, exclusive=True):
+        keep = set(referenced_images(options.dirs.data))
+        stamps = used_stamps(data)
+        result = json.loads(as_group(options, lambda: _collect(options, grace, keep, stamps)))
+        needed = keep | {StoreKey.parse(full).id for full in result["remaining"]}
+        for name in tree_names(data):
+            if name.startswith(".render-") or (_is_key(name) and name not in needed):
+                remove_tree(data, name)  # stale stages: no render runs under this lock
+        for full in set(stamps) - needed:  # removed now, or by the group before
+            forget_used(data, StoreKey.parse(full))
+        if not pods_on_legacy_trees(options.dirs.data):
+            remove_legacy_trees(data)
+        sweep_store_tmp(data)
+    return result
+
+
+def _is_key(name: str) -> bool:
+    from trustd.shared.store import StoreKey  # noqa: PLC0415
+
+    try:
+        StoreKey(name)
+    except ValueError:
+        return False
+    return True

@@ -127,9 +127,9 @@ def run_explain(args: argparse.Namespace) -> int:
     policy = _policy(options)
     record = None
     if args.image.startswith("sha512-") or args.stored:
-        from trustd.shared.store import ImageStore  # noqa: PLC0415 - only when the store is asked
+        from trustd.cli._store import records  # noqa: PLC0415 - only when the store is asked
 
-        record = ImageStore.open(options.dirs.data).resolve(args.image)
+        (record,) = records(options, args.image)
         ref = ImageRef.of(record.name, record.label("version"))  # as the gates see it
     else:
         ref = ImageRef.parse(args.image)
@@ -146,9 +146,9 @@ def run_audit(args: argparse.Namespace) -> int:
     policy = _policy(options)
     records = []
     try:
-        from trustd.shared.store import ImageStore  # noqa: PLC0415
+        from trustd.cli._store import records as stored  # noqa: PLC0415
 
-        records = ImageStore.open(options.dirs.data).images()
+        records = stored(options)
     except UserError:
         records = []  # no store yet: the policy alone is audited
     report = audit(policy, _keystore(options), records, datetime.now(UTC))

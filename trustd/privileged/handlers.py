@@ -15,6 +15,7 @@ from typing import Any
 
 from trustd.privileged.executor._measure import MeasureConfig, load_config
 from trustd.privileged.pod import PodStore
+from trustd.privileged.treestore.datadir import DataDir, open_data_dir
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy, load_effective
 from trustd.shared.request import (
@@ -33,7 +34,7 @@ from trustd.shared.request import (
     RunPrepared,
     Stop,
 )
-from trustd.shared.store import ImageStore
+from trustd.shared.store.model import StoreKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,9 @@ class Context:
     def keystore(self) -> Keystore:
         return Keystore(self.system_config, self.local_config)
 
-    def store(self) -> ImageStore:
-        return ImageStore.open(self.data, create=True)
+    def store(self) -> DataDir:
+        """The data dir, checked (root-owned, no group-writable ancestor), with ``private/``."""
+        return open_data_dir(self.data)
 
     def policy(self) -> Policy:
         """The policy file that decides every run (no file is an error: no silent default)."""
@@ -118,12 +120,7 @@ def enter(ctx: Context, request: Enter) -> int:
 
     pod = ctx.pods().find(request.uuid)
     gated = gate_for_enter(
-        pod,
-        ctx.store(),
-        ctx.keystore(),
-        ctx.policy(),
-        data_dir=ctx.data,
-        measurement=ctx.measure().mode,
+        pod, ctx.store(), ctx.keystore(), ctx.policy(), measurement=ctx.measure().mode
     )
     return enter_pod(pod, gated, request.app, list(request.command))
 
@@ -162,10 +159,9 @@ def export(ctx: Context, request: Export) -> int:
 def render(ctx: Context, request: Render) -> int:
     from trustd.privileged.treestore.render import render_into  # noqa: PLC0415
 
-    store = ctx.store()
     render_into(
-        store,
-        store.resolve(request.image),
+        ctx.data,
+        StoreKey.parse(request.image),
         ctx.keystore(),
         Path(request.dest),
         rootfs_only=request.rootfs_only,

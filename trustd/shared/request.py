@@ -19,6 +19,7 @@ from trustd.shared.codec import DecodeError, decode_json
 from trustd.shared.codec import encode as encode_doc
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure
+from trustd.shared.store.model import StoreKey
 from trustd.shared.vocab import Flavor, Net, SelinuxMode
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -27,7 +28,6 @@ ENTRY_MODULE = "trustd.privileged.main"
 # The only variables the root program keeps from its caller's environment (PATH is set anew).
 ROOT_ENVIRONMENT = ("TERM", "LANG", "LC_ALL", "TRUSTD_TCTI", "TRUSTD_DEBUG")
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}")
 _UUID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")
 _APP_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -39,17 +39,7 @@ def _absolute(path: str, what: str) -> None:
 
 def check_image_id(value: str) -> str:
     """``value`` if it is exactly a full image ID, else :class:`UserError` (never a path)."""
-    if not IMAGE_ID.fullmatch(value):
-        raise UserError(
-            f"{value[:80]!r} is not a full image ID (sha512- and 128 hex digits)",
-            hint="resolve names and ID prefixes first (rkt image list --full)",
-        )
-    return value
-
-
-def _image_id(value: str) -> None:
-    if not IMAGE_ID.fullmatch(value):
-        raise ValueError(f"{value[:80]!r} is not a full image ID (sha512- and 128 hex digits)")
+    return StoreKey.parse(value).id
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +63,10 @@ class Mount:
 @dataclass(frozen=True, slots=True)
 class AppRequest:
     image: str  # a full image ID: sha512- and 128 hex digits
+    # the name[:version] the user asked for, when they gave one: the image's own verified
+    # manifest must say the same (the front end resolved it in the group-writable index)
+    expected_name: str | None = None
+    expected_version: str | None = None
     name: str | None = None
     exec: tuple[str, ...] | None = None
     args: tuple[str, ...] = ()
@@ -89,7 +83,7 @@ class AppRequest:
     cpu: str | None = None
 
     def __post_init__(self) -> None:
-        _image_id(self.image)
+        StoreKey(self.image)  # ValueError: refused with the field's path
         if self.name is not None and not _APP_NAME.fullmatch(self.name):
             raise ValueError(f"app name {self.name!r} is not an AC Name (lower case, digits, -)")
 
@@ -209,7 +203,7 @@ class Render:
     allow_insecure: bool = False
 
     def __post_init__(self) -> None:
-        _image_id(self.image)
+        StoreKey(self.image)  # ValueError: refused with the field's path
         _absolute(self.dest, "the destination directory")
 
 

@@ -16,13 +16,14 @@ from trustd.privileged.executor._measure import MeasureConfig, measure_pod_start
 from trustd.privileged.executor.plan import AppPlan, PodPlan, SeccompPlan
 from trustd.privileged.executor.prepare import Prepared
 from trustd.privileged.executor.stage1 import run_pod
+from trustd.privileged.treestore.datadir import open_data_dir
 from trustd.privileged.treestore.render import RenderedTree
 from trustd.shared.appc.manifest import parse_image_manifest
 from trustd.shared.errors import LocalStateError, PolicyViolationError
 from trustd.shared.isolation import default_spec, spec_digest
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import loads_policy
-from trustd.shared.policy.log import log_path
+from trustd.shared.policy.log import root_log_path
 
 NAME = "example.com/app"
 POLICY = f"""
@@ -65,7 +66,7 @@ def _gate(dirs: ConfigDirs, tree: RenderedTree, plan: PodPlan | None = None) -> 
         [tree],
         loads_policy(POLICY.encode(), "policy.toml"),
         Keystore(dirs.system, dirs.local),
-        data_dir=dirs.data,
+        data=open_data_dir(dirs.data),
         measurement="off",
     )
 
@@ -76,7 +77,7 @@ def test_an_exact_name_version_scope_decides_that_version(config_dirs: ConfigDir
     gated = _gate(config_dirs, _tree("1.0.0"))
     assert (str(gated.apps[0].image), gated.apps[0].decision.scope) == (f"{NAME}:1.0.0", "default")
     logged = [
-        json.loads(x)["decision"] for x in log_path(config_dirs.data).read_text().splitlines()
+        json.loads(x)["decision"] for x in root_log_path(config_dirs.data).read_text().splitlines()
     ]
     assert [(d["image"], d["verdict"]) for d in logged] == [
         (f"{NAME}:2.0.0", "deny"),

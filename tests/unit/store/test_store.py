@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -121,8 +122,10 @@ def test_killed_import_leftovers_are_invisible_and_cleaned(
 ) -> None:
     store = ImageStore.open(config_dirs.data, create=True)
     stale = store.layout.tmp / "import-killed"
-    stale.mkdir()
+    stale.mkdir(mode=0o700)  # as a member's killed import leaves it
     (stale / "image.aci").write_bytes(b"half")
+    if os.geteuid() == 0:
+        os.chown(stale, 65534, -1)
     assert store.images() == []
     key = fetch_id(config_dirs, capsys, "--full", str(signed))
     orphan = store.layout.blob_dir(key)
@@ -213,3 +216,24 @@ def test_fetches_during_gc_all_succeed(config_dirs: ConfigDirs, signed: Path) ->
     for record in store.images():  # whatever survived is whole
         original, sig = store.original(record)
         assert original.stat().st_size == record.size and sig is not None
+
+
+@pytest.mark.parametrize("what", ["cas/tmp", "cas/db", "cas/lock", "cas/imagelocks"])
+def test_store_set_up_follows_no_symlink(
+    config_dirs: ConfigDirs, tmp_path: Path, signed: Path, what: str
+) -> None:
+    """A symlink where a store directory or file should be is refused, naming it; its target
+    keeps its mode (no chmod or chown went through it)."""
+    fetch(config_dirs, str(signed))
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    (target / "f").write_bytes(b"")
+    (target / "f").chmod(0o600)
+    path = config_dirs.data / what
+    path.rename(path.with_name(path.name + ".aside"))
+    path.symlink_to(target / "f" if what == "cas/lock" else target)
+    with pytest.raises(LocalStateError, match=path.name):
+        fetch(config_dirs, str(signed))
+    assert target.stat().st_mode & 0o7777 == 0o700
+    assert (target / "f").stat().st_mode & 0o7777 == 0o600
+    assert [p.name for p in target.iterdir()] == ["f"]

@@ -1,7 +1,9 @@
 """The run gate: the policy in force decides every app of a pod, at prepare and again at run.
 
-Each decision (allow, warn, deny) is appended to the hash-chained decision log before it is
-enforced, so refusals are on record too. What the gate admits comes out as a
+Each decision (allow, warn, deny) is appended to root's hash-chained decision log,
+``<dir>/private/decisions.jsonl``, before it is enforced, so refusals are on record too. Root
+opens it by fd beneath its checked ``private/`` directory, following no symlink; it never
+writes the group's ``<dir>/policy/decisions.jsonl``. What the gate admits comes out as a
 :class:`GatedPod`, which only :func:`gate_run` can build: run, enter and measurement take
 nothing else. It carries, per app, the image name and ``version`` label read from the
 re-verified manifest (so exact ``name:version`` scopes apply, ADR 0008), the resolved
@@ -11,19 +13,20 @@ the decision.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from trustd.privileged.executor._seccomp import check_profile, spec_from_plan
 from trustd.privileged.executor.plan import AppPlan, PodPlan
+from trustd.privileged.treestore.datadir import DataDir, open_root_log
 from trustd.privileged.treestore.render import RenderedTree
 from trustd.shared.errors import LocalStateError
 from trustd.shared.isolation import spec_digest
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Decision, ImageRef, Policy, RunInput, decide_run
-from trustd.shared.policy.log import append_decision
+from trustd.shared.policy.log import append_decision_fd
 from trustd.shared.vocab import MeasureMode, SelinuxMode
 
 _GATE = object()  # only this module holds it: the GatedPod constructor checks for it
@@ -119,7 +122,7 @@ def gate_run(
     policy: Policy,
     keystore: Keystore,
     *,
-    data_dir: Path,
+    data: DataDir,
     measurement: MeasureMode,
 ) -> GatedPod:
     """Decide, record, then enforce each app; the first denial stops the pod.
@@ -135,8 +138,14 @@ def gate_run(
         decision = decide_run(policy, facts, keystore, now)
         ref = ImageRef.of(facts.image_name, facts.image_version)
         apps.append(GatedApp(app, ref, tree.signers, tree.insecure, digest, decision))
-    for gated in apps:
-        append_decision(data_dir, gated.decision)
+    fd = open_root_log(data, create=True)
+    if fd is None:  # pragma: no cover - create=True always opens or raises
+        raise LocalStateError("cannot open root's decision log")
+    try:
+        for gated in apps:
+            append_decision_fd(fd, str(data.private / "decisions.jsonl"), gated.decision)
+    finally:
+        os.close(fd)
     for gated in apps:
         gated.decision.enforce()
     return GatedPod(plan, tuple(apps), measurement, token=_GATE)

@@ -116,15 +116,31 @@ def _isolation(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
     return data
 
 
-def _policy(plan: PodPlan, policy: Policy, data_dir: Path) -> dict[str, Any]:
-    """The policy in force and the head of the decision log (so a rewrite is detectable)."""
-    from trustd.shared.policy.log import chain_head, log_path  # noqa: PLC0415
+def _root_log_head(data_dir: Path) -> str:
+    """The head of root's decision log (``private/decisions.jsonl``), read by fd."""
+    import os  # noqa: PLC0415
 
+    from trustd.privileged.treestore.datadir import open_data_dir, open_root_log  # noqa: PLC0415
+    from trustd.shared.policy.log import GENESIS, chain_head_fd, root_log_path  # noqa: PLC0415
+
+    with open_data_dir(data_dir) as data:
+        fd = open_root_log(data, create=False)
+    if fd is None:
+        return GENESIS
+    try:
+        return chain_head_fd(fd, str(root_log_path(data_dir)))
+    finally:
+        os.close(fd)
+
+
+def _policy(plan: PodPlan, policy: Policy, data_dir: Path) -> dict[str, Any]:
+    """The policy in force and the head of root's decision log (so a rewrite is
+    detectable)."""
     return {
         "pod": plan.uuid,
         "source": policy.source,
         "digest": policy.digest,
-        "decision_log_head": chain_head(log_path(data_dir)),
+        "decision_log_head": _root_log_head(data_dir),
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor._gate import GatedPod
@@ -20,11 +19,11 @@ from trustd.privileged.executor.prepare import load_plan, require_root
 from trustd.privileged.executor.run import regate
 from trustd.privileged.executor.stage1 import EXIT_STAGE1
 from trustd.privileged.pod import Pod, PodState
+from trustd.privileged.treestore.datadir import DataDir
 from trustd.shared.errors import UserError
 from trustd.shared.isolation import set_undumpable
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy
-from trustd.shared.store import ImageStore
 from trustd.shared.vocab import MeasureMode
 
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
@@ -73,11 +72,10 @@ def _join_and_exec(pid: int, plan: PodPlan, app: AppPlan, command: list[str]) ->
 
 def gate_for_enter(
     pod: Pod,
-    store: ImageStore,
+    data: DataDir,
     keystore: Keystore,
     policy: Policy,
     *,
-    data_dir: Path,
     measurement: MeasureMode,
 ) -> GatedPod:
     """The running pod's plan, its images re-verified and decided by the policy now: what
@@ -85,9 +83,7 @@ def gate_for_enter(
     require_root()
     if pod.state() is not PodState.RUNNING:
         raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
-    return regate(
-        load_plan(pod), store, keystore, policy, data_dir=data_dir, measurement=measurement
-    )
+    return regate(load_plan(pod), data, keystore, policy, measurement=measurement)
 
 
 def enter(pod: Pod, gated: GatedPod, app_name: str | None, command: list[str]) -> int:

@@ -1,7 +1,11 @@
-"""prepare: resolve each app's image by ID, render or re-check it, and write the pod's plan.
+"""prepare: render or re-check each app's image, and write the pod's plan.
 
-Runs as root. Images are named by store key only; each tree is rendered from re-verified
-bytes, or, if rendered before, re-checked against the keyring in force (no re-hash).
+Runs as root. Images are named by full image ID only (:class:`StoreKey`, checked against
+its exact grammar; the front end resolves names and prefixes before handing over), never
+looked up in the group-writable index. Each tree is rendered from re-verified bytes, or, if
+rendered before, re-checked against the keyring in force (no re-hash). Prepare holds the tree
+lock (shared) from the first render until the plan is written, so gc never collects a tree a
+pod is about to reference, and stamps each image's last use.
 """
 
 from __future__ import annotations
@@ -18,16 +22,17 @@ from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
-from trustd.privileged.treestore.render import RenderedTree, render_tree
+from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
+from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
 from trustd.shared.codec import read_json
-from trustd.shared.errors import TrustdError, UserError
+from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
 from trustd.shared.request import AppRequest, RunRequest
-from trustd.shared.store import ImageStore
+from trustd.shared.store.model import StoreKey
 from trustd.shared.vocab import SELINUX_MODES, MeasureMode, SelinuxMode
 
 
@@ -60,6 +65,34 @@ def _default_name(manifest: ImageManifest) -> str:
 def _handlers(manifest: ImageManifest, name: str) -> tuple[tuple[str, ...], ...]:
     handlers = (manifest.app.event_handlers or ()) if manifest.app else ()
     return tuple(h.exec for h in handlers if h.name == name)
+
+
+def accept_unsigned_for(insecure_image: bool, policy: Policy) -> AcceptUnsigned:
+    """Whether an image without a verifying signature may pass: the request's
+    --insecure-options=image, or the policy for the name in the image's own manifest (never
+    what the store index says about it)."""
+    return lambda name, version: (
+        insecure_image or accepts_unsigned(policy, ImageRef.of(name, version))
+    )
+
+
+def _check_requested(req: AppRequest, key: StoreKey, manifest: ImageManifest) -> None:
+    """An image asked for by name is that name (and version) by its own verified manifest,
+    whatever the index that mapped the name to ``key`` said."""
+    name = str(manifest.name)
+    version = next(
+        (lbl.value for lbl in manifest.labels or () if lbl.name.value == "version"), None
+    )
+    wanted = f"{req.expected_name}:{req.expected_version}" if req.expected_version else None
+    if (req.expected_name is not None and name != req.expected_name) or (
+        req.expected_version is not None and version != req.expected_version
+    ):
+        raise LocalStateError(
+            f"image {key.id[:39]}… is {name}:{version or '-'} by its verified manifest, not the "
+            f"requested {wanted or req.expected_name}",
+            hint="the store index maps the name to another image; rkt image rm it and fetch "
+            "again, or run it by its full ID",
+        )
 
 
 def _plan_app(
@@ -154,44 +187,45 @@ def _selinux(mode: SelinuxMode, pod: Pod, pods: PodStore) -> dict[str, Any]:
 
 def prepare(
     request: RunRequest,
-    store: ImageStore,
+    data: DataDir,
     keystore: Keystore,
     pods: PodStore,
     *,
     policy: Policy,
     measurement: MeasureMode,
 ) -> Prepared:
+    """Prepare a pod for ``request``; every ``AppRequest.image`` must be a full image ID."""
     require_root()
     if not request.apps:
         raise UserError("must provide at least one image")
+    keys = [StoreKey.parse(req.image) for req in request.apps]
+    accept = accept_unsigned_for(Insecure.IMAGE in request.insecure, policy)
     pod, fd = pods.new()
     try:
-        apps, trees = [], []
-        for req in request.apps:
-            record = store.resolve(req.image)
-            ref = ImageRef.of(record.name, record.label("version"))
-            allow = Insecure.IMAGE in request.insecure or accepts_unsigned(policy, ref)
-            tree = render_tree(store, record, keystore, allow_insecure=allow)
-            trees.append(tree)
-            apps.append(_plan_app(req, tree, record.key, request, policy))
-        if len({a.name for a in apps}) != len(apps):
-            raise UserError("two apps have the same name", hint="give each one --name=NAME")
-        plan = PodPlan(
-            uuid=pod.uuid,
-            flavor=request.flavor,
-            net=request.net,
-            hostname=request.hostname or f"rkt-{pod.uuid}",
-            apps=tuple(apps),
-            volumes=request.volumes,
-            insecure=tuple(insecure_names(request.insecure)),
-            masked_paths=Insecure.PATHS not in request.insecure,
-            mds=request.mds_register,
-            **_selinux(_selinux_mode(policy, apps), pod, pods),
-        )
-        gated = gate_run(
-            plan, trees, policy, keystore, data_dir=pods.root.parent, measurement=measurement
-        )
-        write_plan(pod, plan)
+        with tree_lock(data, exclusive=False):
+            apps, trees = [], []
+            for req, key in zip(request.apps, keys, strict=True):
+                tree = render_tree(data, key, keystore, accept_unsigned=accept)
+                _check_requested(req, key, tree.manifest)
+                stamp_used(data, key)
+                trees.append(tree)
+                apps.append(_plan_app(req, tree, key.id, request, policy))
+            if len({a.name for a in apps}) != len(apps):
+                raise UserError("two apps have the same name", hint="give each one --name=NAME")
+            plan = PodPlan(
+                uuid=pod.uuid,
+                flavor=request.flavor,
+                net=request.net,
+                hostname=request.hostname or f"rkt-{pod.uuid}",
+                apps=tuple(apps),
+                volumes=request.volumes,
+                insecure=tuple(insecure_names(request.insecure)),
+                masked_paths=Insecure.PATHS not in request.insecure,
+                mds=request.mds_register,
+                **_selinux(_selinux_mode(policy, apps), pod, pods),
+            )
+            gated = gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)
+            write_plan(pod, plan)
         atomic_write(pod.private / MANIFEST, _pod_manifest(plan), mode=0o600)
         atomic_write(pod.path / INFO, public_info(plan), mode=0o640)
         (pod.path / "pod-created").write_text(datetime.now(UTC).isoformat(timespec="seconds"))

@@ -5,19 +5,25 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from trustd.privileged.executor._gate import GatedPod, gate_run
 from trustd.privileged.executor._measure import MeasureConfig, measure_pod_start
 from trustd.privileged.executor.plan import PodPlan
-from trustd.privileged.executor.prepare import Prepared, load_plan, require_root, write_plan
+from trustd.privileged.executor.prepare import (
+    Prepared,
+    accept_unsigned_for,
+    load_plan,
+    require_root,
+    write_plan,
+)
 from trustd.privileged.executor.stage1 import run_pod
 from trustd.privileged.pod import Pod, PodState, PodStore
+from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import RenderedTree, render_tree
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import Keystore
-from trustd.shared.policy import ImageRef, Policy, accepts_unsigned
-from trustd.shared.store import ImageStore
+from trustd.shared.policy import Policy
+from trustd.shared.store.model import StoreKey
 from trustd.shared.vocab import MeasureMode
 
 
@@ -46,38 +52,30 @@ def run_prepared_pod(
         os.close(prepared.lock_fd)  # unlocked in run/ means exited
 
 
-def recheck(
-    plan: PodPlan, store: ImageStore, keystore: Keystore, policy: Policy
-) -> list[RenderedTree]:
+def recheck(plan: PodPlan, data: DataDir, keystore: Keystore, policy: Policy) -> list[RenderedTree]:
     """Before a prepared pod runs, every image's signers must still be trusted now (or the
-    policy in force must still accept it unsigned)."""
+    policy in force must still accept it unsigned); each image's last use is stamped."""
+    accept = accept_unsigned_for("image" in plan.insecure, policy)
     trees = []
-    for app in plan.apps:
-        ref = ImageRef.of(app.image_name, app.image_version)
-        allow = "image" in plan.insecure or accepts_unsigned(policy, ref)
-        trees.append(
-            render_tree(store, store.resolve(app.image_key), keystore, allow_insecure=allow)
-        )
+    with tree_lock(data, exclusive=False):
+        for app in plan.apps:
+            key = StoreKey.parse(app.image_key)
+            trees.append(render_tree(data, key, keystore, accept_unsigned=accept))
+            stamp_used(data, key)
     return trees
 
 
 def regate(
-    plan: PodPlan,
-    store: ImageStore,
-    keystore: Keystore,
-    policy: Policy,
-    *,
-    data_dir: Path,
-    measurement: MeasureMode,
+    plan: PodPlan, data: DataDir, keystore: Keystore, policy: Policy, *, measurement: MeasureMode
 ) -> GatedPod:
     """A recorded plan, its images re-verified now and decided by the policy now."""
-    trees = recheck(plan, store, keystore, policy)  # opt-outs stay those recorded at prepare
-    return gate_run(plan, trees, policy, keystore, data_dir=data_dir, measurement=measurement)
+    trees = recheck(plan, data, keystore, policy)  # opt-outs stay those recorded at prepare
+    return gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)
 
 
 def run_prepared(
     uuid: str,
-    store: ImageStore,
+    data: DataDir,
     keystore: Keystore,
     pods: PodStore,
     *,
@@ -96,9 +94,7 @@ def run_prepared(
         plan = replace(plan, mds=True)
         write_plan(pod, plan)
     try:
-        gated = regate(
-            plan, store, keystore, policy, data_dir=pods.root.parent, measurement=measure.mode
-        )
+        gated = regate(plan, data, keystore, policy, measurement=measure.mode)
     except BaseException:
         os.close(fd)
         raise

@@ -1,34 +1,58 @@
 """Rendering: root's only path from the shared store to a tree that may be executed.
 
-The store is writable by group rkt, so nothing in it is believed: the original archive and
-signature are first copied into root-only space, that copy is re-inspected, re-hashed
-against the recorded digest and re-verified against the keyring in force now
-(:func:`trustd.shared.store.readmit`), and only that same copy is extracted. A group member who
-swaps the blob mid-render changes nothing root reads.
+The store is writable by group rkt, so nothing in it is believed, and the index is never
+read. Root takes a full image ID (:class:`~trustd.shared.store.StoreKey`), opens
+``cas/blob/sha512/<2 hex>/<key>/image.aci`` (and ``.asc``) beneath the ``cas`` fd with no
+symlink followed (regular files only, size-capped), copies them into root-only space
+(``<dir>/private/tree/.render-*``), and only that copy is re-inspected, re-hashed against the
+ID and re-verified against the keyring in force now for the name in its own manifest
+(:func:`trustd.shared.store.admit.readmit_key`). Only that same copy is extracted. A group
+member who swaps the blob mid-render changes nothing root reads.
+
+A tree rendered before is reused only on the word of the ``rendered`` marker root wrote
+beside it (digest, signers, insecure), strictly decoded: the signers are re-checked against
+the keyring in force, and an insecure render needs insecure acceptance again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import stat
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from trustd.privileged import _dirfd
+from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
-from trustd.shared.errors import PolicyViolationError, UntrustedSignerError, UserError
+from trustd.shared.errors import (
+    LocalStateError,
+    PolicyViolationError,
+    UntrustedSignerError,
+    UserError,
+)
 from trustd.shared.keystore import Keystore
-from trustd.shared.store._layout import make_dir
-from trustd.shared.store.admit import readmit
-from trustd.shared.store.model import AdmittedImage, ImageRecord
-from trustd.shared.store.store import ImageStore
+from trustd.shared.store._layout import ORIGINAL, SIGNATURE
+from trustd.shared.store.admit import readmit_key
+from trustd.shared.store.model import AdmittedImage, StoreKey
 from trustd.shared.verify import format_fingerprint
 
 RENDERED = "rendered"
+MAX_ARCHIVE = 16 << 30
+MAX_SIGNATURE = 1 << 20
+_MARKER_MAX = 64 << 10
+_MARKER_KEYS = frozenset({"digest", "signers", "insecure", "rendered_at"})
+
+AcceptUnsigned = Callable[[str, str | None], bool]  # (name, version label) -> may pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +69,11 @@ class RenderedTree:
         return self.path / "rootfs"
 
 
-def _recheck_signers(record: ImageRecord, signers: tuple[str, ...], keystore: Keystore) -> None:
+def _recheck_signers(
+    name: str, key: StoreKey, signers: tuple[str, ...], keystore: Keystore
+) -> None:
     """The keyring in force now must still hold a usable key for every recorded signer."""
-    ring = keystore.keyring_for(ACIdentifier(record.name))
+    ring = keystore.keyring_for(ACIdentifier(name))
     now = datetime.now(UTC)
     for fpr in signers:
         trusted = ring.find(fpr)
@@ -60,116 +86,184 @@ def _recheck_signers(record: ImageRecord, signers: tuple[str, ...], keystore: Ke
         )
         if problem:
             raise UntrustedSignerError(
-                f'image "{record.name}" ({record.key[:39]}) was verified with key '
+                f'image "{name}" ({key.id[:39]}) was verified with key '
                 f"{format_fingerprint(fpr)}, which {problem}",
                 hint="the key was revoked, removed, masked or has expired since the fetch; "
-                f'fetch an image signed by a current key (rkt trust --prefix "{record.name}")',
+                f'fetch an image signed by a current key (rkt trust --prefix "{name}")',
             )
 
 
+def _decode_marker(raw: bytes, key: StoreKey) -> tuple[tuple[str, ...], bool] | None:
+    """(signers, insecure) from a marker root wrote for exactly these bytes, else None."""
+    try:
+        obj: Any = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or set(obj) != _MARKER_KEYS or obj["digest"] != key.digest:
+        return None
+    signers, insecure = obj["signers"], obj["insecure"]
+    if not (isinstance(signers, list) and all(isinstance(s, str) and s for s in signers)):
+        return None
+    if not isinstance(insecure, bool) or insecure == bool(signers):
+        return None  # insecure with signers, or signed by nobody: not a marker root wrote
+    return tuple(signers), insecure
+
+
 def _cached_tree(
-    final: Path, record: ImageRecord, keystore: Keystore, allow_insecure: bool
+    data: DataDir, tree_fd: int, key: StoreKey, keystore: Keystore, accept: AcceptUnsigned
 ) -> RenderedTree | None:
     """A tree rendered earlier, re-checked against today's keyring without re-hashing."""
     try:
-        marker = json.loads((final / RENDERED).read_text())
-    except (OSError, ValueError):
+        decoded = _decode_marker(
+            _dirfd.read_beneath(tree_fd, f"{key.id}/{RENDERED}", _MARKER_MAX), key
+        )
+        manifest_bytes = _dirfd.read_beneath(tree_fd, f"{key.id}/manifest", 1 << 20)
+    except (FileNotFoundError, LocalStateError):
         return None
-    if marker.get("digest") != record.digest:
-        return None  # rendered from other bytes: render again
-    signers = tuple(marker.get("signers", ()))
-    if marker.get("insecure"):
-        _gate(record, keystore, allow_insecure)
+    if decoded is None:
+        return None  # not a marker for these bytes: render again
+    signers, insecure = decoded
+    final = data.private / TREE / key.id
+    manifest = parse_image_manifest(manifest_bytes, source=str(final / "manifest"))
+    name = str(manifest.name)
+    if insecure:
+        if not accept(name, manifest.label("version")):
+            raise PolicyViolationError(
+                f"image {key.id[:39]} ({name}) was stored without signature verification",
+                hint="fetch a signed copy, or accept the risk with --insecure-options=image",
+            )
     else:
-        _recheck_signers(record, signers, keystore)
-    manifest = parse_image_manifest((final / "manifest").read_bytes(), source=str(final))
-    return RenderedTree(final, manifest, signers, bool(marker.get("insecure")))
+        _recheck_signers(name, key, signers, keystore)
+    return RenderedTree(final, manifest, signers, insecure)
 
 
-def _gate(record: ImageRecord, keystore: Keystore, allow_insecure: bool) -> Keystore | None:
-    if not record.provenance.insecure:
-        return keystore
-    if allow_insecure:
-        return None
-    raise PolicyViolationError(
-        f"image {record.key[:39]} ({record.name}) was stored without signature verification",
-        hint="fetch a signed copy, or accept the risk with --insecure-options=image",
-    )
+def _copy_regular(src_dir: int, relpath: str, dest: Path, max_bytes: int) -> None:
+    src = _dirfd.open_beneath(src_dir, relpath, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            raise LocalStateError(
+                f"stored {relpath} is not a regular file of at most {max_bytes} bytes",
+                hint="the store was altered; remove the image (rkt image rm) and fetch it again",
+            )
+        with dest.open("xb") as out:
+            left = max_bytes + 1
+            while left > 0 and (chunk := os.read(src, min(left, 1 << 20))):
+                out.write(chunk)
+                left -= len(chunk)
+            if left <= 0:
+                raise LocalStateError(f"stored {relpath} grew past {max_bytes} bytes")
+    finally:
+        os.close(src)
 
 
-def _private_copy(store: ImageStore, record: ImageRecord, into: Path) -> tuple[Path, bytes | None]:
-    original, signature = store.original(record)
-    copy = into / "image.aci"
-    shutil.copyfile(original, copy)  # after this, nothing the group writes is read
+def private_copy(cas_fd: int, key: StoreKey, into: Path) -> tuple[Path, bytes | None]:
+    """Copy the stored archive (and signature) named by ``key`` into ``into``: beneath the
+    ``cas`` fd, no symlink followed, regular files only. After this, nothing the group
+    writes is read."""
+    base = key.blob_relpath
+    copy = into / ORIGINAL
+    try:
+        _copy_regular(cas_fd, f"{base}/{ORIGINAL}", copy, MAX_ARCHIVE)
+    except FileNotFoundError as exc:
+        raise UserError(
+            f"image {key.id[:39]}… is not in the store",
+            hint="fetch it first (rkt fetch), or see: rkt image list",
+        ) from exc
+    try:
+        signature: bytes | None = _dirfd.read_beneath(cas_fd, f"{base}/{SIGNATURE}", MAX_SIGNATURE)
+    except FileNotFoundError:
+        signature = None
     return copy, signature
 
 
 def _extract(archive: Path, dest: Path) -> None:
-    """Extract an archive that readmit() just validated in this same private copy: no escapes,
-    no writes through links, no devices (modes and set-id bits are kept, as a rootfs needs)."""
+    """Extract an archive that readmit_key() just validated in this same private copy: no
+    escapes, no writes through links, no devices (modes and set-id bits are kept, as a rootfs
+    needs)."""
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="fully_trusted")  # noqa: S202 - validated, see docstring
 
 
 def verified_copy(
-    store: ImageStore,
-    record: ImageRecord,
-    keystore: Keystore,
-    workdir: Path,
-    *,
-    allow_insecure: bool = False,
+    cas_fd: int, key: StoreKey, keystore: Keystore, workdir: Path, accept: AcceptUnsigned
 ) -> tuple[Path, AdmittedImage]:
     """A private copy of the image's original archive that passed the gate again just now."""
-    gate = _gate(record, keystore, allow_insecure)
-    copy, signature = _private_copy(store, record, workdir)
-    return copy, readmit(copy, signature, gate, record.digest)
+    copy, signature = private_copy(cas_fd, key, workdir)
+    return copy, readmit_key(copy, signature, keystore, key, accept_unsigned=accept)
 
 
-def render_tree(
-    store: ImageStore, record: ImageRecord, keystore: Keystore, *, allow_insecure: bool = False
-) -> RenderedTree:
-    """Render ``record`` into the root-only tree store (``cas/tree/<key>``), or reuse it.
-
-    A first render re-verifies a private copy of the original bytes; a later one re-checks
-    the recorded signers against the keyring in force, without re-hashing the image.
-    """
-    if os.geteuid() != 0:
-        raise UserError("cannot run as unprivileged user", hint="rendering needs root")
-    tree_root = store.layout.tree
-    make_dir(tree_root, 0o2700)
-    final = tree_root / record.key
-    cached = _cached_tree(final, record, keystore, allow_insecure)
-    if cached is not None:
-        return cached
-    stage = Path(tempfile.mkdtemp(prefix=".render-", dir=tree_root))
-    try:
-        copy, admitted = verified_copy(
-            store, record, keystore, stage, allow_insecure=allow_insecure
-        )
-        tree = stage / "tree"
-        tree.mkdir(mode=0o700)
-        _extract(copy, tree)
-        marker = {
-            "digest": record.digest,
+def _marker(key: StoreKey, admitted: AdmittedImage) -> bytes:
+    return json.dumps(
+        {
+            "digest": key.digest,
             "signers": list(admitted.provenance.signers),
             "insecure": admitted.provenance.insecure,
             "rendered_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        (tree / RENDERED).write_text(json.dumps(marker))
-        os.sync()
-        if final.exists():
-            shutil.rmtree(final)
-        tree.rename(final)
-        return RenderedTree(
-            final, admitted.info.manifest, admitted.provenance.signers, admitted.provenance.insecure
-        )
+    ).encode()
+
+
+def render_tree(
+    data: DataDir, key: StoreKey, keystore: Keystore, *, accept_unsigned: AcceptUnsigned
+) -> RenderedTree:
+    """Render ``key`` into the root-only tree store (``private/tree/<id>``), or reuse it.
+
+    ``accept_unsigned(name)`` says whether an image without a (verifying) signature may pass
+    now: the request's --insecure-options=image, or the policy for the manifest's name. The
+    caller holds :func:`~trustd.privileged.treestore.datadir.tree_lock` (shared).
+    """
+    _require_root()
+    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
+    try:
+        cached = _cached_tree(data, tree_fd, key, keystore, accept_unsigned)
+        if cached is not None:
+            return cached
+        stage_name = f".render-{secrets.token_hex(8)}"
+        os.mkdir(stage_name, 0o700, dir_fd=tree_fd)
+        stage = data.private / TREE / stage_name
+        try:
+            cas = data.cas_fd()
+            try:
+                copy, admitted = verified_copy(cas, key, keystore, stage, accept_unsigned)
+            finally:
+                os.close(cas)
+            tree = stage / "tree"
+            tree.mkdir(mode=0o700)
+            _extract(copy, tree)
+            (tree / RENDERED).write_bytes(_marker(key, admitted))
+            os.sync()
+            _dirfd.rmtree_at(tree_fd, key.id)
+            os.rename(f"{stage_name}/tree", key.id, src_dir_fd=tree_fd, dst_dir_fd=tree_fd)
+        finally:
+            _dirfd.rmtree_at(tree_fd, stage_name)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        os.close(tree_fd)
+    provenance = admitted.provenance
+    return RenderedTree(
+        data.private / TREE / key.id,
+        admitted.info.manifest,
+        provenance.signers,
+        provenance.insecure,
+    )
+
+
+def open_cas(data_dir: Path) -> int:
+    """``<dir>/cas`` as an fd, for callers that are not root (``rkt image render``)."""
+    base = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _dirfd.open_dir(base, "cas")
+    except FileNotFoundError as exc:
+        raise UserError(
+            f"no image store at {data_dir}", hint="fetch an image first (rkt fetch), or check --dir"
+        ) from exc
+    finally:
+        os.close(base)
 
 
 def render_into(
-    store: ImageStore,
-    record: ImageRecord,
+    data_dir: Path,
+    key: StoreKey,
     keystore: Keystore,
     dest: Path,
     *,
@@ -183,14 +277,51 @@ def render_into(
             raise UserError(f"{dest} is not empty", hint="pass --overwrite to replace it")
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".trustd-render-", dir=dest.parent) as work:
-        copy, _admitted = verified_copy(
-            store, record, keystore, Path(work), allow_insecure=allow_insecure
-        )
-        unpacked = Path(work) / "unpacked"
-        _extract(copy, unpacked)
-        source = unpacked / "rootfs" if rootfs_only else unpacked
-        dest.mkdir(parents=True, exist_ok=True)
-        for child in source.iterdir():
-            child.rename(dest / child.name)
+    cas = open_cas(data_dir)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".trustd-render-", dir=dest.parent) as work:
+            copy, _admitted = verified_copy(
+                cas, key, keystore, Path(work), lambda _name, _version: allow_insecure
+            )
+            unpacked = Path(work) / "unpacked"
+            _extract(copy, unpacked)
+            source = unpacked / "rootfs" if rootfs_only else unpacked
+            dest.mkdir(parents=True, exist_ok=True)
+            for child in source.iterdir():
+                child.rename(dest / child.name)
+    finally:
+        os.close(cas)
     return dest
+
+
+def remove_tree(data: DataDir, name: str) -> None:
+    """Remove ``private/tree/<name>`` without following a symlink (gc, image rm)."""
+    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
+    try:
+        _dirfd.rmtree_at(tree_fd, name)
+    finally:
+        os.close(tree_fd)
+
+
+def tree_names(data: DataDir) -> list[str]:
+    """The names in ``private/tree`` (rendered trees and stale ``.render-*`` stages)."""
+    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
+    try:
+        return sorted(os.listdir(tree_fd))  # noqa: PTH208 - an fd, not a path
+    finally:
+        os.close(tree_fd)
+
+
+def remove_legacy_trees(data: DataDir) -> bool:
+    """The old tree store (``cas/tree``, inside the group-writable ``cas``) is never read;
+    gc removes it when it is a real directory root owns. True when it was removed."""
+    cas = data.cas_fd()
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat("tree", dir_fd=cas, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
+                _dirfd.rmtree_at(cas, "tree")
+                return True
+    finally:
+        os.close(cas)
+    return False

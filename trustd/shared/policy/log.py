@@ -1,12 +1,15 @@
 """The decision log: append-only JSON lines, each hash-chained to the one before.
 
-``<data-dir>/policy/decisions.jsonl``; every line is a canonical JSON object whose ``prev``
-is the sha256 (hex) of the previous line's bytes (without its newline), ``GENESIS`` for the
-first, and ``seq`` counts from 0. Appends hold an exclusive ``flock`` on the log, re-read the
-head under the lock, and write the whole line with one ``write(2)`` on an ``O_APPEND`` fd,
-then ``fsync``. :func:`verify_chain` detects a rewritten, inserted or removed line; removing
-lines *at the end* leaves a valid shorter chain, which is why :func:`chain_head` is what the
-TPM measurement records: a verifier compares the measured head with the log's.
+``<data-dir>/policy/decisions.jsonl`` is the fetch side's (group rkt appends to it);
+``<data-dir>/private/decisions.jsonl`` is root's (run gates), written only through an fd
+root opened without following symlinks, and its head is what a pod start measures. Every
+line is a canonical JSON object whose ``prev`` is the sha256 (hex) of the previous line's
+bytes (without its newline), ``GENESIS`` for the first, and ``seq`` counts from 0. Appends
+hold an exclusive ``flock`` on the log, re-read the head under the lock, and write the whole
+line with one ``write(2)`` on an ``O_APPEND`` fd, then ``fsync``. :func:`verify_chain`
+detects a rewritten, inserted or removed line; removing lines *at the end* leaves a valid
+shorter chain, which is why :func:`chain_head` is what the TPM measurement records: a
+verifier compares the measured head with the log's.
 """
 
 from __future__ import annotations
@@ -47,24 +50,35 @@ class ChainState:
     count: int
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _read_fd(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        return
+        return b""
     except OSError as exc:
         raise DecisionLogError(f"cannot read decision log {path}: {exc.strerror}") from exc
+
+
+def _lines(data: bytes, where: str) -> Iterator[tuple[int, bytes]]:
     if data and not data.endswith(b"\n"):
         raise DecisionLogError(
-            f"decision log {path}: the last line is incomplete",
+            f"decision log {where}: the last line is incomplete",
             hint="a write was interrupted or the file was edited; keep it for investigation",
         )
     yield from enumerate(data.splitlines(), 1)
 
 
-def _walk(path: Path) -> ChainState:
+def _walk_bytes(data: bytes, path: str) -> ChainState:
     head, count = GENESIS, 0
-    for number, line in _lines(path):
+    for number, line in _lines(data, path):
         try:
             record = json.loads(line)
         except ValueError as exc:
@@ -80,6 +94,10 @@ def _walk(path: Path) -> ChainState:
             )
         head, count = _digest(line), count + 1
     return ChainState(head, count)
+
+
+def _walk(path: Path) -> ChainState:
+    return _walk_bytes(_read(path), str(path))
 
 
 def verify_chain(path: Path, *, expected_head: str | None = None) -> str:
@@ -98,6 +116,41 @@ def verify_chain(path: Path, *, expected_head: str | None = None) -> str:
 def chain_head(path: Path) -> str:
     """The head of a verified chain (GENESIS for an empty or missing log)."""
     return _walk(path).head
+
+
+def chain_head_fd(fd: int, where: str) -> str:
+    """:func:`chain_head` of a log root opened by fd (``where`` names it in messages)."""
+    return _walk_bytes(_read_fd(fd), where).head
+
+
+def append_fd(fd: int, where: str, entry: Mapping[str, Any]) -> str:
+    """Append one entry to a log opened by the caller (``O_RDWR|O_APPEND``, e.g. root's,
+    opened without following symlinks) under its ``flock``; returns the new head."""
+    if "prev" in entry or "seq" in entry:
+        raise ValueError("prev and seq are set by the log")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            return _append_locked(fd, where, _walk_bytes(_read_fd(fd), where), entry)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError as exc:
+        raise DecisionLogError(
+            f"cannot append to decision log {where}: {exc.strerror}",
+            hint="check the data directory (--dir)",
+        ) from exc
+
+
+def _append_locked(fd: int, where: str, state: ChainState, entry: Mapping[str, Any]) -> str:
+    record = {**entry, "prev": state.head, "seq": state.count}
+    line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    if len(line) > MAX_LINE:
+        raise DecisionLogError(f"decision log entry of {len(line)} bytes is too large")
+    written = os.write(fd, line + b"\n")
+    if written != len(line) + 1:
+        raise DecisionLogError(f"decision log {where}: short write")
+    os.fsync(fd)
+    return _digest(line)
 
 
 @contextmanager
@@ -120,23 +173,24 @@ def append(path: Path, entry: Mapping[str, Any]) -> str:
         raise ValueError("prev and seq are set by the log")
     try:
         with _locked(path) as fd:
-            state = _walk(path)
-            record = {**entry, "prev": state.head, "seq": state.count}
-            line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-            if len(line) > MAX_LINE:
-                raise DecisionLogError(f"decision log entry of {len(line)} bytes is too large")
-            written = os.write(fd, line + b"\n")
-            if written != len(line) + 1:
-                raise DecisionLogError(f"decision log {path}: short write")
-            os.fsync(fd)
+            return _append_locked(fd, str(path), _walk(path), entry)
     except OSError as exc:
         raise DecisionLogError(
             f"cannot append to decision log {path}: {exc.strerror}",
             hint="run as root (the log lives under --dir)",
         ) from exc
-    return _digest(line)
 
 
 def append_decision(data_dir: Path, decision: Decision) -> str:
-    """Record a decision (allow, warn or deny) in ``<data-dir>/policy/decisions.jsonl``."""
+    """Record a decision (allow, warn or deny) in ``<data-dir>/policy/decisions.jsonl`` (the
+    fetch side's log; root's run gates append to their own with :func:`append_decision_fd`)."""
     return append(log_path(data_dir), {"decision": decision.to_json()})
+
+
+def append_decision_fd(fd: int, where: str, decision: Decision) -> str:
+    return append_fd(fd, where, {"decision": decision.to_json()})
+
+
+def root_log_path(data_dir: Path) -> Path:
+    """Root's decision log: run gates, measured at pod start (``<dir>/private/``)."""
+    return data_dir / "private" / LOG_NAME

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from trustd.shared.errors import LocalStateError
-from trustd.shared.store.model import ImageRecord, Provenance
+from trustd.shared.store.model import ImageRecord, Provenance, check_index_key
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -32,6 +33,13 @@ _COLUMNS = (
 
 def _row(row: sqlite3.Row) -> ImageRecord:
     try:
+        check_index_key(row["key"], row["digest"])
+    except ValueError as exc:
+        raise LocalStateError(
+            f"store index row refused: {exc}",
+            hint="a member of group rkt wrote it; remove it: rkt image gc, or fetch again",
+        ) from exc
+    try:
         return ImageRecord(
             key=row["key"],
             digest=row["digest"],
@@ -49,6 +57,17 @@ def _row(row: sqlite3.Row) -> ImageRecord:
             f"store index row for {row['key']!r} is corrupt: {exc}",
             hint="remove the image with rkt image rm and fetch it again",
         ) from exc
+
+
+def _valid(rows: Iterator[sqlite3.Row]) -> list[ImageRecord]:
+    """The rows that decode; a refused one is skipped with a warning (never used)."""
+    out = []
+    for row in rows:
+        try:
+            out.append(_row(row))
+        except LocalStateError as exc:
+            print(f"warning: {exc.message}", file=sys.stderr)
+    return out
 
 
 class Index:
@@ -103,7 +122,7 @@ class Index:
 
     def all(self) -> list[ImageRecord]:
         with self.connect() as conn:
-            return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM images")]  # noqa: S608
+            return _valid(conn.execute(f"SELECT {_COLUMNS} FROM images"))  # noqa: S608
 
     def by_key_prefix(self, prefix: str) -> list[ImageRecord]:
         with self.connect() as conn:
@@ -112,7 +131,7 @@ class Index:
                 "WHERE substr(key, 1, ?) = ?",
                 (len(prefix), prefix),
             )
-            return [_row(r) for r in rows]
+            return _valid(rows)
 
     def by_name(self, name: str) -> list[ImageRecord]:
         with self.connect() as conn:
@@ -120,7 +139,7 @@ class Index:
                 f"SELECT {_COLUMNS} FROM images WHERE name = ?",  # noqa: S608
                 (name,),
             )
-            return [_row(r) for r in rows]
+            return _valid(rows)
 
     def delete(self, key: str) -> None:
         with self.connect() as conn:

@@ -5,15 +5,22 @@
 <dir>/cas/db/index.sqlite  0660            (WAL)
 <dir>/cas/blob/sha512/<2 hex>/sha512-<64 hex>/{image.aci, image.aci.asc, manifest}
 <dir>/cas/tmp/             2770            (staging; a killed fetch leaves only this)
-<dir>/cas/tree/            2700            (rendered trees, root only)
+<dir>/cas/imagelocks/      2770            (one lock file per image being published)
+
+Rendered trees are root's and live outside ``cas`` (``<dir>/private/tree``, see
+trustd.privileged.treestore). Everything here is walked without following symlinks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import grp
 import os
+import stat
 from pathlib import Path
+
+from trustd.shared.errors import LocalStateError
 
 GROUP = "rkt"
 ADMIN_GROUP = "rkt-admin"
@@ -37,32 +44,103 @@ class StoreLayout:
         self.index = self.db / "index.sqlite"
         self.blobs = self.cas / "blob" / "sha512"
         self.tmp = self.cas / "tmp"
-        self.tree = self.cas / "tree"
         self.lock = self.cas / "lock"
 
     def blob_dir(self, key: str) -> Path:
         hexpart = key.removeprefix("sha512-")
         return self.blobs / hexpart[:2] / key
 
-    def shared_dirs(self) -> list[tuple[Path, int]]:
+    @staticmethod
+    def shared_dirs() -> list[tuple[str, int]]:
+        """The group's directories, relative to the data dir, parents first."""
         return [
-            (self.root, 0o2750),
-            (self.cas, 0o2770),
-            (self.db, 0o2770),
-            (self.cas / "blob", 0o2770),
-            (self.blobs, 0o2770),
-            (self.tmp, 0o2770),
-            (self.root / "policy", 0o2770),  # the decision log: fetches append to it too
+            ("cas", 0o2770),
+            ("cas/db", 0o2770),
+            ("cas/blob", 0o2770),
+            ("cas/blob/sha512", 0o2770),
+            ("cas/tmp", 0o2770),
+            ("cas/imagelocks", 0o2770),
+            ("policy", 0o2770),  # the fetch decision log (root's is under private/)
         ]
 
 
-def make_dir(path: Path, mode: int) -> None:
-    """Create ``path`` with ``mode`` (setgid bits included) and group rkt when we may."""
-    path.mkdir(parents=True, exist_ok=True)
-    if path.stat().st_uid != os.geteuid():
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _in_the_way(path: Path, exc: OSError) -> LocalStateError:
+    what = "a symlink" if path.is_symlink() else "not a directory"
+    return LocalStateError(
+        f"store directory {path} is {what}"
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR)
+        else f"cannot open store directory {path}: {exc.strerror}",
+        hint="a member of group rkt may have replaced it; move it aside and run again",
+    )
+
+
+def open_store_dir(base: Path, rel: str, mode: int | None = None) -> int:
+    """An fd for ``base/rel``, walked from ``base`` one component at a time with
+    ``O_NOFOLLOW``: a symlink or non-directory on the way is refused, never followed. With
+    ``mode``, a missing last component is created, and when it is ours its mode (and, as
+    root, group rkt) is set on the fd, never by path."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    parts = [p for p in rel.split("/") if p]
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if last and mode is not None:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=fd)
+            try:
+                child = os.open(part, _DIR, dir_fd=fd)
+            except OSError as exc:
+                raise _in_the_way(base / "/".join(parts[: i + 1]), exc) from exc
+            os.close(fd)
+            fd = child
+        if mode is not None:
+            _own(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _own(fd: int, mode: int) -> None:
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid():
         return  # someone else's directory: leave its mode alone
     gid = group_id()
-    if gid is not None and os.geteuid() == 0:
-        os.chown(path, -1, gid)
-    with contextlib.suppress(PermissionError):
-        path.chmod(mode)
+    if gid is not None and os.geteuid() == 0 and st.st_gid != gid:
+        os.fchown(fd, -1, gid)
+    if stat.S_IMODE(st.st_mode) != mode:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, mode)
+
+
+def make_dir(base: Path, rel: str, mode: int) -> None:
+    """Create ``base/rel`` with ``mode`` (setgid bits included) and group rkt when we may,
+    following no symlink below ``base``."""
+    os.close(open_store_dir(base, rel, mode))
+
+
+def open_shared_file(dirfd: int, name: str) -> int:
+    """Open (creating) a file group rkt shares, ``name`` in ``dirfd``: mode 0660 whatever the
+    umask, never through a symlink, and only a regular file (a FIFO would block)."""
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, 0o660, dir_fd=dirfd)
+    except OSError as exc:
+        what = "a symlink is in the way" if exc.errno == errno.ELOOP else exc.strerror
+        raise LocalStateError(
+            f"store file {name!r}: {what}",
+            hint="a member of group rkt may have replaced it; move it aside and run again",
+        ) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise LocalStateError(
+            f"store file {name!r} is not a regular file",
+            hint="a member of group rkt may have replaced it; move it aside and run again",
+        )
+    if st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o660:
+        os.fchmod(fd, 0o660)
+    return fd

@@ -6,13 +6,14 @@ wrote is believed without passing it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from trustd.shared.appc.aci import AciLimits, inspect_aci
-from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.errors import LocalStateError, PolicyViolationError, TrustdError, UserError
 from trustd.shared.keystore import Keystore
-from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance
+from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance, StoreKey
 from trustd.shared.verify import verify_all
 
 
@@ -59,3 +60,48 @@ def readmit(
             hint="the store was altered; remove the image (rkt image rm) and fetch it again",
         )
     return admitted
+
+
+def readmit_key(
+    archive: Path,
+    signature: bytes | None,
+    keystore: Keystore,
+    key: StoreKey,
+    *,
+    accept_unsigned: Callable[[str, str | None], bool],
+) -> AdmittedImage:
+    """Root's gate for stored bytes, believing nothing the index says.
+
+    The archive must hash to ``key`` (the full image ID the request named); the image name
+    that picks the keyring is the one in the manifest inside those bytes. A signature that is
+    there must verify; without one (or when it does not verify), the image passes only when
+    ``accept_unsigned(name, version)`` says so now (the request's --insecure-options=image, or a
+    policy scope that accepts anything) and is then recorded as insecure.
+    """
+    info = inspect_aci(archive, limits=AciLimits())
+    if info.image_id != key.id:
+        raise LocalStateError(
+            f"stored image {archive.name} hashes to {info.image_id[:39]}…, not the requested "
+            f"{key.id[:39]}…",
+            hint="the store was altered; remove the image (rkt image rm) and fetch it again",
+        )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    name = str(info.manifest.name)
+    refusal: TrustdError
+    if signature is not None:
+        try:
+            results = verify_all(archive, signature, keystore.keyring_for(info.manifest.name))
+        except TrustdError as exc:
+            refusal = exc
+        else:
+            signers = tuple(r.signer for r in results)
+            provenance = Provenance(signers, False, now, results[0].trusted_via)
+            return AdmittedImage(info, results[0], provenance, _ADMIT_TOKEN)
+    else:
+        refusal = PolicyViolationError(
+            f"image {key.id[:39]} ({name}) was stored without signature verification",
+            hint="fetch a signed copy, or accept the risk with --insecure-options=image",
+        )
+    if not accept_unsigned(name, info.manifest.label("version")):
+        raise refusal
+    return AdmittedImage(info, None, Provenance((), True, now), _ADMIT_TOKEN)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from trustd.shared.appc.aci import AciInfo
 from trustd.shared.codec import decode_doc, decode_json
+from trustd.shared.errors import UserError
 from trustd.shared.verify import VerifiedSignature
 
 ID_PREFIX = "sha512-"
 KEY_HEX = 64  # rkt's store key: sha512- and the first 64 hex digits (256 bits)
 SHORT_HEX = 32  # rkt's short form on the command line
 _HINT = "the store index was altered; remove the image (rkt image rm ID) and fetch it again"
+
+DIGEST_HEX = 128
+_STORE_KEY = re.compile(r"sha512-[0-9a-f]{128}", re.ASCII)
+_INDEX_KEY = re.compile(r"sha512-[0-9a-f]{64}", re.ASCII)
+_DIGEST = re.compile(r"[0-9a-f]{128}", re.ASCII)
 
 # Only trustd.shared.store.admit holds this (CONVENTIONS 4).
 _ADMIT_TOKEN = object()
@@ -22,6 +29,58 @@ _ADMIT_TOKEN = object()
 def store_key(image_id: str) -> str:
     """``sha512-<128 hex>`` (or an already short key) -> rkt's ``sha512-<64 hex>`` key."""
     return image_id[: len(ID_PREFIX) + KEY_HEX]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreKey:
+    """The one form in which root takes an image: its full ID, ``sha512-`` and 128 lower-case
+    hex digits (the sha512 of the uncompressed tar). Made only by :meth:`parse`, which checks
+    the exact grammar, so every path root builds from a key is built from checked text.
+    """
+
+    id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or _STORE_KEY.fullmatch(self.id) is None:
+            raise ValueError(f"not a full image ID (sha512- and 128 hex digits): {self.id!r:.80}")
+
+    @classmethod
+    def parse(cls, text: str) -> StoreKey:
+        """``text`` as a key, or a UserError naming what is wrong with it."""
+        try:
+            return cls(text)
+        except ValueError as exc:
+            raise UserError(
+                f"{exc}", hint="give the full image ID as rkt image list --full shows it"
+            ) from exc
+
+    @property
+    def digest(self) -> str:
+        """The 128 hex digits."""
+        return self.id.removeprefix(ID_PREFIX)
+
+    @property
+    def blob_name(self) -> str:
+        """rkt's store key (``sha512-`` and the first 64 hex): the blob directory's name."""
+        return store_key(self.id)
+
+    @property
+    def blob_relpath(self) -> str:
+        """The blob directory, relative to ``cas``: ``blob/sha512/<2 hex>/<blob name>``."""
+        return f"blob/sha512/{self.digest[:2]}/{self.blob_name}"
+
+
+def check_index_key(key: object, digest: object) -> StoreKey:
+    """An index row's ``key`` and ``digest`` as a :class:`StoreKey`; ValueError unless the key
+    is exactly rkt's ``sha512-<64 hex>`` form of that digest."""
+    if not (isinstance(key, str) and _INDEX_KEY.fullmatch(key)):
+        raise ValueError(f"bad image key {key!r:.80}")
+    if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)):
+        raise ValueError(f"bad digest {digest!r:.80}")
+    full = StoreKey(ID_PREFIX + digest)
+    if full.blob_name != key:
+        raise ValueError(f"key {key[:39]}… is not the digest's ({full.blob_name[:39]}…)")
+    return full
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +146,65 @@ class ImageRecord:
     uncompressed_size: int
     source: str
     provenance: Provenance
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as it crosses from the unprivileged process (see :meth:`from_json`)."""
+        return {
+            "key": self.key,
+            "digest": self.digest,
+            "name": self.name,
+            "labels": [list(lbl) for lbl in self.labels],
+            "import_time": self.import_time.isoformat(),
+            "last_used": self.last_used.isoformat(),
+            "size": self.size,
+            "uncompressed_size": self.uncompressed_size,
+            "source": self.source,
+            "provenance": self.provenance.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ImageRecord:
+        """Strictly decoded (exact fields and types, the key grammar); ValueError otherwise."""
+        fields = {
+            "key", "digest", "name", "labels", "import_time", "last_used", "size",
+            "uncompressed_size", "source", "provenance",
+        }  # fmt: skip
+        if not isinstance(obj, dict) or set(obj) != fields:
+            raise ValueError("not an image record")
+        check_index_key(obj["key"], obj["digest"])
+        labels = obj["labels"]
+        if not isinstance(labels, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in labels
+        ):
+            raise ValueError("bad labels")
+        texts = (obj["name"], obj["source"], obj["import_time"], obj["last_used"])
+        sizes = (obj["size"], obj["uncompressed_size"])
+        if not all(isinstance(t, str) for t in texts) or not all(
+            type(n) is int and n >= 0 for n in sizes
+        ):
+            raise ValueError("bad field types")
+        try:
+            provenance = Provenance.from_json(obj["provenance"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"bad provenance: {exc}") from exc
+        return cls(
+            key=obj["key"],
+            digest=obj["digest"],
+            name=obj["name"],
+            labels=tuple((k, v) for k, v in labels),
+            import_time=datetime.fromisoformat(obj["import_time"]),
+            last_used=datetime.fromisoformat(obj["last_used"]),
+            size=obj["size"],
+            uncompressed_size=obj["uncompressed_size"],
+            source=obj["source"],
+            provenance=provenance,
+        )
+
+    @property
+    def full_key(self) -> StoreKey:
+        """The full image ID, the form root takes (``sha512-`` and the 128-hex digest)."""
+        return StoreKey(ID_PREFIX + self.digest)
 
     def label(self, name: str) -> str | None:
         return next((v for k, v in self.labels if k == name), None)

@@ -3,6 +3,10 @@
 Writes are staged in ``cas/tmp`` and made visible by one ``rename(2)`` of a directory, then
 indexed; two imports of the same image both succeed and store it once, and a killed import
 leaves nothing but a stale staging directory that ``gc`` removes.
+
+Used with the group's rights only: root never opens the index (as root, the front end runs
+this in the privsep child, trustd.cli._store), and store directories and shared files are
+opened without following symlinks. Rendered trees are root's (trustd.privileged.treestore).
 """
 
 from __future__ import annotations
@@ -12,27 +16,25 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from trustd.shared._fsutil import fsync_dir
 from trustd.shared.errors import LocalStateError, UserError
 from trustd.shared.store._index import Index
-from trustd.shared.store._layout import MANIFEST, ORIGINAL, SIGNATURE, StoreLayout, make_dir
+from trustd.shared.store._layout import (
+    MANIFEST,
+    ORIGINAL,
+    SIGNATURE,
+    StoreLayout,
+    make_dir,
+    open_shared_file,
+    open_store_dir,
+)
 from trustd.shared.store.model import ID_PREFIX, AdmittedImage, ImageRecord
 
 MIN_ID_HEX = 2
-
-
-def _open_shared(path: Path) -> int:
-    """Open (creating) a file group rkt shares: mode 0660 whatever the umask (no umask
-    juggling: it is process-wide and imports may run in threads)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o660)
-    st = os.fstat(fd)
-    if st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o660:
-        os.fchmod(fd, 0o660)
-    return fd
 
 
 class ImageStore:
@@ -53,11 +55,18 @@ class ImageStore:
         return store
 
     def _create(self) -> None:
+        """Make the group's directories and the index (never through a symlink). As root, the
+        CLI makes the directories only (trustd.privileged.treestore.datadir) and leaves the
+        index to the unprivileged fetch process: root never opens it."""
+        root = self.layout.root
         try:
-            for path, mode in self.layout.shared_dirs():
-                make_dir(path, mode)
+            if not root.is_dir():
+                root.mkdir(mode=0o750, parents=True)
+                make_dir(root.parent, root.name, 0o2750)
+            for rel, mode in self.layout.shared_dirs():
+                make_dir(root, rel, mode)
             with self.locked(exclusive=True):  # the schema is created once, idempotently
-                os.close(_open_shared(self.layout.index))  # SQLite gives -wal/-shm this mode
+                os.close(self._shared_file("cas/db", "index.sqlite"))  # -wal/-shm get its mode
                 self.index.create()
         except OSError as exc:
             raise LocalStateError(
@@ -65,10 +74,22 @@ class ImageStore:
                 hint="run as root once, or add yourself to group rkt (newgrp rkt)",
             ) from exc
 
+    def _shared_file(self, rel_dir: str, name: str) -> int:
+        dirfd = open_store_dir(self.layout.root, rel_dir)
+        try:
+            return open_shared_file(dirfd, name)
+        finally:
+            os.close(dirfd)
+
+    def ensure(self) -> None:
+        """Create what is missing of the store (the unprivileged fetch process does this
+        when root runs ``rkt fetch``: root only makes the directories)."""
+        self._create()
+
     @contextlib.contextmanager
     def locked(self, *, exclusive: bool) -> Iterator[None]:
         """Imports share the store lock; gc and rm hold it alone (rkt's prepareLock pattern)."""
-        fd = _open_shared(self.layout.lock)
+        fd = self._shared_file("cas", "lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -88,9 +109,8 @@ class ImageStore:
     @contextlib.contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
         """One publisher per image at a time (rkt's imagelocks)."""
-        locks = self.layout.cas / "imagelocks"
-        make_dir(locks, 0o2770)
-        fd = _open_shared(locks / key)
+        make_dir(self.layout.root, "cas/imagelocks", 0o2770)
+        fd = self._shared_file("cas/imagelocks", key)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -129,7 +149,7 @@ class ImageStore:
                 with child.open("rb") as f:
                     os.fsync(f.fileno())
             stage.chmod(0o2770)
-            make_dir(final.parent, 0o2770)
+            make_dir(self.layout.root, f"cas/blob/sha512/{final.parent.name}", 0o2770)
             self._publish(stage, final)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -199,37 +219,41 @@ class ImageStore:
         return self.index.all()
 
     def _drop(self, record: ImageRecord) -> None:
-        """Forget an image: index row first (it stops being visible), then its files."""
+        """Forget an image: index row first (it stops being visible), then its files. The
+        record's key passed the index grammar, so the path is built from checked text.
+        Rendered trees are root's (``<dir>/private/tree``); root removes them itself."""
         self.index.delete(record.key)
         shutil.rmtree(self.layout.blob_dir(record.key), ignore_errors=True)
-        if os.geteuid() == 0:  # rendered trees are root's (cas/tree is 2700)
-            shutil.rmtree(self.layout.tree / record.key, ignore_errors=True)
 
     def remove(self, record: ImageRecord) -> None:
         with self.locked(exclusive=True):
             self._drop(record)
 
-    def gc(self, grace: timedelta) -> list[ImageRecord]:
-        """Remove images unused for longer than ``grace``, trees of images that are gone,
-        and stale staging directories."""
+    def gc(
+        self,
+        grace: timedelta,
+        *,
+        keep: Collection[str] = (),
+        last_used: Mapping[str, datetime] | None = None,
+    ) -> list[ImageRecord]:
+        """Remove images unused for longer than ``grace``, and stale staging directories.
+
+        ``keep`` holds image keys (full IDs or rkt's short store keys) a pod still references
+        (never removed); ``last_used``
+        adds root's own last-used stamps (full ID -> time), the later of it and the index's
+        counts."""
         cutoff = datetime.now(UTC) - grace
+        stamps = last_used or {}
         removed = []
         with self.locked(exclusive=True):
             for record in self.index.all():
-                if record.last_used < cutoff:
+                full = record.full_key.id
+                used = max(record.last_used, stamps.get(full, record.last_used))
+                if full not in keep and record.key not in keep and used < cutoff:
                     self._drop(record)
                     removed.append(record)
             self._sweep_tmp()
-            self._sweep_trees()
         return removed
-
-    def _sweep_trees(self) -> None:
-        if os.geteuid() != 0 or not self.layout.tree.is_dir():
-            return
-        known = {r.key for r in self.index.all()}
-        for tree in self.layout.tree.iterdir():
-            if tree.name not in known:
-                shutil.rmtree(tree, ignore_errors=True)
 
     def _sweep_tmp(self) -> None:
         """Staging dirs exist only under the shared lock, so under the exclusive one they are

@@ -1,0 +1,386 @@
+"""A hostile member of group rkt against root's use of the shared store (issue #10).
+
+Each attack is made by a real unprivileged user in group rkt (``setpriv``), then root runs
+the ordinary command. Each is refused, or has no effect, and the store, root's state and the
+target are unchanged: compared as a snapshot (modes, owners, link targets and contents, no
+symlink followed) before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests._busybox import busybox_aci
+from tests.conftest import ConfigDirs, Keys
+from tests.integration.conftest import RKT, ensure_user, rkt
+
+Snapshot = dict[str, tuple[int, int, int, bytes]]
+INDEX = ("db",)  # the front end updates an image's last use there (unprivileged): not compared
+
+
+def state(root: Path, *, skip: tuple[str, ...] = ()) -> Snapshot:
+    """Every entry under ``root``: mode, owner, group, and content or link target (entries
+    under ``skip`` left out)."""
+    out: Snapshot = {}
+    for dirpath, dirnames, filenames in os.walk(root):  # never follows symlinks
+        if any(Path(dirpath).is_relative_to(root / s) for s in skip):
+            continue
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                body = os.fsencode(path.readlink())
+            elif stat.S_ISREG(st.st_mode):
+                body = path.read_bytes()
+            else:
+                body = b""
+            out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, body)
+    return out
+
+
+def member(*cmd: str) -> subprocess.CompletedProcess[str]:
+    """``cmd`` as the real unprivileged user in group rkt; it must succeed (the attack is
+    made, not merely tried)."""
+    user = ensure_user()
+    result = subprocess.run(
+        ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def sql(dirs: ConfigDirs, statement: str) -> None:
+    member("sqlite3", str(dirs.data / "cas/db/index.sqlite"), statement)
+
+
+def row(dirs: ConfigDirs) -> sqlite3.Row:
+    """The one image row (read by the test, as the group could)."""
+    conn = sqlite3.connect(dirs.data / "cas/db/index.sqlite")
+    conn.row_factory = sqlite3.Row
+    try:
+        (found,) = conn.execute("SELECT * FROM images").fetchall()
+    finally:
+        conn.close()
+    assert isinstance(found, sqlite3.Row)
+    return found
+
+
+@pytest.fixture
+def victim() -> Iterator[Path]:
+    """A root-owned directory outside the store, 0700 root:root, with a file in it."""
+    base = Path(tempfile.mkdtemp(prefix="trustd-victim-", dir="/tmp"))
+    (base / "secret").write_bytes(b"root's\n")
+    yield base
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def run_sh(
+    dirs: ConfigDirs, image: str, script: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    return rkt(dirs, *flags, "run", image, "--exec=/bin/sh", "--", "-c", script)
+
+
+def full_id(dirs: ConfigDirs) -> str:
+    return "sha512-" + str(row(dirs)["digest"])
+
+
+def test_an_index_key_with_dotdot_is_never_a_path(
+    shared_dirs: ConfigDirs, image: str, victim: Path
+) -> None:
+    """Rows whose key is not exactly the digest's sha512-<64 hex> are refused: listings skip
+    them with a warning, and gc builds no path from them."""
+    hostile = "sha512-" + "../" * 12 + str(victim).lstrip("/")
+    sql(
+        shared_dirs,
+        f"INSERT INTO images SELECT '{hostile}', digest, name, labels, "  # noqa: S608
+        "'2000-01-01T00:00:00+00:00', '2000-01-01T00:00:00+00:00', size, uncompressed_size, "
+        "source, provenance FROM images",
+    )
+    before = state(victim)
+    listed = rkt(shared_dirs, "image", "list", check=True)
+    assert "store index row refused: bad image key" in listed.stderr
+    assert rkt(shared_dirs, "image", "gc", "--grace-period=0s", check=True).returncode == 0
+    refused = rkt(shared_dirs, "run", hostile, "--exec=/bin/true")
+    assert refused.returncode == 254
+    assert state(victim) == before
+
+
+def test_a_planted_cas_tree_is_never_run(shared_dirs: ConfigDirs, image: str) -> None:
+    """The old tree store inside the group-writable cas is never read: root renders into
+    its own private/tree from verified bytes."""
+    key = full_id(shared_dirs)
+    for name in (key, image):
+        planted = shared_dirs.data / "cas/tree" / name
+        member("mkdir", "-p", str(planted / "rootfs"))
+        member("sh", "-c", f"echo planted > {planted}/rootfs/planted")
+        marker = {"digest": key[7:], "signers": [], "insecure": False, "rendered_at": ""}
+        member("sh", "-c", f"echo '{json.dumps(marker)}' > {planted}/rendered")
+    result = run_sh(shared_dirs, image, "cat /planted 2>/dev/null || echo clean")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["clean"]
+    assert (shared_dirs.data / "private/tree" / key / "rootfs/bin/sh").exists()
+
+
+@pytest.mark.parametrize("what", ["cas/tmp", "cas/lock", "cas/imagelocks", "cas/blob"])
+def test_symlinks_in_the_store_are_refused_and_never_followed(
+    shared_dirs: ConfigDirs, image: str, victim: Path, tmp_path: Path, what: str
+) -> None:
+    """Root's set-up of the store (fetch, gc) opens each store directory and file without
+    following a symlink; one in the way is refused, naming it; the target keeps its owner
+    and mode."""
+    target = victim / "secret" if what == "cas/lock" else victim
+    path = shared_dirs.data / what
+    member("mv", str(path), str(path) + ".aside")
+    member("ln", "-s", str(target), str(path))
+    before = state(victim), victim.stat()
+    other = busybox_aci(tmp_path / "other.aci", "example.com/other")
+    fetched = rkt(shared_dirs, "--insecure-options=image", "fetch", str(other))
+    assert fetched.returncode == 254
+    assert what.rsplit("/", maxsplit=1)[-1] in fetched.stderr
+    gc = rkt(shared_dirs, "image", "gc", "--grace-period=0s")
+    assert gc.returncode == 254
+    assert "symlink" in gc.stderr
+    after = state(victim), victim.stat()
+    assert after[0] == before[0]
+    assert (after[1].st_uid, after[1].st_gid, after[1].st_mode) == (
+        before[1].st_uid,
+        before[1].st_gid,
+        before[1].st_mode,
+    )
+
+
+def test_gc_removes_nothing_through_a_planted_blob_link(
+    shared_dirs: ConfigDirs, image: str, victim: Path
+) -> None:
+    """Blob and index removal run with the group's rights; root removes only its own trees,
+    by fd, named by the exact key grammar."""
+    key = full_id(shared_dirs)
+    assert run_sh(shared_dirs, image, "true").returncode == 0  # a tree is rendered
+    shard = shared_dirs.data / "cas/blob/sha512" / key[7:9]
+    member("mv", str(shard), str(shard) + ".aside")
+    member("ln", "-s", str(victim), str(shard))
+    sql(shared_dirs, "UPDATE images SET last_used = '2000-01-01T00:00:00+00:00'")
+    member("ln", "-s", str(victim), str(shared_dirs.data / "cas/tmp/import-evil"))
+    before = state(victim)
+    rkt(shared_dirs, "image", "gc", "--grace-period=0s")
+    assert state(victim) == before
+    assert victim.stat().st_uid == 0 and stat.S_IMODE(victim.stat().st_mode) == 0o700
+
+
+def test_root_never_writes_the_groups_decision_log(
+    shared_dirs: ConfigDirs, image: str, victim: Path
+) -> None:
+    log = shared_dirs.data / "policy/decisions.jsonl"
+    member("mv", str(log), str(log) + ".aside")
+    member("ln", "-s", str(victim / "secret"), str(log))
+    before = state(victim)
+    assert run_sh(shared_dirs, image, "true").returncode == 0
+    assert state(victim) == before
+    root_log = shared_dirs.data / "private/decisions.jsonl"
+    assert json.loads(root_log.read_text().splitlines()[-1])["decision"]["gate"] == "run"
+
+
+def test_a_cached_insecure_render_needs_the_opt_out_whatever_the_index_says(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    unsigned = busybox_aci(tmp_path / "u.aci", "example.com/unsigned")
+    short = rkt(
+        shared_dirs, "--insecure-options=image", "fetch", "--full", str(unsigned), check=True
+    ).stdout.strip()
+    assert run_sh(shared_dirs, short, "true", "--insecure-options=image").returncode == 0
+    sql(
+        shared_dirs,
+        "UPDATE images SET provenance = (SELECT provenance FROM images WHERE key = "  # noqa: S608
+        f"'{image}') WHERE key = '{short}'",
+    )
+    cas = shared_dirs.data / "cas"
+    before = state(cas, skip=INDEX), state(shared_dirs.data / "private/tree")
+    refused = run_sh(shared_dirs, short, "true")
+    assert refused.returncode == 254
+    assert "without signature verification" in refused.stderr
+    assert (state(cas, skip=INDEX), state(shared_dirs.data / "private/tree")) == before
+
+
+def test_a_blob_swapped_after_the_fetch_is_refused(shared_dirs: ConfigDirs, image: str) -> None:
+    evil = busybox_aci(
+        shared_dirs.data.parent / "evil.aci",
+        "example.com/busybox",
+        files={"rootfs/bin/evil": b"#!/bin/sh\necho owned\n"},
+    )
+    evil.chmod(0o644)
+    key = full_id(shared_dirs)
+    blob = shared_dirs.data / "cas/blob/sha512" / key[7:9] / image
+    member("cp", str(evil), str(blob / "new.aci"))
+    member("mv", "-f", str(blob / "new.aci"), str(blob / "image.aci"))
+    before = state(shared_dirs.data / "cas", skip=INDEX)
+    refused = run_sh(shared_dirs, image, "true")
+    assert refused.returncode == 254
+    assert "not the requested" in refused.stderr
+    assert state(shared_dirs.data / "cas", skip=INDEX) == before
+    assert not (shared_dirs.data / "private/tree" / key).exists()
+    assert list((shared_dirs.data / "private/tree").iterdir()) == []
+
+
+def _tree(dirs: ConfigDirs) -> Path:
+    return dirs.data / "private/tree" / full_id(dirs)
+
+
+def test_gc_keeps_what_a_prepared_pod_needs_even_when_imported_long_ago(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    uuid = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
+    long_ago = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    sql(shared_dirs, f"UPDATE images SET import_time = '{long_ago}', last_used = '{long_ago}'")  # noqa: S608
+    stamp = shared_dirs.data / "private/used" / full_id(shared_dirs)
+    stamp.write_text(long_ago)  # as if prepared three days ago
+    before = state(shared_dirs.data / "cas/blob"), state(_tree(shared_dirs))
+    assert rkt(shared_dirs, "image", "gc", check=True).stdout == ""
+    assert (state(shared_dirs.data / "cas/blob"), state(_tree(shared_dirs))) == before
+    refused = rkt(shared_dirs, "image", "rm", image)
+    assert refused.returncode == 254 and uuid in refused.stderr
+    assert rkt(shared_dirs, "run-prepared", uuid).returncode == 0  # and it still runs
+
+
+def test_gc_while_a_pod_runs_keeps_its_tree(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    uuid_file = tmp_path / "uuid"
+    running = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            f"--uuid-file-save={uuid_file}",
+            "--volume",
+            f"gate,kind=host,source={gate}",
+            image,
+            "--mount",
+            "volume=gate,target=/gate",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "while [ ! -e /gate/go ]; do sleep 0.05; done",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        while not (uuid_file.exists() and uuid_file.read_text().strip()):
+            assert running.poll() is None, running.communicate()
+        uuid = uuid_file.read_text().strip()
+        while "state=running" not in rkt(shared_dirs, "status", uuid).stdout:
+            assert running.poll() is None, running.communicate()
+        sql(shared_dirs, "UPDATE images SET last_used = '2000-01-01T00:00:00+00:00'")
+        (shared_dirs.data / "private/used" / full_id(shared_dirs)).write_text(
+            "2000-01-01T00:00:00+00:00"
+        )
+        before = state(_tree(shared_dirs))
+        assert rkt(shared_dirs, "image", "gc", "--grace-period=0s", check=True).stdout == ""
+        assert state(_tree(shared_dirs)) == before
+    finally:
+        (gate / "go").write_text("")
+        running.communicate(timeout=120)
+    assert running.returncode == 0
+
+
+def test_prepare_and_run_stamp_last_use_and_gc_counts_from_it(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    long_ago = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    sql(shared_dirs, f"UPDATE images SET import_time = '{long_ago}', last_used = '{long_ago}'")  # noqa: S608
+    started = datetime.now(UTC).replace(microsecond=0)
+    assert run_sh(shared_dirs, image, "true").returncode == 0
+    stamp = shared_dirs.data / "private/used" / full_id(shared_dirs)
+    assert datetime.fromisoformat(stamp.read_text()) >= started
+    assert (stamp.stat().st_uid, stat.S_IMODE(stamp.stat().st_mode)) == (0, 0o600)
+    assert rkt(shared_dirs, "gc", "--grace-period=0s", check=True).returncode == 0  # the pod
+    sql(shared_dirs, f"UPDATE images SET last_used = '{long_ago}'")  # noqa: S608 - the group's say
+    assert rkt(shared_dirs, "image", "gc", check=True).stdout == ""  # root's stamp: used now
+    assert len(json.loads(rkt(shared_dirs, "image", "list", "--format=json").stdout)) == 1
+    stamp.write_text(long_ago)
+    removed = rkt(shared_dirs, "image", "gc", check=True).stdout
+    assert f'gc: removed image "{image}"' in removed
+    assert not _tree_exists(shared_dirs, stamp.name) and not stamp.exists()
+
+
+def _tree_exists(dirs: ConfigDirs, full: str) -> bool:
+    return (dirs.data / "private/tree" / full).exists()
+
+
+def test_a_data_dir_the_group_can_write_is_refused(shared_dirs: ConfigDirs, image: str) -> None:
+    shared_dirs.data.chmod(0o2770)
+    refused = run_sh(shared_dirs, image, "true")
+    assert refused.returncode == 254
+    assert "not writable by group or others" in refused.stderr
+
+
+def test_an_index_row_renamed_to_the_requested_name_is_refused(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    """The index maps a name to an image; root checks the verified manifest says that name."""
+    other = busybox_aci(tmp_path / "other.aci", "example.com/other")
+    keys.gpg.sign(keys.good, other, tmp_path / "other.aci.asc")
+    rkt(
+        shared_dirs, "fetch", str(other), "--signature", str(tmp_path / "other.aci.asc"), check=True
+    )
+    assert run_sh(shared_dirs, "example.com/busybox", "true").returncode == 0
+    sql(
+        shared_dirs,
+        "UPDATE images SET name = 'example.com/busybox', import_time = '2999-01-01T00:00:00+00:00'"
+        " WHERE name = 'example.com/other'",
+    )
+    before = state(shared_dirs.data / "cas", skip=INDEX)
+    refused = run_sh(shared_dirs, "example.com/busybox", "true")
+    assert refused.returncode == 254
+    assert "not the requested example.com/busybox" in refused.stderr
+    assert state(shared_dirs.data / "cas", skip=INDEX) == before
+
+
+@pytest.mark.parametrize("legacy", ["root's directory", "the group's symlink"])
+def test_gc_removes_the_old_cas_tree_only_when_it_is_roots(
+    shared_dirs: ConfigDirs, image: str, victim: Path, legacy: str
+) -> None:
+    tree = shared_dirs.data / "cas/tree"
+    if legacy == "root's directory":  # as an older trustd left it
+        (tree / "sha512-old" / "rootfs").mkdir(parents=True, mode=0o700)
+        tree.chmod(0o2700)
+    else:
+        member("ln", "-s", str(victim), str(tree))
+    before = state(victim)
+    assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
+    assert tree.is_symlink() == (legacy != "root's directory")
+    assert tree.exists() == (legacy != "root's directory")
+    assert state(victim) == before
+
+
+def test_gc_keeps_the_old_cas_tree_while_an_old_pod_uses_it(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    uuid = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
+    old = shared_dirs.data / "cas/tree" / image
+    (old / "rootfs").mkdir(parents=True)
+    plan_path = next(shared_dirs.data.glob(f"pods/prepared/{uuid}/**/plan.json"))
+    plan = json.loads(plan_path.read_text())
+    plan["apps"][0]["tree"] = str(old)  # as an older trustd prepared it
+    plan_path.write_text(json.dumps(plan))
+    assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
+    assert (old / "rootfs").is_dir()
+    assert rkt(shared_dirs, "rm", uuid, check=True).returncode == 0
+    assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
+    assert not old.parent.exists()

@@ -1,0 +1,78 @@
+"""The store index as the front end uses it: with the group's rights, never root's.
+
+Root never opens the SQLite index (the group writes it, and its files sit in a directory
+the group controls). As root, the front end makes the store's directories (no symlink
+followed, trustd.privileged.treestore.datadir) and runs whatever reads or changes the index
+in the unprivileged privsep child (group rkt), which hands back only a string: e.g. an
+image's full ID, which root then checks against the exact grammar before any use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from trustd.shared.config import GlobalOptions
+from trustd.shared.store import StoreKey
+
+_MODULES = (
+    "trustd.shared.store.store",
+    "trustd.shared.store._index",
+    "trustd.shared.appc.manifest",
+    "trustd.shared.appc.aci",
+)
+
+
+def as_group(options: GlobalOptions, work: Callable[[], str]) -> str:
+    """``work()`` with the store opened by the group: in-process when not root, else in the
+    dropped child, after root made the directories."""
+    if os.geteuid() != 0:
+        return work()
+    from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
+    from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
+
+    prepare_store(options.dirs.data)
+    return run_as(fetch_identity(), work, _MODULES)
+
+
+def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreKey:
+    """The full image ID for ``ref`` (an ID prefix or name[:version]), resolved in the index
+    with the group's rights and checked against the exact grammar. With ``touch`` (run and
+    prepare), the index's last-used time is updated there too (root keeps its own stamp)."""
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+
+    data = options.dirs.data
+
+    def work() -> str:
+        store = ImageStore.open(data, create=True)
+        record = store.resolve(ref)
+        if touch:
+            store.index.touch(record.key)
+        return record.full_key.id
+
+    return StoreKey.parse(as_group(options, work))
+
+
+def records(options: GlobalOptions, ref: str | None = None) -> list[Any]:
+    """Index records (every image, or the one ``ref`` names), read with the group's rights
+    and decoded strictly on this side (``rkt policy explain/audit``)."""
+    from trustd.shared.errors import LocalStateError  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.store.model import ImageRecord  # noqa: PLC0415
+
+    data = options.dirs.data
+
+    def work() -> str:
+        store = ImageStore.open(data)
+        found = [store.resolve(ref)] if ref is not None else store.images()
+        return json.dumps([r.to_json() for r in found])
+
+    try:
+        return [ImageRecord.from_json(obj) for obj in json.loads(as_group(options, work))]
+    except ValueError as exc:
+        raise LocalStateError(
+            f"the store index answered with a record that does not decode: {exc}",
+            hint="a member of group rkt may have altered the index; see: rkt image list",
+        ) from exc

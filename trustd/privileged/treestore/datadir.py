@@ -1,0 +1,224 @@
+"""Root's view of the data directory: checked once, then used only through directory fds.
+
+    <dir>/                    2750 root:rkt  root's; no ancestor group/other-writable
+    <dir>/cas/                the group's store; root reads blobs beneath it by checked key
+    <dir>/private/            0700 root:root
+    <dir>/private/tree/<id>/  rendered trees and their ``rendered`` markers
+    <dir>/private/used/<id>   root's last-used stamp per image (prepare and run write it)
+    <dir>/private/decisions.jsonl  root's decision log (run gates)
+    <dir>/private/lock        prepare holds it shared while it renders and plans; gc alone
+
+Root never opens the store index and never builds a path from what the group wrote; its
+part of setting up the shared store is making directories, without following symlinks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trustd.privileged import _dirfd
+from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.store._layout import StoreLayout, group_id
+from trustd.shared.store.model import StoreKey
+
+PRIVATE = "private"
+TREE = "tree"
+USED = "used"
+LOCK = "lock"
+ROOT_LOG = "decisions.jsonl"
+_STAMP_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class DataDir:
+    """``--dir`` as root holds it: fds for the data dir, ``cas`` and ``private``."""
+
+    path: Path
+    fd: int
+    private_fd: int
+
+    @property
+    def private(self) -> Path:
+        """A path for root-only state (every ancestor was checked: no one else can write)."""
+        return self.path / PRIVATE
+
+    def cas_fd(self) -> int:
+        """A fresh fd for ``cas`` (a real directory, no symlink); the caller closes it."""
+        return _dirfd.open_dir(self.fd, "cas")
+
+    def close(self) -> None:
+        for fd in (self.private_fd, self.fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> DataDir:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise UserError("cannot run as unprivileged user", hint="run it as root (sudo)")
+
+
+def _root_dir(path: Path) -> int:
+    gid = group_id()
+    try:
+        fd = _dirfd.check_root_owned(path)
+    except FileNotFoundError:
+        try:
+            parent = _dirfd.check_root_owned(path.parent)
+        except FileNotFoundError as exc:
+            raise LocalStateError(
+                f"cannot create the data directory {path}: {exc.filename} does not exist",
+                hint=f"create it (mkdir -p {path.parent}) or choose another --dir",
+            ) from exc
+        try:
+            return _dirfd.ensure_dir(parent, path.name, 0o2750, uid=0, gid=gid or 0)
+        finally:
+            os.close(parent)
+    try:  # root's own directory, reached without a symlink: give the group traverse rights
+        st = os.fstat(fd)
+        if gid is not None and st.st_gid != gid:
+            os.fchown(fd, 0, gid)
+        if st.st_mode & 0o7777 != 0o2750:
+            os.fchmod(fd, 0o2750)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_data_dir(path: Path) -> DataDir:
+    """Check ``path`` (root's, no ancestor writable by group or others), create it and
+    ``private/`` if missing, and hold them by fd."""
+    _require_root()
+    path = Path.cwd() / path  # absolute; a symlink in it is for check_root_owned to refuse
+    fd = _root_dir(path)
+    try:
+        private = _dirfd.ensure_private_dir(fd, PRIVATE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return DataDir(path, fd, private)
+
+
+def ensure_store_dirs(data: DataDir) -> None:
+    """Root's part of setting up the shared store: its directories, 2770 root:rkt, made
+    and fixed by fd without following a symlink (one in the way is refused, naming it); a
+    directory the group made is left as it is. The index is never created or opened here:
+    the unprivileged fetch process does that."""
+    gid = group_id() or 0
+    for rel, mode in StoreLayout.shared_dirs():
+        parent_rel, _, name = rel.rpartition("/")
+        parent = _dirfd.open_dir(data.fd, parent_rel) if parent_rel else os.dup(data.fd)
+        try:
+            os.close(_dirfd.ensure_dir(parent, name, mode, uid=0, gid=gid, foreign_ok=True))
+        finally:
+            os.close(parent)
+
+
+def prepare_store(path: Path) -> None:
+    """As root, before an unprivileged process uses the store: check the data dir and make
+    the shared directories (nothing else)."""
+    with open_data_dir(path) as data:
+        ensure_store_dirs(data)
+
+
+@contextlib.contextmanager
+def tree_lock(data: DataDir, *, exclusive: bool) -> Iterator[None]:
+    """Renders and plans share it; gc holds it alone, so a tree a pod is about to reference
+    is never collected between its render and its plan."""
+    fd = _dirfd.open_beneath(data.private_fd, LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def stamp_used(data: DataDir, key: StoreKey) -> None:
+    """Record now as ``key``'s last use (``private/used/<id>``): gc's grace counts from it."""
+    used = _dirfd.ensure_private_dir(data.private_fd, USED)
+    try:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        _dirfd.write_file_at(used, key.id, now.encode(), 0o600)
+    finally:
+        os.close(used)
+
+
+def used_stamps(data: DataDir) -> dict[str, datetime]:
+    """Root's last-used stamps: full image ID -> time (unreadable stamps are skipped)."""
+    used = _dirfd.ensure_private_dir(data.private_fd, USED)
+    out: dict[str, datetime] = {}
+    try:
+        for name in os.listdir(used):  # noqa: PTH208 - an fd, not a path
+            try:
+                key = StoreKey(name)
+                raw = _dirfd.read_beneath(used, key.id, _STAMP_MAX)
+                stamp = datetime.fromisoformat(raw.decode("ascii"))
+            except (ValueError, UnicodeDecodeError, LocalStateError):
+                continue
+            out[key.id] = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    finally:
+        os.close(used)
+    return out
+
+
+def forget_used(data: DataDir, key: StoreKey) -> None:
+    used = _dirfd.ensure_private_dir(data.private_fd, USED)
+    try:
+        _dirfd.rmtree_at(used, key.id)
+    finally:
+        os.close(used)
+
+
+def open_root_log(data: DataDir, *, create: bool) -> int | None:
+    """Root's decision log (``private/decisions.jsonl``), opened by fd with no symlink
+    followed; None when it does not exist and ``create`` is false."""
+    flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+    try:
+        return _dirfd.open_beneath(data.private_fd, ROOT_LOG, flags, 0o600)
+    except FileNotFoundError:
+        return None
+
+
+def sweep_store_tmp(data: DataDir) -> list[str]:
+    """Remove the staging directories killed imports left in ``cas/tmp`` (``import-*``,
+    ``stale-*``), which the group's own gc may lack the rights to remove (a member's 0700
+    staging directory). Under the store's exclusive lock (no import is staging), by fd,
+    following no symlink, never leaving ``cas/tmp`` and never entering a directory root owns
+    (so nothing goes that its owner could not have removed)."""
+    cas = data.cas_fd()
+    try:
+        lock = _dirfd.open_beneath(cas, "lock", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(lock).st_mode):
+                raise LocalStateError(
+                    f"{data.path}/cas/lock is not a regular file",
+                    hint="a member of group rkt may have replaced it; move it aside",
+                )
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            tmp = _dirfd.open_dir(cas, "tmp")
+            try:
+                names = [n for n in os.listdir(tmp) if n.startswith(("import-", "stale-"))]  # noqa: PTH208
+                for name in names:
+                    _dirfd.rmtree_at(tmp, name, foreign_only=True)
+            finally:
+                os.close(tmp)
+        finally:
+            os.close(lock)
+    except FileNotFoundError:
+        return []
+    finally:
+        os.close(cas)
+    return names
