@@ -126,9 +126,10 @@ def test_root_image_export_never_writes_through_a_planted_symlink(
     above, its content starts with a name the member chose followed by NUL ("/tmp/evil.so"),
     which glibc preloads into every process, setuid ones included: root. Fix: open OUT with
     O_NOFOLLOW|O_CREAT|O_EXCL (or write a temp file beside it and rename), refuse an OUT whose
-    directory is writable by others unless sticky-and-ours; verify the bytes (test above)."""
-    victim = root_only / "ld.so.preload"
-    _swap_blob(shared_dirs, image, _evil_tar("/tmp/evil.so\n"), tmp_path)
+    directory is writable by others unless sticky-and-ours; verify the bytes (test above).
+    The same path-following write is in ``rkt export`` (tarfile.open(out, "w") as root),
+    ``--uuid-file-save`` and ``rkt attest key/quote --out``."""
+    victim = root_only / "ld.so.preload"  # the image as stored: no blob swap needed here
     out = sticky_tmp / "busybox.aci"
     as_member(f"ln -s '{victim}' '{out}'")
     rkt(shared_dirs, "image", "export", image, str(out))
@@ -172,7 +173,7 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
         ids[version] = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
     db = shared_dirs.data / "cas/db/index.sqlite"
     as_member(
-        f"sqlite3 '{db}' \"UPDATE images SET import_time = '2999-01-01T00:00:00+00:00' "
+        f"sqlite3 '{db}' \"UPDATE images SET import_time = '2999-01-01T00:00:00+00:00' "  # noqa: S608
         f"WHERE key = '{ids['1.0.0']}'\""
     )
     result = rkt(shared_dirs, "run", NAME, "--exec=/bin/cat", "--", "/release")
@@ -215,11 +216,11 @@ def test_rkt_enter_never_joins_a_process_that_reused_an_exited_apps_pid(
     word over a socket) and refuse an app whose ``exit`` file exists; at least check, through
     a pidfd opened before the check, that the process is a descendant of the pod's init and
     in the pod's namespaces (compare /proc/PID/ns/* with the init's) and cgroup."""
-    import time
+    import time  # noqa: PLC0415
 
     marker = root_only / "pwned"
     uuid_file = shared_dirs.data.parent / "uuid"
-    pod = subprocess.Popen(  # noqa: S603
+    pod = subprocess.Popen(
         [
             RKT,
             *shared_dirs.flags(),
@@ -257,7 +258,7 @@ def test_rkt_enter_never_joins_a_process_that_reused_an_exited_apps_pid(
         grab.write_text(_GRAB_PID)
         grab.chmod(0o644)
         user = ensure_user()
-        attacker = subprocess.Popen(  # noqa: S603
+        attacker = subprocess.Popen(
             [
                 "setpriv",
                 f"--reuid={user}",
@@ -290,3 +291,62 @@ def test_rkt_enter_never_joins_a_process_that_reused_an_exited_apps_pid(
             rkt(shared_dirs, "stop", "--force", uuid)
         pod.kill()
         pod.wait()
+
+
+def test_a_member_holding_the_store_lock_cannot_hang_root_gc_and_every_root_run(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """WORKS TODAY (denial of service of root's operations, not of the group's images).
+    ``rkt image gc`` as root takes ``private/lock`` exclusively, then blocks without a
+    timeout on ``flock(cas/lock, LOCK_EX)`` (sweep_store_tmp; image rm's index work too). A
+    member holding a shared flock on the group-writable ``cas/lock`` keeps root gc waiting
+    forever (in the privsep child's store gc or in sweep_store_tmp) while it holds the tree
+    lock, so every root ``rkt run``/``prepare`` (which takes the tree lock shared) hangs too.
+    Fix: never wait on a lock the group can hold while holding root's own: LOCK_NB with a bounded retry on cas/lock (skip the sweep, say so), or
+    take it before the tree lock."""
+    full = "sha512-" + _digest(shared_dirs, image)  # a full ID: no index, no cas/lock needed
+    assert rkt(shared_dirs, "run", full, "--exec=/bin/true").returncode == 0
+    user = ensure_user()
+    holder = subprocess.Popen(  # a member's long "fetch"
+        [
+            "setpriv",
+            f"--reuid={user}",
+            "--regid=rkt",
+            "--init-groups",
+            "--",
+            "/bin/sh",
+            "-c",
+            f"exec flock -s '{shared_dirs.data}/cas/lock' sleep 120",
+        ],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        import time  # noqa: PLC0415
+
+        time.sleep(1)
+        gc = subprocess.Popen(
+            [RKT, *shared_dirs.flags(), "image", "gc"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(3)
+        try:
+            run = subprocess.run(
+                [RKT, *shared_dirs.flags(), "run", full, "--exec=/bin/true"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"root run of {full[:20]} hung behind root gc, which waits on the group's lock"
+            )
+        finally:
+            gc.kill()
+            gc.wait()
+        assert run.returncode == 0, run.stderr
+    finally:
+        holder.kill()
+        holder.wait()
