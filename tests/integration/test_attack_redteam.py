@@ -302,8 +302,8 @@ def test_a_member_holding_the_store_lock_cannot_hang_root_gc_and_every_root_run(
     member holding a shared flock on the group-writable ``cas/lock`` keeps root gc waiting
     forever (in the privsep child's store gc or in sweep_store_tmp) while it holds the tree
     lock, so every root ``rkt run``/``prepare`` (which takes the tree lock shared) hangs too.
-    Fix: never wait on a lock the group can hold while holding root's own: LOCK_NB with a bounded retry on cas/lock (skip the sweep, say so), or
-    take it before the tree lock."""
+    Fix: never wait on a lock the group can hold while holding root's own: LOCK_NB with a
+    bounded retry on cas/lock (skip the sweep, say so), or take it before the tree lock."""
     full = "sha512-" + _digest(shared_dirs, image)  # a full ID: no index, no cas/lock needed
     assert rkt(shared_dirs, "run", full, "--exec=/bin/true").returncode == 0
     user = ensure_user()
