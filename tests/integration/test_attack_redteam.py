@@ -350,3 +350,79 @@ def test_a_member_holding_the_store_lock_cannot_hang_root_gc_and_every_root_run(
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_host_user_with_the_apps_uid_cannot_read_its_secrets_or_rootfs(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """WORKS TODAY (medium). Apps run as host uids (no user namespace), exec'd fresh, so
+    they are dumpable: when the app's user is N (``--user`` or the image manifest's
+    ``app.user``, e.g. 1000), any host account with uid N reads ``/proc/PID/environ`` (the
+    pod's --set-env secrets, AC_METADATA_URL with the mds token), walks ``/proc/PID/root``
+    (the app's rootfs and volumes) and may ptrace the app. Fix: map pod uids into a range no
+    host account uses (user namespace, as rkt's --private-users), or refuse app uids that
+    belong to host accounts."""
+    import pwd  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    user = ensure_user()
+    uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
+    secret = "trustd-red-secret-4242"
+    pod = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            image,
+            f"--user={uid}",
+            f"--group={gid}",
+            f"--set-env=DB_PASSWORD={secret}",
+            "--exec=/bin/sleep",
+            "--",
+            "297",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pid = 0
+        for _ in range(100):
+            found = subprocess.run(
+                ["pgrep", "-u", str(uid), "-f", "-x", "/bin/sleep 297"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+            if found:
+                pid = int(found[0])
+                break
+            time.sleep(0.1)
+        assert pid, "the app did not start"
+        time.sleep(1)  # past its exec
+        seen = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={user}",
+                "--regid=rkt",
+                "--init-groups",
+                "--",
+                "/bin/sh",
+                "-c",
+                f"cat /proc/{pid}/environ; "
+                f"test -e /proc/{pid}/root/bin/busybox && echo ROOTFS-REACHED",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        assert secret not in seen, "a host user read the pod's secret from /proc/PID/environ"
+        assert "ROOTFS-REACHED" not in seen, (
+            "a host user walked the app's rootfs via /proc/PID/root"
+        )
+    finally:
+        pod.kill()
+        pod.wait()
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
