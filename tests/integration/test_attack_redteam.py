@@ -319,6 +319,7 @@ def test_a_member_holding_the_store_lock_cannot_hang_root_gc_and_every_root_run(
             f"exec flock -s '{shared_dirs.data}/cas/lock' sleep 120",
         ],
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # flock forks sleep: kill the whole group
     )
     try:
         import time  # noqa: PLC0415
@@ -348,7 +349,8 @@ def test_a_member_holding_the_store_lock_cannot_hang_root_gc_and_every_root_run(
             gc.wait()
         assert run.returncode == 0, run.stderr
     finally:
-        holder.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.pid, 9)
         holder.wait()
 
 
