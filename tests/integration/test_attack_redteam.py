@@ -204,7 +204,8 @@ while True:
 def test_rkt_enter_never_joins_a_process_that_reused_an_exited_apps_pid(
     shared_dirs: ConfigDirs, image: str, root_only: Path
 ) -> None:
-    """WORKS TODAY: local root for any user who can create a user namespace. In a pod of two
+    """Found by the red team (fixed: trustd/privileged/executor/_procs.py): local root for any
+    user who can create a user namespace. In a pod of two
     apps, app ``a`` exits while ``b`` runs (the pod stays RUNNING). ``apps/a/pid`` still holds
     a's host PID and enter checks only ``kill(pid, 0)``. An unprivileged user forks until
     the kernel hands them that PID (pid_max is 32768 here), makes it a user+mount namespace

@@ -12,6 +12,7 @@ import os
 import sys
 
 from trustd.privileged.executor import _linux as lx
+from trustd.privileged.executor import _procs
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import apply_app_isolation, join_app_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
@@ -43,19 +44,24 @@ def _app(plan: PodPlan, name: str | None) -> AppPlan:
     raise UserError(f"no app {name!r} in the pod")
 
 
-def _app_pid(pod: Pod, app: AppPlan) -> int:
+def _app_namespaces(pod: Pod, app: AppPlan) -> list[int]:
+    """The app's namespace fds, opened only while its process is pinned: a process that
+    reused the PID of an exited app is never joined (_procs)."""
+    pinned = _procs.pin_running(pod.path / "apps" / app.name, app.name, pod.uuid)
     try:
-        pid = int((pod.path / "apps" / app.name / "pid").read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"app {app.name!r} of pod {pod.uuid} is not running") from exc
-    return pid
+        fds = [os.open(f"/proc/{pinned.pid}/ns/{ns}", os.O_RDONLY) for ns in NAMESPACES]
+        if not _procs.still_pinned(pinned):
+            for fd in fds:
+                os.close(fd)
+            raise UserError(f"app {app.name!r} of pod {pod.uuid} is not running")
+        return fds
+    finally:
+        pinned.close()
 
 
-def _join_and_exec(pid: int, plan: PodPlan, app: AppPlan, command: list[str]) -> None:
+def _join_and_exec(fds: list[int], plan: PodPlan, app: AppPlan, command: list[str]) -> None:
     set_undumpable()  # the app sees this helper (same PID namespace, same uid 0)
     preload()
-    fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in NAMESPACES]
     join_app_cgroups(plan, app, os.getpid())
     for fd in fds:
         lx.setns(fd)
@@ -95,7 +101,7 @@ def enter(pod: Pod, gated: GatedPod, app_name: str | None, command: list[str]) -
         raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
     plan = gated.plan
     app = _app(plan, app_name)
-    pid = _app_pid(pod, app)
+    fds = _app_namespaces(pod, app)
     if not command:
         print('enter: no command specified, assuming "/bin/sh"', file=sys.stderr)
         command = ["/bin/sh"]
@@ -104,9 +110,11 @@ def enter(pod: Pod, gated: GatedPod, app_name: str | None, command: list[str]) -
     helper = os.fork()
     if helper == 0:  # pragma: no cover - measured by the integration tests
         try:
-            _join_and_exec(pid, plan, app, command)
+            _join_and_exec(fds, plan, app, command)
         except BaseException as exc:  # noqa: BLE001
             print(f"enter: {exc}", file=sys.stderr)
         os._exit(EXIT_STAGE1)
+    for fd in fds:
+        os.close(fd)
     _, status = os.waitpid(helper, 0)
     return os.waitstatus_to_exitcode(status) & 0xFF

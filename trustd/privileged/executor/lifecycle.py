@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import timedelta
 
+from trustd.privileged.executor import _procs
 from trustd.privileged.executor._isolate import destroy_pod_cgroups
 from trustd.privileged.executor.prepare import load_plan
 from trustd.privileged.isolation.selinux import McsAllocator
@@ -27,9 +28,13 @@ def stop_pods(pods: PodStore, uuids: tuple[str, ...], *, force: bool) -> int:
             print(f'pod "{pod.uuid}" is already stopped', file=sys.stderr)
             continue
         sig = signal.SIGKILL if force else signal.SIGTERM
-        for pidfile in (pod.path / "apps").glob("*/pid"):
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pidfile.read_text()), sig)
+        for app_dir in sorted((pod.path / "apps").glob("*/")):
+            pinned = _procs.pin(app_dir)  # never whoever reused an exited app's PID
+            if pinned is not None:
+                try:
+                    pinned.signal(sig)
+                finally:
+                    pinned.close()
         print(f'"{pod.uuid}"')
     return 0
 

@@ -27,7 +27,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from trustd.privileged.executor import _inroot, _rootfs
+from trustd.privileged.executor import _inroot, _procs, _rootfs
 from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
@@ -157,7 +157,7 @@ def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: st
 def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     apps_dir = pod_dir / "apps" / app.name
     apps_dir.mkdir(parents=True, exist_ok=True)
-    (apps_dir / "pid").write_text(str(Path("/proc/self").readlink()))  # host PID, for enter
+    _procs.record_self(apps_dir)  # host PID and start time, for enter and stop
     _enter_root(root, plan)
     os.chdir(app.working_dir or "/")
     apply_app_isolation(plan, app)  # fds, user, capabilities, no_new_privs, seccomp: last
