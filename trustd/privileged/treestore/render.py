@@ -17,7 +17,6 @@ the keyring in force, and an insecure render needs insecure acceptance again.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -28,12 +27,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from trustd.privileged import _dirfd
 from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root
+from trustd.privileged.treestore.marker import (
+    MAX_MARKER,
+    RENDERED,
+    RenderMarker,
+    decode_marker,
+    encode_marker,
+)
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
+from trustd.shared.codec import DecodeError
 from trustd.shared.errors import (
     LocalStateError,
     PolicyViolationError,
@@ -46,11 +52,8 @@ from trustd.shared.store.admit import readmit_key
 from trustd.shared.store.model import AdmittedImage, StoreKey
 from trustd.shared.verify import format_fingerprint
 
-RENDERED = "rendered"
 MAX_ARCHIVE = 16 << 30
 MAX_SIGNATURE = 1 << 20
-_MARKER_MAX = 64 << 10
-_MARKER_KEYS = frozenset({"digest", "signers", "insecure", "rendered_at"})
 
 AcceptUnsigned = Callable[[str, str | None], bool]  # (name, version label) -> may pass
 
@@ -93,37 +96,30 @@ def _recheck_signers(
             )
 
 
-def _decode_marker(raw: bytes, key: StoreKey) -> tuple[tuple[str, ...], bool] | None:
-    """(signers, insecure) from a marker root wrote for exactly these bytes, else None."""
+def _decode_marker(raw: bytes, key: StoreKey, source: Path) -> RenderMarker | None:
+    """The marker root wrote for exactly these bytes, else None (render again)."""
     try:
-        obj: Any = json.loads(raw)
-    except ValueError:
+        marker = decode_marker(raw, str(source))
+    except DecodeError:
         return None
-    if not isinstance(obj, dict) or set(obj) != _MARKER_KEYS or obj["digest"] != key.digest:
-        return None
-    signers, insecure = obj["signers"], obj["insecure"]
-    if not (isinstance(signers, list) and all(isinstance(s, str) and s for s in signers)):
-        return None
-    if not isinstance(insecure, bool) or insecure == bool(signers):
-        return None  # insecure with signers, or signed by nobody: not a marker root wrote
-    return tuple(signers), insecure
+    return marker if marker.digest == key.digest else None
 
 
 def _cached_tree(
     data: DataDir, tree_fd: int, key: StoreKey, keystore: Keystore, accept: AcceptUnsigned
 ) -> RenderedTree | None:
     """A tree rendered earlier, re-checked against today's keyring without re-hashing."""
+    final = data.private / TREE / key.id
     try:
-        decoded = _decode_marker(
-            _dirfd.read_beneath(tree_fd, f"{key.id}/{RENDERED}", _MARKER_MAX), key
+        marker = _decode_marker(
+            _dirfd.read_beneath(tree_fd, f"{key.id}/{RENDERED}", MAX_MARKER), key, final / RENDERED
         )
         manifest_bytes = _dirfd.read_beneath(tree_fd, f"{key.id}/manifest", 1 << 20)
     except (FileNotFoundError, LocalStateError):
         return None
-    if decoded is None:
+    if marker is None:
         return None  # not a marker for these bytes: render again
-    signers, insecure = decoded
-    final = data.private / TREE / key.id
+    signers, insecure = marker.signers, marker.insecure
     manifest = parse_image_manifest(manifest_bytes, source=str(final / "manifest"))
     name = str(manifest.name)
     if insecure:
@@ -193,17 +189,6 @@ def verified_copy(
     return copy, readmit_key(copy, signature, keystore, key, accept_unsigned=accept)
 
 
-def _marker(key: StoreKey, admitted: AdmittedImage) -> bytes:
-    return json.dumps(
-        {
-            "digest": key.digest,
-            "signers": list(admitted.provenance.signers),
-            "insecure": admitted.provenance.insecure,
-            "rendered_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-    ).encode()
-
-
 def render_tree(
     data: DataDir, key: StoreKey, keystore: Keystore, *, accept_unsigned: AcceptUnsigned
 ) -> RenderedTree:
@@ -231,7 +216,13 @@ def render_tree(
             tree = stage / "tree"
             tree.mkdir(mode=0o700)
             _extract(copy, tree)
-            (tree / RENDERED).write_bytes(_marker(key, admitted))
+            (tree / RENDERED).write_bytes(
+                encode_marker(
+                    RenderMarker.now(
+                        key.digest, admitted.provenance.signers, admitted.provenance.insecure
+                    )
+                )
+            )
             os.sync()
             _dirfd.rmtree_at(tree_fd, key.id)
             os.rename(f"{stage_name}/tree", key.id, src_dir_fd=tree_fd, dst_dir_fd=tree_fd)
