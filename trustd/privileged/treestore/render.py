@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trustd.privileged import _dirfd
-from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root
+from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root, private_dir
 from trustd.privileged.treestore.marker import (
     MAX_MARKER,
     RENDERED,
@@ -199,8 +199,7 @@ def render_tree(
     caller holds :func:`~trustd.privileged.treestore.datadir.tree_lock` (shared).
     """
     _require_root()
-    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
-    try:
+    with private_dir(data, TREE) as tree_fd:
         cached = _cached_tree(data, tree_fd, key, keystore, accept_unsigned)
         if cached is not None:
             return cached
@@ -228,8 +227,6 @@ def render_tree(
             os.rename(f"{stage_name}/tree", key.id, src_dir_fd=tree_fd, dst_dir_fd=tree_fd)
         finally:
             _dirfd.rmtree_at(tree_fd, stage_name)
-    finally:
-        os.close(tree_fd)
     provenance = admitted.provenance
     return RenderedTree(
         data.private / TREE / key.id,
@@ -287,20 +284,14 @@ def render_into(
 
 def remove_tree(data: DataDir, name: str) -> None:
     """Remove ``private/tree/<name>`` without following a symlink (gc, image rm)."""
-    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
-    try:
+    with private_dir(data, TREE) as tree_fd:
         _dirfd.rmtree_at(tree_fd, name)
-    finally:
-        os.close(tree_fd)
 
 
 def tree_names(data: DataDir) -> list[str]:
     """The names in ``private/tree`` (rendered trees and stale ``.render-*`` stages)."""
-    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
-    try:
+    with private_dir(data, TREE) as tree_fd:
         return sorted(os.listdir(tree_fd))  # noqa: PTH208 - an fd, not a path
-    finally:
-        os.close(tree_fd)
 
 
 def remove_legacy_trees(data: DataDir) -> bool:
