@@ -21,6 +21,8 @@ def excerpt(text: str, limit: int = SHOWN) -> str:
 class TrustdError(Exception):
     """Root of every error trustd raises on purpose."""
 
+    reported = False  # True: another process (the root program) already told the user
+
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
@@ -130,7 +132,8 @@ def report_failure(command: str, exc: BaseException, debug: bool) -> None:
     import sys  # noqa: PLC0415
 
     if isinstance(exc, TrustdError):
-        report(command, exc, debug)
+        if not exc.reported:
+            report(command, exc, debug)
     elif isinstance(exc, KeyboardInterrupt):
         print(f"{command}: interrupted", file=sys.stderr)
     elif isinstance(exc, Exception) and (converted := domain_error(exc)) is not None:

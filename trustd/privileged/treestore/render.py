@@ -37,6 +37,7 @@ from trustd.privileged.treestore.marker import (
     decode_marker,
     encode_marker,
 )
+from trustd.shared.appc.aci import copy_uncompressed
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
 from trustd.shared.codec import DecodeError
@@ -280,6 +281,21 @@ def render_into(
     finally:
         os.close(cas)
     return dest
+
+
+def export_image(data_dir: Path, key: StoreKey, output: Path, *, overwrite: bool) -> None:
+    """``rkt image export``: the stored archive, uncompressed; read beneath ``cas`` by the
+    checked full ID into a private copy, with no symlink followed."""
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} already exists", hint="pass --overwrite")
+    cas = open_cas(data_dir)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".trustd-export-") as work:
+            original, _sig = private_copy(cas, key, Path(work))
+            with output.open("wb") as out:
+                copy_uncompressed(original, out)
+    finally:
+        os.close(cas)
 
 
 def remove_tree(data: DataDir, name: str) -> None:
