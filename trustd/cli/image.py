@@ -163,9 +163,9 @@ def _image_use(options: GlobalOptions, command: str) -> Any:
 
 
 def _refuse_referenced(refs: dict[str, tuple[str, ...]], full_id: str) -> None:
-    from trustd.shared.store.model import store_key  # noqa: PLC0415
+    from trustd.shared.request import pods_using  # noqa: PLC0415
 
-    if using := sorted({*refs.get(full_id, ()), *refs.get(store_key(full_id), ())}):
+    if using := pods_using(refs, full_id):
         raise UserError(
             f'image "{full_id[:39]}" is used by pod(s) {", ".join(using)}',
             hint="remove the pods first (rkt rm UUID, or rkt gc once they exited)",

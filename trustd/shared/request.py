@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -21,7 +21,7 @@ from trustd.shared.codec import DecodeError, decode_json
 from trustd.shared.codec import encode as encode_doc
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure
-from trustd.shared.store.model import StoreKey
+from trustd.shared.store.model import StoreKey, store_key
 from trustd.shared.vocab import Flavor, Net, SelinuxMode
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -238,6 +238,11 @@ class ImageUse:
 
     references: Mapping[str, tuple[str, ...]]
     used: Mapping[str, datetime]
+
+
+def pods_using(references: Mapping[str, Sequence[str]], full_id: str) -> list[str]:
+    """The pods referencing the image with this full ID (under either form of its key)."""
+    return sorted({*references.get(full_id, ()), *references.get(store_key(full_id), ())})
 
 
 @dataclass(frozen=True, slots=True)

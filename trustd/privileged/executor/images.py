@@ -12,11 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from trustd.privileged.executor.references import (
-    pods_on_legacy_trees,
-    pods_using,
-    referenced_images,
-)
+from trustd.privileged.executor.references import pods_on_legacy_trees, referenced_images
 from trustd.privileged.treestore.datadir import (
     DataDir,
     forget_used,
@@ -25,7 +21,7 @@ from trustd.privileged.treestore.datadir import (
     used_stamps,
 )
 from trustd.privileged.treestore.render import remove_legacy_trees, remove_tree, tree_names
-from trustd.shared.request import ImageUse
+from trustd.shared.request import ImageUse, pods_using
 from trustd.shared.store.model import StoreKey
 
 
