@@ -16,23 +16,12 @@ import pytest
 from tests._aci import build_aci
 from tests._https import LOCAL_NAMES, LocalServer, reply, trust_ca
 from tests.conftest import ConfigDirs, Keys, snapshot
-from tests.integration.conftest import RKT, TEST_USER, ensure_user, require_root
+from tests.integration._attacker import rkt_as_member
+from tests.integration.conftest import ensure_user, require_root, rkt
 
 NAME = "example.com/authd"
 USER, PASSWORD = "reader", "s3cret-password"
 EXPECTED = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-
-
-def _rkt(dirs: ConfigDirs, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    prefix = ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--"] if user else []
-    return subprocess.run(
-        [*prefix, RKT, *dirs.flags(), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def _needs_auth(body: bytes) -> Any:
@@ -57,11 +46,11 @@ def server(
     keys.gpg.sign(keys.good, aci, tmp_path / "img.aci.asc")
     key = tmp_path / "key.asc"
     key.write_bytes(keys.public(keys.good))
-    trusted = _rkt(
+    trusted = rkt(
         shared_dirs, "trust", "--prefix", "example.com", "--skip-fingerprint-review", str(key)
     )
     assert trusted.returncode == 0, trusted.stderr
-    assert _rkt(shared_dirs, "image", "list").returncode == 0  # root creates the store
+    assert rkt(shared_dirs, "image", "list").returncode == 0  # root creates the store
     with LocalServer(tls=ca.issue_cert(*LOCAL_NAMES)) as srv:
         srv.routes["/img.aci"] = _needs_auth(aci.read_bytes())
         srv.routes["/img.aci.asc"] = _needs_auth((tmp_path / "img.aci.asc").read_bytes())
@@ -88,7 +77,7 @@ def test_a_group_member_without_access_gets_the_file_and_the_fix(
 ) -> None:
     creds = shared_dirs.local / "auth.d" / "server.json"
     before = snapshot(shared_dirs.data)
-    result = _rkt(shared_dirs, "fetch", server.url("/img.aci"), user=TEST_USER)
+    result = rkt_as_member(shared_dirs, "fetch", server.url("/img.aci"))
     assert result.returncode == 254, result.stderr
     assert f"fetch: cannot read credentials {creds}: permission denied" in result.stderr
     assert "run the fetch as root" in result.stderr and "administrator" in result.stderr
@@ -101,7 +90,7 @@ def test_a_group_member_without_access_gets_the_file_and_the_fix(
 def test_root_reads_auth_d_before_the_drop_and_the_fetch_succeeds(
     shared_dirs: ConfigDirs, server: LocalServer
 ) -> None:
-    result = _rkt(shared_dirs, "--debug", "fetch", "--full", server.url("/img.aci"))
+    result = rkt(shared_dirs, "--debug", "fetch", "--full", server.url("/img.aci"))
     assert result.returncode == 0, result.stderr
     assert "fetching as rkt-fetch" in result.stderr  # the download ran unprivileged
     assert [r.headers.get("authorization") for r in server.recorded if r.path == "/img.aci"] == [

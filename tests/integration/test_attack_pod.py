@@ -16,7 +16,6 @@ and the pod's state, or the host, unchanged:
 
 from __future__ import annotations
 
-import hashlib
 import pwd
 import re
 import secrets
@@ -29,46 +28,10 @@ from pathlib import Path
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import RKT, ensure_user, rkt
+from tests.integration._attacker import as_member, rkt_as_member, snapshot
+from tests.integration.conftest import RKT, rkt
 
 MDS_MODULE = b"trustd.unprivileged.mds"
-UNPRIV_EXEC = ("/bin/sh", "-c", 'exec "$@"', "sh")
-
-
-def as_member(*cmd: str) -> subprocess.CompletedProcess[str]:
-    """``cmd`` as the group member. setpriv keeps root's capabilities through its own execvp,
-    so a path it execs is resolved with CAP_DAC_READ_SEARCH: an unprivileged shell does that
-    exec instead (rkt, whose interpreter sits under root-only /root here, goes through
-    :func:`rkt_as_member`; once exec'd, it holds no capability either way)."""
-    return _member([*UNPRIV_EXEC, *cmd])
-
-
-def rkt_as_member(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[str]:
-    return _member([RKT, *dirs.flags(), *args])
-
-
-def _member(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    user = ensure_user()
-    return subprocess.run(
-        ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--", *cmd],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
-    """Every entry under ``root``: mode, owner, group and (files) content digest."""
-    out: dict[str, tuple[int, int, int, str]] = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        digest = ""
-        if stat.S_ISREG(st.st_mode):
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, digest)
-    return out
 
 
 def pod_dir(dirs: ConfigDirs, uuid: str) -> Path:
@@ -238,6 +201,18 @@ def _fd_script(marker: str) -> str:
     )
 
 
+def _rkt_with_fd9(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rkt ARGS`` started with ``9</etc`` open, as runc CVE-2024-21626's attacker would."""
+    return subprocess.run(
+        [*WITH_FD9, RKT, *dirs.flags(), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def _only_stdio(out: str) -> None:
     fds = dict(re.findall(r"^l\S+ .* (\d+)(?: -> (\S+))?$", out, flags=re.MULTILINE))
     assert set(fds) == {"0", "1", "2", "3"}, out  # no 9, no pipe, no lock fd
@@ -251,23 +226,8 @@ def test_an_fd_rkt_inherited_does_not_reach_the_app(shared_dirs: ConfigDirs, ima
         [*WITH_FD9, "ls", "/proc/self/fd/9/"], capture_output=True, text=True, check=True
     )
     assert "passwd" in control.stdout.split()  # the wrapper does hand the command 9</etc
-    result = subprocess.run(
-        [
-            *WITH_FD9,
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            image,
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            _fd_script(marker),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
+    result = _rkt_with_fd9(
+        shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", _fd_script(marker)
     )
     assert result.returncode == 0, result.stderr
     _only_stdio(result.stdout)
@@ -281,24 +241,15 @@ def test_fds_are_closed_before_a_retain_set_filter_is_loaded(
     syscall the set lacks kills: the fds are made close-on-exec before the filter is loaded,
     so the confined app starts, and without fd 9."""
     marker = f"trustd-attack-{secrets.token_hex(4)}"
-    result = subprocess.run(
-        [
-            *WITH_FD9,
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            image,
-            "--seccomp=mode=retain,@docker/default-whitelist",
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            _fd_script(marker),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
+    result = _rkt_with_fd9(
+        shared_dirs,
+        "run",
+        image,
+        "--seccomp=mode=retain,@docker/default-whitelist",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        _fd_script(marker),
     )
     assert result.returncode == 0, result.stderr
     _only_stdio(result.stdout)
@@ -310,23 +261,7 @@ def test_an_fd_rkt_enter_inherited_does_not_reach_the_entered_process(
 ) -> None:
     marker = f"trustd-attack-{secrets.token_hex(4)}"
     with running_pod(shared_dirs, image) as uuid:
-        entered = subprocess.run(
-            [
-                *WITH_FD9,
-                RKT,
-                *shared_dirs.flags(),
-                "enter",
-                uuid,
-                "/bin/sh",
-                "-c",
-                _fd_script(marker),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
+        entered = _rkt_with_fd9(shared_dirs, "enter", uuid, "/bin/sh", "-c", _fd_script(marker))
     assert entered.returncode == 0, entered.stderr
     _only_stdio(entered.stdout)
     assert not Path("/etc", marker).exists()

@@ -9,7 +9,6 @@ symlink followed) before and after.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import stat
 import subprocess
@@ -22,44 +21,10 @@ import pytest
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import RKT, ensure_user, rkt
+from tests.integration._attacker import member, snapshot
+from tests.integration.conftest import RKT, rkt
 
-Snapshot = dict[str, tuple[int, int, int, bytes]]
 INDEX = ("db",)  # the front end updates an image's last use there (unprivileged): not compared
-
-
-def state(root: Path, *, skip: tuple[str, ...] = ()) -> Snapshot:
-    """Every entry under ``root``: mode, owner, group, and content or link target (entries
-    under ``skip`` left out)."""
-    out: Snapshot = {}
-    for dirpath, dirnames, filenames in os.walk(root):  # never follows symlinks
-        if any(Path(dirpath).is_relative_to(root / s) for s in skip):
-            continue
-        for name in [*dirnames, *filenames]:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                body = os.fsencode(path.readlink())
-            elif stat.S_ISREG(st.st_mode):
-                body = path.read_bytes()
-            else:
-                body = b""
-            out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, body)
-    return out
-
-
-def member(*cmd: str) -> subprocess.CompletedProcess[str]:
-    """``cmd`` as the real unprivileged user in group rkt; it must succeed (the attack is
-    made, not merely tried)."""
-    user = ensure_user()
-    result = subprocess.run(
-        ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--", *cmd],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def sql(dirs: ConfigDirs, statement: str) -> None:
@@ -109,13 +74,13 @@ def test_an_index_key_with_dotdot_is_never_a_path(
         "'2000-01-01T00:00:00+00:00', '2000-01-01T00:00:00+00:00', size, uncompressed_size, "
         "source, provenance FROM images",
     )
-    before = state(victim)
+    before = snapshot(victim)
     listed = rkt(shared_dirs, "image", "list", check=True)
     assert "store index row refused: bad image key" in listed.stderr
     assert rkt(shared_dirs, "image", "gc", "--grace-period=0s", check=True).returncode == 0
     refused = rkt(shared_dirs, "run", hostile, "--exec=/bin/true")
     assert refused.returncode == 254
-    assert state(victim) == before
+    assert snapshot(victim) == before
 
 
 def test_a_planted_cas_tree_is_never_run(shared_dirs: ConfigDirs, image: str) -> None:
@@ -145,7 +110,7 @@ def test_symlinks_in_the_store_are_refused_and_never_followed(
     path = shared_dirs.data / what
     member("mv", str(path), str(path) + ".aside")
     member("ln", "-s", str(target), str(path))
-    before = state(victim), victim.stat()
+    before = snapshot(victim), victim.stat()
     other = busybox_aci(tmp_path / "other.aci", "example.com/other")
     fetched = rkt(shared_dirs, "--insecure-options=image", "fetch", str(other))
     assert fetched.returncode == 254
@@ -153,7 +118,7 @@ def test_symlinks_in_the_store_are_refused_and_never_followed(
     gc = rkt(shared_dirs, "image", "gc", "--grace-period=0s")
     assert gc.returncode == 254
     assert "symlink" in gc.stderr
-    after = state(victim), victim.stat()
+    after = snapshot(victim), victim.stat()
     assert after[0] == before[0]
     assert (after[1].st_uid, after[1].st_gid, after[1].st_mode) == (
         before[1].st_uid,
@@ -174,9 +139,9 @@ def test_gc_removes_nothing_through_a_planted_blob_link(
     member("ln", "-s", str(victim), str(shard))
     sql(shared_dirs, "UPDATE images SET last_used = '2000-01-01T00:00:00+00:00'")
     member("ln", "-s", str(victim), str(shared_dirs.data / "cas/tmp/import-evil"))
-    before = state(victim)
+    before = snapshot(victim)
     rkt(shared_dirs, "image", "gc", "--grace-period=0s")
-    assert state(victim) == before
+    assert snapshot(victim) == before
     assert victim.stat().st_uid == 0 and stat.S_IMODE(victim.stat().st_mode) == 0o700
 
 
@@ -186,9 +151,9 @@ def test_root_never_writes_the_groups_decision_log(
     log = shared_dirs.data / "policy/decisions.jsonl"
     member("mv", str(log), str(log) + ".aside")
     member("ln", "-s", str(victim / "secret"), str(log))
-    before = state(victim)
+    before = snapshot(victim)
     assert run_sh(shared_dirs, image, "true").returncode == 0
-    assert state(victim) == before
+    assert snapshot(victim) == before
     root_log = shared_dirs.data / "private/decisions.jsonl"
     assert json.loads(root_log.read_text().splitlines()[-1])["decision"]["gate"] == "run"
 
@@ -207,11 +172,11 @@ def test_a_cached_insecure_render_needs_the_opt_out_whatever_the_index_says(
         f"'{image}') WHERE key = '{short}'",
     )
     cas = shared_dirs.data / "cas"
-    before = state(cas, skip=INDEX), state(shared_dirs.data / "private/tree")
+    before = snapshot(cas, skip=INDEX), snapshot(shared_dirs.data / "private/tree")
     refused = run_sh(shared_dirs, short, "true")
     assert refused.returncode == 254
     assert "without signature verification" in refused.stderr
-    assert (state(cas, skip=INDEX), state(shared_dirs.data / "private/tree")) == before
+    assert (snapshot(cas, skip=INDEX), snapshot(shared_dirs.data / "private/tree")) == before
 
 
 def test_a_blob_swapped_after_the_fetch_is_refused(shared_dirs: ConfigDirs, image: str) -> None:
@@ -225,11 +190,11 @@ def test_a_blob_swapped_after_the_fetch_is_refused(shared_dirs: ConfigDirs, imag
     blob = shared_dirs.data / "cas/blob/sha512" / key[7:9] / image
     member("cp", str(evil), str(blob / "new.aci"))
     member("mv", "-f", str(blob / "new.aci"), str(blob / "image.aci"))
-    before = state(shared_dirs.data / "cas", skip=INDEX)
+    before = snapshot(shared_dirs.data / "cas", skip=INDEX)
     refused = run_sh(shared_dirs, image, "true")
     assert refused.returncode == 254
     assert "not the requested" in refused.stderr
-    assert state(shared_dirs.data / "cas", skip=INDEX) == before
+    assert snapshot(shared_dirs.data / "cas", skip=INDEX) == before
     assert not (shared_dirs.data / "private/tree" / key).exists()
     assert list((shared_dirs.data / "private/tree").iterdir()) == []
 
@@ -246,9 +211,9 @@ def test_gc_keeps_what_a_prepared_pod_needs_even_when_imported_long_ago(
     sql(shared_dirs, f"UPDATE images SET import_time = '{long_ago}', last_used = '{long_ago}'")  # noqa: S608
     stamp = shared_dirs.data / "private/used" / full_id(shared_dirs)
     stamp.write_text(long_ago)  # as if prepared three days ago
-    before = state(shared_dirs.data / "cas/blob"), state(_tree(shared_dirs))
+    before = snapshot(shared_dirs.data / "cas/blob"), snapshot(_tree(shared_dirs))
     assert rkt(shared_dirs, "image", "gc", check=True).stdout == ""
-    assert (state(shared_dirs.data / "cas/blob"), state(_tree(shared_dirs))) == before
+    assert (snapshot(shared_dirs.data / "cas/blob"), snapshot(_tree(shared_dirs))) == before
     refused = rkt(shared_dirs, "image", "rm", image)
     assert refused.returncode == 254 and uuid in refused.stderr
     assert rkt(shared_dirs, "run-prepared", uuid).returncode == 0  # and it still runs
@@ -290,9 +255,9 @@ def test_gc_while_a_pod_runs_keeps_its_tree(
         (shared_dirs.data / "private/used" / full_id(shared_dirs)).write_text(
             "2000-01-01T00:00:00+00:00"
         )
-        before = state(_tree(shared_dirs))
+        before = snapshot(_tree(shared_dirs))
         assert rkt(shared_dirs, "image", "gc", "--grace-period=0s", check=True).stdout == ""
-        assert state(_tree(shared_dirs)) == before
+        assert snapshot(_tree(shared_dirs)) == before
     finally:
         (gate / "go").write_text("")
         running.communicate(timeout=120)
@@ -345,11 +310,11 @@ def test_an_index_row_renamed_to_the_requested_name_is_refused(
         "UPDATE images SET name = 'example.com/busybox', import_time = '2999-01-01T00:00:00+00:00'"
         " WHERE name = 'example.com/other'",
     )
-    before = state(shared_dirs.data / "cas", skip=INDEX)
+    before = snapshot(shared_dirs.data / "cas", skip=INDEX)
     refused = run_sh(shared_dirs, "example.com/busybox", "true")
     assert refused.returncode == 254
     assert "not the requested example.com/busybox" in refused.stderr
-    assert state(shared_dirs.data / "cas", skip=INDEX) == before
+    assert snapshot(shared_dirs.data / "cas", skip=INDEX) == before
 
 
 @pytest.mark.parametrize("legacy", ["root's directory", "the group's symlink"])
@@ -362,11 +327,11 @@ def test_gc_removes_the_old_cas_tree_only_when_it_is_roots(
         tree.chmod(0o2700)
     else:
         member("ln", "-s", str(victim), str(tree))
-    before = state(victim)
+    before = snapshot(victim)
     assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
     assert tree.is_symlink() == (legacy != "root's directory")
     assert tree.exists() == (legacy != "root's directory")
-    assert state(victim) == before
+    assert snapshot(victim) == before
 
 
 def test_gc_keeps_the_old_cas_tree_while_an_old_pod_uses_it(

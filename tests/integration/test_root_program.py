@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigDirs
+from tests.integration.conftest import rkt
 from trustd.shared.request import VERSION, Dirs, Envelope, Run, RunRequest, encode
 from trustd.shared.request import AppRequest as App
 
@@ -129,3 +130,52 @@ def test_malformed_requests_are_refused_with_exit_254(payload: bytes, problem: s
     assert result.returncode == 254
     assert problem in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Probe: the front end as the ``rkt`` script runs it; sys.modules of this process (not of the
+# privsep child it forks, nor of the root program it starts) when it exits.
+CLI_PROBE = """
+import atexit, json, os, runpy, sys
+out, pid = sys.argv.pop(1), os.getpid()
+atexit.register(
+    lambda: os.getpid() == pid and open(out, "w").write(json.dumps(sorted(sys.modules)))
+)
+runpy.run_module("trustd.cli.main", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_image_gc_as_root_removes_trees_in_the_root_program_only(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """The image's rendered tree and root's last-use stamp go, while the rkt process never
+    loaded the code that reads pods' plans or removes trees: the root program did that."""
+    image_id = _image_id(shared_dirs, image)
+    uuid_file = tmp_path / "uuid"
+    rkt(shared_dirs, "run", f"--uuid-file-save={uuid_file}", image, "--exec=/bin/true", check=True)
+    rkt(shared_dirs, "rm", uuid_file.read_text().strip(), check=True)  # no pod references it
+    tree = shared_dirs.data / "private/tree" / image_id
+    stamp = shared_dirs.data / "private/used" / image_id
+    assert (tree / "rootfs").is_dir() and stamp.is_file()
+    out = tmp_path / "modules.json"
+    gc = ("image", "gc", "--grace-period=0s")
+    result = subprocess.run(
+        [sys.executable, "-c", CLI_PROBE, str(out), *shared_dirs.flags(), *gc],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f'gc: removed image "{image}"' in result.stdout
+    assert not tree.exists() and not stamp.exists()
+    assert rkt(shared_dirs, "image", "list", "--no-legend", check=True).stdout == ""
+    loaded = json.loads(out.read_text())
+    assert "trustd.cli.image" in loaded  # the probe saw the front end
+    for root_side in (
+        "trustd.privileged.treestore.render",
+        "trustd.privileged.executor.references",
+        "trustd.privileged.executor.images",
+        "trustd.privileged.pod",
+    ):
+        assert root_side not in loaded

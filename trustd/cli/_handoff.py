@@ -15,7 +15,7 @@ import sys
 from typing import NoReturn
 
 from trustd.shared.config import GlobalOptions
-from trustd.shared.errors import UserError
+from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.request import (
     ENTRY_MODULE,
     ROOT_ENVIRONMENT,
@@ -67,12 +67,45 @@ def exec_root(options: GlobalOptions, command: str, request: Request) -> NoRetur
     os.execve(argv[0], argv, _environment())  # noqa: S606 - a fixed argv, no shell
 
 
-def call_root(options: GlobalOptions, command: str, request: Request) -> int:
-    """Run the root program for ``request`` as a child; return its exit status."""
+class RootProgramFailed(TrustdError):
+    """The root program failed and has said why on stderr: nothing more is printed."""
+
+    reported = True
+
+    def __init__(self, command: str, status: int) -> None:
+        super().__init__(f"{command}: the root program exited with status {status}")
+        self.status = status
+
+
+def _run(options: GlobalOptions, command: str, request: Request, *, capture: bool) -> str:
     argv, fd = _prepare(options, command, request)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        return subprocess.run(argv, pass_fds=(fd,), env=_environment(), check=False).returncode  # noqa: S603
+        done = subprocess.run(  # noqa: S603 - a fixed argv, no shell
+            argv,
+            pass_fds=(fd,),
+            env=_environment(),
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            text=True,
+        )
     finally:
         os.close(fd)
+    if done.returncode != 0:
+        raise RootProgramFailed(command, done.returncode)
+    return done.stdout if capture else ""
+
+
+def call_root(options: GlobalOptions, command: str, request: Request) -> None:
+    """Run the root program for ``request`` as a child, for a step that is not the last
+    (or where this process must stay, as in-process tests call the CLI); its failure has
+    been reported by it and ends this command with 254."""
+    _run(options, command, request, capture=False)
+
+
+def query_root(options: GlobalOptions, command: str, request: Request) -> str:
+    """As :func:`call_root`, for a request whose answer the root program prints: its
+    stdout."""
+    return _run(options, command, request, capture=True)

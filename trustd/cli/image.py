@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from trustd.cli._common import table_text
 from trustd.cli._store import as_group, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
+from trustd.shared.store.model import StoreKey
 
 FIELDS = ("id", "name", "size", "importtime", "lastused", "signers", "source")
 SORT_FIELDS = ("name", "importtime", "lastused", "size")
@@ -145,10 +145,27 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_referenced(options: GlobalOptions, full_id: str) -> None:
-    from trustd.privileged.executor.references import pods_using, referenced_images  # noqa: PLC0415
+def _references(options: GlobalOptions, command: str) -> dict[str, tuple[str, ...]]:
+    """Which images pods reference: read by the root program as root (pods' plans are
+    root's), by this process otherwise (a plan it cannot read stops it with the fix)."""
+    if os.geteuid() == 0:
+        return dict(_image_use(options, command).references)
+    from trustd.privileged.executor.references import referenced_images  # noqa: PLC0415
 
-    if using := pods_using(referenced_images(options.dirs.data), full_id):
+    return {key: tuple(uuids) for key, uuids in referenced_images(options.dirs.data).items()}
+
+
+def _image_use(options: GlobalOptions, command: str) -> Any:
+    from trustd.cli._handoff import query_root  # noqa: PLC0415
+    from trustd.shared.request import PodReferences, decode_use  # noqa: PLC0415
+
+    return decode_use(query_root(options, command, PodReferences("pod-references")))
+
+
+def _refuse_referenced(refs: dict[str, tuple[str, ...]], full_id: str) -> None:
+    from trustd.shared.request import pods_using  # noqa: PLC0415
+
+    if using := pods_using(refs, full_id):
         raise UserError(
             f'image "{full_id[:39]}" is used by pod(s) {", ".join(using)}',
             hint="remove the pods first (rkt rm UUID, or rkt gc once they exited)",
@@ -162,33 +179,29 @@ def _remove_one(options: GlobalOptions, key: Any) -> str:
         store.remove(record)
         return str(record.key)
 
-    if os.geteuid() != 0:
-        _refuse_referenced(options, key.id)
-        return work()
-    from trustd.privileged.treestore.datadir import (  # noqa: PLC0415
-        forget_used,
-        open_data_dir,
-        tree_lock,
-    )
-    from trustd.privileged.treestore.render import remove_tree  # noqa: PLC0415
-
-    # under the tree lock: no prepare can start referencing the image meanwhile
-    with open_data_dir(options.dirs.data) as data, tree_lock(data, exclusive=True):
-        _refuse_referenced(options, key.id)
-        short = as_group(options, work)
-        remove_tree(data, key.id)  # root's state about it: its tree and last-used stamp
-        forget_used(data, key)
-    return short
+    return as_group(options, work)
 
 
 def run_rm(args: argparse.Namespace) -> int:
+    """Index and blobs go with the group's rights; as root, the root program then removes
+    root's state about each removed image (its tree and last-used stamp)."""
     options: GlobalOptions = args.options
-    removed = 0
-    for ref in args.images:
-        short = _remove_one(options, full_key(options, ref))
-        print(f'successfully removed aci for image: "{short}"')
-        removed += 1
-    print(f"rm: {removed} image(s) successfully removed", file=sys.stderr)
+    refs = _references(options, "rm")
+    removed: list[str] = []
+    try:
+        for ref in args.images:
+            key = full_key(options, ref)
+            _refuse_referenced(refs, key.id)
+            short = _remove_one(options, key)
+            print(f'successfully removed aci for image: "{short}"')
+            removed.append(key.id)
+    finally:
+        if removed and os.geteuid() == 0:  # also when a later image was refused
+            from trustd.cli._handoff import call_root  # noqa: PLC0415
+            from trustd.shared.request import RemoveTrees  # noqa: PLC0415
+
+            call_root(options, "rm", RemoveTrees("image-rm-trees", tuple(removed)))
+    print(f"rm: {len(removed)} image(s) successfully removed", file=sys.stderr)
     return 0
 
 
@@ -210,21 +223,24 @@ def run_cat_manifest(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """The stored archive, uncompressed; read beneath ``cas`` by the checked full ID, with
-    no symlink followed (as root too)."""
-    from trustd.privileged.treestore.render import open_cas, private_copy  # noqa: PLC0415
-    from trustd.shared.appc.aci import copy_uncompressed  # noqa: PLC0415
-
+    no symlink followed: as root, in the root program."""
     key = full_key(args.options, args.image)
     if args.output.exists() and not args.overwrite:
         raise UserError(f"{args.output} already exists", hint="pass --overwrite")
-    cas = open_cas(args.options.dirs.data)
-    try:
-        with tempfile.TemporaryDirectory(prefix=".trustd-export-") as work:
-            original, _sig = private_copy(cas, key, Path(work))
-            with args.output.open("wb") as out:
-                copy_uncompressed(original, out)
-    finally:
-        os.close(cas)
+    if os.geteuid() == 0:
+        from trustd.cli._handoff import call_root  # noqa: PLC0415
+        from trustd.shared.request import ExportImage  # noqa: PLC0415
+
+        output = str(args.output.absolute())
+        call_root(
+            args.options,
+            "export",
+            ExportImage("image-export", key.id, output, overwrite=args.overwrite),
+        )
+        return 0
+    from trustd.privileged.treestore.render import export_image  # noqa: PLC0415
+
+    export_image(args.options.dirs.data, key, args.output, overwrite=args.overwrite)
     return 0
 
 
@@ -262,60 +278,22 @@ def _collect(options: GlobalOptions, grace: timedelta, keep: set[str], stamps: A
 
 def run_gc(args: argparse.Namespace) -> int:
     """Images unused for the grace period (from their last use) and referenced by no pod go;
-    as root, root then removes the rendered trees no image or pod needs any more."""
-    from trustd.privileged.executor.references import referenced_images  # noqa: PLC0415
-
+    as root, the root program first reports the pods' references and its last-use stamps,
+    and afterwards removes the rendered trees no image or pod needs any more."""
     options: GlobalOptions = args.options
+    grace = args.grace_period
     if os.geteuid() != 0:
-        keep = set(referenced_images(options.dirs.data))
-        result = json.loads(_collect(options, args.grace_period, keep, {}))
+        keep = set(_references(options, "gc"))
+        result = json.loads(_collect(options, grace, keep, {}))
     else:
-        result = _root_gc(options, args.grace_period)
+        from trustd.cli._handoff import call_root  # noqa: PLC0415
+        from trustd.shared.request import CollectTrees  # noqa: PLC0415
+
+        use = _image_use(options, "gc")
+        keep, stamps = set(use.references), dict(use.used)
+        result = json.loads(as_group(options, lambda: _collect(options, grace, keep, stamps)))
+        remaining = tuple(StoreKey.parse(i).id for i in result["remaining"])
+        call_root(options, "gc", CollectTrees("image-gc", remaining))
     for key, name, _full in result["removed"]:
         print(f'gc: removed image "{key}" ({name})')
     return 0
-
-
-def _root_gc(options: GlobalOptions, grace: timedelta) -> Any:
-    from trustd.privileged.executor.references import (  # noqa: PLC0415
-        pods_on_legacy_trees,
-        referenced_images,
-    )
-    from trustd.privileged.treestore.datadir import (  # noqa: PLC0415
-        forget_used,
-        open_data_dir,
-        sweep_store_tmp,
-        tree_lock,
-        used_stamps,
-    )
-    from trustd.privileged.treestore.render import (  # noqa: PLC0415
-        remove_legacy_trees,
-        remove_tree,
-        tree_names,
-    )
-    from trustd.shared.store import StoreKey  # noqa: PLC0415
-
-    with open_data_dir(options.dirs.data) as data, tree_lock(data, exclusive=True):
-        keep = set(referenced_images(options.dirs.data))
-        stamps = used_stamps(data)
-        result = json.loads(as_group(options, lambda: _collect(options, grace, keep, stamps)))
-        needed = keep | {StoreKey.parse(full).id for full in result["remaining"]}
-        for name in tree_names(data):
-            if name.startswith(".render-") or (_is_key(name) and name not in needed):
-                remove_tree(data, name)  # stale stages: no render runs under this lock
-        for full in set(stamps) - needed:  # removed now, or by the group before
-            forget_used(data, StoreKey.parse(full))
-        if not pods_on_legacy_trees(options.dirs.data):
-            remove_legacy_trees(data)
-        sweep_store_tmp(data)
-    return result
-
-
-def _is_key(name: str) -> bool:
-    from trustd.shared.store import StoreKey  # noqa: PLC0415
-
-    try:
-        StoreKey(name)
-    except ValueError:
-        return False
-    return True

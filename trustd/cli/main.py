@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
-from trustd.shared.errors import TrustdError, UserError, domain_error, report, report_internal
+from trustd.shared.errors import UserError, report_failure
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
 # handler it sets as the parser default ``func``. Imported lazily to keep start-up fast.
@@ -126,24 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args_list
     try:
         return _dispatch(args_list, verb)
-    except TrustdError as exc:
-        report(command, exc, debug)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
-        return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (``| head``): the output is incomplete, so not 0 (rkt, a Go
         # program, dies of SIGPIPE there), but there is nobody to tell: no message.
         _stdout_gone()
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - the last resort of the error contract
-        converted = domain_error(exc)
-        if converted is None:
-            report_internal(exc, debug)
-        else:
-            converted.__cause__ = exc
-            report(command, converted, debug)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the error contract
+        report_failure(command, exc, debug)
         return EXIT_ERROR
 
 

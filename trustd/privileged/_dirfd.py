@@ -8,6 +8,12 @@ operation here starts from a directory fd root has already checked and resolves 
 Names are created with ``mkdirat``/``openat(O_EXCL)`` and owners and modes are changed on the
 opened fd (``fchown``/``fchmod``), never by path. Every failure is a
 :class:`~trustd.shared.errors.LocalStateError` naming the path, with a hint.
+
+Paths inside a container rootfs (mount points, volume targets) are resolved as if the rootfs
+were ``/``: ``RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS`` from the rootfs's fd
+(:func:`open_in_root`, :func:`makedirs_in_root`), so an image's ``/data -> /etc`` means the
+rootfs's ``/etc``, never the host's (issue #10, class 6). A mount then names the resolved fd
+(:func:`fd_path`), so it lands on exactly what was resolved.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ RESOLVE_IN_ROOT = 0x10
 BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
 _SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "armv7l": 437, "riscv64": 437}
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _HINT = "a member of group rkt may have replaced it; check the data directory (--dir)"
@@ -47,7 +55,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-def _fd_path(fd: int) -> str:
+def _fd_target(fd: int) -> str:
     try:
         return str(Path(f"/proc/self/fd/{fd}").readlink())
     except OSError:
@@ -55,7 +63,7 @@ def _fd_path(fd: int) -> str:
 
 
 def _where(dirfd: int, path: str) -> str:
-    return f"{_fd_path(dirfd)}/{path}"
+    return f"{_fd_target(dirfd)}/{path}"
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
@@ -123,6 +131,52 @@ def open_in_root(rootfd: int, path: str, flags: int) -> int:
         if exc.errno == errno.ENOENT and not flags & os.O_CREAT:
             raise FileNotFoundError(exc.errno, exc.strerror, _where(rootfd, path)) from None
         raise _refusal(rootfd, path, exc) from exc
+
+
+def _target_parts(path: str) -> list[str]:
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise OSError(errno.EINVAL, "a mount target must not contain '..'", path)
+    return parts
+
+
+def makedirs_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
+    """An ``O_PATH`` fd of directory ``path`` inside the root (resolved as by
+    :func:`open_in_root`), creating missing components with mkdirat under their resolved
+    parent. A component that is a file, or a dangling symlink, is refused with an OSError
+    (stage1 reports it as the app's failure to start)."""
+    current = os.dup(rootfd)
+    walked = ""
+    try:
+        for part in _target_parts(path):
+            walked = f"{walked}/{part}"
+            try:
+                nxt = openat2(rootfd, walked, O_PATH | os.O_DIRECTORY, 0, IN_ROOT)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, mode, dir_fd=current)
+                except FileExistsError as exc:
+                    raise OSError(
+                        errno.ENOENT, "a dangling symlink in the image; refusing it", walked
+                    ) from exc
+                nxt = openat2(rootfd, walked, O_PATH | os.O_DIRECTORY, 0, IN_ROOT)
+            os.close(current)
+            current = nxt
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
+def open_root(root: Path) -> int:
+    """A rootfs directory itself, as an ``O_PATH`` fd (a path root built under the pod's
+    private dir; the last component is not followed)."""
+    return os.open(root, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def fd_path(fd: int) -> str:
+    """The magic link a mount(2) target may name to mean exactly this fd's file."""
+    return f"/proc/self/fd/{fd}"
 
 
 def open_dir(dirfd: int, relpath: str) -> int:

@@ -23,16 +23,21 @@ from trustd.shared.request import (
     AttestQuote,
     AttestStatus,
     CollectPods,
+    CollectTrees,
     Enter,
     Envelope,
     Export,
+    ExportImage,
+    PodReferences,
     Prepare,
     Remove,
+    RemoveTrees,
     Render,
     Request,
     Run,
     RunPrepared,
     Stop,
+    encode_use,
 )
 from trustd.shared.store.model import StoreKey
 
@@ -171,6 +176,40 @@ def render(ctx: Context, request: Render) -> int:
     return 0
 
 
+def export_image(ctx: Context, request: ExportImage) -> int:
+    from trustd.privileged.treestore.render import export_image as export_it  # noqa: PLC0415
+
+    export_it(
+        ctx.data, StoreKey.parse(request.image), Path(request.output), overwrite=request.overwrite
+    )
+    return 0
+
+
+def pod_references(ctx: Context, _request: PodReferences) -> int:
+    """Printed as JSON on stdout, for the front end's index part of image gc and rm."""
+    from trustd.privileged.executor.images import image_use  # noqa: PLC0415
+
+    with ctx.store() as data:
+        print(encode_use(image_use(data)))
+    return 0
+
+
+def collect_trees(ctx: Context, request: CollectTrees) -> int:
+    from trustd.privileged.executor.images import collect_trees as collect_them  # noqa: PLC0415
+
+    with ctx.store() as data:
+        collect_them(data, request.remaining)
+    return 0
+
+
+def remove_trees(ctx: Context, request: RemoveTrees) -> int:
+    from trustd.privileged.executor.images import remove_trees as remove_them  # noqa: PLC0415
+
+    with ctx.store() as data:
+        remove_them(data, request.images)
+    return 0
+
+
 def _measurer(ctx: Context) -> Any:
     from trustd.privileged.measure import Measurer  # noqa: PLC0415
 
@@ -207,6 +246,10 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     CollectPods: collect,
     Export: export,
     Render: render,
+    ExportImage: export_image,
+    PodReferences: pod_references,
+    CollectTrees: collect_trees,
+    RemoveTrees: remove_trees,
     AttestStatus: attest_status,
     AttestKey: attest_key,
     AttestQuote: attest_quote,

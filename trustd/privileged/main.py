@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from trustd.shared.errors import TrustdError, UserError, domain_error, report, report_internal
+from trustd.shared.errors import UserError, report_failure
 from trustd.shared.request import MAX_REQUEST_BYTES, ROOT_ENVIRONMENT, ROOT_PATH, decode
 
 EXIT_ERROR = 254
@@ -88,19 +88,8 @@ def run(argv: Sequence[str]) -> int:
         from trustd.privileged.handlers import handle  # noqa: PLC0415
 
         return handle(envelope)
-    except TrustdError as exc:
-        report(command, exc, debug)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - the last resort of the error contract
-        converted = domain_error(exc)
-        if converted is None:
-            report_internal(exc, debug)
-        else:
-            converted.__cause__ = exc
-            report(command, converted, debug)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the error contract
+        report_failure(command, exc, debug)
         return EXIT_ERROR
 
 

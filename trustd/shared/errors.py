@@ -21,6 +21,8 @@ def excerpt(text: str, limit: int = SHOWN) -> str:
 class TrustdError(Exception):
     """Root of every error trustd raises on purpose."""
 
+    reported = False  # True: another process (the root program) already told the user
+
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
@@ -120,3 +122,22 @@ def report_internal(exc: BaseException, debug: bool) -> None:
         traceback.print_exception(exc, file=sys.stderr)
     else:
         print("  run again with --debug for the traceback, and report it", file=sys.stderr)
+
+
+def report_failure(command: str, exc: BaseException, debug: bool) -> None:
+    """The whole error contract at the top of a process (the CLI and the root program): a
+    domain error as ``<command>: <message>`` and its hint, an interrupt as such, an
+    environmental failure converted (:func:`domain_error`), anything else as an internal
+    error."""
+    import sys  # noqa: PLC0415
+
+    if isinstance(exc, TrustdError):
+        if not exc.reported:
+            report(command, exc, debug)
+    elif isinstance(exc, KeyboardInterrupt):
+        print(f"{command}: interrupted", file=sys.stderr)
+    elif isinstance(exc, Exception) and (converted := domain_error(exc)) is not None:
+        converted.__cause__ = exc
+        report(command, converted, debug)
+    else:
+        report_internal(exc, debug)

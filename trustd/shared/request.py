@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from trustd.shared.codec import DecodeError, decode_json
 from trustd.shared.codec import encode as encode_doc
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure
-from trustd.shared.store.model import StoreKey
+from trustd.shared.store.model import StoreKey, store_key
 from trustd.shared.vocab import Flavor, Net, SelinuxMode
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -208,6 +210,69 @@ class Render:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportImage:
+    """``rkt image export``: the stored archive, uncompressed, written to ``output``."""
+
+    kind: Literal["image-export"]
+    image: str
+    output: str
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        StoreKey(self.image)  # ValueError: refused with the field's path
+        _absolute(self.output, "the output file")
+
+
+@dataclass(frozen=True, slots=True)
+class PodReferences:
+    """``rkt image gc|rm``, first step: which images pods reference and root's last-use
+    stamps, printed as one :class:`ImageUse` (JSON) for the front end's index part."""
+
+    kind: Literal["pod-references"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUse:
+    """The answer to :class:`PodReferences`: image key (either form) -> pod UUIDs, and full
+    image ID -> root's last use."""
+
+    references: Mapping[str, tuple[str, ...]]
+    used: Mapping[str, datetime]
+
+
+def pods_using(references: Mapping[str, Sequence[str]], full_id: str) -> list[str]:
+    """The pods referencing the image with this full ID (under either form of its key)."""
+    return sorted({*references.get(full_id, ()), *references.get(store_key(full_id), ())})
+
+
+@dataclass(frozen=True, slots=True)
+class CollectTrees:
+    """``rkt image gc``, root's part after the index part: the rendered trees and last-use
+    stamps of images neither in ``remaining`` (full IDs still in the store) nor referenced
+    by a pod go, as do stale render stages, the old ``cas/tree`` and stale imports."""
+
+    kind: Literal["image-gc"]
+    remaining: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for image in self.remaining:
+            StoreKey(image)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTrees:
+    """``rkt image rm``, root's part after the index part: the removed images' rendered
+    trees and last-use stamps (kept while a pod references the image)."""
+
+    kind: Literal["image-rm-trees"]
+    images: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for image in self.images:
+            StoreKey(image)
+
+
+@dataclass(frozen=True, slots=True)
 class AttestStatus:
     kind: Literal["attest-status"]
 
@@ -245,6 +310,10 @@ Request = (
     | CollectPods
     | Export
     | Render
+    | ExportImage
+    | PodReferences
+    | CollectTrees
+    | RemoveTrees
     | AttestStatus
     | AttestKey
     | AttestQuote
@@ -280,6 +349,15 @@ def encode(envelope: Envelope) -> bytes:
             hint="pass fewer or shorter arguments and environment values",
         )
     return data
+
+
+def encode_use(use: ImageUse) -> str:
+    return json.dumps(encode_doc(use), sort_keys=True)
+
+
+def decode_use(data: str) -> ImageUse:
+    """The root program's :class:`ImageUse` answer, decoded strictly."""
+    return decode_json(data, ImageUse, "the root program's pod references")
 
 
 def decode(data: bytes) -> Envelope:

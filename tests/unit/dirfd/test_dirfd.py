@@ -1,5 +1,6 @@
 """Root's fd-relative file operations: nothing resolves above the directory fd or through a
-symlink, whatever the path says (property tests plant symlinks and ``..`` at random)."""
+symlink, whatever the path says (property tests plant symlinks and ``..`` at random); mount
+targets resolve inside a rootfs (RESOLVE_IN_ROOT) on a real kernel (openat2)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,63 @@ def test_in_root_never_leaves_the_root(tree: tuple[Path, int], segments: list[st
         assert real == base or base in real.parents
     finally:
         os.close(opened)
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Iterator[tuple[Path, Path, int]]:
+    """A fake rootfs with the image's tricks: an absolute symlink ``/data -> /etc``, a
+    relative one climbing out (``up -> ../../..``), a dangling one and a file in the way.
+    Outside it sits a ``host`` dir that nothing may create anything in."""
+    host = tmp_path / "host"
+    root = tmp_path / "rootfs"
+    (host / "etc").mkdir(parents=True)
+    (root / "etc").mkdir(parents=True)
+    (root / "data").symlink_to("/etc")
+    (root / "up").symlink_to("../../..")
+    (root / "dangling").symlink_to("/nowhere/at/all")
+    (root / "file").write_text("x")
+    fd = _dirfd.open_root(root)
+    yield root, host, fd
+    os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("target", "lands"),
+    [
+        ("/data", "etc"),
+        ("/data/sub/dir", "etc/sub/dir"),
+        ("/up/data/x", "etc/x"),  # climbing out is clamped at the rootfs
+        ("/new/a/b", "new/a/b"),
+        ("/", "."),
+    ],
+)
+def test_mount_targets_land_inside_the_rootfs(
+    rootfs: tuple[Path, Path, int], target: str, lands: str
+) -> None:
+    root, host, rootfd = rootfs
+    before = sorted(p.name for p in host.rglob("*"))
+    fd = _dirfd.makedirs_in_root(rootfd, target)
+    try:
+        assert Path(_dirfd.fd_path(fd)).readlink() == (root / lands).resolve()
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in host.rglob("*")) == before
+    assert not Path("/etc/sub").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("/dangling", "dangling symlink"),
+        ("/file/below", "Not a directory"),
+        ("/a/../b", "'..'"),
+    ],
+)
+def test_refused_mount_targets(rootfs: tuple[Path, Path, int], target: str, error: str) -> None:
+    _, _, rootfd = rootfs
+    with pytest.raises(OSError, match=error):
+        _dirfd.makedirs_in_root(rootfd, target)
+    assert not Path("/nowhere").exists()
 
 
 def test_rmtree_at_removes_links_never_their_targets(tmp_path: Path) -> None:

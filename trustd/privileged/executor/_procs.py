@@ -35,7 +35,7 @@ def start_time(pid: int) -> int:
 
 def record_self(app_dir: Path) -> None:
     """In the app's process, before it execs: its host PID and start time, for enter/stop."""
-    pid = int(os.readlink("/proc/self"))
+    pid = int(str(Path("/proc/self").readlink()))
     (app_dir / START_FILE).write_text(str(start_time(pid)))
     (app_dir / PID_FILE).write_text(str(pid))
 

@@ -64,11 +64,6 @@ def referenced_images(data_dir: Path) -> dict[str, list[str]]:
     return refs
 
 
-def pods_using(refs: dict[str, list[str]], full_id: str) -> list[str]:
-    """The pods referencing the image with this full ID (under either form of its key)."""
-    return sorted(set(refs.get(full_id, []) + refs.get(store_key(full_id), [])))
-
-
 def pods_on_legacy_trees(data_dir: Path) -> list[str]:
     """Pods prepared by an older trustd, whose trees are in ``cas/tree``: while any is left,
     gc keeps that directory."""

@@ -27,8 +27,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from trustd.privileged.executor import _inroot, _procs, _rootfs
+from trustd.privileged import _dirfd
 from trustd.privileged.executor import _linux as lx
+from trustd.privileged.executor import _procs, _rootfs
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
@@ -72,18 +73,18 @@ def _volume_source(pod_dir: Path, plan: PodPlan, name: str) -> tuple[str, bool]:
 def _bind_in_root(source: str, root: Path, target: str, *, readonly: bool) -> None:
     """Bind ``source`` onto ``target`` resolved inside ``root`` (an absolute symlink in the
     image stays inside it), through /proc/self/fd/N of the opened target."""
-    rootfd = _inroot.open_root(root)
+    rootfd = _dirfd.open_root(root)
     try:
-        fd = _inroot.makedirs_in_root(rootfd, target)
+        fd = _dirfd.makedirs_in_root(rootfd, target)
         try:
-            lx.mount(source, _inroot.fd_path(fd), None, lx.MS_BIND | lx.MS_REC)
+            lx.mount(source, _dirfd.fd_path(fd), None, lx.MS_BIND | lx.MS_REC)
         finally:
             os.close(fd)
         if readonly:  # the new mount, reached again from the root: remount it read-only
-            fd = _inroot.open_in_root(rootfd, target, _inroot.O_PATH | os.O_DIRECTORY)
+            fd = _dirfd.open_in_root(rootfd, target, _dirfd.O_PATH | os.O_DIRECTORY)
             try:
                 flags = lx.MS_BIND | lx.MS_REMOUNT | lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV
-                lx.mount(None, _inroot.fd_path(fd), None, flags)
+                lx.mount(None, _dirfd.fd_path(fd), None, flags)
             finally:
                 os.close(fd)
     finally:

@@ -146,21 +146,27 @@ def tree_lock(data: DataDir, *, exclusive: bool) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def private_dir(data: DataDir, name: str) -> Iterator[int]:
+    """``private/<name>`` as an fd, created root-only if missing (checked if not)."""
+    fd = _dirfd.ensure_private_dir(data.private_fd, name)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def stamp_used(data: DataDir, key: StoreKey) -> None:
     """Record now as ``key``'s last use (``private/used/<id>``): gc's grace counts from it."""
-    used = _dirfd.ensure_private_dir(data.private_fd, USED)
-    try:
+    with private_dir(data, USED) as used:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         _dirfd.write_file_at(used, key.id, now.encode(), 0o600)
-    finally:
-        os.close(used)
 
 
 def used_stamps(data: DataDir) -> dict[str, datetime]:
     """Root's last-used stamps: full image ID -> time (unreadable stamps are skipped)."""
-    used = _dirfd.ensure_private_dir(data.private_fd, USED)
     out: dict[str, datetime] = {}
-    try:
+    with private_dir(data, USED) as used:
         for name in os.listdir(used):  # noqa: PTH208 - an fd, not a path
             try:
                 key = StoreKey(name)
@@ -169,17 +175,12 @@ def used_stamps(data: DataDir) -> dict[str, datetime]:
             except (ValueError, UnicodeDecodeError, LocalStateError):
                 continue
             out[key.id] = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-    finally:
-        os.close(used)
     return out
 
 
 def forget_used(data: DataDir, key: StoreKey) -> None:
-    used = _dirfd.ensure_private_dir(data.private_fd, USED)
-    try:
+    with private_dir(data, USED) as used:
         _dirfd.rmtree_at(used, key.id)
-    finally:
-        os.close(used)
 
 
 def open_root_log(data: DataDir, *, create: bool) -> int | None:

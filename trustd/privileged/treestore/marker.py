@@ -4,8 +4,8 @@ The marker says which bytes the tree was extracted from (the sha512 digest), who
 (or that they were admitted unsigned) and when. Root reads it back before reusing a tree, so
 it decodes strictly: an unknown, missing or mistyped field is a
 :class:`~trustd.shared.codec.DecodeError` naming the file and the field, never a silently
-re-used tree with default values. ``render`` (helper A's rewrite) calls :func:`encode_marker`
-and :func:`decode_marker`.
+re-used tree with default values. :mod:`~trustd.privileged.treestore.render` writes it with
+:func:`encode_marker` and reads it back with :func:`decode_marker`.
 """
 
 from __future__ import annotations

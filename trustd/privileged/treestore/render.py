@@ -17,7 +17,6 @@ the keyring in force, and an insecure render needs insecure acceptance again.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -28,12 +27,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from trustd.privileged import _dirfd
-from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root
+from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root, private_dir
+from trustd.privileged.treestore.marker import (
+    MAX_MARKER,
+    RENDERED,
+    RenderMarker,
+    decode_marker,
+    encode_marker,
+)
+from trustd.shared.appc.aci import copy_uncompressed
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
+from trustd.shared.codec import DecodeError
 from trustd.shared.errors import (
     LocalStateError,
     PolicyViolationError,
@@ -46,11 +53,8 @@ from trustd.shared.store.admit import readmit_key
 from trustd.shared.store.model import AdmittedImage, StoreKey
 from trustd.shared.verify import format_fingerprint
 
-RENDERED = "rendered"
 MAX_ARCHIVE = 16 << 30
 MAX_SIGNATURE = 1 << 20
-_MARKER_MAX = 64 << 10
-_MARKER_KEYS = frozenset({"digest", "signers", "insecure", "rendered_at"})
 
 AcceptUnsigned = Callable[[str, str | None], bool]  # (name, version label) -> may pass
 
@@ -93,37 +97,30 @@ def _recheck_signers(
             )
 
 
-def _decode_marker(raw: bytes, key: StoreKey) -> tuple[tuple[str, ...], bool] | None:
-    """(signers, insecure) from a marker root wrote for exactly these bytes, else None."""
+def _decode_marker(raw: bytes, key: StoreKey, source: Path) -> RenderMarker | None:
+    """The marker root wrote for exactly these bytes, else None (render again)."""
     try:
-        obj: Any = json.loads(raw)
-    except ValueError:
+        marker = decode_marker(raw, str(source))
+    except DecodeError:
         return None
-    if not isinstance(obj, dict) or set(obj) != _MARKER_KEYS or obj["digest"] != key.digest:
-        return None
-    signers, insecure = obj["signers"], obj["insecure"]
-    if not (isinstance(signers, list) and all(isinstance(s, str) and s for s in signers)):
-        return None
-    if not isinstance(insecure, bool) or insecure == bool(signers):
-        return None  # insecure with signers, or signed by nobody: not a marker root wrote
-    return tuple(signers), insecure
+    return marker if marker.digest == key.digest else None
 
 
 def _cached_tree(
     data: DataDir, tree_fd: int, key: StoreKey, keystore: Keystore, accept: AcceptUnsigned
 ) -> RenderedTree | None:
     """A tree rendered earlier, re-checked against today's keyring without re-hashing."""
+    final = data.private / TREE / key.id
     try:
-        decoded = _decode_marker(
-            _dirfd.read_beneath(tree_fd, f"{key.id}/{RENDERED}", _MARKER_MAX), key
+        marker = _decode_marker(
+            _dirfd.read_beneath(tree_fd, f"{key.id}/{RENDERED}", MAX_MARKER), key, final / RENDERED
         )
         manifest_bytes = _dirfd.read_beneath(tree_fd, f"{key.id}/manifest", 1 << 20)
     except (FileNotFoundError, LocalStateError):
         return None
-    if decoded is None:
+    if marker is None:
         return None  # not a marker for these bytes: render again
-    signers, insecure = decoded
-    final = data.private / TREE / key.id
+    signers, insecure = marker.signers, marker.insecure
     manifest = parse_image_manifest(manifest_bytes, source=str(final / "manifest"))
     name = str(manifest.name)
     if insecure:
@@ -193,17 +190,6 @@ def verified_copy(
     return copy, readmit_key(copy, signature, keystore, key, accept_unsigned=accept)
 
 
-def _marker(key: StoreKey, admitted: AdmittedImage) -> bytes:
-    return json.dumps(
-        {
-            "digest": key.digest,
-            "signers": list(admitted.provenance.signers),
-            "insecure": admitted.provenance.insecure,
-            "rendered_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-    ).encode()
-
-
 def render_tree(
     data: DataDir, key: StoreKey, keystore: Keystore, *, accept_unsigned: AcceptUnsigned
 ) -> RenderedTree:
@@ -214,8 +200,7 @@ def render_tree(
     caller holds :func:`~trustd.privileged.treestore.datadir.tree_lock` (shared).
     """
     _require_root()
-    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
-    try:
+    with private_dir(data, TREE) as tree_fd:
         cached = _cached_tree(data, tree_fd, key, keystore, accept_unsigned)
         if cached is not None:
             return cached
@@ -231,14 +216,18 @@ def render_tree(
             tree = stage / "tree"
             tree.mkdir(mode=0o700)
             _extract(copy, tree)
-            (tree / RENDERED).write_bytes(_marker(key, admitted))
+            (tree / RENDERED).write_bytes(
+                encode_marker(
+                    RenderMarker.now(
+                        key.digest, admitted.provenance.signers, admitted.provenance.insecure
+                    )
+                )
+            )
             os.sync()
             _dirfd.rmtree_at(tree_fd, key.id)
             os.rename(f"{stage_name}/tree", key.id, src_dir_fd=tree_fd, dst_dir_fd=tree_fd)
         finally:
             _dirfd.rmtree_at(tree_fd, stage_name)
-    finally:
-        os.close(tree_fd)
     provenance = admitted.provenance
     return RenderedTree(
         data.private / TREE / key.id,
@@ -294,22 +283,31 @@ def render_into(
     return dest
 
 
+def export_image(data_dir: Path, key: StoreKey, output: Path, *, overwrite: bool) -> None:
+    """``rkt image export``: the stored archive, uncompressed; read beneath ``cas`` by the
+    checked full ID into a private copy, with no symlink followed."""
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} already exists", hint="pass --overwrite")
+    cas = open_cas(data_dir)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".trustd-export-") as work:
+            original, _sig = private_copy(cas, key, Path(work))
+            with output.open("wb") as out:
+                copy_uncompressed(original, out)
+    finally:
+        os.close(cas)
+
+
 def remove_tree(data: DataDir, name: str) -> None:
     """Remove ``private/tree/<name>`` without following a symlink (gc, image rm)."""
-    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
-    try:
+    with private_dir(data, TREE) as tree_fd:
         _dirfd.rmtree_at(tree_fd, name)
-    finally:
-        os.close(tree_fd)
 
 
 def tree_names(data: DataDir) -> list[str]:
     """The names in ``private/tree`` (rendered trees and stale ``.render-*`` stages)."""
-    tree_fd = _dirfd.ensure_private_dir(data.private_fd, TREE)
-    try:
+    with private_dir(data, TREE) as tree_fd:
         return sorted(os.listdir(tree_fd))  # noqa: PTH208 - an fd, not a path
-    finally:
-        os.close(tree_fd)
 
 
 def remove_legacy_trees(data: DataDir) -> bool:

@@ -1,0 +1,72 @@
+"""The hostile member of group rkt, for the attack tests (DESIGN.md, issue #10).
+
+The attacker is a real unprivileged user in group rkt (``trustd-it-user``, through setpriv),
+and each attack test compares a :func:`snapshot` of what it targets before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from tests.conftest import ConfigDirs
+from tests.integration.conftest import RKT, ensure_user
+
+# setpriv keeps root's capabilities through its own execvp, so a path it execs is resolved
+# with CAP_DAC_READ_SEARCH: an unprivileged shell does that exec instead.
+UNPRIV_EXEC = ("/bin/sh", "-c", 'exec "$@"', "sh")
+
+Snapshot = dict[str, tuple[int, int, int, bytes]]
+
+
+def _as_user(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    user = ensure_user()
+    return subprocess.run(
+        ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def as_member(*cmd: str) -> subprocess.CompletedProcess[str]:
+    """``cmd`` as the group member, exec'd by an unprivileged shell (see UNPRIV_EXEC); the
+    caller looks at the outcome."""
+    return _as_user([*UNPRIV_EXEC, *cmd])
+
+
+def member(*cmd: str) -> subprocess.CompletedProcess[str]:
+    """``cmd`` as the group member; it must succeed (the attack is made, not merely tried)."""
+    result = as_member(*cmd)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def rkt_as_member(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rkt`` as the group member (rkt's interpreter sits under root-only /root here, so
+    setpriv execs it; once exec'd, it holds no capability either way)."""
+    return _as_user([RKT, *dirs.flags(), *args])
+
+
+def snapshot(root: Path, *, skip: tuple[str, ...] = ()) -> Snapshot:
+    """Every entry under ``root``: mode, owner, group, and content or link target (entries
+    under ``skip`` left out; no symlink followed)."""
+    out: Snapshot = {}
+    for dirpath, dirnames, filenames in os.walk(root):  # never follows symlinks
+        if any(Path(dirpath).is_relative_to(root / s) for s in skip):
+            continue
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                body = os.fsencode(path.readlink())
+            elif stat.S_ISREG(st.st_mode):
+                body = path.read_bytes()
+            else:
+                body = b""
+            out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, body)
+    return out
