@@ -75,6 +75,7 @@ class Checkpoint:
     last_offset: int = field(metadata={"check": _count})
     last_sha256: str = field(metadata={"check": _sha256_hex})
     pcrs: tuple[PcrValue, ...] = ()
+    version: Literal[1] = 1
 
     def __post_init__(self) -> None:
         if (self.records == 0) != (self.size == 0) or self.last_offset > self.size:
@@ -87,18 +88,6 @@ class Checkpoint:
 
     def values(self) -> Values:
         return {p.pcr: {b: bytes.fromhex(v) for b, v in p.banks.items()} for p in self.pcrs}
-
-
-@dataclass(frozen=True, slots=True)
-class _File:
-    version: Literal[1]
-    tpm_reset_count: int
-    tpm_restart_count: int
-    records: int
-    size: int
-    last_offset: int
-    last_sha256: str
-    pcrs: tuple[PcrValue, ...]
 
 
 def make_checkpoint(
@@ -125,23 +114,13 @@ def load_checkpoint(directory: Path) -> Checkpoint | None:
     if len(data) > MAX_CHECKPOINT:
         return None
     try:
-        stored = decode_json(data, _File, str(path), _HINT)
-        return Checkpoint(
-            stored.tpm_reset_count,
-            stored.tpm_restart_count,
-            stored.records,
-            stored.size,
-            stored.last_offset,
-            stored.last_sha256,
-            stored.pcrs,
-        )
-    except (DecodeError, ValueError):
+        return decode_json(data, Checkpoint, str(path), _HINT)
+    except DecodeError:
         return None
 
 
 def store_checkpoint(directory: Path, checkpoint: Checkpoint) -> None:
-    doc = {"version": 1, **encode(checkpoint)}
-    data = json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
+    data = json.dumps(encode(checkpoint), indent=1, sort_keys=True).encode() + b"\n"
     atomic_write(directory / CHECKPOINT, data, mode=0o600)
 
 

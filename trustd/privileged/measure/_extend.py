@@ -58,11 +58,11 @@ class LogState:
     size: int
     last: tuple[int, bytes]  # offset and bytes of the last line
     values: Values
-    tail: tuple[EventRecord, ...] = ()
-    base: Values = dataclasses.field(default_factory=dict)
+    tail: tuple[EventRecord, ...]
+    base: Values  # the values before ``tail``: ``values`` itself when the tail is empty
 
 
-EMPTY: Final = LogState(None, 0, 0, (0, b""), {})
+EMPTY: Final = LogState(None, 0, 0, (0, b""), {}, (), {})
 
 
 def pread_exact(fd: int, offset: int, length: int) -> bytes:
@@ -132,7 +132,7 @@ class Extender:
         new += contents
         records = [make_record(state.records + i, pcr, c, banks) for i, c in enumerate(new)]
         with self._open() as fd:
-            self._append_and_extend(fd, state, epoch, records, done, len(new) - len(contents))
+            self._append_and_extend(fd, state, epoch, records, done, own=len(new) - len(contents))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -153,8 +153,9 @@ class Extender:
                 f"event log {self.log_path} is larger than {MAX_LOG_BYTES} bytes",
                 hint="it is archived at the next TPM reset; reboot, or move it aside",
             )
-        if checkpoint is not None and self._fits(fd, checkpoint, size):
-            return self._after(fd, checkpoint, size)
+        line = None if checkpoint is None else self._fits(fd, checkpoint, size)
+        if checkpoint is not None and line is not None:
+            return self._after(fd, checkpoint, line, size)
         data = pread_exact(fd, 0, size)
         records = self._decode(lambda: decode_log(data))
         if data.lstrip()[:1] == b"[":  # an array log of an older trustd: convert it once
@@ -181,30 +182,34 @@ class Extender:
             base if tail else values,
         )
 
-    def _fits(self, fd: int, checkpoint: Checkpoint, size: int) -> bool:
-        """The log still begins with what the checkpoint covers (same last line, same size)."""
+    def _fits(self, fd: int, checkpoint: Checkpoint, size: int) -> bytes | None:
+        """The checkpoint's last line if the log still begins with what it covers (same last
+        line at the same offset), else None."""
         if checkpoint.size > size:
-            return False
+            return None
         if checkpoint.records == 0:
-            return True
+            return b""
         length = checkpoint.size - checkpoint.last_offset
         if not 0 < length <= MAX_LINE:
-            return False
+            return None
         last = pread_exact(fd, checkpoint.last_offset, length)
-        return last.endswith(b"\n") and hashlib.sha256(last).hexdigest() == checkpoint.last_sha256
+        good = last.endswith(b"\n") and hashlib.sha256(last).hexdigest() == checkpoint.last_sha256
+        return last if good else None
 
-    def _after(self, fd: int, checkpoint: Checkpoint, size: int) -> LogState:
+    def _after(self, fd: int, checkpoint: Checkpoint, line: bytes, size: int) -> LogState:
         values = checkpoint.values()
-        last = (checkpoint.last_offset, b"")
-        if checkpoint.records:
-            length = checkpoint.size - checkpoint.last_offset
-            last = (checkpoint.last_offset, pread_exact(fd, checkpoint.last_offset, length))
+        last = (checkpoint.last_offset, line)
         epoch = (checkpoint.tpm_reset_count, checkpoint.tpm_restart_count)
-        if size == checkpoint.size:
-            return LogState(
-                epoch if checkpoint.records else None, checkpoint.records, size, last, values
-            )
         data = pread_exact(fd, checkpoint.size, size - checkpoint.size)  # a crash's leftovers
+        if not data.endswith(b"\n") and data:
+            # A torn append: its records were never extended (extends follow the fsync).
+            keep = data.rfind(b"\n") + 1
+            os.ftruncate(fd, checkpoint.size + keep)
+            os.fsync(fd)
+            data, size = data[:keep], checkpoint.size + keep
+        if not data:
+            count = checkpoint.records
+            return LogState(epoch if count else None, count, size, last, values, (), values)
         tail = self._decode(lambda: decode_lines(data, checkpoint.records))
         if checkpoint.records == 0:
             epoch = _epoch_of(tail[0], self.log_path)
@@ -288,6 +293,7 @@ class Extender:
         epoch: tuple[int, int],
         records: Sequence[EventRecord],
         done: list[EventRecord],
+        *,
         own: int,
     ) -> None:
         """``own`` leading records are trustd's (the epoch record), not the caller's."""
