@@ -120,7 +120,7 @@ class Extender:
         if state.epoch is not None and not _same_epoch(state.epoch, clock, actual):
             self._archive(state.epoch)
             state = EMPTY
-        epoch = (clock.reset_count, clock.restart_count)
+        epoch = state.epoch or (clock.reset_count, clock.restart_count)  # as record 0 says
         if state.epoch is None:  # a new epoch: a crash in its first start rolls forward
             fresh = make_checkpoint(epoch, 0, 0, (0, b""), {})
             if checkpoint != fresh:
