@@ -52,6 +52,7 @@ bench: setup
 	@$(BIN)/python -m compileall -q trustd  # as an installed package would be (pip compiles)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/start.py
+	$(BIN)/python bench/history.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -125,3 +125,57 @@ def test_digest_check_can_be_left_to_the_verifier() -> None:
 def test_arbitrary_logs_never_crash(data: bytes) -> None:
     with contextlib.suppress(ValueError):
         decode_log(data)
+
+
+def test_the_line_form_round_trips_and_is_cel_json() -> None:
+    from trustd.privileged.measure.eventlog import decode_lines, encode_line  # noqa: PLC0415
+    from trustd.shared.attest.cel import parse_cel  # noqa: PLC0415
+
+    records = decode_log(_log())
+    lines = b"".join(encode_line(r) for r in records)
+    assert decode_log(lines) == records
+    assert decode_lines(b"".join(encode_line(r) for r in records[1:]), 1) == records[1:]
+    assert [r.recnum for r in parse_cel(lines).records] == [0, 1, 2]  # the verifier reads it
+    with pytest.raises(ValueError, match="record 2: incomplete"):
+        decode_log(lines[:-3])
+    with pytest.raises(ValueError, match="record 1: recnum"):
+        decode_lines(lines, 1)
+    assert decode_log(b"") == ()
+
+
+def test_checkpoint_round_trip_and_a_bad_one_is_set_aside(tmp_path: Path) -> None:
+    from trustd.privileged.measure._checkpoint import (  # noqa: PLC0415
+        CHECKPOINT,
+        advance,
+        load_checkpoint,
+        make_checkpoint,
+        store_checkpoint,
+    )
+
+    values: dict[int, dict[str, bytes]] = {}
+    records = decode_log(_log())
+    for record in records:
+        advance(values, record)
+    assert values[23]["sha256"] == replay(records, 23, "sha256")
+    checkpoint = make_checkpoint((1, 0), 3, 300, (200, b"last line\n"), values)
+    store_checkpoint(tmp_path, checkpoint)
+    assert (tmp_path / CHECKPOINT).stat().st_mode & 0o777 == 0o600
+    assert load_checkpoint(tmp_path) == checkpoint
+    assert load_checkpoint(tmp_path).values() == values  # type: ignore[union-attr]
+    doc = json.loads((tmp_path / CHECKPOINT).read_bytes())
+    for bad in (
+        {**doc, "records": -1},
+        {**doc, "records": 0},  # records but no bytes, or bytes but no records
+        {**doc, "last_offset": 301},
+        {**doc, "extra": 1},
+        {**doc, "pcrs": [{"pcr": 23, "banks": {"md5": "00" * 16}}]},
+        {**doc, "pcrs": [{"pcr": 24, "banks": {}}]},
+        {**doc, "pcrs": [doc["pcrs"][0], doc["pcrs"][0]]},
+        {**doc, "last_sha256": "AB" * 32},
+    ):
+        (tmp_path / CHECKPOINT).write_text(json.dumps(bad))
+        assert load_checkpoint(tmp_path) is None, bad
+    (tmp_path / CHECKPOINT).write_bytes(b"\xff" * 10)
+    assert load_checkpoint(tmp_path) is None
+    (tmp_path / CHECKPOINT).unlink()
+    assert load_checkpoint(tmp_path) is None

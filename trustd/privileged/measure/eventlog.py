@@ -1,6 +1,7 @@
 """trustd's event log: TCG Canonical Event Log records in their JSON form.
 
-The log is a JSON array of records, one per extend, rewritten atomically::
+The log on disk is a stream of records, one JSON object per line, appended (never rewritten);
+a quote bundle carries it as a JSON array (both are CEL-JSON, :mod:`trustd.shared.attest.cel`)::
 
     {"recnum": 0, "pcr": 23, "content_type": "trustd",
      "digests": [{"hashAlg": "sha256", "digest": "<hex>"}, ...],
@@ -120,7 +121,10 @@ def _decode_record(raw: object, n: int, check_digests: bool) -> EventRecord:
 
 
 def decode_log(data: bytes, *, check_digests: bool = True) -> tuple[EventRecord, ...]:
-    """Parse a CEL-JSON log strictly; any defect is a ValueError naming the record."""
+    """Parse a CEL-JSON log strictly, a JSON array or one record per line (the form trustd
+    appends); any defect is a ValueError naming the record."""
+    if data.lstrip()[:1] != b"[":
+        return decode_lines(data, 0, check_digests=check_digests)
     if len(data) > MAX_LOG_BYTES:
         raise ValueError(f"log larger than {MAX_LOG_BYTES} bytes")
     try:
@@ -132,9 +136,34 @@ def decode_log(data: bytes, *, check_digests: bool = True) -> tuple[EventRecord,
     return tuple(_decode_record(raw, n, check_digests) for n, raw in enumerate(doc))
 
 
+def decode_lines(data: bytes, first: int, *, check_digests: bool = True) -> tuple[EventRecord, ...]:
+    """Records ``first``, ``first + 1``, ... of the line form: every line ends in a newline
+    (an unterminated last line is a torn append), none is empty."""
+    if len(data) > MAX_LOG_BYTES:
+        raise ValueError(f"log larger than {MAX_LOG_BYTES} bytes")
+    if not data:
+        return ()
+    if not data.endswith(b"\n"):
+        torn = first + data.count(b"\n")
+        raise ValueError(f"record {torn}: incomplete (no final newline)")
+    out = []
+    for n, line in enumerate(data[:-1].split(b"\n"), first):
+        try:
+            raw = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"record {n}: not JSON: {exc}") from exc
+        out.append(_decode_record(raw, n, check_digests))
+    return tuple(out)
+
+
 def encode_log(records: Sequence[EventRecord]) -> bytes:
     body = ",\n".join(json.dumps(r.to_cel(), sort_keys=True, ensure_ascii=False) for r in records)
     return f"[\n{body}\n]\n".encode() if records else b"[]\n"
+
+
+def encode_line(record: EventRecord) -> bytes:
+    """One record of the line form, newline included (JSON escapes every newline inside)."""
+    return json.dumps(record.to_cel(), sort_keys=True, ensure_ascii=False).encode() + b"\n"
 
 
 def load_log(path: Path) -> tuple[EventRecord, ...]:
@@ -147,7 +176,8 @@ def load_log(path: Path) -> tuple[EventRecord, ...]:
 
 
 def store_log(path: Path, records: Sequence[EventRecord]) -> None:
-    atomic_write(path, encode_log(records), mode=0o600)
+    """Replace the log with ``records`` in the line form (converting an older array log)."""
+    atomic_write(path, b"".join(encode_line(r) for r in records), mode=0o600)
 
 
 def replay(records: Sequence[EventRecord], pcr: int, alg: str) -> bytes:

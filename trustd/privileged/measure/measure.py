@@ -1,22 +1,23 @@
 """Measure pod starts into a TPM PCR, keep the CEL-JSON event log, quote.
 
 Every operation holds ``<data-dir>/tpm/lock``, opens one TPM connection and closes it. Before
-each extend the log is replayed and compared with the TPM (a PCR someone else extended or
-reset stops the run). The record is written to the log first, then extended: a crash between
-the two leaves a log one record ahead, which the next extend completes ("roll forward").
+each pod start's extends the TPM is compared with what the log replays to, kept in a checkpoint
+(a PCR someone else extended or reset stops the run). The records are appended to the log
+first, then extended: a crash between the two leaves a log ahead of the TPM, which the next
+start completes ("roll forward"). See :mod:`._extend`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
 from trustd.privileged.measure import _esys
-from trustd.privileged.measure._canon import DIGEST_SIZES, check_event
+from trustd.privileged.measure._canon import check_event
+from trustd.privileged.measure._extend import EPOCH_TYPE, EVENTLOG, Extender
 from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
 from trustd.privileged.measure.backend import (
     DEVICE,
@@ -28,13 +29,7 @@ from trustd.privileged.measure.backend import (
 )
 from trustd.privileged.measure.bundle import QuoteBundle, write_bundle
 from trustd.privileged.measure.errors import MeasurementError
-from trustd.privileged.measure.eventlog import (
-    EventRecord,
-    load_log,
-    make_record,
-    replay,
-    store_log,
-)
+from trustd.privileged.measure.eventlog import EventRecord, load_log, make_record
 from trustd.privileged.measure.pcrfile import decode_pcr_file, encode_pcr_file
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
@@ -43,9 +38,8 @@ DEFAULT_PCR: Final = 23
 # 16 (debug) and 23 (application support) are the PC Client PCRs locality 0 may extend that
 # no boot component claims; 8, 9 and 14 only on machines without grub / shim. See ADR 0007.
 ALLOWED_PCRS: Final = frozenset({8, 9, 14, 16, 23})
-EVENTLOG: Final = "eventlog.json"
 AK_PIN: Final = "ak.pub.pem"
-EPOCH_TYPE: Final = "tpm-epoch"
+__all__ = ["ALLOWED_PCRS", "DEFAULT_PCR", "EPOCH_TYPE", "EVENTLOG", "Measurer", "Mode"]
 Mode = Literal["strict", "best-effort"]
 
 
@@ -130,22 +124,7 @@ class Measurer:
             check_event(content)
         except (ValueError, TrustdError) as exc:
             raise UserError(f"event content: {exc}") from exc
-        try:
-            with self._session() as (tpm, directory):
-                return _Extender(tpm, directory, self._target).extend(pcr, content)
-        except MeasurementError as exc:
-            if self.mode == "strict":
-                raise
-            unmeasured = make_record(None, pcr, content, ("sha256",))
-            return EventRecord(
-                None,
-                pcr,
-                unmeasured.digests,
-                unmeasured.content_json,
-                measured=False,
-                backend=exc.backend,
-                reason=exc.message,
-            )
+        return self.extend_all(pcr, [content])[0]
 
     def extend_all(self, pcr: int, contents: Sequence[Mapping[str, object]]) -> list[EventRecord]:
         """Extend several events in one TPM session (one connect, one epoch check).
@@ -162,9 +141,7 @@ class Measurer:
         records: list[EventRecord] = []
         try:
             with self._session() as (tpm, directory):
-                extender = _Extender(tpm, directory, self._target)
-                for content in contents:
-                    records.append(extender.extend(pcr, content))
+                Extender(tpm, directory, self._target).extend_all(pcr, contents, records)
         except MeasurementError as exc:
             if self.mode == "strict":
                 raise
@@ -252,119 +229,3 @@ def _load(path: Path) -> tuple[EventRecord, ...]:
             f"event log {path}: {exc}",
             hint="the log no longer matches the TPM; inspect it, then move it aside",
         ) from exc
-
-
-class _Extender:
-    """One extend under the lock: epoch check, reconcile with the TPM, log, extend."""
-
-    def __init__(self, tpm: _esys.Tpm, directory: Path, target: Target | None) -> None:
-        self.tpm = tpm
-        self.log_path = directory / EVENTLOG
-        self.target = target
-        self._archived: str | None = None
-        # The log as this extender last wrote it: later extends in the same session (same lock,
-        # same TPM connection) start from it instead of re-reading and re-hashing the file.
-        self._written: tuple[EventRecord, ...] | None = None
-
-    def extend(self, pcr: int, content: Mapping[str, object]) -> EventRecord:
-        banks = tuple(b for b in self.tpm.banks(pcr) if b in DIGEST_SIZES)
-        if "sha256" not in banks:
-            raise MeasurementError(
-                f"the TPM has no sha256 bank allocated for PCR {pcr}",
-                backend=self.tpm.backend,
-                hint="allocate it: tpm2_pcrallocate sha256:all (takes effect after a reset)",
-            )
-        log = self._current_epoch(pcr, banks)
-        if not log:
-            log = self._append(log, make_record(0, pcr, self._epoch_content(banks), banks))
-        self._reconcile(log, pcr, banks)
-        return self._append(log, make_record(len(log), pcr, content, banks))[-1]
-
-    def _append(self, log: tuple[EventRecord, ...], record: EventRecord) -> tuple[EventRecord, ...]:
-        new = (*log, record)
-        store_log(self.log_path, new)
-        try:
-            self.tpm.extend(record.pcr, {a: bytes.fromhex(d) for a, d in record.digests})
-        except BaseException:
-            with contextlib.suppress(OSError):
-                store_log(self.log_path, log)
-            self._written = None
-            raise
-        self._written = new
-        return tuple(dataclasses.replace(r, backend=self.tpm.backend) for r in new)
-
-    def _current_epoch(self, pcr: int, banks: tuple[str, ...]) -> tuple[EventRecord, ...]:
-        """The log of this TPM boot; an older epoch's log is archived and a new one begun."""
-        log = self._written if self._written is not None else _load(self.log_path)
-        if not log:
-            return ()
-        if log[0].content.get("kind") != EPOCH_TYPE:
-            raise LocalStateError(
-                f"event log {self.log_path}: record 0 is not a {EPOCH_TYPE} record",
-                hint=f"move {self.log_path} aside; it was not written by trustd",
-            )
-        first = log[0].content.get("data")
-        if not isinstance(first, Mapping):
-            raise LocalStateError(f"event log {self.log_path}: record 0 has no data")
-        clock = self.tpm.clock()
-        zero = all(v == bytes(len(v)) for v in self.tpm.pcr_values(pcr, banks).values())
-        same_reset = first.get("tpm_reset_count") == clock.reset_count
-        same_restart = first.get("tpm_restart_count") == clock.restart_count
-        if same_reset and (same_restart or not zero):
-            return log
-        archive = self.log_path.with_name(
-            f"eventlog.{first.get('tpm_reset_count')}-{first.get('tpm_restart_count')}.json"
-        )
-        self.log_path.replace(archive)
-        self._archived = archive.name
-        return ()
-
-    def _epoch_content(self, banks: tuple[str, ...]) -> dict[str, object]:
-        clock = self.tpm.clock()
-        data: dict[str, object] = {
-            "log_version": 1,
-            "backend": self.tpm.backend,
-            "tpm_reset_count": clock.reset_count,
-            "tpm_restart_count": clock.restart_count,
-            "banks": list(banks),
-        }
-        if self.target is not None:
-            data["backend_reason"] = self.target.reason
-            if self.target.swtpm is not None:
-                data["swtpm_starts"] = self.target.swtpm.starts
-                data["swtpm_started_at"] = self.target.swtpm.started_at
-        if self._archived is not None:
-            data["previous_log"] = self._archived
-        return {"kind": EPOCH_TYPE, "data": data}
-
-    def _reconcile(self, log: tuple[EventRecord, ...], pcr: int, banks: tuple[str, ...]) -> None:
-        """The TPM must hold what the log replays to; complete a half-done last extend."""
-        actual = self.tpm.pcr_values(pcr, banks)
-        if _replays_to(log, pcr, actual):
-            return
-        last = log[-1]
-        if last.pcr == pcr and _replays_to(log[:-1], pcr, actual):
-            self.tpm.extend(pcr, {a: bytes.fromhex(d) for a, d in last.digests})
-            return
-        raise MeasurementError(
-            f"PCR {pcr} (sha256) holds {actual['sha256'].hex()} but the event log "
-            f"{self.log_path} replays to {_safe_replay(log, pcr)}: another program extended or "
-            "reset this PCR, so trustd's log can no longer explain it",
-            backend=self.tpm.backend,
-            hint="measure into a PCR nobody else uses (see docs/adr/0007-measurement-pcr.md);"
-            " the log is valid again after the next TPM reset",
-        )
-
-
-def _replays_to(log: Sequence[EventRecord], pcr: int, actual: Mapping[str, bytes]) -> bool:
-    try:
-        return all(replay(log, pcr, alg) == value for alg, value in actual.items())
-    except ValueError:
-        return False
-
-
-def _safe_replay(log: Sequence[EventRecord], pcr: int) -> str:
-    try:
-        return replay(log, pcr, "sha256").hex()
-    except ValueError as exc:
-        return f"nothing ({exc})"

@@ -5,8 +5,9 @@
 root opened without following symlinks, and its head is what a pod start measures. Every
 line is a canonical JSON object whose ``prev`` is the sha256 (hex) of the previous line's
 bytes (without its newline), ``GENESIS`` for the first, and ``seq`` counts from 0. Appends
-hold an exclusive ``flock`` on the log, re-read the head under the lock, and write the whole
-line with one ``write(2)`` on an ``O_APPEND`` fd, then ``fsync``. :func:`verify_chain`
+hold an exclusive ``flock`` on the log, re-read the head under the lock (root's log: from its
+last line alone, so a pod start does not walk the whole log), and write the whole line with one
+``write(2)`` on an ``O_APPEND`` fd, then ``fsync``. :func:`verify_chain`
 detects a rewritten, inserted or removed line; removing lines *at the end* leaves a valid
 shorter chain, which is why :func:`chain_head` is what the TPM measurement records: a
 verifier compares the measured head with the log's.
@@ -48,14 +49,6 @@ def _digest(line: bytes) -> str:
 class ChainState:
     head: str  # sha256 of the last line, or GENESIS
     count: int
-
-
-def _read_fd(fd: int) -> bytes:
-    chunks, offset = [], 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
 
 
 def _read(path: Path) -> bytes:
@@ -118,20 +111,64 @@ def chain_head(path: Path) -> str:
     return _walk(path).head
 
 
+def _last_line(fd: int, where: str) -> bytes | None:
+    """The log's last line (without its newline), read backwards from the end in blocks:
+    O(length of that line), never the whole file. None for an empty log."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    if os.pread(fd, 1, size - 1) != b"\n":
+        raise DecisionLogError(
+            f"decision log {where}: the last line is incomplete",
+            hint="a write was interrupted or the file was edited; keep it for investigation",
+        )
+    end, start, data = size - 1, size - 1, b""
+    while start > 0 and b"\n" not in data:
+        if end - start > MAX_LINE:
+            raise DecisionLogError(f"decision log {where}: the last line is over {MAX_LINE} bytes")
+        step = min(4096, start)
+        start -= step
+        data = os.pread(fd, step, start) + data
+    cut = data.rfind(b"\n") + 1
+    return data[cut : end - start]
+
+
+def _tail_state(fd: int, where: str) -> ChainState:
+    """The chain's head and length from its last line alone (a pod start must not walk the
+    whole log; :func:`verify_chain` walks it)."""
+    line = _last_line(fd, where)
+    if line is None:
+        return ChainState(GENESIS, 0)
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise DecisionLogError(f"decision log {where}: the last line is not JSON") from exc
+    seq = record.get("seq") if isinstance(record, dict) else None
+    prev = record.get("prev") if isinstance(record, dict) else None
+    if type(seq) is not int or seq < 0 or not isinstance(prev, str) or len(prev) != 64:
+        raise DecisionLogError(
+            f"decision log {where}: the last line has no seq and prev",
+            hint="the file was edited or corrupted; keep it for investigation",
+        )
+    return ChainState(_digest(line), seq + 1)
+
+
 def chain_head_fd(fd: int, where: str) -> str:
-    """:func:`chain_head` of a log root opened by fd (``where`` names it in messages)."""
-    return _walk_bytes(_read_fd(fd), where).head
+    """The head of a log root opened by fd (``where`` names it in messages), from its last
+    line: root's log is root's alone, and a verifier walks the chain (:func:`verify_chain`)."""
+    return _tail_state(fd, where).head
 
 
 def append_fd(fd: int, where: str, entry: Mapping[str, Any]) -> str:
     """Append one entry to a log opened by the caller (``O_RDWR|O_APPEND``, e.g. root's,
-    opened without following symlinks) under its ``flock``; returns the new head."""
+    opened without following symlinks) under its ``flock``; returns the new head. It links
+    to the last line only (O(1) in the log's length): root's log is written by root alone."""
     if "prev" in entry or "seq" in entry:
         raise ValueError("prev and seq are set by the log")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            return _append_locked(fd, where, _walk_bytes(_read_fd(fd), where), entry)
+            return _append_locked(fd, where, _tail_state(fd, where), entry)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     except OSError as exc:
