@@ -93,10 +93,12 @@ def test_cli_audit_fail_on(
 ) -> None:
     dirs, _ = setup
     assert _rkt(dirs, "policy", "audit", "--format=json", "--fail-on=critical") == 0
-    assert json.loads(capsys.readouterr().out)["summary"]["findings"] == 0
-    assert (
-        _rkt(dirs, "policy", "audit", "--format=sarif", "--fail-on=info") == 0
-    )  # no store: policy only
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["by_severity"]["critical"] == 0
+    assert summary["findings"] == 2  # the fixture's measure = "off" and selinux = "off"
+    assert _rkt(dirs, "policy", "audit", "--format=sarif", "--fail-on=medium") == 1
+    json.loads(capsys.readouterr().out)  # no store: policy only
+    assert _rkt(dirs, "policy", "audit", "--format=sarif", "--fail-on=high") == 0
     json.loads(capsys.readouterr().out)
 
 
