@@ -51,7 +51,9 @@ class PolicyFileError(LocalStateError):
         self.source, self.key_path, self.problem, self.line = source, path, problem, line
 
 
-_DECODER = Decoder(noun="key")  # TOML: date-times are real values, never text
+# TOML date-times are real values; a quoted RFC 3339 string is accepted too, since the
+# JSON Schema (``rkt policy schema``) can only say "a date-time string".
+_DECODER = Decoder(noun="key", rfc3339_text=True)
 toml_fields = file_fields  # the schema module's name for it
 
 
