@@ -162,35 +162,58 @@ def _key_findings(name: str, sk: ScopeKey, now: datetime) -> Iterator[Finding]:
     shown = format_fingerprint(sk.fingerprint)
     fix = f"rotate: trust a current key and update scope {name!r}"
     pinned = sk.via == "pinned"
-    at = {
-        "key_path": _where(name, "require", *(["fingerprints"] if pinned else [])),
-        "value": sk.fingerprint if pinned else "",
-    }
+    path = _where(name, "require", *(["fingerprints"] if pinned else []))
+    value = sk.fingerprint if pinned else ""
     if sk.key is None:
         yield finding(
             "TD-POL-004",
             name,
             f"key {shown} ({sk.via}) is not in the keystore",
             f"rkt trust --prefix PREFIX KEYFILE for {shown}, or unpin it",
-            **at,
+            key_path=path,
+            value=value,
         )
         return
     key = sk.key
     if key.revoked:
-        yield finding("TD-POL-006", name, f"key {shown} ({sk.via}) is revoked", fix, **at)
+        yield finding(
+            "TD-POL-006",
+            name,
+            f"key {shown} ({sk.via}) is revoked",
+            fix,
+            key_path=path,
+            value=value,
+        )
     elif key.weak_reason:
-        yield finding("TD-POL-011", name, f"key {shown} is too weak: {key.weak_reason}", fix, **at)
+        yield finding(
+            "TD-POL-011",
+            name,
+            f"key {shown} is too weak: {key.weak_reason}",
+            fix,
+            key_path=path,
+            value=value,
+        )
     ends = [t for t in (key.expires, sk.not_after) if t is not None]
     if not ends:
         return
     end = min(ends)
     if end <= now:
         yield finding(
-            "TD-POL-005", name, f"key {shown} ({sk.via}) expired {end:%Y-%m-%d}", fix, **at
+            "TD-POL-005",
+            name,
+            f"key {shown} ({sk.via}) expired {end:%Y-%m-%d}",
+            fix,
+            key_path=path,
+            value=value,
         )
     elif end - now <= EXPIRY_WARNING:
         yield finding(
-            "TD-POL-007", name, f"key {shown} ({sk.via}) expires {end:%Y-%m-%d}", fix, **at
+            "TD-POL-007",
+            name,
+            f"key {shown} ({sk.via}) expires {end:%Y-%m-%d}",
+            fix,
+            key_path=path,
+            value=value,
         )
 
 
