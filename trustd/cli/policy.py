@@ -97,7 +97,8 @@ def _exit(findings: list[Finding] | tuple[Finding, ...], fail_on: str) -> int:
 
 def _print_findings(findings: list[Finding]) -> None:
     for f in findings:
-        print(f"{f.severity.upper()}\t{f.rule_id}\t{f.subject}: {f.message}")
+        where = f" (line {f.line}:{f.column or 1})" if f.line else ""
+        print(f"{f.severity.upper()}\t{f.rule_id}\t{f.subject}{where}: {f.message}")
         if f.fix:
             print(f"\t\tfix: {f.fix}")
 

@@ -144,6 +144,8 @@ def _scope(doc: dict[str, Any]) -> str:
         )
         or '<span class="none">(none)</span>'
     )
+    if not req["keys"] and req["type"] == "signed" and doc["kind"] in ("default", "wildcard"):
+        keys = '<span class="none">(no root keys: prefix keyrings vouch for their names)</span>'
     rows = [
         ("kind", _e(doc["kind"]) + (f" (shadows {_e(doc['shadows'])})" if doc["shadows"] else "")),
         ("mode", _e(doc["mode"])),

@@ -6,11 +6,10 @@ one's title so a report can show what it means. Frameworks:
 - ``CIS-Docker-N``: CIS Docker Benchmark v1.6.0, section N.
 - ``CIS-Kubernetes-N``: CIS Kubernetes Benchmark, section N.
 - ``NIST-800-190-N``: NIST SP 800-190 (Application Container Security Guide), section N.
-- ``DISA-SRG-V-233065``: DISA Container Platform SRG, the image verification requirement.
-- ``DISA-SRG-APP-NNNNNN``: the DISA Application SRG requirement that the Container Platform
-  SRG's ``SRG-APP-NNNNNN-CTR-*`` requirements derive from. The container-specific V-/CTR-
-  IDs for run-time settings are not cited here because they were not verified against the
-  published SRG; the parent requirement is.
+- ``DISA-SRG-V-NNNNNN``: DISA Container Platform SRG, by vulnerability ID.
+
+A rule with no control of a framework has none there to cite: TPM measurement (TD-POL-013)
+has no CIS Docker or Container Platform SRG item, only NIST SP 800-190 4.6.
 """
 
 from __future__ import annotations
@@ -45,12 +44,12 @@ CONTROLS: dict[str, str] = {
     "measured launch)",
     "DISA-SRG-V-233065": "DISA Container Platform SRG V-233065 (SRG-APP-000131-CTR-000285): "
     "the platform must verify container images",
-    "DISA-SRG-APP-000141": "DISA Application SRG SRG-APP-000141 (CM-7, least functionality): "
-    "disable non-essential capabilities; parent of the Container Platform SRG's "
-    "SRG-APP-000141-CTR-* requirements (CTR ID not cited: unverified)",
-    "DISA-SRG-APP-000516": "DISA Application SRG SRG-APP-000516 (CM-6): adhere to the secure "
-    "configuration settings; parent of the Container Platform SRG's SRG-APP-000516-CTR-* "
-    "requirements (CTR ID not cited: unverified)",
+    "DISA-SRG-V-233015": "DISA Container Platform SRG V-233015 (SRG-APP-000014-CTR-000035): "
+    "use TLS 1.2 or greater for container image transport from trusted sources",
+    "DISA-SRG-V-233127": "DISA Container Platform SRG V-233127: prohibit containers from "
+    "accessing privileged resources (kernel namespaces, sensitive host directories)",
+    "DISA-SRG-V-233163": "DISA Container Platform SRG V-233163: container images must execute "
+    "using least privileges",
 }
 
 # CIS Docker 4.5 (content trust), CIS Kubernetes 5.5.1 (image provenance),
@@ -62,8 +61,8 @@ TRUST_CONTROLS: tuple[str, ...] = (
     "DISA-SRG-V-233065",
     "NIST-800-190-4.1.5",
 )
-_RUNTIME = ("NIST-800-190-4.4.3", "DISA-SRG-APP-000516")
-_LEAST = ("NIST-800-190-4.4.3", "DISA-SRG-APP-000141")
+_LEAST = ("NIST-800-190-4.4.3", "DISA-SRG-V-233163")  # least privilege at run time
+_HOST = ("NIST-800-190-4.4.3", "DISA-SRG-V-233127")  # no access to privileged host resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +104,14 @@ RULES: dict[str, Rule] = {
             "seccomp-unconfined-allowed",
             "high",
             "apps may run with no seccomp filter",
-            ("CIS-Docker-5.21", *_RUNTIME),
+            ("CIS-Docker-5.21", *_LEAST),
         ),
         Rule(
             "TD-POL-015",
             "seccomp-any-allowed",
             "medium",
             "any seccomp filter passes, however permissive",
-            ("CIS-Docker-5.21", *_RUNTIME),
+            ("CIS-Docker-5.21", *_LEAST),
         ),
         Rule(
             "TD-POL-016",
@@ -126,14 +125,14 @@ RULES: dict[str, Rule] = {
             "selinux-off",
             "medium",
             "pods may run without SELinux labels",
-            ("CIS-Docker-5.2", *_RUNTIME),
+            ("CIS-Docker-5.2", *_HOST),
         ),
         Rule(
             "TD-POL-018",
             "fly-flavor-allowed",
             "high",
             "the fly flavor (host namespaces, no isolators) is allowed",
-            ("CIS-Docker-5.4", "CIS-Docker-5.9", "CIS-Docker-5.15", *_RUNTIME),
+            ("CIS-Docker-5.4", "CIS-Docker-5.9", "CIS-Docker-5.15", *_HOST, "DISA-SRG-V-233163"),
         ),
         Rule(
             "TD-POL-019",
@@ -146,14 +145,14 @@ RULES: dict[str, Rule] = {
             "insecure-transport-allowed",
             "medium",
             "--insecure-options=tls, http or pubkey is allowed",
-            ("CIS-Docker-2.5", "NIST-800-190-4.2.1", "NIST-800-190-4.1.5"),
+            ("CIS-Docker-2.5", "NIST-800-190-4.2.1", "NIST-800-190-4.1.5", "DISA-SRG-V-233015"),
         ),
         Rule(
             "TD-POL-021",
             "insecure-isolation-allowed",
             "high",
             "--insecure-options=capabilities, paths or seccomp is allowed",
-            ("CIS-Docker-5.3", "CIS-Docker-5.4", "CIS-Docker-5.21", *_RUNTIME),
+            ("CIS-Docker-5.3", "CIS-Docker-5.4", "CIS-Docker-5.21", *_LEAST, "DISA-SRG-V-233127"),
         ),
         Rule(
             "TD-POL-022",
