@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 
 # Debian packages the tests and the demo use (real parts, not mocks: CONVENTIONS 13).
-APT_PACKAGES := gnupg ca-certificates curl python3-venv busybox-static iproute2 util-linux swtpm swtpm-tools tpm2-tools libtss2-dev docker-registry skopeo umoci
+APT_PACKAGES := gnupg ca-certificates curl python3-venv busybox-static iproute2 util-linux swtpm swtpm-tools tpm2-tools libtss2-dev docker-registry skopeo umoci chromium fonts-liberation
 
 .PHONY: setup apt groups venv lint test test-unit test-integration demo bench clean
 

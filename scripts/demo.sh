@@ -172,6 +172,8 @@ TOML
 rkt policy check "$OUT/local-config/policy.toml" || true
 rkt --insecure-options=http run "docker://127.0.0.1:$PORT/demo/busybox:latest"
 rkt image list --fields=id,name,signers,source
-tail -n 1 "$OUT/data/policy/decisions.jsonl" | python3 -c "import json,sys; d=json.load(sys.stdin)['decision']; print('last decision:', d['gate'], d['image'], d['verdict'], d['scope'], '-', d['checks'][0]['reason'])"
+rkt policy log verify   # both hash-chained decision logs, with the last decision in each
+rkt policy audit --format=html --fail-on=never > "$OUT/audit.html"
+echo "auditor's report: $OUT/audit.html (one self-contained page)"
 
 step "demo complete"

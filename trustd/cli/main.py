@@ -49,6 +49,7 @@ VERBS: dict[str, str] = {
     "policy-explain": "policy",
     "policy-audit": "policy",
     "policy-schema": "policy",
+    "policy-log": "policy",
     "trust": "trust",
     "trust-list": "trust_manage",
     "trust-remove": "trust_manage",
@@ -59,7 +60,7 @@ SUBVERBS = {
     "trust": ("list", "remove", "verify"),
     "image": ("list", "rm", "cat-manifest", "export", "gc", "render", "extract"),
     "attest": ("status", "ak", "quote", "verify", "replay"),
-    "policy": ("check", "explain", "audit", "schema"),
+    "policy": ("check", "explain", "audit", "schema", "log"),
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,9 +1,11 @@
-"""``rkt policy check | explain | audit | schema``: the policy, offline, for people and CI."""
+"""``rkt policy check | explain | audit | schema | log verify``: the policy, offline, for people
+and CI."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,19 @@ from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, load_effective, load_policy
-from trustd.shared.policy.audit import audit, render, to_table_rows
+from trustd.shared.policy.audit import (
+    IMAGE_HEADER,
+    TABLE_HEADER,
+    audit,
+    image_rows,
+    render,
+    to_table_rows,
+)
 from trustd.shared.policy.explain import explain
 from trustd.shared.policy.findings import SEVERITIES, Finding, at_or_above
 from trustd.shared.policy.lint import lint
+from trustd.shared.policy.log import DecisionLogError, log_path, root_log_path
+from trustd.shared.policy.log_verify import LogCheck, check_log
 from trustd.shared.policy.schema import policy_schema
 
 EXIT_FINDINGS = 1  # findings at or above --fail-on (errors of our own exit 254)
@@ -47,7 +58,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt policy audit",
         help="the policy and every stored image against it",
     )
-    aud.add_argument("--format", choices=("table", "json", "sarif", "junit"), default="table")
+    aud.add_argument(
+        "--format", choices=("table", "json", "sarif", "junit", "html"), default="table"
+    )
     aud.add_argument("--fail-on", choices=_FAIL_CHOICES, default="high")
     aud.set_defaults(func=run_audit)
     sch = sub.add_parser(
@@ -57,6 +70,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="print the JSON Schema of policy.toml",
     )
     sch.set_defaults(func=run_schema)
+    log = sub.add_parser(
+        "policy-log",
+        parents=parents,
+        prog="rkt policy log",
+        help="verify the hash-chained decision logs",
+    )
+    log.add_argument("action", choices=("verify",))
+    log.add_argument("--format", choices=("text", "json"), default="text")
+    log.set_defaults(func=run_log)
 
 
 def _keystore(options: GlobalOptions) -> Keystore:
@@ -75,7 +97,8 @@ def _exit(findings: list[Finding] | tuple[Finding, ...], fail_on: str) -> int:
 
 def _print_findings(findings: list[Finding]) -> None:
     for f in findings:
-        print(f"{f.severity.upper()}\t{f.rule_id}\t{f.subject}: {f.message}")
+        where = f" (line {f.line}:{f.column or 1})" if f.line else ""
+        print(f"{f.severity.upper()}\t{f.rule_id}\t{f.subject}{where}: {f.message}")
         if f.fix:
             print(f"\t\tfix: {f.fix}")
 
@@ -155,7 +178,10 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.format == "table":
         print(f"policy {report.policy_source} ({report.policy_digest})")
         print(f"{len(report.images)} stored image(s), {len(report.findings)} finding(s)")
-        print_table(to_table_rows(report), ["SEVERITY", "RULE", "SUBJECT", "MESSAGE"])
+        print_table(to_table_rows(report), TABLE_HEADER)
+        if report.images:
+            print()
+            print_table(image_rows(report), IMAGE_HEADER)
     else:
         print(render(report, args.format))
     return _exit(report.findings, args.fail_on)
@@ -164,4 +190,53 @@ def run_audit(args: argparse.Namespace) -> int:
 def run_schema(args: argparse.Namespace) -> int:
     del args
     print(json.dumps(policy_schema(), indent=2))
+    return 0
+
+
+def _log_checks(options: GlobalOptions) -> list[LogCheck]:
+    data = options.dirs.data
+    checks = [check_log(log_path(data), "fetch log (group rkt)")]
+    root_log = root_log_path(data)
+    if os.geteuid() == 0:
+        checks.append(check_log(root_log, "run log (root)"))
+    else:
+        checks.append(
+            LogCheck(
+                "run log (root)",
+                root_log,
+                "skipped",
+                problem="root's log is readable by root only; run this as root to check it",
+            )
+        )
+    return checks
+
+
+def run_log(args: argparse.Namespace) -> int:
+    checks = _log_checks(args.options)
+    if args.format == "json":
+        doc = [
+            {
+                "log": c.label,
+                "path": str(c.path),
+                "state": c.state,
+                "lines": c.lines,
+                "head": c.head,
+                "broken_line": c.broken_line,
+                "problem": c.problem,
+            }
+            for c in checks
+        ]
+        print(json.dumps(doc, indent=2))
+    else:
+        for c in checks:
+            print(c.describe())
+    broken = next((c for c in checks if c.state in ("broken", "unreadable")), None)
+    if broken is not None:
+        where = f"{broken.path}:{broken.broken_line}" if broken.broken_line else str(broken.path)
+        raise DecisionLogError(
+            f"decision log {where}: {broken.problem}",
+            hint="a line was rewritten, inserted or removed: keep the file for investigation"
+            if broken.state == "broken"
+            else "check the data directory (--dir) and its permissions",
+        )
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,6 +28,8 @@ from typing import Any, TypeVar
 from trustd.shared.errors import LocalStateError
 
 T = TypeVar("T")
+# RFC 3339 section 5.6 date-time, JSON Schema's "date-time" format (T and Z in either case)
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 MAX_DOCUMENT = 4 << 20  # bytes of any one file trustd reads back
 _HINTS: dict[type, dict[str, Any]] = {}
 
@@ -95,6 +98,7 @@ class Decoder:
     value with no type inspection on the way."""
 
     dates_as_text: bool = False
+    rfc3339_text: bool = False  # text date-times too, but only RFC 3339 ones (TOML: quoted)
     noun: str = "field"  # what the file format calls a member ("key" in TOML)
     _steps: dict[Any, Step] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -256,6 +260,15 @@ class Decoder:
         return table
 
     def _datetime(self, value: Any, path: tuple[str, ...], _base: Any) -> datetime:
+        if self.rfc3339_text and isinstance(value, str):
+            if not RFC3339.fullmatch(value):
+                raise Invalid(
+                    path, f"{value!r} is not an RFC 3339 date-time (e.g. 2030-01-01T00:00:00Z)"
+                )
+            try:
+                return datetime.fromisoformat(value.upper())
+            except ValueError as exc:
+                raise Invalid(path, f"{value!r} is not a valid date-time: {exc}") from exc
         if self.dates_as_text and isinstance(value, str):
             try:
                 value = datetime.fromisoformat(value)

@@ -13,7 +13,7 @@ from tests.conftest import ConfigDirs, Keys
 from tests.unit.policy._helpers import FIXTURES, keystore, trust
 from trustd.cli.main import main
 from trustd.shared.policy import load_policy
-from trustd.shared.policy.audit import AuditReport, audit, render, to_json
+from trustd.shared.policy.audit import AuditReport, audit, image_rows, render, to_json
 from trustd.shared.store.model import ImageRecord, Provenance
 
 NOW = datetime.now(UTC)
@@ -93,10 +93,12 @@ def test_cli_audit_fail_on(
 ) -> None:
     dirs, _ = setup
     assert _rkt(dirs, "policy", "audit", "--format=json", "--fail-on=critical") == 0
-    assert json.loads(capsys.readouterr().out)["summary"]["findings"] == 0
-    assert (
-        _rkt(dirs, "policy", "audit", "--format=sarif", "--fail-on=info") == 0
-    )  # no store: policy only
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["by_severity"]["critical"] == 0
+    assert summary["findings"] == 2  # the fixture's measure = "off" and selinux = "off"
+    assert _rkt(dirs, "policy", "audit", "--format=sarif", "--fail-on=medium") == 1
+    json.loads(capsys.readouterr().out)  # no store: policy only
+    assert _rkt(dirs, "policy", "audit", "--format=sarif", "--fail-on=high") == 0
     json.loads(capsys.readouterr().out)
 
 
@@ -151,3 +153,120 @@ def test_cli_explain_json(
 def test_cli_schema(config_dirs: ConfigDirs, capsys: pytest.CaptureFixture[str]) -> None:
     assert _rkt(config_dirs, "policy", "schema") == 0
     assert json.loads(capsys.readouterr().out)["title"] == "trustd policy.toml"
+
+
+def _weak_report(dirs: ConfigDirs, keys: Keys) -> AuditReport:
+    records = [
+        _record("example.com/open", (), False, 4),
+        _record("example.com/app", (keys.good.lower(),), False, 5),
+    ]
+    return audit(load_policy(FIXTURES / "weak.toml"), keystore(dirs), records, NOW)
+
+
+def test_sarif_results_carry_line_and_column(setup: tuple[ConfigDirs, Keys]) -> None:
+    doc = json.loads(render(_weak_report(*setup), "sarif"))
+    results = doc["runs"][0]["results"]
+    lines = (FIXTURES / "weak.toml").read_text().splitlines()
+    located = [r for r in results if r["ruleId"].startswith("TD-POL-")]
+    assert located
+    for result in located:
+        physical = result["locations"][0]["physicalLocation"]
+        assert physical["artifactLocation"]["uri"] == (FIXTURES / "weak.toml").as_uri()
+        region = physical["region"]
+        assert region["startLine"] >= 1
+        assert region["startColumn"] >= 1
+        assert lines[region["startLine"] - 1][region["startColumn"] - 1 :].strip()
+    seccomp = next(r for r in results if r["ruleId"] == "TD-POL-014")
+    region = seccomp["locations"][0]["physicalLocation"]["region"]
+    assert lines[region["startLine"] - 1][region["startColumn"] - 1 :].startswith('"unconfined"')
+
+
+def test_json_report_has_each_scopes_effective_rules(setup: tuple[ConfigDirs, Keys]) -> None:
+    doc = to_json(_weak_report(*setup))
+    scopes = {s["scope"]: s for s in doc["scopes"]}
+    assert set(scopes) == {"default", "example.com/open"}
+    assert scopes["example.com/open"]["require"]["type"] == "accept-anything"
+    assert scopes["example.com/open"]["run"]["flavors"] == ["container", "fly"]  # from default
+    assert scopes["example.com/open"]["shadows"] == "default"
+
+
+def test_table_rows_give_each_images_verdict(setup: tuple[ConfigDirs, Keys]) -> None:
+    rows = image_rows(_weak_report(*setup))
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("example.com/open:1.0", "example.com/open", "ALLOW"),
+        ("example.com/app:1.0", "default", "DENY"),
+    ]
+    assert "the scope rejects every image" in rows[1][4]
+
+
+def test_cli_audit_table_lists_stored_images(
+    setup: tuple[ConfigDirs, Keys],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dirs, keys = setup
+    records = [_record("example.com/app", (keys.good.lower(),), False, 6)]
+    monkeypatch.setattr("trustd.cli._store.records", lambda _options, *a: records)
+    assert _rkt(dirs, "policy", "audit", "--fail-on=never") == 0
+    out = capsys.readouterr().out
+    assert "IMAGE" in out
+    assert "VERDICT" in out
+    row = next(line for line in out.splitlines() if line.startswith("example.com/app:1.0"))
+    assert "ALLOW" in row
+    assert "LINE" in out.splitlines()[2]
+
+
+EVIL = "<script>document.title='PWNED'</script><img src=x onerror=alert(1)>"
+
+
+def test_html_escapes_every_string(setup: tuple[ConfigDirs, Keys]) -> None:
+    import dataclasses  # noqa: PLC0415
+    import html.parser  # noqa: PLC0415
+
+    report = _weak_report(*setup)
+    evil_image = dataclasses.replace(report.images[0], image=EVIL, scope=EVIL, image_id=EVIL)
+    evil_scope = {**report.scopes[1], "scope": EVIL, "mode": EVIL}
+    evil_finding = dataclasses.replace(report.findings[0], subject=EVIL, message=EVIL, fix=EVIL)
+    report = dataclasses.replace(
+        report,
+        policy_source=EVIL,
+        findings=(evil_finding, *report.findings[1:]),
+        images=(*report.images, evil_image),
+        scopes=(*report.scopes, evil_scope),
+    )
+    page = render(report, "html")
+
+    class Tags(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: set[str] = set()
+            self.text: list[str] = []
+            self.attrs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.add(tag)
+            self.attrs += [name for name, _ in attrs]
+
+        def handle_data(self, data: str) -> None:
+            self.text.append(data)
+
+    parser = Tags()
+    parser.feed(page)
+    assert "script" not in parser.tags
+    assert "img" not in parser.tags
+    assert "onerror" not in parser.attrs
+    assert sum(EVIL in t for t in parser.text) >= 6  # shown as text wherever it was put
+    assert "http://" not in page
+    assert "https://" not in page
+    assert "default-src 'none'" in page
+
+
+def test_html_lists_findings_images_and_scopes(setup: tuple[ConfigDirs, Keys]) -> None:
+    report = _weak_report(*setup)
+    page = render(report, "html")
+    assert page.count('<tr class="finding"') == len(report.findings)
+    assert page.count('<tr class="image"') == len(report.images)
+    assert page.count('<div class="scope">') == 2
+    for f in report.findings:
+        assert f'data-rule="{f.rule_id}"' in page
+    assert "CIS-Docker-5.21" in page

@@ -232,3 +232,42 @@ def _toml(value: object) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     return str(value)
+
+
+# What JSON Schema's "date-time" (RFC 3339 section 5.6) admits, and so what a quoted
+# expires/not_before/not_after must decode to; TOML's own date-times keep working.
+DATE_TIMES: list[tuple[str, datetime | None]] = [
+    ('"2030-01-01T00:00:00Z"', datetime(2030, 1, 1, tzinfo=UTC)),
+    ('"2030-01-01t00:00:00z"', datetime(2030, 1, 1, tzinfo=UTC)),
+    ('"2030-01-01T02:00:00+02:00"', datetime(2030, 1, 1, tzinfo=UTC)),
+    ('"2030-01-01T00:00:00.5Z"', datetime(2030, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)),
+    ("2030-01-01T00:00:00Z", datetime(2030, 1, 1, tzinfo=UTC)),  # TOML offset date-time
+    ('"2030-01-01"', None),  # a full-date is not a date-time
+    ('"2030-01-01T00:00:00"', None),  # no offset
+    ('"20300101T000000Z"', None),  # ISO 8601 basic format is not RFC 3339
+    ('"2030-01-01 00:00:00Z"', None),
+    ('"2030-W01-1T00:00:00Z"', None),
+    ('"2030-13-01T00:00:00Z"', None),  # matches the pattern, is no date
+    ('"soon"', None),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), DATE_TIMES)
+def test_quoted_rfc3339_date_times_decode_as_the_schema_says(
+    value: str, expected: datetime | None
+) -> None:
+    schema = policy_schema()["$defs"]["WarnException"]["properties"]["expires"]
+    assert (schema["type"], schema["format"]) == ("string", "date-time")
+    text = (
+        BASE
+        + '[scopes."a.com"]\nmode = "warn"\n'
+        + f'exception = {{ owner = "ops@example.com", expires = {value} }}\n'
+    )
+    if expected is None:
+        with pytest.raises(PolicyFileError) as err:
+            policy(text)
+        assert err.value.key_path == ("scopes", "a.com", "exception", "expires")
+        return
+    exc = policy(text).scopes["a.com"].exception
+    assert exc is not None
+    assert exc.expires == expected

@@ -28,7 +28,14 @@ from trustd.shared.policy.scopes import scope_problem
 MAX_POLICY_BYTES = 1 << 20
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 T = TypeVar("T")
-__all__ = ["PolicyFileError", "hints", "load_policy", "loads_policy", "toml_fields"]
+__all__ = [
+    "PolicyFileError",
+    "find_location",
+    "hints",
+    "load_policy",
+    "loads_policy",
+    "toml_fields",
+]
 
 
 class PolicyFileError(LocalStateError):
@@ -44,7 +51,9 @@ class PolicyFileError(LocalStateError):
         self.source, self.key_path, self.problem, self.line = source, path, problem, line
 
 
-_DECODER = Decoder(noun="key")  # TOML: date-times are real values, never text
+# TOML date-times are real values; a quoted RFC 3339 string is accepted too, since the
+# JSON Schema (``rkt policy schema``) can only say "a date-time string".
+_DECODER = Decoder(noun="key", rfc3339_text=True)
 toml_fields = file_fields  # the schema module's name for it
 
 
@@ -67,7 +76,7 @@ def _scope_rules(scope: Scope, path: tuple[str, ...]) -> None:
         raise Invalid((*path, "require", "fingerprints"), "a fingerprint is listed twice")
 
 
-def _build(doc: dict[str, Any], source: str, digest: str) -> Policy:
+def _build(doc: dict[str, Any], source: str, digest: str, text: str = "") -> Policy:
     for key in ("version", "default"):
         if key not in doc:
             raise Invalid((key,), "missing required key")
@@ -100,6 +109,7 @@ def _build(doc: dict[str, Any], source: str, digest: str) -> Policy:
         seccomp_profiles=top.seccomp_profiles,
         source=source,
         digest=digest,
+        text=text,
     )
 
 
@@ -120,6 +130,74 @@ def find_line(text: str, path: tuple[str, ...]) -> int | None:
         if full and path[: len(full)] == full and len(full) > best_len:
             best_len, best_line = len(full), number
     return best_line
+
+
+def find_location(text: str, path: tuple[str, ...], value: str = "") -> tuple[int, int] | None:
+    """(line, column), both 1-based, of the key ``path`` sets (or of ``value`` inside it, a
+    string in its array or inline table), best effort: the longest prefix of ``path`` that
+    a header or ``key =`` line sets, refined to an inline key on that line."""
+    table: tuple[str, ...] = ()
+    best_len, best = 0, None
+    offset = 0
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        full: tuple[str, ...] = ()
+        if stripped.startswith("["):
+            table = _header_path(stripped) or ()
+            full = table
+        elif key := _key_path(stripped):
+            full = (*table, *key)
+        if full and path[: len(full)] == full and len(full) > best_len:
+            best_len, best = len(full), (number, indent, offset)
+        offset += len(line)
+    if best is None:
+        return None
+    number, column, start = best
+    line_text = text[start:].split("\n", 1)[0]
+    for part in path[best_len:]:  # an inline table: ``require = { threshold = 2 }``
+        found = re.search(rf"[{{,\s]\"?{re.escape(part)}\"?\s*=", line_text[column:])
+        if found is None:
+            break
+        column += found.start() + 1
+    if value:
+        hit = _string_at(text, start + column, value)
+        if hit is not None:
+            return _line_col(text, hit)
+    return number, column + 1
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _string_at(text: str, start: int, value: str) -> int | None:
+    """The offset of the string ``value`` in the TOML value that follows ``key =`` at
+    ``start`` (arrays and inline tables may span lines), else None."""
+    i, depth, began = text.find("=", start) + 1, 0, False
+    while 0 < i < len(text):
+        ch = text[i]
+        if ch == "#":  # a comment runs to the end of its line
+            i = text.find("\n", i)
+            continue
+        if (ch == "\n" and depth == 0 and began) or (ch in "]}" and depth <= 1):
+            break  # the value ended
+        if ch in "[{":
+            depth, began = depth + 1, True
+        elif ch in "]}":
+            depth -= 1
+        elif ch in "\"'":
+            end = i + 1
+            while end < len(text) and text[end] not in (ch, "\n"):
+                end += 2 if ch == '"' and text[end] == "\\" else 1
+            if text[i + 1 : end] == value:
+                return i
+            if depth == 0:
+                break  # a plain string, and not the one
+            i, began = end, True
+        i += 1
+    return None
 
 
 def _single_path(obj: Any) -> tuple[str, ...]:
@@ -166,7 +244,7 @@ def loads_policy(data: bytes, source: str) -> Policy:
         line = int(found.group(1)) if found else None
         raise PolicyFileError(source, (), f"not valid TOML: {exc}", line) from exc
     try:
-        return _build(doc, source, digest)
+        return _build(doc, source, digest, text)
     except Invalid as exc:
         raise PolicyFileError(source, exc.path, exc.problem, find_line(text, exc.path)) from exc
     except RecursionError as exc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import _profiles
+from trustd.shared.policy._codec import find_location
 from trustd.shared.policy._signers import keystore_key
 from trustd.shared.policy.findings import Finding, finding
 from trustd.shared.policy.model import SECCOMP_BUILTINS, SECCOMP_DIGEST, Policy, Scope
@@ -55,18 +56,42 @@ def scope_keys(policy: Policy, name: str, keystore: Keystore) -> list[ScopeKey]:
     return out
 
 
-def _default_rule(policy: Policy) -> Iterator[Finding]:
+def _where(name: str, *rest: str) -> tuple[str, ...]:
+    """The key path of ``rest`` inside scope ``name`` in the policy file."""
+    return ("default", *rest) if name == DEFAULT else ("scopes", name, *rest)
+
+
+def _default_rule(policy: Policy, keystore: Keystore) -> Iterator[Finding]:
     req = policy.default.require
     if req.type == "reject":
         return
-    sev = "high" if req.type == "accept-anything" else "low"
+    if req.type == "accept-anything":
+        yield finding(
+            "TD-POL-001",
+            DEFAULT,
+            "the default scope is 'accept-anything', not 'reject': images no scope names are "
+            "accepted unsigned",
+            'set [default.require] type = "reject" and list trusted registries as scopes',
+            "high",
+            key_path=_where(DEFAULT, "require", "type"),
+        )
+        return
+    # "signed": a prefix keyring only vouches for its own names, so with prefix keys only the
+    # keystore *is* the allow-list (what reject + scopes would say). Only a key that vouches
+    # for every name (a root key, or a key pinned in [default]) makes it an open default.
+    everywhere = [k for k in scope_keys(policy, DEFAULT, keystore) if k.key is not None]
+    if not everywhere:
+        return
+    shown = ", ".join(f"{format_fingerprint(k.fingerprint)} ({k.via})" for k in everywhere)
     yield finding(
         "TD-POL-001",
         DEFAULT,
-        f"the default scope is {req.type!r}, not 'reject': images no scope names are "
-        + ("accepted unsigned" if sev == "high" else "accepted when any root or prefix key signed"),
-        'set [default.require] type = "reject" and list trusted registries as scopes',
-        sev,
+        "the default scope is 'signed', not 'reject', and these keys vouch for every image "
+        f"name no scope names: {shown}",
+        "trust such keys for a prefix (rkt trust --prefix), or set [default.require] "
+        'type = "reject" and list trusted registries as scopes',
+        "low",
+        key_path=_where(DEFAULT, "require", "type"),
     )
 
 
@@ -116,6 +141,7 @@ def _hierarchy(policy: Policy, now: datetime) -> Iterator[Finding]:
                 f"scope {name!r} repeats {parent_name!r}, which it shadows for its names: "
                 f"later changes to {parent_name!r} will silently not apply to them",
                 f"remove [scopes.{name!r}] or make it differ on purpose",
+                key_path=_where(name),
             )
             continue
         weaker, trust = _weaker(scope, parent, now)
@@ -128,33 +154,67 @@ def _hierarchy(policy: Policy, now: datetime) -> Iterator[Finding]:
                 f"restate the stricter settings of {parent_name!r} in {name!r} "
                 "(scopes inherit from [default] only)",
                 "high" if trust else "medium",
+                key_path=_where(name),
             )
 
 
 def _key_findings(name: str, sk: ScopeKey, now: datetime) -> Iterator[Finding]:
     shown = format_fingerprint(sk.fingerprint)
     fix = f"rotate: trust a current key and update scope {name!r}"
+    pinned = sk.via == "pinned"
+    path = _where(name, "require", *(["fingerprints"] if pinned else []))
+    value = sk.fingerprint if pinned else ""
     if sk.key is None:
         yield finding(
             "TD-POL-004",
             name,
             f"key {shown} ({sk.via}) is not in the keystore",
             f"rkt trust --prefix PREFIX KEYFILE for {shown}, or unpin it",
+            key_path=path,
+            value=value,
         )
         return
     key = sk.key
     if key.revoked:
-        yield finding("TD-POL-006", name, f"key {shown} ({sk.via}) is revoked", fix)
+        yield finding(
+            "TD-POL-006",
+            name,
+            f"key {shown} ({sk.via}) is revoked",
+            fix,
+            key_path=path,
+            value=value,
+        )
     elif key.weak_reason:
-        yield finding("TD-POL-011", name, f"key {shown} is too weak: {key.weak_reason}", fix)
+        yield finding(
+            "TD-POL-011",
+            name,
+            f"key {shown} is too weak: {key.weak_reason}",
+            fix,
+            key_path=path,
+            value=value,
+        )
     ends = [t for t in (key.expires, sk.not_after) if t is not None]
     if not ends:
         return
     end = min(ends)
     if end <= now:
-        yield finding("TD-POL-005", name, f"key {shown} ({sk.via}) expired {end:%Y-%m-%d}", fix)
+        yield finding(
+            "TD-POL-005",
+            name,
+            f"key {shown} ({sk.via}) expired {end:%Y-%m-%d}",
+            fix,
+            key_path=path,
+            value=value,
+        )
     elif end - now <= EXPIRY_WARNING:
-        yield finding("TD-POL-007", name, f"key {shown} ({sk.via}) expires {end:%Y-%m-%d}", fix)
+        yield finding(
+            "TD-POL-007",
+            name,
+            f"key {shown} ({sk.via}) expires {end:%Y-%m-%d}",
+            fix,
+            key_path=path,
+            value=value,
+        )
 
 
 def _usable(sk: ScopeKey, now: datetime) -> bool:
@@ -182,6 +242,7 @@ def _keys(policy: Policy, keystore: Keystore, now: datetime) -> Iterator[Finding
                 f"scope {name!r} needs {scope.require.threshold} signature(s) by distinct keys "
                 f"but only {usable} usable key(s) are trusted for it: no image can pass",
                 f'trust more keys: rkt trust --prefix "{name}" KEYFILE',
+                key_path=_where(name, "require", "threshold"),
             )
 
 
@@ -197,6 +258,7 @@ def _exceptions(policy: Policy, now: datetime) -> Iterator[Finding]:
                 f"warn exception owned by {exc.owner} expired {exc.expires:%Y-%m-%d}: "
                 "the scope enforces",
                 'renew it with a new expires, or set mode = "enforce"',
+                key_path=_where(name, "exception"),
             )
         else:
             yield finding(
@@ -204,6 +266,7 @@ def _exceptions(policy: Policy, now: datetime) -> Iterator[Finding]:
                 name,
                 f"scope only warns until {exc.expires:%Y-%m-%d} (owner {exc.owner}"
                 + (f": {exc.reason})" if exc.reason else ")"),
+                key_path=_where(name, "exception"),
             )
 
 
@@ -219,17 +282,178 @@ def _seccomp(policy: Policy) -> Iterator[Finding]:
                     name,
                     f"seccomp profile {entry!r}: {problem}",
                     "fix the profile file or the name in run.seccomp",
+                    key_path=_where(name, "run", "seccomp"),
+                    value=entry,
                 )
 
 
+# Capabilities that break container isolation on their own (mount, modules, ptrace of other
+# processes, network configuration, raw devices, open_by_handle_at, MAC, BPF, clock, reboot).
+DANGEROUS_CAPS: tuple[str, ...] = (
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_PTRACE",
+    "CAP_NET_ADMIN",
+    "CAP_SYS_RAWIO",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_BPF",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_TIME",
+)
+_TRANSPORT_BITS = ("tls", "http", "pubkey")
+_ISOLATION_BITS = ("capabilities", "paths", "seccomp")
+_INHERITS = " (and every scope that does not set it)"
+
+
+def _new(
+    name: str, mine: tuple[str, ...], default: tuple[str, ...], wanted: tuple[str, ...]
+) -> list[str]:
+    """The ``wanted`` items scope ``name`` allows that [default] does not already (the default's
+    own finding covers what a scope inherits)."""
+    base = () if name == DEFAULT else default
+    return [w for w in wanted if w in mine and w not in base]
+
+
+def _run_rules(policy: Policy, name: str) -> Iterator[Finding]:
+    scope, base = policy.scope(name), policy.default
+    run, brun = scope.run, base.run
+    tail = _INHERITS if name == DEFAULT else ""
+    is_default = name == DEFAULT
+    if scope.measure != "required" and (is_default or scope.measure != base.measure):
+        off = scope.measure == "off"
+        yield finding(
+            "TD-POL-013",
+            name,
+            f'measure = "{scope.measure}"{tail}: pod starts '
+            + ("are never measured into the TPM" if off else "are unmeasured when no TPM answers")
+            + ", so an attestation cannot show what ran",
+            'set measure = "required" (and configure a TPM backend)',
+            "medium" if off else "low",
+            key_path=_where(name, "measure"),
+        )
+    if _new(name, run.seccomp, brun.seccomp, ("unconfined",)):
+        yield finding(
+            "TD-POL-014",
+            name,
+            f'run.seccomp allows "unconfined"{tail}: apps may run with no syscall filter',
+            'remove "unconfined" from run.seccomp; list rkt-default or a named profile',
+            key_path=_where(name, "run", "seccomp"),
+            value="unconfined",
+        )
+    if _new(name, run.seccomp, brun.seccomp, ("any",)):
+        yield finding(
+            "TD-POL-015",
+            name,
+            f'run.seccomp allows "any"{tail}: any loaded filter passes, including a permissive '
+            "profile file given at run time",
+            'replace "any" with the profiles you vetted (rkt-default, moby-default, sha256-...)',
+            key_path=_where(name, "run", "seccomp"),
+            value="any",
+        )
+    caps = _new(name, run.capabilities, brun.capabilities, DANGEROUS_CAPS)
+    if caps:
+        yield finding(
+            "TD-POL-016",
+            name,
+            f"run.capabilities allows {', '.join(caps)}{tail}: each one lets an app break out "
+            "of its container or reconfigure the host",
+            f"remove {', '.join(caps)} from run.capabilities (grant them to named scopes only)",
+            key_path=_where(name, "run", "capabilities"),
+            value=caps[0],
+        )
+    if run.selinux == "off" and (is_default or brun.selinux != "off"):
+        yield finding(
+            "TD-POL-017",
+            name,
+            f'run.selinux = "off"{tail}: pods run without SELinux labels and the gap is not '
+            "recorded",
+            'set run.selinux = "enforce" (or "permissive" on hosts without SELinux, which '
+            "records the gap)",
+            key_path=_where(name, "run", "selinux"),
+        )
+    if _new(name, run.flavors, brun.flavors, ("fly",)):
+        yield finding(
+            "TD-POL-018",
+            name,
+            f'run.flavors allows "fly"{tail}: its apps share the host\'s namespaces and run '
+            "with every capability and no seccomp filter",
+            'remove "fly" from run.flavors (allow it only for a named scope of system tools)',
+            key_path=_where(name, "run", "flavors"),
+            value="fly",
+        )
+    opts, bopts = run.insecure_options, brun.insecure_options
+    if _new(name, opts, bopts, ("image",)):
+        yield finding(
+            "TD-POL-019",
+            name,
+            f'run.insecure_options allows "image"{tail}: images fetched without a signature '
+            "check pass the signature requirement",
+            'remove "image" from run.insecure_options; sign the images instead',
+            key_path=_where(name, "run", "insecure_options"),
+            value="image",
+        )
+    bits = _new(name, opts, bopts, _TRANSPORT_BITS)
+    if bits:
+        yield finding(
+            "TD-POL-020",
+            name,
+            f"run.insecure_options allows {', '.join(bits)}{tail}: images or keys may come over "
+            "unauthenticated connections"
+            + (" (pubkey: a key fetched that way is then trusted)" if "pubkey" in bits else ""),
+            f"remove {', '.join(bits)} from run.insecure_options; serve registries over HTTPS",
+            "high" if "pubkey" in bits else "",
+            key_path=_where(name, "run", "insecure_options"),
+            value=bits[0],
+        )
+    bits = _new(name, opts, bopts, _ISOLATION_BITS)
+    if bits:
+        yield finding(
+            "TD-POL-021",
+            name,
+            f"run.insecure_options allows {', '.join(bits)}{tail}: a run may switch off "
+            "capability restriction, masked paths or seccomp and still pass the gate",
+            f"remove {', '.join(bits)} from run.insecure_options",
+            key_path=_where(name, "run", "insecure_options"),
+            value=bits[0],
+        )
+    accepts = scope.require.type == "accept-anything"
+    if accepts and not is_default and base.require.type != "accept-anything":
+        yield finding(
+            "TD-POL-022",
+            name,
+            f"scope {name!r} accepts anything: its images are admitted unsigned, without "
+            "--insecure-options=image",
+            f'set [scopes."{name}".require] type = "signed" and trust its signing key',
+            key_path=_where(name, "require", "type"),
+        )
+
+
+def _runtime(policy: Policy) -> Iterator[Finding]:
+    for name in (DEFAULT, *policy.scopes):
+        yield from _run_rules(policy, name)
+
+
+def _locate(policy: Policy, found: Finding) -> Finding:
+    if not policy.text or not found.key_path:
+        return found
+    where = find_location(policy.text, found.key_path, found.value)
+    if where is None:
+        return found
+    return replace(found, line=where[0], column=where[1])
+
+
 def lint(policy: Policy, keystore: Keystore, now: datetime) -> list[Finding]:
-    """Every finding about the policy itself, most severe first."""
+    """Every finding about the policy itself, most severe first, located in the file."""
     found = [
-        *_default_rule(policy),
+        *_default_rule(policy, keystore),
         *_hierarchy(policy, now),
         *_keys(policy, keystore, now),
         *_exceptions(policy, now),
         *_seccomp(policy),
+        *_runtime(policy),
     ]
     order = ("critical", "high", "medium", "low", "info")
-    return sorted(found, key=lambda f: (order.index(f.severity), f.rule_id, f.subject))
+    found.sort(key=lambda f: (order.index(f.severity), f.rule_id, f.subject))
+    return [_locate(policy, f) for f in found]

@@ -196,6 +196,7 @@ class Policy:
     )
     source: str = field(default="", compare=False, metadata={"internal": True})
     digest: str = field(default="", compare=False, metadata={"internal": True})
+    text: str = field(default="", compare=False, repr=False, metadata={"internal": True})
 
     def scope(self, name: str) -> Scope:
         return self.default if name == "default" else self.scopes[name]

@@ -16,7 +16,11 @@ _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
     int: {"type": "integer"},
     bool: {"type": "boolean"},
-    datetime: {"type": "string", "format": "date-time"},
+    datetime: {
+        "type": "string",
+        "format": "date-time",
+        "$comment": "RFC 3339, with an offset (2030-01-01T00:00:00Z); in TOML quoted or bare",
+    },
 }
 
 
