@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from trustd.privileged._output import output_dir, write_output
 from trustd.privileged.executor._measure import MeasureConfig, load_config
 from trustd.privileged.pod import PodStore
 from trustd.privileged.treestore.datadir import DataDir, open_data_dir
@@ -91,7 +92,7 @@ def run(ctx: Context, request: Run) -> int:
 
     prepared = _prepare_pod(ctx, request)
     if request.uuid_file:
-        Path(request.uuid_file).write_text(prepared.pod.uuid + "\n")
+        write_output(Path(request.uuid_file), (prepared.pod.uuid + "\n").encode())
     return run_prepared_pod(prepared, ctx.pods(), ctx.measure(), ctx.policy())
 
 
@@ -225,13 +226,13 @@ def attest_status(ctx: Context, _request: AttestStatus) -> int:
 
 
 def attest_key(ctx: Context, request: AttestKey) -> int:
-    Path(request.out).write_bytes(_measurer(ctx).ak_public_pem())
+    write_output(Path(request.out), _measurer(ctx).ak_public_pem())
     return 0
 
 
 def attest_quote(ctx: Context, request: AttestQuote) -> int:
     pcrs = list(request.pcrs) if request.pcrs else [ctx.measure().pcr]
-    _measurer(ctx).quote(bytes.fromhex(request.nonce), pcrs, Path(request.out))
+    _measurer(ctx).quote(bytes.fromhex(request.nonce), pcrs, output_dir(Path(request.out)))
     print(f"quote of PCR {','.join(map(str, pcrs))} written to {request.out}")
     return 0
 

@@ -10,6 +10,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from trustd.privileged._output import check_parent, output_file
 from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor._isolate import preload
 from trustd.privileged.executor.plan import AppPlan
@@ -20,15 +21,18 @@ from trustd.shared.errors import UserError
 from trustd.shared.isolation import set_undumpable
 
 
-def _write_aci(merged: Path, manifest: bytes, out: Path) -> None:
-    with tarfile.open(out, "w") as tar:
+def _write_aci(merged: Path, manifest: bytes, out: Path, *, overwrite: bool) -> None:
+    with (
+        output_file(out, overwrite=overwrite) as target,
+        tarfile.open(fileobj=target, mode="w") as tar,
+    ):
         info = tarfile.TarInfo("manifest")
         info.size, info.mode = len(manifest), 0o644
         tar.addfile(info, io.BytesIO(manifest))
         tar.add(merged, arcname="rootfs", recursive=True)
 
 
-def _export_child(pod: Pod, app: AppPlan, out: Path) -> None:
+def _export_child(pod: Pod, app: AppPlan, out: Path, *, overwrite: bool) -> None:
     set_undumpable()
     lx.unshare(lx.CLONE_NEWNS)
     lx.mount(None, "/", None, lx.MS_REC | lx.MS_PRIVATE)
@@ -43,7 +47,7 @@ def _export_child(pod: Pod, app: AppPlan, out: Path) -> None:
             lx.MS_RDONLY,
             f"lowerdir={layer / 'upper'}:{app.rootfs}",
         )
-        _write_aci(merged, (Path(app.tree) / "manifest").read_bytes(), out)
+        _write_aci(merged, (Path(app.tree) / "manifest").read_bytes(), out, overwrite=overwrite)
         lx.umount(str(merged), lx.MNT_DETACH)
 
 
@@ -53,8 +57,9 @@ def export(pod: Pod, app_name: str | None, out: Path, *, overwrite: bool) -> Non
         raise UserError(f'pod "{pod.uuid}" is {pod.state()}; only exited pods can be exported')
     if out.suffix != ".aci":
         raise UserError(f"{out}: the output must end in .aci")
-    if out.exists() and not overwrite:
+    if (out.exists() or out.is_symlink()) and not overwrite:
         raise UserError(f"{out} already exists", hint="pass --overwrite")
+    check_parent(out)  # before the work; the write itself never follows a link (_output)
     plan = load_plan(pod)
     apps = [a for a in plan.apps if app_name in (None, a.name)]
     if len(apps) != 1:
@@ -66,7 +71,7 @@ def export(pod: Pod, app_name: str | None, out: Path, *, overwrite: bool) -> Non
     if pid == 0:  # pragma: no cover - measured by the integration tests
         code = 0
         try:
-            _export_child(pod, apps[0], out.absolute())
+            _export_child(pod, apps[0], out.absolute(), overwrite=overwrite)
         except BaseException as exc:  # noqa: BLE001
             print(f"export: {exc}", file=sys.stderr)
             code = EXIT_STAGE1

@@ -17,6 +17,7 @@ the keyring in force, and an insecure render needs insecure acceptance again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trustd.privileged import _dirfd
+from trustd.privileged._output import check_parent, output_dir, output_file
 from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root, private_dir
 from trustd.privileged.treestore.marker import (
     MAX_MARKER,
@@ -37,7 +39,7 @@ from trustd.privileged.treestore.marker import (
     decode_marker,
     encode_marker,
 )
-from trustd.shared.appc.aci import copy_uncompressed
+from trustd.shared.appc.aci import Sink, copy_uncompressed
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
 from trustd.shared.codec import DecodeError
@@ -261,11 +263,18 @@ def render_into(
     allow_insecure: bool = False,
 ) -> Path:
     """``rkt image render/extract IMAGE DIR``: verify a private copy, extract it into DIR."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    check_parent(dest)  # the staging below sits beside dest: nobody else may move it
+    if dest.exists() or dest.is_symlink():
+        output_dir(dest)  # only a real directory root owns, in one only root can change
     if dest.exists() and any(dest.iterdir()):
         if not overwrite:
             raise UserError(f"{dest} is not empty", hint="pass --overwrite to replace it")
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+        for child in dest.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     cas = open_cas(data_dir)
     try:
         with tempfile.TemporaryDirectory(prefix=".trustd-render-", dir=dest.parent) as work:
@@ -275,7 +284,7 @@ def render_into(
             unpacked = Path(work) / "unpacked"
             _extract(copy, unpacked)
             source = unpacked / "rootfs" if rootfs_only else unpacked
-            dest.mkdir(parents=True, exist_ok=True)
+            output_dir(dest)
             for child in source.iterdir():
                 child.rename(dest / child.name)
     finally:
@@ -286,16 +295,35 @@ def render_into(
 def export_image(data_dir: Path, key: StoreKey, output: Path, *, overwrite: bool) -> None:
     """``rkt image export``: the stored archive, uncompressed; read beneath ``cas`` by the
     checked full ID into a private copy, with no symlink followed."""
-    if output.exists() and not overwrite:
-        raise UserError(f"{output} already exists", hint="pass --overwrite")
     cas = open_cas(data_dir)
     try:
         with tempfile.TemporaryDirectory(prefix=".trustd-export-") as work:
             original, _sig = private_copy(cas, key, Path(work))
-            with output.open("wb") as out:
-                copy_uncompressed(original, out)
+            with output_file(output, overwrite=overwrite) as out:
+                hashed = _Sha512Writer(out)
+                copy_uncompressed(original, hashed)
+                if hashed.digest() != key.digest:  # the group may have replaced the blob
+                    raise LocalStateError(
+                        f"the stored archive of {key.id[:39]}… does not hash to its ID",
+                        hint=f"the store was altered; rkt image rm {key.id[:39]} and fetch "
+                        "it again",
+                    )
     finally:
         os.close(cas)
+
+
+class _Sha512Writer:
+    """Passes writes through, hashing them (an export is the image's uncompressed tar)."""
+
+    def __init__(self, target: Sink) -> None:
+        self.target, self.hash = target, hashlib.sha512()
+
+    def write(self, block: bytes, /) -> object:
+        self.hash.update(block)
+        return self.target.write(block)
+
+    def digest(self) -> str:
+        return self.hash.hexdigest()
 
 
 def remove_tree(data: DataDir, name: str) -> None:

@@ -26,7 +26,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 
 from trustd.shared.appc._aci_io import (
     CapExceeded,
@@ -194,7 +194,13 @@ def _check_end(reader: HashingReader, end: int) -> None:
         raise Refused("truncated-tar", f"the tar ends at byte {reader.size} without end blocks")
 
 
-def copy_uncompressed(source: Path, target: BinaryIO, chunk: int = 1 << 20) -> None:
+class Sink(Protocol):
+    """Anything bytes can be written to (a file, or a hashing pass-through)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+def copy_uncompressed(source: Path, target: Sink, chunk: int = 1 << 20) -> None:
     """Write the uncompressed tar of the ACI at ``source`` to ``target`` (rkt's export format)."""
     with source.open("rb") as stream:
         try:
