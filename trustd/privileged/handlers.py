@@ -22,6 +22,7 @@ from trustd.shared.request import (
     AttestKey,
     AttestQuote,
     AttestStatus,
+    AttestStopTpm,
     CollectPods,
     Enter,
     Envelope,
@@ -197,6 +198,24 @@ def attest_quote(ctx: Context, request: AttestQuote) -> int:
     return 0
 
 
+def attest_stop_tpm(ctx: Context, _request: AttestStopTpm) -> int:
+    """Stop the embedded swtpm of the data dir; with another backend there is nothing to stop."""
+    from trustd.privileged.measure import stop_embedded  # noqa: PLC0415
+
+    backend = _measurer(ctx).status()
+    if backend.kind != "swtpm":
+        print(f"the {backend.kind} backend is in use ({backend.reason}): no embedded swtpm to stop")
+        return 0
+    if stop_embedded(ctx.data):
+        print(
+            f"stopped the embedded swtpm of {ctx.data} (its PCRs are gone; the next use starts"
+            " a new one and a new event-log epoch)"
+        )
+    else:
+        print(f"no embedded swtpm runs for {ctx.data}")
+    return 0
+
+
 HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     Run: run,
     Prepare: prepare,
@@ -210,6 +229,7 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     AttestStatus: attest_status,
     AttestKey: attest_key,
     AttestQuote: attest_quote,
+    AttestStopTpm: attest_stop_tpm,
 }
 
 

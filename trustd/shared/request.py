@@ -213,6 +213,13 @@ class AttestStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestStopTpm:
+    """``rkt attest stop-tpm``: stop the data dir's embedded swtpm (its PCRs are lost)."""
+
+    kind: Literal["attest-stop-tpm"]
+
+
+@dataclass(frozen=True, slots=True)
 class AttestKey:
     """``rkt attest ak``: the attestation key's public part, written to ``out``."""
 
@@ -248,6 +255,7 @@ Request = (
     | AttestStatus
     | AttestKey
     | AttestQuote
+    | AttestStopTpm
 )
 
 

@@ -2,8 +2,9 @@
 
 Order: a TCTI string given by the caller (from the config file or a flag), then
 ``$TRUSTD_TCTI``, then the kernel resource manager ``/dev/tpmrm0``, else the embedded swtpm
-that trustd starts under ``<data-dir>/tpm/``. The embedded swtpm is a software TPM: it proves
-what trustd measured to anyone who trusts this machine's root, not what the hardware booted.
+that trustd starts under ``<data-dir>/tpm/`` and reaches over a root-only UNIX socket there. The
+embedded swtpm is a software TPM: it proves what trustd measured to anyone who trusts this
+machine's root, not what the hardware booted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Final, Literal
 from trustd.privileged.measure import _swtpm
 from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
 from trustd.privileged.measure._swtpm import SwtpmState
+from trustd.privileged.measure._unixtpm import SOCKET
 from trustd.shared.errors import UserError
 
 ENV_TCTI: Final = "TRUSTD_TCTI"
@@ -39,13 +41,18 @@ class BackendChoice:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A backend ready to use: the TCTI to open and, for the swtpm, what happened to it."""
+    """A backend ready to use: the TCTI to open and, for the swtpm, what happened to it.
+
+    For the embedded swtpm ``tcti`` only describes the channel; :func:`_esys.connect` opens
+    ``socket_dir``'s UNIX socket with trustd's own TCTI.
+    """
 
     kind: Kind
     reason: str
     tcti: str
     swtpm: SwtpmState | None = None
     started: str | None = None  # "started", "restarted: …" or None when an existing one answered
+    socket_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +69,10 @@ class BackendStatus:
             lines.append(f"tcti: {self.tcti}")
         if self.swtpm is not None:
             state = "running" if self.running else "not running (started on next use)"
-            lines.append(f"swtpm: pid {self.swtpm.pid}, {state}, started {self.swtpm.starts}x")
+            lines.append(
+                f"swtpm: pid {self.swtpm.swtpm_pid} (supervisor {self.swtpm.pid}), {state}, "
+                f"started {self.swtpm.starts}x"
+            )
         return "\n".join(lines)
 
 
@@ -71,7 +81,7 @@ def _check_tcti(value: str, source: str) -> str:
         raise UserError(
             f"{source}: {value!r} is not a TCTI string",
             hint='expected NAME[:CONF], e.g. "device:/dev/tpmrm0" or '
-            '"swtpm:host=127.0.0.1,port=2421"',
+            '"mssim:host=localhost,port=2321"',
         )
     return value
 
@@ -99,13 +109,18 @@ def choose_backend(
     return BackendChoice("swtpm", reason, None)
 
 
+def embedded_tcti(directory: Path) -> str:
+    """How ``rkt attest status`` names the embedded swtpm's channel."""
+    return f"unix:{directory / SOCKET} (root only)"
+
+
 def _embedded_locked(directory: Path, reason: str) -> Target:
     previous = _swtpm.load_state(directory)
-    if previous is not None and _swtpm.is_alive(previous, directory):
-        return Target("swtpm", reason, previous.tcti, previous, None)
+    if previous is not None and _swtpm.is_alive(directory):
+        return Target("swtpm", reason, embedded_tcti(directory), previous, None, directory)
     state = _swtpm.start(directory, previous)
     why = "started" if previous is None else f"restarted: pid {previous.pid} was not answering"
-    return Target("swtpm", reason, state.tcti, state, why)
+    return Target("swtpm", reason, embedded_tcti(directory), state, why, directory)
 
 
 def resolve_locked(choice: BackendChoice, directory: Path) -> Target:
@@ -145,16 +160,18 @@ def status_of(choice: BackendChoice, data_dir: Path) -> BackendStatus:
         return BackendStatus(choice.kind, choice.reason, choice.tcti, None, running=True)
     directory = tpm_dir(data_dir)
     state = _swtpm.load_state(directory) if directory.is_dir() else None
-    running = state is not None and _swtpm.is_alive(state, directory)
-    tcti_str = state.tcti if state is not None and running else None
+    running = state is not None and _swtpm.is_alive(directory)
+    tcti_str = embedded_tcti(directory) if running else None
     return BackendStatus("swtpm", choice.reason, tcti_str, state, running)
 
 
 def stop_embedded(data_dir: Path) -> bool:
-    """Stop the embedded swtpm of ``data_dir`` if it runs (tests, ``rkt gc``-style cleanup)."""
+    """Stop the embedded swtpm of ``data_dir`` if it runs (``rkt attest stop-tpm``, tests).
+
+    Its PCRs are lost: the next use starts it again and opens a new event-log epoch.
+    """
     directory = tpm_dir(data_dir)
     if not directory.is_dir():
         return False
     with locked(directory):
-        state = _swtpm.load_state(directory)
-        return state is not None and _swtpm.stop(state, directory)
+        return _swtpm.stop(directory)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-from trustd.privileged.measure import _esys
+from trustd.privileged.measure import _aksecret, _esys
 from trustd.privileged.measure._canon import DIGEST_SIZES, check_event
 from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
 from trustd.privileged.measure.backend import (
@@ -103,7 +103,11 @@ class Measurer:
         with locked(directory):
             if self._target is None:
                 self._target = resolve_locked(self._choice, directory)
-            with _esys.connect(self._target.tcti, self._target.kind) as tpm:
+            target = self._target
+            secret = _aksecret.load_or_create(directory)
+            with _esys.connect(
+                target.tcti, target.kind, socket_dir=target.socket_dir, ak_secret=secret
+            ) as tpm:
                 clock = tpm.clock()
                 if self._epoch is None:
                     self._epoch = clock
