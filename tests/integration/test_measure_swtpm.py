@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from trustd.privileged.measure import (
     stop_embedded,
 )
 from trustd.privileged.measure._swtpm import load_state
+from trustd.privileged.measure._unixtpm import tools_tcti
 from trustd.privileged.measure.bundle import ATTEST_FILE, EVENTLOG_FILE, PCRS_FILE, SIG_FILE
 from trustd.shared.attest import QuoteBundle, load_ak_pem, verify_bundle
 
@@ -50,9 +52,9 @@ def measurer(data_dir: Path, **kw: object) -> Measurer:
 
 
 def tools_env(data_dir: Path) -> dict[str, str]:
-    state = load_state(data_dir / "tpm")
-    assert state is not None
-    return {**os.environ, "TPM2TOOLS_TCTI": state.tcti}
+    """root's tpm2-tools reach the embedded swtpm through the cmd: TCTI and trustd's relay."""
+    assert load_state(data_dir / "tpm") is not None
+    return {**os.environ, "TPM2TOOLS_TCTI": tools_tcti(data_dir / "tpm")}
 
 
 def pcrread(data_dir: Path, spec: str, tmp: Path) -> bytes:
@@ -72,15 +74,18 @@ def checkquote(bundle: Path, nonce_hex: str) -> subprocess.CompletedProcess[byte
     return subprocess.run([*argv, "-q", nonce_hex], capture_output=True, check=False)
 
 
-def test_embedded_swtpm_starts_on_free_ports_and_is_reused(data_dir: Path) -> None:
+def test_embedded_swtpm_starts_on_a_root_only_socket_and_is_reused(data_dir: Path) -> None:
     first = measurer(data_dir)
     first.extend(23, {"kind": "test", "data": {"n": 1}})
     assert first.target is not None and first.target.started == "started"
     state = load_state(data_dir / "tpm")
     assert state is not None
-    assert {state.server_port, state.ctrl_port}.isdisjoint({2321, 2322})
-    assert state.ctrl_port == state.server_port + 1
     assert (data_dir / "tpm").stat().st_mode & 0o777 == 0o700
+    for name in ("swtpm.sock", "swtpm.ctrl"):
+        st = (data_dir / "tpm" / name).lstat()
+        assert stat.S_ISSOCK(st.st_mode) and st.st_mode & 0o777 == 0o600 and st.st_uid == 0
+    cmdline = Path(f"/proc/{state.swtpm_pid}/cmdline").read_bytes().split(b"\0")
+    assert not [a for a in cmdline if b"tcp" in a]  # no TCP channel at all
     second = measurer(data_dir)
     second.extend(23, {"kind": "test", "data": {"n": 2}})
     assert second.target is not None and second.target.started is None

@@ -49,6 +49,7 @@ _AK_ATTRS: Final = (
     | TPMA_OBJECT.FIXEDPARENT
     | TPMA_OBJECT.SENSITIVEDATAORIGIN
     | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.NODA  # a wrong auth tried on it must not lock out the TPM's other keys
 )
 
 
