@@ -37,7 +37,7 @@ from tpm2_pytss import (  # type: ignore[import-untyped]
 from tests.conftest import ConfigDirs
 from tests.integration._attest import attest_quote
 from tests.integration.conftest import RKT, ensure_user, require_root, rkt
-from trustd.privileged.measure import Measurer, decode_log
+from trustd.privileged.measure import EMBEDDED_PCR, Measurer, decode_log
 from trustd.privileged.measure._aksecret import load_or_create
 from trustd.privileged.measure._esys import connect
 from trustd.privileged.measure._swtpm import _spawn, load_state
@@ -141,14 +141,16 @@ def _forge(tpm: Path, nonce: bytes) -> tuple[bytes, bytes]:
             template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=_ATTRS)
             template.publicArea.unique.ecc.x = unique
             handle, *_ = ctx.create_primary(TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.OWNER)
-        ctx.pcr_reset(ESYS_TR.PCR23)
+        with pytest.raises(TSS2_Exception, match=r"(?i)locality"):  # pod starts' PCR: no reset
+            ctx.pcr_reset(ESYS_TR.PCR0 + EMBEDDED_PCR)
+        ctx.pcr_reset(ESYS_TR.PCR23)  # 23 can be reset: replay the log there instead
         for record in events:  # the log "without the evil pod": here, all of it
             sha = dict(record.digests)["sha256"]
             value = TPMT_HA(hashAlg=TPM2_ALG.SHA256, digest=TPMU_HA(sha256=bytes.fromhex(sha)))
             ctx.pcr_extend(ESYS_TR.PCR23, TPML_DIGEST_VALUES([value]))
         scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.ECDSA)
         scheme.details.any.hashAlg = TPM2_ALG.SHA256
-        attest, sig = ctx.quote(handle, "sha256:23", nonce, scheme)
+        attest, sig = ctx.quote(handle, f"sha256:{EMBEDDED_PCR}", nonce, scheme)
         ctx.flush_context(handle)
         return bytes(attest), bytes(sig.marshal())
 
@@ -157,9 +159,9 @@ def test_one_who_reaches_the_tpm_cannot_forge_a_quote_for_the_pinned_ak(
     shared_dirs: ConfigDirs, tmp_path: Path
 ) -> None:
     require_root()
-    Measurer(shared_dirs.data, env={}, device=Path("/nonexistent")).extend(
-        23, {"kind": "pod-start", "data": {"pod": "evil"}}
-    )
+    measurer = Measurer(shared_dirs.data, env={}, device=Path("/nonexistent"))
+    assert measurer.pcr == EMBEDDED_PCR
+    measurer.extend(EMBEDDED_PCR, {"kind": "pod-start", "data": {"pod": "evil"}})
     (tmp_path / "genuine").mkdir()
     genuine = attest_quote(shared_dirs, tmp_path / "genuine", NONCE)
     assert "quote verified" in genuine.verify(shared_dirs, check=True).stdout

@@ -181,9 +181,19 @@ def _measurer(ctx: Context) -> Any:
 
 def attest_status(ctx: Context, _request: AttestStatus) -> int:
     config = ctx.measure()
-    print(_measurer(ctx).status().describe())
-    print(f"mode: {config.mode}\npcr: {config.pcr}")
+    measurer = _measurer(ctx)
+    print(measurer.status().describe())
+    how = "from measure.json" if config.pcr is not None else "the backend's default"
+    print(f"mode: {config.mode}\npcr: {measurer.pcr} ({how}; {_resettable(measurer.pcr)})")
     return 0
+
+
+def _resettable(pcr: int) -> str:
+    from trustd.privileged.measure import RESETTABLE_PCRS  # noqa: PLC0415
+
+    if pcr in RESETTABLE_PCRS:
+        return "resettable by whoever reaches the TPM"
+    return "not resettable until the TPM resets"
 
 
 def attest_key(ctx: Context, request: AttestKey) -> int:
@@ -192,7 +202,7 @@ def attest_key(ctx: Context, request: AttestKey) -> int:
 
 
 def attest_quote(ctx: Context, request: AttestQuote) -> int:
-    pcrs = list(request.pcrs) if request.pcrs else [ctx.measure().pcr]
+    pcrs = list(request.pcrs) if request.pcrs else [_measurer(ctx).pcr]
     _measurer(ctx).quote(bytes.fromhex(request.nonce), pcrs, Path(request.out))
     print(f"quote of PCR {','.join(map(str, pcrs))} written to {request.out}")
     return 0

@@ -40,9 +40,21 @@ from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
 
 DEFAULT_PCR: Final = 23
+# The embedded swtpm has no boot chain: every PCR is free, so trustd takes one that cannot be
+# reset (0-15 are not resettable; 16 and 23 are, from locality 0). 14 is shim's on hardware.
+EMBEDDED_PCR: Final = 14
 # 16 (debug) and 23 (application support) are the PC Client PCRs locality 0 may extend that
 # no boot component claims; 8, 9 and 14 only on machines without grub / shim. See ADR 0007.
 ALLOWED_PCRS: Final = frozenset({8, 9, 14, 16, 23})
+RESETTABLE_PCRS: Final = frozenset({16, 23})
+
+
+def default_pcr(kind: str) -> int:
+    """The PCR measured into when ``measure.json`` names none: a non-resettable one where the
+    platform surely leaves it free (the embedded swtpm), else 23 (ADR 0007)."""
+    return EMBEDDED_PCR if kind == "swtpm" else DEFAULT_PCR
+
+
 EVENTLOG: Final = "eventlog.json"
 AK_PIN: Final = "ak.pub.pem"
 EPOCH_TYPE: Final = "tpm-epoch"
@@ -62,6 +74,7 @@ def _check_pcr(pcr: int) -> int:
 class Measurer:
     """Measures into one TPM for the length of a run; a dead TPM is never silently replaced.
 
+    ``pcr`` None: :func:`default_pcr` of the chosen backend.
     The backend is resolved (and the embedded swtpm started if needed) on first use; the TPM's
     boot epoch seen then is pinned, so a TPM that restarts mid-run fails the next operation.
     """
@@ -70,7 +83,7 @@ class Measurer:
         self,
         data_dir: Path,
         *,
-        pcr: int = DEFAULT_PCR,
+        pcr: int | None = None,
         mode: Mode = "strict",
         tcti: str | None = None,
         env: Mapping[str, str] | None = None,
@@ -78,10 +91,10 @@ class Measurer:
     ) -> None:
         if mode not in ("strict", "best-effort"):
             raise UserError(f"measurement mode {mode!r} is not strict or best-effort")
-        self.pcr = _check_pcr(pcr)
+        self._choice = choose_backend(tcti=tcti, env=env, device=device)
+        self.pcr = _check_pcr(default_pcr(self._choice.kind) if pcr is None else pcr)
         self.mode: Mode = mode
         self._data_dir = data_dir
-        self._choice = choose_backend(tcti=tcti, env=env, device=device)
         self._target: Target | None = None
         self._epoch: _esys.Clock | None = None
 
