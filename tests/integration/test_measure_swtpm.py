@@ -7,10 +7,13 @@ fixture stops at teardown.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,3 +264,40 @@ def test_extend_all_is_one_session_with_the_same_log(tmp_path: Path) -> None:
         assert all(r.measured for r in records)
     finally:
         stop_embedded(tmp_path)
+
+
+def test_an_older_trustds_tcp_swtpm_is_stopped_and_replaced(data_dir: Path) -> None:
+    """Upgrade: a version-1 swtpm.json names a TCP swtpm any local user could open."""
+    tpm = data_dir / "tpm"
+    (tpm / "swtpm-state").mkdir(mode=0o700, parents=True)
+    tpm.chmod(0o700)
+    for _ in range(5):  # a free pair of ports, as the old trustd picked them
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        argv = ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={tpm / 'swtpm-state'}"]
+        argv += ["--server", f"type=tcp,port={port},bindaddr=127.0.0.1"]
+        argv += ["--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1", "--daemon"]
+        argv += ["--flags", "not-need-init,startup-clear", "--pid", f"file={tpm / 'swtpm.pid'}"]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, done.stderr
+    old = int((tpm / "swtpm.pid").read_text())
+    legacy = {"version": 1, "pid": old, "server_port": port, "ctrl_port": port + 1, "starts": 4}
+    (tpm / "swtpm.json").write_text(json.dumps({**legacy, "started_at": "2025-01-01T00:00:00Z"}))
+    assert "older trustd" in measurer(data_dir).status().reason
+    m = measurer(data_dir)
+    m.extend(m.pcr, {"kind": "pod-start", "data": {"n": 1}})
+    for _ in range(600):  # bounded poll: the old daemon is gone (or a zombie of init's)
+        try:
+            if Path(f"/proc/{old}/stat").read_text().rsplit(")", 1)[-1].split()[0] in "ZX":
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the TCP swtpm {old} still runs")
+    new = load_state(tpm)
+    assert new is not None and new.starts == 5 and new.swtpm_pid != old
+    assert m.target is not None and m.target.started and "older trustd" in m.target.started

@@ -100,6 +100,59 @@ def load_state(tpm_dir: Path) -> SwtpmState | None:
     return parse_state(data, str(path))
 
 
+def legacy_state(tpm_dir: Path) -> dict[str, object] | None:
+    """``swtpm.json`` when it is an older trustd's (version 1: a TCP swtpm), else None."""
+    try:
+        fd = os.open(tpm_dir / STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(MAX_STATE + 1)
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None  # not ours to judge here: load_state names the defect
+    return doc if isinstance(doc, dict) and doc.get("version") == 1 else None
+
+
+def retire_legacy(tpm_dir: Path) -> int:
+    """Stop an older trustd's TCP swtpm (``swtpm.json`` version 1) and forget it.
+
+    Returns how many times that one had been started (0 when there was none), so the epoch's
+    ``swtpm_starts`` keeps counting. Left running it would keep the TPM on a TCP port any
+    local user can open, and hold the state directory's lock.
+    """
+    doc = legacy_state(tpm_dir)
+    if doc is None:
+        return 0
+    pid, starts = doc.get("pid"), doc.get("starts")
+    if isinstance(pid, int) and not isinstance(pid, bool) and pid > 1:
+        _kill_legacy(pid, tpm_dir)
+    (tpm_dir / STATE_FILE).unlink()
+    return starts if isinstance(starts, int) and not isinstance(starts, bool) else 0
+
+
+def _kill_legacy(pid: int, tpm_dir: Path) -> None:
+    def ours() -> bool:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return False
+        state_arg = f"dir={tpm_dir / 'swtpm-state'}".encode()
+        alive = status not in {"Z", "X"}
+        return alive and args[0].endswith(b"swtpm") and any(a.startswith(state_arg) for a in args)
+
+    if not ours():
+        return
+    os.kill(pid, 15)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if ours():
+        os.kill(pid, 9)
+
+
 def supervised(tpm_dir: Path) -> bool:
     """A supervisor holds ``swtpmd.lock``: an swtpm serves this directory (or is starting)."""
     try:
@@ -138,8 +191,9 @@ def _is_supervisor(pid: int, tpm_dir: Path) -> bool:
 
 def stop(tpm_dir: Path) -> bool:
     """Stop the embedded swtpm of ``tpm_dir``; True when one was running."""
+    legacy = retire_legacy(tpm_dir) > 0
     if not supervised(tpm_dir):
-        return False
+        return legacy
     state = load_state(tpm_dir)
     if state is None or not _is_supervisor(state.pid, tpm_dir):
         raise LocalStateError(
@@ -201,7 +255,7 @@ def _spawn(tpm_dir: Path) -> tuple[int, int]:
     raise OSError(word.removeprefix("error ").removeprefix("busy "))
 
 
-def start(tpm_dir: Path, previous: SwtpmState | None) -> SwtpmState:
+def start(tpm_dir: Path, previous: SwtpmState | None, *, starts: int | None = None) -> SwtpmState:
     """Start a supervised swtpm and record it; the caller holds the lock."""
     if supervised(tpm_dir):
         stop(tpm_dir)
@@ -213,7 +267,8 @@ def start(tpm_dir: Path, previous: SwtpmState | None) -> SwtpmState:
             backend="swtpm",
             hint=f"see {tpm_dir / LOG}",
         ) from exc
-    starts = 1 if previous is None else previous.starts + 1
+    if starts is None:
+        starts = 1 if previous is None else previous.starts + 1
     now = datetime.now(UTC).isoformat(timespec="seconds")
     state = SwtpmState(pid, swtpm_pid, starts, now)
     atomic_write(tpm_dir / STATE_FILE, state.to_json(), mode=0o600)

@@ -115,7 +115,12 @@ def embedded_tcti(directory: Path) -> str:
 
 
 def _embedded_locked(directory: Path, reason: str) -> Target:
+    legacy_starts = _swtpm.retire_legacy(directory)
     previous = _swtpm.load_state(directory)
+    if previous is None and legacy_starts:
+        state = _swtpm.start(directory, None, starts=legacy_starts + 1)
+        why = "restarted: an older trustd's TCP swtpm was stopped"
+        return Target("swtpm", reason, embedded_tcti(directory), state, why, directory)
     if previous is not None and _swtpm.is_alive(directory):
         return Target("swtpm", reason, embedded_tcti(directory), previous, None, directory)
     state = _swtpm.start(directory, previous)
@@ -159,6 +164,9 @@ def status_of(choice: BackendChoice, data_dir: Path) -> BackendStatus:
     if choice.kind != "swtpm":
         return BackendStatus(choice.kind, choice.reason, choice.tcti, None, running=True)
     directory = tpm_dir(data_dir)
+    if directory.is_dir() and _swtpm.legacy_state(directory) is not None:
+        reason = f"{choice.reason}; an older trustd's TCP swtpm is recorded (stopped on next use)"
+        return BackendStatus("swtpm", reason, None, None, running=False)
     state = _swtpm.load_state(directory) if directory.is_dir() else None
     running = state is not None and _swtpm.is_alive(directory)
     tcti_str = embedded_tcti(directory) if running else None
