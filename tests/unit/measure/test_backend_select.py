@@ -118,3 +118,10 @@ def test_empty_or_ambiguous_event_fields_are_refused(
     with pytest.raises(UserError, match="event content"):
         m.extend(23, content)
     assert not (tmp_path / "tpm").exists()  # refused before any TPM work
+
+
+def test_status_of_a_device_says_who_else_can_open_it(tmp_path: Path) -> None:
+    st = status(tmp_path, env={}, device=CHAR_DEVICE)
+    assert st.kind == "device" and st.access is not None
+    assert "can open it" in st.access and "ak.secret" in st.access
+    assert "access:" in st.describe()

@@ -9,6 +9,7 @@ machine's root, not what the hardware booted.
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import stat
@@ -62,11 +63,14 @@ class BackendStatus:
     tcti: str | None
     swtpm: SwtpmState | None
     running: bool
+    access: str | None = None  # who else can open the device
 
     def describe(self) -> str:
         lines = [f"backend: {self.kind}", f"reason: {self.reason}"]
         if self.tcti:
             lines.append(f"tcti: {self.tcti}")
+        if self.access:
+            lines.append(f"access: {self.access}")
         if self.swtpm is not None:
             state = "running" if self.running else "not running (started on next use)"
             lines.append(
@@ -160,9 +164,34 @@ def status(
     return status_of(choose_backend(tcti=tcti, env=env, device=device), data_dir)
 
 
+def device_access(device: Path) -> str:
+    """Who besides root can open ``device``: they reach the TPM, not trustd's AK (ADR 0007)."""
+    try:
+        st = device.stat()
+    except OSError as exc:
+        return f"{device}: {exc.strerror}"
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    others = []
+    if st.st_mode & 0o060:
+        others.append(f"group {group}")
+    if st.st_mode & 0o006:
+        others.append("every user")
+    who = " and ".join(others) if others else "root alone"
+    return (
+        f"{device} mode {stat.S_IMODE(st.st_mode):04o}: {who} can open it; "
+        "signing with trustd's AK needs ak.secret (root's)"
+    )
+
+
 def status_of(choice: BackendChoice, data_dir: Path) -> BackendStatus:
     if choice.kind != "swtpm":
-        return BackendStatus(choice.kind, choice.reason, choice.tcti, None, running=True)
+        access = None
+        if choice.kind == "device" and choice.tcti is not None:
+            access = device_access(Path(choice.tcti.removeprefix("device:")))
+        return BackendStatus(choice.kind, choice.reason, choice.tcti, None, True, access)
     directory = tpm_dir(data_dir)
     if directory.is_dir() and _swtpm.legacy_state(directory) is not None:
         reason = f"{choice.reason}; an older trustd's TCP swtpm is recorded (stopped on next use)"
