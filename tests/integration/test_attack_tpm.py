@@ -99,7 +99,7 @@ def supervisors(tpm: Path) -> list[int]:
             args = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"trustd.privileged.measure._swtpmd" in args and str(tpm).encode() in args:
+        if any(a.endswith(b"/_swtpmd.py") for a in args) and str(tpm).encode() in args:
             found.append(int(proc.name))
     return found
 

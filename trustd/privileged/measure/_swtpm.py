@@ -31,7 +31,8 @@ from trustd.shared.codec import DecodeError, decode_doc, decode_json, encode
 from trustd.shared.errors import LocalStateError
 
 STATE_FILE: Final = "swtpm.json"
-SUPERVISOR: Final = "trustd.privileged.measure._swtpmd"  # run with -m, never imported here
+# Run as a script (stdlib only: the daemon loads neither trustd nor tpm2-pytss), never imported.
+SUPERVISOR: Final = Path(__file__).with_name("_swtpmd.py")
 LOCK: Final = "swtpmd.lock"  # as in _swtpmd
 LOG: Final = "swtpm.log"
 MAX_STATE: Final = 4096
@@ -186,7 +187,7 @@ def _is_supervisor(pid: int, tpm_dir: Path) -> bool:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return SUPERVISOR.encode() in args and str(tpm_dir).encode() in args
+    return str(SUPERVISOR).encode() in args and str(tpm_dir).encode() in args
 
 
 def stop(tpm_dir: Path) -> bool:
@@ -229,7 +230,7 @@ def _read_ready(fd: int) -> str:
 def _spawn(tpm_dir: Path) -> tuple[int, int]:
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        argv = [sys.executable, "-I", "-m", SUPERVISOR, str(tpm_dir), str(write_end)]
+        argv = [sys.executable, "-I", str(SUPERVISOR), str(tpm_dir), str(write_end)]
         first = subprocess.Popen(  # noqa: S603
             argv,
             stdin=subprocess.DEVNULL,

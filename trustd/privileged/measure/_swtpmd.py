@@ -1,12 +1,13 @@
 """The embedded swtpm's supervisor: one per data dir, detached, gone with its directory.
 
-``python -I -m trustd.privileged.measure._swtpmd TPM_DIR READY_FD`` is started by
-:func:`trustd.privileged.measure._swtpm.start`. It forks once more (so it is nobody's child),
-checks ``TPM_DIR`` (a 0700 directory of this uid), takes ``swtpmd.lock`` (a second supervisor
-for the same directory refuses to start) and runs swtpm as its child: data and control
-channels are UNIX sockets ``swtpm.sock`` and ``swtpm.ctrl`` (0600) inside the directory,
-stdin and stdout are ``/dev/null``, stderr is ``swtpm.log``, no other fd is inherited.
-swtpm gets SIGKILL if the supervisor dies (``PR_SET_PDEATHSIG``).
+``python -I .../_swtpmd.py TPM_DIR READY_FD`` (a script, stdlib only: the long-lived
+daemon loads neither trustd nor tpm2-pytss) is started by :func:`._swtpm.start`. It forks
+once more (so it is nobody's child), checks ``TPM_DIR`` (a 0700 directory of this uid),
+takes ``swtpmd.lock`` (a second supervisor for the same directory refuses to start) and
+runs swtpm as its child: data and control channels are UNIX sockets ``swtpm.sock`` and
+``swtpm.ctrl`` (0600) inside the directory, stdin and stdout are ``/dev/null``, stderr is
+``swtpm.log``, no other fd is inherited. swtpm gets SIGKILL if the supervisor dies
+(``PR_SET_PDEATHSIG``).
 
 When swtpm answers, the supervisor writes ``ready PID SWTPM_PID`` to ``READY_FD`` and closes
 it. It then checks twice a second that the directory still exists where it was (the open
