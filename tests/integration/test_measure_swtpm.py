@@ -33,6 +33,7 @@ from trustd.privileged.measure._swtpm import load_state
 from trustd.privileged.measure._unixtpm import tools_tcti
 from trustd.privileged.measure.bundle import ATTEST_FILE, EVENTLOG_FILE, PCRS_FILE, SIG_FILE
 from trustd.shared.attest import QuoteBundle, load_ak_pem, verify_bundle
+from trustd.shared.errors import LocalStateError
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(p) is None for p in ("swtpm", "tpm2_pcrread", "tpm2_checkquote")),
@@ -301,3 +302,18 @@ def test_an_older_trustds_tcp_swtpm_is_stopped_and_replaced(data_dir: Path) -> N
     new = load_state(tpm)
     assert new is not None and new.starts == 5 and new.swtpm_pid != old
     assert m.target is not None and m.target.started and "older trustd" in m.target.started
+
+
+def test_a_new_ak_secret_is_a_new_ak_which_must_be_pinned_again(data_dir: Path) -> None:
+    m = measurer(data_dir)
+    pinned = m.ak_public_pem()
+    secret = data_dir / "tpm" / "ak.secret"
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.stat().st_size == 32
+    secret.unlink()
+    with pytest.raises(MeasurementError, match=r"not the one pinned.*ak\.secret is new"):
+        m.ak_public_pem()
+    (data_dir / "tpm" / "ak.pub.pem").unlink()
+    assert m.ak_public_pem() != pinned  # another secret derives another key
+    secret.chmod(0o644)
+    with pytest.raises(LocalStateError, match="0600 file"):
+        m.ak_public_pem()

@@ -231,8 +231,9 @@ def _pinned_ak(tpm: _esys.Tpm, directory: Path, pem: bytes) -> bytes:
         raise LocalStateError(f"{pin}: {exc}", hint=f"remove {pin} to pin the AK again") from exc
     if pinned != pem:
         raise MeasurementError(
-            f"the TPM's attestation key is not the one pinned in {pin}: "
-            "the owner hierarchy was cleared (TPM2_Clear) or the TPM was replaced",
+            f"the TPM's attestation key is not the one pinned in {pin}: the owner hierarchy "
+            f"was cleared (TPM2_Clear), the TPM was replaced, or {directory / 'ak.secret'} is new"
+            " (the AK is derived from it since issue #11; a key pinned before it is not)",
             backend=tpm.backend,
             hint=f"verifiers must pin the new key: rm {pin} && rkt attest ak --out AK.pem",
         )
