@@ -142,8 +142,7 @@ PORT=$("$PWD/.venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('12
 printf 'version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: 127.0.0.1:%s}\n' "$REG/data" "$PORT" > "$REG/config.yml"
 docker-registry serve "$REG/config.yml" > "$REG/log" 2>&1 &
 REG_PID=$!
-STOP_TPM="from trustd.privileged.measure import stop_embedded; from pathlib import Path; stop_embedded(Path('$OUT/data'))"
-trap 'kill $REG_PID 2>/dev/null || true; "$PWD/.venv/bin/python" -c "$STOP_TPM" || true' EXIT
+trap 'kill $REG_PID 2>/dev/null || true; rkt attest stop-tpm >/dev/null || true' EXIT
 for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 umoci init --layout "$OUT/oci" && umoci new --image "$OUT/oci:latest"
 umoci unpack --image "$OUT/oci:latest" "$OUT/bundle" >/dev/null

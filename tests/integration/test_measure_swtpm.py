@@ -7,9 +7,13 @@ fixture stops at teardown.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import socket
+import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +30,10 @@ from trustd.privileged.measure import (
     stop_embedded,
 )
 from trustd.privileged.measure._swtpm import load_state
+from trustd.privileged.measure._unixtpm import tools_tcti
 from trustd.privileged.measure.bundle import ATTEST_FILE, EVENTLOG_FILE, PCRS_FILE, SIG_FILE
 from trustd.shared.attest import QuoteBundle, load_ak_pem, verify_bundle
+from trustd.shared.errors import LocalStateError
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(p) is None for p in ("swtpm", "tpm2_pcrread", "tpm2_checkquote")),
@@ -50,9 +56,9 @@ def measurer(data_dir: Path, **kw: object) -> Measurer:
 
 
 def tools_env(data_dir: Path) -> dict[str, str]:
-    state = load_state(data_dir / "tpm")
-    assert state is not None
-    return {**os.environ, "TPM2TOOLS_TCTI": state.tcti}
+    """root's tpm2-tools reach the embedded swtpm through the cmd: TCTI and trustd's relay."""
+    assert load_state(data_dir / "tpm") is not None
+    return {**os.environ, "TPM2TOOLS_TCTI": tools_tcti(data_dir / "tpm")}
 
 
 def pcrread(data_dir: Path, spec: str, tmp: Path) -> bytes:
@@ -72,15 +78,18 @@ def checkquote(bundle: Path, nonce_hex: str) -> subprocess.CompletedProcess[byte
     return subprocess.run([*argv, "-q", nonce_hex], capture_output=True, check=False)
 
 
-def test_embedded_swtpm_starts_on_free_ports_and_is_reused(data_dir: Path) -> None:
+def test_embedded_swtpm_starts_on_a_root_only_socket_and_is_reused(data_dir: Path) -> None:
     first = measurer(data_dir)
     first.extend(23, {"kind": "test", "data": {"n": 1}})
     assert first.target is not None and first.target.started == "started"
     state = load_state(data_dir / "tpm")
     assert state is not None
-    assert {state.server_port, state.ctrl_port}.isdisjoint({2321, 2322})
-    assert state.ctrl_port == state.server_port + 1
     assert (data_dir / "tpm").stat().st_mode & 0o777 == 0o700
+    for name in ("swtpm.sock", "swtpm.ctrl"):
+        st = (data_dir / "tpm" / name).lstat()
+        assert stat.S_ISSOCK(st.st_mode) and st.st_mode & 0o777 == 0o600 and st.st_uid == 0
+    cmdline = Path(f"/proc/{state.swtpm_pid}/cmdline").read_bytes().split(b"\0")
+    assert not [a for a in cmdline if b"tcp" in a]  # no TCP channel at all
     second = measurer(data_dir)
     second.extend(23, {"kind": "test", "data": {"n": 2}})
     assert second.target is not None and second.target.started is None
@@ -256,3 +265,55 @@ def test_extend_all_is_one_session_with_the_same_log(tmp_path: Path) -> None:
         assert all(r.measured for r in records)
     finally:
         stop_embedded(tmp_path)
+
+
+def test_an_older_trustds_tcp_swtpm_is_stopped_and_replaced(data_dir: Path) -> None:
+    """Upgrade: a version-1 swtpm.json names a TCP swtpm any local user could open."""
+    tpm = data_dir / "tpm"
+    (tpm / "swtpm-state").mkdir(mode=0o700, parents=True)
+    tpm.chmod(0o700)
+    for _ in range(5):  # a free pair of ports, as the old trustd picked them
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        argv = ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={tpm / 'swtpm-state'}"]
+        argv += ["--server", f"type=tcp,port={port},bindaddr=127.0.0.1"]
+        argv += ["--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1", "--daemon"]
+        argv += ["--flags", "not-need-init,startup-clear", "--pid", f"file={tpm / 'swtpm.pid'}"]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, done.stderr
+    old = int((tpm / "swtpm.pid").read_text())
+    legacy = {"version": 1, "pid": old, "server_port": port, "ctrl_port": port + 1, "starts": 4}
+    (tpm / "swtpm.json").write_text(json.dumps({**legacy, "started_at": "2025-01-01T00:00:00Z"}))
+    assert "older trustd" in measurer(data_dir).status().reason
+    m = measurer(data_dir)
+    m.extend(m.pcr, {"kind": "pod-start", "data": {"n": 1}})
+    for _ in range(600):  # bounded poll: the old daemon is gone (or a zombie of init's)
+        try:
+            if Path(f"/proc/{old}/stat").read_text().rsplit(")", 1)[-1].split()[0] in "ZX":
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the TCP swtpm {old} still runs")
+    new = load_state(tpm)
+    assert new is not None and new.starts == 5 and new.swtpm_pid != old
+    assert m.target is not None and m.target.started and "older trustd" in m.target.started
+
+
+def test_a_new_ak_secret_is_a_new_ak_which_must_be_pinned_again(data_dir: Path) -> None:
+    m = measurer(data_dir)
+    pinned = m.ak_public_pem()
+    secret = data_dir / "tpm" / "ak.secret"
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.stat().st_size == 32
+    secret.unlink()
+    with pytest.raises(MeasurementError, match=r"not the one pinned.*ak\.secret is new"):
+        m.ak_public_pem()
+    (data_dir / "tpm" / "ak.pub.pem").unlink()
+    assert m.ak_public_pem() != pinned  # another secret derives another key
+    secret.chmod(0o644)
+    with pytest.raises(LocalStateError, match="0600 file"):
+        m.ak_public_pem()

@@ -24,7 +24,7 @@ from trustd.shared.request import AppRequest as App
 
 # Not here, on purpose: ``urllib.parse`` (a string parser that the stdlib's pathlib imports) and
 # ``email.utils`` (cryptography.x509 parses addresses with it; tpm2-pytss loads x509); neither
-# does I/O. ``socket`` is still the embedded swtpm's channel (issue #11 makes it root-only).
+# does I/O. ``socket``: the embedded swtpm's UNIX socket in the 0700 tpm dir (issue #11).
 FORBIDDEN = (
     "ssl",
     "http",

@@ -16,6 +16,7 @@ FILES = {
     "A": "tests/integration/test_attack_auth_d.py",
     "R": "tests/integration/test_root_program.py",
     "V": "tests/integration/test_policy_name_version.py",
+    "T": "tests/integration/test_attack_tpm.py",
     "C": "tests/unit/test_import_contracts.py",
 }
 
@@ -34,7 +35,7 @@ def test_every_row_cites_tests_that_exist() -> None:
     assert len(rows) >= 15
     for row in rows:
         cell = row.rstrip(" |").rsplit("|", 1)[-1]
-        cited = re.findall(r"\b([SPARVC])\b((?:\s*`[a-z0-9_]+`,?)*)", cell)
+        cited = re.findall(r"\b([SPARVTC])\b((?:\s*`[a-z0-9_]+`,?)*)", cell)
         assert cited, f"row cites no test: {row}"
         for letter, names in cited:
             source = (ROOT / FILES[letter]).read_text()

@@ -1,4 +1,4 @@
-"""``rkt attest status | ak | quote | verify | replay`` (issue #5; ADR 0007)."""
+"""``rkt attest status | ak | quote | verify | replay | stop-tpm`` (issues #5, #11; ADR 0007)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from trustd.cli._common import read_input
 from trustd.cli._handoff import exec_root
 from trustd.shared.errors import RemoteLiedError, UserError
-from trustd.shared.request import AttestKey, AttestQuote, AttestStatus
+from trustd.shared.request import AttestKey, AttestQuote, AttestStatus, AttestStopTpm
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -43,6 +43,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     r.add_argument("log", type=Path)
     r.add_argument("--format", choices=("text", "json"), default="text")
     r.set_defaults(func=run_replay)
+    stop = add("stop-tpm", "stop the data dir's embedded swtpm (the next use starts a new one)")
+    stop.set_defaults(func=run_stop_tpm)
 
 
 def _hex(text: str) -> bytes:
@@ -68,6 +70,10 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_ak(args: argparse.Namespace) -> int:
     exec_root(args.options, "ak", AttestKey("attest-ak", str(args.out.absolute())))
+
+
+def run_stop_tpm(args: argparse.Namespace) -> int:
+    exec_root(args.options, "stop-tpm", AttestStopTpm("attest-stop-tpm"))
 
 
 def run_quote(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ VERBS: dict[str, str] = {
     "attest-quote": "attest",
     "attest-verify": "attest",
     "attest-replay": "attest",
+    "attest-stop-tpm": "attest",
     "image-list": "image",
     "image-rm": "image",
     "image-cat-manifest": "image",
@@ -59,7 +60,7 @@ VERBS: dict[str, str] = {
 SUBVERBS = {
     "trust": ("list", "remove", "verify"),
     "image": ("list", "rm", "cat-manifest", "export", "gc", "render", "extract"),
-    "attest": ("status", "ak", "quote", "verify", "replay"),
+    "attest": ("status", "ak", "quote", "verify", "replay", "stop-tpm"),
     "policy": ("check", "explain", "audit", "schema", "log"),
 }
 

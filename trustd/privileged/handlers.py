@@ -23,6 +23,7 @@ from trustd.shared.request import (
     AttestKey,
     AttestQuote,
     AttestStatus,
+    AttestStopTpm,
     CollectPods,
     CollectTrees,
     Enter,
@@ -220,9 +221,19 @@ def _measurer(ctx: Context) -> Any:
 
 def attest_status(ctx: Context, _request: AttestStatus) -> int:
     config = ctx.measure()
-    print(_measurer(ctx).status().describe())
-    print(f"mode: {config.mode}\npcr: {config.pcr}")
+    measurer = _measurer(ctx)
+    print(measurer.status().describe())
+    how = "from measure.json" if config.pcr is not None else "the backend's default"
+    print(f"mode: {config.mode}\npcr: {measurer.pcr} ({how}; {_resettable(measurer.pcr)})")
     return 0
+
+
+def _resettable(pcr: int) -> str:
+    from trustd.privileged.measure import RESETTABLE_PCRS  # noqa: PLC0415
+
+    if pcr in RESETTABLE_PCRS:
+        return "resettable by whoever reaches the TPM"
+    return "not resettable until the TPM resets"
 
 
 def attest_key(ctx: Context, request: AttestKey) -> int:
@@ -231,9 +242,27 @@ def attest_key(ctx: Context, request: AttestKey) -> int:
 
 
 def attest_quote(ctx: Context, request: AttestQuote) -> int:
-    pcrs = list(request.pcrs) if request.pcrs else [ctx.measure().pcr]
+    pcrs = list(request.pcrs) if request.pcrs else [_measurer(ctx).pcr]
     _measurer(ctx).quote(bytes.fromhex(request.nonce), pcrs, output_dir(Path(request.out)))
     print(f"quote of PCR {','.join(map(str, pcrs))} written to {request.out}")
+    return 0
+
+
+def attest_stop_tpm(ctx: Context, _request: AttestStopTpm) -> int:
+    """Stop the embedded swtpm of the data dir; with another backend there is nothing to stop."""
+    from trustd.privileged.measure import stop_embedded  # noqa: PLC0415
+
+    backend = _measurer(ctx).status()
+    if backend.kind != "swtpm":
+        print(f"the {backend.kind} backend is in use ({backend.reason}): no embedded swtpm to stop")
+        return 0
+    if stop_embedded(ctx.data):
+        print(
+            f"stopped the embedded swtpm of {ctx.data} (its PCRs are gone; the next use starts"
+            " a new one and a new event-log epoch)"
+        )
+    else:
+        print(f"no embedded swtpm runs for {ctx.data}")
     return 0
 
 
@@ -254,6 +283,7 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     AttestStatus: attest_status,
     AttestKey: attest_key,
     AttestQuote: attest_quote,
+    AttestStopTpm: attest_stop_tpm,
 }
 
 

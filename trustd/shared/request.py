@@ -278,6 +278,13 @@ class AttestStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestStopTpm:
+    """``rkt attest stop-tpm``: stop the data dir's embedded swtpm (its PCRs are lost)."""
+
+    kind: Literal["attest-stop-tpm"]
+
+
+@dataclass(frozen=True, slots=True)
 class AttestKey:
     """``rkt attest ak``: the attestation key's public part, written to ``out``."""
 
@@ -317,6 +324,7 @@ Request = (
     | AttestStatus
     | AttestKey
     | AttestQuote
+    | AttestStopTpm
 )
 
 

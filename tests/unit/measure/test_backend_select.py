@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from trustd.privileged.measure import ENV_TCTI, Measurer, choose_backend, status
-from trustd.privileged.measure.measure import ALLOWED_PCRS, DEFAULT_PCR
+from trustd.privileged.measure.measure import (
+    ALLOWED_PCRS,
+    DEFAULT_PCR,
+    EMBEDDED_PCR,
+    RESETTABLE_PCRS,
+    default_pcr,
+)
 from trustd.shared.errors import UserError
 
 CHAR_DEVICE = Path("/dev/null")  # a character device standing in for /dev/tpmrm0
@@ -69,6 +75,14 @@ def test_default_pcr_is_allowed_and_not_systemds() -> None:
     assert ALLOWED_PCRS.isdisjoint({*range(8), 10, 11, 12, 13, 15, *range(17, 23)})
 
 
+def test_the_embedded_swtpm_defaults_to_a_pcr_that_cannot_be_reset(tmp_path: Path) -> None:
+    """No boot chain measures into the embedded swtpm: a free, non-resettable PCR (ADR 0007)."""
+    assert EMBEDDED_PCR in ALLOWED_PCRS - RESETTABLE_PCRS and EMBEDDED_PCR < 16
+    assert Measurer(tmp_path, env={}, device=MISSING).pcr == EMBEDDED_PCR == default_pcr("swtpm")
+    assert Measurer(tmp_path, tcti="device:/dev/tpmrm0").pcr == DEFAULT_PCR == default_pcr("tcti")
+    assert Measurer(tmp_path, pcr=16, env={}, device=MISSING).pcr == 16  # measure.json wins
+
+
 @pytest.mark.parametrize("pcr", [0, 7, 10, 11, 15, 17, 22, 24, -1, True])
 def test_claimed_pcrs_are_refused(tmp_path: Path, pcr: int) -> None:
     with pytest.raises(UserError, match="may not be used"):
@@ -104,3 +118,10 @@ def test_empty_or_ambiguous_event_fields_are_refused(
     with pytest.raises(UserError, match="event content"):
         m.extend(23, content)
     assert not (tmp_path / "tpm").exists()  # refused before any TPM work
+
+
+def test_status_of_a_device_says_who_else_can_open_it(tmp_path: Path) -> None:
+    st = status(tmp_path, env={}, device=CHAR_DEVICE)
+    assert st.kind == "device" and st.access is not None
+    assert "can open it" in st.access and "ak.secret" in st.access
+    assert "access:" in st.describe()

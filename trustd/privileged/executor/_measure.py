@@ -5,7 +5,8 @@ verified it (or that it was imported insecurely), the pod manifest, the isolatio
 gets, and the policy in force. Never a secret (the metadata token is not in the plan), never
 an empty field. The outcome is written to ``measurement.json`` in the pod directory.
 Configuration: ``measure.json`` (``{"mode": "required|best-effort|off", "pcr": 23,
-"tcti": "..."}``) in the local config dir, else the system one; default: required.
+"tcti": "..."}``) in the local config dir, else the system one; default: required, and the
+PCR of ``default_pcr`` (14 on the embedded swtpm, 23 otherwise; ADR 0007).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import trustd
 from trustd.privileged.executor._gate import GatedApp, GatedPod
 from trustd.privileged.executor.plan import PodPlan
-from trustd.privileged.measure import DEFAULT_PCR, Measurer
+from trustd.privileged.measure import Measurer
 from trustd.privileged.pod.lifecycle import MANIFEST, PRIVATE
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import read_json
@@ -33,14 +34,16 @@ MAX_PCR = 23
 _HINT = f'e.g. {{"mode": "required", "pcr": 23}}; mode is one of: {", ".join(MODES)}'
 
 
-def _pcr(value: int) -> str | None:
-    return None if 0 <= value <= MAX_PCR else f"must be a PCR number, 0 to {MAX_PCR}"
+def _pcr(value: int | None) -> str | None:
+    if value is None or 0 <= value <= MAX_PCR:
+        return None
+    return f"must be a PCR number, 0 to {MAX_PCR}"
 
 
 @dataclass(frozen=True, slots=True)
 class MeasureConfig:
     mode: MeasureMode = "required"
-    pcr: int = field(default=DEFAULT_PCR, metadata={"check": _pcr})
+    pcr: int | None = field(default=None, metadata={"check": _pcr})  # None: the backend's default
     tcti: str | None = None
 
 
@@ -193,11 +196,11 @@ def measure_pod_start(
             tcti=config.tcti,
             mode="strict" if config.mode == "required" else "best-effort",
         )
-        records = measurer.extend_all(config.pcr, events(gated, pod_dir, policy, data_dir))
+        records = measurer.extend_all(measurer.pcr, events(gated, pod_dir, policy, data_dir))
         missing = [r.reason for r in records if not r.measured]
         result = {
             "mode": config.mode,
-            "pcr": config.pcr,
+            "pcr": measurer.pcr,
             "backend": measurer.backend,
             "measured": not missing,
             "records": [r.recnum for r in records],

@@ -19,14 +19,24 @@ from trustd.privileged.measure.backend import (
 from trustd.privileged.measure.bundle import QuoteBundle, read_bundle, write_bundle
 from trustd.privileged.measure.errors import MalformedAttestationFileError, MeasurementError
 from trustd.privileged.measure.eventlog import EventRecord, decode_log, encode_log, replay
-from trustd.privileged.measure.measure import ALLOWED_PCRS, DEFAULT_PCR, Measurer, Mode
+from trustd.privileged.measure.measure import (
+    ALLOWED_PCRS,
+    DEFAULT_PCR,
+    EMBEDDED_PCR,
+    RESETTABLE_PCRS,
+    Measurer,
+    Mode,
+    default_pcr,
+)
 from trustd.privileged.measure.pcrfile import PcrFile, decode_pcr_file, encode_pcr_file
 
 __all__ = [
     "ALLOWED_PCRS",
     "DEFAULT_PCR",
     "DIGEST_SIZES",
+    "EMBEDDED_PCR",
     "ENV_TCTI",
+    "RESETTABLE_PCRS",
     "BackendChoice",
     "BackendStatus",
     "EventRecord",
@@ -41,6 +51,7 @@ __all__ = [
     "choose_backend",
     "decode_log",
     "decode_pcr_file",
+    "default_pcr",
     "encode_log",
     "encode_pcr_file",
     "event_digest",

@@ -7,9 +7,9 @@ time, so holding a connection across a run would block every other trustd proces
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from tpm2_pytss import (  # type: ignore[import-untyped]
@@ -17,6 +17,7 @@ from tpm2_pytss import (  # type: ignore[import-untyped]
     ESYS_TR,
     TPM2_ALG,
     TPM2_CAP,
+    TPM2B_AUTH,
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
     TPMA_OBJECT,
@@ -24,18 +25,23 @@ from tpm2_pytss import (  # type: ignore[import-untyped]
     TPML_PCR_SELECTION,
     TPMS_ATTEST,
     TPMS_PCR_SELECTION,
+    TPMS_SENSITIVE_CREATE,
     TPMT_HA,
     TPMT_SIG_SCHEME,
     TPMU_HA,
     TSS2_Exception,
 )
 
+from trustd.privileged.measure._aksecret import AkSecret
+from trustd.privileged.measure._unixtpm import UnixTcti
 from trustd.privileged.measure.errors import MeasurementError
 from trustd.privileged.measure.pcrfile import ALG_IDS
+from trustd.shared.errors import LocalStateError
 
 _ALG_NAMES: Final = {v: k for k, v in ALG_IDS.items()}
-# The AK template is fixed: create_primary under the owner seed derives the same key every time.
-AK_UNIQUE: Final = hashlib.sha256(b"trustd attestation key v1").digest()
+# The AK is a primary key under the owner seed: its template's unique field and its auth value
+# come from root's secret (``_aksecret``), so the same secret derives the same key every time
+# and nobody without it derives that key or signs with it.
 _AK_ATTRS: Final = (
     TPMA_OBJECT.RESTRICTED
     | TPMA_OBJECT.SIGN_ENCRYPT
@@ -43,6 +49,7 @@ _AK_ATTRS: Final = (
     | TPMA_OBJECT.FIXEDPARENT
     | TPMA_OBJECT.SENSITIVEDATAORIGIN
     | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.NODA  # a wrong auth tried on it must not lock out the TPM's other keys
 )
 
 
@@ -65,9 +72,10 @@ class RawQuote:
 class Tpm:
     """An open ESAPI context; use through :func:`connect`."""
 
-    def __init__(self, ctx: Any, backend: str) -> None:
+    def __init__(self, ctx: Any, backend: str, ak_secret: AkSecret | None = None) -> None:
         self._ctx = ctx
         self.backend = backend
+        self._ak_secret = ak_secret
 
     def banks(self, pcr: int) -> tuple[str, ...]:
         """Hash banks allocated for ``pcr``, by name, in TPM order."""
@@ -133,11 +141,14 @@ class Tpm:
         return RawQuote(bytes(attest), bytes(sig.marshal()), bytes(public.to_pem()), digest)
 
     def _create_ak(self) -> tuple[Any, Any]:
+        if self._ak_secret is None:
+            raise MeasurementError("no AK secret was given for this session", backend=self.backend)
         template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=_AK_ATTRS)
-        template.publicArea.unique.ecc.x = AK_UNIQUE
-        handle, public, *_ = self._ctx.create_primary(
-            TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.OWNER
-        )
+        template.publicArea.unique.ecc.x = self._ak_secret.unique
+        auth = TPM2B_AUTH(self._ak_secret.auth)
+        sensitive = TPM2B_SENSITIVE_CREATE(TPMS_SENSITIVE_CREATE(userAuth=auth))
+        handle, public, *_ = self._ctx.create_primary(sensitive, template, ESYS_TR.OWNER)
+        self._ctx.tr_set_auth(handle, auth)
         return handle, public
 
 
@@ -163,18 +174,32 @@ def _decode(sel: Any) -> list[tuple[str, list[int]]]:
 
 
 @contextlib.contextmanager
-def connect(tcti: str, backend: str) -> Iterator[Tpm]:
-    """Open the TPM, run the body, close; any TSS error becomes :class:`MeasurementError`."""
+def connect(
+    tcti: str,
+    backend: str,
+    *,
+    socket_dir: Path | None = None,
+    ak_secret: AkSecret | None = None,
+) -> Iterator[Tpm]:
+    """Open the TPM, run the body, close; any TSS error becomes :class:`MeasurementError`.
+
+    ``socket_dir``: the embedded swtpm's directory, reached with :class:`UnixTcti`, not
+    through ``tcti`` (which then only describes it).
+    """
+    own = None
     try:
-        ctx = ESAPI(tcti)
-    except (TSS2_Exception, OSError, RuntimeError) as exc:
+        own = UnixTcti(socket_dir) if socket_dir is not None else None
+        ctx = ESAPI(own if own is not None else tcti)
+    except (TSS2_Exception, OSError, RuntimeError, LocalStateError) as exc:
+        if own is not None:
+            own.do_finalize()
         raise MeasurementError(
             f"cannot open the TPM through TCTI {tcti!r}: {exc}",
             backend=backend,
             hint="run: rkt attest status",
         ) from exc
     try:
-        yield Tpm(ctx, backend)
+        yield Tpm(ctx, backend, ak_secret)
     except (TSS2_Exception, OSError, RuntimeError) as exc:
         raise MeasurementError(
             f"TPM command failed through TCTI {tcti!r}: {exc}",
@@ -184,3 +209,5 @@ def connect(tcti: str, backend: str) -> Iterator[Tpm]:
     finally:
         with contextlib.suppress(TSS2_Exception, OSError, RuntimeError):
             ctx.close()
+        if own is not None:  # ESAPI finalizes only the TCTIs it loaded itself
+            own.do_finalize()

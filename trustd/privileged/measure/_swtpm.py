@@ -1,19 +1,22 @@
-"""The embedded swtpm: started on demand, reused across runs, restarted when dead.
+"""The embedded swtpm: started on demand, reused across runs, reachable by root alone.
 
-Its state lives in ``<data-dir>/tpm/``: ``swtpm-state/`` (the TPM's NVRAM: owner seed, hence
-the AK), ``swtpm.json`` (pid, ports, how many times it was started) and ``swtpm.pid``.
-The swtpm TCTI talks to the control channel on server port + 1, so the two loopback ports are
-consecutive; 2321/2322 belong to whatever TPM simulator the machine already runs.
+Its state lives in ``<data-dir>/tpm/`` (0700 root): ``swtpm-state/`` (the TPM's NVRAM: owner
+seed), the UNIX sockets ``swtpm.sock`` and ``swtpm.ctrl`` (0600), ``swtpm.json`` (the
+supervisor's and swtpm's pids, how many times it was started), ``swtpmd.lock`` (held by the
+supervisor while it runs) and ``swtpm.log``. No TCP port: a user who is not root cannot even
+reach the socket (the directory is 0700). The supervisor (:mod:`._swtpmd`) runs detached from
+the caller (own session, stdio on ``/dev/null``), one per directory, and stops swtpm when the
+directory goes away or on :func:`stop` (``rkt attest stop-tpm``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import json
 import os
-import shutil
-import socket
+import select
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,15 +24,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
 
+from trustd.privileged.measure._unixtpm import connect_socket
 from trustd.privileged.measure.errors import MeasurementError
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import DecodeError, decode_doc, decode_json, encode
 from trustd.shared.errors import LocalStateError
 
 STATE_FILE: Final = "swtpm.json"
-RESERVED_PORTS: Final = frozenset({2321, 2322})
+# Run as a script (stdlib only: the daemon loads neither trustd nor tpm2-pytss), never imported.
+SUPERVISOR: Final = Path(__file__).with_name("_swtpmd.py")
+LOCK: Final = "swtpmd.lock"  # as in _swtpmd
+LOG: Final = "swtpm.log"
 MAX_STATE: Final = 4096
-_START_TIMEOUT: Final = 5.0
+_START_TIMEOUT: Final = 15.0
+_STOP_TIMEOUT: Final = 10.0
 
 
 def _range(low: int, high: int) -> Callable[[int], str | None]:
@@ -47,26 +55,13 @@ def _nonempty(value: str) -> str | None:
 class SwtpmState:
     """What ``swtpm.json`` records about the running (or last) embedded swtpm."""
 
-    pid: int = field(metadata={"check": _range(2, 2**22)})
-    server_port: int = field(metadata={"check": _range(1024, 65534)})
-    ctrl_port: int = field(metadata={"check": _range(1025, 65535)})
+    pid: int = field(metadata={"check": _range(2, 2**22)})  # the supervisor
+    swtpm_pid: int = field(metadata={"check": _range(2, 2**22)})
     starts: int = field(metadata={"check": _range(1, 2**31)})
     started_at: str = field(metadata={"check": _nonempty})
 
-    def __post_init__(self) -> None:
-        pair = {self.server_port, self.ctrl_port}
-        if self.ctrl_port != self.server_port + 1 or pair & RESERVED_PORTS:
-            raise ValueError(
-                f"ports {self.server_port}/{self.ctrl_port} are not a consecutive pair "
-                "outside 2321/2322"
-            )
-
-    @property
-    def tcti(self) -> str:
-        return f"swtpm:host=127.0.0.1,port={self.server_port}"
-
     def to_json(self) -> bytes:
-        doc = {"version": 1, **encode(self)}
+        doc = {"version": 2, **encode(self)}
         return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
 
 
@@ -74,17 +69,16 @@ class SwtpmState:
 class _StateFile:
     """``swtpm.json`` as stored: the state and its format version."""
 
-    version: Literal[1]
+    version: Literal[2]
     pid: int
-    server_port: int
-    ctrl_port: int
+    swtpm_pid: int
     starts: int
     started_at: str
 
 
 def parse_state(data: bytes, source: str = STATE_FILE) -> SwtpmState:
     """Strict parse of ``swtpm.json``; every defect is a DecodeError naming the field."""
-    hint = f"stop the swtpm it names, then remove {source}"
+    hint = f"stop the swtpm (rkt attest stop-tpm), then remove {source}"
     if len(data) > MAX_STATE:
         raise DecodeError(source, (), f"larger than {MAX_STATE} bytes", hint)
     stored = decode_json(data, _StateFile, source, hint)
@@ -95,126 +89,188 @@ def parse_state(data: bytes, source: str = STATE_FILE) -> SwtpmState:
 def load_state(tpm_dir: Path) -> SwtpmState | None:
     path = tpm_dir / STATE_FILE
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_STATE + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise LocalStateError(
             f"{path}: {exc.strerror}", hint=f"stop the swtpm it names, then remove {path}"
         ) from exc
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_STATE + 1)
     return parse_state(data, str(path))
 
 
-def is_ours(state: SwtpmState, tpm_dir: Path) -> bool:
-    """The pid is a live swtpm serving our state directory (not a reused pid)."""
-    return _pid_is_ours(state.pid, tpm_dir)
-
-
-def _pid_is_ours(pid: int, tpm_dir: Path) -> bool:
+def legacy_state(tpm_dir: Path) -> dict[str, object] | None:
+    """``swtpm.json`` when it is an older trustd's (version 1: a TCP swtpm), else None."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    args = raw.split(b"\0")
-    if status.rsplit(")", 1)[-1].split()[0] in {"Z", "X"}:
-        return False
-    state_arg = f"dir={tpm_dir / 'swtpm-state'}".encode()
-    return bool(args) and args[0].endswith(b"swtpm") and any(a.startswith(state_arg) for a in args)
-
-
-def answers(port: int, timeout: float = 0.5) -> bool:
+        fd = os.open(tpm_dir / STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(MAX_STATE + 1)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
+        doc = json.loads(raw)
+    except ValueError:
+        return None  # not ours to judge here: load_state names the defect
+    return doc if isinstance(doc, dict) and doc.get("version") == 1 else None
+
+
+def retire_legacy(tpm_dir: Path) -> int:
+    """Stop an older trustd's TCP swtpm (``swtpm.json`` version 1) and forget it.
+
+    Returns how many times that one had been started (0 when there was none), so the epoch's
+    ``swtpm_starts`` keeps counting. Left running it would keep the TPM on a TCP port any
+    local user can open, and hold the state directory's lock.
+    """
+    doc = legacy_state(tpm_dir)
+    if doc is None:
+        return 0
+    pid, starts = doc.get("pid"), doc.get("starts")
+    if isinstance(pid, int) and not isinstance(pid, bool) and pid > 1:
+        _kill_legacy(pid, tpm_dir)
+    (tpm_dir / STATE_FILE).unlink()
+    return starts if isinstance(starts, int) and not isinstance(starts, bool) else 0
+
+
+def _kill_legacy(pid: int, tpm_dir: Path) -> None:
+    def ours() -> bool:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return False
+        state_arg = f"dir={tpm_dir / 'swtpm-state'}".encode()
+        alive = status not in {"Z", "X"}
+        return alive and args[0].endswith(b"swtpm") and any(a.startswith(state_arg) for a in args)
+
+    if not ours():
+        return
+    os.kill(pid, 15)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if ours():
+        os.kill(pid, 9)
+
+
+def supervised(tpm_dir: Path) -> bool:
+    """A supervisor holds ``swtpmd.lock``: an swtpm serves this directory (or is starting)."""
+    try:
+        fd = os.open(tpm_dir / LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
-def is_alive(state: SwtpmState, tpm_dir: Path) -> bool:
-    return is_ours(state, tpm_dir) and answers(state.ctrl_port)
-
-
-def free_port_pair() -> int:
-    """A loopback port N with N+1 also free, neither 2321 nor 2322."""
-    for _ in range(64):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535 or {port, port + 1} & RESERVED_PORTS:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return int(port)
-    raise MeasurementError("no free pair of loopback ports for the swtpm", backend="swtpm")
-
-
-def stop(state: SwtpmState, tpm_dir: Path) -> bool:
-    """Kill the swtpm ``state`` names if it is still ours; True when one was stopped."""
-    if not is_ours(state, tpm_dir):
+def answers(tpm_dir: Path) -> bool:
+    try:
+        connect_socket(tpm_dir).close()
+    except (OSError, LocalStateError):
         return False
-    os.kill(state.pid, 15)
-    deadline = time.monotonic() + _START_TIMEOUT
-    while is_ours(state, tpm_dir) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if is_ours(state, tpm_dir):
-        os.kill(state.pid, 9)
     return True
 
 
-def _spawn(tpm_dir: Path, port: int) -> int:
-    binary = shutil.which("swtpm")
-    if binary is None:
-        raise MeasurementError(
-            "the swtpm program is not installed", backend="swtpm", hint="run: make apt"
+def is_alive(tpm_dir: Path) -> bool:
+    return supervised(tpm_dir) and answers(tpm_dir)
+
+
+def _is_supervisor(pid: int, tpm_dir: Path) -> bool:
+    """``pid`` is the supervisor of ``tpm_dir`` (not a reused pid)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(SUPERVISOR).encode() in args and str(tpm_dir).encode() in args
+
+
+def stop(tpm_dir: Path) -> bool:
+    """Stop the embedded swtpm of ``tpm_dir``; True when one was running."""
+    legacy = retire_legacy(tpm_dir) > 0
+    if not supervised(tpm_dir):
+        return legacy
+    state = load_state(tpm_dir)
+    if state is None or not _is_supervisor(state.pid, tpm_dir):
+        raise LocalStateError(
+            f"an swtpm supervisor holds {tpm_dir / LOCK} but {tpm_dir / STATE_FILE} "
+            "does not name it",
+            hint=f"find it: fuser {tpm_dir / LOCK}",
         )
-    state_dir = tpm_dir / "swtpm-state"
-    state_dir.mkdir(mode=0o700, exist_ok=True)
-    pidfile = tpm_dir / "swtpm.pid"
-    pidfile.unlink(missing_ok=True)
-    argv = [binary, "socket", "--tpm2", "--tpmstate", f"dir={state_dir},mode=0600"]
-    argv += ["--server", f"type=tcp,port={port},bindaddr=127.0.0.1"]
-    argv += ["--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1"]
-    argv += ["--flags", "not-need-init,startup-clear", "--daemon", "--pid", f"file={pidfile}"]
-    argv += ["--log", f"file={tpm_dir / 'swtpm.log'}"]
-    done = subprocess.run(argv, capture_output=True, timeout=_START_TIMEOUT, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise OSError(f"swtpm exited {done.returncode}: {done.stderr.decode(errors='replace')}")
+    os.kill(state.pid, 15)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    while supervised(tpm_dir) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if supervised(tpm_dir) and _is_supervisor(state.pid, tpm_dir):
+        os.kill(state.pid, 9)  # swtpm follows it (PR_SET_PDEATHSIG)
+        while supervised(tpm_dir) and time.monotonic() < deadline + _STOP_TIMEOUT:
+            time.sleep(0.02)
+    return True
+
+
+def _read_ready(fd: int) -> str:
     deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if pidfile.exists() and answers(port + 1) and answers(port):
-            return int(pidfile.read_text().strip())
-        time.sleep(0.01)
-    with contextlib.suppress(OSError, ValueError):  # do not leave a half-started swtpm behind
-        pid = int(pidfile.read_text().strip())
-        if _pid_is_ours(pid, tpm_dir):
-            os.kill(pid, 9)
-    raise OSError(f"swtpm did not answer on 127.0.0.1:{port} within {_START_TIMEOUT:.0f}s")
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return f"error the supervisor did not answer within {_START_TIMEOUT:.0f}s"
+        chunk = os.read(fd, 256)
+        if not chunk:
+            return "error the supervisor exited without a word"
+        data += chunk
+    return data.decode(errors="replace").strip()
 
 
-def start(tpm_dir: Path, previous: SwtpmState | None) -> SwtpmState:
-    """Start a new swtpm on fresh ports and record it; the caller holds the lock."""
-    if previous is not None:
-        stop(previous, tpm_dir)
-    errors = []
-    for _ in range(3):
-        port = free_port_pair()
-        try:
-            pid = _spawn(tpm_dir, port)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            errors.append(str(exc).strip())
-            continue
+def _spawn(tpm_dir: Path) -> tuple[int, int]:
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        argv = [sys.executable, "-I", str(SUPERVISOR), str(tpm_dir), str(write_end)]
+        first = subprocess.Popen(  # noqa: S603
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            pass_fds=(write_end,),
+            start_new_session=True,
+            cwd="/",
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"},
+        )
+        os.close(write_end)
+        write_end = -1
+        first.wait(timeout=_START_TIMEOUT)  # it forks the supervisor and exits
+        word = _read_ready(read_end)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    parts = word.split()
+    if len(parts) == 3 and parts[0] == "ready":
+        return int(parts[1]), int(parts[2])
+    raise OSError(word.removeprefix("error ").removeprefix("busy "))
+
+
+def start(tpm_dir: Path, previous: SwtpmState | None, *, starts: int | None = None) -> SwtpmState:
+    """Start a supervised swtpm and record it; the caller holds the lock."""
+    if supervised(tpm_dir):
+        stop(tpm_dir)
+    try:
+        pid, swtpm_pid = _spawn(tpm_dir)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MeasurementError(
+            f"cannot start the embedded swtpm: {exc}",
+            backend="swtpm",
+            hint=f"see {tpm_dir / LOG}",
+        ) from exc
+    if starts is None:
         starts = 1 if previous is None else previous.starts + 1
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        state = SwtpmState(pid, port, port + 1, starts, now)
-        atomic_write(tpm_dir / STATE_FILE, state.to_json(), mode=0o600)
-        return state
-    raise MeasurementError(
-        f"cannot start the embedded swtpm: {'; '.join(errors)}",
-        backend="swtpm",
-        hint=f"see {tpm_dir / 'swtpm.log'}",
-    )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    state = SwtpmState(pid, swtpm_pid, starts, now)
+    atomic_write(tpm_dir / STATE_FILE, state.to_json(), mode=0o600)
+    return state

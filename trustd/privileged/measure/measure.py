@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-from trustd.privileged.measure import _esys
+from trustd.privileged.measure import _aksecret, _esys
 from trustd.privileged.measure._canon import check_event
 from trustd.privileged.measure._extend import EPOCH_TYPE, EVENTLOG, Extender
 from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
@@ -35,9 +35,21 @@ from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
 
 DEFAULT_PCR: Final = 23
+# The embedded swtpm has no boot chain: every PCR is free, so trustd takes one that cannot be
+# reset (0-15 are not resettable; 16 and 23 are, from locality 0). 14 is shim's on hardware.
+EMBEDDED_PCR: Final = 14
 # 16 (debug) and 23 (application support) are the PC Client PCRs locality 0 may extend that
 # no boot component claims; 8, 9 and 14 only on machines without grub / shim. See ADR 0007.
 ALLOWED_PCRS: Final = frozenset({8, 9, 14, 16, 23})
+RESETTABLE_PCRS: Final = frozenset({16, 23})
+
+
+def default_pcr(kind: str) -> int:
+    """The PCR measured into when ``measure.json`` names none: a non-resettable one where the
+    platform surely leaves it free (the embedded swtpm), else 23 (ADR 0007)."""
+    return EMBEDDED_PCR if kind == "swtpm" else DEFAULT_PCR
+
+
 AK_PIN: Final = "ak.pub.pem"
 __all__ = ["ALLOWED_PCRS", "DEFAULT_PCR", "EPOCH_TYPE", "EVENTLOG", "Measurer", "Mode"]
 Mode = Literal["strict", "best-effort"]
@@ -56,6 +68,7 @@ def _check_pcr(pcr: int) -> int:
 class Measurer:
     """Measures into one TPM for the length of a run; a dead TPM is never silently replaced.
 
+    ``pcr`` None: :func:`default_pcr` of the chosen backend.
     The backend is resolved (and the embedded swtpm started if needed) on first use; the TPM's
     boot epoch seen then is pinned, so a TPM that restarts mid-run fails the next operation.
     """
@@ -64,7 +77,7 @@ class Measurer:
         self,
         data_dir: Path,
         *,
-        pcr: int = DEFAULT_PCR,
+        pcr: int | None = None,
         mode: Mode = "strict",
         tcti: str | None = None,
         env: Mapping[str, str] | None = None,
@@ -72,10 +85,10 @@ class Measurer:
     ) -> None:
         if mode not in ("strict", "best-effort"):
             raise UserError(f"measurement mode {mode!r} is not strict or best-effort")
-        self.pcr = _check_pcr(pcr)
+        self._choice = choose_backend(tcti=tcti, env=env, device=device)
+        self.pcr = _check_pcr(default_pcr(self._choice.kind) if pcr is None else pcr)
         self.mode: Mode = mode
         self._data_dir = data_dir
-        self._choice = choose_backend(tcti=tcti, env=env, device=device)
         self._target: Target | None = None
         self._epoch: _esys.Clock | None = None
 
@@ -97,7 +110,11 @@ class Measurer:
         with locked(directory):
             if self._target is None:
                 self._target = resolve_locked(self._choice, directory)
-            with _esys.connect(self._target.tcti, self._target.kind) as tpm:
+            target = self._target
+            secret = _aksecret.load_or_create(directory)
+            with _esys.connect(
+                target.tcti, target.kind, socket_dir=target.socket_dir, ak_secret=secret
+            ) as tpm:
                 clock = tpm.clock()
                 if self._epoch is None:
                     self._epoch = clock
@@ -191,8 +208,9 @@ def _pinned_ak(tpm: _esys.Tpm, directory: Path, pem: bytes) -> bytes:
         raise LocalStateError(f"{pin}: {exc}", hint=f"remove {pin} to pin the AK again") from exc
     if pinned != pem:
         raise MeasurementError(
-            f"the TPM's attestation key is not the one pinned in {pin}: "
-            "the owner hierarchy was cleared (TPM2_Clear) or the TPM was replaced",
+            f"the TPM's attestation key is not the one pinned in {pin}: the owner hierarchy "
+            f"was cleared (TPM2_Clear), the TPM was replaced, or {directory / 'ak.secret'} is new"
+            " (the AK is derived from it since issue #11; a key pinned before it is not)",
             backend=tpm.backend,
             hint=f"verifiers must pin the new key: rm {pin} && rkt attest ak --out AK.pem",
         )
