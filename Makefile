@@ -62,5 +62,11 @@ bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/start.py
 
+# A system install in Debian 12's layout (packaging/README.md); DESTDIR stages it elsewhere.
+PREFIX ?= /usr
+install:
+	@bash scripts/setup-apt.sh python3-venv
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PYTHON="$(PYTHON)" bash scripts/install.sh
+
 clean:
 	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .coverage
