@@ -243,3 +243,20 @@ def test_the_bash_completion_offers_commands_and_subcommands(installed: Installe
     )
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["trust", "list", "table json"]
+
+
+def test_the_zsh_completion_offers_commands_and_subcommands(installed: Installed) -> None:
+    """zsh's completion builtins exist only inside a completion widget, so compadd and _files
+    are stand-ins that print what the function offers (zsh's own matching is not under test)."""
+    if shutil.which("zsh") is None:
+        pytest.skip("zsh is not installed (make setup installs it)")
+    script = installed.root / "usr/share/zsh/vendor-completions/_rkt"
+    probe = (
+        'compadd() { [[ $1 == -- ]] && shift; print -r -- "$*" }; _files() { print FILES }; '
+        f't() {{ words=("$@"); CURRENT=${{#words}}; PREFIX=${{words[-1]}}; source {script} }}; '
+        "t rkt image ''; t rkt policy check --format ''; t rkt tr"
+    )
+    out = subprocess.run(["zsh", "-fc", probe], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["list rm cat-manifest export gc render extract", "table json"]
+    assert {"trust", "image", "policy", "attest", "run"} <= set(lines[2].split())
