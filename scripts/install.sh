@@ -28,6 +28,10 @@ mkdir -p "$(dirname "$STAGE")"
 "$STAGE/bin/python" -m pip wheel -q --no-deps -w "$WORK/wheel" .
 "$STAGE/bin/python" -m pip install -q "$WORK"/wheel/trustd-*.whl
 rm -rf build  # pip wheel's in-tree build directory
+# pip records the temporary wheel's URL (PEP 610); it names a file that is gone: drop it.
+for info in "$STAGE"/lib/python3*/site-packages/trustd-*.dist-info; do
+  rm -f "$info/direct_url.json" && sed -i '/direct_url\.json,/d' "$info/RECORD"
+done
 
 if [ -n "$DESTDIR" ]; then
   grep -rlIZ -- "$STAGE" "$STAGE/bin" "$STAGE/pyvenv.cfg" | xargs -0 -r sed -i "s|$STAGE|$VENV|g"

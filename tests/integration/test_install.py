@@ -99,6 +99,8 @@ def test_the_layout_is_debians_and_no_file_names_the_stage(installed: Installed)
     ):
         assert (root / rel).is_file(), rel
         assert (root / rel).stat().st_mode & 0o777 == 0o644, rel
+    (info,) = (root / VENV).glob("lib/python3.11/site-packages/trustd-*.dist-info")
+    assert not (info / "direct_url.json").exists()  # a wheel install, not a link to a checkout
     service = (root / "usr/lib/systemd/system/rkt-gc.service").read_text()
     assert "ExecStart=/usr/bin/rkt gc --grace-period=${GRACE_PERIOD}" in service
     staged = subprocess.run(
@@ -136,6 +138,17 @@ def test_the_installed_shipped_policy_checks_clean(installed: Installed) -> None
     result = installed.rkt("policy", "check", str(policy))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "loads (sha256-" in result.stdout
+
+
+def test_the_missing_policy_hint_names_a_file_the_install_has(
+    installed: Installed, tmp_path: Path
+) -> None:
+    result = installed.rkt(
+        f"--system-config={tmp_path}", f"--local-config={tmp_path}", "policy", "check"
+    )
+    assert result.returncode == 254 and "no policy" in result.stderr
+    hint = result.stderr.split("install the shipped default: cp ", 1)[1].split()[0]
+    assert Path(hint).is_file() and Path(hint).is_relative_to(installed.root / VENV), hint
 
 
 def _plan(flavor: str) -> PodPlan:
