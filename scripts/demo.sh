@@ -8,7 +8,7 @@ OUT="$PWD/demo-out"
 rm -rf "$OUT" && mkdir -p "$OUT"/{gnupg,image/rootfs/bin,system-config,local-config,data}
 chmod 700 "$OUT/gnupg"
 FLAGS=(--system-config="$OUT/system-config" --local-config="$OUT/local-config" --dir="$OUT/data")
-install -m 0644 policy/default.toml "$OUT/system-config/policy.toml"   # the shipped policy, unchanged
+install -m 0644 trustd/shared/data/policy/default.toml "$OUT/system-config/policy.toml"   # the shipped policy, unchanged
 PREFIX="demo.trustd.test/hello"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -159,7 +159,7 @@ fi
 
 step "18. ... unless the policy has a scope that accepts them: then no flag is needed, and it is on record"
 DOCKER_NAME="127.0.0.1-$PORT/demo/busybox"
-cp policy/default.toml "$OUT/local-config/policy.toml"
+cp trustd/shared/data/policy/default.toml "$OUT/local-config/policy.toml"
 cat >> "$OUT/local-config/policy.toml" <<TOML
 
 # the demo's local registry: unsigned Docker images accepted, explicitly and only here

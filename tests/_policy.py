@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHIPPED = Path(__file__).parents[1] / "policy" / "default.toml"
+from trustd.shared.shipped import default_policy
+
+SHIPPED = default_policy()  # inside the package: trustd/shared/data/policy/default.toml
 
 TEST_RUN_RULES = {
     "flavors": '["container", "fly"]',

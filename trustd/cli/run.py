@@ -24,7 +24,7 @@ def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
     p.add_argument("--pull-policy", choices=("never", "new", "update"), default="new")
     p.add_argument("--volume", action="append", default=[], type=parse_volume)
     p.add_argument("--stage1-name", default="container", help="container (default) or fly")
-    p.add_argument("--stage1-path", type=Path, help="a stage1 descriptor (stage1/*.json)")
+    p.add_argument("--stage1-path", type=Path, help="a stage1 descriptor file (JSON)")
     if running:
         p.add_argument("--net", choices=("default", "none", "host"), default="default")
         p.add_argument("--hostname")

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trustd
 from trustd.privileged.executor._gate import GatedApp, GatedPod
 from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.measure import Measurer
 from trustd.privileged.pod.lifecycle import MANIFEST, PRIVATE
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import read_json
-from trustd.shared.errors import UserError
+from trustd.shared.errors import LocalStateError, UserError
 from trustd.shared.policy import Policy
+from trustd.shared.shipped import stage1_descriptor
 from trustd.shared.vocab import MEASURE_MODES, MEASURE_RANK, MeasureMode
 
 MODES = MEASURE_MODES
@@ -62,8 +62,15 @@ def _sha256(data: bytes) -> str:
 
 
 def _stage1(plan: PodPlan) -> dict[str, Any]:
-    descriptor = Path(trustd.__file__).parents[1] / "stage1" / f"{plan.flavor}.json"
-    body = descriptor.read_bytes() if descriptor.is_file() else f"builtin:{plan.flavor}".encode()
+    """The shipped descriptor's digest: the same bytes in every install (never a stand-in)."""
+    descriptor = stage1_descriptor(plan.flavor)
+    try:
+        body = descriptor.read_bytes()
+    except OSError as exc:
+        raise LocalStateError(
+            f"stage1 descriptor {descriptor} cannot be read: {exc.strerror}",
+            hint="trustd's installation is incomplete; reinstall it (make install)",
+        ) from exc
     return {"pod": plan.uuid, "flavor": plan.flavor, "descriptor_digest": _sha256(body)}
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from trustd.shared.isolation.seccomp import SeccompSpec, default_spec, spec_digest
 from trustd.shared.policy.model import SECCOMP_DIGEST, Policy
 from trustd.shared.policy.seccomp_profile import DockerProfile, SeccompProfileError, load_profile
+from trustd.shared.shipped import seccomp_profiles_dir
 
-# The repository's shipped data (policy/seccomp); installed systems may add
-# <system-config>/seccomp via [seccomp_profiles] in their policy.
-SHIPPED_DIR = Path(__file__).resolve().parents[3] / "policy" / "seccomp"
+# The shipped profiles travel inside the package (trustd/shared/data/policy/seccomp);
+# installed systems may add their own via [seccomp_profiles] in their policy.
+SHIPPED_DIR = seccomp_profiles_dir()
 
 
 @functools.cache

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from trustd.shared.policy._codec import PolicyFileError, load_policy
 from trustd.shared.policy.model import Policy
+from trustd.shared.shipped import default_policy
 
 POLICY_NAME = "policy.toml"
 
 
 def shipped_default() -> Path:
-    """``policy/default.toml`` of the source tree (what packages install as the system one)."""
-    return Path(__file__).resolve().parents[3] / "policy" / "default.toml"
+    """The shipped default policy, inside the installed package (what ``make install``
+    installs as the system one)."""
+    return default_policy()
 
 
 def effective_policy_path(system_config: Path, local_config: Path) -> Path | None:

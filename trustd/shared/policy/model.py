@@ -67,8 +67,8 @@ def _seccomp(value: tuple[str, ...]) -> str | None:
             or _PROFILE_NAME.fullmatch(item)
         ):
             return (
-                f"{item!r} is not a profile name ({', '.join(SECCOMP_BUILTINS)}, a profile "
-                "under policy/seccomp) or a digest sha256-<64 hex>"
+                f"{item!r} is not a profile name ({', '.join(SECCOMP_BUILTINS)}, a named "
+                "Docker-format profile) or a digest sha256-<64 hex>"
             )
     return None
 
