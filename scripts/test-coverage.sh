@@ -22,7 +22,7 @@ rm -rf "$data" "$root/.coverage"
 mkdir -p "$data" && chmod 1777 "$data"
 trap 'rm -f "$pth"; rm -rf "$data"' EXIT
 cat >"$pth" <<PTH
-import os; exec("if os.path.isdir('$data'):\n os.environ.setdefault('COVERAGE_PROCESS_START', '$root/pyproject.toml')\n os.environ.setdefault('COVERAGE_FILE', '$data/coverage')\n import coverage\n coverage.process_startup()")
+import os; exec("if os.path.isdir('$data'):\n os.environ.setdefault('COVERAGE_PROCESS_START', '$root/pyproject.toml')\n os.environ.setdefault('COVERAGE_FILE', '$data/.coverage')\n import coverage\n coverage.process_startup()")
 PTH
 "$bin/pytest" -q "${@:-tests}"
 status=$?
