@@ -28,7 +28,7 @@ def base() -> Iterator[Path]:
 
 def _run(cmd: list[str], *, member: bool = False) -> subprocess.CompletedProcess[str]:
     prefix = ["setpriv", f"--reuid={ensure_user()}", "--regid=rkt", "--init-groups", "--"]
-    return subprocess.run(  # noqa: S603 - fixed argv
+    return subprocess.run(
         [*(prefix if member else []), *cmd],
         capture_output=True,
         text=True,
@@ -47,7 +47,7 @@ def _hint(stderr: str) -> str:
 def _command_in(hint: str) -> list[str]:
     """The command in a hint: from ``sudo`` or ``rkt`` to the closing parenthesis or comma."""
     start = min(i for i in (hint.find("sudo "), hint.find("rkt ")) if i >= 0)
-    words = shlex.split(hint[start:].split(")")[0].split(",")[0])
+    words = shlex.split(hint[start:].split(")", maxsplit=1)[0].split(",", maxsplit=1)[0])
     return words[1:] if words[0] == "sudo" else words  # the test runs as root already
 
 
@@ -69,7 +69,9 @@ def test_a_member_of_rkt_who_cannot_create_the_data_dir_is_told_how(base: Path) 
 @contextlib.contextmanager
 def _full_tmpfs(where: Path) -> Iterator[Path]:
     where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(where)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(where)], check=True
+    )
     try:
         with contextlib.suppress(OSError), (where / "filler").open("wb") as f:
             while True:

@@ -360,4 +360,3 @@ def _caps_fix(have: tuple[str, ...], extra: list[str], allowed: tuple[str, ...])
         return f"run with --caps-remove={','.join(extra)}, or "
     kept = sorted(set(have) - set(extra)) or sorted(DEFAULT_CAPS & set(allowed))
     return f"run with --caps-retain={','.join(kept)}, or " if kept else ""
-

@@ -19,7 +19,14 @@ def shipped_default() -> Path:
 def install_hint(local_config: Path) -> str:
     """A command that puts the shipped default in force, as this install finds it: ``-D``
     makes the directory, the target is the file name trustd reads (issue #15)."""
-    command = ["install", "-D", "-m", "0644", str(shipped_default()), str(local_config / POLICY_NAME)]
+    command = [
+        "install",
+        "-D",
+        "-m",
+        "0644",
+        str(shipped_default()),
+        str(local_config / POLICY_NAME),
+    ]
     return f"install the shipped default: {shlex.join(command)}"
 
 

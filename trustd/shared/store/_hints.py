@@ -42,13 +42,16 @@ def disk_full(path: Path) -> bool:
 
 def full_hint(path: Path) -> str:
     where = _nearest_existing(path)
-    return f"the file system holding {where} is full: free space there (df -h {where}), then run again"
+    return (
+        f"the file system holding {where} is full: free space there (df -h {where}), then run again"
+    )
 
 
 def denied_hint(root: Path) -> str:
     """Why the caller cannot write the store at ``root``, and the command that fixes it."""
     if os.geteuid() == 0:
-        return f"{_nearest_existing(root)} refuses even root (read-only file system?): pick another --dir"
+        where = _nearest_existing(root)
+        return f"{where} refuses even root (a read-only file system?): pick another --dir"
     if not in_group():
         return (
             f"add yourself to group {GROUP}: sudo usermod -aG {GROUP} $USER, "
