@@ -131,7 +131,12 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
         "trustd.unprivileged.docker",
         "trustd.unprivileged.fetch._auth",
     )
-    if request.ref.kind == "name" and ctx.gate_keystore() is not None:
+    # key discovery is network work: never under --pull-policy=never, which uses the store only
+    if (
+        request.ref.kind == "name"
+        and ctx.gate_keystore() is not None
+        and ctx.pull_policy != "never"
+    ):
         _tofu_as_root(request.ref.name, ctx, identity, modules)
     return run_as(identity, work, modules)
 
