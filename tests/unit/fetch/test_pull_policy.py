@@ -63,3 +63,12 @@ def test_update_does_go_to_the_network(
     """The counter is live: without never, the same fetch asks the (proxied) network."""
     assert main([*stored.flags(), "fetch", "--pull-policy=update", NAME]) == 254
     assert [s.target for s in proxy.seen][:1] == ["example.com:443"]
+
+
+def test_new_takes_a_stored_name_with_no_network_call(
+    stored: ConfigDirs, proxy: LocalProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*stored.flags(), "fetch", "--pull-policy=new", NAME]) == 0
+    assert proxy.seen == []
+    assert main([*stored.flags(), "fetch", "--pull-policy=new", "example.com/absent"]) == 254
+    assert [s.target for s in proxy.seen][:1] == ["example.com:443"]  # not stored: it asks
