@@ -4,6 +4,7 @@ and then the refused command works (issue #15 part 3)."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigDirs
-from tests.integration.conftest import RKT, ensure_user, require_root
+from tests.integration.conftest import RKT, ensure_user, require_root, rkt
 
 
 @pytest.fixture
@@ -93,3 +94,16 @@ def test_a_full_disk_under_dir_is_reported_as_full_not_as_permissions(base: Path
         (full / "filler").unlink()  # what the hint says: free space there
         again = _run([RKT, *dirs.flags(), "image", "list"])
         assert again.returncode == 0, again.stderr
+
+
+def test_the_capability_hint_is_a_flag_that_then_runs(shared_dirs: ConfigDirs, image: str) -> None:
+    """rkt printed ``to satisfy: --caps-remove=CAP_SYS_ADMIN`` for ``--caps-retain``: a flag
+    that cannot be combined with it. The hinted flag now runs the app."""
+    app = ["--exec=/bin/true"]
+    refused = rkt(shared_dirs, "run", image, "--caps-retain=CAP_SYS_ADMIN", *app)
+    assert refused.returncode == 254
+    hinted = re.search(r"to satisfy: run with (--caps-(?:retain|remove)=\S+?),? or", refused.stderr)
+    assert hinted, refused.stderr
+    assert not hinted[1].startswith("--caps-remove")
+    ran = rkt(shared_dirs, "run", image, hinted[1], *app)
+    assert ran.returncode == 0, ran.stderr
