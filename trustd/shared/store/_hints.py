@@ -82,4 +82,8 @@ def sqlite_hint(exc: sqlite3.Error, path: Path, root: Path) -> str:
         return denied_hint(root)
     if name.startswith("SQLITE_IOERR"):
         return f"a disk I/O error under {path.parent}: check the disk (dmesg), then run again"
-    return f"check the permissions of the store (group {GROUP})"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "another rkt command holds the store: wait for it to finish, then run again"
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return f"the index is damaged: move {path} aside and fetch the images again"
+    return f"check the store under {root} (its files belong to group {GROUP})"
