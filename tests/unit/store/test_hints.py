@@ -12,7 +12,7 @@ from trustd.shared.store._hints import denied_hint, os_hint, sqlite_hint
 
 def _error(name: str) -> sqlite3.Error:
     exc = sqlite3.OperationalError("boom")
-    exc.sqlite_errorname = name  # type: ignore[attr-defined]
+    exc.sqlite_errorname = name
     return exc
 
 
