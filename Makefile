@@ -51,7 +51,7 @@ test-integration: setup
 	$(BIN)/pytest -q tests/integration
 
 test: setup lint
-	$(BIN)/pytest -q --cov --cov-report=term-missing:skip-covered tests
+	bash scripts/test-coverage.sh tests
 
 demo: setup
 	bash scripts/demo.sh
@@ -70,4 +70,4 @@ install:
 	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PYTHON="$(PYTHON)" bash scripts/install.sh
 
 clean:
-	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage-data

@@ -146,3 +146,18 @@ def https_server(ca: Any, trusted: Path) -> Iterator[LocalServer]:
     """A real HTTPS server on 127.0.0.1 with a certificate the test trusts."""
     with LocalServer(tls=ca.issue_cert(*LOCAL_NAMES)) as srv:
         yield srv
+
+
+PROXY_VARIABLES = tuple(
+    v
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for v in (name, name.upper())
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trustd honours the proxy variables (issue #15): a developer's own proxy must not
+    reroute the tests' servers on 127.0.0.1. Tests about proxies set them themselves."""
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)

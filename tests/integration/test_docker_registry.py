@@ -246,13 +246,11 @@ def test_a_stalled_registry_times_out_cleanly(store: ImageStore) -> None:
     short = Limits(max_bytes=1 << 20, connect_timeout=1, total_timeout=1.5)
     with LocalServer() as srv:
         srv.routes["/v2/"] = stall()
-        started = time.monotonic()
         with pytest.raises(TransportError, match=r"did not finish|timed out"):
             fetch_docker(
                 f"docker://127.0.0.1:{srv.port}/slow",
                 job(store, limits=RegistryLimits(small=short, blob=short)),
             )
-        assert time.monotonic() - started < 8
     assert store.images() == []
 
 

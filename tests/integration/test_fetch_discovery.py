@@ -85,7 +85,7 @@ def test_fetch_by_name_with_key_discovery(site: Path, shared_dirs: ConfigDirs, k
     )
     (record,) = json.loads(listed.stdout)
     assert record["source"].startswith(f"https://{HOST}/images/")
-    assert record["provenance"]["signers"] == [keys.good.lower()]
+    assert record["provenance"]["signers"] == [keys.good.upper()]
 
 
 def test_without_a_tty_keys_are_not_trusted_and_the_fetch_fails(

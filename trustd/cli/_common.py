@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import enum
+import json
 import sys
+from datetime import date, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from trustd.shared.config import Dirs, GlobalOptions, directory_flag
 from trustd.shared.errors import UserError
@@ -128,3 +131,68 @@ def print_table(rows: list[list[str]], legend: list[str] | None) -> None:
     """:func:`table_text`, printed."""
     if text := table_text(rows, legend):
         print(text)
+
+
+# One --format vocabulary for every verb (issue #15): ``table`` for people (the default, aligned
+# columns), rkt's ``json`` (one line) and ``json-pretty`` (indented), and where a verb has them
+# the report formats ``sarif`` and ``junit``. ``text`` (trustd's earlier name) and ``""`` (rkt
+# list's default) are read as ``table``.
+FORMATS = ("table", "json", "json-pretty")
+_ALIASES = {"": "table", "text": "table"}
+
+
+def add_format_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
+    """``--format`` with the shared vocabulary (plus ``extra`` report formats)."""
+    choices = (*FORMATS, *extra)
+
+    def parse(text: str) -> str:
+        value = _ALIASES.get(text, text)
+        if value not in choices:
+            raise UserError(
+                f"--format {text!r} is not a format", hint=f"use one of: {', '.join(choices)}"
+            )
+        return value
+
+    parser.add_argument(
+        "--format",
+        type=parse,
+        default="table",
+        metavar="FORMAT",
+        help=f"output format: {', '.join(choices)} (default table)",
+    )
+
+
+def is_json(fmt: str) -> bool:
+    return fmt in ("json", "json-pretty")
+
+
+def _typed(value: object) -> object:
+    """JSON for what json does not know: times as RFC 3339 strings, paths as strings, enums
+    and flags by value, sets and tuples as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat()  # trustd's times are aware (UTC): RFC 3339 with +00:00
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def json_text(doc: Any, fmt: str) -> str:
+    """``doc`` as ``json`` (one line, as rkt) or ``json-pretty`` (indented by 2)."""
+    if fmt == "json-pretty":
+        return json.dumps(doc, indent=2, default=_typed)
+    return json.dumps(doc, separators=(",", ":"), default=_typed)
+
+
+def print_json(doc: Any, fmt: str) -> None:
+    print(json_text(doc, fmt))
+
+
+def word(value: bool | None) -> str:
+    """A boolean for people: yes or no (never Python's True/False); None is unknown."""
+    return "unknown" if value is None else ("yes" if value else "no")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from trustd.cli._common import read_input
+from trustd.cli._common import add_format_flag, is_json, print_json, read_input
 from trustd.cli._handoff import exec_root
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.request import AttestKey, AttestQuote, AttestStatus, AttestStopTpm
@@ -37,11 +36,11 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     v.add_argument("--ak", type=Path, required=True)
     v.add_argument("--nonce", required=True, type=_hex)
     v.add_argument("--policy", type=Path)
-    v.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_flag(v)
     v.set_defaults(func=run_verify)
     r = add("replay", "replay an event log (CEL-JSON or TCG binary firmware log)")
     r.add_argument("log", type=Path)
-    r.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_flag(r)
     r.set_defaults(func=run_replay)
     stop = add("stop-tpm", "stop the data dir's embedded swtpm (the next use starts a new one)")
     stop.set_defaults(func=run_stop_tpm)
@@ -90,11 +89,9 @@ def run_verify(args: argparse.Namespace) -> int:
     attestation = verify_bundle(QuoteBundle.load(args.bundle), ak, args.nonce)
     starts = pod_starts(attestation)
     violations = evaluate(VerifierPolicy.load(args.policy), starts) if args.policy else []
-    if args.format == "json":
-        print(
-            json.dumps(
-                {"verified": True, "policy_violations": violations, "pod_starts": starts}, indent=2
-            )
+    if is_json(args.format):
+        print_json(
+            {"verified": True, "policy_violations": violations, "pod_starts": starts}, args.format
         )
     else:
         print(
@@ -124,8 +121,8 @@ def run_replay(args: argparse.Namespace) -> int:
         alg.label: {str(pcr): value.hex() for pcr, value in sorted(values.items())}
         for alg, values in banks.items()
     }
-    if args.format == "json":
-        print(json.dumps(result, indent=2))
+    if is_json(args.format):
+        print_json(result, args.format)
     else:
         for alg, values in result.items():
             print(f"{alg}:")

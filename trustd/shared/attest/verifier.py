@@ -48,19 +48,27 @@ _HASHES: dict[HashAlg, type[hashes.HashAlgorithm]] = {
 }
 
 
+MIN_NONCE_BYTES = 8  # refused below: a recorded swtpm vector quotes over 8 bytes
+NONCE_BYTES = 16  # what every piece of advice says (128 bits: no replay by guessing)
+NONCE_ADVICE = (
+    f"use a fresh random nonce of {NONCE_BYTES} bytes for every quote: "
+    f"""python3 -c 'import secrets; print(secrets.token_hex({NONCE_BYTES}))'"""
+)
+
+
 def verify_quote(
     bundle: QuoteBundle,
     ak: AttestationKey,
     nonce: bytes,
     *,
     allow_sha1: bool = False,
-    min_nonce_bytes: int = 8,
+    min_nonce_bytes: int = MIN_NONCE_BYTES,
 ) -> VerifiedQuote:
     """Checks 1-6; raises QuoteError naming the first that fails, never returns False."""
     if len(nonce) < min_nonce_bytes:
         raise UserError(
             f"the nonce is {len(nonce)} bytes, at least {min_nonce_bytes} are needed",
-            hint="use a fresh random nonce of 20 bytes or more for every quote",
+            hint=NONCE_ADVICE,
         )
     _check_signature(bundle, ak, allow_sha1=allow_sha1)
     attest = parse_attest(bundle.attest)
@@ -178,7 +186,7 @@ def verify_bundle(
     nonce: bytes,
     *,
     allow_sha1: bool = False,
-    min_nonce_bytes: int = 8,
+    min_nonce_bytes: int = MIN_NONCE_BYTES,
 ) -> VerifiedAttestation:
     """All checks: the quote, then the CEL log's digests and its replay to every quoted PCR."""
     quote = verify_quote(bundle, ak, nonce, allow_sha1=allow_sha1, min_nonce_bytes=min_nonce_bytes)

@@ -297,7 +297,7 @@ def _capabilities(run: RunRules, req: RunInput) -> CheckResult:
         "capabilities",
         False,
         f"{', '.join(extra)} not on the scope's allow-list",
-        f"--caps-remove={','.join(extra)}, or add them to run.capabilities",
+        f"{_caps_fix(req.capabilities, extra, run.capabilities)}add them to run.capabilities",
     )
 
 
@@ -346,3 +346,17 @@ def accepts_unsigned(policy: Policy, name: str | ImageRef) -> bool:
     "accept-anything"``): an explicit policy opt-out, recorded like the flag."""
     scope = policy.scope(resolve(policy, _ref(name)).scope)
     return scope.require.type == "accept-anything"
+
+
+def _caps_fix(have: tuple[str, ...], extra: list[str], allowed: tuple[str, ...]) -> str:
+    """A flag that gives the app a set the allow-list admits (issue #15: never
+    ``--caps-remove`` for a set given with ``--caps-retain``, which cannot be combined).
+    The default set without the extras is ``--caps-remove``; any other set is restated
+    with ``--caps-retain`` (it replaces the image's isolator and any other flag); a set of
+    nothing but extras falls back to the allowed part of the default set."""
+    from trustd.shared.isolation.caps import DEFAULT_CAPS  # noqa: PLC0415
+
+    if set(have) == DEFAULT_CAPS:
+        return f"run with --caps-remove={','.join(extra)}, or "
+    kept = sorted(set(have) - set(extra)) or sorted(DEFAULT_CAPS & set(allowed))
+    return f"run with --caps-retain={','.join(kept)}, or " if kept else ""

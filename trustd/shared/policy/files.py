@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from trustd.shared.policy._codec import PolicyFileError, load_policy
@@ -15,6 +16,20 @@ def shipped_default() -> Path:
     """The shipped default policy, inside the installed package (what ``make install``
     installs as the system one)."""
     return default_policy()
+
+
+def install_hint(local_config: Path) -> str:
+    """A command that puts the shipped default in force, as this install finds it: ``-D``
+    makes the directory, the target is the file name trustd reads (issue #15)."""
+    command = [
+        "install",
+        "-D",
+        "-m",
+        "0644",
+        str(shipped_default()),
+        str(local_config / POLICY_NAME),
+    ]
+    return f"install the shipped default: {shlex.join(command)}"
 
 
 def effective_policy_path(system_config: Path, local_config: Path) -> Path | None:
@@ -37,6 +52,6 @@ def load_effective(system_config: Path, local_config: Path) -> Policy:
             f"{system_config / POLICY_NAME} exists",
             None,
         )
-        error.hint = f"install the shipped default: cp {shipped_default()} {system_config}/"
+        error.hint = install_hint(local_config)
         raise error
     return load_policy(path)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trustd.shared.errors import LocalStateError
+from trustd.shared.store._hints import sqlite_hint
 from trustd.shared.store.model import ImageRecord, Provenance, check_index_key
 
 SCHEMA_VERSION = 1
@@ -79,7 +80,10 @@ class Index:
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
-            raise LocalStateError(f"cannot open store index {self.path}: {exc}") from exc
+            raise LocalStateError(
+                f"cannot open store index {self.path}: {exc}",
+                hint=sqlite_hint(exc, self.path, self.path.parents[2]),
+            ) from exc
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA busy_timeout=30000")
@@ -87,7 +91,7 @@ class Index:
         except sqlite3.Error as exc:
             raise LocalStateError(
                 f"store index {self.path}: {exc}",
-                hint="check the permissions of the store (group rkt)",
+                hint=sqlite_hint(exc, self.path, self.path.parents[2]),  # <dir>/cas/db/index
             ) from exc
         finally:
             conn.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from trustd.shared._fsutil import fsync_dir
 from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.store._hints import os_hint
 from trustd.shared.store._index import Index
 from trustd.shared.store._layout import (
     MANIFEST,
@@ -71,7 +72,7 @@ class ImageStore:
         except OSError as exc:
             raise LocalStateError(
                 f"cannot create the image store under {self.layout.root}: {exc.strerror}",
-                hint="run as root once, or add yourself to group rkt (newgrp rkt)",
+                hint=os_hint(exc, self.layout.root),
             ) from exc
 
     def _shared_file(self, rel_dir: str, name: str) -> int:

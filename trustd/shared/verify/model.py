@@ -17,10 +17,10 @@ _VERIFIER_TOKEN = object()
 
 
 def format_fingerprint(fingerprint: str) -> str:
-    """rkt's display: uppercase groups of four, an extra space after the fifth group."""
-    fpr = fingerprint.upper()
-    groups = [fpr[i : i + 4] for i in range(0, len(fpr), 4)]
-    return " ".join(groups[:5]) + ("  " + " ".join(groups[5:]) if groups[5:] else "")
+    """The one spelling of a fingerprint in everything trustd prints, for people and machines
+    alike: 40 upper-case hex digits, no spaces (issue #15). One word copies into
+    ``rkt trust remove``, a policy pin or grep; fingerprints are read in any case and spacing."""
+    return "".join(fingerprint.split()).upper()
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,8 @@ def fetch_url(
         return stored
 
 
-def _store_lookup(ref: ImageRef, ctx: FetchContext) -> ImageRecord | None:
+def stored_by_name(ref: ImageRef, ctx: FetchContext) -> ImageRecord | None:
+    """The newest stored image with ``ref``'s name and labels (pull policies new, never)."""
     if ref.name is None or ctx.pull_policy == "update":
         return None
     wanted = dict(ref.labels)
@@ -174,7 +175,7 @@ def fetch_name(ref: ImageRef, ctx: FetchContext, depth: int = 0) -> ImageRecord:
     from trustd.unprivileged.fetch._tofu import maybe_discover_keys  # noqa: PLC0415
 
     assert ref.name is not None  # noqa: S101 - names always parse to one
-    found = _store_lookup(ref, ctx)
+    found = stored_by_name(ref, ctx)
     if found is not None:
         return found
     if ctx.pull_policy == "never":

@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 from trustd import __version__
 from trustd.shared.errors import TransportError, UserError
 from trustd.shared.insecure import Insecure
+from trustd.unprivileged.transport._proxy import Proxy, proxy_for
 
 _MiB = 1024 * 1024
 _CHUNK = 64 * 1024
@@ -80,6 +81,12 @@ class _Target:
     def origin(self) -> tuple[str, str, int]:
         return (self.scheme, self.host, self.port)
 
+    @property
+    def absolute(self) -> str:
+        """The request target a proxy needs for plain HTTP: the URL without its fragment."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
 
 def _target(url: str, insecure: Insecure) -> _Target:
     """Parse and vet ``url``; raises UserError naming what is wrong with it."""
@@ -116,13 +123,23 @@ def _tls_context(insecure: Insecure) -> ssl.SSLContext:
 
 
 def _connection(
-    target: _Target, limits: Limits, insecure: Insecure, deadline: float
+    target: _Target, limits: Limits, insecure: Insecure, deadline: float, proxy: Proxy | None
 ) -> http.client.HTTPConnection:
+    """A connection to the server, or to the proxy: https goes through a CONNECT tunnel
+    (TLS with the server end to end, the certificate checked for the server's name), plain
+    http sends the absolute URL to the proxy."""
     timeout = max(min(limits.connect_timeout, deadline - time.monotonic()), 0.001)
+    host, port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
     if target.scheme == "https":
         ctx = _tls_context(insecure)
-        return http.client.HTTPSConnection(target.host, target.port, timeout=timeout, context=ctx)
-    return http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=ctx
+        )
+        if proxy is not None:
+            auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+            conn.set_tunnel(target.host, target.port, headers=auth)
+        return conn
+    return http.client.HTTPConnection(host, port, timeout=timeout)
 
 
 class _Watchdog:
@@ -205,7 +222,13 @@ def _request(
     sink: Sink | None = None,
 ) -> Response:
     """One GET, no redirects. Maps every network failure to TransportError."""
-    conn = _connection(target, limits, insecure, deadline)
+    proxy = proxy_for(target.scheme, target.host, target.port)
+    conn = _connection(target, limits, insecure, deadline, proxy)
+    path, sent = target.path, dict(headers)
+    if proxy is not None and target.scheme == "http":
+        path = target.absolute
+        if proxy.authorization:
+            sent["Proxy-Authorization"] = proxy.authorization
     connected = False
     try:
         with _Watchdog(deadline - time.monotonic()) as dog:
@@ -216,12 +239,13 @@ def _request(
                 if conn.sock is not None:  # from here on: the overall clock, or the idle one
                     left = max(deadline - time.monotonic(), 0.001)
                     conn.sock.settimeout(min(left, limits.idle_timeout or left))
-                conn.request("GET", target.path, headers=dict(headers))
+                conn.request("GET", path, headers=sent)
                 resp = conn.getresponse()
                 moved = resp.status in _REDIRECTS and resp.getheader("location") is not None
                 body = b"" if moved else _read_body(resp, target, limits, sink)
             except (OSError, http.client.HTTPException) as exc:
-                raise _network_error(target, limits, exc, connected, dog.fired.is_set()) from exc
+                error = _network_error(target, limits, exc, connected, dog.fired.is_set())
+                raise _via(error, proxy) from exc
         if dog.fired.is_set():  # the watchdog fired just as the transfer ended: still too slow
             raise _network_error(target, limits, TimeoutError(), connected, True)
     finally:
@@ -265,6 +289,16 @@ def _network_error(
         f"fetching {target.url} failed: {type(exc).__name__}: {exc}",
         hint="check the network and that the host is up",
     )
+
+
+def _via(error: TransportError, proxy: Proxy | None) -> TransportError:
+    """The failure, naming the proxy it went through (a refused CONNECT is the proxy's)."""
+    if proxy is None:
+        return error
+    error.message = f"{error.message} (through {proxy.where})"
+    if "Tunnel connection failed" in error.message:
+        error.hint = f"the proxy refused the tunnel: check {proxy.variable} and no_proxy"
+    return error
 
 
 def _follow(current: _Target, location: str, insecure: Insecure) -> _Target:
