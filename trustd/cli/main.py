@@ -39,6 +39,10 @@ VERBS: dict[str, str] = {
     "attest-verify": "attest",
     "attest-replay": "attest",
     "attest-stop-tpm": "attest",
+    "attest-identity": "attest",
+    "attest-challenge": "attest",
+    "attest-activate": "attest",
+    "attest-enroll": "attest",
     "image-list": "image",
     "image-rm": "image",
     "image-cat-manifest": "image",
@@ -60,7 +64,18 @@ VERBS: dict[str, str] = {
 SUBVERBS = {
     "trust": ("list", "remove", "verify"),
     "image": ("list", "rm", "cat-manifest", "export", "gc", "render", "extract"),
-    "attest": ("status", "ak", "quote", "verify", "replay", "stop-tpm"),
+    "attest": (
+        "status",
+        "ak",
+        "quote",
+        "verify",
+        "replay",
+        "stop-tpm",
+        "identity",
+        "challenge",
+        "activate",
+        "enroll",
+    ),
     "policy": ("check", "explain", "audit", "schema", "log"),
 }
 

@@ -307,6 +307,33 @@ class AttestQuote:
         bytes.fromhex(self.nonce)  # ValueError: refused with the field's path
 
 
+@dataclass(frozen=True, slots=True)
+class AttestIdentity:
+    """``rkt attest identity``: the EK, its NV certificate and the AK, written into ``out``."""
+
+    kind: Literal["attest-identity"]
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestActivate:
+    """``rkt attest activate``: TPM2_ActivateCredential of a verifier's challenge (read by the
+    caller: tpm2-tools' credential-blob file, hex); the secret is written to ``out``."""
+
+    kind: Literal["attest-activate"]
+    credential: str  # hex
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+        if len(self.credential) > 4096:
+            raise ValueError("a credential blob is at most 2048 bytes")
+        bytes.fromhex(self.credential)
+
+
 Request = (
     Run
     | Prepare
@@ -325,6 +352,8 @@ Request = (
     | AttestKey
     | AttestQuote
     | AttestStopTpm
+    | AttestIdentity
+    | AttestActivate
 )
 
 
