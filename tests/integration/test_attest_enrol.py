@@ -203,3 +203,20 @@ def _self_signed_ca(name: str) -> bytes:
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_an_ecc_p256_ek_activates_trustd_credential(machine: Machine) -> None:
+    """ECDH + KDFe (Part 1 §C.6.1) against the TPM's own ECC P-256 EK (TCG EK profile)."""
+    from tpm2_pytss.utils import create_ek_template  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    identity = Identity.load(machine.identity)
+    _, name = check_ak(identity.ak_public)
+    measurer = Measurer(machine.dirs.data)
+    with measurer._session() as (tpm, _):
+        _, template = create_ek_template("EK-ECC256", tpm._nv_reader())
+        handle, public = tpm._create_ek(template)
+        tpm._ctx.flush_context(handle)
+        ek = storage_key(strip_tpm2b(bytes(public.marshal()), "ECC EK"))
+        secret = os.urandom(32)
+        cred = make_credential(ek, name, secret)
+        assert tpm.activate("EK-ECC256", cred.id_object, cred.encrypted_secret) == secret
