@@ -186,6 +186,8 @@ def run_verify(args: argparse.Namespace) -> int:
         public = strip_tpm2b(bytes.fromhex(enrolled.ak_public), str(args.registry))
         ak = load_ak_tpm(public, source=f"{args.registry} (enrolled AK)")
     attestation = verify_bundle(bundle, ak, args.nonce)
+    if enrolled is not None:
+        enrolled.check_signer(attestation.quote.attest.qualified_signer)
     starts = pod_starts(attestation)
     violations = evaluate(VerifierPolicy.load(args.policy), starts) if args.policy else []
     if is_json(args.format):

@@ -175,3 +175,18 @@ def test_identity_files_round_trip(tpm: SoftTpm, tmp_path: Path) -> None:
     issuing = x509.load_der_x509_certificate(tpm.identity.intermediates[0])
     (out / "ek-intermediates.pem").write_bytes(issuing.public_bytes(serialization.Encoding.PEM))
     assert Identity.load(out) == tpm.identity
+
+
+def test_the_quote_must_name_the_enrolled_ak_as_its_signer(tpm: SoftTpm, tmp_path: Path) -> None:
+    import hashlib  # noqa: PLC0415
+
+    registry = Registry(tmp_path / "reg")
+    _enrol(registry, tpm, (tpm.root.cert,))
+    record = registry.lookup(tpm.ak.public_key())
+    name = bytes.fromhex(record.ak_name)
+    owner_qn = name[:2] + hashlib.sha256(bytes.fromhex("40000001") + name).digest()
+    record.check_signer(owner_qn)
+    endorsement_qn = name[:2] + hashlib.sha256(bytes.fromhex("4000000b") + name).digest()
+    with pytest.raises(EnrolmentError, match="qualifiedSigner") as err:
+        record.check_signer(endorsement_qn)
+    assert err.value.check == "qualified-signer"

@@ -38,7 +38,7 @@ from trustd.shared._fsutil import atomic_write
 from trustd.shared.attest import _tpm2
 from trustd.shared.attest.credential import Credential, make_credential, storage_key, strip_tpm2b
 from trustd.shared.attest.errors import AttestFormatError
-from trustd.shared.attest.model import PublicKey
+from trustd.shared.attest.model import HashAlg, PublicKey
 from trustd.shared.codec import decode_json, encode
 from trustd.shared.errors import LocalStateError, RemoteLiedError, UserError
 
@@ -119,6 +119,20 @@ class EnrolledAk:
     ek_issuer: str | None  # the EK certificate's issuer (ca), None for tofu
     ek_cert_sha256: str | None
     enrolled_at: str
+
+    def check_signer(self, qualified_signer: bytes) -> None:
+        """The quote's ``qualifiedSigner`` is this AK as a primary key of the owner hierarchy
+        (how trustd derives it, ADR 0007): the TPM that signed names the enrolled key."""
+        name = bytes.fromhex(self.ak_name)
+        alg = HashAlg.from_id(int.from_bytes(name[:2], "big"))
+        owner = (0x40000001).to_bytes(4, "big")  # TPM_RH_OWNER
+        expected = None if alg is None else name[:2] + alg.digest(owner + name)
+        if expected is None or not hmac.compare_digest(expected, qualified_signer):
+            raise EnrolmentError(
+                "qualified-signer",
+                "the quote's qualifiedSigner is not the enrolled AK under the owner hierarchy",
+                hint="the quote was not made by the enrolled AK as trustd derives it",
+            )
 
     def describe(self) -> str:
         if self.anchor == "tofu":
