@@ -288,7 +288,7 @@ def attest_identity(ctx: Context, request: AttestIdentity) -> int:
         write_output(out / "ek-intermediates.pem", (chain / "ek-intermediates.pem").read_bytes())
     cert = "with its certificate from NV" if endorsement.ek_cert else "without a certificate"
     print(f"{endorsement.ek_type} EK ({cert}) and AK written to {request.out}")
-    if chain is not None:
+    if chain is not None and (chain / "ek-ca.pem").is_file():
         print(f"the embedded swtpm's local manufacturer CA: {chain / 'ek-ca.pem'}")
     return 0
 
