@@ -156,6 +156,7 @@ def add_format_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
     parser.add_argument(
         "--format",
         type=parse,
+        choices=choices,  # after parse: aliases are mapped first; completion reads them
         default="table",
         metavar="FORMAT",
         help=f"output format: {', '.join(choices)} (default table)",
