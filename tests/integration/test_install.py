@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import shlex
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
