@@ -1,0 +1,54 @@
+"""Second red-team pass: attacks on the root boundary that WORK on the code under review.
+
+Each test makes the attack as the real unprivileged user in group rkt (through an
+unprivileged ``/bin/sh``), then runs the ordinary root command and asserts what a fixed
+trustd must guarantee. They FAIL today; each docstring says what is wrong and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.conftest import ConfigDirs
+from tests.integration._attacker import member
+from tests.integration.conftest import RKT, require_root
+
+GENESIS = "0" * 64
+
+
+def _root_rkt(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [RKT, *dirs.flags(), *args], capture_output=True, check=False, timeout=120
+    )
+
+
+def test_policy_log_verify_prints_no_terminal_control_bytes_from_the_groups_log(
+    shared_dirs: ConfigDirs,
+) -> None:
+    """A member writes a well-chained line to the group's fetch log whose ``image`` holds
+    ESC/BEL sequences (set the window title, clear the screen, ``ESC[8m`` conceal: what
+    follows, root's own run-log verdict, is invisible on most terminals). Root runs
+    ``rkt policy log verify`` and its terminal receives them raw: the summary of the last
+    decision (``LogCheck.describe``, ``_summary``) prints attacker strings unescaped.
+
+    Fix: escape C0/C1 controls (and DEL) in every string taken from the logs (and, in
+    general, from the group-writable index: ``image list`` names) before printing; e.g.
+    ``repr``-style escapes for ``not ch.isprintable()``."""
+    require_root()
+    assert _root_rkt(shared_dirs, "image", "list").returncode == 0  # makes <dir>/policy
+    evil = "\x1b]0;owned\x07\x1b[2J\x1b[8mFAKE"
+    line = json.dumps(
+        {
+            "decision": {"gate": "fetch", "image": evil, "verdict": "allow", "scope": "x"},
+            "prev": GENESIS,
+            "seq": 0,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    log = shared_dirs.data / "policy" / "decisions.jsonl"
+    member("/bin/sh", "-c", f"printf '%s\\n' '{line}' > {log}")
+    out = _root_rkt(shared_dirs, "policy", "log", "verify")
+    printed = out.stdout + out.stderr
+    assert b"\x1b" not in printed and b"\x07" not in printed, printed
