@@ -8,6 +8,7 @@ trustd must guarantee. They FAIL today; each docstring says what is wrong and th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 from tests.conftest import ConfigDirs
@@ -52,3 +53,28 @@ def test_policy_log_verify_prints_no_terminal_control_bytes_from_the_groups_log(
     out = _root_rkt(shared_dirs, "policy", "log", "verify")
     printed = out.stdout + out.stderr
     assert b"\x1b" not in printed and b"\x07" not in printed, printed
+
+
+def test_policy_log_verify_reads_a_bounded_amount_of_the_groups_log(
+    shared_dirs: ConfigDirs,
+) -> None:
+    """A member makes the group's fetch log a sparse file (``truncate -s``: no disk used).
+    Root's ``rkt policy log verify`` reads the whole file into memory (``log_verify._read``
+    has no cap, and ``split`` copies it again): 256 MiB here costs root > 500 MiB of RSS; a
+    ``truncate -s 1T`` makes root's verify exhaust memory (OOM killer) or run for hours.
+
+    Fix: stream the log line by line with a per-line cap (``MAX_LINE``, as the appender has)
+    and a total-size cap, or refuse a file larger than a documented limit."""
+    require_root()
+    assert _root_rkt(shared_dirs, "image", "list").returncode == 0
+    log = shared_dirs.data / "policy" / "decisions.jsonl"
+    member("/usr/bin/truncate", "-s", "256M", str(log))
+    proc = subprocess.Popen(
+        [RKT, *shared_dirs.flags(), "policy", "log", "verify"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0  # reaped above
+    peak_kib = usage.ru_maxrss
+    assert peak_kib < 128 * 1024, f"root's verify peaked at {peak_kib} KiB"
