@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import member
-from tests.integration.conftest import RKT, require_root
+from tests.integration.conftest import RKT, require_root, rkt
 
 GENESIS = "0" * 64
 
@@ -78,3 +83,47 @@ def test_policy_log_verify_reads_a_bounded_amount_of_the_groups_log(
     proc.returncode = 0  # reaped above
     peak_kib = usage.ru_maxrss
     assert peak_kib < 128 * 1024, f"root's verify peaked at {peak_kib} KiB"
+
+
+@pytest.fixture
+def root_only() -> Iterator[Path]:
+    """A root-only directory (0700 root:root), standing for /etc."""
+    base = Path(tempfile.mkdtemp(prefix="trustd-red2-victim-", dir="/tmp"))
+    base.chmod(0o700)
+    yield base
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+@pytest.fixture
+def sticky_tmp() -> Iterator[Path]:
+    """A world-writable sticky directory like /tmp."""
+    base = Path(tempfile.mkdtemp(prefix="trustd-red2-sticky-", dir="/tmp"))
+    base.chmod(0o1777)
+    yield base
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def test_root_output_never_writes_through_a_symlinked_parent_directory(
+    shared_dirs: ConfigDirs, image: str, root_only: Path, sticky_tmp: Path
+) -> None:
+    """The first fix (trustd/privileged/_output.py) opens ``path.parent`` *following*
+    symlinks and checks only the directory it lands in. A member plants
+    ``/tmp/exports -> /etc`` (any directory root owns); root runs ``rkt image export
+    --overwrite ID /tmp/exports/ld.so.preload`` and replaces the root-owned file in the
+    directory the member chose: the parent resolves to a root-owned 0700 directory, so the
+    check passes, and the rename lands there. Same for ``rkt export``, ``--uuid-file-save``,
+    ``attest ak/quote --out`` and ``image render/extract DEST`` (output_dir).
+    (fs.protected_symlinks=0 here; with 1, any non-sticky ancestor a user can write, e.g. a
+    home directory, does the same.)
+
+    Fix: resolve the parent with ``openat2(RESOLVE_NO_SYMLINKS)`` (or walk it component by
+    component with O_NOFOLLOW), refusing every ancestor that another user owns or can write
+    (as the data dir's ancestors are checked)."""
+    victim = root_only / "ld.so.preload"
+    victim.write_bytes(b"")
+    link = sticky_tmp / "exports"
+    member("/bin/ln", "-s", str(root_only), str(link))
+    rkt(shared_dirs, "image", "export", "--overwrite", image, str(link / "ld.so.preload"))
+    rkt(shared_dirs, "image", "export", image, str(link / "new.aci"))
+    assert sorted(p.name for p in root_only.iterdir()) == ["ld.so.preload"]
+    assert victim.read_bytes() == b"", "root replaced a file in the directory a member chose"
