@@ -127,3 +127,25 @@ def test_root_output_never_writes_through_a_symlinked_parent_directory(
     rkt(shared_dirs, "image", "export", image, str(link / "new.aci"))
     assert sorted(p.name for p in root_only.iterdir()) == ["ld.so.preload"]
     assert victim.read_bytes() == b"", "root replaced a file in the directory a member chose"
+
+
+def test_root_image_list_prints_no_terminal_control_bytes_from_the_index(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """The index is the group's; ``_index._row`` checks the key and digest but takes ``name``
+    (and ``source``, label values) as any string. A member renames a row to one holding
+    ``ESC[8m`` (conceal) or cursor moves; root's ``rkt image list`` prints it raw, so root's
+    terminal hides or rewrites the rows after it (or sets its title, etc.).
+
+    Fix: refuse a row whose name is not an AC Identifier (as the manifest's is), and escape
+    control characters in everything printed from the index."""
+    db = shared_dirs.data / "cas/db/index.sqlite"
+    member(
+        "/usr/bin/sqlite3",
+        str(db),
+        "UPDATE images SET name = 'example.com/x' || char(27) || '[8m' || char(27) || ']0;t'"
+        " || char(7)",
+    )
+    out = _root_rkt(shared_dirs, "image", "list")
+    printed = out.stdout + out.stderr
+    assert b"\x1b" not in printed and b"\x07" not in printed, printed
