@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import member
-from tests.integration.conftest import RKT, require_root, rkt
+from tests.integration.conftest import RKT, ensure_user, require_root, rkt
 
 GENESIS = "0" * 64
 
@@ -149,3 +149,96 @@ def test_root_image_list_prints_no_terminal_control_bytes_from_the_index(
     out = _root_rkt(shared_dirs, "image", "list")
     printed = out.stdout + out.stderr
     assert b"\x1b" not in printed and b"\x07" not in printed, printed
+
+
+def _blob(dirs: ConfigDirs, image_id: str) -> Path:
+    key = image_id[: len("sha512-") + 64]
+    return dirs.data / "cas/blob/sha512" / key[7:9] / key / "image.aci"
+
+
+_SWAP = r"""
+import os, shutil, sys, time
+m, victim, blob = sys.argv[1], sys.argv[2], sys.argv[3]
+new = os.path.join(m, "new")
+stage = os.path.join(m, "stage")  # the member's stand-in: the genuine archive, and a link
+os.makedirs(os.path.join(stage, "unpacked"))
+shutil.copyfile(blob, os.path.join(stage, "image.aci"))
+os.symlink(victim, os.path.join(stage, "unpacked", "rootfs"))
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        names = [n for n in os.listdir(new) if n.startswith(".trustd-render-")]
+    except OSError:
+        names = []
+    if names:
+        work = os.path.join(new, names[0])
+        first = os.stat(work).st_mtime_ns
+        until = time.monotonic() + 0.005
+        while os.stat(work).st_mtime_ns == first and time.monotonic() < until:
+            pass  # root creates its copy (image.aci) in the 0700 dir: its mtime moves
+        os.rename(new, os.path.join(m, "old"))  # same parent: no write on the moved dir needed
+        os.mkdir(new)
+        os.rename(stage, work)
+        print("swapped", names[0])
+        sys.exit(0)
+    time.sleep(0.0002)
+sys.exit("no render stage appeared")
+"""
+
+
+def test_image_extract_under_a_members_directory_never_writes_outside_dest(
+    shared_dirs: ConfigDirs, image: str, root_only: Path, sticky_tmp: Path
+) -> None:
+    """``rkt image extract ID DEST`` (render.py ``render_image``) runs
+    ``dest.parent.mkdir(parents=True)`` *before* ``check_parent``: for DEST =
+    ``~member/out/new/dest`` root creates ``new`` itself (root-owned 0755), so the check of
+    DEST's parent passes although ``out`` is the member's. The staging dir
+    ``.trustd-render-*`` sits in ``new`` and every later step (the private copy, readmit,
+    ``_extract``'s ``tarfile.extractall(work/unpacked, filter="fully_trusted")``) uses
+    *paths* through ``out``. The member lists ``new`` (0755), renames it aside (same
+    parent: allowed) and puts its own ``new/.trustd-render-XXX/unpacked/rootfs -> /``:
+    root's genuine copy verifies, then tarfile writes the image's ``rootfs/...`` through the
+    link. Here ``rootfs -> <a root-only dir>``: the image's ``bin/busybox`` lands there (and
+    its directories are chmod'ed); with ``-> /`` an image's ``etc/passwd`` replaces the
+    host's. Root then refuses the final move ("will not write into"), too late.
+
+    Fix: never mkdir ancestors as root; resolve dest.parent once to an fd (every ancestor
+    root's and not writable by others, no symlinks) and do all staging and extraction
+    relative to fds (or in ``<dir>/private``, then move with renameat); never re-open the
+    verified copy by path."""
+    victim = root_only
+    (victim / "bin").mkdir()
+    (victim / "bin/busybox").write_bytes(b"host binary")
+    out = sticky_tmp / "out"
+    member("/bin/mkdir", "-m", "0755", str(out))
+    user_dir_attacker = subprocess.Popen(
+        [
+            "setpriv",
+            f"--reuid={ensure_user()}",
+            "--regid=rkt",
+            "--init-groups",
+            "--",
+            "/bin/sh",
+            "-c",
+            'exec /usr/bin/python3 -I -c "$0" "$@"',
+            _SWAP,
+            str(out),
+            str(victim),
+            str(_blob(shared_dirs, image)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        import time  # noqa: PLC0415
+
+        time.sleep(0.5)
+        rkt(shared_dirs, "image", "extract", image, str(out / "new" / "dest"))
+        swapped = user_dir_attacker.communicate(timeout=90)
+    finally:
+        user_dir_attacker.kill()
+    assert (victim / "bin/busybox").read_bytes() == b"host binary", (
+        f"root extracted the image through a member's link ({swapped})"
+    )
+    assert sorted(p.name for p in victim.iterdir()) == ["bin"]
