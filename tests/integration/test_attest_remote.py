@@ -96,7 +96,7 @@ def test_remote_challenge_is_verified_and_names_backend_and_enrolment(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["accepted"] is True
-    assert report["backend"] == "software (swtpm) (unverified claim)"
+    assert report["backend"] == "software (swtpm), unverified claim"
     assert report["enrolment"] == "pinned"
     assert report["boot"] == {"appraised": False, "reason": "the attester sent no firmware log"}
     assert set(range(8)) <= set(report["pcrs"]) and 14 in report["pcrs"]
@@ -104,7 +104,7 @@ def test_remote_challenge_is_verified_and_names_backend_and_enrolment(
     assert {e["kind"] for e in pod["events"]} >= {"image", "isolation"}
     table = verify(shared_dirs, attester)
     assert table.returncode == 0, table.stderr
-    assert "software (swtpm) (unverified claim)" in table.stdout and " yes " in table.stdout
+    assert "software (swtpm), unverified claim" in table.stdout and " yes " in table.stdout
     # the HTTPS server runs as rkt-attest, not root
     ps = subprocess.run(
         ["ps", "-o", "user=", "--ppid", str(attester.process.pid)],
@@ -183,8 +183,7 @@ def test_hardware_required_refuses_the_swtpm(
     report = json.loads(done.stdout)
     assert report["accepted"] is False
     assert report["policy_violations"] == [
-        "the quote comes from a software (swtpm) (unverified claim) TPM, the policy requires "
-        "a hardware TPM"
+        "the TPM is software (swtpm), unverified claim; the policy requires a hardware TPM"
     ]
 
 

@@ -158,14 +158,14 @@ def _print_reports(reports: list[dict[str, Any]], fmt: str) -> None:
     if is_json(fmt):
         print_json(reports if len(reports) != 1 else reports[0], fmt)
         return
-    print(f"{'NODE':<32} {'ACCEPTED':<8} {'BACKEND':<34} {'ENROLMENT':<10} {'BOOT':<12} PODS")
+    print(f"{'NODE':<32} {'ACCEPTED':<8} {'BACKEND':<36} {'ENROLMENT':<10} {'BOOT':<12} PODS")
     for r in reports:
         boot = r.get("boot") or {}
         boot_word = boot.get("secure_boot", "appraised") if boot.get("appraised") else "no log"
-        pods = str(len(r["pod_starts"])) if "pod_starts" in r else "-"
+        pods = str(sum(1 for s in r["pod_starts"] if s["pod"])) if "pod_starts" in r else "-"
         print(
             f"{r['node']:<32} {'yes' if r['accepted'] else 'no':<8} "
-            f"{r.get('backend', '-'):<34} {r.get('enrolment', '-'):<10} {boot_word:<12} {pods}"
+            f"{r.get('backend', '-'):<36} {r.get('enrolment', '-'):<10} {boot_word:<12} {pods}"
         )
         for problem in r.get("policy_violations", []):
             print(f"  policy: {problem}")

@@ -175,9 +175,9 @@ def test_full_verifier_policy_loads(tmp_path: Path) -> None:
 def test_hardware_required_refuses_swtpm_and_an_unverified_claim() -> None:
     policy = VerifierPolicy(require_hardware_tpm=True)
     assert hardware_problems(policy, "software (swtpm)", "pinned") == [
-        "the quote comes from a software (swtpm) TPM, the policy requires a hardware TPM"
+        "the TPM is software (swtpm); the policy requires a hardware TPM"
     ]
-    assert hardware_problems(policy, "hardware (unverified claim)", "pinned") != []
+    assert hardware_problems(policy, "hardware, unverified claim", "pinned") != []
     assert hardware_problems(policy, "hardware", "CA-anchored") == []
     assert hardware_problems(VerifierPolicy(), "software (swtpm)", "pinned") == []
 

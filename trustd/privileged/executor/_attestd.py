@@ -120,8 +120,10 @@ class Quoter:
         self.recent: collections.deque[float] = collections.deque()  # quote times, last minute
         self.seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         status = measurer.status()
-        self.backend = "software (swtpm)" if status.kind == "swtpm" else f"hardware ({status.kind})"
-        self.hardware = status.kind != "swtpm"
+        self.backend = {"swtpm": "software (swtpm)", "device": "hardware (TPM device)"}.get(
+            status.kind, f"unknown ({status.kind})"
+        )
+        self.hardware = status.kind == "device"  # a TCTI may be anything, also an swtpm
 
     def answer(self, line: bytes) -> dict[str, Any]:
         if len(line) > MAX_CHALLENGE:

@@ -140,7 +140,7 @@ def hardware_problems(policy: VerifierPolicy, backend: str, enrolment: str) -> l
     if not policy.require_hardware_tpm:
         return []
     if not backend.startswith("hardware"):
-        return [f"the quote comes from a {backend} TPM, the policy requires a hardware TPM"]
+        return [f"the TPM is {backend}; the policy requires a hardware TPM"]
     if enrolment == "pinned":
         return ["the hardware TPM is only claimed: the AK is pinned, not enrolled with an EK"]
     return []

@@ -97,7 +97,7 @@ def verify_answer(
         raise QuoteError("pcr-selection", f"the quote lacks the requested PCRs {missing}")
     attestation = verify_pod_log(quote, bundle.event_log, sorted(quoted - set(BOOT_PCRS)))
     starts = pod_starts(attestation)
-    backend = backend_evidence or f"{answer.backend} (unverified claim)"
+    backend = backend_evidence or f"{answer.backend}, unverified claim"
     violations = hardware_problems(policy, backend, enrolment) if policy else []
     boot: dict[str, Json]
     if answer.mb_measurement_list is not None:
