@@ -1,4 +1,5 @@
-"""``rkt attest status | ak | quote | verify | replay | stop-tpm`` (issues #5, #11; ADR 0007)."""
+"""``rkt attest status | ak | quote | verify | verify-fleet | replay | stop-tpm | serve |
+policy-schema`` (issues #5, #11; ADR 0007, ADR 0014)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 from trustd.cli._common import add_format_flag, is_json, print_json, read_input
 from trustd.cli._handoff import exec_root
 from trustd.shared.errors import RemoteLiedError, UserError
-from trustd.shared.request import AttestKey, AttestQuote, AttestStatus, AttestStopTpm
+from trustd.shared.request import AttestKey, AttestQuote, AttestServe, AttestStatus, AttestStopTpm
+
+DEFAULT_PORT = 9002  # Keylime's agent port
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -31,19 +34,42 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     q.add_argument("--out", type=Path, required=True)
     q.set_defaults(func=run_quote)
-    v = add("verify", "verify a quote bundle offline (no TPM needed)")
-    v.add_argument("bundle", type=Path)
+    v = add("verify", "verify a quote bundle offline, or challenge an attester (--remote URL)")
+    v.add_argument("bundle", type=Path, nargs="?")
     v.add_argument("--ak", type=Path, required=True)
-    v.add_argument("--nonce", required=True, type=_hex)
+    v.add_argument("--nonce", type=_hex, help="the nonce of an offline bundle")
+    v.add_argument("--remote", metavar="URL", help="https://HOST:PORT of rkt attest serve")
     v.add_argument("--policy", type=Path)
+    _tls_flags(v)
     add_format_flag(v)
     v.set_defaults(func=run_verify)
+    f = add("verify-fleet", "challenge every attester of NODES.json; one report")
+    f.add_argument("nodes", type=Path, help='[{"url": "https://...", "ak": "AK.pem"}, ...]')
+    f.add_argument("--policy", type=Path)
+    _tls_flags(f)
+    add_format_flag(f)
+    f.set_defaults(func=run_verify_fleet)
+    sv = add("serve", "answer verifiers' quote challenges over HTTPS (root quotes; ADR 0014)")
+    sv.add_argument("--listen", default=f"127.0.0.1:{DEFAULT_PORT}", help="HOST:PORT")
+    sv.add_argument("--cert", type=Path, required=True, help="the server's PEM certificate")
+    sv.add_argument("--key", type=Path, required=True, help="its PEM private key")
+    sv.add_argument("--client-ca", type=Path, help="mutual TLS: require client certs from it")
+    sv.add_argument("--quotes-per-minute", type=int, default=60)
+    sv.set_defaults(func=run_serve)
+    ps = add("policy-schema", "print the verifier policy's JSON Schema")
+    ps.set_defaults(func=run_policy_schema)
     r = add("replay", "replay an event log (CEL-JSON or TCG binary firmware log)")
     r.add_argument("log", type=Path)
     add_format_flag(r)
     r.set_defaults(func=run_replay)
     stop = add("stop-tpm", "stop the data dir's embedded swtpm (the next use starts a new one)")
     stop.set_defaults(func=run_stop_tpm)
+
+
+def _tls_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ca", type=Path, help="CA bundle the attester's certificate chains to")
+    p.add_argument("--client-cert", type=Path, help="mutual TLS: this verifier's certificate")
+    p.add_argument("--client-key", type=Path, help="its private key (if not in --client-cert)")
 
 
 def _hex(text: str) -> bytes:
@@ -81,7 +107,115 @@ def run_quote(args: argparse.Namespace) -> int:
     exec_root(args.options, "quote", request)
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--listen {args.listen!r} is not HOST:PORT")
+    request = AttestServe(
+        "attest-serve",
+        host.strip("[]"),
+        int(port),
+        str(args.cert.absolute()),
+        str(args.key.absolute()),
+        str(args.client_ca.absolute()) if args.client_ca else None,
+        args.quotes_per_minute,
+    )
+    exec_root(args.options, "serve", request)
+
+
+def run_policy_schema(args: argparse.Namespace) -> int:
+    from trustd.shared.attest.policy import json_schema  # noqa: PLC0415
+
+    print_json(json_schema(), "json-pretty")
+    return 0
+
+
+def _challenge_node(
+    url: str, ak_path: Path, policy: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One node's report; a refusal is a report too (``accepted`` false, ``refused``)."""
+    import secrets  # noqa: PLC0415
+
+    from trustd.shared.attest import load_ak_pem  # noqa: PLC0415
+    from trustd.shared.attest.remote import BOOT_MASK, refused, verify_answer  # noqa: PLC0415
+    from trustd.shared.attest.verifier import NONCE_BYTES  # noqa: PLC0415
+    from trustd.shared.errors import TrustdError  # noqa: PLC0415
+    from trustd.unprivileged.attest.client import challenge, tls_client  # noqa: PLC0415
+
+    try:
+        ak = load_ak_pem(read_input(ak_path, "the attestation key (--ak)"), source=str(ak_path))
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        context = tls_client(args.ca, args.client_cert, args.client_key)
+        answer = challenge(url, nonce, list(BOOT_MASK), context)
+        return verify_answer(
+            answer, source=url, ak=ak, nonce=nonce, requested=BOOT_MASK, policy=policy
+        )
+    except (TrustdError, OSError) as exc:
+        return refused(url, exc)
+
+
+def _print_reports(reports: list[dict[str, Any]], fmt: str) -> None:
+    if is_json(fmt):
+        print_json(reports if len(reports) != 1 else reports[0], fmt)
+        return
+    print(f"{'NODE':<32} {'ACCEPTED':<8} {'BACKEND':<36} {'ENROLMENT':<10} {'BOOT':<12} PODS")
+    for r in reports:
+        boot = r.get("boot") or {}
+        boot_word = boot.get("secure_boot", "appraised") if boot.get("appraised") else "no log"
+        pods = str(sum(1 for s in r["pod_starts"] if s["pod"])) if "pod_starts" in r else "-"
+        print(
+            f"{r['node']:<32} {'yes' if r['accepted'] else 'no':<8} "
+            f"{r.get('backend', '-'):<36} {r.get('enrolment', '-'):<10} {boot_word:<12} {pods}"
+        )
+        for problem in r.get("policy_violations", []):
+            print(f"  policy: {problem}")
+        if "error" in r:
+            print(f"  refused ({r['refused']}): {r['error']}")
+
+
+def _remote(args: argparse.Namespace, nodes: list[tuple[str, Path]]) -> int:
+    from trustd.shared.attest.policy import VerifierPolicy  # noqa: PLC0415
+
+    policy = VerifierPolicy.load(args.policy) if args.policy else None
+    reports = [_challenge_node(url, ak, policy, args) for url, ak in nodes]
+    _print_reports(reports, args.format)
+    bad = [r["node"] for r in reports if not r["accepted"]]
+    if bad:
+        raise RemoteLiedError(
+            f"not accepted: {', '.join(bad)}",
+            hint="the report names each refused check and policy violation",
+        )
+    return 0
+
+
+def run_verify_fleet(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    try:
+        doc = json.loads(read_input(args.nodes, "the node list"))
+        nodes = [(str(n["url"]), args.nodes.parent / str(n["ak"])) for n in doc]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(
+            f'{args.nodes}: not a JSON list of {{"url": ..., "ak": ...}} objects ({exc})'
+        ) from None
+    if not nodes:
+        raise UserError(f"{args.nodes} lists no node")
+    return _remote(args, nodes)
+
+
 def run_verify(args: argparse.Namespace) -> int:
+    if args.remote is not None:
+        if args.bundle is not None or args.nonce is not None:
+            raise UserError(
+                "--remote generates its own fresh nonce and takes no bundle",
+                hint="rkt attest verify --remote URL --ak AK.pem [--policy FILE]",
+            )
+        return _remote(args, [(args.remote, args.ak)])
+    if args.bundle is None or args.nonce is None:
+        raise UserError(
+            "verify needs a bundle and its --nonce, or --remote URL",
+            hint="rkt attest verify BUNDLE --ak AK.pem --nonce HEX",
+        )
     from trustd.shared.attest import QuoteBundle, load_ak_pem, pod_starts, verify_bundle  # noqa: PLC0415
     from trustd.shared.attest.policy import VerifierPolicy, evaluate  # noqa: PLC0415
 

@@ -39,6 +39,9 @@ VERBS: dict[str, str] = {
     "attest-verify": "attest",
     "attest-replay": "attest",
     "attest-stop-tpm": "attest",
+    "attest-serve": "attest",
+    "attest-verify-fleet": "attest",
+    "attest-policy-schema": "attest",
     "image-list": "image",
     "image-rm": "image",
     "image-cat-manifest": "image",
@@ -60,7 +63,17 @@ VERBS: dict[str, str] = {
 SUBVERBS = {
     "trust": ("list", "remove", "verify"),
     "image": ("list", "rm", "cat-manifest", "export", "gc", "render", "extract"),
-    "attest": ("status", "ak", "quote", "verify", "replay", "stop-tpm"),
+    "attest": (
+        "status",
+        "ak",
+        "quote",
+        "verify",
+        "verify-fleet",
+        "replay",
+        "stop-tpm",
+        "serve",
+        "policy-schema",
+    ),
     "policy": ("check", "explain", "audit", "schema", "log"),
 }
 
