@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # rkt's groups (rkt: fetch/list/rm images; rkt-admin: change /etc/rkt) and trustd's
 # unprivileged fetch account, which root's fetches drop to (docs/adr/0005), and the in-pod
-# metadata service's account, which the pod's init drops it to (no group rkt). Idempotent.
+# metadata service's account, which the pod's init drops it to (no group rkt), and the
+# attester's HTTPS server's account, which rkt attest serve drops it to. Idempotent.
 set -euo pipefail
 getent group rkt-admin >/dev/null || groupadd --system rkt-admin
 getent group rkt >/dev/null || groupadd --system rkt
@@ -11,3 +12,6 @@ getent passwd rkt-fetch >/dev/null || \
 getent passwd rkt-mds >/dev/null || \
   useradd --system --user-group --no-create-home --home-dir /nonexistent \
           --shell /usr/sbin/nologin --comment "trustd metadata service" rkt-mds
+getent passwd rkt-attest >/dev/null || \
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+          --shell /usr/sbin/nologin --comment "trustd attester (HTTPS)" rkt-attest

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -147,8 +148,9 @@ def test_the_missing_policy_hint_names_a_file_the_install_has(
         f"--system-config={tmp_path}", f"--local-config={tmp_path}", "policy", "check"
     )
     assert result.returncode == 254 and "no policy" in result.stderr
-    hint = result.stderr.split("install the shipped default: cp ", 1)[1].split()[0]
-    assert Path(hint).is_file() and Path(hint).is_relative_to(installed.root / VENV), hint
+    words = shlex.split(result.stderr.split("install the shipped default: ", 1)[1].splitlines()[0])
+    source = Path(words[-2])  # install -D -m 0644 SOURCE TARGET
+    assert source.is_file() and source.is_relative_to(installed.root / VENV), words
 
 
 def _plan(flavor: str) -> PodPlan:
@@ -255,7 +257,7 @@ def test_the_bash_completion_offers_commands_and_subcommands(installed: Installe
         "t rkt tr; t rkt trust l; t rkt policy check --format ''"
     )
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == ["trust", "list", "table json"]
+    assert out.stdout.splitlines() == ["trust", "list", "table json json-pretty"]
 
 
 def test_the_zsh_completion_offers_commands_and_subcommands(installed: Installed) -> None:
@@ -271,5 +273,5 @@ def test_the_zsh_completion_offers_commands_and_subcommands(installed: Installed
     )
     out = subprocess.run(["zsh", "-fc", probe], capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()
-    assert lines[:2] == ["list rm cat-manifest export gc render extract", "table json"]
+    assert lines[:2] == ["list rm cat-manifest export gc render extract", "table json json-pretty"]
     assert {"trust", "image", "policy", "attest", "run"} <= set(lines[2].split())

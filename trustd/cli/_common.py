@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from trustd.shared.config import Dirs, GlobalOptions, directory_flag
-from trustd.shared.errors import UserError
+from trustd.shared.errors import UserError, printable
 from trustd.shared.insecure import Insecure, parse_insecure_options
 
 EXIT_ERROR = 254  # rkt's exit code for every failure of its own
@@ -118,7 +118,7 @@ def info(command: str, message: str) -> None:
 
 def table_text(rows: list[list[str]], legend: list[str] | None) -> str:
     """Tab-separated columns padded to the widest cell, with an optional legend row."""
-    table = ([legend] if legend else []) + rows
+    table = [[printable(c) for c in row] for row in ([legend] if legend else []) + rows]
     if not table:
         return ""
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
@@ -156,6 +156,7 @@ def add_format_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
     parser.add_argument(
         "--format",
         type=parse,
+        choices=choices,  # after parse: aliases are mapped first; completion reads them
         default="table",
         metavar="FORMAT",
         help=f"output format: {', '.join(choices)} (default table)",

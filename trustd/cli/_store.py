@@ -34,7 +34,7 @@ def as_group(options: GlobalOptions, work: Callable[[], str]) -> str:
     from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
 
     prepare_store(options.dirs.data)
-    return run_as(fetch_identity(), work, _MODULES)
+    return run_as(fetch_identity(), work, _MODULES, inherit_fds=False)
 
 
 def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreKey:

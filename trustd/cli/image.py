@@ -14,7 +14,7 @@ from typing import Any
 from trustd.cli._common import add_format_flag, is_json, json_text, table_text
 from trustd.cli._store import as_group, full_key
 from trustd.shared.config import GlobalOptions
-from trustd.shared.errors import UserError
+from trustd.shared.errors import UserError, printable
 from trustd.shared.store.model import StoreKey
 
 FIELDS = ("id", "name", "size", "importtime", "lastused", "signers", "source")
@@ -315,5 +315,5 @@ def run_gc(args: argparse.Namespace) -> int:
         remaining = tuple(StoreKey.parse(i).id for i in result["remaining"])
         call_root(options, "gc", CollectTrees("image-gc", remaining))
     for key, name, _full in result["removed"]:
-        print(f'gc: removed image "{key}" ({name})')
+        print(printable(f'gc: removed image "{key}" ({name})'))
     return 0

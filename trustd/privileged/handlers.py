@@ -24,6 +24,7 @@ from trustd.shared.request import (
     AttestIdentity,
     AttestKey,
     AttestQuote,
+    AttestServe,
     AttestStatus,
     AttestStopTpm,
     CollectPods,
@@ -250,6 +251,13 @@ def attest_quote(ctx: Context, request: AttestQuote) -> int:
     return 0
 
 
+def attest_serve(ctx: Context, request: AttestServe) -> int:
+    """Quote for the unprivileged HTTPS attester until it exits (executor/_attestd.py)."""
+    from trustd.privileged.executor._attestd import serve  # noqa: PLC0415
+
+    return serve(_measurer(ctx), request)
+
+
 def attest_stop_tpm(ctx: Context, _request: AttestStopTpm) -> int:
     """Stop the embedded swtpm of the data dir; with another backend there is nothing to stop."""
     from trustd.privileged.measure import stop_embedded  # noqa: PLC0415
@@ -323,6 +331,7 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     AttestStopTpm: attest_stop_tpm,
     AttestIdentity: attest_identity,
     AttestActivate: attest_activate,
+    AttestServe: attest_serve,
 }
 
 

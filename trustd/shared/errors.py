@@ -11,6 +11,15 @@ import errno
 SHOWN = 120  # characters of an untrusted or user-given string a message repeats
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+
+
+def printable(text: str) -> str:
+    """``text`` with C0/C1 control characters and DEL escaped (``\\x1b``): what a group member
+    wrote (an index row, a log line) must not drive root's terminal. Tabs stay (tables)."""
+    return text.translate(_CONTROL)
+
+
 def excerpt(text: str, limit: int = SHOWN) -> str:
     """``text`` for a message: quoted, and cut (with its length) when it is long."""
     if len(text) <= limit:

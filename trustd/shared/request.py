@@ -334,6 +334,29 @@ class AttestActivate:
         bytes.fromhex(self.credential)
 
 
+@dataclass(frozen=True, slots=True)
+class AttestServe:
+    """``rkt attest serve``: root answers quote challenges that an unprivileged HTTPS server
+    (``rkt-attest``) forwards to it over a pipe (trustd/privileged/executor/_attestd.py)."""
+
+    kind: Literal["attest-serve"]
+    host: str
+    port: int
+    cert: str  # PEM certificate chain of the server
+    key: str  # its PEM private key
+    client_ca: str | None  # mutual TLS: PEM CA bundle client certificates must chain to
+    quotes_per_minute: int
+
+    def __post_init__(self) -> None:
+        for name in ("cert", "key", "client_ca"):
+            if getattr(self, name) is not None:
+                _absolute(getattr(self, name), f"--{name.replace('_', '-')}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not 0-65535")
+        if not 1 <= self.quotes_per_minute <= 600:
+            raise ValueError(f"{self.quotes_per_minute} quotes a minute: give 1 to 600")
+
+
 Request = (
     Run
     | Prepare
@@ -354,6 +377,7 @@ Request = (
     | AttestStopTpm
     | AttestIdentity
     | AttestActivate
+    | AttestServe
 )
 
 

@@ -61,7 +61,7 @@ def overlay(lower: Path, upper: Path, work: Path, target: Path, *, readonly: boo
         "overlay",
         str(target),
         "overlay",
-        MS_RDONLY if readonly else 0,
+        MS_NODEV | (MS_RDONLY if readonly else 0),  # device nodes only in the pod's own /dev
         f"lowerdir={lower},upperdir={upper},workdir={work}",
     )
 

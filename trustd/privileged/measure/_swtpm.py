@@ -183,12 +183,21 @@ def is_alive(tpm_dir: Path) -> bool:
 
 
 def _is_supervisor(pid: int, tpm_dir: Path) -> bool:
-    """``pid`` is the supervisor of ``tpm_dir`` (not a reused pid)."""
+    """``pid`` is a supervisor of ``tpm_dir`` (not a reused pid): a root process (no other user
+    can make one, whatever its command line says) running a supervisor script, of this install
+    or another one of trustd, for this directory."""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
-    return str(SUPERVISOR).encode() in args and str(tpm_dir).encode() in args
+    uids = next((line.split()[1:] for line in status.splitlines() if line.startswith("Uid:")), [])
+    script = b"/" + SUPERVISOR.name.encode()
+    return (
+        uids == ["0", "0", "0", "0"]
+        and any(a.endswith(script) for a in args)
+        and str(tpm_dir).encode() in args
+    )
 
 
 def stop(tpm_dir: Path) -> bool:

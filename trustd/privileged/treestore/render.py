@@ -267,7 +267,6 @@ def render_into(
     allow_insecure: bool = False,
 ) -> Path:
     """``rkt image render/extract IMAGE DIR``: verify a private copy, extract it into DIR."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     check_parent(dest)  # the staging below sits beside dest: nobody else may move it
     if dest.exists() or dest.is_symlink():
         output_dir(dest)  # only a real directory root owns, in one only root can change

@@ -26,7 +26,8 @@ class QuoteError(RemoteLiedError):
     """The quote or the event log does not check out; ``check`` names the check that failed.
 
     Checks, in the order they run: ``signature``, ``magic``, ``type``, ``nonce``,
-    ``pcr-selection``, ``pcr-digest``, ``event-digest``, ``replay``.
+    ``pcr-selection``, ``pcr-digest``, ``event-digest``, ``replay``; then the boot
+    appraisal's ``boot-replay`` (:mod:`trustd.shared.attest.boot`).
     """
 
     def __init__(self, check: str, message: str, *, hint: str = "") -> None:
@@ -35,3 +36,4 @@ class QuoteError(RemoteLiedError):
             hint=hint or "do not trust this machine's state; quote it again with a fresh nonce",
         )
         self.check = check
+        self.detail = message

@@ -192,3 +192,17 @@ def verify_bundle(
     quote = verify_quote(bundle, ak, nonce, allow_sha1=allow_sha1, min_nonce_bytes=min_nonce_bytes)
     check_replay(quote, replay_cel(bundle.event_log))
     return VerifiedAttestation(quote, bundle.event_log, _VERIFIER_TOKEN)
+
+
+def verify_pod_log(quote: VerifiedQuote, log: CelLog, pcrs: Collection[int]) -> VerifiedAttestation:
+    """The pod event log replays to the quoted ``pcrs`` (the firmware's PCRs 0-7 are the boot
+    appraisal's), and has no record in any other PCR, which nothing would vouch for."""
+    stray = sorted({r.pcr for r in log.records} - set(pcrs))
+    if stray:
+        raise QuoteError(
+            "replay",
+            f"the pod event log has records in PCRs {stray}, outside the replayed {sorted(pcrs)}",
+            hint="trustd measures pod starts only into its measurement PCR",
+        )
+    check_replay(quote, replay_cel(log), pcrs=pcrs)
+    return VerifiedAttestation(quote, log, _VERIFIER_TOKEN)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trustd.shared.errors import printable
 from trustd.shared.policy.log import GENESIS
 
 State = Literal["ok", "absent", "broken", "unreadable", "skipped"]
@@ -37,6 +38,11 @@ class LogCheck:
     last: str = ""  # the last good decision, one line
 
     def describe(self) -> str:
+        """One line for a terminal: what came from the file is shown with its control
+        characters escaped (a group member writes the fetch log)."""
+        return printable(self._describe())
+
+    def _describe(self) -> str:
         where = f"{self.label} {self.path}"
         if self.state == "ok":
             tail = f"; last: {self.last}" if self.last else ""
@@ -48,14 +54,23 @@ class LogCheck:
         return f"{where}: not checked: {self.problem}"
 
 
+MAX_LOG_BYTES = 64 << 20  # ~200,000 decisions; a member may grow (or sparsely truncate) theirs
+
+
 def _read(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise IsADirectoryError(0, "not a regular file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
+        if st.st_size > MAX_LOG_BYTES:
+            raise OSError(0, f"{st.st_size} bytes, over the {MAX_LOG_BYTES >> 20} MiB this reads")
+        chunks, size = [], 0
+        while size <= MAX_LOG_BYTES and (chunk := os.read(fd, 1 << 20)):
             chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_LOG_BYTES:  # it grew while being read
+            raise OSError(0, f"over the {MAX_LOG_BYTES >> 20} MiB this reads")
         return b"".join(chunks)
     finally:
         os.close(fd)

@@ -118,8 +118,24 @@ PRELOAD = (
 )
 
 
-def run_as(identity: Identity, work: Callable[[], str], preload: tuple[str, ...] = ()) -> str:
-    """Run ``work`` in a child as ``identity``; return its string result or raise its error."""
+def _close_all_but(keep: int) -> None:
+    """Close every descriptor above 2 except ``keep``: root's own (a lock it holds, a
+    directory fd of its private state) must not reach the unprivileged child."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def run_as(
+    identity: Identity,
+    work: Callable[[], str],
+    preload: tuple[str, ...] = (),
+    *,
+    inherit_fds: bool = True,
+) -> str:
+    """Run ``work`` in a child as ``identity``; return its string result or raise its error.
+
+    ``inherit_fds=False`` closes every descriptor but the answer pipe first (work that opens
+    what it needs itself, e.g. the store index); a fetch keeps the sources root opened."""
     for module in (*PRELOAD, *preload):
         importlib.import_module(module)
     read_fd, write_fd = os.pipe()
@@ -128,6 +144,8 @@ def run_as(identity: Identity, work: Callable[[], str], preload: tuple[str, ...]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, measured by the integration tests
         os.close(read_fd)
+        if not inherit_fds:
+            _close_all_but(write_fd)
         try:
             _child(identity, work, write_fd)
         finally:
