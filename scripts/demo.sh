@@ -117,7 +117,15 @@ step "14. The pod start was measured into the TPM (embedded swtpm) before the ap
 rkt attest status
 cat "$OUT/data/pods/run/$UUID/measurement.json"
 
-step "15. A remote verifier pins the AK, sends a fresh nonce, and verifies the quote offline"
+step "15. A remote verifier enrols the AK: its EK certificate chains to the TPM maker's CA, and the TPM activates a credential for the AK"
+echo "(the embedded swtpm was manufactured by swtpm_setup with an EK certificate from a local CA: the demo trusts that CA)" >&2
+cp "$OUT/data/tpm/ek-ca.pem" "$OUT/tpm-maker-ca.pem"
+rkt attest identity --out "$OUT/identity"
+rkt attest challenge "$OUT/identity" --registry "$OUT/ak-registry" --ca "$OUT/tpm-maker-ca.pem" --out "$OUT/challenge.bin"
+rkt attest activate "$OUT/challenge.bin" --out "$OUT/secret.bin"
+rkt attest enroll "$OUT/challenge.bin" "$OUT/secret.bin" --registry "$OUT/ak-registry"
+
+step "15b. It sends a fresh nonce and verifies the quote offline, accepting only an enrolled AK"
 NONCE=$(python3 -c "import secrets; print(secrets.token_hex(16))")
 rkt attest ak --out "$OUT/ak.pem"
 rkt attest quote --nonce "$NONCE" --out "$OUT/quote"
@@ -127,7 +135,7 @@ signers = ["$FPR"]
 flavors = ["container"]
 require_seccomp = true
 TOML
-rkt attest verify "$OUT/quote" --ak "$OUT/ak.pem" --nonce "$NONCE" --policy "$OUT/verifier-policy.toml"
+rkt attest verify "$OUT/quote" --registry "$OUT/ak-registry" --nonce "$NONCE" --policy "$OUT/verifier-policy.toml"
 echo "\$ tpm2_checkquote (tpm2-tools) on the same bundle" >&2
 tpm2_checkquote -u "$OUT/ak.pem" -m "$OUT/quote/quote.attest" -s "$OUT/quote/quote.sig" \
   -f "$OUT/quote/quote.pcrs" -g sha256 -q "$NONCE" >/dev/null && echo "tpm2_checkquote: OK"

@@ -1,5 +1,5 @@
 """``rkt attest status | ak | quote | verify | verify-fleet | replay | stop-tpm | serve |
-policy-schema`` (issues #5, #11; ADR 0007, ADR 0014)."""
+policy-schema`` (issues #5, #11; ADR 0007, ADR 0014). Enrolment: :mod:`.attest_enrol`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from typing import Any
 from trustd.cli._common import add_format_flag, is_json, print_json, read_input
 from trustd.cli._handoff import exec_root
 from trustd.shared.errors import RemoteLiedError, UserError
-from trustd.shared.request import AttestKey, AttestQuote, AttestServe, AttestStatus, AttestStopTpm
+from trustd.shared.request import (
+    AttestKey,
+    AttestQuote,
+    AttestServe,
+    AttestStatus,
+    AttestStopTpm,
+)
 
 DEFAULT_PORT = 9002  # Keylime's agent port
 
@@ -36,7 +42,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=run_quote)
     v = add("verify", "verify a quote bundle offline, or challenge an attester (--remote URL)")
     v.add_argument("bundle", type=Path, nargs="?")
-    v.add_argument("--ak", type=Path, required=True)
+    who = v.add_mutually_exclusive_group(required=True)
+    who.add_argument("--ak", type=Path, help="the pinned AK (PEM)")
+    who.add_argument("--registry", type=Path, help="accept only an AK enrolled in this registry")
     v.add_argument("--nonce", type=_hex, help="the nonce of an offline bundle")
     v.add_argument("--remote", metavar="URL", help="https://HOST:PORT of rkt attest serve")
     v.add_argument("--policy", type=Path)
@@ -203,14 +211,59 @@ def run_verify_fleet(args: argparse.Namespace) -> int:
     return _remote(args, nodes)
 
 
+def _enrolled_key(args: argparse.Namespace, bundle: Any) -> tuple[Any, Any]:
+    """The AK the registry enrolled (never the bundle's own copy) and its enrolment record."""
+    from trustd.shared.attest import load_ak_tpm  # noqa: PLC0415
+    from trustd.shared.attest.credential import strip_tpm2b  # noqa: PLC0415
+    from trustd.shared.attest.registry import Registry  # noqa: PLC0415
+
+    if bundle.ak is None:
+        raise UserError(f"{args.bundle} carries no ak.pem", hint="pass --ak AK.pem")
+    enrolled = Registry(args.registry).lookup(bundle.ak.public_key)
+    public = strip_tpm2b(bytes.fromhex(enrolled.ak_public), str(args.registry))
+    return load_ak_tpm(public, source=f"{args.registry} (enrolled AK)"), enrolled
+
+
+def _print_verified(args: argparse.Namespace, starts: Any, violations: Any, enrolled: Any) -> None:
+    if is_json(args.format):
+        doc: dict[str, Any] = {
+            "verified": True,
+            "policy_violations": violations,
+            "pod_starts": starts,
+        }
+        if enrolled is not None:
+            doc["ak_enrolment"] = {"anchor": enrolled.anchor, "ek_issuer": enrolled.ek_issuer}
+        print_json(doc, args.format)
+        return
+    print(
+        f"quote verified: signature, nonce, PCR selection, digest and event-log replay "
+        f"agree ({len(starts)} pod start(s))"
+    )
+    if enrolled is not None:
+        print(f"AK enrolled: {enrolled.describe()}")
+    for start in starts:
+        kinds = ", ".join(e["kind"] for e in start["events"])
+        who = f"pod {start['pod']}" if start["pod"] else "TPM epoch"
+        print(f"  {who} (PCR {start['pcr']}): {kinds}")
+
+
+def _verify_remote(args: argparse.Namespace) -> int:
+    if args.bundle is not None or args.nonce is not None:
+        raise UserError(
+            "--remote generates its own fresh nonce and takes no bundle",
+            hint="rkt attest verify --remote URL --ak AK.pem [--policy FILE]",
+        )
+    if args.ak is None:
+        raise UserError(
+            "--remote checks the answer against a pinned --ak for now",
+            hint="rkt attest verify --remote URL --ak AK.pem (a registry: offline bundles)",
+        )
+    return _remote(args, [(args.remote, args.ak)])
+
+
 def run_verify(args: argparse.Namespace) -> int:
     if args.remote is not None:
-        if args.bundle is not None or args.nonce is not None:
-            raise UserError(
-                "--remote generates its own fresh nonce and takes no bundle",
-                hint="rkt attest verify --remote URL --ak AK.pem [--policy FILE]",
-            )
-        return _remote(args, [(args.remote, args.ak)])
+        return _verify_remote(args)
     if args.bundle is None or args.nonce is None:
         raise UserError(
             "verify needs a bundle and its --nonce, or --remote URL",
@@ -219,23 +272,17 @@ def run_verify(args: argparse.Namespace) -> int:
     from trustd.shared.attest import QuoteBundle, load_ak_pem, pod_starts, verify_bundle  # noqa: PLC0415
     from trustd.shared.attest.policy import VerifierPolicy, evaluate  # noqa: PLC0415
 
-    ak = load_ak_pem(read_input(args.ak, "the attestation key (--ak)"), source=str(args.ak))
-    attestation = verify_bundle(QuoteBundle.load(args.bundle), ak, args.nonce)
+    pinned = None  # a pinned key is read first: a missing --ak is named before the bundle
+    if args.ak is not None:
+        pinned = load_ak_pem(read_input(args.ak, "the attestation key (--ak)"), source=str(args.ak))
+    bundle = QuoteBundle.load(args.bundle)
+    ak, enrolled = (pinned, None) if pinned is not None else _enrolled_key(args, bundle)
+    attestation = verify_bundle(bundle, ak, args.nonce)
+    if enrolled is not None:
+        enrolled.check_signer(attestation.quote.attest.qualified_signer)
     starts = pod_starts(attestation)
     violations = evaluate(VerifierPolicy.load(args.policy), starts) if args.policy else []
-    if is_json(args.format):
-        print_json(
-            {"verified": True, "policy_violations": violations, "pod_starts": starts}, args.format
-        )
-    else:
-        print(
-            f"quote verified: signature, nonce, PCR selection, digest and event-log replay "
-            f"agree ({len(starts)} pod start(s))"
-        )
-        for start in starts:
-            kinds = ", ".join(e["kind"] for e in start["events"])
-            who = f"pod {start['pod']}" if start["pod"] else "TPM epoch"
-            print(f"  {who} (PCR {start['pcr']}): {kinds}")
+    _print_verified(args, starts, violations, enrolled)
     if violations:
         raise RemoteLiedError(
             "the attested pod starts break the policy: " + "; ".join(violations),

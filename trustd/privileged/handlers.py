@@ -20,6 +20,8 @@ from trustd.privileged.treestore.datadir import DataDir, open_data_dir
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy, load_effective
 from trustd.shared.request import (
+    AttestActivate,
+    AttestIdentity,
     AttestKey,
     AttestQuote,
     AttestServe,
@@ -274,6 +276,41 @@ def attest_stop_tpm(ctx: Context, _request: AttestStopTpm) -> int:
     return 0
 
 
+def attest_identity(ctx: Context, request: AttestIdentity) -> int:
+    """Write the EK (TPM2B_PUBLIC), its NV certificate (DER) and the AK into ``out``."""
+    from trustd.shared.attest.registry import check_ak  # noqa: PLC0415
+
+    measurer = _measurer(ctx)
+    endorsement, ak_public, ak_pem = measurer.identity()
+    out = output_dir(Path(request.out))
+    _, name = check_ak(ak_public)
+    write_output(out / "ek.pub", endorsement.ek_public)
+    write_output(out / "ak.pub", ak_public)
+    write_output(out / "ak.pem", ak_pem)
+    write_output(out / "ak.name", name.hex().encode())
+    if endorsement.ek_cert is not None:
+        write_output(out / "ek.crt", endorsement.ek_cert)
+    target = measurer.target
+    chain = None if target is None or target.socket_dir is None else target.socket_dir
+    if chain is not None and (chain / "ek-intermediates.pem").is_file():
+        write_output(out / "ek-intermediates.pem", (chain / "ek-intermediates.pem").read_bytes())
+    cert = "with its certificate from NV" if endorsement.ek_cert else "without a certificate"
+    print(f"{endorsement.ek_type} EK ({cert}) and AK written to {request.out}")
+    if chain is not None and (chain / "ek-ca.pem").is_file():
+        print(f"the embedded swtpm's local manufacturer CA: {chain / 'ek-ca.pem'}")
+    return 0
+
+
+def attest_activate(ctx: Context, request: AttestActivate) -> int:
+    from trustd.shared.attest.credential import Credential  # noqa: PLC0415
+
+    credential = Credential.from_file(bytes.fromhex(request.credential), "the challenge")
+    secret = _measurer(ctx).activate(credential.id_object, credential.encrypted_secret)
+    write_output(Path(request.out), secret)
+    print(f"credential activated; the secret is in {request.out}")
+    return 0
+
+
 HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     Run: run,
     Prepare: prepare,
@@ -292,6 +329,8 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     AttestKey: attest_key,
     AttestQuote: attest_quote,
     AttestStopTpm: attest_stop_tpm,
+    AttestIdentity: attest_identity,
+    AttestActivate: attest_activate,
     AttestServe: attest_serve,
 }
 

@@ -308,6 +308,33 @@ class AttestQuote:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestIdentity:
+    """``rkt attest identity``: the EK, its NV certificate and the AK, written into ``out``."""
+
+    kind: Literal["attest-identity"]
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestActivate:
+    """``rkt attest activate``: TPM2_ActivateCredential of a verifier's challenge (read by the
+    caller: tpm2-tools' credential-blob file, hex); the secret is written to ``out``."""
+
+    kind: Literal["attest-activate"]
+    credential: str  # hex
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+        if len(self.credential) > 4096:
+            raise ValueError("a credential blob is at most 2048 bytes")
+        bytes.fromhex(self.credential)
+
+
+@dataclass(frozen=True, slots=True)
 class AttestServe:
     """``rkt attest serve``: root answers quote challenges that an unprivileged HTTPS server
     (``rkt-attest``) forwards to it over a pipe (trustd/privileged/executor/_attestd.py)."""
@@ -348,6 +375,8 @@ Request = (
     | AttestKey
     | AttestQuote
     | AttestStopTpm
+    | AttestIdentity
+    | AttestActivate
     | AttestServe
 )
 

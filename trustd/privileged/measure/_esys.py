@@ -17,7 +17,10 @@ from tpm2_pytss import (  # type: ignore[import-untyped]
     ESYS_TR,
     TPM2_ALG,
     TPM2_CAP,
+    TPM2_SE,
     TPM2B_AUTH,
+    TPM2B_ENCRYPTED_SECRET,
+    TPM2B_ID_OBJECT,
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
     TPMA_OBJECT,
@@ -28,8 +31,14 @@ from tpm2_pytss import (  # type: ignore[import-untyped]
     TPMS_SENSITIVE_CREATE,
     TPMT_HA,
     TPMT_SIG_SCHEME,
+    TPMT_SYM_DEF,
     TPMU_HA,
     TSS2_Exception,
+)
+from tpm2_pytss.utils import (  # type: ignore[import-untyped]
+    NoSuchIndex,
+    NVReadEK,
+    create_ek_template,
 )
 
 from trustd.privileged.measure._aksecret import AkSecret
@@ -59,6 +68,15 @@ class Clock:
 
     reset_count: int
     restart_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endorsement:
+    """The EK as the TPM derives it from its template, and its certificate from NV (if any)."""
+
+    ek_type: str  # "EK-RSA2048" or "EK-ECC256"
+    ek_public: bytes  # TPM2B_PUBLIC, as tpm2_createek -u writes it
+    ek_cert: bytes | None  # DER, from NV 0x01c00002 (RSA) or 0x01c0000a (ECC P-256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +157,92 @@ class Tpm:
         info, _ = TPMS_ATTEST.unmarshal(bytes(attest))
         digest = bytes(info.attested.quote.pcrDigest)
         return RawQuote(bytes(attest), bytes(sig.marshal()), bytes(public.to_pem()), digest)
+
+    def ak_public_area(self) -> bytes:
+        """The AK's TPM2B_PUBLIC: a verifier computes its Name and checks its attributes."""
+        handle, public = self._create_ak()
+        self._ctx.flush_context(handle)
+        return bytes(public.marshal())
+
+    def endorsement(self) -> Endorsement:
+        """The EK from the TCG EK profile's template (or the one NV holds) and its certificate.
+
+        Tried in order RSA 2048, ECC P-256: the first with a certificate in NV wins; with none,
+        the RSA EK (enrolment is then TOFU only).
+        """
+        read = self._nv_reader()
+        found: list[tuple[str, bytes | None, Any]] = []
+        for ek_type in ("EK-RSA2048", "EK-ECC256"):
+            cert, template = create_ek_template(ek_type, read)
+            found.append((ek_type, bytes(cert) if cert else None, template))
+        ek_type, cert, template = next((f for f in found if f[1]), found[0])
+        handle, public = self._create_ek(template)
+        self._ctx.flush_context(handle)
+        return Endorsement(ek_type, bytes(public.marshal()), cert)
+
+    def activate(self, ek_type: str, id_object: bytes, encrypted_secret: bytes) -> bytes:
+        """TPM2_ActivateCredential with the AK and the EK: the secret, if the TPM holds both."""
+        _, template = create_ek_template(ek_type, self._nv_reader())
+        ek, _ = self._create_ek(template)
+        try:
+            ak, _ = self._create_ak()
+            try:
+                session = self._ctx.start_auth_session(
+                    ESYS_TR.NONE,
+                    ESYS_TR.NONE,
+                    TPM2_SE.POLICY,
+                    TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL),
+                    TPM2_ALG.SHA256,
+                )
+                try:  # the EK's policy: PolicySecret(TPM_RH_ENDORSEMENT)
+                    self._ctx.policy_secret(ESYS_TR.ENDORSEMENT, session)
+                    secret = self._activate(
+                        ak,
+                        ek,
+                        TPM2B_ID_OBJECT(id_object),
+                        TPM2B_ENCRYPTED_SECRET(encrypted_secret),
+                        session1=ESYS_TR.PASSWORD,
+                        session2=session,
+                    )
+                finally:
+                    with contextlib.suppress(TSS2_Exception):
+                        self._ctx.flush_context(session)
+            finally:
+                self._ctx.flush_context(ak)
+        finally:
+            self._ctx.flush_context(ek)
+        return bytes(secret)
+
+    def _nv_reader(self) -> Any:
+        """NVReadEK that asks only for indices the TPM has (no ESYS error log for the rest)."""
+        defined: set[int] = set()
+        more, start = True, 0x01000000
+        while more:
+            more, data = self._ctx.get_capability(TPM2_CAP.HANDLES, start, 64)
+            handles = [int(h) for h in data.data.handles]
+            defined.update(handles)
+            more = more and bool(handles)
+            start = max(handles, default=start) + 1
+        read = NVReadEK(self._ctx)
+
+        def reader(index: int) -> bytes:
+            if int(index) not in defined:
+                raise NoSuchIndex(index)
+            return bytes(read(index))
+
+        return reader
+
+    def _activate(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._ctx.activate_credential(*args, **kwargs)
+        except TSS2_Exception as exc:
+            raise MeasurementError(f"TPM2_ActivateCredential: {exc}", backend=self.backend) from exc
+
+    def _create_ek(self, template: Any) -> tuple[Any, Any]:
+        handle, public, *_ = self._ctx.create_primary(
+            TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.ENDORSEMENT
+        )
+        return handle, public
 
     def _create_ak(self) -> tuple[Any, Any]:
         if self._ak_secret is None:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
 
+from trustd.privileged.measure import _provision
 from trustd.privileged.measure._unixtpm import connect_socket
 from trustd.privileged.measure.errors import MeasurementError
 from trustd.shared._fsutil import atomic_write
@@ -269,6 +270,8 @@ def start(tpm_dir: Path, previous: SwtpmState | None, *, starts: int | None = No
     """Start a supervised swtpm and record it; the caller holds the lock."""
     if supervised(tpm_dir):
         stop(tpm_dir)
+    if _provision.fresh(tpm_dir):  # first start: an EK certificate, as a vendor would
+        _provision.provision(tpm_dir)
     try:
         pid, swtpm_pid = _spawn(tpm_dir)
     except (OSError, subprocess.TimeoutExpired) as exc:

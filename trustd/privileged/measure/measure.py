@@ -184,6 +184,27 @@ class Measurer:
         with self._session() as (tpm, directory):
             return _pinned_ak(tpm, directory, tpm.ak_public_pem())
 
+    def identity(self) -> tuple[_esys.Endorsement, bytes, bytes]:
+        """The EK (and its NV certificate) and the pinned AK: (endorsement, AK TPM2B_PUBLIC,
+        AK PEM), what a verifier's enrolment challenge is made for (issue #11)."""
+        with self._session() as (tpm, directory):
+            pem = _pinned_ak(tpm, directory, tpm.ak_public_pem())
+            return tpm.endorsement(), tpm.ak_public_area(), pem
+
+    def activate(self, id_object: bytes, encrypted_secret: bytes) -> bytes:
+        """TPM2_ActivateCredential of a verifier's challenge with the EK and the AK."""
+        with self._session() as (tpm, directory):
+            _pinned_ak(tpm, directory, tpm.ak_public_pem())
+            endorsement = tpm.endorsement()
+            try:
+                return tpm.activate(endorsement.ek_type, id_object, encrypted_secret)
+            except MeasurementError as exc:
+                raise MeasurementError(
+                    f"the TPM refused to activate the credential: {exc.message}",
+                    backend=tpm.backend,
+                    hint="the challenge was made for another EK or AK, or was altered",
+                ) from exc
+
     def quote(self, nonce: bytes, pcrs: Sequence[int], out_dir: Path) -> QuoteBundle:
         """Quote ``pcrs`` (sha256 bank) over ``nonce`` and write the bundle into ``out_dir``."""
         if not 8 <= len(nonce) <= 64:
