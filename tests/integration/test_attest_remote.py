@@ -220,3 +220,57 @@ def test_without_a_client_certificate_tls_is_refused(
     assert done.returncode == 254
     report = json.loads(done.stdout)
     assert report["accepted"] is False and report["refused"] == "UserError"
+
+
+def _enrol(dirs: ConfigDirs, tmp_path: Path, *anchor: str) -> Path:
+    """identity, challenge, activate, enroll: the verifier's registry holds the AK after."""
+    registry, identity = tmp_path / "registry", tmp_path / "identity"
+    steps = [
+        ("identity", "--out", str(identity)),
+        ("challenge", str(identity), "--registry", str(registry), *anchor,
+         "--out", str(tmp_path / "challenge.bin")),
+        ("activate", str(tmp_path / "challenge.bin"), "--out", str(tmp_path / "secret.bin")),
+        ("enroll", str(tmp_path / "challenge.bin"), str(tmp_path / "secret.bin"),
+         "--registry", str(registry)),
+    ]  # fmt: skip
+    for step in steps:
+        done = rkt(dirs, "attest", *step)
+        assert done.returncode == 0, (step, done.stderr)
+    return registry
+
+
+def _verify_registered(
+    dirs: ConfigDirs, a: Attester, registry: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return rkt(
+        dirs, "attest", "verify", "--remote", a.url, "--registry", str(registry),
+        f"--ca={a.ca}", f"--client-cert={a.client_cert}", "--format=json", *extra,
+    )  # fmt: skip
+
+
+def test_a_remote_quote_is_checked_against_the_registered_ak(
+    shared_dirs: ConfigDirs, attester: Attester, tmp_path: Path
+) -> None:
+    """The AK the registry enrolled verifies the answer (never the answer's own copy), and
+    the report names the enrolment and what the EK certificate says the TPM is."""
+    registry = _enrol(shared_dirs, tmp_path, "--ca", str(shared_dirs.data / "tpm/ek-ca.pem"))
+    done = _verify_registered(shared_dirs, attester, registry)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["accepted"] is True and report["enrolment"] == "CA-anchored"
+    assert report["backend"].startswith("software (swtpm), EK certificate issued by")
+    policy = tmp_path / "hardware.toml"
+    policy.write_text("require_hardware_tpm = true\n")
+    refused = _verify_registered(shared_dirs, attester, registry, f"--policy={policy}")
+    assert refused.returncode == 254
+    assert "requires a hardware TPM" in refused.stdout + refused.stderr
+
+
+def test_a_remote_quote_from_an_unregistered_ak_is_refused(
+    shared_dirs: ConfigDirs, attester: Attester, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty-registry"
+    done = _verify_registered(shared_dirs, attester, empty)
+    assert done.returncode == 254
+    report = json.loads(done.stdout)
+    assert report["accepted"] is False and "not enrolled" in report["error"]

@@ -53,6 +53,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     v.set_defaults(func=run_verify)
     f = add("verify-fleet", "challenge every attester of NODES.json; one report")
     f.add_argument("nodes", type=Path, help='[{"url": "https://...", "ak": "AK.pem"}, ...]')
+    f.add_argument("--registry", type=Path, help="check each node's AK in this registry (no ak)")
     f.add_argument("--policy", type=Path)
     _tls_flags(f)
     add_format_flag(f)
@@ -139,7 +140,7 @@ def run_policy_schema(args: argparse.Namespace) -> int:
 
 
 def _challenge_node(
-    url: str, ak_path: Path, policy: Any, args: argparse.Namespace
+    url: str, ak_path: Path | None, policy: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
     """One node's report; a refusal is a report too (``accepted`` false, ``refused``)."""
     import secrets  # noqa: PLC0415
@@ -151,15 +152,59 @@ def _challenge_node(
     from trustd.unprivileged.attest.client import challenge, tls_client  # noqa: PLC0415
 
     try:
-        ak = load_ak_pem(read_input(ak_path, "the attestation key (--ak)"), source=str(ak_path))
         nonce = secrets.token_bytes(NONCE_BYTES)
         context = tls_client(args.ca, args.client_cert, args.client_key)
         answer = challenge(url, nonce, list(BOOT_MASK), context)
+        if ak_path is None:  # --registry: the enrolled AK, never the answer's own copy
+            return _verify_enrolled(answer, url, nonce, policy, args.registry)
+        ak = load_ak_pem(read_input(ak_path, "the attestation key (--ak)"), source=str(ak_path))
         return verify_answer(
             answer, source=url, ak=ak, nonce=nonce, requested=BOOT_MASK, policy=policy
         )
     except (TrustdError, OSError) as exc:
         return refused(url, exc)
+
+
+def _verify_enrolled(
+    answer: Any, url: str, nonce: bytes, policy: Any, registry: Path
+) -> dict[str, Any]:
+    """A remote answer checked against the AK the registry enrolled: the report names the
+    enrolment (CA-anchored or TOFU) and, for a CA-anchored one, what the EK certificate says
+    the TPM is (the swtpm's local CA, or another maker's)."""
+    from trustd.shared.attest import load_ak_tpm, parse_attest  # noqa: PLC0415
+    from trustd.shared.attest.credential import strip_tpm2b  # noqa: PLC0415
+    from trustd.shared.attest.keys import load_ak_pem  # noqa: PLC0415
+    from trustd.shared.attest.registry import Registry  # noqa: PLC0415
+    from trustd.shared.attest.remote import (  # noqa: PLC0415
+        BOOT_MASK,
+        answer_bundle,
+        decode_answer,
+        verify_answer,
+    )
+
+    decoded = decode_answer(answer, url)
+    claimed = load_ak_pem(decoded.pubkey.encode(), source=f"{url} pubkey")
+    enrolled = Registry(registry).lookup(claimed.public_key)
+    public = strip_tpm2b(bytes.fromhex(enrolled.ak_public), str(registry))
+    ak = load_ak_tpm(public, source=f"{registry} (enrolled AK)")
+    attest = parse_attest(answer_bundle(decoded, url).attest)
+    enrolled.check_signer(attest.qualified_signer)
+    if enrolled.anchor == "tofu":
+        enrolment, evidence = "TOFU", f"{decoded.backend}, unverified claim (TOFU enrolment)"
+    else:
+        issuer = enrolled.ek_issuer or "?"
+        kind = "software (swtpm)" if "swtpm" in issuer.lower() else "hardware"
+        enrolment, evidence = "CA-anchored", f"{kind}, EK certificate issued by {issuer}"
+    return verify_answer(
+        answer,
+        source=url,
+        ak=ak,
+        nonce=nonce,
+        requested=BOOT_MASK,
+        policy=policy,
+        enrolment=enrolment,
+        backend_evidence=evidence,
+    )
 
 
 def _print_reports(reports: list[dict[str, Any]], fmt: str) -> None:
@@ -181,7 +226,7 @@ def _print_reports(reports: list[dict[str, Any]], fmt: str) -> None:
             print(f"  refused ({r['refused']}): {r['error']}")
 
 
-def _remote(args: argparse.Namespace, nodes: list[tuple[str, Path]]) -> int:
+def _remote(args: argparse.Namespace, nodes: list[tuple[str, Path | None]]) -> int:
     from trustd.shared.attest.policy import VerifierPolicy  # noqa: PLC0415
 
     policy = VerifierPolicy.load(args.policy) if args.policy else None
@@ -201,7 +246,10 @@ def run_verify_fleet(args: argparse.Namespace) -> int:
 
     try:
         doc = json.loads(read_input(args.nodes, "the node list"))
-        nodes = [(str(n["url"]), args.nodes.parent / str(n["ak"])) for n in doc]
+        nodes: list[tuple[str, Path | None]] = [
+            (str(n["url"]), None if args.registry else args.nodes.parent / str(n["ak"]))
+            for n in doc
+        ]
     except (ValueError, TypeError, KeyError) as exc:
         raise UserError(
             f'{args.nodes}: not a JSON list of {{"url": ..., "ak": ...}} objects ({exc})'
@@ -253,12 +301,7 @@ def _verify_remote(args: argparse.Namespace) -> int:
             "--remote generates its own fresh nonce and takes no bundle",
             hint="rkt attest verify --remote URL --ak AK.pem [--policy FILE]",
         )
-    if args.ak is None:
-        raise UserError(
-            "--remote checks the answer against a pinned --ak for now",
-            hint="rkt attest verify --remote URL --ak AK.pem (a registry: offline bundles)",
-        )
-    return _remote(args, [(args.remote, args.ak)])
+    return _remote(args, [(args.remote, args.ak)])  # --ak None: the --registry's AK
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -141,8 +141,11 @@ def hardware_problems(policy: VerifierPolicy, backend: str, enrolment: str) -> l
         return []
     if not backend.startswith("hardware"):
         return [f"the TPM is {backend}; the policy requires a hardware TPM"]
-    if enrolment == "pinned":
-        return ["the hardware TPM is only claimed: the AK is pinned, not enrolled with an EK"]
+    if enrolment != "CA-anchored":
+        return [
+            f"the hardware TPM is only claimed: the AK is {enrolment.lower()}, not enrolled "
+            "against an EK certificate from a TPM maker"
+        ]
     return []
 
 
