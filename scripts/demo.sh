@@ -196,8 +196,8 @@ server.cert_chain_pems[0].write_to_path(f"{out}/server.pem")
 server.private_key_pem.write_to_path(f"{out}/server.key")
 client.private_key_and_cert_chain_pem.write_to_path(f"{out}/client.pem")
 PY
-# enrolment (EK certificate, MakeCredential/ActivateCredential, the AK registry) comes here
-# once it lands (issue #11 part 2); until then the verifier pins the AK exported in step 15.
+# the verifier accepts only the AK it enrolled in step 15 (CA-anchored: EK certificate from the
+# TPM maker's CA, credential activated by the TPM)
 rkt attest serve --listen=127.0.0.1:0 --cert="$OUT/tls/server.pem" --key="$OUT/tls/server.key" \
   --client-ca="$OUT/tls/ca.pem" > "$OUT/attester.log" 2>&1 &
 SERVE_PID=$!
@@ -205,11 +205,11 @@ trap 'kill $SERVE_PID 2>/dev/null || true; kill $REG_PID 2>/dev/null || true; rk
 for _ in $(seq 100); do grep -q "listening on" "$OUT/attester.log" && break; sleep 0.1; done
 cat "$OUT/attester.log"
 URL=$(grep -o 'https://[^ ]*' "$OUT/attester.log" | head -1)
-rkt attest verify --remote "$URL" --ak "$OUT/ak.pem" --ca="$OUT/tls/ca.pem" \
+rkt attest verify --remote "$URL" --registry "$OUT/ak-registry" --ca="$OUT/tls/ca.pem" \
   --client-cert="$OUT/tls/client.pem" --policy "$OUT/verifier-policy.toml"
 echo "\$ a verifier policy that requires a hardware TPM refuses the swtpm" >&2
 printf 'require_hardware_tpm = true\n' > "$OUT/verifier-hw.toml"
-if rkt attest verify --remote "$URL" --ak "$OUT/ak.pem" --ca="$OUT/tls/ca.pem" \
+if rkt attest verify --remote "$URL" --registry "$OUT/ak-registry" --ca="$OUT/tls/ca.pem" \
   --client-cert="$OUT/tls/client.pem" --policy "$OUT/verifier-hw.toml"; then
   echo "UNEXPECTED: a software TPM passed a hardware-only policy"; exit 1
 fi
