@@ -5,8 +5,8 @@ in an order rotated every round:
 
 * trustd: ``rkt attest quote --nonce HEX --out DIR`` then ``rkt attest verify DIR --ak AK.pem
   --nonce HEX`` (the CLI as users run it: root program, AK derived from ak.secret as an owner
-  primary, quote of PCR 23, event log copied; verify checks the signature, nonce, PCR digest and
-  replays the event log against PCR 23).
+  primary, quote of PCR 14, event log copied; verify checks the signature, nonce, PCR digest and
+  replays the event log against PCR 14).
 * tpm2-tools, through the relay TCTI to the same swtpm: ``tpm2_createprimary -C o -G
   ecc256:ecdsa-sha256`` (a fresh primary signing AK, the shape trustd's AK has), ``tpm2_readpublic
   -f pem`` (the AK's PEM, as trustd's bundle carries), ``tpm2_quote`` of sha256:23 over the nonce,
@@ -37,10 +37,11 @@ sys.path.insert(0, str(ROOT))
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
 from trustd.privileged.measure._unixtpm import tools_tcti  # noqa: E402
+from trustd.privileged.measure.measure import EMBEDDED_PCR  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_ATTEST_RUNS", "20"))
 RKT = str(Path(sys.executable).with_name("rkt"))
-PCR = "23"
+PCR = str(EMBEDDED_PCR)  # what rkt attest quote quotes by default here
 AK_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
 
 
