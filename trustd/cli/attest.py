@@ -8,15 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, print_json, read_input
-from trustd.cli._handoff import exec_root
 from trustd.shared.errors import RemoteLiedError, UserError
-from trustd.shared.request import (
-    AttestKey,
-    AttestQuote,
-    AttestServe,
-    AttestStatus,
-    AttestStopTpm,
-)
+
+# The verbs that go to root load the hand-off and the request vocabulary when they run:
+# ``verify`` (offline, unprivileged) loads neither.
 
 DEFAULT_PORT = 9002  # Keylime's agent port
 
@@ -99,24 +94,39 @@ def _pcrs(text: str) -> list[int]:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from trustd.cli._handoff import exec_root  # noqa: PLC0415
+    from trustd.shared.request import AttestStatus  # noqa: PLC0415
+
     exec_root(args.options, "status", AttestStatus("attest-status"))
 
 
 def run_ak(args: argparse.Namespace) -> int:
+    from trustd.cli._handoff import exec_root  # noqa: PLC0415
+    from trustd.shared.request import AttestKey  # noqa: PLC0415
+
     exec_root(args.options, "ak", AttestKey("attest-ak", str(args.out.absolute())))
 
 
 def run_stop_tpm(args: argparse.Namespace) -> int:
+    from trustd.cli._handoff import exec_root  # noqa: PLC0415
+    from trustd.shared.request import AttestStopTpm  # noqa: PLC0415
+
     exec_root(args.options, "stop-tpm", AttestStopTpm("attest-stop-tpm"))
 
 
 def run_quote(args: argparse.Namespace) -> int:
+    from trustd.cli._handoff import exec_root  # noqa: PLC0415
+    from trustd.shared.request import AttestQuote  # noqa: PLC0415
+
     pcrs = tuple(args.pcrs) if args.pcrs else None
     request = AttestQuote("attest-quote", args.nonce.hex(), pcrs, str(args.out.absolute()))
     exec_root(args.options, "quote", request)
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from trustd.cli._handoff import exec_root  # noqa: PLC0415
+    from trustd.shared.request import AttestServe  # noqa: PLC0415
+
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise UserError(f"--listen {args.listen!r} is not HOST:PORT")

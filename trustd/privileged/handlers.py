@@ -11,14 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustd.privileged._output import output_dir, write_output
 from trustd.privileged.executor._measure import MeasureConfig, load_config
-from trustd.privileged.pod import PodStore
-from trustd.privileged.treestore.datadir import DataDir, open_data_dir
-from trustd.shared.keystore import Keystore
-from trustd.shared.policy import Policy, load_effective
 from trustd.shared.request import (
     AttestActivate,
     AttestIdentity,
@@ -44,7 +40,12 @@ from trustd.shared.request import (
     Stop,
     encode_use,
 )
-from trustd.shared.store.model import StoreKey
+
+if TYPE_CHECKING:  # each loaded by the handlers that use it: the attest verbs load none of them
+    from trustd.privileged.pod import PodStore
+    from trustd.privileged.treestore.datadir import DataDir
+    from trustd.shared.keystore import Keystore
+    from trustd.shared.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +62,35 @@ class Context:
         return cls(Path(d.data), Path(d.system_config), Path(d.local_config))
 
     def pods(self) -> PodStore:
+        from trustd.privileged.pod import PodStore  # noqa: PLC0415
+
         return PodStore(self.data)
 
     def keystore(self) -> Keystore:
+        from trustd.shared.keystore import Keystore  # noqa: PLC0415
+
         return Keystore(self.system_config, self.local_config)
 
     def store(self) -> DataDir:
         """The data dir, checked (root-owned, no group-writable ancestor), with ``private/``."""
+        from trustd.privileged.treestore.datadir import open_data_dir  # noqa: PLC0415
+
         return open_data_dir(self.data)
 
     def policy(self) -> Policy:
         """The policy file that decides every run (no file is an error: no silent default)."""
+        from trustd.shared.policy import load_effective  # noqa: PLC0415
+
         return load_effective(self.system_config, self.local_config)
 
     def measure(self) -> MeasureConfig:
         return load_config(self.system_config, self.local_config)
+
+
+def _store_key(image: str) -> Any:
+    from trustd.shared.store.model import StoreKey  # noqa: PLC0415
+
+    return StoreKey.parse(image)
 
 
 def _prepare_pod(ctx: Context, request: Run | Prepare) -> Any:
@@ -171,7 +186,7 @@ def render(ctx: Context, request: Render) -> int:
 
     render_into(
         ctx.data,
-        StoreKey.parse(request.image),
+        _store_key(request.image),
         ctx.keystore(),
         Path(request.dest),
         rootfs_only=request.rootfs_only,
@@ -185,7 +200,7 @@ def export_image(ctx: Context, request: ExportImage) -> int:
     from trustd.privileged.treestore.render import export_image as export_it  # noqa: PLC0415
 
     export_it(
-        ctx.data, StoreKey.parse(request.image), Path(request.output), overwrite=request.overwrite
+        ctx.data, _store_key(request.image), Path(request.output), overwrite=request.overwrite
     )
     return 0
 

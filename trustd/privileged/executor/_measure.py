@@ -16,18 +16,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trustd.privileged.executor._gate import GatedApp, GatedPod
-from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.measure import Measurer
 from trustd.privileged.pod.lifecycle import MANIFEST, PRIVATE
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import read_json
 from trustd.shared.errors import LocalStateError, UserError
-from trustd.shared.policy import Policy
-from trustd.shared.shipped import stage1_descriptor
 from trustd.shared.vocab import MEASURE_MODES, MEASURE_RANK, MeasureMode
+
+if TYPE_CHECKING:  # the attest verbs load the config only: no run gate, plan or policy code
+    from trustd.privileged.executor._gate import GatedApp, GatedPod
+    from trustd.privileged.executor.plan import PodPlan
+    from trustd.shared.policy import Policy
 
 MODES = MEASURE_MODES
 MAX_PCR = 23
@@ -63,6 +64,8 @@ def _sha256(data: bytes) -> str:
 
 def _stage1(plan: PodPlan) -> dict[str, Any]:
     """The shipped descriptor's digest: the same bytes in every install (never a stand-in)."""
+    from trustd.shared.shipped import stage1_descriptor  # noqa: PLC0415
+
     descriptor = stage1_descriptor(plan.flavor)
     try:
         body = descriptor.read_bytes()
@@ -183,6 +186,8 @@ def measure_pod_start(
 
     Only a pod the run gate admitted can be measured; the mode it was admitted under must
     be the one in force (the gate checked that against the scope's ``measure``)."""
+    from trustd.privileged.executor._gate import GatedPod  # noqa: PLC0415
+
     if not isinstance(gated, GatedPod):
         raise TypeError("measure_pod_start takes the run gate's GatedPod")
     if MEASURE_RANK[config.mode] < MEASURE_RANK[gated.measurement]:

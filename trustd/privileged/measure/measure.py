@@ -241,10 +241,17 @@ def _pinned_ak(tpm: _esys.Tpm, directory: Path, pem: bytes) -> bytes:
 def _quote_once(
     tpm: _esys.Tpm, directory: Path, nonce: bytes, pcrs: tuple[int, ...]
 ) -> QuoteBundle:
-    ak = _pinned_ak(tpm, directory, tpm.ak_public_pem())
     selection = (("sha256", pcrs),)
+    ak = None
     for _ in range(3):
         raw = tpm.quote(pcrs, nonce)
+        # The quote's own AK is checked against the pin (one CreatePrimary per quote, not two);
+        # nothing is written and nothing leaves root before the check passes.
+        ak = _pinned_ak(tpm, directory, raw.ak_pem) if ak is None else ak
+        if raw.ak_pem != ak:
+            raise MeasurementError(
+                "the TPM's attestation key changed while quoting", backend=tpm.backend
+            )
         chunks = tpm.pcr_read_chunks(selection)
         values = b"".join(v for chunk in chunks for v in chunk)
         if hashlib.sha256(values).digest() == raw.pcr_digest:

@@ -1,8 +1,9 @@
 """Relay TPM commands from stdin to the embedded swtpm's socket, responses back to stdout.
 
-``python -I -m trustd.privileged.measure._tpmrelay TPM_DIR``: what the ``cmd:`` TCTI of
+``python -I -m trustd.privileged._tpmrelay TPM_DIR``: what the ``cmd:`` TCTI of
 :func:`trustd.privileged.measure._unixtpm.tools_tcti` runs, so root's tpm2-tools can talk to
-the embedded swtpm (``TPM2TOOLS_TCTI``). Only root can open the socket.
+the embedded swtpm (``TPM2TOOLS_TCTI``). Only root can open the socket. It loads
+:mod:`trustd.privileged._tpmsocket` only (no tpm2-pytss): it runs once per tpm2-tools command.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from trustd.privileged.measure._unixtpm import HEADER, connect_socket, read_message
+from trustd.privileged._tpmsocket import HEADER, connect_socket, read_message
 
 
 def relay(tpm_dir: Path) -> int:
