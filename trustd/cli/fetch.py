@@ -11,8 +11,8 @@ from typing import Any
 from trustd.cli._common import info
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
+from trustd.shared.imageid import store_key
 from trustd.shared.insecure import Insecure, warn_insecure
-from trustd.shared.store.model import store_key
 
 PULL_POLICIES = ("never", "new", "update")
 

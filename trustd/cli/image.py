@@ -15,7 +15,7 @@ from trustd.cli._common import add_format_flag, is_json, json_text, table_text
 from trustd.cli._store import as_group, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError, printable
-from trustd.shared.store.model import StoreKey
+from trustd.shared.imageid import StoreKey
 
 FIELDS = ("id", "name", "size", "importtime", "lastused", "signers", "source")
 SORT_FIELDS = ("name", "importtime", "lastused", "size")

@@ -88,7 +88,7 @@ class Context:
 
 
 def _store_key(image: str) -> Any:
-    from trustd.shared.store.model import StoreKey  # noqa: PLC0415
+    from trustd.shared.imageid import StoreKey  # noqa: PLC0415
 
     return StoreKey.parse(image)
 

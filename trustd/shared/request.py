@@ -20,8 +20,8 @@ from typing import Literal
 from trustd.shared.codec import DecodeError, decode_json
 from trustd.shared.codec import encode as encode_doc
 from trustd.shared.errors import UserError
+from trustd.shared.imageid import StoreKey, store_key
 from trustd.shared.insecure import Insecure
-from trustd.shared.store.model import StoreKey, store_key
 from trustd.shared.vocab import Flavor, Net, SelinuxMode
 
 MAX_REQUEST_BYTES = 1 << 20

@@ -21,8 +21,8 @@ from trustd.privileged.treestore.datadir import (
     used_stamps,
 )
 from trustd.privileged.treestore.render import remove_legacy_trees, remove_tree, tree_names
+from trustd.shared.imageid import StoreKey
 from trustd.shared.request import ImageUse, pods_using
-from trustd.shared.store.model import StoreKey
 
 
 def image_use(data: DataDir) -> ImageUse:

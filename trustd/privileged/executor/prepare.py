@@ -28,11 +28,11 @@ from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
 from trustd.shared.codec import read_json
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
+from trustd.shared.imageid import StoreKey
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
 from trustd.shared.request import AppRequest, RunRequest
-from trustd.shared.store.model import StoreKey
 from trustd.shared.vocab import SELINUX_MODES, MeasureMode, SelinuxMode
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trustd.privileged.pod import PodStore
 from trustd.shared.errors import LocalStateError
-from trustd.shared.store.model import StoreKey, store_key
+from trustd.shared.imageid import StoreKey, store_key
 
 PLAN_NAMES = ("private/plan.json", "plan.json")
 _MAX_PLAN = 16 << 20

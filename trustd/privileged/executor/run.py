@@ -21,9 +21,9 @@ from trustd.privileged.pod import Pod, PodState, PodStore
 from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import RenderedTree, render_tree
 from trustd.shared.errors import UserError
+from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy
-from trustd.shared.store.model import StoreKey
 from trustd.shared.vocab import MeasureMode
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from trustd.privileged import _dirfd
 from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.imageid import StoreKey
 from trustd.shared.store._layout import StoreLayout, group_id
-from trustd.shared.store.model import StoreKey
 
 PRIVATE = "private"
 TREE = "tree"

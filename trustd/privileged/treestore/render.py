@@ -49,10 +49,11 @@ from trustd.shared.errors import (
     UntrustedSignerError,
     UserError,
 )
+from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.store._layout import ORIGINAL, SIGNATURE
 from trustd.shared.store.admit import readmit_key
-from trustd.shared.store.model import AdmittedImage, StoreKey
+from trustd.shared.store.model import AdmittedImage
 from trustd.shared.verify import format_fingerprint
 
 MAX_ARCHIVE = 16 << 30

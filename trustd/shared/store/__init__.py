@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trustd.shared.imageid import StoreKey, store_key
 from trustd.shared.store.admit import admit, readmit
-from trustd.shared.store.model import AdmittedImage, ImageRecord, Provenance, StoreKey, store_key
+from trustd.shared.store.model import AdmittedImage, ImageRecord, Provenance
 
 if TYPE_CHECKING:
     from trustd.shared.store.store import ImageStore

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from trustd.shared.appc.aci import AciLimits, inspect_aci
 from trustd.shared.errors import LocalStateError, PolicyViolationError, TrustdError, UserError
+from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
-from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance, StoreKey
+from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance
 from trustd.shared.verify import verify_all
 
 

@@ -9,65 +9,18 @@ from typing import Any
 
 from trustd.shared.appc.aci import AciInfo
 from trustd.shared.codec import decode_doc, decode_json
-from trustd.shared.errors import UserError
+from trustd.shared.imageid import ID_PREFIX, StoreKey, store_key
 from trustd.shared.verify import VerifiedSignature
 
-ID_PREFIX = "sha512-"
-KEY_HEX = 64  # rkt's store key: sha512- and the first 64 hex digits (256 bits)
 SHORT_HEX = 32  # rkt's short form on the command line
 _HINT = "the store index was altered; remove the image (rkt image rm ID) and fetch it again"
 
 DIGEST_HEX = 128
-_STORE_KEY = re.compile(r"sha512-[0-9a-f]{128}", re.ASCII)
 _INDEX_KEY = re.compile(r"sha512-[0-9a-f]{64}", re.ASCII)
 _DIGEST = re.compile(r"[0-9a-f]{128}", re.ASCII)
 
 # Only trustd.shared.store.admit holds this (CONVENTIONS 4).
 _ADMIT_TOKEN = object()
-
-
-def store_key(image_id: str) -> str:
-    """``sha512-<128 hex>`` (or an already short key) -> rkt's ``sha512-<64 hex>`` key."""
-    return image_id[: len(ID_PREFIX) + KEY_HEX]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreKey:
-    """The one form in which root takes an image: its full ID, ``sha512-`` and 128 lower-case
-    hex digits (the sha512 of the uncompressed tar). Made only by :meth:`parse`, which checks
-    the exact grammar, so every path root builds from a key is built from checked text.
-    """
-
-    id: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or _STORE_KEY.fullmatch(self.id) is None:
-            raise ValueError(f"not a full image ID (sha512- and 128 hex digits): {self.id!r:.80}")
-
-    @classmethod
-    def parse(cls, text: str) -> StoreKey:
-        """``text`` as a key, or a UserError naming what is wrong with it."""
-        try:
-            return cls(text)
-        except ValueError as exc:
-            raise UserError(
-                f"{exc}", hint="give the full image ID as rkt image list --full shows it"
-            ) from exc
-
-    @property
-    def digest(self) -> str:
-        """The 128 hex digits."""
-        return self.id.removeprefix(ID_PREFIX)
-
-    @property
-    def blob_name(self) -> str:
-        """rkt's store key (``sha512-`` and the first 64 hex): the blob directory's name."""
-        return store_key(self.id)
-
-    @property
-    def blob_relpath(self) -> str:
-        """The blob directory, relative to ``cas``: ``blob/sha512/<2 hex>/<blob name>``."""
-        return f"blob/sha512/{self.digest[:2]}/{self.blob_name}"
 
 
 def check_index_key(key: object, digest: object) -> StoreKey:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from trustd.shared._fsutil import fsync_dir
 from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.imageid import ID_PREFIX
 from trustd.shared.store._hints import os_hint
 from trustd.shared.store._index import Index
 from trustd.shared.store._layout import (
@@ -33,7 +34,7 @@ from trustd.shared.store._layout import (
     open_shared_file,
     open_store_dir,
 )
-from trustd.shared.store.model import ID_PREFIX, AdmittedImage, ImageRecord
+from trustd.shared.store.model import AdmittedImage, ImageRecord
 
 MIN_ID_HEX = 2
 
