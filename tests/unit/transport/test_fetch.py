@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -71,29 +70,26 @@ def test_body_over_cap_is_refused(
 def test_declared_length_over_cap_is_refused_before_the_body_arrives(
     https_server: LocalServer,
 ) -> None:
-    https_server.routes["/huge"] = drip(0.05, declared_length=10**12)
-    start = time.monotonic()
+    """The server sends the headers and then no byte at all: a client that waited for the body
+    would end in a timeout, so the refusal's own words show it refused on the header."""
+    https_server.routes["/huge"] = drip(30, declared_length=10**12)
     with pytest.raises(TransportError, match="announces 1000000000000 bytes"):
         fetch(https_server.url("/huge"), limits=FAST, insecure=Insecure.NONE)
-    assert time.monotonic() - start < 0.5
 
 
 def test_slow_drip_body_hits_the_total_timeout(https_server: LocalServer) -> None:
-    """Each byte arrives well within any per-read timeout; only the wall clock stops it."""
+    """Each byte arrives well within any per-read timeout; only the total timeout stops it
+    (the message names which limit fired: no wall-clock threshold in the test)."""
     https_server.routes["/drip"] = drip(0.05)
     limits = Limits(max_bytes=10**6, connect_timeout=0.5, total_timeout=0.6)
-    start = time.monotonic()
     with pytest.raises(TransportError, match=r"within 0\.6 s"):
         fetch(https_server.url("/drip"), limits=limits, insecure=Insecure.NONE)
-    assert 0.5 < time.monotonic() - start < 1.5
 
 
 def test_server_that_never_answers_times_out(https_server: LocalServer) -> None:
     https_server.routes["/stall"] = stall()
-    start = time.monotonic()
     with pytest.raises(TransportError, match=r"0\.8 s") as info:
         fetch(https_server.url("/stall"), limits=FAST, insecure=Insecure.NONE)
-    assert time.monotonic() - start < 1.5
     assert info.value.hint
 
 

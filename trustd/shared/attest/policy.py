@@ -187,6 +187,8 @@ def evaluate(policy: VerifierPolicy, starts: list[dict[str, Any]]) -> list[str]:
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the verifier policy, generated from the dataclasses."""
-    from trustd.shared.attest._schema import schema_of  # noqa: PLC0415
+    from trustd.shared.jsonschema import SchemaBuilder  # noqa: PLC0415
 
-    return schema_of(VerifierPolicy, "trustd verifier policy (rkt attest verify --policy)")
+    title = "trustd verifier policy (rkt attest verify --policy)"
+    doc = SchemaBuilder(defaults=True).document(VerifierPolicy, title=title)
+    return {**doc, "minProperties": 1}  # an empty policy is an error
