@@ -22,29 +22,13 @@ import pytest
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
+from tests.integration._attacker import member
 from tests.integration.conftest import NAME, RKT, ensure_user, rkt
 
 
 def as_member(script: str) -> subprocess.CompletedProcess[str]:
     """``script`` in an unprivileged shell as trustd-it-user:rkt; it must succeed."""
-    user = ensure_user()
-    result = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={user}",
-            "--regid=rkt",
-            "--init-groups",
-            "--",
-            "/bin/sh",
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
+    return member("/bin/sh", "-c", script)
 
 
 def _digest(dirs: ConfigDirs, key: str) -> str:
