@@ -25,6 +25,11 @@ def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
     p.add_argument("--volume", action="append", default=[], type=parse_volume)
     p.add_argument("--stage1-name", default="container", help="container (default) or fly")
     p.add_argument("--stage1-path", type=Path, help="a stage1 descriptor file (JSON)")
+    p.add_argument(
+        "--private-users",
+        action="store_true",
+        help="run the pod in a user namespace: its root is an unprivileged uid on the host",
+    )
     if running:
         p.add_argument("--net", choices=("default", "none", "host"), default="default")
         p.add_argument("--hostname")
@@ -68,6 +73,7 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReques
         volumes=tuple(args.volume),
         insecure=options.insecure,
         mds_register=getattr(args, "mds_register", False),
+        private_users=getattr(args, "private_users", False),
     )
 
 

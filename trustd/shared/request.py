@@ -102,6 +102,7 @@ class RunRequest:
     insecure: Insecure = Insecure.NONE
     mds_register: bool = False
     selinux: SelinuxMode = "permissive"  # the policy decides the mode in force per scope
+    private_users: bool = False  # --private-users: a fresh user namespace (uid range)
 
 
 def _uuid(value: str) -> None:

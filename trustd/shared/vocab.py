@@ -33,4 +33,5 @@ SELINUX_MODES: tuple[SelinuxMode, ...] = get_args(SelinuxMode)  # strictest firs
 SELINUX_RANK: Mapping[SelinuxMode, int] = {"off": 0, "permissive": 1, "enforce": 2}
 
 Net = Literal["default", "none", "host"]
+PrivateUsersRule = Literal["required", "optional"]  # run.private_users per scope
 NETS: tuple[Net, ...] = get_args(Net)

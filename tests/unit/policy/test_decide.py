@@ -214,6 +214,9 @@ def run_policy(extra: str = "") -> str:
         ({"measurement": "best-effort"}, "", "measurement"),
         ({"selinux": "off"}, 'selinux = "enforce"\n', "selinux"),
         ({"selinux": "enforce"}, 'selinux = "enforce"\n', None),
+        ({}, 'private_users = "required"\n', "private-users"),
+        ({"private_users": True}, 'private_users = "required"\n', None),
+        ({"private_users": True}, "", None),
         ({"signers": ()}, "", "signature"),
     ],
 )
@@ -265,6 +268,7 @@ def test_decision_json_round_trips(ks: ConfigDirs, keys: Keys) -> None:
         "seccomp",
         "capabilities",
         "selinux",
+        "private-users",
         "insecure-options",
         "measurement",
     }

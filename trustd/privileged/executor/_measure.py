@@ -112,6 +112,8 @@ def _isolation(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
         "selinux": _selinux(plan),
         "user": f"{app.uid}:{app.gid}",
     }
+    if plan.private_users is not None:  # host uid:gid range of the pod (user namespace)
+        data["private_users"] = f"{plan.private_users}:65536"
     if app.seccomp is not None and gated.seccomp_digest is not None:
         data["seccomp"] = app.seccomp.source or app.seccomp.mode
         if app.seccomp.profile_digest:  # a Docker-format profile: the rules resolved from it

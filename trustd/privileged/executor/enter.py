@@ -12,7 +12,7 @@ import os
 import sys
 
 from trustd.privileged.executor import _linux as lx
-from trustd.privileged.executor import _procs
+from trustd.privileged.executor import _procs, _userns
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import apply_app_isolation, join_app_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
@@ -44,12 +44,13 @@ def _app(plan: PodPlan, name: str | None) -> AppPlan:
     raise UserError(f"no app {name!r} in the pod")
 
 
-def _app_namespaces(pod: Pod, app: AppPlan) -> list[int]:
+def _app_namespaces(pod: Pod, plan: PodPlan, app: AppPlan) -> list[int]:
     """The app's namespace fds, opened only while its process is pinned: a process that
     reused the PID of an exited app is never joined (_procs)."""
     pinned = _procs.pin_running(pod.path / "apps" / app.name, app.name, pod.uuid)
     try:
-        fds = [os.open(f"/proc/{pinned.pid}/ns/{ns}", os.O_RDONLY) for ns in NAMESPACES]
+        names = NAMESPACES + (("user",) if plan.private_users is not None else ())
+        fds = [os.open(f"/proc/{pinned.pid}/ns/{ns}", os.O_RDONLY) for ns in names]
         if not _procs.still_pinned(pinned):
             for fd in fds:
                 os.close(fd)
@@ -63,9 +64,12 @@ def _join_and_exec(fds: list[int], plan: PodPlan, app: AppPlan, command: list[st
     set_undumpable()  # the app sees this helper (same PID namespace, same uid 0)
     preload()
     join_app_cgroups(plan, app, os.getpid())
+    userns = fds.pop() if plan.private_users is not None else None
     for fd in fds:
         lx.setns(fd)
         os.close(fd)
+    if userns is not None:  # last: joining it gives up the host's rights over the others
+        _userns.enter(userns)
     child = os.fork()  # the PID namespace applies to children only
     if child == 0:
         env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
@@ -101,7 +105,7 @@ def enter(pod: Pod, gated: GatedPod, app_name: str | None, command: list[str]) -
         raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
     plan = gated.plan
     app = _app(plan, app_name)
-    fds = _app_namespaces(pod, app)
+    fds = _app_namespaces(pod, plan, app)
     if not command:
         print('enter: no command specified, assuming "/bin/sh"', file=sys.stderr)
         command = ["/bin/sh"]

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from trustd.privileged.executor import _procs
 from trustd.privileged.executor._isolate import destroy_pod_cgroups
-from trustd.privileged.executor.prepare import load_plan
+from trustd.privileged.executor.prepare import load_plan, release_private_users
 from trustd.privileged.isolation.selinux import McsAllocator
 from trustd.privileged.pod import Pod, PodStore
 from trustd.shared.errors import LocalStateError, UserError
@@ -45,6 +45,7 @@ def _forget(pods: PodStore, pod: Pod) -> None:
     with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
         destroy_pod_cgroups(load_plan(pod))
     McsAllocator(pods.root.parent).release(pod.uuid)
+    release_private_users(pods, pod.uuid)
     pods.remove(pod)
 
 

@@ -84,6 +84,7 @@ class PodPlan:
     selinux_mode: SelinuxMode = "off"
     selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
     selinux_file: str | None = None  # the label of the pod's files
+    private_users: int | None = None  # --private-users: host uid/gid of the pod's root (shift)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

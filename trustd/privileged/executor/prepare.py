@@ -22,7 +22,7 @@ from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
-from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
+from trustd.privileged.treestore.datadir import PRIVATE, DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.appc.manifest import ImageManifest
@@ -185,6 +185,28 @@ def _selinux(mode: SelinuxMode, pod: Pod, pods: PodStore) -> dict[str, Any]:
     return {"selinux_mode": mode, "selinux_process": labels.process, "selinux_file": labels.file}
 
 
+def _private_users(request: RunRequest, uuid: str, pods: PodStore) -> int | None:
+    """--private-users: the pod's uid shift, allocated now (rkt's private-users-prepared)."""
+    if not request.private_users:
+        return None
+    if request.flavor == "fly":
+        raise UserError(
+            "--private-users does not apply to the fly stage1 (it runs in the host's namespaces)",
+            hint="drop --private-users, or use --stage1-name=container",
+        )
+    from trustd.privileged.executor._userns import RangeAllocator  # noqa: PLC0415
+
+    return RangeAllocator(pods.root.parent / PRIVATE).allocate(uuid)
+
+
+def release_private_users(pods: PodStore, uuid: str) -> None:
+    """Give the pod's uid range back (nothing when it had none)."""
+    if (pods.root.parent / PRIVATE / "userns").is_dir():
+        from trustd.privileged.executor._userns import RangeAllocator  # noqa: PLC0415
+
+        RangeAllocator(pods.root.parent / PRIVATE).release(uuid)
+
+
 def prepare(
     request: RunRequest,
     data: DataDir,
@@ -222,6 +244,7 @@ def prepare(
                 insecure=tuple(insecure_names(request.insecure)),
                 masked_paths=Insecure.PATHS not in request.insecure,
                 mds=request.mds_register,
+                private_users=_private_users(request, pod.uuid, pods),
                 **_selinux(_selinux_mode(policy, apps), pod, pods),
             )
             gated = gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)
@@ -234,6 +257,7 @@ def prepare(
         from trustd.privileged.isolation.selinux import McsAllocator  # noqa: PLC0415
 
         McsAllocator(pods.root.parent).release(pod.uuid)
+        release_private_users(pods, pod.uuid)
         pods.move(pod, "garbage")
         os.close(fd)
         raise

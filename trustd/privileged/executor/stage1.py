@@ -29,7 +29,7 @@ from pathlib import Path
 
 from trustd.privileged import _dirfd
 from trustd.privileged.executor import _linux as lx
-from trustd.privileged.executor import _procs, _rootfs
+from trustd.privileged.executor import _procs, _rootfs, _userns
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
@@ -66,6 +66,8 @@ def _volume_source(pod_dir: Path, plan: PodPlan, name: str) -> tuple[str, bool]:
                 return vol.source, vol.readonly
             empty = _private(pod_dir) / "volumes" / name
             empty.mkdir(parents=True, exist_ok=True)
+            if plan.private_users is not None:  # the pod's root owns its empty volumes
+                os.chown(empty, plan.private_users, plan.private_users)
             return str(empty), vol.readonly
     raise OSError(f"app mounts volume {name!r}, which the pod does not define")
 
@@ -97,7 +99,10 @@ def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
     (layer / "upper").mkdir(parents=True, exist_ok=True)
     if plan.selinux_file:  # what the app writes lands in its upper layer: label it
         label_tree(layer / "upper", plan.selinux_file)
-    _rootfs.overlay(app.rootfs, layer / "upper", layer / "work", root, readonly=False)
+    lower = app.rootfs
+    if plan.private_users is not None:  # the image seen through the pod's uid map (no chown)
+        lower = _userns.map_lower(app.rootfs, layer, _USERNS[0], plan.private_users)
+    _rootfs.overlay(lower, layer / "upper", layer / "work", root, readonly=False)
     if plan.flavor == "fly":
         for path in ("proc", "sys", "dev"):
             _bind_in_root(f"/{path}", root, path, readonly=False)
@@ -125,6 +130,14 @@ def _enter_root(root: Path, plan: PodPlan) -> None:
 
 
 _POD_ENV: dict[str, str] = {}  # set by the pod's init before it forks the apps
+_USERNS: list[int] = []  # --private-users: an fd on the pod's user namespace
+
+
+def _join_userns() -> None:
+    """--private-users: into the pod's user namespace, as its root, once the root is
+    pivoted (the mounts stay owned by the host's namespace: the pod cannot change them)."""
+    if _USERNS:
+        _userns.enter(_USERNS[0])
 
 
 def _app_env(app: AppPlan) -> dict[str, str]:
@@ -160,6 +173,7 @@ def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     apps_dir.mkdir(parents=True, exist_ok=True)
     _procs.record_self(apps_dir)  # host PID and start time, for enter and stop
     _enter_root(root, plan)
+    _join_userns()
     os.chdir(app.working_dir or "/")
     apply_app_isolation(plan, app)  # fds, user, capabilities, no_new_privs, seccomp: last
     _run_handlers(app, app.pre_start, "pre-start")
@@ -175,6 +189,7 @@ def _post_stop(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
         code = 0
         try:
             _enter_root(root, plan)
+            _join_userns()
             apply_app_isolation(plan, app)
             _run_handlers(app, app.post_stop, "post-stop")
         except BaseException as exc:  # noqa: BLE001
@@ -271,6 +286,8 @@ def _child(pod_dir: Path, plan: PodPlan) -> int:
     flags = lx.CLONE_NEWNS | lx.CLONE_NEWUTS | lx.CLONE_NEWIPC | lx.CLONE_NEWPID
     if plan.net != "host":
         flags |= lx.CLONE_NEWNET
+    if plan.private_users is not None:  # made here, in the host PID namespace
+        _USERNS.append(_userns.make_userns(plan.private_users))
     lx.unshare(flags)
     init = os.fork()  # the first child in a new PID namespace is its PID 1
     if init == 0:  # pragma: no cover - measured by the integration tests

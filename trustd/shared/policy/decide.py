@@ -113,6 +113,7 @@ class RunInput:
     measurement: MeasureMode  # what the executor will do
     selinux: SelinuxMode  # what labelling the host gives the pod
     image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
+    private_users: bool = False  # the pod runs in its own user namespace (--private-users)
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -223,6 +224,7 @@ def run_checks(
         _seccomp(policy, run, req),
         _capabilities(run, req),
         _selinux(run, req),
+        _private_users(run, req),
         _insecure(run, req),
         _measurement(measure, req),
     ]
@@ -328,6 +330,19 @@ def _insecure(run: RunRules, req: RunInput) -> CheckResult:
         f"--insecure-options={','.join(bad)} is not allowed for this scope",
         f"run without --insecure-options={','.join(bad)}",
     )
+
+
+def _private_users(run: RunRules, req: RunInput) -> CheckResult:
+    if run.private_users == "required" and not req.private_users:
+        return CheckResult(
+            "private-users",
+            False,
+            "the scope requires a user namespace (run.private_users = required) but the pod "
+            "runs without --private-users: its root would be the host's root",
+            "run it with --private-users",
+        )
+    state = "on" if req.private_users else "off"
+    return CheckResult("private-users", True, f"scope: {run.private_users}, pod: {state}")
 
 
 def _measurement(measure: MeasureMode, req: RunInput) -> CheckResult:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from trustd.shared.insecure import InsecureName
 from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
-from trustd.shared.vocab import Flavor, MeasureMode, SelinuxMode
+from trustd.shared.vocab import Flavor, MeasureMode, PrivateUsersRule, SelinuxMode
 
 Verdict = Literal["allow", "warn", "deny"]
 RequireType = Literal["signed", "reject", "accept-anything"]
@@ -147,6 +147,10 @@ class RunRules:
         metadata=_meta("capability allow-list (CAP_* names)", _caps),
     )
     selinux: SelinuxMode = field(default="enforce", metadata=_meta("SELinux labelling"))
+    private_users: PrivateUsersRule = field(
+        default="optional",
+        metadata=_meta("required: pods run only with --private-users (a user namespace)"),
+    )
     insecure_options: tuple[InsecureName, ...] = field(
         default=(), metadata=_meta("--insecure-options bits that may be used at all")
     )

@@ -1,0 +1,83 @@
+"""The --private-users range allocator: 65536-aligned, distinct per pod, clear of host ids."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from trustd.privileged.executor._userns import RANGE, RangeAllocator
+from trustd.shared.errors import LocalStateError
+
+
+def _etc(tmp_path: Path, passwd: str = "", subuid: str = "") -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "passwd").write_text(passwd)
+    (etc / "group").write_text("")
+    (etc / "subuid").write_text(subuid)
+    (etc / "subgid").write_text("")
+    return etc
+
+
+def test_a_pod_keeps_its_range_and_releases_it(tmp_path: Path) -> None:
+    alloc = RangeAllocator(tmp_path / "private", _etc(tmp_path))
+    shift = alloc.allocate("pod-a")
+    assert shift % RANGE == 0 and shift >= 16 * RANGE and shift + RANGE <= 2**32 - 1
+    assert alloc.allocate("pod-a") == shift
+    assert (tmp_path / "private/userns").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "private/userns/ranges.json").stat().st_mode & 0o777 == 0o600
+    alloc.release("pod-a")
+    assert alloc.in_use() == {}
+
+
+def test_ranges_never_overlap_each_other(tmp_path: Path) -> None:
+    alloc = RangeAllocator(tmp_path / "private", _etc(tmp_path))
+    shifts = [alloc.allocate(f"pod-{i}") for i in range(200)]
+    assert len(set(shifts)) == 200
+
+
+def _allocate(args: tuple[str, str, int]) -> list[int]:
+    private, etc, worker = args
+    alloc = RangeAllocator(Path(private), Path(etc))
+    return [alloc.allocate(f"w{worker}-{i}") for i in range(25)]
+
+
+def test_concurrent_allocations_are_serialised_by_the_lock(tmp_path: Path) -> None:
+    etc = _etc(tmp_path)
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        results = pool.map(_allocate, [(str(tmp_path / "private"), str(etc), w) for w in range(4)])
+    shifts = [s for r in results for s in r]
+    assert len(set(shifts)) == 100
+    assert len(RangeAllocator(tmp_path / "private", etc).in_use()) == 100  # none lost
+
+
+def test_host_accounts_and_subid_delegations_are_avoided(tmp_path: Path) -> None:
+    """Every block but one is taken by a host id: the allocator must find that one."""
+    lines = [f"u{b}:x:{b * RANGE + 7}:0::/:/bin/false" for b in range(16, 0xFFFE)]
+    free = 40000
+    passwd = "\n".join(x for x in lines if not x.startswith(f"u{free}:"))
+    etc = _etc(tmp_path, passwd=passwd, subuid=f"sub:{free * RANGE - 5}:5\n")
+    alloc = RangeAllocator(tmp_path / "private", etc)
+    alloc_many = {alloc.allocate("pod-x")}
+    assert alloc_many == {free * RANGE}
+
+
+def test_a_corrupt_registry_is_a_local_state_error(tmp_path: Path) -> None:
+    alloc = RangeAllocator(tmp_path / "private", _etc(tmp_path))
+    alloc.allocate("pod-a")
+    alloc.path.write_text(json.dumps({"pod-a": "not a number"}))
+    with pytest.raises(LocalStateError, match="not a map of pod UUIDs"):
+        alloc.allocate("pod-b")
+    alloc.path.write_text("{")
+    with pytest.raises(LocalStateError, match="corrupt"):
+        alloc.allocate("pod-b")
+
+
+def test_no_free_range_says_so(tmp_path: Path) -> None:
+    etc = _etc(tmp_path, subuid="everyone:0:4294967295\n")
+    with pytest.raises(LocalStateError, match="no free 65536-wide uid range") as err:
+        RangeAllocator(tmp_path / "private", etc).allocate("pod-a")
+    assert "rkt gc" in err.value.hint
