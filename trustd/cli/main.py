@@ -33,6 +33,7 @@ VERBS: dict[str, str] = {
     "cat-manifest": "pods",
     "export": "pods",
     "enter": "enter",
+    "metadata-service": "mds",
     "attest-status": "attest",
     "attest-ak": "attest",
     "attest-quote": "attest",

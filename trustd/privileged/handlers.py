@@ -29,6 +29,7 @@ from trustd.shared.request import (
     Envelope,
     Export,
     ExportImage,
+    MetadataServiceStart,
     PodReferences,
     Prepare,
     Remove,
@@ -273,6 +274,14 @@ def attest_serve(ctx: Context, request: AttestServe) -> int:
     return serve(_measurer(ctx), request)
 
 
+def metadata_service(ctx: Context, request: MetadataServiceStart) -> int:
+    """Bind the daemon's sockets, then become it as rkt-mds (executor/_mdsd.py)."""
+    from trustd.privileged.executor._mdsd import serve  # noqa: PLC0415
+
+    ctx.store()  # the data dir must be root's: the registration socket goes under it
+    return serve(ctx.data, request)
+
+
 def attest_stop_tpm(ctx: Context, _request: AttestStopTpm) -> int:
     """Stop the embedded swtpm of the data dir; with another backend there is nothing to stop."""
     from trustd.privileged.measure import stop_embedded  # noqa: PLC0415
@@ -347,6 +356,7 @@ HANDLERS: dict[type[Any], Callable[[Context, Any], int]] = {
     AttestIdentity: attest_identity,
     AttestActivate: attest_activate,
     AttestServe: attest_serve,
+    MetadataServiceStart: metadata_service,
 }
 
 

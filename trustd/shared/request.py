@@ -358,6 +358,28 @@ class AttestServe:
             raise ValueError(f"{self.quotes_per_minute} quotes a minute: give 1 to 600")
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataServiceStart:
+    """``rkt metadata-service``: root binds the registration and HTTP sockets, then becomes
+    the unprivileged host daemon (rkt-mds; trustd/privileged/executor/_mdsd.py)."""
+
+    kind: Literal["metadata-service"]
+    address: str
+    port: int
+
+    def __post_init__(self) -> None:
+        import ipaddress  # noqa: PLC0415
+
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError as exc:
+            raise ValueError(
+                f"--listen-address {self.address[:80]!r} is not an IP address"
+            ) from exc
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not 0-65535")
+
+
 Request = (
     Run
     | Prepare
@@ -379,6 +401,7 @@ Request = (
     | AttestIdentity
     | AttestActivate
     | AttestServe
+    | MetadataServiceStart
 )
 
 

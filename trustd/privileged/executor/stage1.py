@@ -144,14 +144,36 @@ def _app_env(app: AppPlan) -> dict[str, str]:
     return {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **_POD_ENV, **dict(app.env)}
 
 
-def _start_mds(pod_dir: Path, plan: PodPlan) -> int:
-    """The appc metadata service for this pod, in the pod's own network namespace, as its own
-    unprivileged uid with no capabilities (a fresh interpreter; see _mds). Its pid."""
+_MDS_DAEMON: list[Path] = []  # the host daemon's registration socket, once registered
+
+
+def _start_mds(pod_dir: Path, plan: PodPlan) -> int | None:
+    """Register the pod with the host's metadata service (rkt metadata-service) when one runs
+    and the pod can reach it (_mdsreg); otherwise serve it in the pod's own network namespace,
+    as its own unprivileged uid with no capabilities (a fresh interpreter; see _mds): its pid."""
+    from trustd.privileged.executor import _mdsreg  # noqa: PLC0415
     from trustd.privileged.executor._mds import start_mds  # noqa: PLC0415
 
+    address = _mdsreg.pod_address(plan)
+    daemon = _mdsreg.daemon_socket(pod_dir.parents[2]) if address else None
+    if daemon is not None and address is not None:
+        url = _mdsreg.register(daemon, plan, _private(pod_dir), address)
+        if url is not None:
+            _MDS_DAEMON.append(daemon)
+            _POD_ENV["AC_METADATA_URL"] = url
+            return None
     pid, url = start_mds(plan, _private(pod_dir), pod_dir.parents[2])
     _POD_ENV["AC_METADATA_URL"] = url
     return pid
+
+
+def _stop_mds(plan: PodPlan, pid: int | None) -> None:
+    if pid is not None:
+        _stop(pid)
+    if _MDS_DAEMON:
+        from trustd.privileged.executor._mdsreg import unregister  # noqa: PLC0415
+
+        unregister(_MDS_DAEMON[0], plan.uuid)
 
 
 def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: str) -> None:
@@ -262,8 +284,7 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
             codes[app.name] = _status(status)
             (pod_dir / "apps" / app.name / "exit").write_text(str(codes[app.name]))
             _post_stop(pod_dir, plan, app, roots[app.name])
-    if mds is not None:
-        _stop(mds)
+    _stop_mds(plan, mds)
     groups.record_oom(pod_dir)
     groups.destroy()
     return codes.get(plan.apps[0].name, EXIT_STAGE1)

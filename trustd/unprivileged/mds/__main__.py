@@ -1,4 +1,5 @@
-"""``python -I -m trustd.unprivileged.mds --config-fd=3 --listen-fd=4``: serve one pod.
+"""``python -I -m trustd.unprivileged.mds --config-fd=3 --listen-fd=4``: serve one pod;
+``python -I -m trustd.unprivileged.mds --daemon``: the host daemon (daemon.py).
 
 Started by the pod's init as ``rkt-mds`` with no capabilities (trustd/privileged/executor/
 _mds.py). fd 3 carries the pod's metadata, token and HMAC key as one JSON document; fd 4 is
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if (why := _confined()) is not None:
         print(f"metadata service: refusing to serve: {why}", file=sys.stderr)
         return 2
+    if (argv if argv is not None else sys.argv[1:]) == ["--daemon"]:  # rkt metadata-service
+        from trustd.unprivileged.mds.daemon import main as daemon  # noqa: PLC0415
+
+        return daemon()
     parser = argparse.ArgumentParser(prog="trustd.unprivileged.mds")
     parser.add_argument("--config-fd", type=int, required=True)
     parser.add_argument("--listen-fd", type=int, required=True)

@@ -22,6 +22,7 @@ import json
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -107,13 +108,31 @@ def _post(
     return 404, TEXT, b"not found"
 
 
-def _handler(meta: PodMetadata) -> type[BaseHTTPRequestHandler]:
-    prefix = f"/{meta.token}/acMetadata/v1/"
+Lookup = Callable[[str, str], PodMetadata | None]  # (token, client address) -> the pod
+_API = "acMetadata/v1"
 
+
+def only(meta: PodMetadata) -> Lookup:
+    """The in-pod service: one pod, found by its token alone (it listens in that pod)."""
+
+    def lookup(token: str, _client: str) -> PodMetadata | None:
+        return meta if hmac.compare_digest(token, meta.token) else None
+
+    return lookup
+
+
+def _handler(lookup: Lookup) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        meta: PodMetadata | None = None
+
         def _route(self) -> list[str] | None:
-            path = self.path.split("?", 1)[0]
-            return path[len(prefix) :].strip("/").split("/") if path.startswith(prefix) else None
+            """The path below the token, once the token (and the caller's address) names a
+            registered pod; None (404) otherwise, the same for a wrong token or address."""
+            token, _, rest = self.path.split("?", 1)[0].lstrip("/").partition("/")
+            if not rest.startswith(_API + "/"):
+                return None
+            self.meta = lookup(token, str(self.client_address[0]))
+            return rest[len(_API) :].strip("/").split("/") if self.meta else None
 
         def _send(self, status: int, ctype: str, body: bytes) -> None:
             self.send_response(status)
@@ -124,21 +143,37 @@ def _handler(meta: PodMetadata) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             parts = self._route()
-            self._send(*(_get(meta, parts) if parts else (404, TEXT, b"not found")))
+            if parts is None or self.meta is None:
+                self._send(404, TEXT, b"not found")
+                return
+            self._send(*_get(self.meta, parts))
 
         def do_POST(self) -> None:
             parts = self._route()
-            length = int(self.headers.get("Content-Length") or 0)
-            if parts is None or length > MAX_FORM:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if parts is None or self.meta is None or not 0 <= length <= MAX_FORM:
                 self._send(404 if parts is None else 413, TEXT, b"refused")
                 return
             form = parse_qs(self.rfile.read(length).decode(errors="replace"))
-            self._send(*_post(meta, parts, form))
+            self._send(*_post(self.meta, parts, form))
 
         def log_message(self, format: str, *args: object) -> None:
             """Never log: request paths carry the pod's token."""
 
     return Handler
+
+
+def serve_on(listener: socket.socket, lookup: Lookup) -> ThreadingHTTPServer:
+    """An HTTP server on a socket that is bound and listening already."""
+    httpd = ThreadingHTTPServer(listener.getsockname(), _handler(lookup), bind_and_activate=False)
+    httpd.socket.close()
+    httpd.socket = listener
+    httpd.server_address = listener.getsockname()
+    httpd.daemon_threads = True
+    return httpd
 
 
 class MetadataService:
@@ -149,14 +184,9 @@ class MetadataService:
     ) -> None:
         self.meta = meta
         if listener is None:
-            self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(meta))
+            self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(only(meta)))
         else:  # a socket bound and listening already (by the pod's init)
-            self.httpd = ThreadingHTTPServer(
-                listener.getsockname(), _handler(meta), bind_and_activate=False
-            )
-            self.httpd.socket.close()
-            self.httpd.socket = listener
-            self.httpd.server_address = listener.getsockname()
+            self.httpd = serve_on(listener, only(meta))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -1,0 +1,269 @@
+"""``rkt metadata-service``: the appc metadata service as an unprivileged host daemon.
+
+A real daemon (root binds, it runs as rkt-mds) serves a real ``--mds-register`` pod over
+loopback (``--net=host``: the pod network is helper net's, issue #16); the same daemon under
+socket activation (LISTEN_FDS, as systemd passes them); and a real member of group rkt
+trying to register a fake pod, read a pod's metadata or get a signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ConfigDirs
+from tests.integration._attacker import as_member
+from tests.integration.conftest import RKT, rkt
+
+API = "acMetadata/v1"
+UUID = "6a2f8f8e-6c36-4b2e-9d1f-0b8c3f2a9e10"
+
+
+def _status(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {
+        k: v.strip() for k, v in (ln.split(":\t", 1) for ln in text.splitlines() if ":\t" in ln)
+    }
+
+
+@pytest.fixture
+def daemon(shared_dirs: ConfigDirs) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``rkt metadata-service`` started as root on a free loopback port."""
+    proc = subprocess.Popen(
+        [RKT, *shared_dirs.flags(), "metadata-service", "--listen-port=0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "listening on 127.0.0.1:" in line, line + proc.stderr.read()
+    port = int(line.rsplit(":", 1)[1])
+    _wait_serving(port)
+    yield proc, port
+    proc.kill()
+    proc.wait()
+
+
+def _wait_serving(port: int) -> None:
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/x/{API}/pod/uuid", timeout=1)
+        except urllib.error.HTTPError:
+            return  # answering (404): the daemon's HTTP side is up
+        except OSError:
+            import time  # noqa: PLC0415
+
+            time.sleep(0.05)
+    raise AssertionError("the metadata service did not come up")
+
+
+def _get(url: str, data: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, headers={"Metadata-Flavor": "AppContainer"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+            return resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+def _register(path: Path, doc: dict[str, object]) -> dict[str, object]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        s.sendall(json.dumps(doc).encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        answer: dict[str, object] = json.loads(s.makefile("rb").read())
+        return answer
+
+
+def _fake_pod(ip: str = "127.0.0.1", uuid: str = UUID) -> dict[str, object]:
+    manifest = {"acKind": "ImageManifest", "name": "example.com/x", "annotations": []}
+    return {
+        "register": {
+            "uuid": uuid,
+            "ip": ip,
+            "pod_manifest": {"acKind": "PodManifest", "apps": [{"name": "x"}]},
+            "apps": {
+                "x": {
+                    "manifest": base64.b64encode(json.dumps(manifest).encode()).decode(),
+                    "id": "sha512-" + "0" * 128,
+                }
+            },
+        }
+    }
+
+
+def test_the_daemon_runs_as_rkt_mds_without_capabilities(
+    shared_dirs: ConfigDirs, daemon: tuple[subprocess.Popen[str], int]
+) -> None:
+    proc, _ = daemon
+    status = _status(proc.pid)
+    import pwd  # noqa: PLC0415
+
+    uid = pwd.getpwnam("rkt-mds").pw_uid
+    assert status["Uid"].split() == [str(uid)] * 4
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[cap], 16) == 0, cap
+    assert status["NoNewPrivs"] == "1"
+    sock = shared_dirs.data / "mds/register.sock"
+    assert (sock.stat().st_mode & 0o777, sock.stat().st_uid) == (0o600, 0)
+    assert (sock.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_registered_pod_is_served_by_the_host_daemon(
+    shared_dirs: ConfigDirs, image: str, daemon: tuple[subprocess.Popen[str], int]
+) -> None:
+    _, port = daemon
+    uuid_file = shared_dirs.data.parent / "uuid"
+    script = (
+        'M="$AC_METADATA_URL/acMetadata/v1"; echo "$AC_METADATA_URL"; '
+        'wget -q -O - "$M/pod/uuid"; echo; '
+        'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
+        'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
+        'U=$(wget -q -O - "$M/pod/uuid"); '
+        'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
+        'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
+        'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
+        '"$M/pod/hmac/verify" || echo refused; '
+        "pgrep -f trustd.unprivileged.mds >/dev/null || echo no-in-pod-server"
+    )
+    result = rkt(
+        shared_dirs,
+        "run",
+        "--net=host",
+        "--mds-register",
+        f"--uuid-file-save={uuid_file}",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        script,
+    )
+    assert result.returncode == 0, result.stderr
+    url, uuid, image_id, *answers = result.stdout.split()
+    assert url.startswith(f"http://127.0.0.1:{port}/")  # the host daemon's port, not 18112
+    assert uuid == uuid_file.read_text().strip()
+    assert image_id.startswith(image)
+    assert answers == ["verified", "refused", "no-in-pod-server"]
+    # the pod exited: its registration is gone with it
+    code, _, _ = _get(f"{url}/{API}/pod/uuid")
+    assert code == 404
+
+
+def test_group_rkt_cannot_register_read_or_sign(
+    shared_dirs: ConfigDirs, daemon: tuple[subprocess.Popen[str], int]
+) -> None:
+    """As a real member of group rkt: the registration socket is out of reach; a token
+    guessed or taken from another address names no pod."""
+    _, port = daemon
+    sock = shared_dirs.data / "mds/register.sock"
+    reg = (
+        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+        "print('CONNECTED')"
+    )
+    tried = as_member("/usr/bin/python3", "-c", reg, str(sock))
+    assert "CONNECTED" not in tried.stdout and "Permission denied" in tried.stderr
+    answer = _register(sock, _fake_pod(ip="10.11.12.13"))  # root registers a pod elsewhere
+    token = str(answer["token"])
+    for path in ("pod/manifest", "pod/uuid"):  # right token, wrong address: 404
+        assert _get(f"http://127.0.0.1:{port}/{token}/{API}/{path}")[0] == 404
+    got = as_member(
+        "/usr/bin/python3",
+        "-c",
+        "import sys,urllib.request as u\n"
+        "for p in sys.argv[2:]:\n"
+        "  try:\n"
+        "    u.urlopen(sys.argv[1]+p, data=b'content=x' if 'sign' in p else None); print('GOT')\n"
+        "  except Exception as e: print(getattr(e, 'code', e))",
+        f"http://127.0.0.1:{port}/",
+        f"{token}/{API}/pod/manifest",
+        f"{token}/{API}/pod/hmac/sign",
+        f"{'A' * 43}/{API}/pod/uuid",
+    )
+    assert got.stdout.split() == ["404", "404", "404"], got.stderr
+
+
+def test_socket_activation_and_the_peer_check(shared_dirs: ConfigDirs) -> None:
+    """The daemon on two sockets passed as systemd does (fds 3 and 4, LISTEN_FDS=2,
+    LISTEN_PID of the daemon): a registration from a uid other than 0 is refused even on a
+    socket anyone may connect to; a registered pod is served from its address only."""
+    tmp_path = shared_dirs.data.parent  # traversable by other users (pytest's is root-only)
+    reg = socket.socket(socket.AF_UNIX)
+    reg.bind(str(tmp_path / "reg.sock"))
+    (tmp_path / "reg.sock").chmod(0o666)  # the unit makes it 0600 root; here the uid check alone
+    reg.listen(8)
+    http = socket.socket()
+    http.bind(("127.0.0.1", 0))
+    http.listen(8)
+    port = http.getsockname()[1]
+
+    def to_3_and_4() -> None:
+        high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 20) for s in (reg, http)]
+        os.dup2(high[0], 3)
+        os.dup2(high[1], 4)
+
+    cmd = (
+        "LISTEN_PID=$$ LISTEN_FDS=2 exec setpriv --reuid=rkt-mds --regid=rkt-mds --clear-groups "
+        f"--bounding-set=-all --inh-caps=-all --no-new-privs {sys.executable} -I -m "
+        "trustd.unprivileged.mds --daemon"
+    )
+    proc = subprocess.Popen(  # noqa: S602 - a fixed command; $$ is the daemon's pid after exec
+        cmd,
+        shell=True,
+        preexec_fn=to_3_and_4,  # noqa: PLW1509 - dup2 only; this test starts no thread
+        close_fds=False,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        _wait_serving(port)
+        refused = as_member(
+            "/usr/bin/python3",
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+            "s.sendall(sys.argv[2].encode()+b'\\n'); s.shutdown(1); print(s.makefile().read())",
+            str(tmp_path / "reg.sock"),
+            json.dumps(_fake_pod()),
+        )
+        assert "may not register pods" in refused.stdout, refused.stderr
+        answer = _register(tmp_path / "reg.sock", _fake_pod())
+        assert answer["port"] == port
+        base = f"http://127.0.0.1:{port}/{answer['token']}/{API}"
+        code, ctype, body = _get(f"{base}/pod/uuid")
+        assert (code, ctype, body) == (200, "text/plain; charset=us-ascii", UUID.encode())
+        assert _get(f"{base}/apps/x/image/id")[2] == b"sha512-" + b"0" * 128
+        sig = _get(f"{base}/pod/hmac/sign", {"content": "hello"})[2].decode()
+        ok = {"content": "hello", "uuid": UUID, "signature": sig}
+        assert _get(f"{base}/pod/hmac/verify", ok)[0] == 200
+        assert _get(f"{base}/pod/hmac/verify", {**ok, "content": "other"})[0] == 403
+        assert _register(tmp_path / "reg.sock", {"unregister": {"uuid": UUID}}) == {"ok": True}
+        assert _get(f"{base}/pod/uuid")[0] == 404
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_daemon_refuses_to_serve_as_root() -> None:
+    result = subprocess.run(
+        [sys.executable, "-I", "-m", "trustd.unprivileged.mds", "--daemon"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "runs as root" in result.stderr
