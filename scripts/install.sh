@@ -43,7 +43,7 @@ ln -sfn ../lib/trustd/venv/bin/rkt "$DESTDIR$PREFIX/bin/rkt"
 install -D -m 0644 trustd/shared/data/policy/default.toml "$DESTDIR$SYSTEM_CONFIG/policy.toml"
 install -D -m 0644 packaging/sysusers.d/rkt.conf "$DESTDIR$PREFIX/lib/sysusers.d/rkt.conf"
 install -D -m 0644 packaging/tmpfiles.d/rkt.conf "$DESTDIR$PREFIX/lib/tmpfiles.d/rkt.conf"
-for unit in rkt-gc.service rkt-gc.timer; do
+for unit in rkt-gc.service rkt-gc.timer rkt-metadata.service rkt-metadata.socket; do
   install -d "$DESTDIR$UNITDIR"
   sed "s|@BINDIR@|$PREFIX/bin|g" "packaging/systemd/$unit" > "$DESTDIR$UNITDIR/$unit"
   chmod 0644 "$DESTDIR$UNITDIR/$unit"

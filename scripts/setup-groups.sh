@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # rkt's groups (rkt: fetch/list/rm images; rkt-admin: change /etc/rkt) and trustd's
-# unprivileged fetch account, which root's fetches drop to (docs/adr/0005), and the in-pod
-# metadata service's account, which the pod's init drops it to (no group rkt), and the
+# unprivileged fetch account, which root's fetches drop to (docs/adr/0005), the metadata
+# service's account (the in-pod server the pod's init drops to, and the host daemon that
+# rkt metadata-service drops to or systemd starts as; no group rkt), and the
 # attester's HTTPS server's account, which rkt attest serve drops it to. Idempotent.
 set -euo pipefail
 getent group rkt-admin >/dev/null || groupadd --system rkt-admin

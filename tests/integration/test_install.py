@@ -92,6 +92,9 @@ def test_the_layout_is_debians_and_no_file_names_the_stage(installed: Installed)
         "usr/lib/tmpfiles.d/rkt.conf",
         "usr/lib/systemd/system/rkt-gc.service",
         "usr/lib/systemd/system/rkt-gc.timer",
+        "usr/lib/systemd/system/rkt-metadata.service",
+        "usr/lib/systemd/system/rkt-metadata.socket",
+        "usr/share/man/man1/rkt-metadata-service.1.gz",
         "usr/share/bash-completion/completions/rkt",
         "usr/share/zsh/vendor-completions/_rkt",
         "usr/share/man/man1/rkt.1.gz",
@@ -104,6 +107,9 @@ def test_the_layout_is_debians_and_no_file_names_the_stage(installed: Installed)
     assert not (info / "direct_url.json").exists()  # a wheel install, not a link to a checkout
     service = (root / "usr/lib/systemd/system/rkt-gc.service").read_text()
     assert "ExecStart=/usr/bin/rkt gc --grace-period=${GRACE_PERIOD}" in service
+    mds = (root / "usr/lib/systemd/system/rkt-metadata.service").read_text()
+    assert "ExecStart=/usr/bin/rkt metadata-service\n" in mds and "User=rkt-mds\n" in mds
+    assert "CapabilityBoundingSet=\n" in mds  # the daemon refuses to serve with any capability
     staged = subprocess.run(
         ["grep", "-rl", str(root), str(root)], capture_output=True, text=True, check=False
     )

@@ -98,6 +98,13 @@ def register(path: Path, plan: PodPlan, private: Path, address: str) -> str | No
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/{token}"
 
 
+def forget(data_dir: Path, uuid: str) -> None:
+    """At rm and gc: drop the pod's registration, if a daemon runs."""
+    path = daemon_socket(data_dir)
+    if path is not None:
+        unregister(path, uuid)
+
+
 def unregister(path: Path, uuid: str) -> None:
     try:
         _call(path, {"unregister": {"uuid": uuid}})

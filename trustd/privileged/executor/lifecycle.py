@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import timedelta
 
-from trustd.privileged.executor import _procs
+from trustd.privileged.executor import _mdsreg, _procs
 from trustd.privileged.executor._isolate import destroy_pod_cgroups
 from trustd.privileged.executor.prepare import load_plan, release_private_users
 from trustd.privileged.isolation.selinux import McsAllocator
@@ -46,6 +46,7 @@ def _forget(pods: PodStore, pod: Pod) -> None:
         destroy_pod_cgroups(load_plan(pod))
     McsAllocator(pods.root.parent).release(pod.uuid)
     release_private_users(pods, pod.uuid)
+    _mdsreg.forget(pods.root.parent, pod.uuid)  # an init that was killed did not unregister
     pods.remove(pod)
 
 
