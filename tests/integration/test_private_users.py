@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -230,3 +231,85 @@ def test_pod_root_with_every_capability_cannot_change_its_mounts(
     assert "CapEff:\t000001ffffffffff" in confined  # every capability, in its namespace
     assert not {"UNMASKED", "PROC-SYS-RW", "MOUNTED"} & set(confined.split())
     assert {"UNMASKED", "PROC-SYS-RW", "MOUNTED"} <= set(run().split())
+
+
+def test_prepare_allocates_the_range_and_run_prepared_uses_it(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    prepared = rkt(
+        shared_dirs,
+        "prepare",
+        "--private-users",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "cat /proc/self/uid_map",
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    uuid = prepared.stdout.strip().splitlines()[-1].strip('"')
+    shift = _ranges(shared_dirs)[uuid]
+    plan = json.loads((shared_dirs.data / "pods/prepared" / uuid / "private/plan.json").read_text())
+    assert plan["private_users"] == shift
+    ran = rkt(shared_dirs, "run-prepared", uuid)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["0", str(shift), str(RANGE)]
+
+
+def test_a_filesystem_that_cannot_be_idmapped_fails_closed(tmp_path: Path) -> None:
+    """The error path of the idmapped mount on a real kernel: procfs has no idmap support,
+    so mount_setattr(MOUNT_ATTR_IDMAP) fails and the error says so; nothing is chowned."""
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from trustd.privileged.executor import _userns, _linux as lx\n"
+        "from trustd.shared.errors import PolicyViolationError\n"
+        "lx.unshare(lx.CLONE_NEWNS)\n"
+        "lx.mount(None, '/', None, lx.MS_REC | lx.MS_PRIVATE)\n"
+        "fd = _userns.make_userns(16 * 65536)\n"
+        "try:\n"
+        "    _userns.idmapped_bind(Path('/proc'), Path(sys.argv[1]), fd)\n"
+        "except PolicyViolationError as exc:\n"
+        "    print(exc.message); print(exc.hint)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "target")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mount_setattr(MOUNT_ATTR_IDMAP) on /proc failed" in result.stdout
+    assert "never falls back to chowning" in result.stdout
+    assert "idmapped mounts" in result.stdout  # the hint: the kernel it needs
+
+
+def test_export_gives_the_pods_own_uids_back(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    uuid_file = shared_dirs.data.parent / "uuid"
+    rkt(
+        shared_dirs,
+        "run",
+        "--private-users",
+        f"--uuid-file-save={uuid_file}",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo root > /by-root; echo app > /by-app; chown 1000:1000 /by-app",
+        check=True,
+    )
+    uuid = uuid_file.read_text().strip()
+    shift = _ranges(shared_dirs)[uuid]
+    layer = shared_dirs.data / "pods/run" / uuid / "private/overlay/busybox/upper"
+    assert (layer / "by-app").stat().st_uid == shift + 1000  # on disk: the range
+    out = tmp_path / "exported.aci"
+    rkt(shared_dirs, "export", uuid, str(out), check=True)
+    import tarfile  # noqa: PLC0415
+
+    with tarfile.open(out) as tar:
+        owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+    assert owners["rootfs/by-root"] == (0, 0) and owners["rootfs/by-app"] == (1000, 1000)
+    assert owners["rootfs/bin/busybox"] == (0, 0)

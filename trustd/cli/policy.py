@@ -143,6 +143,7 @@ def _explain_text(doc: dict[str, Any]) -> None:
     for entry, digest in doc["seccomp_digests"].items():
         print(f"run.seccomp: {entry} {digest}")
     print(f"run.selinux: {run['selinux']}")
+    print(f"run.private_users: {run['private_users']}")
     print(f"measure:  {doc['measure']}")
     if "stored" in doc:
         s = doc["stored"]

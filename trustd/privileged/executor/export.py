@@ -9,6 +9,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from trustd.privileged._output import check_parent, output_file
 from trustd.privileged.executor import _linux as lx
@@ -21,7 +22,25 @@ from trustd.shared.errors import UserError
 from trustd.shared.isolation import set_undumpable
 
 
-def _write_aci(merged: Path, manifest: bytes, out: Path, *, overwrite: bool) -> None:
+def _unshift(shift: int | None) -> Any:
+    """--private-users: what the pod wrote is owned by shift + N on disk; the ACI says N."""
+    if shift is None:
+        return None
+
+    def back(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        if shift <= info.uid < shift + 65536:
+            info.uid -= shift
+        if shift <= info.gid < shift + 65536:
+            info.gid -= shift
+        info.uname = info.gname = ""
+        return info
+
+    return back
+
+
+def _write_aci(
+    merged: Path, manifest: bytes, out: Path, *, overwrite: bool, shift: int | None = None
+) -> None:
     with (
         output_file(out, overwrite=overwrite) as target,
         tarfile.open(fileobj=target, mode="w") as tar,
@@ -29,10 +48,12 @@ def _write_aci(merged: Path, manifest: bytes, out: Path, *, overwrite: bool) -> 
         info = tarfile.TarInfo("manifest")
         info.size, info.mode = len(manifest), 0o644
         tar.addfile(info, io.BytesIO(manifest))
-        tar.add(merged, arcname="rootfs", recursive=True)
+        tar.add(merged, arcname="rootfs", recursive=True, filter=_unshift(shift))
 
 
-def _export_child(pod: Pod, app: AppPlan, out: Path, *, overwrite: bool) -> None:
+def _export_child(
+    pod: Pod, app: AppPlan, out: Path, *, overwrite: bool, shift: int | None = None
+) -> None:
     set_undumpable()
     lx.unshare(lx.CLONE_NEWNS)
     lx.mount(None, "/", None, lx.MS_REC | lx.MS_PRIVATE)
@@ -47,7 +68,8 @@ def _export_child(pod: Pod, app: AppPlan, out: Path, *, overwrite: bool) -> None
             lx.MS_RDONLY,
             f"lowerdir={layer / 'upper'}:{app.rootfs}",
         )
-        _write_aci(merged, (Path(app.tree) / "manifest").read_bytes(), out, overwrite=overwrite)
+        manifest = (Path(app.tree) / "manifest").read_bytes()
+        _write_aci(merged, manifest, out, overwrite=overwrite, shift=shift)
         lx.umount(str(merged), lx.MNT_DETACH)
 
 
@@ -71,7 +93,9 @@ def export(pod: Pod, app_name: str | None, out: Path, *, overwrite: bool) -> Non
     if pid == 0:  # pragma: no cover - measured by the integration tests
         code = 0
         try:
-            _export_child(pod, apps[0], out.absolute(), overwrite=overwrite)
+            _export_child(
+                pod, apps[0], out.absolute(), overwrite=overwrite, shift=plan.private_users
+            )
         except BaseException as exc:  # noqa: BLE001
             print(f"export: {exc}", file=sys.stderr)
             code = EXIT_STAGE1

@@ -146,6 +146,7 @@ def scope_rules(policy: Policy, keystore: Keystore, now: datetime) -> list[dict[
                     "seccomp": list(scope.run.seccomp),
                     "capabilities": list(scope.run.capabilities),
                     "selinux": scope.run.selinux,
+                    "private_users": scope.run.private_users,
                     "insecure_options": list(scope.run.insecure_options),
                 },
                 "measure": scope.measure,

@@ -167,6 +167,7 @@ def _scope(doc: dict[str, Any]) -> str:
         ("run.seccomp", _list(run["seccomp"])),
         ("run.capabilities", _list(run["capabilities"])),
         ("run.selinux", _e(run["selinux"])),
+        ("run.private_users", _e(run["private_users"])),
         ("run.insecure_options", _list(run["insecure_options"])),
         ("measure", _e(doc["measure"])),
     ]
