@@ -267,3 +267,25 @@ def test_the_daemon_refuses_to_serve_as_root() -> None:
         timeout=60,
     )
     assert result.returncode != 0 and "runs as root" in result.stderr
+
+
+def test_a_pod_that_cannot_reach_the_daemon_keeps_the_in_pod_server(
+    shared_dirs: ConfigDirs, image: str, daemon: tuple[subprocess.Popen[str], int]
+) -> None:
+    """Until the pod network lands, a pod on loopback only cannot reach a host daemon: it
+    is served in its own network namespace, as before (ADR 0017-userns, switch-over)."""
+    _, port = daemon
+    result = rkt(
+        shared_dirs,
+        "run",
+        "--mds-register",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        'echo "$AC_METADATA_URL"; wget -q -O - "$AC_METADATA_URL/acMetadata/v1/pod/uuid"',
+    )
+    assert result.returncode == 0, result.stderr
+    url, uuid = result.stdout.split()
+    assert url.startswith("http://127.0.0.1:18112/") and f":{port}/" not in url
+    assert len(uuid) == 36

@@ -40,9 +40,12 @@ def daemon_socket(data_dir: Path) -> Path | None:
     return None
 
 
-def pod_address(plan: PodPlan) -> str | None:
-    """The pod's address as the host daemon sees it, when the pod can reach the daemon."""
-    return "127.0.0.1" if plan.net == "host" else None
+def pod_address(plan: PodPlan) -> tuple[str, str] | None:
+    """(the pod's address as the host daemon sees it, the host's address as the pod reaches
+    it), or None when the pod cannot reach a host service. Today only a pod on the host's
+    network can (loopback both ways); on the pod network (helper net) this is the pod's CNI
+    address and ``trustd.privileged.net.host_address(uuid)``, its gateway."""
+    return ("127.0.0.1", "127.0.0.1") if plan.net == "host" else None
 
 
 def _call(path: Path, request: dict[str, object]) -> dict[str, object]:
@@ -67,8 +70,10 @@ def _call(path: Path, request: dict[str, object]) -> dict[str, object]:
     return answer
 
 
-def register(path: Path, plan: PodPlan, private: Path, address: str) -> str | None:
-    """Register the pod; its ``AC_METADATA_URL``, or None when no daemon answers there."""
+def register(path: Path, plan: PodPlan, private: Path, where: tuple[str, str]) -> str | None:
+    """Register the pod; its ``AC_METADATA_URL``, or None when no daemon answers there or
+    the daemon listens where this pod cannot reach it."""
+    address, host = where
     apps = {
         a.name: {
             "manifest": base64.b64encode((Path(a.tree) / "manifest").read_bytes()).decode(),
@@ -91,9 +96,10 @@ def register(path: Path, plan: PodPlan, private: Path, address: str) -> str | No
         raise LocalStateError(f"the metadata service at {path} answered garbage", hint=_HINT)
     if not token.replace("-", "").replace("_", "").isalnum() or not 0 < port < 65536:
         raise LocalStateError(f"the metadata service at {path} answered garbage", hint=_HINT)
-    host = answer.get("address")
-    if not isinstance(host, str) or host in ("0.0.0.0", "::", ""):  # noqa: S104 - compared only
-        host = address  # listening everywhere: the pod reaches it where it is (host network)
+    listening = answer.get("address")
+    if listening not in ("0.0.0.0", "::", host):  # noqa: S104 - compared only
+        unregister(path, plan.uuid)  # it serves another address: the in-pod server instead
+        return None
     socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/{token}"
 

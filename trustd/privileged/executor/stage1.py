@@ -154,10 +154,10 @@ def _start_mds(pod_dir: Path, plan: PodPlan) -> int | None:
     from trustd.privileged.executor import _mdsreg  # noqa: PLC0415
     from trustd.privileged.executor._mds import start_mds  # noqa: PLC0415
 
-    address = _mdsreg.pod_address(plan)
-    daemon = _mdsreg.daemon_socket(pod_dir.parents[2]) if address else None
-    if daemon is not None and address is not None:
-        url = _mdsreg.register(daemon, plan, _private(pod_dir), address)
+    where = _mdsreg.pod_address(plan)
+    daemon = _mdsreg.daemon_socket(pod_dir.parents[2]) if where else None
+    if daemon is not None and where is not None:
+        url = _mdsreg.register(daemon, plan, _private(pod_dir), where)
         if url is not None:
             _MDS_DAEMON.append(daemon)
             _POD_ENV["AC_METADATA_URL"] = url
