@@ -124,6 +124,7 @@ def only(meta: PodMetadata) -> Lookup:
 def _handler(lookup: Lookup) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         meta: PodMetadata | None = None
+        timeout = 5  # seconds per socket operation: a stalled client frees its thread
 
         def _route(self) -> list[str] | None:
             """The path below the token, once the token (and the caller's address) names a
