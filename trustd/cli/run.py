@@ -68,6 +68,7 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReques
         volumes=tuple(args.volume),
         insecure=options.insecure,
         mds_register=getattr(args, "mds_register", False),
+        interactive=getattr(args, "interactive", False),
     )
 
 

@@ -60,6 +60,7 @@ class Volume:
 class Mount:
     volume: str
     target: str
+    readonly: bool = False  # the image's mountPoint said readOnly (the volume may too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class RunRequest:
     insecure: Insecure = Insecure.NONE
     mds_register: bool = False
     selinux: SelinuxMode = "permissive"  # the policy decides the mode in force per scope
+    interactive: bool = False  # --interactive: one app, its stdio rkt's own (no prefix)
 
 
 def _uuid(value: str) -> None:

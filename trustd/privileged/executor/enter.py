@@ -15,10 +15,10 @@ from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor import _procs
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import apply_app_isolation, join_app_cgroups, preload
+from trustd.privileged.executor._supervise import EXIT_STAGE1
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.executor.prepare import load_plan, require_root
 from trustd.privileged.executor.run import regate
-from trustd.privileged.executor.stage1 import EXIT_STAGE1
 from trustd.privileged.pod import Pod, PodState
 from trustd.privileged.treestore.datadir import DataDir
 from trustd.shared.errors import UserError
@@ -31,17 +31,24 @@ NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
 
 
 def _app(plan: PodPlan, name: str | None) -> AppPlan:
+    """rkt's choice (stage0 enter.go getAppName): ``--app=NAME``, else the only app; with
+    several, the list on stderr and rkt's error."""
     if name is None:
         if len(plan.apps) > 1:
+            print("pod contains multiple apps:", file=sys.stderr)
+            for app in plan.apps:
+                print(f"\t{app.name}", file=sys.stderr)
             raise UserError(
-                "the pod has several apps; pick one with --app=NAME",
-                hint="apps: " + ", ".join(a.name for a in plan.apps),
+                'unable to determine app name: specify app using "rkt enter --app= ..."'
             )
         return plan.apps[0]
     for app in plan.apps:
         if app.name == name:
             return app
-    raise UserError(f"no app {name!r} in the pod")
+    raise UserError(
+        f"app {name} is not present in pod",
+        hint="apps: " + ", ".join(a.name for a in plan.apps),
+    )
 
 
 def _app_namespaces(pod: Pod, app: AppPlan) -> list[int]:
