@@ -29,7 +29,7 @@ from pathlib import Path
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import as_member, rkt_as_member, snapshot
-from tests.integration.conftest import RKT, rkt
+from tests.integration.conftest import RKT, app_output, rkt
 
 MDS_MODULE = b"trustd.unprivileged.mds"
 
@@ -300,7 +300,7 @@ def test_a_mount_target_behind_an_absolute_symlink_lands_inside_the_rootfs(
     )
     assert below.returncode == 0, below.stderr
     # /data -> /etc resolved in the rootfs: the directory was made in the rootfs's /etc
-    assert below.stdout.split() == ["from-host"], below.stdout
+    assert app_output(below.stdout).split() == ["from-host"], below.stdout
     assert not Path("/etc", sub).exists()  # nothing created on the host's /etc
     assert (volume / "from-pod").read_text() == "pod\n"
     on_it = rkt(
@@ -317,7 +317,7 @@ def test_a_mount_target_behind_an_absolute_symlink_lands_inside_the_rootfs(
         "cat /etc/from-host; touch /data/written 2>/dev/null || echo read-only",
     )
     assert on_it.returncode == 0, on_it.stderr
-    assert on_it.stdout.split() == ["volume", "read-only"], on_it.stdout
+    assert app_output(on_it.stdout).split() == ["volume", "read-only"], on_it.stdout
     assert not Path("/etc/written").exists() and not Path("/etc/from-host").exists()
     assert sorted(p.name for p in Path("/etc").iterdir()) == etc_before
     assert sorted(p.name for p in volume.iterdir()) == ["from-host", "from-pod"]
@@ -340,7 +340,7 @@ def test_the_app_cannot_open_the_pod_init_through_proc(shared_dirs: ConfigDirs, 
     """PID 1 holds every capability the app lacks, and is non-dumpable besides."""
     result = rkt(shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", f"P=1; {PROBE}")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
+    assert app_output(result.stdout).split() == [*REFUSED, "control:self-exe-open"], result.stdout
 
 
 def test_a_handler_cannot_open_the_stage1_process_that_confined_it(
@@ -357,7 +357,7 @@ def test_a_handler_cannot_open_the_stage1_process_that_confined_it(
     probed = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
     result = rkt(shared_dirs, "run", probed, "--exec=/bin/true")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
+    assert app_output(result.stdout).split() == [*REFUSED, "control:self-exe-open"], result.stdout
 
 
 def test_the_metadata_service_runs_unprivileged_without_capabilities(
@@ -413,7 +413,7 @@ def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
         script,
     )
     assert result.returncode == 0, result.stderr
-    uid, mds, *probe = result.stdout.split()
+    uid, mds, *probe = app_output(result.stdout).split()
     same = mds_user.pw_uid
     assert (uid, mds) == (f"uid:{same}", f"mds:{same}"), result.stdout  # the app is its uid
     assert probe == [*REFUSED, "control:self-exe-open"], result.stdout
