@@ -214,6 +214,7 @@ def _rkt_with_fd9(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[s
 
 
 def _only_stdio(out: str) -> None:
+    out = app_output(out)
     fds = dict(re.findall(r"^l\S+ .* (\d+)(?: -> (\S+))?$", out, flags=re.MULTILINE))
     assert set(fds) == {"0", "1", "2", "3"}, out  # no 9, no pipe, no lock fd
     assert re.fullmatch(r"(/proc/\d+/fd)?", fds["3"]), out  # ls's own listing (closed since)

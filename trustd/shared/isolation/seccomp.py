@@ -245,7 +245,7 @@ def apply_seccomp(spec: SeccompSpec | ProfileSpec, *, no_new_privs: bool = True)
         default = _syscalls.ALLOW
         rules = [(refuse, n) for n in sorted(spec.syscalls)]
     try:
-        _syscalls.load_filter(default, rules)
+        _syscalls.load_filter(default, rules, no_new_privs=no_new_privs)
     except (OSError, ValueError) as exc:
         raise PolicyViolationError(
             f"cannot load the seccomp filter ({spec.source or spec.mode}): {exc}",

@@ -137,7 +137,9 @@ def apply_profile(spec: ProfileSpec, *, no_new_privs: bool = True) -> None:
         set_no_new_privs()
     rules = [(rule.action_for(), name, rule.args) for rule in spec.rules for name in rule.names]
     try:
-        _syscalls.load_filter(_action(spec.default_action, spec.default_errno), rules)
+        _syscalls.load_filter(
+            _action(spec.default_action, spec.default_errno), rules, no_new_privs=no_new_privs
+        )
     except (OSError, ValueError) as exc:
         raise PolicyViolationError(
             f"cannot load the seccomp filter ({spec.source or spec.profile}): {exc}",
