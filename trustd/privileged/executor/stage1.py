@@ -117,7 +117,7 @@ def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
             _rootfs.protect_paths(root)
     for m in app.mounts:
         source, readonly = _volume_source(pod_dir, plan, m.volume)
-        _bind_in_root(source, root, m.target, readonly=readonly)
+        _bind_in_root(source, root, m.target, readonly=readonly or m.readonly)
     if app.readonly_rootfs:
         _rootfs.remount_readonly(root)
     return root
