@@ -248,7 +248,7 @@ def test_no_new_privileges_false_is_honoured_only_when_the_policy_allows_it(
     assert "NoNewPrivs:\t1" in app_output(plain.stdout)  # only the image's isolator turns it off
 
 
-def test_enter_picks_the_app_as_rkt_does(shared_dirs: ConfigDirs, image: str) -> None:
+def test_enter_picks_the_app_as_rkt_does_and_stop_is_clean(shared_dirs: ConfigDirs, image: str) -> None:
     uuid_file = shared_dirs.data.parent / "uuid"
     proc = subprocess.Popen(
         [
@@ -285,9 +285,11 @@ def test_enter_picks_the_app_as_rkt_does(shared_dirs: ConfigDirs, image: str) ->
         assert entered.returncode == 0 and entered.stdout == "beta\n", entered.stderr
         missing = rkt(shared_dirs, "enter", "--app=gamma", uuid, "/bin/true")
         assert missing.returncode == 254 and "app gamma is not present in pod" in missing.stderr
-        proc.send_signal(signal.SIGTERM)
+        rkt(shared_dirs, "stop", uuid, check=True)  # through the pod's init: a clean stop
         proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0  # both apps stopped by the SIGTERM: a clean stop
+    assert proc.returncode == 0  # rkt's tests/rkt_stop_test.go: rkt run exits 0
+    status = rkt(shared_dirs, "status", uuid, check=True).stdout
+    assert {"state=exited", "app-alpha=0", "app-beta=0"} <= set(status.split())

@@ -33,6 +33,7 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOPPING = (signal.SIGTERM, signal.SIGINT)
 STOP_GRACE = 10.0
 EXIT_STAGE1 = 254
+INIT_DIR = "init"  # <pod>/private/init/{pid,starttime}: the pod's init, for rkt stop
 
 
 def status_code(status: int) -> int:

@@ -36,6 +36,7 @@ from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, 
 from trustd.privileged.executor._relay import Pipes, Relay
 from trustd.privileged.executor._supervise import (
     EXIT_STAGE1,
+    INIT_DIR,
     Supervisor,
     block_forwarded,
     forward_to,
@@ -293,6 +294,9 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
 
     supervisor = Supervisor(relay, on_exit, forward_sigint=not plan.interactive)
     supervisor.install()
+    init_dir = _private(pod_dir) / INIT_DIR
+    init_dir.mkdir(mode=0o700, exist_ok=True)
+    _procs.record_self(init_dir)  # rkt stop signals it (never a reused pid: _procs.pin)
     for app in plan.apps:
         pid = _start_app(pod_dir, plan, app, roots[app.name], groups, relay=relay)
         supervisor.add_app(pid, app.name)
