@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from tests._busybox import busybox_aci
-from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
 from tests.integration.conftest import RKT, app_output, rkt
 
@@ -225,30 +224,9 @@ def test_event_handlers_run_as_root_with_the_apps_confinement(
         assert [ln.split()[-1] for ln in out if ln.startswith(f"{field}:")] == [value, value]
 
 
-def test_no_new_privileges_false_is_honoured_only_when_the_policy_allows_it(
-    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+def test_enter_picks_the_app_as_rkt_does_and_stop_is_clean(
+    shared_dirs: ConfigDirs, image: str
 ) -> None:
-    isolators = [{"name": "os/linux/no-new-privileges", "value": False}]
-    nnp = _fetch(shared_dirs, keys, tmp_path, "example.com/nnp", isolators=isolators)
-    script = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"
-    args = ("run", nnp, "--user=65534", "--group=65534", "--exec=/bin/sh", "--", "-c", script)
-    refused = rkt(shared_dirs, *args)
-    assert refused.returncode == 254
-    assert "os/linux/no-new-privileges isolator is false" in refused.stderr
-    assert "run.allow_new_privileges = true" in refused.stderr
-    text = policy_for_tests().replace(
-        "allow_new_privileges = false", "allow_new_privileges = true", 1
-    )
-    install_policy(shared_dirs.local, text)
-    allowed = rkt(shared_dirs, *args)
-    assert allowed.returncode == 0, allowed.stderr
-    fields = dict(ln.split(":\t") for ln in app_output(allowed.stdout).splitlines())
-    assert fields == {"NoNewPrivs": "0", "Seccomp": "2"}  # the filter is still loaded
-    plain = rkt(shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", script)
-    assert "NoNewPrivs:\t1" in app_output(plain.stdout)  # only the image's isolator turns it off
-
-
-def test_enter_picks_the_app_as_rkt_does_and_stop_is_clean(shared_dirs: ConfigDirs, image: str) -> None:
     uuid_file = shared_dirs.data.parent / "uuid"
     proc = subprocess.Popen(
         [
