@@ -191,6 +191,9 @@ def test_each_output_line_carries_the_app_and_its_pid_in_the_pod(
     assert b"one[%s]: err\n" % pid[1] in result.stderr
     interactive = rkt(shared_dirs, "run", "--interactive", image, "--exec=/bin/echo", "--", "raw")
     assert interactive.returncode == 0 and interactive.stdout == "raw\n", interactive.stderr
+    prepared = rkt(shared_dirs, "prepare", image, "--exec=/bin/echo", "--", "raw", check=True)
+    again = rkt(shared_dirs, "run-prepared", "--interactive", prepared.stdout.strip())
+    assert again.returncode == 0 and again.stdout == "raw\n", again.stderr
 
 
 def test_event_handlers_run_as_root_with_the_apps_confinement(

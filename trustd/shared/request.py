@@ -135,6 +135,7 @@ class RunPrepared:
     kind: Literal["run-prepared"]
     uuid: str
     mds_register: bool = False
+    interactive: bool = False
 
     def __post_init__(self) -> None:
         _uuid(self.uuid)
