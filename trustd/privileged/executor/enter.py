@@ -15,7 +15,7 @@ from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor import _procs
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import apply_app_isolation, join_app_cgroups, preload
-from trustd.privileged.executor._supervise import EXIT_STAGE1
+from trustd.privileged.executor._supervise import EXIT_STAGE1, reset_for_exec
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.executor.prepare import load_plan, require_root
 from trustd.privileged.executor.run import regate
@@ -77,6 +77,7 @@ def _join_and_exec(fds: list[int], plan: PodPlan, app: AppPlan, command: list[st
     if child == 0:
         env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
         os.chdir(app.working_dir or "/")
+        reset_for_exec()  # SIGPIPE and SIGXFSZ at their defaults, as in the app
         apply_app_isolation(plan, app)  # first: nothing rkt enter inherited reaches the app
         os.execvpe(command[0], command, env)  # noqa: S606 - no shell, by design
     _, status = os.waitpid(child, 0)

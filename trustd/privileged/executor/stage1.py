@@ -265,7 +265,9 @@ def _start_app(
 
 
 def _record_exit(pod_dir: Path, name: str, code: int) -> None:
-    """``apps/<name>/exit``: what ``rkt status`` shows as ``app-<name>=<code>``."""
+    """``apps/<name>/exit``: what ``rkt status`` shows as ``app-<name>=<code>`` (also for an
+    app that failed before it made its directory)."""
+    (pod_dir / "apps" / name).mkdir(parents=True, exist_ok=True)
     atomic_write(pod_dir / "apps" / name / _procs.EXIT_FILE, str(code).encode(), mode=0o644)
 
 
