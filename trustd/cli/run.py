@@ -2,7 +2,8 @@
 
     rkt run [pod flags] IMAGE [app flags] [-- ARGS... [---]] [IMAGE [app flags] ...]
 
-The exit status is the first app's; trustd's own failures are 254.
+The exit status is rkt's: 0 when every app exits 0, else the first failing app's (ADR 0016);
+trustd's own failures are 254.
 """
 
 from __future__ import annotations
