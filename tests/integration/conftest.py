@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,15 @@ def shared_dirs() -> Iterator[ConfigDirs]:
     yield dirs
     stop_embedded(dirs.data)  # every pod start measured into an embedded swtpm: stop it
     shutil.rmtree(base, ignore_errors=True)
+
+
+_APP_PREFIX = re.compile(r"^[a-z0-9-]+\[\d+\]: ", re.MULTILINE)
+
+
+def app_output(text: str) -> str:
+    """Apps' output as they wrote it: ``rkt run`` shows each line as ``<app>[<pid>]: <line>``
+    (rkt's stage1 journal format); this drops the prefix."""
+    return _APP_PREFIX.sub("", text)
 
 
 def rkt(dirs: ConfigDirs, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

@@ -27,9 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests._busybox import busybox_aci
+from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import as_member, rkt_as_member, snapshot
-from tests.integration.conftest import RKT, rkt
+from tests.integration.conftest import RKT, app_output, rkt
 
 MDS_MODULE = b"trustd.unprivileged.mds"
 
@@ -214,6 +215,7 @@ def _rkt_with_fd9(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[s
 
 
 def _only_stdio(out: str) -> None:
+    out = app_output(out)
     fds = dict(re.findall(r"^l\S+ .* (\d+)(?: -> (\S+))?$", out, flags=re.MULTILINE))
     assert set(fds) == {"0", "1", "2", "3"}, out  # no 9, no pipe, no lock fd
     assert re.fullmatch(r"(/proc/\d+/fd)?", fds["3"]), out  # ls's own listing (closed since)
@@ -300,7 +302,7 @@ def test_a_mount_target_behind_an_absolute_symlink_lands_inside_the_rootfs(
     )
     assert below.returncode == 0, below.stderr
     # /data -> /etc resolved in the rootfs: the directory was made in the rootfs's /etc
-    assert below.stdout.split() == ["from-host"], below.stdout
+    assert app_output(below.stdout).split() == ["from-host"], below.stdout
     assert not Path("/etc", sub).exists()  # nothing created on the host's /etc
     assert (volume / "from-pod").read_text() == "pod\n"
     on_it = rkt(
@@ -317,7 +319,7 @@ def test_a_mount_target_behind_an_absolute_symlink_lands_inside_the_rootfs(
         "cat /etc/from-host; touch /data/written 2>/dev/null || echo read-only",
     )
     assert on_it.returncode == 0, on_it.stderr
-    assert on_it.stdout.split() == ["volume", "read-only"], on_it.stdout
+    assert app_output(on_it.stdout).split() == ["volume", "read-only"], on_it.stdout
     assert not Path("/etc/written").exists() and not Path("/etc/from-host").exists()
     assert sorted(p.name for p in Path("/etc").iterdir()) == etc_before
     assert sorted(p.name for p in volume.iterdir()) == ["from-host", "from-pod"]
@@ -333,6 +335,7 @@ PROBE = (
     "readlink /proc/$P/fd/0 >/dev/null 2>&1 && echo open:fd || echo refused:fd; "
     "readlink /proc/self/exe >/dev/null && echo control:self-exe-open"
 )
+DEFAULT_CAPS = "00000000a80425fb"  # appc/rkt's default 14 capabilities
 REFUSED = [f"refused:{f}" for f in ("exe", "cwd", "root", "environ", "mem", "maps", "fd")]
 
 
@@ -340,16 +343,16 @@ def test_the_app_cannot_open_the_pod_init_through_proc(shared_dirs: ConfigDirs, 
     """PID 1 holds every capability the app lacks, and is non-dumpable besides."""
     result = rkt(shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", f"P=1; {PROBE}")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
+    assert app_output(result.stdout).split() == [*REFUSED, "control:self-exe-open"], result.stdout
 
 
 def test_a_handler_cannot_open_the_stage1_process_that_confined_it(
     shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
 ) -> None:
-    """The stage1 process that applied the app's user and capabilities runs the pre-start
-    handler and waits for it: same uid, same capabilities as the handler, the whole pod
-    plan (every app's env) in its memory. Only its being non-dumpable keeps the handler out
-    of its /proc entries."""
+    """The app's stage1 process runs the pre-start handler (as root, as rkt did) and waits
+    for it, still root with every capability and the whole pod plan (every app's env) in its
+    memory. Its being non-dumpable, and the handler holding only the app's capabilities,
+    keep the handler out of its /proc entries."""
     handler = ["/bin/sh", "-c", f"P=$PPID; {PROBE}"]
     extra: dict[str, object] = {"eventHandlers": [{"name": "pre-start", "exec": handler}]}
     aci = busybox_aci(tmp_path / "pre.aci", "example.com/prestart", app_extra=extra)
@@ -357,7 +360,66 @@ def test_a_handler_cannot_open_the_stage1_process_that_confined_it(
     probed = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
     result = rkt(shared_dirs, "run", probed, "--exec=/bin/true")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [*REFUSED, "control:self-exe-open"], result.stdout
+    assert app_output(result.stdout).split() == [*REFUSED, "control:self-exe-open"], result.stdout
+
+
+def test_a_root_handler_gets_no_more_than_the_apps_confinement(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    """Event handlers run as uid 0 (rkt's behaviour, also under --user), but with the app's
+    capability set, no_new_privs and seccomp filter, in the app's rootfs and namespaces: a
+    handler cannot mount, write a sysctl, or gain a capability the app lacks."""
+    script = (
+        "id -u; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
+        "mount -t tmpfs none /tmp 2>/dev/null && echo mounted || echo mount-refused; "
+        "echo x > /proc/sys/kernel/domainname 2>/dev/null && echo sysctl || echo sysctl-refused; "
+        "hostname"
+    )
+    extra: dict[str, object] = {
+        "eventHandlers": [{"name": "pre-start", "exec": ["/bin/sh", "-c", script]}]
+    }
+    aci = busybox_aci(tmp_path / "root-handler.aci", "example.com/root-handler", app_extra=extra)
+    keys.gpg.sign(keys.good, aci, tmp_path / "root-handler.aci.asc")
+    probed = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+    result = rkt(shared_dirs, "run", probed, "--user=65534", "--group=65534", "--exec=/bin/true")
+    assert result.returncode == 0, result.stderr
+    uid, *fields, mount, sysctl, host = app_output(result.stdout).splitlines()
+    assert uid == "0"
+    assert dict(f.split(":\t") for f in fields) == {
+        "CapEff": DEFAULT_CAPS,
+        "CapBnd": DEFAULT_CAPS,
+        "NoNewPrivs": "1",
+        "Seccomp": "2",
+    }
+    assert (mount, sysctl) == ("mount-refused", "sysctl-refused")
+    assert host.startswith("rkt-")  # the pod's UTS namespace, not the host's
+
+
+def test_an_image_turning_no_new_privs_off_is_refused_unless_the_policy_allows_it(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    """no_new_privs off lets a setuid binary raise the app's privileges: only the policy may
+    allow it (run.allow_new_privileges); the seccomp filter is loaded either way."""
+    isolators = [{"name": "os/linux/no-new-privileges", "value": False}]
+    aci = busybox_aci(tmp_path / "nnp.aci", "example.com/nnp", isolators=isolators)
+    keys.gpg.sign(keys.good, aci, tmp_path / "nnp.aci.asc")
+    nnp = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+    script = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"
+    args = ("run", nnp, "--user=65534", "--group=65534", "--exec=/bin/sh", "--", "-c", script)
+    refused = rkt(shared_dirs, *args)
+    assert refused.returncode == 254
+    assert "os/linux/no-new-privileges isolator is false" in refused.stderr
+    assert "run.allow_new_privileges = true" in refused.stderr
+    text = policy_for_tests().replace(
+        "allow_new_privileges = false", "allow_new_privileges = true", 1
+    )
+    install_policy(shared_dirs.local, text)
+    allowed = rkt(shared_dirs, *args)
+    assert allowed.returncode == 0, allowed.stderr
+    fields = dict(ln.split(":\t") for ln in app_output(allowed.stdout).splitlines())
+    assert fields == {"NoNewPrivs": "0", "Seccomp": "2"}  # the filter is still loaded
+    plain = rkt(shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", script)
+    assert "NoNewPrivs:\t1" in app_output(plain.stdout)  # only the image's isolator turns it off
 
 
 def test_the_metadata_service_runs_unprivileged_without_capabilities(
@@ -413,7 +475,7 @@ def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
         script,
     )
     assert result.returncode == 0, result.stderr
-    uid, mds, *probe = result.stdout.split()
+    uid, mds, *probe = app_output(result.stdout).split()
     same = mds_user.pw_uid
     assert (uid, mds) == (f"uid:{same}", f"mds:{same}"), result.stdout  # the app is its uid
     assert probe == [*REFUSED, "control:self-exe-open"], result.stdout

@@ -23,7 +23,7 @@ import pytest
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member
-from tests.integration.conftest import NAME, RKT, ensure_user, rkt
+from tests.integration.conftest import NAME, RKT, app_output, ensure_user, rkt
 
 
 def as_member(script: str) -> subprocess.CompletedProcess[str]:
@@ -171,7 +171,7 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
     )
     result = rkt(shared_dirs, "run", NAME, "--exec=/bin/cat", "--", "/release")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1:] == ["2.0.0"], (
+    assert app_output(result.stdout).split()[-1:] == ["2.0.0"], (
         f"root ran the release the group picked: {result.stdout!r}"
     )
 

@@ -22,7 +22,7 @@ import pytest
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member, snapshot
-from tests.integration.conftest import RKT, rkt
+from tests.integration.conftest import RKT, app_output, rkt
 
 INDEX = ("db",)  # the front end updates an image's last use there (unprivileged): not compared
 
@@ -95,7 +95,7 @@ def test_a_planted_cas_tree_is_never_run(shared_dirs: ConfigDirs, image: str) ->
         member("sh", "-c", f"echo '{json.dumps(marker)}' > {planted}/rendered")
     result = run_sh(shared_dirs, image, "cat /planted 2>/dev/null || echo clean")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["clean"]
+    assert app_output(result.stdout).split() == ["clean"]
     assert (shared_dirs.data / "private/tree" / key / "rootfs/bin/sh").exists()
 
 

@@ -14,14 +14,17 @@ from pathlib import Path
 from tests._busybox import busybox_aci
 from tests._policy import SHIPPED, install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import RKT, rkt
+from tests.integration.conftest import RKT, app_output, rkt
 
 NAME = "example.com/busybox"
 DEFAULT_CAPS = "00000000a80425fb"
 
 
 def sh(dirs: ConfigDirs, image: str, script: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    return rkt(dirs, "run", image, "--exec=/bin/sh", *flags, "--", "-c", script)
+    """The app's output without rkt's ``<app>[<pid>]: `` line prefix."""
+    result = rkt(dirs, "run", image, "--exec=/bin/sh", *flags, "--", "-c", script)
+    result.stdout = app_output(result.stdout)
+    return result
 
 
 def status_of(out: str) -> dict[str, str]:
@@ -108,7 +111,7 @@ def test_caps_retain_and_insecure_opt_outs_are_recorded(
         "-c",
         "grep Seccomp: /proc/self/status",
     )
-    assert off.stdout.split()[-1] == "0"
+    assert app_output(off.stdout).split()[-1] == "0"
     assert "seccomp filtering is disabled" in off.stderr
     uuid = uuid_file.read_text().strip()
     plan = json.loads((shared_dirs.data / "pods/run" / uuid / "private/plan.json").read_text())
@@ -130,7 +133,7 @@ def test_memory_limit_kills_an_over_allocating_app(shared_dirs: ConfigDirs, imag
         "-c",
         "dd if=/dev/zero of=/dev/shm/fill bs=1M count=200 2>/dev/null; echo dd=$?",
     )
-    assert result.stdout.strip() == "dd=137", (result.stdout, result.stderr)  # SIGKILL
+    assert app_output(result.stdout).strip() == "dd=137", (result.stdout, result.stderr)  # SIGKILL
     uuid = uuid_file.read_text().strip()
     assert (shared_dirs.data / "pods/run" / uuid / "apps/busybox/oom-killed").is_file()
     assert not list(Path("/sys/fs/cgroup/memory/trustd").glob(f"{uuid}*"))  # cleaned up
@@ -234,7 +237,7 @@ def test_two_apps_share_a_volume_and_event_handlers_run_in_order(
         "echo app >> /data/log; grep -c ' /data ' /proc/self/mountinfo",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["shared", "1"]
+    assert app_output(result.stdout).split() == ["shared", "1"]
     pod = shared_dirs.data / "pods/run" / uuid_file.read_text().strip()
     assert (pod / "private/volumes/data/log").read_text().split() == [
         "pre-start",
@@ -302,7 +305,7 @@ def test_metadata_service_inside_the_pod(shared_dirs: ConfigDirs, image: str) ->
         script,
     )
     assert result.returncode == 0, result.stderr
-    uuid, image_id, *rest = result.stdout.split()
+    uuid, image_id, *rest = app_output(result.stdout).split()
     assert uuid == uuid_file.read_text().strip()
     assert image_id.startswith(image) and len(image_id) == len("sha512-") + 128  # the full ID
     *answers, url = rest

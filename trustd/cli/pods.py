@@ -27,6 +27,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_prepare)
     rp = sub.add_parser("run-prepared", parents=parents, help="run a prepared pod (root)")
     rp.add_argument("--mds-register", action="store_true")
+    rp.add_argument("--interactive", action="store_true", help="run the one app on this terminal")
     rp.add_argument("uuid")
     rp.set_defaults(func=run_run_prepared)
     ls = sub.add_parser("list", parents=parents, help="list pods")
@@ -76,7 +77,11 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_run_prepared(args: argparse.Namespace) -> int:
     uuid = args.uuid.lower()
-    exec_root(args.options, "run-prepared", RunPrepared("run-prepared", uuid, args.mds_register))
+    exec_root(
+        args.options,
+        "run-prepared",
+        RunPrepared("run-prepared", uuid, args.mds_register, args.interactive),
+    )
 
 
 def _info(pod: Any) -> dict[str, Any]:

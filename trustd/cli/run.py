@@ -2,7 +2,8 @@
 
     rkt run [pod flags] IMAGE [app flags] [-- ARGS... [---]] [IMAGE [app flags] ...]
 
-The exit status is the first app's; trustd's own failures are 254.
+The exit status is rkt's: 0 when every app exits 0, else the first failing app's (ADR 0016);
+trustd's own failures are 254.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReques
         insecure=options.insecure,
         mds_register=getattr(args, "mds_register", False),
         private_users=getattr(args, "private_users", False),
+        interactive=getattr(args, "interactive", False),
     )
 
 

@@ -136,6 +136,7 @@ def run_prepared(ctx: Context, request: RunPrepared) -> int:
         measure=ctx.measure(),
         policy=ctx.policy(),
         mds_register=request.mds_register,
+        interactive=request.interactive,
     )
 
 

@@ -60,6 +60,7 @@ class Volume:
 class Mount:
     volume: str
     target: str
+    readonly: bool = False  # the image's mountPoint said readOnly (the volume may too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class RunRequest:
     mds_register: bool = False
     selinux: SelinuxMode = "permissive"  # the policy decides the mode in force per scope
     private_users: bool = False  # --private-users: a fresh user namespace (uid range)
+    interactive: bool = False  # --interactive: one app, its stdio rkt's own (no prefix)
 
 
 def _uuid(value: str) -> None:
@@ -134,6 +136,7 @@ class RunPrepared:
     kind: Literal["run-prepared"]
     uuid: str
     mds_register: bool = False
+    interactive: bool = False
 
     def __post_init__(self) -> None:
         _uuid(self.uuid)

@@ -205,6 +205,8 @@ def run_policy(extra: str = "") -> str:
         ({"seccomp_digest": "sha256-" + "0" * 64}, 'seccomp = ["any"]\n', None),
         ({"capabilities": ("CAP_SYS_ADMIN",)}, "", "capabilities"),
         ({"capabilities": None}, "", "capabilities"),
+        ({"no_new_privileges": False}, "", "no-new-privileges"),
+        ({"no_new_privileges": False}, "allow_new_privileges = true\n", None),
         ({"insecure_options": ("seccomp",)}, "", "insecure-options"),
         (
             {"insecure_options": ("capabilities",), "capabilities": None},
@@ -270,6 +272,7 @@ def test_decision_json_round_trips(ks: ConfigDirs, keys: Keys) -> None:
         "selinux",
         "private-users",
         "insecure-options",
+        "no-new-privileges",
         "measurement",
     }
 

@@ -97,6 +97,7 @@ def run_input(
         measurement=measurement,
         selinux=selinux_state(plan),
         private_users=plan.private_users is not None,
+        no_new_privileges=app.no_new_privileges,
     )
 
 

@@ -16,7 +16,7 @@ from trustd.privileged.executor.plan import AppPlan, PodPlan, SeccompPlan
 from trustd.privileged.isolation.cgroups import Limits, PodCgroup, parse_cpu, parse_memory
 from trustd.privileged.isolation.selinux import set_exec_label
 from trustd.shared.appc.manifest import ImageManifest
-from trustd.shared.errors import PolicyViolationError
+from trustd.shared.errors import PolicyViolationError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.isolation import (
     CapSet,
@@ -36,6 +36,23 @@ from trustd.shared.request import AppRequest, RunRequest
 
 CAPS_ISOLATORS = ("os/linux/capabilities-retain-set", "os/linux/capabilities-remove-set")
 SECCOMP_ISOLATORS = ("os/linux/seccomp-retain-set", "os/linux/seccomp-remove-set")
+NNP_ISOLATOR = "os/linux/no-new-privileges"
+
+
+def _no_new_privileges(manifest: ImageManifest) -> bool:
+    """appc's ``os/linux/no-new-privileges`` isolator (a bare boolean); on unless it says
+    false. A value that is not a boolean is refused, never read as on or off."""
+    app = manifest.app
+    for iso in (app.isolators or ()) if app else ():
+        if str(iso.name) == NNP_ISOLATOR:
+            if not isinstance(iso.value, bool):
+                raise UserError(
+                    f"image {manifest.name}: isolator {NNP_ISOLATOR} has value {iso.value_json}, "
+                    "not true or false",
+                    hint="fix the image manifest: the value is a JSON boolean",
+                )
+            return iso.value
+    return True
 
 
 def _isolators(manifest: ImageManifest) -> dict[str, Mapping[str, Any]]:
@@ -106,6 +123,7 @@ def plan_isolation(
         "seccomp": None if seccomp_off else _seccomp_plan(req, isolators, policy, caps),
         "memory": None if memory is None else parse_memory(memory),
         "cpu_millis": None if cpu is None else parse_cpu(cpu),
+        "no_new_privileges": _no_new_privileges(manifest),
     }
 
 
@@ -137,16 +155,33 @@ def apply_app_isolation(plan: PodPlan, app: AppPlan) -> None:
         return
     if plan.selinux_process:
         set_exec_label(plan.selinux_process)  # applies at the execve below
+    if not app.no_new_privileges:
+        _without_no_new_privs(app)
+        return
+    _switch_user(app)
+    if app.seccomp is None:
+        set_no_new_privs()
+        return
+    apply_seccomp(spec_from_plan(app.seccomp))
+
+
+def _switch_user(app: AppPlan) -> None:
     try:
         _set_user(app, app.capabilities)
     except OSError as exc:
         raise PolicyViolationError(
             f"cannot switch app {app.name!r} to uid {app.uid} gid {app.gid}: {exc.strerror}"
         ) from exc
-    if app.seccomp is None:
-        set_no_new_privs()
-        return
-    apply_seccomp(spec_from_plan(app.seccomp))
+
+
+def _without_no_new_privs(app: AppPlan) -> None:
+    """The image's ``os/linux/no-new-privileges`` is false (the run gate allowed it). The
+    kernel loads a seccomp filter without no_new_privs only from a process holding
+    CAP_SYS_ADMIN, so the filter goes in first, while this process is still root, and the
+    switch to the app's user and capabilities then runs under it."""
+    if app.seccomp is not None:
+        apply_seccomp(spec_from_plan(app.seccomp), no_new_privs=False)
+    _switch_user(app)
 
 
 def preload() -> None:

@@ -15,10 +15,10 @@ from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor import _procs, _userns
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import apply_app_isolation, join_app_cgroups, preload
+from trustd.privileged.executor._supervise import EXIT_STAGE1, reset_for_exec
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.executor.prepare import load_plan, require_root
 from trustd.privileged.executor.run import regate
-from trustd.privileged.executor.stage1 import EXIT_STAGE1
 from trustd.privileged.pod import Pod, PodState
 from trustd.privileged.treestore.datadir import DataDir
 from trustd.shared.errors import UserError
@@ -31,17 +31,24 @@ NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
 
 
 def _app(plan: PodPlan, name: str | None) -> AppPlan:
+    """rkt's choice (stage0 enter.go getAppName): ``--app=NAME``, else the only app; with
+    several, the list on stderr and rkt's error."""
     if name is None:
         if len(plan.apps) > 1:
+            print("pod contains multiple apps:", file=sys.stderr)
+            for app in plan.apps:
+                print(f"\t{app.name}", file=sys.stderr)
             raise UserError(
-                "the pod has several apps; pick one with --app=NAME",
-                hint="apps: " + ", ".join(a.name for a in plan.apps),
+                'unable to determine app name: specify app using "rkt enter --app= ..."'
             )
         return plan.apps[0]
     for app in plan.apps:
         if app.name == name:
             return app
-    raise UserError(f"no app {name!r} in the pod")
+    raise UserError(
+        f"app {name} is not present in pod",
+        hint="apps: " + ", ".join(a.name for a in plan.apps),
+    )
 
 
 def _app_namespaces(pod: Pod, plan: PodPlan, app: AppPlan) -> list[int]:
@@ -74,6 +81,7 @@ def _join_and_exec(fds: list[int], plan: PodPlan, app: AppPlan, command: list[st
     if child == 0:
         env = {"PATH": DEFAULT_PATH, "AC_APP_NAME": app.name, **dict(app.env)}
         os.chdir(app.working_dir or "/")
+        reset_for_exec()  # SIGPIPE and SIGXFSZ at their defaults, as in the app
         apply_app_isolation(plan, app)  # first: nothing rkt enter inherited reaches the app
         os.execvpe(command[0], command, env)  # noqa: S606 - no shell, by design
     _, status = os.waitpid(child, 0)

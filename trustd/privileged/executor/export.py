@@ -14,9 +14,9 @@ from typing import Any
 from trustd.privileged._output import check_parent, output_file
 from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor._isolate import preload
+from trustd.privileged.executor._supervise import EXIT_STAGE1
 from trustd.privileged.executor.plan import AppPlan
 from trustd.privileged.executor.prepare import load_plan, require_root
-from trustd.privileged.executor.stage1 import EXIT_STAGE1
 from trustd.privileged.pod import Pod, PodState
 from trustd.shared.errors import UserError
 from trustd.shared.isolation import set_undumpable

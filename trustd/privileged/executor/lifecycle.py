@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from trustd.privileged.executor import _mdsreg, _procs
 from trustd.privileged.executor._isolate import destroy_pod_cgroups
+from trustd.privileged.executor._supervise import INIT_DIR
 from trustd.privileged.executor.prepare import load_plan, release_private_users
 from trustd.privileged.isolation.selinux import McsAllocator
 from trustd.privileged.pod import Pod, PodStore
@@ -27,6 +28,9 @@ def stop_pods(pods: PodStore, uuids: tuple[str, ...], *, force: bool) -> int:
         if pod.state().value != "running":
             print(f'pod "{pod.uuid}" is already stopped', file=sys.stderr)
             continue
+        if not force and _stop_through_init(pod):
+            print(f'"{pod.uuid}"')
+            continue
         sig = signal.SIGKILL if force else signal.SIGTERM
         for app_dir in sorted((pod.path / "apps").glob("*/")):
             pinned = _procs.pin(app_dir)  # never whoever reused an exited app's PID
@@ -37,6 +41,20 @@ def stop_pods(pods: PodStore, uuids: tuple[str, ...], *, force: bool) -> int:
                     pinned.close()
         print(f'"{pod.uuid}"')
     return 0
+
+
+def _stop_through_init(pod: Pod) -> bool:
+    """``rkt stop``: SIGTERM to the pod's init, which stops every app as a forwarded SIGTERM
+    does (a clean stop: ``rkt run`` exits 0 when the apps just die of it, as in rkt's
+    tests/rkt_stop_test.go). False when the init is not pinned (then the apps are signalled)."""
+    pinned = _procs.pin(pod.check_private() / INIT_DIR)
+    if pinned is None:
+        return False
+    try:
+        pinned.signal(signal.SIGTERM)
+    finally:
+        pinned.close()
+    return True
 
 
 def _forget(pods: PodStore, pod: Pod) -> None:

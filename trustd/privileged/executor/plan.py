@@ -64,6 +64,9 @@ class AppPlan:
     pre_start: tuple[tuple[str, ...], ...] = ()  # appc event handlers, run in the app's root
     post_stop: tuple[tuple[str, ...], ...] = ()
     image_version: str | None = None  # the manifest's ``version`` label (exact policy scopes)
+    # os/linux/no-new-privileges: False only when the image's isolator says so (and the
+    # policy allows it, run.allow_new_privileges); the container flavor sets it otherwise
+    no_new_privileges: bool = True
 
     @property
     def rootfs(self) -> Path:
@@ -85,6 +88,7 @@ class PodPlan:
     selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
     selinux_file: str | None = None  # the label of the pod's files
     private_users: int | None = None  # --private-users: host uid/gid of the pod's root (shift)
+    interactive: bool = False  # --interactive: the app's stdio is rkt's terminal, unprefixed
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from trustd.privileged.executor._gate import GatedPod, gate_run
 from trustd.privileged.executor._ids import resolve_id
 from trustd.privileged.executor._isolate import plan_isolation
+from trustd.privileged.executor._mounts import app_mounts
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
@@ -149,6 +150,7 @@ def _pod_manifest(plan: PodPlan) -> bytes:
                 },
                 "readOnlyRootFS": a.readonly_rootfs,
                 "mounts": [{"volume": m.volume, "path": m.target} for m in a.mounts],
+                **({"isolators": [_NNP_OFF]} if not a.no_new_privileges else {}),
             }
             for a in plan.apps
         ],
@@ -164,6 +166,9 @@ def _pod_manifest(plan: PodPlan) -> bytes:
         "annotations": [{"name": "coreos.com/rkt/stage1/flavor", "value": plan.flavor}],
     }
     return json.dumps(doc, indent=2).encode()
+
+
+_NNP_OFF = {"name": "os/linux/no-new-privileges", "value": False}
 
 
 def _selinux_mode(policy: Policy, apps: list[AppPlan]) -> SelinuxMode:
@@ -220,18 +225,23 @@ def prepare(
     require_root()
     if not request.apps:
         raise UserError("must provide at least one image")
+    if request.interactive and len(request.apps) > 1:
+        raise UserError("interactive option only supports one image", hint="run one image")
     keys = [StoreKey.parse(req.image) for req in request.apps]
     accept = accept_unsigned_for(Insecure.IMAGE in request.insecure, policy)
     pod, fd = pods.new()
     try:
         with tree_lock(data, exclusive=False):
-            apps, trees = [], []
+            apps, trees, volumes = [], [], list(request.volumes)
             for req, key in zip(request.apps, keys, strict=True):
                 tree = render_tree(data, key, keystore, accept_unsigned=accept)
                 _check_requested(req, key, tree.manifest)
                 stamp_used(data, key)
                 trees.append(tree)
-                apps.append(_plan_app(req, tree, key.id, request, policy))
+                planned = _plan_app(req, tree, key.id, request, policy)
+                mounts, implicit = app_mounts(planned.name, tree.manifest, req.mounts, volumes)
+                volumes.extend(implicit)  # rkt's implicit empty volumes for mountPoints
+                apps.append(replace(planned, mounts=mounts))
             if len({a.name for a in apps}) != len(apps):
                 raise UserError("two apps have the same name", hint="give each one --name=NAME")
             plan = PodPlan(
@@ -240,11 +250,12 @@ def prepare(
                 net=request.net,
                 hostname=request.hostname or f"rkt-{pod.uuid}",
                 apps=tuple(apps),
-                volumes=request.volumes,
+                volumes=tuple(volumes),
                 insecure=tuple(insecure_names(request.insecure)),
                 masked_paths=Insecure.PATHS not in request.insecure,
                 mds=request.mds_register,
                 private_users=_private_users(request, pod.uuid, pods),
+                interactive=request.interactive,
                 **_selinux(_selinux_mode(policy, apps), pod, pods),
             )
             gated = gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)

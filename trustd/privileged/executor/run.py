@@ -82,16 +82,22 @@ def run_prepared(
     measure: MeasureConfig,
     policy: Policy,
     mds_register: bool = False,
+    interactive: bool = False,
 ) -> int:
-    """``rkt run-prepared UUID``."""
+    """``rkt run-prepared UUID``; ``--mds-register`` and ``--interactive`` apply now."""
     require_root()
     pod = pods.find(uuid)
     if pod.state() is not PodState.PREPARED:
         raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state()})')
     fd = pod.lock()
     plan = load_plan(pod)
-    if mds_register and not plan.mds:
-        plan = replace(plan, mds=True)
+    if interactive and len(plan.apps) > 1:
+        os.close(fd)
+        raise UserError("interactive option only supports one image", hint="run one image")
+    if (mds_register and not plan.mds) or (interactive and not plan.interactive):
+        plan = replace(
+            plan, mds=plan.mds or mds_register, interactive=plan.interactive or interactive
+        )
         write_plan(pod, plan)
     try:
         gated = regate(plan, data, keystore, policy, measurement=measure.mode)

@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from trustd.privileged import _dirfd
@@ -32,12 +33,22 @@ from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor import _procs, _rootfs, _userns
 from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
+from trustd.privileged.executor._relay import Pipes, Relay
+from trustd.privileged.executor._supervise import (
+    EXIT_STAGE1,
+    INIT_DIR,
+    Supervisor,
+    block_forwarded,
+    forward_to,
+    reset_for_exec,
+    status_code,
+)
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.isolation.selinux import label_tree
 from trustd.privileged.pod.lifecycle import PRIVATE
+from trustd.shared._fsutil import atomic_write
 from trustd.shared.isolation import set_undumpable
 
-EXIT_STAGE1 = 254
 _VOLUME_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
@@ -112,7 +123,7 @@ def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
             _rootfs.protect_paths(root)
     for m in app.mounts:
         source, readonly = _volume_source(pod_dir, plan, m.volume)
-        _bind_in_root(source, root, m.target, readonly=readonly)
+        _bind_in_root(source, root, m.target, readonly=readonly or m.readonly)
     if app.readonly_rootfs:
         _rootfs.remount_readonly(root)
     return root
@@ -176,18 +187,30 @@ def _stop_mds(plan: PodPlan, pid: int | None) -> None:
         unregister(_MDS_DAEMON[0], plan.uuid)
 
 
-def _run_handlers(app: AppPlan, handlers: tuple[tuple[str, ...], ...], which: str) -> None:
-    """appc event handlers, in order, in the app's root and confinement; one failing stops."""
+def _as_root(app: AppPlan) -> AppPlan:
+    """The app's confinement for its event handlers: uid and gid 0, as rkt ran them, and
+    nothing more -- the app's own capability set, no_new_privs, seccomp filter, cgroup and
+    namespaces (the handler is a child of the app's confined process or of init's)."""
+    return replace(app, uid=0, gid=0)
+
+
+def _run_handlers(plan: PodPlan, app: AppPlan, which: str) -> None:
+    """appc event handlers, in order, each in a fresh process in the app's root with the
+    app's isolation as root; one failing stops."""
+    handlers = app.pre_start if which == "pre-start" else app.post_stop
     for argv in handlers:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - measured by the integration tests
-            try:  # fds above 2 are close-on-exec already (apply_app_isolation)
+            try:
+                apply_app_isolation(plan, _as_root(app))  # fds above 2 close-on-exec first
                 os.execvpe(argv[0], list(argv), _app_env(app))  # noqa: S606 - no shell
+            except BaseException as exc:  # noqa: BLE001 - report, never return
+                print(f"run: {which} handler {argv[0]!r}: {exc}", file=sys.stderr)
             finally:
                 os._exit(127)
         _, status = os.waitpid(pid, 0)
-        if _status(status) != 0:
-            raise OSError(f"{which} handler {argv[0]!r} exited with {_status(status)}")
+        if status_code(status) != 0:
+            raise OSError(f"{which} handler {argv[0]!r} exited with {status_code(status)}")
 
 
 def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
@@ -197,28 +220,44 @@ def _exec_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
     _enter_root(root, plan)
     _join_userns()
     os.chdir(app.working_dir or "/")
+    _run_handlers(plan, app, "pre-start")
     apply_app_isolation(plan, app)  # fds, user, capabilities, no_new_privs, seccomp: last
-    _run_handlers(app, app.pre_start, "pre-start")
     os.execvpe(app.exec[0], list(app.exec), _app_env(app))  # noqa: S606 - no shell, by design
 
 
-def _post_stop(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path) -> None:
-    """post-stop handlers run after the app exited, in a fresh process in the same root."""
+def _in_child(plan: PodPlan, pipes: Pipes | None) -> None:
+    """First thing in a forked app or post-stop process: its own stdio pipes and session
+    (signals reach it only through init, as in rkt, where each app was a systemd service),
+    and the signal state an exec'd program expects."""
+    signal.set_wakeup_fd(-1)
+    reset_for_exec()
+    if pipes is not None:
+        pipes.in_child()
+    if not plan.interactive:
+        os.setsid()
+
+
+def _post_stop(plan: PodPlan, app: AppPlan, root: Path, relay: Relay | None) -> int | None:
+    """post-stop handlers run after the app exited, in a fresh process in the same root;
+    its pid (init reaps it), or None when the app has none."""
     if not app.post_stop:
-        return
+        return None
+    pipes = relay.pipes() if relay else None
     pid = os.fork()
     if pid == 0:  # pragma: no cover - measured by the integration tests
         code = 0
         try:
+            _in_child(plan, pipes)
             _enter_root(root, plan)
             _join_userns()
-            apply_app_isolation(plan, app)
-            _run_handlers(app, app.post_stop, "post-stop")
+            _run_handlers(plan, app, "post-stop")
         except BaseException as exc:  # noqa: BLE001
             print(f"run: app {app.name!r}: {exc}", file=sys.stderr)
             code = EXIT_STAGE1
         os._exit(code)
-    os.waitpid(pid, 0)
+    if relay is not None and pipes is not None:
+        relay.attach(pipes, app.name, pid)
+    return pid
 
 
 def _wait_for_cgroup(fd: int) -> None:
@@ -228,13 +267,23 @@ def _wait_for_cgroup(fd: int) -> None:
         raise OSError("the pod's init did not place the app in its cgroup")
 
 
-def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path, groups: PodGroups) -> int:
+def _start_app(
+    pod_dir: Path,
+    plan: PodPlan,
+    app: AppPlan,
+    root: Path,
+    groups: PodGroups,
+    *,
+    relay: Relay | None,
+) -> int:
     """Fork the app; it waits until init has put it into its cgroup, so no instruction of
     the app ever runs outside its limits."""
+    pipes = relay.pipes() if relay else None
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - measured by the integration tests
         try:
+            _in_child(plan, pipes)
             os.close(ready_w)
             _wait_for_cgroup(ready_r)
             _exec_app(pod_dir, plan, app, root)
@@ -242,6 +291,8 @@ def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path, groups: P
             print(f"run: app {app.name!r} could not start: {exc}", file=sys.stderr)
         os._exit(EXIT_STAGE1)
     os.close(ready_r)
+    if relay is not None and pipes is not None:
+        relay.attach(pipes, app.name, pid)  # the pid as the pod sees it, as rkt showed it
     try:
         groups.add(app, pid)
         os.write(ready_w, b"1")
@@ -250,8 +301,11 @@ def _start_app(pod_dir: Path, plan: PodPlan, app: AppPlan, root: Path, groups: P
     return pid
 
 
-def _status(status: int) -> int:
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+def _record_exit(pod_dir: Path, name: str, code: int) -> None:
+    """``apps/<name>/exit``: what ``rkt status`` shows as ``app-<name>=<code>`` (also for an
+    app that failed before it made its directory)."""
+    (pod_dir / "apps" / name).mkdir(parents=True, exist_ok=True)
+    atomic_write(pod_dir / "apps" / name / _procs.EXIT_FILE, str(code).encode(), mode=0o644)
 
 
 def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
@@ -268,26 +322,28 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
     lx.mount("tmpfs", str(stage), "tmpfs", 0, "mode=755")
     roots = {app.name: _build_root(pod_dir, plan, app) for app in plan.apps}
     groups = pod_cgroups(plan)
-    pids: dict[int, AppPlan] = {}
+    by_name = {app.name: app for app in plan.apps}
+    relay = None if plan.interactive or plan.flavor == "fly" else Relay()
+
+    def on_exit(name: str, code: int) -> None:
+        _record_exit(pod_dir, name, code)
+        helper = _post_stop(plan, by_name[name], roots[name], relay)
+        if helper is not None:
+            supervisor.add_helper(helper, name)
+
+    supervisor = Supervisor(relay, on_exit, forward_sigint=not plan.interactive)
+    supervisor.install()
+    init_dir = _private(pod_dir) / INIT_DIR
+    init_dir.mkdir(mode=0o700, exist_ok=True)
+    _procs.record_self(init_dir)  # rkt stop signals it (never a reused pid: _procs.pin)
     for app in plan.apps:
-        pids[_start_app(pod_dir, plan, app, roots[app.name], groups)] = app
-    codes: dict[str, int] = {}
-    while pids:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        if pid == mds:
-            mds = None  # it died early; the apps see connection refused
-        if pid in pids:
-            app = pids.pop(pid)
-            codes[app.name] = _status(status)
-            (pod_dir / "apps" / app.name / "exit").write_text(str(codes[app.name]))
-            _post_stop(pod_dir, plan, app, roots[app.name])
+        pid = _start_app(pod_dir, plan, app, roots[app.name], groups, relay=relay)
+        supervisor.add_app(pid, app.name)
+    supervisor.run()
     _stop_mds(plan, mds)
     groups.record_oom(pod_dir)
     groups.destroy()
-    return codes.get(plan.apps[0].name, EXIT_STAGE1)
+    return supervisor.exit_code()
 
 
 def _stop(pid: int) -> None:
@@ -301,6 +357,8 @@ def _stop(pid: int) -> None:
 
 def _child(pod_dir: Path, plan: PodPlan) -> int:
     set_undumpable()
+    if not plan.interactive:  # out of the terminal's process group: rkt forwards ^C once
+        os.setsid()
     if plan.flavor == "fly":
         lx.unshare(lx.CLONE_NEWNS)
         return _pod_init(pod_dir, plan)
@@ -318,18 +376,22 @@ def _child(pod_dir: Path, plan: PodPlan) -> int:
         except BaseException as exc:  # noqa: BLE001
             print(f"run: stage1: {exc}", file=sys.stderr)
         os._exit(code)
+    reaped = forward_to(init)
     _, status = os.waitpid(init, 0)
-    return _status(status)
+    reaped()
+    return status_code(status)
 
 
 def run_pod(pod_dir: Path, gated: GatedPod) -> int:
-    """Run the pod the run gate admitted to completion; the first app's exit status (rkt's),
-    254 for our failures."""
+    """Run the pod the run gate admitted to completion: 0 when every app exited 0, else the
+    status of the first app that failed (rkt's rule, see _supervise); 254 for our failures.
+    SIGTERM, SIGINT and SIGHUP sent to this process reach the apps."""
     if not isinstance(gated, GatedPod):
         raise TypeError("run_pod takes the run gate's GatedPod")
     plan = gated.plan
     sys.stdout.flush()
     sys.stderr.flush()
+    block_forwarded()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - measured by the integration tests
         code = EXIT_STAGE1
@@ -340,6 +402,7 @@ def run_pod(pod_dir: Path, gated: GatedPod) -> int:
             if os.environ.get("TRUSTD_DEBUG"):
                 traceback.print_exc()
         os._exit(code)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pod gets the terminal's ^C
+    reaped = forward_to(pid)
     _, status = os.waitpid(pid, 0)
-    return _status(status)
+    reaped()
+    return status_code(status)

@@ -131,19 +131,19 @@ def errno_action(value: int | None) -> Action:
     return KILL if value is None else Action("errno", value)
 
 
-def load_filter(default: Action, rules: Iterable[Rule]) -> None:
+def load_filter(default: Action, rules: Iterable[Rule], *, no_new_privs: bool = True) -> None:
     """Build a filter for the native architecture and load it into the calling process.
 
     A rule is ``(action, name)`` or ``(action, name, comparisons)``; a rule with comparisons
     applies only when all of them hold. Foreign ABIs (x32, i386 via ``int 0x80``) hit the
     bad-arch action, which kills the process. All threads are synchronised (TSYNC); libseccomp
-    sets ``no_new_privs`` as well. Raises OSError or ValueError from libseccomp; callers fail
-    closed.
+    sets ``no_new_privs`` as well, unless ``no_new_privs=False`` (then the caller must hold
+    CAP_SYS_ADMIN). Raises OSError or ValueError from libseccomp; callers fail closed.
     """
     lib = _lib()
     flt = lib.SyscallFilter(default.raw())
     flt.set_attr(lib.Attr.ACT_BADARCH, lib.KILL_PROCESS)
-    flt.set_attr(lib.Attr.CTL_NNP, 1)
+    flt.set_attr(lib.Attr.CTL_NNP, 1 if no_new_privs else 0)
     flt.set_attr(lib.Attr.CTL_TSYNC, 1)
     for rule in rules:
         action, name = rule[0], rule[1]

@@ -217,7 +217,7 @@ def spec_digest(spec: SeccompSpec | ProfileSpec) -> str:
     return "sha256-" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def apply_seccomp(spec: SeccompSpec | ProfileSpec) -> None:
+def apply_seccomp(spec: SeccompSpec | ProfileSpec, *, no_new_privs: bool = True) -> None:
     """Set ``no_new_privs`` and load ``spec``'s filter into the calling process.
 
     Called in the child right before exec (also after pivot_root: nothing is imported or read
@@ -226,11 +226,15 @@ def apply_seccomp(spec: SeccompSpec | ProfileSpec) -> None:
     ``no_new_privs`` is set, where rkt loaded none. Any failure raises
     :class:`PolicyViolationError` and nothing runs (fail closed). A :class:`ProfileSpec` loads
     its rules with their argument comparisons.
+
+    ``no_new_privs=False`` (an image's ``os/linux/no-new-privileges`` false, allowed by the
+    policy) loads the filter without it; the kernel then requires CAP_SYS_ADMIN of the caller.
     """
     if isinstance(spec, ProfileSpec):
-        apply_profile(spec)
+        apply_profile(spec, no_new_privs=no_new_privs)
         return
-    set_no_new_privs()
+    if no_new_privs:
+        set_no_new_privs()
     refuse = _syscalls.errno_action(spec.errno)
     if spec.mode == "retain":
         default = refuse
@@ -241,7 +245,7 @@ def apply_seccomp(spec: SeccompSpec | ProfileSpec) -> None:
         default = _syscalls.ALLOW
         rules = [(refuse, n) for n in sorted(spec.syscalls)]
     try:
-        _syscalls.load_filter(default, rules)
+        _syscalls.load_filter(default, rules, no_new_privs=no_new_privs)
     except (OSError, ValueError) as exc:
         raise PolicyViolationError(
             f"cannot load the seccomp filter ({spec.source or spec.mode}): {exc}",

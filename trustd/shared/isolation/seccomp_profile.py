@@ -130,12 +130,16 @@ def profile_spec(
     return ProfileSpec(profile, digest, default[0], default[1], tuple(kept), source)
 
 
-def apply_profile(spec: ProfileSpec) -> None:
-    """Set ``no_new_privs`` and load ``spec``'s filter into the calling process (fail closed)."""
-    set_no_new_privs()
+def apply_profile(spec: ProfileSpec, *, no_new_privs: bool = True) -> None:
+    """Set ``no_new_privs`` (unless told not to: see apply_seccomp) and load ``spec``'s
+    filter into the calling process (fail closed)."""
+    if no_new_privs:
+        set_no_new_privs()
     rules = [(rule.action_for(), name, rule.args) for rule in spec.rules for name in rule.names]
     try:
-        _syscalls.load_filter(_action(spec.default_action, spec.default_errno), rules)
+        _syscalls.load_filter(
+            _action(spec.default_action, spec.default_errno), rules, no_new_privs=no_new_privs
+        )
     except (OSError, ValueError) as exc:
         raise PolicyViolationError(
             f"cannot load the seccomp filter ({spec.source or spec.profile}): {exc}",

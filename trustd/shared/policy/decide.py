@@ -114,6 +114,7 @@ class RunInput:
     selinux: SelinuxMode  # what labelling the host gives the pod
     image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
     private_users: bool = False  # the pod runs in its own user namespace (--private-users)
+    no_new_privileges: bool = True  # False: the image's isolator turns no_new_privs off
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -226,8 +227,25 @@ def run_checks(
         _selinux(run, req),
         _private_users(run, req),
         _insecure(run, req),
+        _no_new_privileges(run, req),
         _measurement(measure, req),
     ]
+
+
+def _no_new_privileges(run: RunRules, req: RunInput) -> CheckResult:
+    if req.no_new_privileges:
+        return CheckResult("no-new-privileges", True, "no_new_privs is set")
+    if run.allow_new_privileges:
+        return CheckResult(
+            "no-new-privileges", True, "the image turns no_new_privs off, which is allowed"
+        )
+    return CheckResult(
+        "no-new-privileges",
+        False,
+        "the image's os/linux/no-new-privileges isolator is false: setuid programs and file "
+        "capabilities could raise the app's privileges",
+        "drop the isolator from the image, or set run.allow_new_privileges = true for its scope",
+    )
 
 
 def _flavor(run: RunRules, req: RunInput) -> CheckResult:

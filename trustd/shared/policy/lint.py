@@ -121,6 +121,8 @@ def _weaker(child: Scope, parent: Scope, now: datetime) -> tuple[list[str], bool
     loose = sorted({"any", "unconfined"} & (set(cr.seccomp) - set(pr.seccomp)))
     if loose:
         out.append(f"seccomp allows {', '.join(loose)}")
+    if cr.allow_new_privileges and not pr.allow_new_privileges:
+        out.append("allows no_new_privs off")
     if SELINUX_RANK[cr.selinux] < SELINUX_RANK[pr.selinux]:
         out.append(f"selinux {cr.selinux} < {pr.selinux}")
     if MEASURE_RANK[child.measure] < MEASURE_RANK[parent.measure]:

@@ -154,6 +154,12 @@ class RunRules:
     insecure_options: tuple[InsecureName, ...] = field(
         default=(), metadata=_meta("--insecure-options bits that may be used at all")
     )
+    allow_new_privileges: bool = field(
+        default=False,
+        metadata=_meta(
+            "an image's os/linux/no-new-privileges=false isolator may turn no_new_privs off"
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
