@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import as_member
-from tests.integration.conftest import RKT, rkt
+from tests.integration.conftest import RKT, app_output, rkt
 
 API = "acMetadata/v1"
 UUID = "6a2f8f8e-6c36-4b2e-9d1f-0b8c3f2a9e10"
@@ -154,7 +154,7 @@ def test_a_registered_pod_is_served_by_the_host_daemon(
         script,
     )
     assert result.returncode == 0, result.stderr
-    url, uuid, image_id, *answers = result.stdout.split()
+    url, uuid, image_id, *answers = app_output(result.stdout).split()
     assert url.startswith(f"http://127.0.0.1:{port}/")  # the host daemon's port, not 18112
     assert uuid == uuid_file.read_text().strip()
     assert image_id.startswith(image)
@@ -286,6 +286,6 @@ def test_a_pod_that_cannot_reach_the_daemon_keeps_the_in_pod_server(
         'echo "$AC_METADATA_URL"; wget -q -O - "$AC_METADATA_URL/acMetadata/v1/pod/uuid"',
     )
     assert result.returncode == 0, result.stderr
-    url, uuid = result.stdout.split()
+    url, uuid = app_output(result.stdout).split()
     assert url.startswith("http://127.0.0.1:18112/") and f":{port}/" not in url
     assert len(uuid) == 36

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
-from tests.integration.conftest import RKT, rkt
+from tests.integration.conftest import RKT, app_output, rkt
 
 RANGE = 65536
 
@@ -109,7 +109,7 @@ def test_pod_root_is_an_unprivileged_uid_on_the_host(
             pod_run.kill()
             pod_run.wait()
     assert pod_run.returncode == 0, err
-    lines = out.split()
+    lines = app_output(out).split()
     assert lines[:5] == ["0", "0", "0", str(shift), str(RANGE)]  # root inside, image root-owned
     assert "CANNOT-WRITE" in lines and "CANNOT-CREATE" in lines
     assert (host / "root-owned").read_text() == "host root's\n"
@@ -145,7 +145,7 @@ def test_concurrent_pods_get_distinct_ranges(shared_dirs: ConfigDirs, image: str
     for run in runs:
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
-        outs.append(out.split())
+        outs.append(app_output(out).split())
     uuids = [f.read_text().strip() for f in files]
     ranges = _ranges(shared_dirs)
     shifts = [ranges[u] for u in uuids]
@@ -168,7 +168,7 @@ def test_a_scope_requiring_private_users_refuses_a_pod_without(
     assert "private-users" in log
     ran = rkt(shared_dirs, "run", "--private-users", image, "--exec=/bin/sh", "--", "-c", "id -u")
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.split() == ["0"]
+    assert app_output(ran.stdout).split() == ["0"]
 
 
 def test_fly_refuses_private_users_and_leaves_no_range(shared_dirs: ConfigDirs, image: str) -> None:
@@ -253,7 +253,7 @@ def test_prepare_allocates_the_range_and_run_prepared_uses_it(
     assert plan["private_users"] == shift
     ran = rkt(shared_dirs, "run-prepared", uuid)
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.split() == ["0", str(shift), str(RANGE)]
+    assert app_output(ran.stdout).split() == ["0", str(shift), str(RANGE)]
 
 
 def test_a_filesystem_that_cannot_be_idmapped_fails_closed(tmp_path: Path) -> None:
