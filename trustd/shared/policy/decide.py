@@ -348,6 +348,16 @@ def accepts_unsigned(policy: Policy, name: str | ImageRef) -> bool:
     return scope.require.type == "accept-anything"
 
 
+def allows_unsigned(policy: Policy, name: str | ImageRef) -> bool:
+    """The scope for ``name`` lets an image in without a signature when the request asks
+    with ``--insecure-options=image``: it accepts anything, or it requires signatures but
+    lists ``image`` in ``run.insecure_options`` (the fetch gate's rule, checked up front)."""
+    scope = policy.scope(resolve(policy, _ref(name)).scope)
+    if scope.require.type == "accept-anything":
+        return True
+    return scope.require.type == "signed" and "image" in scope.run.insecure_options
+
+
 def _caps_fix(have: tuple[str, ...], extra: list[str], allowed: tuple[str, ...]) -> str:
     """A flag that gives the app a set the allow-list admits (issue #15: never
     ``--caps-remove`` for a set given with ``--caps-retain``, which cannot be combined).
