@@ -73,9 +73,11 @@ class Decision:
     def enforce(self) -> None:
         """Raise :class:`PolicyViolationError` when denied (the gates call this)."""
         if self.verdict == "deny":
+            # a fetch refusal stored nothing: explain works by name, never by an ID not stored
+            shown = self.image if self.gate == "fetch" else (self.image_id or self.image)
             raise PolicyViolationError(
                 f'image "{self.image}" refused by policy: {self.explain()}',
-                hint=f"see why: rkt policy explain {self.image_id or self.image}",
+                hint=f"see why: rkt policy explain {shown}",
             )
 
     def to_json(self) -> dict[str, Any]:

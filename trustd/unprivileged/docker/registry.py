@@ -103,14 +103,19 @@ class _BlobSink:
             if self.progress is not None:
                 self.progress.done = 0
         self.total = None if length is None else length + self.offset
+        if self.size is not None and self.total is not None and self.total > self.size:
+            raise self._too_long(f"announces {self.total} bytes")
+
+    def _too_long(self, what: str) -> RemoteLiedError:
+        return RemoteLiedError(
+            f"blob {self.digest}: the registry {what}, more than the {self.size} bytes its "
+            "descriptor declares",
+            hint="the registry is misconfigured or hostile; nothing was stored",
+        )
 
     def write(self, chunk: bytes) -> None:
         if self.size is not None and self.f.tell() + len(chunk) > self.size:
-            raise RemoteLiedError(
-                f"blob {self.digest}: the registry sent more than the {self.size} bytes its "
-                "descriptor declares",
-                hint="the registry is misconfigured or hostile; nothing was stored",
-            )
+            raise self._too_long("sent more")
         try:
             self.f.write(chunk)
         except OSError as exc:  # the transport would call this a network failure
@@ -326,8 +331,9 @@ class Registry:
         offset = have if 0 < have < size else 0
         what = f"layer {digest}"
         need_space(f.fileno(), size - offset, self.limits.reserve, what, where)
-        # a registry may ignore Range and send it all: cap at the full size
-        limits = dataclasses.replace(self.limits.blob, max_bytes=size)
+        # a registry may ignore Range and send it all: cap at the full size (one byte more
+        # reaches the sink, which calls it the lie it is rather than a transfer to resume)
+        limits = dataclasses.replace(self.limits.blob, max_bytes=size + 1)
         watch = SpaceWatch(f.fileno(), self.limits.reserve, what, where)
         sink = _BlobSink(f, digest, offset, progress, size=size, watch=watch)
         headers = {"Range": f"bytes={offset}-"} if offset else {}

@@ -191,7 +191,8 @@ def _read_body(
 ) -> bytes:
     """Read the body, refusing it as soon as it would pass ``limits.max_bytes``.
 
-    With a ``sink``, a 2xx body goes to the sink as it arrives and b"" is returned.
+    With a ``sink``, a 2xx body goes to the sink as it arrives and b"" is returned; the
+    sink may see the (at most one-byte-long) chunk that passes the cap before it is refused.
     """
     cap = limits.max_bytes
     if resp.length is not None and resp.length > cap:
@@ -204,12 +205,12 @@ def _read_body(
     floor = _Floor(target, limits.min_rate)
     while chunk := resp.read1(min(_CHUNK, cap + 1 - total)):
         total += len(chunk)
+        if streaming and sink is not None:
+            sink.write(chunk)  # first: a sink that knows the size may name the overflow
         if total > cap:
             raise _too_big(target, f"sent more than {cap} bytes", cap)
         floor.count(len(chunk))
-        if streaming and sink is not None:
-            sink.write(chunk)
-        else:
+        if not streaming:
             chunks.append(chunk)
     return b"".join(chunks)
 
