@@ -150,6 +150,7 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
     if ref.kind == "registry":
         registry = _connect(ref, job)
         manifest, digest, platform = _resolve(registry, ref)
+        sweep_blobs(job.store.layout.tmp, keep=(layer.digest for layer in manifest.layers))
         unchanged = _unchanged(ref, job, digest)
         if unchanged is not None:
             return unchanged
@@ -262,7 +263,6 @@ def _registry_image(
     with locked_blobs(tmp, (layer.digest for layer in manifest.layers)) as files:
         keep = False
         try:
-            sweep_blobs(tmp, keep=files)
             _room_for(registry, manifest, files, tmp)
             for layer in manifest.layers:
                 _download_layer(registry, layer.digest, layer.size, files[layer.digest], tmp)
