@@ -14,8 +14,14 @@ import os
 from trustd.shared.errors import LocalStateError
 
 _MiB = 1024 * 1024
-#: Bytes a download leaves free on the file system holding ``cas/tmp``.
+#: Bytes a download leaves free on the file system holding ``cas/tmp`` by default: 256 MiB,
+#: or a twentieth of a smaller file system.
 DEFAULT_RESERVE = 256 * _MiB
+
+
+def default_reserve(fd: int) -> int:
+    st = os.fstatvfs(fd)
+    return min(DEFAULT_RESERVE, st.f_blocks * st.f_frsize // 20)
 
 
 def free_bytes(fd: int) -> int:
@@ -28,8 +34,11 @@ def _mib(n: int) -> str:
     return f"{n / _MiB:.1f} MiB"
 
 
-def need_space(fd: int, need: int, reserve: int, what: str, where: str) -> None:
-    """Refuse (LocalStateError) when ``need`` more bytes would eat into ``reserve``."""
+def need_space(fd: int, need: int, reserve: int | None, what: str, where: str) -> None:
+    """Refuse (LocalStateError) when ``need`` more bytes would eat into ``reserve`` (None:
+    :func:`default_reserve`)."""
+    if reserve is None:
+        reserve = default_reserve(fd)
     free = free_bytes(fd)
     if free - need >= reserve:
         return
@@ -44,8 +53,11 @@ def need_space(fd: int, need: int, reserve: int, what: str, where: str) -> None:
 class SpaceWatch:
     """While a body streams: every ``every`` bytes written, the reserve must still be free."""
 
-    def __init__(self, fd: int, reserve: int, what: str, where: str, every: int = _MiB) -> None:
-        self.fd, self.reserve, self.what, self.where, self.every = fd, reserve, what, where, every
+    def __init__(
+        self, fd: int, reserve: int | None, what: str, where: str, every: int = _MiB
+    ) -> None:
+        self.fd, self.what, self.where, self.every = fd, what, where, every
+        self.reserve = default_reserve(fd) if reserve is None else reserve
         self.since = 0
 
     def wrote(self, n: int) -> None:

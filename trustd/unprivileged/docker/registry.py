@@ -29,7 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 from trustd.shared.errors import DISK_FULL, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
-from trustd.unprivileged.docker._space import DEFAULT_RESERVE, SpaceWatch, disk_full, need_space
+from trustd.unprivileged.docker._space import SpaceWatch, disk_full, need_space
 from trustd.unprivileged.docker.documents import INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT
 from trustd.unprivileged.transport import IMAGE_LIMITS, Limits, Response, fetch
 from trustd.unprivileged.transport.progress import Progress
@@ -48,7 +48,8 @@ class RegistryLimits:
 
     small: Limits = SMALL_LIMITS
     blob: Limits = IMAGE_LIMITS  # max_bytes caps every layer, whatever its descriptor says
-    reserve: int = DEFAULT_RESERVE  # bytes a download leaves free where cas/tmp lives
+    # bytes a download leaves free where cas/tmp lives (None: 256 MiB, or 1/20 of a small disk)
+    reserve: int | None = None
 
 
 def _hasher(digest: str) -> hashlib._Hash:
