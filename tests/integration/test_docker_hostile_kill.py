@@ -178,3 +178,31 @@ def test_sweep_keeps_what_this_fetch_resumes(registry: Hostile, tmp_path: Path) 
     record = fetch_docker(f"docker://{registry.host}/kill/one", job(store))
     assert record.label("version") == "latest"
     assert list(store.layout.tmp.iterdir()) == []
+
+
+def test_a_group_member_cannot_make_the_sweep_follow_wait_or_remove_what_is_not_its(
+    registry: Hostile, shared_dirs: ConfigDirs
+) -> None:
+    """``cas/tmp`` is the group's: a member plants a ``download-*`` symlink to a file
+    outside, a fifo (a blocking open would hang the fetch) and a directory. The sweep opens
+    with O_NOFOLLOW|O_NONBLOCK and removes regular files only: the target is intact, the
+    fetch finishes, and the planted entries are left as they were."""
+    require_root()
+    from tests.integration._attacker import member  # noqa: PLC0415
+
+    registry.push("kill/small", "latest", [{"bin/sh": b"#!/bin/true\n"}])
+    first = _run(shared_dirs, f"docker://{registry.host}/kill/small")
+    assert first.returncode == 0, first.stderr
+    victim = shared_dirs.data.parent / "victim"
+    victim.write_text("keep me\n")
+    victim.chmod(0o666)
+    tmp = _tmp(shared_dirs)
+    member("ln", "-s", str(victim), str(tmp / "download-link"))
+    member("mkfifo", str(tmp / "download-fifo"))
+    member("mkdir", str(tmp / "download-dir"))
+    registry.push("kill/small2", "latest", [{"bin/sh": b"#!/bin/sh\n"}])
+    done = _run(shared_dirs, f"docker://{registry.host}/kill/small2")
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "keep me\n"
+    assert (tmp / "download-link").is_symlink() and (tmp / "download-fifo").exists()
+    assert (tmp / "download-dir").is_dir()
