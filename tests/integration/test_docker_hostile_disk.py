@@ -58,7 +58,7 @@ def _rkt(base: Path, disk: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def _fill_inodes(disk: Path) -> list[Path]:
-    made = []
+    made: list[Path] = []
     with contextlib.suppress(OSError):
         while True:
             path = disk / f"inode-{len(made)}"
