@@ -40,6 +40,7 @@ from trustd.unprivileged.docker._squash import LayerRefused, Squasher, SquashLim
 from trustd.unprivileged.docker.convert import Origin, build_manifest, sanitize_identifier
 from trustd.unprivileged.docker.documents import (
     INDEX_TYPES,
+    ImageConfig,
     Manifest,
     Platform,
     media_type_of,
@@ -381,8 +382,25 @@ def convert(
     """Squash the layers and write the ACI (manifest first) to ``out``."""
     config = parse_config(config_bytes, f"{label} (config)")
     expected = diff_ids or config.diff_ids
+    name = getattr(out, "name", None)
+    scratch = Path(name).parent if isinstance(name, str) else None  # beside the ACI: cas/tmp
+    squash = Squasher(list(pulled_layers), limits, scratch)
     try:
-        squash = Squasher(list(pulled_layers), limits)
+        _squash(squash, out, expected=expected, label=label, config=config, origin=origin)
+    finally:
+        squash.close()
+
+
+def _squash(
+    squash: Squasher,
+    out: BinaryIO,
+    *,
+    expected: tuple[str, ...],
+    label: str,
+    config: ImageConfig,
+    origin: Origin,
+) -> None:
+    try:
         squash.read_layers()
         if expected and len(expected) == len(squash.diff_ids):
             for i, (want, got) in enumerate(zip(expected, squash.diff_ids, strict=True)):
