@@ -104,9 +104,14 @@ def _members(
 ) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
     """Yield (ordinal, member, tar) for one layer; an empty blob is an empty layer.
 
-    With ``digests``, the sha256 of the whole uncompressed layer is appended once it is read;
-    with ``tee``, every uncompressed byte is written there too.
+    With ``digests``, the sha256 of the whole uncompressed layer is appended once it is read.
+    With ``tee`` (an empty seekable file), the layer is first decompressed into it in large
+    reads (counted and hashed the same way), then its headers are read from there, skipping
+    file contents by seek: no per-record reads through the decompressor.
     """
+    if tee is not None:
+        yield from _members_via(tee, opener, budget, limits, digests)
+        return
     with closing(opener()) as raw:
         reader = LayerReader(decompressed(raw), budget, tee)
         head = reader.read(512)
@@ -127,6 +132,35 @@ def _members(
             digests.append(reader.digest())
 
 
+def _members_via(
+    tee: BinaryIO,
+    opener: Opener,
+    budget: list[int],
+    limits: SquashLimits,
+    digests: list[str] | None,
+) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
+    with closing(opener()) as raw:
+        reader = LayerReader(decompressed(raw), budget, tee)
+        reader.drain()
+    if digests is not None:
+        digests.append(reader.digest())
+    if reader.size == 0:
+        return
+    tee.flush()
+    tee.seek(0)
+    with tarfile.open(
+        fileobj=tee,
+        mode="r:",
+        tarinfo=checked_tarinfo(limits.max_header_size),
+        errors="surrogateescape",
+    ) as tar:
+        ordinal = 0
+        while (member := tar.next()) is not None:
+            yield ordinal, member, tar
+            ordinal += 1
+            tar.members.clear()  # type: ignore[attr-defined]
+
+
 class Squasher:
     """The merged tree of an image's layers; :meth:`write` emits it as an ACI tar."""
 
@@ -137,6 +171,7 @@ class Squasher:
         self.limits = limits or SquashLimits()
         self.scratch = scratch
         self.plain: dict[int, BinaryIO] = {}  # layer -> its uncompressed tar (pass 1's copy)
+        self.reread: set[int] = set()  # layers pass 2 must read again (sparse members)
         self.data: dict[tuple[int, int], tuple[int, int]] = {}  # source -> (offset, size)
         if len(layers) > self.limits.max_layers:
             raise LayerRefused(
@@ -180,8 +215,8 @@ class Squasher:
             tee = self.plain[index] = tempfile.TemporaryFile(dir=self.scratch)  # noqa: SIM115
         for ordinal, member, _tar in _members(opener, budget, self.limits, self.diff_ids, tee):
             if member.type in _REGULAR:
-                if member.sparse is not None and index in self.plain:
-                    self.plain.pop(index).close()  # its data is not one run of bytes
+                if member.sparse is not None:
+                    self.reread.add(index)  # its data is not one run of bytes
                 self.data[index, ordinal] = (member.offset_data, member.size)
             self.entries += 1
             if self.entries > self.limits.max_entries:
@@ -374,7 +409,7 @@ class Squasher:
         budget = [self.limits.max_uncompressed_size]
         wanted_layers = sorted({layer for layer, _ in groups})
         for index in wanted_layers:
-            if index in self.plain:
+            if index in self.plain and index not in self.reread:
                 self._copy_files(tar, index, groups, by_path)
                 continue
             for ordinal, member, src in _members(self.layers[index], budget, self.limits):
