@@ -48,7 +48,10 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt policy explain",
         help="what the policy says for an image name or a stored image, and why",
     )
-    exp.add_argument("image", help="NAME[:VERSION] or a store image ID (sha512-...)")
+    exp.add_argument(
+        "image",
+        help="NAME[:VERSION], docker://REGISTRY/REPO[:TAG] or a store image ID (sha512-...)",
+    )
     exp.add_argument("--stored", action="store_true", help="judge the newest stored NAME")
     add_format_flag(exp)
     exp.set_defaults(func=run_explain)
@@ -160,6 +163,10 @@ def run_explain(args: argparse.Namespace) -> int:
 
         (record,) = records(options, args.image)
         ref = ImageRef.of(record.name, record.label("version"))  # as the gates see it
+    elif args.image.startswith("docker://"):  # as typed: judged by the name it will get
+        from trustd.unprivileged.docker import parse_docker_ref, policy_ref  # noqa: PLC0415
+
+        ref = policy_ref(parse_docker_ref(args.image))
     else:
         ref = ImageRef.parse(args.image)
     doc = explain(policy, ref, _keystore(options), datetime.now(UTC), record)

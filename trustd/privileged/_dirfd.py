@@ -26,7 +26,7 @@ import platform
 import stat
 from pathlib import Path
 
-from trustd.shared.errors import LocalStateError
+from trustd.shared.errors import DISK_FULL, LocalStateError, disk_full_error
 
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -97,6 +97,8 @@ def _refusal(dirfd: int, path: str, exc: OSError) -> LocalStateError:
         return LocalStateError(f"{where}: the path leaves its directory", hint=_HINT)
     if exc.errno == errno.ENOTDIR:
         return LocalStateError(f"{where}: a non-directory is in the way", hint=_HINT)
+    if exc.errno in DISK_FULL:
+        return disk_full_error(exc, where)
     return LocalStateError(
         f"{where}: {exc.strerror}", hint="check the data directory (--dir) and its permissions"
     )

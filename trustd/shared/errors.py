@@ -7,6 +7,7 @@ Every error carries a ``hint``: the next thing the user should do. The CLI catch
 from __future__ import annotations
 
 import errno
+from pathlib import PurePath
 
 SHOWN = 120  # characters of an untrusted or user-given string a message repeats
 
@@ -97,6 +98,26 @@ def report(command: str, exc: TrustdError, debug: bool) -> None:
         traceback.print_exception(exc, file=sys.stderr)
 
 
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full_error(exc: OSError, where: str | None = None) -> LocalStateError:
+    """A write that failed for want of space (or quota): a full disk, never "permissions"."""
+    place = where or (str(exc.filename) if exc.filename is not None else None)
+    if place is None:
+        return LocalStateError(
+            f"no space left on the device: {exc.strerror or exc}",
+            hint="a file system trustd writes to is full (see df -h): free space there, "
+            "then run again",
+        )
+    folder = str(PurePath(place).parent)
+    return LocalStateError(
+        f"cannot write {excerpt(place)}: {exc.strerror or 'no space left on device'}",
+        hint=f"the file system holding {excerpt(folder)} is full: free space there "
+        f"(df -h {excerpt(folder)}), then run again",
+    )
+
+
 def domain_error(exc: Exception) -> TrustdError | None:
     """Environmental failures that reached the top as a domain error, or None (a bug)."""
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
@@ -111,6 +132,8 @@ def domain_error(exc: Exception) -> TrustdError | None:
             "the input is nested too deeply to read",
             hint="no file trustd reads needs more than a few levels of nesting",
         )
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return disk_full_error(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
         return LocalStateError(
             f"cannot use {excerpt(str(exc.filename))}: {exc.strerror or exc}",

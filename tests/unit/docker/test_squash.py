@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import string
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,25 @@ ORIGIN = Origin(name="example.com/squash", tag="1")
 
 
 def squash(*layers: bytes, config: bytes = CONFIG) -> bytes:
+    """Both ways of pass 2 (layers read again; pass 1's uncompressed copies read by offset,
+    when ``out`` is a named file): the same bytes or the same refusal, no copy left behind."""
     out = io.BytesIO()
-    convert(openers(*layers), config, ORIGIN, out, label="test")
+    with tempfile.TemporaryDirectory() as scratch:
+        named = Path(scratch) / "download-aci"
+        try:
+            convert(openers(*layers), config, ORIGIN, out, label="test")
+        except Exception as exc:
+            with named.open("w+b") as f, pytest.raises(type(exc)) as again:
+                convert(openers(*layers), config, ORIGIN, f, label="test")
+            assert str(again.value) == str(exc)
+            raise
+        finally:
+            if named.exists():
+                assert [p.name for p in Path(scratch).iterdir()] == ["download-aci"]
+        with named.open("w+b") as f:
+            convert(openers(*layers), config, ORIGIN, f, label="test")
+        assert named.read_bytes() == out.getvalue()
+        assert [p.name for p in Path(scratch).iterdir()] == ["download-aci"]
     return out.getvalue()
 
 

@@ -135,6 +135,15 @@ def test_insecure_image_needs_the_scope_to_allow_it(
     assert d.verdict == verdict
 
 
+def test_a_fetch_refusal_explains_by_name_never_by_an_id_not_stored(ks: ConfigDirs) -> None:
+    """issue #12: "see why: rkt policy explain sha512-…" failed, the image was never stored."""
+    p = with_base("")
+    d = decide_fetch(p, "example.com/app:1.0", (), keystore(ks), NOW, image_id="sha512-" + "a" * 64)
+    with pytest.raises(PolicyViolationError) as err:
+        d.enforce()
+    assert err.value.hint == "see why: rkt policy explain example.com/app:1.0"
+
+
 @pytest.mark.parametrize(
     ("expires", "verdict", "note"),
     [

@@ -14,6 +14,7 @@ from trustd.shared.policy.decide import (
     Decision,
     RunInput,
     accepts_unsigned,
+    allows_unsigned,
     decide_fetch,
     decide_run,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "RunInput",
     "Scope",
     "accepts_unsigned",
+    "allows_unsigned",
     "decide_fetch",
     "decide_run",
     "effective_policy_path",

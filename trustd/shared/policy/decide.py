@@ -73,9 +73,11 @@ class Decision:
     def enforce(self) -> None:
         """Raise :class:`PolicyViolationError` when denied (the gates call this)."""
         if self.verdict == "deny":
+            # a fetch refusal stored nothing: explain works by name, never by an ID not stored
+            shown = self.image if self.gate == "fetch" else (self.image_id or self.image)
             raise PolicyViolationError(
                 f'image "{self.image}" refused by policy: {self.explain()}',
-                hint=f"see why: rkt policy explain {self.image_id or self.image}",
+                hint=f"see why: rkt policy explain {shown}",
             )
 
     def to_json(self) -> dict[str, Any]:
@@ -379,6 +381,16 @@ def accepts_unsigned(policy: Policy, name: str | ImageRef) -> bool:
     "accept-anything"``): an explicit policy opt-out, recorded like the flag."""
     scope = policy.scope(resolve(policy, _ref(name)).scope)
     return scope.require.type == "accept-anything"
+
+
+def allows_unsigned(policy: Policy, name: str | ImageRef) -> bool:
+    """The scope for ``name`` lets an image in without a signature when the request asks
+    with ``--insecure-options=image``: it accepts anything, or it requires signatures but
+    lists ``image`` in ``run.insecure_options`` (the fetch gate's rule, checked up front)."""
+    scope = policy.scope(resolve(policy, _ref(name)).scope)
+    if scope.require.type == "accept-anything":
+        return True
+    return scope.require.type == "signed" and "image" in scope.run.insecure_options
 
 
 def _caps_fix(have: tuple[str, ...], extra: list[str], allowed: tuple[str, ...]) -> str:

@@ -42,6 +42,8 @@ def disk_full(path: Path) -> bool:
 
 def full_hint(path: Path) -> str:
     where = _nearest_existing(path)
+    if not where.is_dir():
+        where = where.parent
     return (
         f"the file system holding {where} is full: free space there (df -h {where}), then run again"
     )
@@ -73,10 +75,12 @@ def os_hint(exc: OSError, root: Path) -> str:
 
 
 def sqlite_hint(exc: sqlite3.Error, path: Path, root: Path) -> str:
-    """SQLITE_FULL, or an I/O error on a full file system, is a full disk; read-only and
-    can't-open are permissions; anything else names the disk."""
+    """SQLITE_FULL, or an I/O, can't-open or read-only error on a full file system (no
+    block, or no inode: sqlite cannot create its journal), is a full disk; otherwise
+    read-only and can't-open are permissions; anything else names the disk."""
     name = getattr(exc, "sqlite_errorname", "") or ""
-    if name.startswith("SQLITE_FULL") or (name.startswith("SQLITE_IOERR") and disk_full(path)):
+    maybe_full = ("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
+    if name.startswith("SQLITE_FULL") or (name.startswith(maybe_full) and disk_full(path)):
         return full_hint(path)
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
         return denied_hint(root)

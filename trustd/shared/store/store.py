@@ -35,6 +35,7 @@ from trustd.shared.store._layout import (
     open_store_dir,
 )
 from trustd.shared.store.model import AdmittedImage, ImageRecord
+from trustd.shared.store.scratch import locked_scratch, sweep_scratch
 
 MIN_ID_HEX = 2
 
@@ -100,13 +101,20 @@ class ImageStore:
 
     @contextlib.contextmanager
     def scratch_file(self) -> Iterator[Path]:
-        """A private temporary file in ``cas/tmp`` (same filesystem as the blobs), removed after."""
-        fd, name = tempfile.mkstemp(prefix="download-", dir=self.layout.tmp)
-        os.close(fd)
+        """A temporary file in ``cas/tmp`` (same filesystem as the blobs), removed after.
+
+        It is held under an exclusive flock while in use, so a fetch killed with SIGKILL
+        leaves a ``download-*`` file whose lock is free: every new scratch file first sweeps
+        those (:func:`sweep_scratch`). The file is readable by the group (a sweeper running
+        as another member must open it to try the lock; the store is the group's anyway).
+        """
+        sweep_scratch(self.layout.tmp)
+        fd, name = locked_scratch(self.layout.tmp)
         try:
             yield Path(name)
         finally:
             Path(name).unlink(missing_ok=True)
+            os.close(fd)
 
     @contextlib.contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:

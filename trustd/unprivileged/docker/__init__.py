@@ -1,7 +1,8 @@
 """Docker-format images (``docker://``, ``docker-archive:``, ``oci:``) converted into ACIs.
 
 A Docker image carries no appc signature, so it enters the store only through the explicit,
-recorded ``--insecure-options=image`` opt-out (:func:`.fetch.gate`); the squashed
+recorded ``--insecure-options=image`` opt-out *and* a policy scope that allows it
+(:func:`.fetch.gate`); the squashed
 ACI then passes the same admission gate as every other image.
 """
 
@@ -12,6 +13,7 @@ from trustd.unprivileged.docker.fetch import (
     convert,
     fetch_docker,
     gate,
+    policy_ref,
 )
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.registry import Registry, RegistryLimits
@@ -28,4 +30,5 @@ __all__ = [
     "gate",
     "open_local_source",
     "parse_docker_ref",
+    "policy_ref",
 ]

@@ -7,6 +7,10 @@ exclusive flock on it until it is done with the layer, and whoever removes the f
 under that lock, so a waiter that wakes to a removed file opens the path again.
 Locks are taken in digest order, once per distinct digest, so two fetches of images that
 share layers cannot deadlock.
+
+A fetch killed with SIGKILL leaves its layer files behind with their locks free. The next
+fetch that needs one resumes it; :func:`sweep_blobs` removes the others once nobody has
+touched them for :data:`RESUME_WINDOW` (under their lock, so never one in use).
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import contextlib
 import fcntl
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from trustd.shared.store.scratch import remove_if_orphan
 
 
 def blob_path(tmp: Path, digest: str) -> Path:
@@ -60,3 +67,23 @@ def locked_blobs(tmp: Path, digests: Iterable[str]) -> Iterator[dict[str, Binary
     """Open and lock one scratch file per distinct digest; yields digest -> file (``r+b``)."""
     with contextlib.ExitStack() as stack:
         yield {d: stack.enter_context(_locked(blob_path(tmp, d), d)) for d in sorted(set(digests))}
+
+
+RESUME_WINDOW = 3600.0  # seconds an orphaned partial layer waits for a fetch to resume it
+PREFIX = "docker-blob-"
+
+
+def sweep_blobs(tmp: Path, keep: Iterable[str] = ()) -> int:
+    """Remove layer partials no fetch holds and none has touched for RESUME_WINDOW, except
+    those for the digests in ``keep`` (this fetch's: it resumes them). Returns how many."""
+    kept = {blob_path(tmp, d).name for d in keep}
+    cutoff = time.time() - RESUME_WINDOW
+    removed = 0
+    dirfd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in os.listdir(dirfd):  # noqa: PTH208 - names beneath a held fd
+            if name.startswith(PREFIX) and name not in kept:
+                removed += remove_if_orphan(dirfd, name, cutoff)
+    finally:
+        os.close(dirfd)
+    return removed

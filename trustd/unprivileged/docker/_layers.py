@@ -63,11 +63,12 @@ def decompressed(raw: BinaryIO) -> BinaryIO:
 class LayerReader:
     """Reads the uncompressed layer, counting against a shared budget and hashing (sha256)."""
 
-    def __init__(self, plain: BinaryIO, budget: list[int]) -> None:
+    def __init__(self, plain: BinaryIO, budget: list[int], tee: BinaryIO | None = None) -> None:
         self.plain = plain
         self.budget = budget  # one-element list: bytes left for all layers of the image
         self.hash = hashlib.sha256()
         self.size = 0
+        self.tee = tee  # gets every uncompressed byte, in order (pass 2 reads it back)
 
     def read(self, n: int = -1) -> bytes:
         want = 1 << 20 if n is None or n < 0 else n
@@ -77,6 +78,8 @@ class LayerReader:
         if self.budget[0] < 0:
             raise CapExceeded("the uncompressed layers are larger than the cap")
         self.hash.update(data)
+        if self.tee is not None:
+            self.tee.write(data)
         return data
 
     def drain(self) -> None:

@@ -9,19 +9,24 @@ shares (so it stays right when its target path is later replaced). Device nodes 
 dropped: the runtime provides /dev.
 
 Pass 2 writes the ACI: ``manifest``, ``rootfs``, the directories (parents first), then each
-file's content from its layer (read a second time) followed at once by the hard links that
-share it, then the symlinks. Every symlink is resolved inside the rootfs first; an escape is
-refused. The result is deterministic: the same layers give the same bytes, hence the same
-image ID.
+file's content from its layer followed at once by the hard links that share it, then the
+symlinks. With a ``scratch`` directory, pass 1 keeps each layer's uncompressed tar in an
+unnamed temporary file there (it vanishes with the process, even on SIGKILL) and pass 2
+copies each file's bytes from it by offset; without one (or for a layer with sparse
+members) the layer is decompressed and parsed a second time. Both give the same bytes.
+Every symlink is resolved inside the rootfs first; an escape is refused. The result is
+deterministic: the same layers give the same bytes, hence the same image ID.
 """
 
 from __future__ import annotations
 
 import io
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, Final, cast
 
 from trustd.shared.appc._aci_io import SourceReadError
@@ -91,14 +96,24 @@ class _Entry:
 
 
 def _members(
-    opener: Opener, budget: list[int], limits: SquashLimits, digests: list[str] | None = None
+    opener: Opener,
+    budget: list[int],
+    limits: SquashLimits,
+    digests: list[str] | None = None,
+    tee: BinaryIO | None = None,
 ) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
     """Yield (ordinal, member, tar) for one layer; an empty blob is an empty layer.
 
     With ``digests``, the sha256 of the whole uncompressed layer is appended once it is read.
+    With ``tee`` (an empty seekable file), the layer is first decompressed into it in large
+    reads (counted and hashed the same way), then its headers are read from there, skipping
+    file contents by seek: no per-record reads through the decompressor.
     """
+    if tee is not None:
+        yield from _members_via(tee, opener, budget, limits, digests)
+        return
     with closing(opener()) as raw:
-        reader = LayerReader(decompressed(raw), budget)
+        reader = LayerReader(decompressed(raw), budget, tee)
         head = reader.read(512)
         if head:
             with tarfile.open(
@@ -117,12 +132,47 @@ def _members(
             digests.append(reader.digest())
 
 
+def _members_via(
+    tee: BinaryIO,
+    opener: Opener,
+    budget: list[int],
+    limits: SquashLimits,
+    digests: list[str] | None,
+) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
+    with closing(opener()) as raw:
+        reader = LayerReader(decompressed(raw), budget, tee)
+        reader.drain()
+    if digests is not None:
+        digests.append(reader.digest())
+    if reader.size == 0:
+        return
+    tee.flush()
+    tee.seek(0)
+    with tarfile.open(
+        fileobj=tee,
+        mode="r:",
+        tarinfo=checked_tarinfo(limits.max_header_size),
+        errors="surrogateescape",
+    ) as tar:
+        ordinal = 0
+        while (member := tar.next()) is not None:
+            yield ordinal, member, tar
+            ordinal += 1
+            tar.members.clear()  # type: ignore[attr-defined]
+
+
 class Squasher:
     """The merged tree of an image's layers; :meth:`write` emits it as an ACI tar."""
 
-    def __init__(self, layers: list[Opener], limits: SquashLimits | None = None) -> None:
+    def __init__(
+        self, layers: list[Opener], limits: SquashLimits | None = None, scratch: Path | None = None
+    ) -> None:
         self.layers = layers
         self.limits = limits or SquashLimits()
+        self.scratch = scratch
+        self.plain: dict[int, BinaryIO] = {}  # layer -> its uncompressed tar (pass 1's copy)
+        self.reread: set[int] = set()  # layers pass 2 must read again (sparse members)
+        self.data: dict[tuple[int, int], tuple[int, int]] = {}  # source -> (offset, size)
         if len(layers) > self.limits.max_layers:
             raise LayerRefused(
                 None, "layer-count-cap", f"more than {self.limits.max_layers} layers"
@@ -150,11 +200,24 @@ class Squasher:
             except corrupt_errors() as exc:
                 raise LayerRefused(index, "corrupt-layer", f"the layer is corrupt: {exc}") from exc
 
+    def close(self) -> None:
+        """Drop pass 1's uncompressed copies (unnamed files: closing frees them)."""
+        for f in self.plain.values():
+            f.close()
+        self.plain.clear()
+
     def _read_layer(self, index: int, opener: Opener, budget: list[int]) -> None:
         entries: list[_Entry] = []
         whiteouts: list[str] = []
         opaque: list[str] = []
-        for ordinal, member, _tar in _members(opener, budget, self.limits, self.diff_ids):
+        tee = None
+        if self.scratch is not None:
+            tee = self.plain[index] = tempfile.TemporaryFile(dir=self.scratch)  # noqa: SIM115
+        for ordinal, member, _tar in _members(opener, budget, self.limits, self.diff_ids, tee):
+            if member.type in _REGULAR:
+                if member.sparse is not None:
+                    self.reread.add(index)  # its data is not one run of bytes
+                self.data[index, ordinal] = (member.offset_data, member.size)
             self.entries += 1
             if self.entries > self.limits.max_entries:
                 raise Refused("entry-count-cap", f"more than {self.limits.max_entries} entries")
@@ -346,6 +409,9 @@ class Squasher:
         budget = [self.limits.max_uncompressed_size]
         wanted_layers = sorted({layer for layer, _ in groups})
         for index in wanted_layers:
+            if index in self.plain and index not in self.reread:
+                self._copy_files(tar, index, groups, by_path)
+                continue
             for ordinal, member, src in _members(self.layers[index], budget, self.limits):
                 paths = groups.get((index, ordinal))
                 if not paths:
@@ -359,6 +425,28 @@ class Squasher:
                     hard = _header(f"rootfs/{link}", by_path[link])
                     hard.type, hard.linkname, hard.size = tarfile.LNKTYPE, f"rootfs/{first}", 0
                     tar.addfile(hard)
+
+    def _copy_files(
+        self,
+        tar: tarfile.TarFile,
+        index: int,
+        groups: dict[tuple[int, int], list[str]],
+        by_path: dict[str, _Node],
+    ) -> None:
+        """Pass 2 for one layer from pass 1's uncompressed copy: each file's bytes by offset,
+        in member order, exactly what re-reading the layer would give."""
+        plain = self.plain[index]
+        for source in sorted(s for s in groups if s[0] == index):
+            first, *links = sorted(groups[source])
+            offset, size = self.data[source]
+            plain.seek(offset)
+            info = _header(f"rootfs/{first}", by_path[first])
+            info.size = size
+            tar.addfile(info, plain)
+            for link in links:
+                hard = _header(f"rootfs/{link}", by_path[link])
+                hard.type, hard.linkname, hard.size = tarfile.LNKTYPE, f"rootfs/{first}", 0
+                tar.addfile(hard)
 
 
 def _header(name: str, node: _Node) -> tarfile.TarInfo:

@@ -1,10 +1,12 @@
 """``docker://``, ``docker-archive:`` and ``oci:`` into the store: pull, squash, gate, store.
 
-The order: the trust gate first (no network before it: unsigned Docker images need
-``--insecure-options=image``), then the manifest (its digest checked), the config and the
-layers (each checked against its digest while it streams, into the store's scratch space),
-the squash into one ACI in the scratch space, and the same admission gate as every ACI
-(``admit`` with no keystore, recording the opt-out and the manifest digest in the provenance).
+The order: the trust gate first (no network before it: an unsigned Docker image needs
+``--insecure-options=image`` *and* a policy scope that allows it), then the manifest (its
+digest checked), the config (its platform checked against the manifest list's entry) and
+the layers (sizes capped and free space checked first; each checked against its digest
+while it streams, into the store's scratch space), the squash into one ACI in the scratch
+space, and the same admission gate as every ACI (``admit`` with no keystore, recording the
+opt-out and the manifest digest in the provenance).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from trustd.shared.errors import RemoteLiedError, TransportError, UserError
+from trustd.shared.errors import PolicyViolationError, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.policy import ImageRef
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
-from trustd.unprivileged.docker._blobs import blob_path, locked_blobs
+from trustd.unprivileged.docker._blobs import blob_path, locked_blobs, sweep_blobs
 from trustd.unprivileged.docker._layout_files import LayoutFiles
 from trustd.unprivileged.docker._local import (
     LocalImage,
@@ -33,11 +35,14 @@ from trustd.unprivileged.docker._local import (
     oci_blob_opener,
     open_archive,
 )
+from trustd.unprivileged.docker._space import need_space
 from trustd.unprivileged.docker._squash import LayerRefused, Squasher, SquashLimits
 from trustd.unprivileged.docker.convert import Origin, build_manifest, sanitize_identifier
 from trustd.unprivileged.docker.documents import (
     INDEX_TYPES,
+    ImageConfig,
     Manifest,
+    Platform,
     media_type_of,
     parse_config,
     parse_index,
@@ -67,27 +72,55 @@ class DockerFetch:
     limits: RegistryLimits | None = None
     squash_limits: SquashLimits | None = None
     admitted_gate: Callable[[AdmittedImage], None] | None = None  # the policy's fetch gate
-    accept_unsigned: AcceptUnsigned | None = None  # a policy scope accepts unsigned images
+    # does the policy scope for this name:version allow an image admitted unsigned?
+    accept_unsigned: AcceptUnsigned | None = None
 
 
 def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | None = None) -> None:
-    """Docker images carry no appc signature: only an explicit opt-out lets one in, either
-    ``--insecure-options=image`` or a policy scope that accepts unsigned images for the name
-    it will have (``accept_unsigned``, asked with the name and the tag, which becomes the
-    image's ``version`` label, so an exact ``name:version`` scope applies). Either way
-    ``admit`` records it as insecure, and the policy's fetch gate still decides it afterwards.
+    """Docker images carry no appc signature, so they fail closed (threat model, boundary
+    15): one is fetched only with ``--insecure-options=image`` *and* a policy scope that
+    allows that (``accept_unsigned``, asked with the name and the tag, which becomes the
+    image's ``version`` label, so an exact ``name:version`` scope applies). Neither alone is
+    enough; both are checked here, before any network, and ``admit`` records the image as
+    insecure. The policy's fetch gate still decides the stored image afterwards.
     """
-    by_policy = (
-        accept_unsigned is not None
-        and ref.kind == "registry"
-        and accept_unsigned(ImageRef.of(registry_image_name(ref), ref.tag))
+    allowed = (
+        None
+        if accept_unsigned is None or ref.kind != "registry"
+        else accept_unsigned(policy_ref(ref))
     )
-    if Insecure.IMAGE not in insecure and not by_policy:
+    typed = ref.text
+    if Insecure.IMAGE not in insecure:
+        policy_part = (
+            ""
+            if allowed is not False
+            else f", and a policy scope that allows it ({_scope_fix(ref)})"
+        )
         raise UserError(
             UNSIGNED_MESSAGE,
-            hint=f"{ref.text} cannot be verified; pass --insecure-options=image to accept it "
-            "unsigned (the store records it as insecure, with its manifest digest)",
+            hint=f"{typed} cannot be verified; to accept it unsigned, pass "
+            f"--insecure-options=image{policy_part}; the store records it as insecure, with "
+            "its manifest digest",
         )
+    if allowed is False:
+        raise PolicyViolationError(
+            f'docker image "{typed}" is unsigned, and the policy does not allow unsigned '
+            f"images for it (--insecure-options=image alone is not enough)",
+            hint=f"{_scope_fix(ref)}; see why: rkt policy explain {ref.text}",
+        )
+
+
+def policy_ref(ref: DockerRef) -> ImageRef:
+    """The name and version policy scopes judge a registry image by (today: the AC name it
+    gets in the store, and the tag, which becomes its ``version`` label)."""
+    return ImageRef.of(registry_image_name(ref), ref.tag)
+
+
+def _scope_fix(ref: DockerRef) -> str:
+    return (
+        f'in policy.toml, give "{registry_image_name(ref)}" a scope whose run.insecure_options '
+        'lists "image" (or whose require.type is "accept-anything")'
+    )
 
 
 def registry_image_name(ref: DockerRef) -> str:
@@ -117,11 +150,12 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
         return cached
     if ref.kind == "registry":
         registry = _connect(ref, job)
-        manifest, digest = _resolve(registry, ref)
+        manifest, digest, platform = _resolve(registry, ref)
+        sweep_blobs(job.store.layout.tmp, keep=(layer.digest for layer in manifest.layers))
         unchanged = _unchanged(ref, job, digest)
         if unchanged is not None:
             return unchanged
-        with _registry_image(ref, job, registry, manifest, digest) as pulled:
+        with _registry_image(ref, job, registry, manifest, digest, platform=platform) as pulled:
             record = _convert_and_store(ref, pulled, job)
             job.store.index.set_remote(ref.url, record.key, pulled.source_digest, None)
             return record
@@ -172,37 +206,67 @@ def _connect(ref: DockerRef, job: DockerFetch) -> Registry:
     return registry
 
 
-def _resolve(registry: Registry, ref: DockerRef) -> tuple[Manifest, str]:
-    """The image manifest for this host (a manifest list picks the platform) and its digest."""
+def _resolve(registry: Registry, ref: DockerRef) -> tuple[Manifest, str, Platform | None]:
+    """The image manifest for this host (a manifest list picks the platform), its digest,
+    and the platform the list named for it (None for a plain manifest)."""
     body, media, digest = registry.manifest(ref.reference)
     label = f"{ref.registry}/{ref.repository}@{digest}"
     media = media_type_of(body, media, label)
+    platform = None
     if media in INDEX_TYPES:
         chosen = select_platform(parse_index(body, media, label), label)
+        platform = chosen.platform
         body, media, digest = registry.manifest(chosen.digest)
         label = f"{ref.registry}/{ref.repository}@{digest}"
         media = media_type_of(body, media, label)
         if media in INDEX_TYPES:
             raise RemoteLiedError(f"{label}: a manifest list names another manifest list")
-    return parse_manifest(body, media, label), digest
+    return parse_manifest(body, media, label), digest, platform
+
+
+def _check_platform(config_bytes: bytes, platform: Platform | None, label: str) -> None:
+    """A manifest list entry is chosen by the platform it claims; the config it leads to
+    must be that platform, or an arm64 image would be stored and run as amd64."""
+    if platform is None:
+        return
+    config = parse_config(config_bytes, f"{label} (config)")
+    if (config.os, config.architecture) != (platform.os, platform.architecture):
+        raise RemoteLiedError(
+            f"{label}: the manifest list names it for {platform.os}/{platform.architecture}, "
+            f"but its config says {config.os}/{config.architecture}",
+            hint="the registry's manifest list is wrong or hostile; nothing was stored "
+            "(ask its owner to fix the list, or fetch the image by the digest you expect)",
+        )
 
 
 @contextlib.contextmanager
 def _registry_image(
-    ref: DockerRef, job: DockerFetch, registry: Registry, manifest: Manifest, digest: str
+    ref: DockerRef,
+    job: DockerFetch,
+    registry: Registry,
+    manifest: Manifest,
+    digest: str,
+    *,
+    platform: Platform | None = None,
 ) -> Iterator[_Pulled]:
     """Config and layers, each checked against its digest, into locked scratch files.
 
     A failure in transit keeps the layer files for the next attempt to resume; anything
-    else (wrong bytes, a refused image, success) removes them, still under their locks.
+    else (wrong bytes, a refused image, a full disk, success) removes them, still under
+    their locks. Before the first byte: every layer's declared size within the cap, and
+    room for all of them in ``cas/tmp``; leftovers of killed fetches are swept.
     """
+    for layer in manifest.layers:
+        registry.check_size(layer.digest, layer.size)
     config_bytes = registry.blob_bytes(manifest.config.digest, manifest.config.size)
+    _check_platform(config_bytes, platform, f"{ref.registry}/{ref.repository}@{digest}")
     tmp = job.store.layout.tmp
     with locked_blobs(tmp, (layer.digest for layer in manifest.layers)) as files:
         keep = False
         try:
+            _room_for(registry, manifest, files, tmp)
             for layer in manifest.layers:
-                _download_layer(registry, layer.digest, layer.size, files[layer.digest])
+                _download_layer(registry, layer.digest, layer.size, files[layer.digest], tmp)
             origin = Origin(
                 name=registry_image_name(ref),
                 tag=ref.tag,
@@ -223,11 +287,24 @@ def _registry_image(
                     blob_path(tmp, d).unlink(missing_ok=True)
 
 
-def _download_layer(registry: Registry, digest: str, size: int, f: BinaryIO) -> None:
+def _room_for(
+    registry: Registry, manifest: Manifest, files: dict[str, BinaryIO], tmp: Path
+) -> None:
+    """All the layers still to download fit in ``cas/tmp`` above the reserve."""
+    sizes = {layer.digest: layer.size for layer in manifest.layers}
+    need = sum(max(size - files[d].seek(0, os.SEEK_END), 0) for d, size in sizes.items())
+    any_file = next(iter(files.values()), None)
+    if any_file is not None:
+        what = f"{len(sizes)} layer(s) of {registry.host}/{registry.repository}"
+        need_space(any_file.fileno(), need, registry.limits.reserve, what, str(tmp))
+
+
+def _download_layer(registry: Registry, digest: str, size: int, f: BinaryIO, tmp: Path) -> None:
     have = f.seek(0, os.SEEK_END)
     if 0 < have < size:
         print(f"image: resuming layer {digest} at byte {have} of {size}", file=sys.stderr)
-    registry.blob_to(digest, size, f, Progress(f"layer {_short(digest)}", start=have))
+    progress = Progress(f"layer {_short(digest)}", start=have)
+    registry.blob_to(digest, size, f, progress, str(tmp))
 
 
 def _short(digest: str) -> str:
@@ -305,8 +382,25 @@ def convert(
     """Squash the layers and write the ACI (manifest first) to ``out``."""
     config = parse_config(config_bytes, f"{label} (config)")
     expected = diff_ids or config.diff_ids
+    name = getattr(out, "name", None)
+    scratch = Path(name).parent if isinstance(name, str) else None  # beside the ACI: cas/tmp
+    squash = Squasher(list(pulled_layers), limits, scratch)
     try:
-        squash = Squasher(list(pulled_layers), limits)
+        _squash(squash, out, expected=expected, label=label, config=config, origin=origin)
+    finally:
+        squash.close()
+
+
+def _squash(
+    squash: Squasher,
+    out: BinaryIO,
+    *,
+    expected: tuple[str, ...],
+    label: str,
+    config: ImageConfig,
+    origin: Origin,
+) -> None:
+    try:
         squash.read_layers()
         if expected and len(expected) == len(squash.diff_ids):
             for i, (want, got) in enumerate(zip(expected, squash.diff_ids, strict=True)):

@@ -5,13 +5,19 @@ when https fails, as rkt did. A 401 with ``WWW-Authenticate: Bearer realm=…,se
 answered with a token from the realm (scope ``repository:NAME:pull``), asked with the
 ``dockerAuth`` credentials when there are some; ``Basic`` challenges get the credentials
 directly. Credentials only ever travel over https: a plain-http registry or realm never sees
-them. Every manifest and blob is hashed while it streams and refused on a digest mismatch;
-manifests are capped at 4 MiB, blobs at the size their descriptor announced.
+them. A token realm gets them only when it is https and on the registry's own host (any
+port), or when auth.d configures credentials for the realm's own ``host[:port]`` (then those
+are sent): a registry cannot send someone else's password to a host of its choosing.
+Every manifest and blob is hashed while it streams and refused on a digest mismatch;
+manifests are capped at 4 MiB, blobs at the size their descriptor announced, which itself
+may not pass the blob cap (16 GiB); free space in ``cas/tmp`` is checked before and during
+each download, keeping ``reserve`` bytes free.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,8 +27,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 
-from trustd.shared.errors import RemoteLiedError, TransportError, UserError
+from trustd.shared.errors import DISK_FULL, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
+from trustd.unprivileged.docker._space import SpaceWatch, disk_full, need_space
 from trustd.unprivileged.docker.documents import INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT
 from trustd.unprivileged.transport import IMAGE_LIMITS, Limits, Response, fetch
 from trustd.unprivileged.transport.progress import Progress
@@ -40,7 +47,9 @@ class RegistryLimits:
     """Caps and clocks for registry calls; tests pass short ones."""
 
     small: Limits = SMALL_LIMITS
-    blob: Limits = IMAGE_LIMITS
+    blob: Limits = IMAGE_LIMITS  # max_bytes caps every layer, whatever its descriptor says
+    # bytes a download leaves free where cas/tmp lives (None: 256 MiB, or 1/20 of a small disk)
+    reserve: int | None = None
 
 
 def _hasher(digest: str) -> hashlib._Hash:
@@ -61,10 +70,24 @@ def digest_mismatch(what: str, wanted: str, got: str) -> RemoteLiedError:
 
 
 class _BlobSink:
-    """Writes a blob to a file while hashing it; a 206 resumes, anything else restarts."""
+    """Writes a blob to a file while hashing it; a 206 resumes, anything else restarts.
 
-    def __init__(self, f: BinaryIO, digest: str, offset: int, progress: Progress | None) -> None:
+    More bytes than the descriptor's ``size`` is a lie (RemoteLiedError, the file emptied);
+    so is a disk that fills up (LocalStateError), never a partial to resume.
+    """
+
+    def __init__(
+        self,
+        f: BinaryIO,
+        digest: str,
+        offset: int,
+        progress: Progress | None,
+        *,
+        size: int | None = None,
+        watch: SpaceWatch | None = None,
+    ) -> None:
         self.f, self.digest, self.offset, self.progress = f, digest, offset, progress
+        self.size, self.watch = size, watch
         self.total: int | None = None
         self.hash = _hasher(digest)
         f.seek(0)
@@ -81,9 +104,28 @@ class _BlobSink:
             if self.progress is not None:
                 self.progress.done = 0
         self.total = None if length is None else length + self.offset
+        if self.size is not None and self.total is not None and self.total > self.size:
+            raise self._too_long(f"announces {self.total} bytes")
+
+    def _too_long(self, what: str) -> RemoteLiedError:
+        return RemoteLiedError(
+            f"blob {self.digest}: the registry {what}, more than the {self.size} bytes its "
+            "descriptor declares",
+            hint="the registry is misconfigured or hostile; nothing was stored",
+        )
 
     def write(self, chunk: bytes) -> None:
-        self.f.write(chunk)
+        if self.size is not None and self.f.tell() + len(chunk) > self.size:
+            raise self._too_long("sent more")
+        try:
+            self.f.write(chunk)
+        except OSError as exc:  # the transport would call this a network failure
+            if exc.errno in DISK_FULL:
+                where = self.watch.where if self.watch is not None else "cas/tmp"
+                raise disk_full(f"blob {self.digest}", where, exc) from exc
+            raise
+        if self.watch is not None:
+            self.watch.wrote(len(chunk))
         self.hash.update(chunk)
         if self.progress is not None:
             self.progress.update(chunk, self.total)
@@ -145,6 +187,20 @@ class Registry:
             return None
         return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
 
+    def _realm_credentials(self, url: str) -> str | None:
+        """The Basic header a token realm may see: the registry's credentials if the realm
+        is https on the registry's own host, the realm host's own auth.d entry if it has
+        one, else nothing (a registry's 401 must not send a password to a host it picks)."""
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            return None
+        if parts.hostname.lower() == (urlsplit(self.base).hostname or "").lower():
+            return self._basic()
+        creds = self.credentials(parts.netloc.lower())
+        if creds is None:
+            return None
+        return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+
     def _authenticate(self, resp: Response) -> None:
         challenge = resp.headers.get("www-authenticate", "")
         scheme, _, params_text = challenge.partition(" ")
@@ -175,8 +231,8 @@ class Registry:
             query["service"] = params["service"]
         url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
         headers = {}
-        basic = self._basic()
-        if basic is not None and urlsplit(url).scheme == "https":
+        basic = self._realm_credentials(url)
+        if basic is not None:
             headers["Authorization"] = basic
         resp = fetch(url, limits=self.limits.small, insecure=self.insecure, headers=headers)
         if resp.status != 200:
@@ -243,8 +299,24 @@ class Registry:
             raise digest_mismatch(f"blob {self.repository}@{digest}", digest, got)
         return resp.body
 
+    def check_size(self, digest: str, size: int) -> None:
+        """A descriptor may not raise the blob cap: refuse, before any byte, a layer
+        declared larger than it (or of a negative size)."""
+        cap = self.limits.blob.max_bytes
+        if not 0 <= size <= cap:
+            raise RemoteLiedError(
+                f"layer {self.repository}@{digest} declares {size} bytes, over the "
+                f"{cap}-byte cap for one layer",
+                hint="the registry is misconfigured or hostile; nothing was downloaded",
+            )
+
     def blob_to(
-        self, digest: str, size: int, f: BinaryIO, progress: Progress | None = None
+        self,
+        digest: str,
+        size: int,
+        f: BinaryIO,
+        progress: Progress | None = None,
+        where: str = "cas/tmp",
     ) -> None:
         """Download a layer into ``f`` (open ``r+b``), resuming from the bytes it holds.
 
@@ -253,19 +325,18 @@ class Registry:
         body cut short raises TransportError and leaves what arrived for the next attempt;
         wrong bytes raise RemoteLiedError and leave the file empty.
         """
+        self.check_size(digest, size)
         have = f.seek(0, os.SEEK_END)
         if have == size and _BlobSink(f, digest, have, None).result() == digest:
             return
         offset = have if 0 < have < size else 0
-        base = self.limits.blob
-        limits = Limits(  # a registry may ignore Range and send it all: cap at the full size
-            size,
-            base.connect_timeout,
-            base.total_timeout,
-            base.max_redirects,
-            base.idle_timeout,
-        )
-        sink = _BlobSink(f, digest, offset, progress)
+        what = f"layer {digest}"
+        need_space(f.fileno(), size - offset, self.limits.reserve, what, where)
+        # a registry may ignore Range and send it all: cap at the full size (one byte more
+        # reaches the sink, which calls it the lie it is rather than a transfer to resume)
+        limits = dataclasses.replace(self.limits.blob, max_bytes=size + 1)
+        watch = SpaceWatch(f.fileno(), self.limits.reserve, what, where)
+        sink = _BlobSink(f, digest, offset, progress, size=size, watch=watch)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             resp = self._get(f"blobs/{digest}", limits, headers, sink)

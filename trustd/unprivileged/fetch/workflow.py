@@ -14,7 +14,7 @@ from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef as PolicyRef
-from trustd.shared.policy import Policy, accepts_unsigned, decide_fetch
+from trustd.shared.policy import Policy, allows_unsigned, decide_fetch
 from trustd.shared.policy.log import append_decision
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
 from trustd.unprivileged.fetch._auth import AuthConfig
@@ -162,7 +162,7 @@ def fetch_image(
             credentials=lambda registry: docker_credentials(registry, auth),
             pull_policy=ctx.pull_policy,
             admitted_gate=ctx.policy_gate,
-            accept_unsigned=lambda name: accepts_unsigned(ctx.policy, name),
+            accept_unsigned=lambda name: allows_unsigned(ctx.policy, name),
         )
         opened = None if isinstance(local, LocalInputs) else local
         return fetch_docker(request.ref.text, job, opened)

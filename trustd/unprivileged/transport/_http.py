@@ -41,13 +41,20 @@ class Limits:
     total_timeout: float
     max_redirects: int = 10
     idle_timeout: float | None = None  # longest silence mid-body (big downloads)
+    min_rate: tuple[int, float] | None = None  # (bytes, seconds): the body's throughput floor
 
 
 KEY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
 DISCOVERY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=20, total_timeout=20)
 SIGNATURE_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
+#: A body slower than this, window after window, is a stall: ~1 KiB/s over each minute.
+MIN_RATE = (64 * 1024, 60.0)
 IMAGE_LIMITS = Limits(
-    max_bytes=16 * 1024 * _MiB, connect_timeout=30, total_timeout=6 * 3600, idle_timeout=60
+    max_bytes=16 * 1024 * _MiB,
+    connect_timeout=30,
+    total_timeout=6 * 3600,
+    idle_timeout=60,
+    min_rate=MIN_RATE,
 )
 
 
@@ -184,7 +191,8 @@ def _read_body(
 ) -> bytes:
     """Read the body, refusing it as soon as it would pass ``limits.max_bytes``.
 
-    With a ``sink``, a 2xx body goes to the sink as it arrives and b"" is returned.
+    With a ``sink``, a 2xx body goes to the sink as it arrives and b"" is returned; the
+    sink may see the (at most one-byte-long) chunk that passes the cap before it is refused.
     """
     cap = limits.max_bytes
     if resp.length is not None and resp.length > cap:
@@ -194,15 +202,46 @@ def _read_body(
         sink.begin(resp.status, resp.length)
     chunks: list[bytes] = []
     total = 0
+    floor = _Floor(target, limits.min_rate)
     while chunk := resp.read1(min(_CHUNK, cap + 1 - total)):
         total += len(chunk)
+        if streaming and sink is not None:
+            sink.write(chunk)  # first: a sink that knows the size may name the overflow
         if total > cap:
             raise _too_big(target, f"sent more than {cap} bytes", cap)
-        if streaming and sink is not None:
-            sink.write(chunk)
-        else:
+        floor.count(len(chunk))
+        if not streaming:
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+class _Floor:
+    """The minimum-throughput rule: every full window of ``seconds`` must bring ``bytes``.
+
+    A server that trickles (one byte a second, never silent long enough for the idle clock)
+    is cut off after one window instead of holding the fetch for the whole total timeout.
+    """
+
+    def __init__(self, target: _Target, rate: tuple[int, float] | None) -> None:
+        self.target, self.rate = target, rate
+        self.start = time.monotonic()
+        self.got = 0
+
+    def count(self, n: int) -> None:
+        if self.rate is None:
+            return
+        self.got += n
+        need, window = self.rate
+        now = time.monotonic()
+        if now - self.start < window:
+            return
+        if self.got < need:
+            raise TransportError(
+                f"{self.target.url} sent {self.got} bytes in {now - self.start:.3g} s, under "
+                f"the minimum throughput of {need} bytes per {window:g} s",
+                hint="the server is trickling data; try again later or from another mirror",
+            )
+        self.start, self.got = now, 0
 
 
 def _too_big(target: _Target, what: str, cap: int) -> TransportError:

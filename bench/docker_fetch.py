@@ -1,0 +1,225 @@
+"""``rkt fetch docker://…`` of a ~50 MB multi-layer image from the local docker-registry, next
+to ``skopeo copy docker://… oci:…`` of the same image, in the same run (issue #12).
+
+Rounds are interleaved and the order rotates each round, so a slow phase of the machine
+hits both tools alike; each round fetches into a fresh store (and a fresh OCI layout), so
+nothing is cached. Reports the median, p90 and the median ratio. Run by ``make bench`` as
+root (never by the tests): root's fetch drops to rkt-fetch as in production.
+``BENCH_DOCKER_RUNS`` sets the number of rounds; ``--profile`` prints a cProfile of one
+in-process fetch instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests._policy import install_policy  # noqa: E402
+from tests.integration._registry import start_registry  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_DOCKER_RUNS", "7"))
+RKT = str(Path(sys.executable).with_name("rkt"))
+MiB = 1024 * 1024
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def _words(rng: random.Random, n: int) -> bytes:
+    vocab = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(500)]
+    return b" ".join(rng.choice(vocab) for _ in range(n // 7))
+
+
+def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    plain = raw.getvalue()
+    comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return comp.compress(plain) + comp.flush(), "sha256:" + hashlib.sha256(plain).hexdigest()
+
+
+def layers() -> list[dict[str, bytes]]:
+    """Three layers, ~50 MB compressed: an incompressible blob, many small text files (the
+    many small tar/gzip reads of a real distro layer), and mid-size half-random files."""
+    rng = random.Random(12)  # noqa: S311 - test data, not crypto
+    big = {"opt/blob.bin": rng.randbytes(24 * MiB), "bin/sh": b"#!/bin/true\n"}
+    small = {f"usr/share/doc/p{i // 50}/f{i}.txt": _words(rng, 3000) for i in range(4000)}
+    mid = {f"usr/lib/m{i}.so": rng.randbytes(20_000) + bytes(20_000) for i in range(600)}
+    return [big, small, mid]
+
+
+def write_layout(layout: Path) -> None:
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> tuple[str, int]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}", len(data)
+
+    descriptors, diff_ids = [], []
+    for files in layers():
+        data, diff_id = _layer(files)
+        digest, size = put(data)
+        descriptors.append({"mediaType": OCI_LAYER, "digest": digest, "size": size})
+        diff_ids.append(diff_id)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    cdigest, csize = put(json.dumps(config).encode())
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": cdigest,
+            "size": csize,
+        },
+        "layers": descriptors,
+    }
+    mdigest, msize = put(json.dumps(manifest).encode())
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": mdigest,
+                "size": msize,
+                "annotations": {"org.opencontainers.image.ref.name": "bench"},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(index))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+
+def _time(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def _summary(samples: list[float]) -> str:
+    s = sorted(samples)
+    return f"median {statistics.median(s):6.2f} s   p90 {s[max(int(len(s) * 0.9) - 1, 0)]:6.2f} s"
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("bench/docker_fetch.py: needs root (rkt fetch drops to rkt-fetch)", file=sys.stderr)
+        return 0
+    if shutil.which("docker-registry") is None or shutil.which("skopeo") is None:
+        print("bench/docker_fetch.py: needs docker-registry and skopeo", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="trustd-bench-docker-") as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)
+        write_layout(work / "layout")
+        reg = start_registry(work / "reg", work / "storage")
+        try:
+            url = f"docker://{reg.host}/bench/fetch:latest"
+            subprocess.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--dest-tls-verify=false",
+                    f"oci:{work / 'layout'}:bench",
+                    url,
+                ],
+                check=True,
+            )
+            size = sum(p.stat().st_size for p in (work / "storage").rglob("data"))
+            if "--profile" in sys.argv or "--inproc" in sys.argv:
+                return _profile(work, reg.host, "--profile" in sys.argv)
+            install_policy(work / "usr")
+            samples: dict[str, list[float]] = {"trustd": [], "skopeo": []}
+
+            def trustd(i: int) -> float:
+                flags = [f"--dir={work / f'data{i}'}", f"--system-config={work / 'usr'}"]
+                flags += [f"--local-config={work / 'etc'}", "--insecure-options=image,http"]
+                return _time([RKT, *flags, "fetch", url])
+
+            def skopeo(i: int) -> float:
+                dest = f"oci:{work / f'oci{i}'}:bench"
+                return _time(["skopeo", "copy", "--quiet", "--src-tls-verify=false", url, dest])
+
+            tools = [("trustd", trustd), ("skopeo", skopeo)]
+            for i in range(RUNS + 1):  # round 0 warms the page cache and the registry
+                order = tools if i % 2 else tools[::-1]
+                for name, fn in order:
+                    took = fn(i)
+                    if i:
+                        samples[name].append(took)
+                for d in work.glob(f"*{i}"):
+                    shutil.rmtree(d, ignore_errors=True)
+        finally:
+            reg.stop()
+    ratio = statistics.median(samples["trustd"]) / statistics.median(samples["skopeo"])
+    print(f"docker:// fetch of a {size / MiB:.0f} MiB 3-layer image, {RUNS} interleaved rounds")
+    for name, s in samples.items():
+        print(f"  {name:7s} {_summary(s)}")
+    print(f"  ratio   trustd/skopeo = {ratio:.2f}x (median)")
+    return 0
+
+
+def _profile(work: Path, host: str, profile: bool) -> int:
+    import cProfile  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+
+    from tests.integration._registry import job  # noqa: PLC0415
+    from trustd.shared.insecure import Insecure  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.unprivileged.docker import fetch_docker  # noqa: PLC0415
+
+    if not profile:  # in-process CPU time, for tuning: pass 2 by offset vs layers read again
+        from trustd.unprivileged.docker import _squash, fetch  # noqa: PLC0415
+
+        def reread(layers: Any, limits: Any = None, scratch: Any = None) -> Any:
+            del scratch
+            return _squash.Squasher(layers, limits, None)
+
+        cpu: dict[str, list[float]] = {"by offset": [], "read again": []}
+        for i in range(10):
+            variant = "by offset" if i % 2 else "read again"
+            fetch.Squasher = _squash.Squasher if i % 2 else reread  # type: ignore[assignment,misc]
+            store = ImageStore.open(work / f"inproc{i}", create=True)
+            start = time.process_time()
+            fetch_docker(f"docker://{host}/bench/fetch", job(store, Insecure.IMAGE | Insecure.HTTP))
+            cpu[variant].append(time.process_time() - start)
+        for variant, s in cpu.items():
+            print(f"in-process fetch, pass 2 {variant}: CPU median {statistics.median(s):.3f} s")
+        return 0
+    store = ImageStore.open(work / "profile", create=True)
+    prof = cProfile.Profile()
+    prof.enable()
+    fetch_docker(f"docker://{host}/bench/fetch", job(store, Insecure.IMAGE | Insecure.HTTP))
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
