@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
+from trustd.cli._grammar import reparse
 from trustd.shared.errors import UserError, report_failure
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
@@ -131,6 +132,7 @@ def _route_subverbs(args: list[str]) -> list[str]:
 def _dispatch(args_list: list[str], verb: str) -> int:
     parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(args_list)
+    reparse(args)  # a verb's own flags given among its images (rkt fetch IMG --full)
     if args.command is None:
         parser.print_help(sys.stderr)
         raise UserError("missing command", hint="see: rkt --help")
@@ -146,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb = next((a for a in args_list if a in VERBS), "rkt")
     parent, _, sub = verb.partition("-")
     command = sub if parent in SUBVERBS and sub else verb
-    debug = "--debug" in args_list
+    debug = any(a == "--debug" or a.startswith("--debug=t") for a in args_list) and not any(
+        a.startswith("--debug=f") for a in args_list
+    )
     try:
         return _dispatch(args_list, verb)
     except BrokenPipeError:

@@ -64,6 +64,13 @@ class AppPlan:
     pre_start: tuple[tuple[str, ...], ...] = ()  # appc event handlers, run in the app's root
     post_stop: tuple[tuple[str, ...], ...] = ()
     image_version: str | None = None  # the manifest's ``version`` label (exact policy scopes)
+    # issue #13 (cli): rkt's per-app flags, or the image's own values
+    supplementary_gids: tuple[int, ...] = ()
+    oom_score_adj: int | None = None
+    cpu_shares: int | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+    user_annotations: tuple[tuple[str, str], ...] = ()
+    user_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def rootfs(self) -> Path:
@@ -84,6 +91,8 @@ class PodPlan:
     selinux_mode: SelinuxMode = "off"
     selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
     selinux_file: str | None = None  # the label of the pod's files
+    ipc: str = "auto"  # "parent": the host's IPC namespace (--ipc), as the gate admitted
+    overlay: bool = True  # False (--no-overlay): each app runs from a private copy of its tree
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
