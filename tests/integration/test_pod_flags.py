@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
 from tests.integration.conftest import rkt
 
@@ -129,11 +130,22 @@ def test_out_of_range_values_are_refused_with_the_range(
         assert words in result.stderr, (flag, result.stderr)
 
 
-def test_ipc_parent_shares_the_hosts_ipc_namespace(shared_dirs: ConfigDirs, image: str) -> None:
-    host = os.readlink("/proc/self/ns/ipc")
+def test_ipc_parent_is_a_policy_decision_then_shares_the_hosts_namespace(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    host = str(Path("/proc/self/ns/ipc").readlink())
     private = sh(shared_dirs, image, "readlink /proc/1/ns/ipc; readlink /proc/self/ns/ipc")
     assert private.returncode == 0, private.stderr
     assert host not in private.stdout
+    refused = sh(shared_dirs, image, "true", pod=("--ipc=parent",))
+    assert refused.returncode == 254
+    assert "share the host's ipc namespace" in refused.stderr
+    assert 'run.host_namespaces ["ipc"]' in refused.stderr
+    text = policy_for_tests().replace(
+        "[default.run]\n", '[default.run]\nhost_namespaces = ["ipc"]\n', 1
+    )
+    assert "host_namespaces" in text
+    install_policy(shared_dirs.local, text)
     shared = sh(shared_dirs, image, "readlink /proc/self/ns/ipc", pod=("--ipc=parent",))
     assert shared.returncode == 0, shared.stderr
     assert shared.stdout.strip() == host

@@ -113,6 +113,7 @@ class RunInput:
     measurement: MeasureMode  # what the executor will do
     selinux: SelinuxMode  # what labelling the host gives the pod
     image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
+    host_namespaces: tuple[str, ...] = ()  # shared with the host: "ipc" (--ipc=parent)
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -225,7 +226,22 @@ def run_checks(
         _selinux(run, req),
         _insecure(run, req),
         _measurement(measure, req),
+        _host_namespaces(run, req),
     ]
+
+
+def _host_namespaces(run: RunRules, req: RunInput) -> CheckResult:
+    shared = [ns for ns in req.host_namespaces if ns not in run.host_namespaces]
+    if not shared:
+        what = ", ".join(req.host_namespaces) or "none"
+        return CheckResult("host-namespaces", True, f"host namespaces shared: {what}")
+    return CheckResult(
+        "host-namespaces",
+        False,
+        f"the pod would share the host's {', '.join(shared)} namespace, which this scope "
+        "does not allow (run.host_namespaces)",
+        'run without --ipc=parent, or allow it: run.host_namespaces ["ipc"]',
+    )
 
 
 def _flavor(run: RunRules, req: RunInput) -> CheckResult:

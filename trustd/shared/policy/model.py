@@ -21,6 +21,7 @@ from trustd.shared.vocab import Flavor, MeasureMode, SelinuxMode
 Verdict = Literal["allow", "warn", "deny"]
 RequireType = Literal["signed", "reject", "accept-anything"]
 Mode = Literal["enforce", "warn"]
+HostNamespace = Literal["ipc"]  # rkt's --ipc=parent (issue #13)
 
 SECCOMP_BUILTINS: tuple[str, ...] = ("rkt-default", "any", "unconfined")
 SECCOMP_DIGEST = re.compile(r"sha256-[0-9a-f]{64}")
@@ -149,6 +150,9 @@ class RunRules:
     selinux: SelinuxMode = field(default="enforce", metadata=_meta("SELinux labelling"))
     insecure_options: tuple[InsecureName, ...] = field(
         default=(), metadata=_meta("--insecure-options bits that may be used at all")
+    )
+    host_namespaces: tuple[HostNamespace, ...] = field(
+        default=(), metadata=_meta("host namespaces the apps may share: ipc (--ipc=parent)")
     )
 
 
