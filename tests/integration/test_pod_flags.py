@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
@@ -196,6 +197,12 @@ def test_annotations_and_labels_land_in_the_pod_manifest(
 def test_pod_manifest_runs_and_conflicting_flags_are_refused(
     shared_dirs: ConfigDirs, image: str, tmp_path: Path
 ) -> None:
+    app: dict[str, Any] = {
+        "exec": ["/bin/sh", "-c", "echo manifest-$GREETING; exit 3"],
+        "user": "0",
+        "group": "0",
+        "environment": [{"name": "GREETING", "value": "hello"}],
+    }
     manifest = {
         "acKind": "PodManifest",
         "acVersion": "0.8.11",
@@ -203,12 +210,7 @@ def test_pod_manifest_runs_and_conflicting_flags_are_refused(
             {
                 "name": "from-manifest",
                 "image": {"id": image},  # an ID prefix, resolved by the CLI
-                "app": {
-                    "exec": ["/bin/sh", "-c", "echo manifest-$GREETING; exit 3"],
-                    "user": "0",
-                    "group": "0",
-                    "environment": [{"name": "GREETING", "value": "hello"}],
-                },
+                "app": app,
             }
         ],
     }
@@ -221,7 +223,7 @@ def test_pod_manifest_runs_and_conflicting_flags_are_refused(
         refused = rkt(shared_dirs, "run", f"--pod-manifest={path}", *extra)
         assert refused.returncode == 254, extra
         assert "conflicting flags set with --pod-manifest (see --help)" in refused.stderr
-    manifest["apps"][0]["app"]["isolators"] = [{"name": "os/linux/sysctl", "value": {}}]
+    app["isolators"] = [{"name": "os/linux/sysctl", "value": {}}]
     path.write_text(json.dumps(manifest))
     refused = rkt(shared_dirs, "run", f"--pod-manifest={path}")
     assert refused.returncode == 254 and "os/linux/sysctl" in refused.stderr
