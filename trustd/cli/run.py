@@ -22,15 +22,10 @@ from trustd.shared.insecure import Insecure, warn_insecure
 from trustd.shared.request import IPC_MODES, Run, RunRequest
 from trustd.shared.vocab import STAGE1_NAMES, Flavor
 
-RUN_EPILOG = (
-    """per-app flags (they follow the image they apply to; --mount before any image
-applies to every app):
-"""
-    + "\n".join(f"  {flag:<22}{text}" for flag, text in APP_FLAGS.items())
-    + """
-
-An "--" after an image passes the rest to that app's exec; a lone "---" ends them."""
-)
+RUN_EPILOG = """The per-app flags follow the image they apply to; --mount before any image
+applies to every app (and an app's own --mount wins for the same path). The pod's flags may
+stand anywhere. An "--" after an image passes what follows to that app's exec; a lone "---"
+ends it."""
 
 
 def _per_app_only(p: argparse.ArgumentParser) -> None:
@@ -39,12 +34,16 @@ def _per_app_only(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("per-app flags (after the image they apply to)")
     for flag, text in APP_FLAGS.items():
         if flag != "--mount":
-            group.add_argument(flag, action=_MustFollow, help=text, dest="_unused_app_flag")
+            group.add_argument(
+                flag, action=_MustFollow, help=text, dest="_unused_app_flag", metavar="VALUE"
+            )
 
 
 class _MustFollow(argparse.Action):
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
-        kwargs["nargs"] = 0 if option_strings[0] in BOOL_FLAGS else None
+        if option_strings[0] in BOOL_FLAGS:
+            kwargs["nargs"] = 0
+            kwargs.pop("metavar", None)
         kwargs["default"] = argparse.SUPPRESS
         super().__init__(option_strings, dest, **kwargs)
 
