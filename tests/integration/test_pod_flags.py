@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +245,42 @@ def test_deprecated_store_flags_warn_and_map_to_the_pull_policy(
     ran = sh(shared_dirs, image, "true", pod=("--no-store",))
     assert ran.returncode == 0, ran.stderr
     assert "please use --pull-policy=update" in ran.stderr
+
+
+def test_list_and_status_print_as_rkt_prints_them(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """rkt_list_test.go's checks: the UUID with --full, the image name, ``sha512-`` and 12
+    hex digits under IMAGE ID, created and started times in Go's layout between tabs."""
+    uuid_file = tmp_path / "uuid"
+    rkt(shared_dirs, "run", f"--uuid-file-save={uuid_file}", image, "--exec=/bin/true", check=True)
+    uuid = uuid_file.read_text().strip()
+    full = rkt(shared_dirs, "list", "--full", check=True).stdout
+    legend, row = full.splitlines()[:2]
+    assert re.split(r"\t+", legend) == [
+        "UUID",
+        "APP",
+        "IMAGE NAME",
+        "IMAGE ID",
+        "STATE",
+        "CREATED",
+        "STARTED",
+        "NETWORKS",
+    ]
+    assert row.startswith(uuid) and image[:19] in row
+    match = re.search(re.escape(image[:19]) + r"\t.*\t(.*)\t(.*)\t", row)
+    assert match is not None, row
+    for text in match.groups():
+        datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S %z %Z")
+    short = rkt(shared_dirs, "list", check=True).stdout
+    assert "IMAGE ID" not in short and uuid[:8] in short and "ago" in short
+    assert "example.com/busybox" in short
+    status = rkt(shared_dirs, "status", uuid, check=True).stdout.splitlines()
+    assert status[0] == "state=exited" and status[-1] == "app-busybox=0"
+    datetime.strptime(status[1].removeprefix("created="), "%Y-%m-%d %H:%M:%S %z %Z")
+    compact = rkt(shared_dirs, "cat-manifest", "--pretty-print=false", uuid, check=True).stdout
+    pretty = rkt(shared_dirs, "cat-manifest", uuid, check=True).stdout
+    assert compact.count("\n") == 1 and json.loads(compact) == json.loads(pretty)
+    assert '\n\t"acKind"' in pretty
+    image_cat = rkt(shared_dirs, "image", "cat-manifest", "--pretty-print=false", image)
+    assert image_cat.stdout.count("\n") == 1 and '"acKind":"ImageManifest"' in image_cat.stdout

@@ -71,7 +71,7 @@ def test_every_parsebool_word_is_read(word: str) -> None:
 
 @given(st.text(min_size=1, max_size=12).filter(lambda w: w not in TRUE_WORDS | FALSE_WORDS))
 def test_any_other_boolean_value_is_pflags_error(word: str) -> None:
-    with pytest.raises(UserError, match="strconv.ParseBool"):
+    with pytest.raises(UserError, match=r"strconv\.ParseBool"):
         parse("gc", f"--mark-only={word}")
 
 
