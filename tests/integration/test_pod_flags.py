@@ -284,3 +284,21 @@ def test_list_and_status_print_as_rkt_prints_them(
     assert '\n\t"acKind"' in pretty
     image_cat = rkt(shared_dirs, "image", "cat-manifest", "--pretty-print=false", image)
     assert image_cat.stdout.count("\n") == 1 and '"acKind":"ImageManifest"' in image_cat.stdout
+
+
+def test_uuid_file_names_the_pod_for_status_cat_manifest_and_rm(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """rkt_status_test.go: ``status --uuid-file=F`` of a prepared pod says state=prepared."""
+    uuid = rkt(shared_dirs, "prepare", "--quiet", image, "--exec=/bin/true", check=True).stdout
+    uuid_file = tmp_path / "uuid"
+    uuid_file.write_text(uuid)
+    status = rkt(shared_dirs, "status", f"--uuid-file={uuid_file}", check=True).stdout
+    assert "state=prepared" in status
+    assert rkt(shared_dirs, "cat-manifest", f"--uuid-file={uuid_file}").returncode == 0
+    (tmp_path / "empty").write_text("")
+    empty = rkt(shared_dirs, "rm", f"--uuid-file={tmp_path / 'empty'}")
+    assert empty.returncode == 254 and "UUID cannot be empty" in empty.stderr
+    assert rkt(shared_dirs, "rm", f"--uuid-file={uuid_file}").returncode == 0
+    gone = rkt(shared_dirs, "status", f"--uuid-file={uuid_file}")
+    assert gone.returncode == 254

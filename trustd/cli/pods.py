@@ -56,7 +56,10 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="toggle waiting for the pod to exit (true, false or a duration such as 10s)",
     )
     add_format_flag(st)
-    st.add_argument("uuid", help="the pod's UUID (a unique prefix is enough)")
+    st.add_argument(
+        "uuid", nargs="?", help="the pod's UUID (a unique prefix is enough)", default=None
+    )
+    _uuid_file_flag(st)
     st.set_defaults(func=run_status)
     for verb, func, help_ in (
         ("stop", run_stop, "stop pods"),
@@ -73,9 +76,10 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                 default=True,
                 help="apply indent to format the output (default true)",
             )
+        _uuid_file_flag(q)
         q.add_argument(
             "uuids",
-            nargs="+" if verb != "cat-manifest" else 1,
+            nargs="*" if verb != "cat-manifest" else "?",
             metavar="UUID",
             help="pod UUIDs (unique prefixes are enough)",
         )
@@ -106,6 +110,37 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "and aborted pods move to the garbage, nothing is deleted",
     )
     gc.set_defaults(func=run_gc)
+
+
+def _uuid_file_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--uuid-file",
+        type=Path,
+        metavar="FILE",
+        help="read pod UUID from file instead of argument",
+    )
+
+
+def pod_uuids(args: argparse.Namespace, *, many: bool) -> list[str]:
+    """The UUIDs given as arguments or (rkt's --uuid-file) read from a file, never both."""
+    given = getattr(args, "uuids", None)
+    given = [given] if isinstance(given, str) else list(given or [])
+    if getattr(args, "uuid", None) is not None:
+        given.append(args.uuid)
+    if args.uuid_file is not None:
+        if given:
+            raise UserError("only one of the UUID argument or --uuid-file may be given")
+        from trustd.cli._common import read_input  # noqa: PLC0415
+
+        text = read_input(args.uuid_file, "--uuid-file", 4096).decode("ascii", "replace")
+        given = [text.strip()]
+    if not given:
+        raise UserError("missing pod UUID", hint="give the pod's UUID or --uuid-file=FILE")
+    if any(not u for u in given):
+        raise UserError("UUID cannot be empty")
+    if not many and len(given) > 1:
+        raise UserError("give exactly one pod UUID")
+    return given
 
 
 def _pods(options: GlobalOptions) -> Any:
@@ -239,7 +274,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    pod = _pods(args.options).find(args.uuid)
+    pod = _pods(args.options).find(pod_uuids(args, many=False)[0])
     if args.wait != "false":
         limit = None if args.wait == "true" else parse_duration(args.wait)
         deadline = None if limit is None else datetime.now(UTC) + limit
@@ -278,11 +313,13 @@ def _uuids(values: list[str]) -> tuple[str, ...]:
 
 
 def run_stop(args: argparse.Namespace) -> int:
-    exec_root(args.options, "stop", Stop("stop", _uuids(args.uuids), force=args.force))
+    exec_root(
+        args.options, "stop", Stop("stop", _uuids(pod_uuids(args, many=True)), force=args.force)
+    )
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    exec_root(args.options, "rm", Remove("rm", _uuids(args.uuids)))
+    exec_root(args.options, "rm", Remove("rm", _uuids(pod_uuids(args, many=True))))
 
 
 def run_gc(args: argparse.Namespace) -> int:
@@ -304,7 +341,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_cat(args: argparse.Namespace) -> int:
     from trustd.privileged.pod.lifecycle import MANIFEST  # noqa: PLC0415
 
-    pod = _pods(args.options).find(args.uuids[0])
+    pod = _pods(args.options).find(pod_uuids(args, many=False)[0])
     if os.geteuid() != 0:
         raise UserError(
             f"pod {pod.uuid}: its manifest holds the apps' environment, which only root may read",
