@@ -141,6 +141,7 @@ def _groups(sub: Any, parents: list[Parser]) -> None:
             members[group].append((rest, entry.help or ""))
             listed.remove(entry)
             sub.choices[entry.dest].prog = f"rkt {group} {rest}"
+            sub.choices[entry.dest].short_help = entry.help  # for rkt(1) and the completions
     for group, subs in members.items():
         lines = "\n".join(f"  {name:<16}{text}" for name, text in subs)
         text = f"subcommands (run 'rkt {group} SUBCOMMAND --help'):\n{lines}"
