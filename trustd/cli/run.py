@@ -204,8 +204,11 @@ def _build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReque
         _no_conflicts(args, policy)
         request: RunRequest = request_from_manifest(args, options)
         return request
+    apps = app_requests(args.images, options, policy)
+    if getattr(args, "interactive", False) and len(apps) > 1:
+        raise UserError("interactive option only supports one image")
     return RunRequest(
-        apps=app_requests(args.images, options, policy),
+        apps=apps,
         flavor=flavor(args),
         net=getattr(args, "net", "default"),
         hostname=getattr(args, "hostname", None),
