@@ -234,9 +234,10 @@ def _typed(value: object) -> object:
 
 
 def json_text(doc: Any, fmt: str) -> str:
-    """``doc`` as ``json`` (one line, as rkt) or ``json-pretty`` (indented by 2)."""
+    """``doc`` as ``json`` (one line) or ``json-pretty`` (tab-indented), as rkt's
+    ``json.Marshal`` and ``json.MarshalIndent(v, "", "\t")`` print them."""
     if fmt == "json-pretty":
-        return json.dumps(doc, indent=2, default=_typed)
+        return json.dumps(doc, indent="\t", default=_typed)
     return json.dumps(doc, separators=(",", ":"), default=_typed)
 
 
