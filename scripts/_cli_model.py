@@ -76,7 +76,12 @@ def model() -> tuple[argparse.ArgumentParser, tuple[Option, ...], tuple[Command,
         name = display_name(flat)
         commands.append(
             Command(
-                name, flat, helps.get(flat, ""), p.description or "", _usage(p, name), _options(p)
+                name,
+                flat,
+                helps.get(flat) or getattr(p, "short_help", "") or "",
+                p.description or "",
+                _usage(p, name),
+                _options(p),
             )
         )
     return parser, _options(parser), tuple(commands)

@@ -32,7 +32,11 @@ def _tables(globals_: tuple[Option, ...], commands: tuple[Command, ...]) -> list
         f"_rkt_valued={shlex.quote(' '.join(sorted(valued)))}",
         "_rkt_opts=(",
     ]
-    lines += [f"  [{c.flat}]={shlex.quote(_flags(c.options))}" for c in commands]
+    lines += [  # a bare group (rkt image) takes a subcommand, not files
+        f"  [{c.flat}]={shlex.quote(_flags(c.options))}"
+        for c in commands
+        if c.options or c.flat not in SUBVERBS
+    ]
     lines += [")", "_rkt_sub=("]
     lines += [f"  [{p}]={shlex.quote(' '.join(s))}" for p, s in SUBVERBS.items()]
     lines += [")", "_rkt_choices=("]

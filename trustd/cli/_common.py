@@ -6,10 +6,12 @@ import argparse
 import enum
 import json
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from trustd.cli._grammar import BoolFlag, false_spelling, rewrite_bools
 from trustd.shared.config import Dirs, GlobalOptions, directory_flag
 from trustd.shared.errors import UserError, printable
 from trustd.shared.insecure import Insecure, parse_insecure_options
@@ -18,10 +20,58 @@ EXIT_ERROR = 254  # rkt's exit code for every failure of its own
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is a UserError (exit 254 with a hint), as in rkt."""
+    """argparse with pflag's grammar (trustd/cli/_grammar.py): booleans take ``=true|false``,
+    no abbreviations; a usage error is a UserError (exit 254 with a hint), as in rkt."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        return add_flag(super().add_argument, self, *args, **kwargs)
+
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
+        return _pflag_container(super().add_argument_group(*args, **kwargs))
+
+    def add_mutually_exclusive_group(self, *args: Any, **kwargs: Any) -> Any:
+        return _pflag_container(super().add_mutually_exclusive_group(*args, **kwargs))
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = sys.argv[1:] if args is None else args
+        return super().parse_known_args(rewrite_bools(self, words), namespace)
 
     def error(self, message: str) -> NoReturn:
         raise UserError(message, hint=f"see: {self.prog} --help")
+
+
+def _pflag_container(group: Any) -> Any:
+    raw = group.add_argument
+    group.add_argument = lambda *args, **kwargs: add_flag(raw, group, *args, **kwargs)
+    return group
+
+
+def add_flag(
+    add: Any, container: Any, *args: Any, deprecated: str | None = None, **kwargs: Any
+) -> argparse.Action:
+    """``add_argument`` where ``store_true`` is pflag's boolean (:class:`BoolFlag` plus its
+    hidden ``--flag=false`` spelling) and ``deprecated=`` hides a flag and warns on use."""
+    if deprecated is not None:
+        kwargs["help"] = argparse.SUPPRESS
+    if kwargs.get("action") != "store_true":
+        action: argparse.Action = add(*args, **kwargs)
+        action.deprecated = deprecated  # type: ignore[attr-defined]
+        return action
+    kwargs["action"] = BoolFlag
+    action = add(*args, **kwargs)
+    action.deprecated = deprecated  # type: ignore[attr-defined]
+    hidden = {k: v for k, v in kwargs.items() if k in ("dest", "default")}
+    add(
+        *(false_spelling(o) for o in action.option_strings),
+        **{**hidden, "dest": action.dest, "action": BoolFlag, "help": argparse.SUPPRESS},
+    )
+    return action
 
 
 def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -184,9 +234,10 @@ def _typed(value: object) -> object:
 
 
 def json_text(doc: Any, fmt: str) -> str:
-    """``doc`` as ``json`` (one line, as rkt) or ``json-pretty`` (indented by 2)."""
+    """``doc`` as ``json`` (one line) or ``json-pretty`` (tab-indented), as rkt's
+    ``json.Marshal`` and ``json.MarshalIndent(v, "", "\t")`` print them."""
     if fmt == "json-pretty":
-        return json.dumps(doc, indent=2, default=_typed)
+        return json.dumps(doc, indent="\t", default=_typed)
     return json.dumps(doc, separators=(",", ":"), default=_typed)
 
 

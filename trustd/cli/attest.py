@@ -26,30 +26,32 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     st = add("status", "which TPM backend measures pod starts, and why")
     st.set_defaults(func=run_status)
     ak = add("ak", "export the attestation key's public part")
-    ak.add_argument("--out", type=Path, required=True)
+    ak.add_argument(
+        "--out", type=Path, required=True, help="file to write the attestation key's public part to"
+    )
     ak.set_defaults(func=run_ak)
     q = add("quote", "quote PCRs over a nonce and write a verifiable bundle")
-    q.add_argument("--nonce", required=True, type=_hex)
+    q.add_argument("--nonce", required=True, type=_hex, help="the verifier's nonce, in hex")
     q.add_argument(
         "--pcrs", default=None, type=_pcrs, help="comma list (default: the measurement PCR)"
     )
-    q.add_argument("--out", type=Path, required=True)
+    q.add_argument("--out", type=Path, required=True, help="file to write the quote bundle to")
     q.set_defaults(func=run_quote)
     v = add("verify", "verify a quote bundle offline, or challenge an attester (--remote URL)")
-    v.add_argument("bundle", type=Path, nargs="?")
+    v.add_argument("bundle", type=Path, nargs="?", help="the quote bundle to verify")
     who = v.add_mutually_exclusive_group(required=True)
     who.add_argument("--ak", type=Path, help="the pinned AK (PEM)")
     who.add_argument("--registry", type=Path, help="accept only an AK enrolled in this registry")
     v.add_argument("--nonce", type=_hex, help="the nonce of an offline bundle")
     v.add_argument("--remote", metavar="URL", help="https://HOST:PORT of rkt attest serve")
-    v.add_argument("--policy", type=Path)
+    v.add_argument("--policy", type=Path, help="the attestation policy file to verify against")
     _tls_flags(v)
     add_format_flag(v)
     v.set_defaults(func=run_verify)
     f = add("verify-fleet", "challenge every attester of NODES.json; one report")
     f.add_argument("nodes", type=Path, help='[{"url": "https://...", "ak": "AK.pem"}, ...]')
     f.add_argument("--registry", type=Path, help="check each node's AK in this registry (no ak)")
-    f.add_argument("--policy", type=Path)
+    f.add_argument("--policy", type=Path, help="the attestation policy file to verify against")
     _tls_flags(f)
     add_format_flag(f)
     f.set_defaults(func=run_verify_fleet)
@@ -58,12 +60,17 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     sv.add_argument("--cert", type=Path, required=True, help="the server's PEM certificate")
     sv.add_argument("--key", type=Path, required=True, help="its PEM private key")
     sv.add_argument("--client-ca", type=Path, help="mutual TLS: require client certs from it")
-    sv.add_argument("--quotes-per-minute", type=int, default=60)
+    sv.add_argument(
+        "--quotes-per-minute",
+        type=int,
+        default=60,
+        help="the most quotes answered a minute (1 to 600; default 60)",
+    )
     sv.set_defaults(func=run_serve)
     ps = add("policy-schema", "print the verifier policy's JSON Schema")
     ps.set_defaults(func=run_policy_schema)
     r = add("replay", "replay an event log (CEL-JSON or TCG binary firmware log)")
-    r.add_argument("log", type=Path)
+    r.add_argument("log", type=Path, help="the event log to replay")
     add_format_flag(r)
     r.set_defaults(func=run_replay)
     stop = add("stop-tpm", "stop the data dir's embedded swtpm (the next use starts a new one)")

@@ -23,11 +23,18 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         return p
 
     ident = add("identity", "write the EK, its NV certificate and the AK, for enrolment")
-    ident.add_argument("--out", type=Path, required=True)
+    ident.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="directory to write the EK, its certificate and the AK into",
+    )
     ident.set_defaults(func=run_identity)
     ch = add("challenge", "verifier: check an identity, write a credential challenge for it")
     ch.add_argument("identity", type=Path, help="the directory rkt attest identity wrote")
-    ch.add_argument("--registry", type=Path, required=True)
+    ch.add_argument(
+        "--registry", type=Path, required=True, help="the verifier's registry of enrolled hosts"
+    )
     anchor = ch.add_mutually_exclusive_group(required=True)
     anchor.add_argument("--ca", type=Path, help="PEM: the CA(s) the EK certificate must chain to")
     anchor.add_argument(
@@ -38,13 +45,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ch.add_argument("--out", type=Path, required=True, help="the challenge (credential blob)")
     ch.set_defaults(func=run_challenge)
     act = add("activate", "activate a verifier's challenge in the TPM (TPM2_ActivateCredential)")
-    act.add_argument("challenge", type=Path)
+    act.add_argument("challenge", type=Path, help="the verifier's credential challenge file")
     act.add_argument("--out", type=Path, required=True, help="the recovered secret")
     act.set_defaults(func=run_activate)
     en = add("enroll", "verifier: enrol the AK whose TPM answered the challenge")
-    en.add_argument("challenge", type=Path)
+    en.add_argument("challenge", type=Path, help="the challenge the host answered")
     en.add_argument("secret", type=Path, help="what rkt attest activate wrote")
-    en.add_argument("--registry", type=Path, required=True)
+    en.add_argument(
+        "--registry", type=Path, required=True, help="the verifier's registry of enrolled hosts"
+    )
     add_format_flag(en)
     en.set_defaults(func=run_enroll)
 

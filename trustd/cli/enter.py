@@ -10,9 +10,11 @@ from trustd.shared.errors import UserError
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("enter", parents=parents, help="run a command inside a running app")
-    p.add_argument("--app")
-    p.add_argument("uuid")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("--app", help="name of the app to enter within the specified pod")
+    p.add_argument("uuid", help="the pod's UUID (a unique prefix is enough)")
+    p.add_argument(
+        "command", nargs=argparse.REMAINDER, help="command and arguments to run (default /bin/sh)"
+    )
     p.set_defaults(func=run)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import info
+from trustd.cli._grammar import interspersed
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.imageid import store_key
@@ -22,13 +23,36 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "fetch",
         parents=parents,
         help="fetch image(s) and store them locally",
-        description="Fetch images into the store. After the first image, only "
-        "--signature FILE is read (for the image before it), as in rkt.",
+        description="Fetch images into the store and print their IDs. Flags may follow the "
+        "images; --signature FILE applies to the image before it, as in rkt.",
     )
-    p.add_argument("--pull-policy", choices=PULL_POLICIES, default="update")
+    p.add_argument(
+        "--pull-policy",
+        choices=PULL_POLICIES,
+        default="update",
+        help="when to fetch an image: never (the store only), new (only if not in the "
+        "store) or update (always ask the remote; default)",
+    )
     p.add_argument("--full", action="store_true", help="print the full image ID")
-    p.add_argument("images", nargs=argparse.REMAINDER, metavar="IMAGE [--signature FILE]")
-    p.set_defaults(func=run)
+    p.add_argument(
+        "--store-only",
+        action="store_true",
+        deprecated="please use --pull-policy=never",
+        help="use only images in the store",
+    )
+    p.add_argument(
+        "--no-store",
+        action="store_true",
+        deprecated="please use --pull-policy=update",
+        help="fetch images ignoring the local store",
+    )
+    p.add_argument(
+        "images",
+        nargs=argparse.REMAINDER,
+        metavar="IMAGE [--signature FILE]",
+        help="image names, files, URLs or docker:// references",
+    )
+    p.set_defaults(func=run, **interspersed(p, {"--signature"}, app_args=False))
 
 
 def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
@@ -56,15 +80,24 @@ def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
     return out
 
 
+def deprecated_pull_policy(args: argparse.Namespace, policy: str) -> str:
+    """rkt's deprecated --store-only / --no-store: the pull policy they stand for."""
+    store_only, no_store = getattr(args, "store_only", False), getattr(args, "no_store", False)
+    if store_only and no_store:
+        raise UserError("both --store-only and --no-store specified")
+    return "never" if store_only else "update" if no_store else policy
+
+
 def run(args: argparse.Namespace) -> int:
     from trustd.unprivileged.fetch import FetchRequest, parse_image_ref  # noqa: PLC0415
 
     options: GlobalOptions = args.options
     warn_insecure("fetch", options.insecure, Insecure.ALL_FETCH)
+    policy = deprecated_pull_policy(args, args.pull_policy)
     requests = [
         FetchRequest(parse_image_ref(text), sig) for text, sig in parse_image_args(args.images)
     ]
-    ctx = fetch_context(options, args.pull_policy)
+    ctx = fetch_context(options, policy)
     for request in requests:
         key = store_key(fetch_one(request, ctx))
         print(key if args.full else key[: len("sha512-") + 32])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, json_text, table_text
+from trustd.cli._format import go_json
 from trustd.cli._store import as_group, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError, printable
@@ -28,11 +29,26 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt image list",
         help="list images in the store (rkt image list)",
     )
-    ls.add_argument("--fields", default="id,name,size,importtime,lastused")
-    ls.add_argument("--sort", default="importtime")
-    ls.add_argument("--order", choices=("asc", "desc"), default="asc")
-    ls.add_argument("--no-legend", action="store_true")
-    ls.add_argument("--full", action="store_true")
+    ls.add_argument(
+        "--fields",
+        default="id,name,size,importtime,lastused",
+        help="comma-separated list of fields to display: " + ",".join(FIELDS),
+    )
+    ls.add_argument(
+        "--sort",
+        default="importtime",
+        help="sort the output by: " + ",".join(SORT_FIELDS) + " (default importtime)",
+    )
+    ls.add_argument(
+        "--order",
+        choices=("asc", "desc"),
+        default="asc",
+        help="choose the sorting order: asc or desc (default asc)",
+    )
+    ls.add_argument("--no-legend", action="store_true", help="suppress a legend with the list")
+    ls.add_argument(
+        "--full", action="store_true", help="use long output format (the full image ID)"
+    )
     add_format_flag(ls)
     ls.set_defaults(func=run_list)
     rm = sub.add_parser(
@@ -41,7 +57,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt image rm",
         help="remove images from the store (rkt image rm)",
     )
-    rm.add_argument("images", nargs="+")
+    rm.add_argument("images", nargs="+", help="image IDs (unique prefixes) or names")
     rm.set_defaults(func=run_rm)
     cat = sub.add_parser(
         "image-cat-manifest",
@@ -49,8 +65,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt image cat-manifest",
         help="print an image's manifest (rkt image cat-manifest)",
     )
-    cat.add_argument("--pretty-print", default=True, type=lambda v: v.lower() != "false")
-    cat.add_argument("image")
+    cat.add_argument(
+        "--pretty-print",
+        action="store_true",
+        default=True,
+        help="apply indent to format the output (default true)",
+    )
+    cat.add_argument("image", help="image ID (a unique prefix) or name")
     cat.set_defaults(func=run_cat_manifest)
     ex = sub.add_parser(
         "image-export",
@@ -58,9 +79,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt image export",
         help="export an image as an uncompressed ACI (rkt image export)",
     )
-    ex.add_argument("--overwrite", action="store_true")
-    ex.add_argument("image")
-    ex.add_argument("output", type=Path)
+    ex.add_argument("--overwrite", action="store_true", help="overwrite the output ACI")
+    ex.add_argument("image", help="image ID (a unique prefix) or name")
+    ex.add_argument("output", type=Path, help="the ACI file to write")
     ex.set_defaults(func=run_export)
     for verb, what in (("render", "the rootfs as the app sees it"), ("extract", "raw contents")):
         r = sub.add_parser(
@@ -69,15 +90,22 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
             prog=f"rkt image {verb}",
             help=f"verify an image again and write {what} to DIR",
         )
-        r.add_argument("--rootfs-only", action="store_true")
-        r.add_argument("--overwrite", action="store_true")
-        r.add_argument("image")
-        r.add_argument("target", type=Path, metavar="DIR")
+        r.add_argument(
+            "--rootfs-only", action="store_true", help="write only the rootfs, not the manifest"
+        )
+        r.add_argument("--overwrite", action="store_true", help="overwrite the output directory")
+        r.add_argument("image", help="image ID (a unique prefix) or name")
+        r.add_argument("target", type=Path, metavar="DIR", help="the directory to write to")
         r.set_defaults(func=run_render)
     gc = sub.add_parser(
         "image-gc", parents=parents, prog="rkt image gc", help="remove unused images (rkt image gc)"
     )
-    gc.add_argument("--grace-period", default="24h0m0s", type=parse_duration)
+    gc.add_argument(
+        "--grace-period",
+        default="24h0m0s",
+        type=parse_duration,
+        help="duration to wait since an image was last used before removing it (default 24h0m0s)",
+    )
     gc.set_defaults(func=run_gc)
 
 
@@ -235,7 +263,7 @@ def run_cat_manifest(args: argparse.Namespace) -> int:
         path = store.layout.blob_dir(record.key) / MANIFEST
         manifest = parse_image_manifest(path.read_bytes(), source=str(path))
         obj = json.loads(manifest.to_json())
-        return json.dumps(obj, indent=2 if args.pretty_print else None)
+        return go_json(obj, pretty=args.pretty_print)
 
     print(as_group(args.options, work))
     return 0

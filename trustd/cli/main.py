@@ -14,8 +14,10 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
+from trustd.cli._grammar import reparse
 from trustd.shared.errors import UserError, report_failure
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
@@ -64,6 +66,8 @@ VERBS: dict[str, str] = {
     "trust-remove": "trust_manage",
     "trust-verify": "trust_verify",
     "version": "version",
+    "config": "config",
+    "completion": "completion",
 }
 SUBVERBS = {
     "trust": ("list", "remove", "verify"),
@@ -89,23 +93,100 @@ SUBVERBS = {
 Handler = Callable[[argparse.Namespace], int]
 
 
+GROUP_HELP = {
+    "image": "operate on images in the local store",
+    "trust": "trust a key for image verification; manage and check trusted keys",
+    "attest": "TPM measurement and remote attestation of pods",
+    "policy": "check, explain and audit the run policy",
+}
+
+
 def build_parser(verb: str | None = None) -> Parser:
     """The full parser, or (given the verb being run) only that verb's module imported: the
     other verbs get bare placeholders, which keeps every run from importing all of trustd."""
     parser = Parser(
-        prog="rkt", description="trustd: a security-minded, rkt-compatible container engine"
+        prog="rkt",
+        description="trustd: a security-minded, rkt-compatible container engine",
+        epilog="Run 'rkt COMMAND --help' for a command's flags; 'rkt image', 'rkt trust', "
+        "'rkt attest' and 'rkt policy' are command groups.",
     )
     add_global_flags(parser, suppress=False)
+    parser.add_argument(
+        "--version", action=_Version, help="print the version and exit (as rkt version)"
+    )
     verb_globals = Parser(add_help=False)
     add_global_flags(verb_globals, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    modules = [VERBS[verb]] if verb in VERBS else list(dict.fromkeys(VERBS.values()))
-    for module in modules:
+    if verb in VERBS:
+        modules = [VERBS[verb], *(VERBS[f"{verb}-{s}"] for s in SUBVERBS.get(verb, ()))]
+    else:
+        modules = list(VERBS.values())
+    for module in dict.fromkeys(modules):
         importlib.import_module(f"trustd.cli.{module}").register(sub, [verb_globals])
+    _groups(sub, [verb_globals])
     for name in VERBS:
         if name not in sub.choices:
             sub.add_parser(name, add_help=False)
     return parser
+
+
+def _groups(sub: Any, parents: list[Parser]) -> None:
+    """rkt's command groups: ``rkt image`` (and trust, attest, policy) with their own help;
+    the routed verbs (``image-list``) leave the top-level listing, and each group's help
+    lists its subcommands."""
+    listed = sub._choices_actions
+    members: dict[str, list[tuple[str, str]]] = {g: [] for g in SUBVERBS}
+    for entry in list(listed):
+        group, _, rest = entry.dest.partition("-")
+        if group in SUBVERBS and rest in SUBVERBS[group]:
+            members[group].append((rest, entry.help or ""))
+            listed.remove(entry)
+            sub.choices[entry.dest].prog = f"rkt {group} {rest}"
+            sub.choices[entry.dest].short_help = entry.help  # for rkt(1) and the completions
+    for group, subs in members.items():
+        lines = "\n".join(f"  {name:<16}{text}" for name, text in subs)
+        text = f"subcommands (run 'rkt {group} SUBCOMMAND --help'):\n{lines}"
+        if group in sub.choices:  # rkt trust is a command of its own, with subcommands
+            p = sub.choices[group]
+            p.epilog = text
+            p.formatter_class = argparse.RawDescriptionHelpFormatter
+            continue
+        p = sub.add_parser(
+            group,
+            parents=parents,
+            help=GROUP_HELP[group],
+            description=GROUP_HELP[group],
+            epilog=text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            usage=f"rkt {group} SUBCOMMAND [flags]",
+        )
+        p.add_argument("subcommand", nargs="?", help="one of the subcommands below")
+        p.set_defaults(func=_group_help(p, group))
+
+
+def _group_help(p: Parser, group: str) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        if args.subcommand is not None:
+            raise UserError(
+                f'unknown command "{args.subcommand}" for "rkt {group}"',
+                hint=f"see: rkt {group} --help",
+            )
+        p.print_help()
+        return 0
+
+    return run
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        from trustd.cli.version import print_version  # noqa: PLC0415
+
+        print_version()
+        sys.stdout.flush()
+        raise SystemExit(0)
 
 
 def _stdout_gone() -> None:
@@ -129,9 +210,30 @@ def _route_subverbs(args: list[str]) -> list[str]:
     return args
 
 
+def _hoist(args: list[str]) -> list[str]:
+    """cobra finds the command first and parses every flag against it, so a command's own
+    flag may come before its name (``rkt --pretty-print=false config``): such flags move to
+    just after the command."""
+    verb_at = next((i for i, a in enumerate(args) if a in VERBS or a in SUBVERBS), None)
+    if verb_at is None:
+        return args
+    probe = Parser(add_help=False)
+    add_global_flags(probe, suppress=True)
+    known = {o for a in probe._actions for o in a.option_strings} | {"--version", "-h", "--help"}
+    before: list[str] = []
+    moved: list[str] = []
+    for word in args[:verb_at]:
+        name = word.partition("=")[0]
+        (moved if word.startswith("--") and "=" in word and name not in known else before).append(
+            word
+        )
+    return [*before, args[verb_at], *moved, *args[verb_at + 1 :]]
+
+
 def _dispatch(args_list: list[str], verb: str) -> int:
     parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(args_list)
+    reparse(args)  # a verb's own flags given among its images (rkt fetch IMG --full)
     if args.command is None:
         parser.print_help(sys.stderr)
         raise UserError("missing command", hint="see: rkt --help")
@@ -143,11 +245,13 @@ def _dispatch(args_list: list[str], verb: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = _route_subverbs(list(sys.argv[1:] if argv is None else argv))
+    args_list = _hoist(_route_subverbs(list(sys.argv[1:] if argv is None else argv)))
     verb = next((a for a in args_list if a in VERBS), "rkt")
     parent, _, sub = verb.partition("-")
     command = sub if parent in SUBVERBS and sub else verb
-    debug = "--debug" in args_list
+    debug = any(a == "--debug" or a.startswith("--debug=t") for a in args_list) and not any(
+        a.startswith("--debug=f") for a in args_list
+    )
     try:
         return _dispatch(args_list, verb)
     except BrokenPipeError:

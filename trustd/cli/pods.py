@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trustd.cli._common import add_format_flag, is_json, print_json, print_table
+from trustd.cli._common import add_format_flag, is_json
+from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_text, unix_nanos
 from trustd.cli._handoff import exec_root, require_root
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_pod_flags, build_request
@@ -23,22 +24,43 @@ from trustd.shared.request import CollectPods, Export, Prepare, Remove, RunPrepa
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("prepare", parents=parents, help="prepare a pod (root)")
     add_pod_flags(p, running=False)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="suppress superfluous output on stdout, print only the UUID on success",
+    )
     p.set_defaults(func=run_prepare)
     rp = sub.add_parser("run-prepared", parents=parents, help="run a prepared pod (root)")
-    rp.add_argument("--mds-register", action="store_true")
+    rp.add_argument(
+        "--mds-register",
+        action="store_true",
+        help="serve the appc metadata service to the pod (AC_METADATA_URL)",
+    )
     rp.add_argument("--interactive", action="store_true", help="run the one app on this terminal")
-    rp.add_argument("uuid")
+    rp.add_argument("uuid", help="the prepared pod's UUID")
     rp.set_defaults(func=run_run_prepared)
     ls = sub.add_parser("list", parents=parents, help="list pods")
-    ls.add_argument("--full", action="store_true")
-    ls.add_argument("--no-legend", action="store_true")
+    ls.add_argument(
+        "--full",
+        action="store_true",
+        help="use long output format (full UUID, IMAGE ID, absolute times)",
+    )
+    ls.add_argument("--no-legend", action="store_true", help="suppress a legend with the list")
     add_format_flag(ls)
     ls.set_defaults(func=run_list)
     st = sub.add_parser("status", parents=parents, help="show a pod's status")
-    st.add_argument("--wait", nargs="?", const="true", default="false")
+    st.add_argument(
+        "--wait",
+        nargs="?",
+        const="true",
+        default="false",
+        help="toggle waiting for the pod to exit (true, false or a duration such as 10s)",
+    )
     add_format_flag(st)
-    st.add_argument("uuid")
+    st.add_argument(
+        "uuid", nargs="?", help="the pod's UUID (a unique prefix is enough)", default=None
+    )
+    _uuid_file_flag(st)
     st.set_defaults(func=run_status)
     for verb, func, help_ in (
         ("stop", run_stop, "stop pods"),
@@ -47,20 +69,79 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ):
         q = sub.add_parser(verb, parents=parents, help=help_)
         if verb == "stop":
-            q.add_argument("--force", action="store_true")
-        q.add_argument("uuids", nargs="+" if verb != "cat-manifest" else 1)
+            q.add_argument("--force", action="store_true", help="forced stopping (SIGKILL)")
+        if verb == "cat-manifest":
+            q.add_argument(
+                "--pretty-print",
+                action="store_true",
+                default=True,
+                help="apply indent to format the output (default true)",
+            )
+        _uuid_file_flag(q)
+        q.add_argument(
+            "uuids",
+            nargs="*" if verb != "cat-manifest" else "?",
+            metavar="UUID",
+            help="pod UUIDs (unique prefixes are enough)",
+        )
         q.set_defaults(func=func)
     ex = sub.add_parser("export", parents=parents, help="export an exited app as an ACI")
-    ex.add_argument("--app")
-    ex.add_argument("--overwrite", action="store_true")
-    ex.add_argument("uuid")
-    ex.add_argument("output", type=Path)
+    ex.add_argument("--app", help="name of the app to export within the specified pod")
+    ex.add_argument("--overwrite", action="store_true", help="overwrite the output ACI")
+    ex.add_argument("uuid", help="the exited pod's UUID")
+    ex.add_argument("output", type=Path, help="the ACI file to write (ends in .aci)")
     ex.set_defaults(func=run_export)
     gc = sub.add_parser("gc", parents=parents, help="garbage-collect exited pods (root)")
-    gc.add_argument("--grace-period", type=parse_duration, default="30m0s")
-    gc.add_argument("--expire-prepared", type=parse_duration, default="24h0m0s")
-    gc.add_argument("--mark-only", action="store_true")
+    gc.add_argument(
+        "--grace-period",
+        type=parse_duration,
+        default="30m0s",
+        help="duration to wait before discarding inactive pods from garbage (default 30m0s)",
+    )
+    gc.add_argument(
+        "--expire-prepared",
+        type=parse_duration,
+        default="24h0m0s",
+        help="duration to wait before expiring prepared pods (default 24h0m0s)",
+    )
+    gc.add_argument(
+        "--mark-only",
+        action="store_true",
+        help="if set to true, only the 'mark' phase of the garbage collection runs: exited "
+        "and aborted pods move to the garbage, nothing is deleted",
+    )
     gc.set_defaults(func=run_gc)
+
+
+def _uuid_file_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--uuid-file",
+        type=Path,
+        metavar="FILE",
+        help="read pod UUID from file instead of argument",
+    )
+
+
+def pod_uuids(args: argparse.Namespace, *, many: bool) -> list[str]:
+    """The UUIDs given as arguments or (rkt's --uuid-file) read from a file, never both."""
+    given = getattr(args, "uuids", None)
+    given = [given] if isinstance(given, str) else list(given or [])
+    if getattr(args, "uuid", None) is not None:
+        given.append(args.uuid)
+    if args.uuid_file is not None:
+        if given:
+            raise UserError("only one of the UUID argument or --uuid-file may be given")
+        from trustd.cli._common import read_input  # noqa: PLC0415
+
+        text = read_input(args.uuid_file, "--uuid-file", 4096).decode("ascii", "replace")
+        given = [text.strip()]
+    if not given:
+        raise UserError("missing pod UUID", hint="give the pod's UUID or --uuid-file=FILE")
+    if any(not u for u in given):
+        raise UserError("UUID cannot be empty")
+    if not many and len(given) > 1:
+        raise UserError("give exactly one pod UUID")
+    return given
 
 
 def _pods(options: GlobalOptions) -> Any:
@@ -107,38 +188,98 @@ def _info(pod: Any) -> dict[str, Any]:
         "name": pod.uuid,
         "state": str(pod.state()),
         "apps": apps,
-        "created_at": read("pod-created"),
-        "started_at": read("pod-started"),
-        "finished_at": read("pod-finished"),
+        "created": parse_time(read("pod-created")),
+        "started": parse_time(read("pod-started")),
+        "finished": parse_time(read("pod-finished")),
+        "pid": read("pid"),
     }
+
+
+def _app_state(info: dict[str, Any], app: dict[str, Any]) -> str:
+    if app["exit_code"] is not None:
+        return "exited"
+    return {"running": "running", "prepared": "created"}.get(info["state"], "unknown")
+
+
+def api_pod(info: dict[str, Any]) -> dict[str, Any]:
+    """rkt's api/v1 Pod (``list``/``status --format=json``): times in nanoseconds since the
+    epoch, absent fields left out, as encoding/json's omitempty does."""
+
+    def present(doc: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if v not in (None, [], {})}
+
+    apps = [
+        present(
+            {
+                "name": a["name"],
+                "state": _app_state(info, a),
+                "created_at": unix_nanos(info["created"]),
+                "started_at": unix_nanos(info["started"]),
+                "finished_at": unix_nanos(info["finished"]) if a["exit_code"] is not None else None,
+                "exit_code": a["exit_code"],
+                "image_id": a["image_id"],
+            }
+        )
+        | {"image_id": a["image_id"]}
+        for a in info["apps"]
+    ]
+    return present(
+        {
+            "name": info["name"],
+            "state": info["state"],
+            "app_names": [a["name"] for a in info["apps"]],
+            "apps": apps,
+            "created_at": unix_nanos(info["created"]),
+            "started_at": unix_nanos(info["started"]),
+        }
+    ) | {"name": info["name"], "state": info["state"]}
+
+
+def _when(value: Any, full: bool) -> str:
+    if value is None:
+        return ""
+    return go_time(value) if full else humanize(value)
 
 
 def run_list(args: argparse.Namespace) -> int:
     infos = [_info(p) for p in _pods(args.options).pods()]
     if is_json(args.format):
-        print_json(infos, args.format)
+        print(go_json([api_pod(i) for i in infos], pretty=args.format == "json-pretty"))
         return 0
+    full = args.full
     rows = []
+    if not args.no_legend:
+        rows.append(
+            [
+                *("UUID", "APP", "IMAGE NAME"),
+                *(["IMAGE ID"] if full else []),
+                *("STATE", "CREATED", "STARTED", "NETWORKS"),
+            ]
+        )
     for info in infos:
-        uuid = info["name"] if args.full else info["name"][:8]
-        for i, app in enumerate(info["apps"] or [{"name": "-", "image_name": "-"}]):
+        pod_cells = [
+            info["state"],
+            _when(info["created"], full),
+            _when(info["started"], full),
+            "",  # NETWORKS: trustd records no CNI addresses
+        ]
+        uuid = info["name"] if full else info["name"][:8]
+        for i, app in enumerate(
+            info["apps"] or [{"name": "-", "image_name": "-", "image_id": "-"}]
+        ):
+            first = i == 0  # rkt prints the pod's cells on its first app's row only
+            image_id = [app["image_id"][:19]] if full else []
             rows.append(
-                [
-                    uuid if i == 0 else "",
-                    app["name"],
-                    app["image_name"],
-                    info["state"],
-                    info["created_at"] or "",
-                    info["started_at"] or "",
-                ]
+                [uuid if first else "", app["name"], app["image_name"], *image_id]
+                + (pod_cells if first else ["", "", "", ""])
             )
-    legend = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED"]
-    print_table(rows, None if args.no_legend else legend)
+    if text := tab_text(rows):
+        print(text)
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    pod = _pods(args.options).find(args.uuid)
+    pod = _pods(args.options).find(pod_uuids(args, many=False)[0])
     if args.wait != "false":
         limit = None if args.wait == "true" else parse_duration(args.wait)
         deadline = None if limit is None else datetime.now(UTC) + limit
@@ -150,16 +291,23 @@ def run_status(args: argparse.Namespace) -> int:
     info = _info(pod)
     exited = info["state"] in ("exited", "exited garbage")
     if is_json(args.format):
-        print_json({**info, "exited": exited}, args.format)
+        print(go_json(api_pod(info), pretty=args.format == "json-pretty"))
         return 0
-    print(
-        f"state={info['state']}\ncreated={info['created_at'] or ''}\n"
-        f"started={info['started_at'] or ''}"
-    )
-    print(f"exited={'true' if exited else 'false'}")  # rkt's key=value lines, its words
-    for app in info["apps"]:
-        if app["exit_code"] is not None:
-            print(f"app-{app['name']}={app['exit_code']}")
+    # rkt's key=value lines (status.go printStatus), its words and its order
+    print(f"state={info['state']}")
+    print(f"created={_when(info['created'], True)}")
+    if info["started"] is not None:
+        print(f"started={_when(info['started'], True)}")
+    if info["state"] == "running":
+        print("networks=")
+    if info["state"] in ("running", "deleting", "exited deleting", "exited", "exited garbage"):
+        if info["pid"]:
+            print(f"pid={info['pid']}")
+        print(f"exited={'true' if exited else 'false'}")
+        if info["state"] != "running":
+            for app in info["apps"]:
+                if app["exit_code"] is not None:
+                    print(f"app-{app['name']}={app['exit_code']}")
     return 0
 
 
@@ -170,11 +318,13 @@ def _uuids(values: list[str]) -> tuple[str, ...]:
 
 
 def run_stop(args: argparse.Namespace) -> int:
-    exec_root(args.options, "stop", Stop("stop", _uuids(args.uuids), force=args.force))
+    exec_root(
+        args.options, "stop", Stop("stop", _uuids(pod_uuids(args, many=True)), force=args.force)
+    )
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    exec_root(args.options, "rm", Remove("rm", _uuids(args.uuids)))
+    exec_root(args.options, "rm", Remove("rm", _uuids(pod_uuids(args, many=True))))
 
 
 def run_gc(args: argparse.Namespace) -> int:
@@ -196,11 +346,12 @@ def run_export(args: argparse.Namespace) -> int:
 def run_cat(args: argparse.Namespace) -> int:
     from trustd.privileged.pod.lifecycle import MANIFEST  # noqa: PLC0415
 
-    pod = _pods(args.options).find(args.uuids[0])
+    pod = _pods(args.options).find(pod_uuids(args, many=False)[0])
     if os.geteuid() != 0:
         raise UserError(
             f"pod {pod.uuid}: its manifest holds the apps' environment, which only root may read",
             hint=f"run it as root: sudo rkt cat-manifest {pod.uuid}",
         )
-    print((pod.check_private() / MANIFEST).read_text())
+    text = (pod.check_private() / MANIFEST).read_text()
+    print(go_json(json.loads(text), pretty=args.pretty_print))
     return 0

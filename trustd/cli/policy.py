@@ -40,7 +40,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     check.add_argument("file", nargs="?", type=Path, help="default: the policy in force")
     add_format_flag(check)
-    check.add_argument("--fail-on", choices=_FAIL_CHOICES, default="high")
+    check.add_argument(
+        "--fail-on",
+        choices=_FAIL_CHOICES,
+        default="high",
+        help="exit non-zero from findings of this severity up (default high)",
+    )
     check.set_defaults(func=run_check)
     exp = sub.add_parser(
         "policy-explain",
@@ -62,7 +67,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="the policy and every stored image against it",
     )
     add_format_flag(aud, "sarif", "junit", "html")
-    aud.add_argument("--fail-on", choices=_FAIL_CHOICES, default="high")
+    aud.add_argument(
+        "--fail-on",
+        choices=_FAIL_CHOICES,
+        default="high",
+        help="exit non-zero from findings of this severity up (default high)",
+    )
     aud.set_defaults(func=run_audit)
     sch = sub.add_parser(
         "policy-schema",
@@ -77,7 +87,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt policy log",
         help="verify the hash-chained decision logs",
     )
-    log.add_argument("action", choices=("verify",))
+    log.add_argument(
+        "action", choices=("verify",), help="verify: check the decision log's hash chain"
+    )
     add_format_flag(log)
     log.set_defaults(func=run_log)
 

@@ -59,7 +59,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="list trusted keys (rkt trust list)",
     )
     add_format_flag(ls)
-    ls.add_argument("--no-legend", action="store_true")
+    ls.add_argument("--no-legend", action="store_true", help="suppress a legend with the list")
     ls.set_defaults(func=run_list)
     rm = sub.add_parser(
         "trust-remove",
@@ -67,9 +67,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         prog="rkt trust remove",
         help="stop trusting a key (rkt trust remove)",
     )
-    rm.add_argument("--prefix", default="")
-    rm.add_argument("--root", action="store_true")
-    rm.add_argument("fingerprint")
+    rm.add_argument("--prefix", default="", help="the prefix the key is trusted for")
+    rm.add_argument("--root", action="store_true", help="remove a key trusted for all images")
+    rm.add_argument("fingerprint", help="the key's fingerprint (as rkt trust list shows it)")
     rm.set_defaults(func=run_remove)
 
 

@@ -15,8 +15,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    print_version()
+    return 0
+
+
+def print_version() -> None:
+    """``rkt version`` and ``rkt --version``."""
     print(f"rkt Version: {trustd.__version__} (trustd)")
     print(f"appc Version: {trustd.APPC_VERSION}")
     print(f"Python Version: {platform.python_version()}")
     print(f"Python OS/Arch: {platform.system().lower()}/{platform.machine()}")
-    return 0

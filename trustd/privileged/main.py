@@ -88,14 +88,31 @@ def run(argv: Sequence[str]) -> int:
         from trustd.privileged.handlers import handle  # noqa: PLC0415
 
         return handle(envelope)
+    except BrokenPipeError:  # the reader went away (``rkt gc | head -1``): nobody to tell
+        _stdout_gone()
+        return EXIT_ERROR
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the error contract
         report_failure(command, exc, debug)
         return EXIT_ERROR
 
 
+def _stdout_gone() -> None:
+    """Point fd 1 at /dev/null so the flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:  # pragma: no cover - /dev/null is always there for root
+        pass
+
+
 def main() -> None:  # pragma: no cover - the process entry; tests run it as a program
     status = run(sys.argv[1:])
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        status = status or EXIT_ERROR
     sys.stderr.flush()
     sys.exit(status)
 

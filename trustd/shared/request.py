@@ -32,11 +32,35 @@ ROOT_ENVIRONMENT = ("TERM", "LANG", "LC_ALL", "TRUSTD_TCTI", "TRUSTD_DEBUG")
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _UUID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")
 _APP_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+# What an app's environment, annotation and label may hold (root re-checks each, whatever
+# the front end did): a name without "=" or NUL, a value without NUL.
+MAX_NAME = 1024
+MAX_VALUE = 128 << 10
+Ipc = Literal["auto", "private", "parent"]
+IPC_MODES: tuple[Ipc, ...] = ("auto", "private", "parent")
+GID_MAX = 2**32 - 2  # (gid_t)-1 means "no change" to setgroups/setgid
+NGROUPS_MAX = 65536
+OOM_SCORE_ADJ = (-1000, 1000)
+CPU_SHARES = (2, 262144)  # cgroup v1 cpu.shares bounds (appc os/linux/cpu-shares)
 
 
 def _absolute(path: str, what: str) -> None:
     if not path.startswith("/") or "\0" in path:
         raise ValueError(f"{what} must be an absolute path, not {path!r}")
+
+
+def _pairs(pairs: tuple[tuple[str, str], ...], what: str, *, env: bool = False) -> None:
+    for name, value in pairs:
+        bad = not name or len(name) > MAX_NAME or "\0" in name or (env and "=" in name)
+        if bad:
+            raise ValueError(f"{what} name {name[:80]!r} is empty, too long or has = or NUL")
+        if len(value) > MAX_VALUE or "\0" in value:
+            raise ValueError(f"{what} {name[:80]!r}: its value is over {MAX_VALUE} or has NUL")
+
+
+def _in_range(value: int | None, bounds: tuple[int, int], what: str) -> None:
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{what} {value} is not in {bounds[0]}..{bounds[1]}")
 
 
 def check_image_id(value: str) -> str:
@@ -84,11 +108,29 @@ class AppRequest:
     seccomp: str | None = None  # rkt's --seccomp syntax
     memory: str | None = None
     cpu: str | None = None
+    # rkt's per-app flags of issue #13 (None: the image's own value, if any)
+    supplementary_gids: tuple[int, ...] | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+    user_annotations: tuple[tuple[str, str], ...] = ()
+    user_labels: tuple[tuple[str, str], ...] = ()
+    cpu_shares: int | None = None
+    oom_score_adj: int | None = None
 
     def __post_init__(self) -> None:
         StoreKey(self.image)  # ValueError: refused with the field's path
         if self.name is not None and not _APP_NAME.fullmatch(self.name):
             raise ValueError(f"app name {self.name!r} is not an AC Name (lower case, digits, -)")
+        _pairs(self.env, "environment variable", env=True)
+        _pairs(self.annotations, "annotation")
+        _pairs(self.user_annotations, "user annotation")
+        _pairs(self.user_labels, "user label")
+        gids = self.supplementary_gids or ()
+        if len(gids) > NGROUPS_MAX or any(not 0 <= g <= GID_MAX for g in gids):
+            raise ValueError(f"supplementary gids must be at most {NGROUPS_MAX} of 0..{GID_MAX}")
+        _in_range(self.cpu_shares, CPU_SHARES, "cpu shares")
+        _in_range(self.oom_score_adj, OOM_SCORE_ADJ, "oom score adjustment")
+        for m in self.mounts:
+            _absolute(m.target, f"mount target of volume {m.volume!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +147,26 @@ class RunRequest:
     selinux: SelinuxMode = "permissive"  # the policy decides the mode in force per scope
     private_users: bool = False  # --private-users: a fresh user namespace (uid range)
     interactive: bool = False  # --interactive: one app, its stdio rkt's own (no prefix)
+    # pod-level flags of issue #13, in rkt's precedence (later wins): inherited environment
+    # (--inherit-env: the caller's, captured by the front end), the image's, ``env``
+    # (--set-env-file, then --set-env), then each app's --environment
+    inherited_env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[Mount, ...] = ()  # --mount before any image: every app
+    ipc: Ipc = "auto"  # parent: the host's IPC namespace
+    overlay: bool = True  # --no-overlay: each app gets a private copy of its tree
+
+    def __post_init__(self) -> None:
+        _pairs(self.inherited_env, "inherited environment variable", env=True)
+        _pairs(self.env, "environment variable", env=True)
+        if self.private_users and not self.overlay:
+            raise ValueError(
+                "--private-users needs the overlay: a --no-overlay copy would have to be chowned"
+            )
+        if self.ipc not in IPC_MODES:
+            raise ValueError(f"--ipc {self.ipc!r} is not one of {', '.join(IPC_MODES)}")
+        for m in self.mounts:
+            _absolute(m.target, f"mount target of volume {m.volume!r}")
 
 
 def _uuid(value: str) -> None:

@@ -73,7 +73,7 @@ def test_json_is_one_line_and_json_pretty_indents_with_typed_values() -> None:
         "ids": ["a", "b"],
     }
     assert json.loads(json_text(doc, "json-pretty")) == json.loads(compact)
-    assert "\n  " in json_text(doc, "json-pretty")
+    assert "\n\t" in json_text(doc, "json-pretty")  # rkt's MarshalIndent(v, "", "\t")
 
 
 def test_one_fingerprint_spelling() -> None:

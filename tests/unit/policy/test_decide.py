@@ -277,6 +277,7 @@ def test_decision_json_round_trips(ks: ConfigDirs, keys: Keys) -> None:
         "signature",
         "flavor",
         "seccomp",
+        "host-namespaces",
         "capabilities",
         "selinux",
         "private-users",

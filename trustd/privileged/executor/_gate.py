@@ -98,6 +98,7 @@ def run_input(
         selinux=selinux_state(plan),
         private_users=plan.private_users is not None,
         no_new_privileges=app.no_new_privileges,
+        host_namespaces=("ipc",) if plan.ipc == "parent" else (),
     )
 
 

@@ -115,6 +115,9 @@ def plan_isolation(
     cpu = _limit(req.cpu, isolators.get("resource/cpu"))
     if request.flavor == "fly":
         return {"capabilities": None, "seccomp": None, "memory": None, "cpu_millis": None}
+    scalars = _scalar_isolators(manifest)
+    oom = req.oom_score_adj if req.oom_score_adj is not None else scalars.get("oom-score-adj")
+    shares = req.cpu_shares if req.cpu_shares is not None else scalars.get("cpu-shares")
     capset = None if Insecure.CAPABILITIES in request.insecure else _caps(req, isolators)
     caps = None if capset is None else tuple(capset.sorted_names())
     seccomp_off = Insecure.SECCOMP in request.insecure
@@ -124,11 +127,34 @@ def plan_isolation(
         "memory": None if memory is None else parse_memory(memory),
         "cpu_millis": None if cpu is None else parse_cpu(cpu),
         "no_new_privileges": _no_new_privileges(manifest),
+        "oom_score_adj": oom,
+        "cpu_shares": shares,
     }
 
 
+def _scalar_isolators(manifest: ImageManifest) -> dict[str, int]:
+    """The image's ``os/linux/oom-score-adj`` and ``os/linux/cpu-shares`` (integers, checked
+    as the request's are: a value out of range stops the run)."""
+    from trustd.shared.request import CPU_SHARES, OOM_SCORE_ADJ  # noqa: PLC0415
+
+    found: dict[str, int] = {}
+    bounds = {"oom-score-adj": OOM_SCORE_ADJ, "cpu-shares": CPU_SHARES}
+    for iso in (manifest.app.isolators or ()) if manifest.app else ():
+        key = str(iso.name).removeprefix("os/linux/")
+        if key in bounds:
+            value = iso.value
+            low, high = bounds[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise PolicyViolationError(
+                    f"isolator {iso.name} {value!r} is not an integer in {low}..{high}",
+                    hint=f"override it: --{key}=N after the image",
+                )
+            found[key] = value
+    return found
+
+
 def _set_user(app: AppPlan, caps: tuple[str, ...] | None) -> None:
-    os.setgroups([app.gid])
+    os.setgroups([app.gid, *app.supplementary_gids])
     os.setgid(app.gid)
     if app.uid == 0:
         if caps is not None:
@@ -148,8 +174,11 @@ def apply_app_isolation(plan: PodPlan, app: AppPlan) -> None:
     so none can reach the exec either.
     """
     cloexec_above_stdio()
+    if app.oom_score_adj is not None:  # while root (lowering it needs CAP_SYS_RESOURCE)
+        with open("/proc/self/oom_score_adj", "w") as f:  # noqa: PTH123 - the pod's /proc
+            f.write(str(app.oom_score_adj))
     if plan.flavor == "fly":
-        os.setgroups([app.gid])
+        os.setgroups([app.gid, *app.supplementary_gids])
         os.setgid(app.gid)
         os.setuid(app.uid)
         return
@@ -207,7 +236,7 @@ class PodGroups:
             return
         group = self.groups.get(app.name)
         if group is None:
-            limits = Limits(memory=app.memory, cpu=app.cpu_millis)
+            limits = Limits(memory=app.memory, cpu=app.cpu_millis, cpu_shares=app.cpu_shares)
             group = PodCgroup.create(_cgroup_id(self.plan, app), limits)
             self.groups[app.name] = group
         group.add(pid)

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from trustd.privileged.executor._linux import (
+    MS_BIND,
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
@@ -64,6 +65,25 @@ def overlay(lower: Path, upper: Path, work: Path, target: Path, *, readonly: boo
         MS_NODEV | (MS_RDONLY if readonly else 0),  # device nodes only in the pod's own /dev
         f"lowerdir={lower},upperdir={upper},workdir={work}",
     )
+
+
+def private_copy(tree: Path, copy: Path, target: Path) -> None:
+    """--no-overlay: copy the rendered tree (owners, modes, links, xattrs kept; never
+    following a link) into the pod's private layer and bind it at ``target``."""
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    target.mkdir(parents=True, exist_ok=True)
+    if not copy.exists():  # run-prepared after prepare: copied once
+        staging = copy.with_name(copy.name + ".tmp")
+        if staging.exists():
+            shutil.rmtree(staging)
+        subprocess.run(  # noqa: S603 - fixed argv, no shell; paths are root's own
+            ["/bin/cp", "-a", "--no-dereference", "--", str(tree), str(staging)], check=True
+        )
+        staging.rename(copy)
+    bind(str(copy), str(target))
+    mount(None, str(target), None, MS_REMOUNT | MS_BIND | MS_NODEV)  # no device nodes
 
 
 def kernel_filesystems(root: Path) -> None:

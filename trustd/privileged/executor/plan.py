@@ -67,6 +67,13 @@ class AppPlan:
     # os/linux/no-new-privileges: False only when the image's isolator says so (and the
     # policy allows it, run.allow_new_privileges); the container flavor sets it otherwise
     no_new_privileges: bool = True
+    # issue #13 (cli): rkt's per-app flags, or the image's own values
+    supplementary_gids: tuple[int, ...] = ()
+    oom_score_adj: int | None = None
+    cpu_shares: int | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+    user_annotations: tuple[tuple[str, str], ...] = ()
+    user_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def rootfs(self) -> Path:
@@ -89,6 +96,8 @@ class PodPlan:
     selinux_file: str | None = None  # the label of the pod's files
     private_users: int | None = None  # --private-users: host uid/gid of the pod's root (shift)
     interactive: bool = False  # --interactive: the app's stdio is rkt's terminal, unprefixed
+    ipc: str = "auto"  # "parent": the host's IPC namespace (--ipc), as the gate admitted
+    overlay: bool = True  # False (--no-overlay): each app runs from a private copy of its tree
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

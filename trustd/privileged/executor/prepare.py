@@ -33,7 +33,7 @@ from trustd.shared.imageid import StoreKey
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
-from trustd.shared.request import AppRequest, RunRequest
+from trustd.shared.request import AppRequest, Mount, RunRequest
 from trustd.shared.vocab import SELINUX_MODES, MeasureMode, SelinuxMode
 
 
@@ -107,8 +107,13 @@ def _plan_app(
     user = req.user or (app.user if app else "0")
     group = req.group or (app.group if app else "0")
     declared = (app.environment or ()) if app else ()
-    env = tuple((e.name, e.value) for e in declared) + req.env
+    env = _merged(
+        request.inherited_env, tuple((e.name, e.value) for e in declared), request.env, req.env
+    )
     isolation = plan_isolation(req, manifest, request, policy)
+    gids = req.supplementary_gids
+    if gids is None:
+        gids = (app.supplementary_gids or ()) if app else ()
     return AppPlan(
         name=req.name or _default_name(manifest),
         image_key=key,
@@ -125,11 +130,29 @@ def _plan_app(
         group=group,
         working_dir=req.working_dir or (app.working_directory if app else None) or "/",
         readonly_rootfs=req.readonly_rootfs,
-        mounts=req.mounts,
+        mounts=_app_mounts(request.mounts, req.mounts),
+        supplementary_gids=tuple(gids),
+        annotations=req.annotations,
+        user_annotations=req.user_annotations,
+        user_labels=req.user_labels,
         pre_start=_handlers(manifest, "pre-start"),
         post_stop=_handlers(manifest, "post-stop"),
         **isolation,
     )
+
+
+def _merged(*layers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """rkt's environment precedence: each later layer replaces a name an earlier one set."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        merged.update(layer)
+    return tuple(merged.items())
+
+
+def _app_mounts(pod: tuple[Mount, ...], app: tuple[Mount, ...]) -> tuple[Mount, ...]:
+    """--mount before the images applies to every app; the app's own wins for a path."""
+    own = {m.target for m in app}
+    return (*(m for m in pod if m.target not in own), *app)
 
 
 def _pod_manifest(plan: PodPlan) -> bytes:
@@ -147,10 +170,15 @@ def _pod_manifest(plan: PodPlan) -> bytes:
                     "group": a.group,
                     "workingDirectory": a.working_dir,
                     "environment": [{"name": k, "value": v} for k, v in a.env],
+                    **_app_fields(a),
                 },
                 "readOnlyRootFS": a.readonly_rootfs,
                 "mounts": [{"volume": m.volume, "path": m.target} for m in a.mounts],
-                **({"isolators": [_NNP_OFF]} if not a.no_new_privileges else {}),
+                **(
+                    {"annotations": [{"name": k, "value": v} for k, v in a.annotations]}
+                    if a.annotations
+                    else {}
+                ),
             }
             for a in plan.apps
         ],
@@ -168,7 +196,25 @@ def _pod_manifest(plan: PodPlan) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
-_NNP_OFF = {"name": "os/linux/no-new-privileges", "value": False}
+def _app_fields(a: AppPlan) -> dict[str, Any]:
+    """The pod manifest's app fields for rkt's per-app flags, present only when set."""
+    app: dict[str, Any] = {}
+    if a.supplementary_gids:
+        app["supplementaryGIDs"] = list(a.supplementary_gids)
+    isolators = []
+    if a.oom_score_adj is not None:
+        isolators.append({"name": "os/linux/oom-score-adj", "value": a.oom_score_adj})
+    if a.cpu_shares is not None:
+        isolators.append({"name": "os/linux/cpu-shares", "value": a.cpu_shares})
+    if not a.no_new_privileges:
+        isolators.append({"name": "os/linux/no-new-privileges", "value": False})
+    if isolators:
+        app["isolators"] = isolators
+    if a.user_annotations:
+        app["userAnnotations"] = dict(a.user_annotations)
+    if a.user_labels:
+        app["userLabels"] = dict(a.user_labels)
+    return app
 
 
 def _selinux_mode(policy: Policy, apps: list[AppPlan]) -> SelinuxMode:
@@ -256,6 +302,8 @@ def prepare(
                 mds=request.mds_register,
                 private_users=_private_users(request, pod.uuid, pods),
                 interactive=request.interactive,
+                ipc=request.ipc,
+                overlay=request.overlay,
                 **_selinux(_selinux_mode(policy, apps), pod, pods),
             )
             gated = gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)

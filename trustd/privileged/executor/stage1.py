@@ -110,10 +110,13 @@ def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
     (layer / "upper").mkdir(parents=True, exist_ok=True)
     if plan.selinux_file:  # what the app writes lands in its upper layer: label it
         label_tree(layer / "upper", plan.selinux_file)
-    lower = app.rootfs
-    if plan.private_users is not None:  # the image seen through the pod's uid map (no chown)
-        lower = _userns.map_lower(app.rootfs, layer, _USERNS[0], plan.private_users)
-    _rootfs.overlay(lower, layer / "upper", layer / "work", root, readonly=False)
+    if plan.overlay:
+        lower = app.rootfs
+        if plan.private_users is not None:  # the image seen through the pod's uid map (no chown)
+            lower = _userns.map_lower(app.rootfs, layer, _USERNS[0], plan.private_users)
+        _rootfs.overlay(lower, layer / "upper", layer / "work", root, readonly=False)
+    else:  # --no-overlay: a private copy of the tree, as rkt copies it
+        _rootfs.private_copy(app.rootfs, layer / "rootfs", root)
     if plan.flavor == "fly":
         for path in ("proc", "sys", "dev"):
             _bind_in_root(f"/{path}", root, path, readonly=False)
@@ -362,7 +365,9 @@ def _child(pod_dir: Path, plan: PodPlan) -> int:
     if plan.flavor == "fly":
         lx.unshare(lx.CLONE_NEWNS)
         return _pod_init(pod_dir, plan)
-    flags = lx.CLONE_NEWNS | lx.CLONE_NEWUTS | lx.CLONE_NEWIPC | lx.CLONE_NEWPID
+    flags = lx.CLONE_NEWNS | lx.CLONE_NEWUTS | lx.CLONE_NEWPID
+    if plan.ipc != "parent":  # --ipc=parent: the host's IPC namespace (the gate saw it)
+        flags |= lx.CLONE_NEWIPC
     if plan.net != "host":
         flags |= lx.CLONE_NEWNET
     if plan.private_users is not None:  # made here, in the host PID namespace

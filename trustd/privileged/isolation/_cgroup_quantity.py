@@ -95,9 +95,11 @@ class Limits:
     memory: int | None = None
     cpu: int | None = None
     pids: int | None = None
+    cpu_shares: int | None = None  # appc os/linux/cpu-shares (cgroup v1 cpu.shares, 2..262144)
 
     def __post_init__(self) -> None:
         _check_count("memory", self.memory, MAX_MEMORY)
+        _check_count("cpu shares", self.cpu_shares, 262144)
         _check_count("cpu", self.cpu, MAX_CPU_MILLICORES)
         _check_count("pids", self.pids, MAX_PIDS)
 

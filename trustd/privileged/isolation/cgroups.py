@@ -124,7 +124,7 @@ def _needed_for(controller: str, limits: Limits) -> str:
 
 
 def _create_v1(b: _Builder, layout: Layout, limits: Limits) -> Groups:
-    needed = [*TRACKING_V1, *(["cpu"] if limits.cpu is not None else [])]
+    needed = [*TRACKING_V1, *(["cpu"] if _wants_cpu(limits) else [])]
     groups: Groups = {}
     by_mount: dict[Path, Path] = {}  # co-mounted controllers share one group
     for controller in needed:
@@ -152,12 +152,23 @@ def _limit_v1(b: _Builder, groups: Groups, limits: Limits) -> None:
         cpu = groups["cpu"]
         b.set("cpu", cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US), "set the cpu period")
         b.set("cpu", cpu / "cpu.cfs_quota_us", str(_quota_us(limits.cpu)), "limit cpu")
+    if limits.cpu_shares is not None:
+        b.set("cpu", groups["cpu"] / "cpu.shares", str(limits.cpu_shares), "set cpu shares")
     if limits.pids is not None:
         b.set("pids", groups["pids"] / "pids.max", str(limits.pids), "limit pids")
 
 
+def _wants_cpu(limits: Limits) -> bool:
+    return limits.cpu is not None or limits.cpu_shares is not None
+
+
+def cpu_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares (2..262144) as cgroup v2 cpu.weight (1..10000), as runc maps it."""
+    return 1 + ((max(shares, 2) - 2) * 9999) // 262142
+
+
 def _create_v2(b: _Builder, layout: Layout, limits: Limits) -> Groups:
-    needed = ["memory", "pids", *(["cpu"] if limits.cpu is not None else [])]
+    needed = ["memory", "pids", *(["cpu"] if _wants_cpu(limits) else [])]
     for controller in needed:
         if controller not in layout.v2_controllers:
             proof = layout.root / "cgroup.controllers"
@@ -172,6 +183,9 @@ def _create_v2(b: _Builder, layout: Layout, limits: Limits) -> Groups:
     if limits.cpu is not None:
         cpu_max = f"{_quota_us(limits.cpu)} {CFS_PERIOD_US}"
         b.set("cpu", group / "cpu.max", cpu_max, "limit cpu")
+    if limits.cpu_shares is not None:
+        weight = str(cpu_weight(limits.cpu_shares))
+        b.set("cpu", group / "cpu.weight", weight, "set the cpu weight (--cpu-shares)")
     if limits.pids is not None:
         b.set("pids", group / "pids.max", str(limits.pids), "limit pids")
     return {V2: group}

@@ -148,6 +148,7 @@ def scope_rules(policy: Policy, keystore: Keystore, now: datetime) -> list[dict[
                     "selinux": scope.run.selinux,
                     "private_users": scope.run.private_users,
                     "insecure_options": list(scope.run.insecure_options),
+                    "host_namespaces": list(scope.run.host_namespaces),
                 },
                 "measure": scope.measure,
             }

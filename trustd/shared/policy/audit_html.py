@@ -169,6 +169,7 @@ def _scope(doc: dict[str, Any]) -> str:
         ("run.selinux", _e(run["selinux"])),
         ("run.private_users", _e(run["private_users"])),
         ("run.insecure_options", _list(run["insecure_options"])),
+        ("run.host_namespaces", _list(run.get("host_namespaces", []))),
         ("measure", _e(doc["measure"])),
     ]
     body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)

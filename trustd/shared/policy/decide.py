@@ -117,6 +117,7 @@ class RunInput:
     image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
     private_users: bool = False  # the pod runs in its own user namespace (--private-users)
     no_new_privileges: bool = True  # False: the image's isolator turns no_new_privs off
+    host_namespaces: tuple[str, ...] = ()  # shared with the host: "ipc" (--ipc=parent)
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -231,6 +232,7 @@ def run_checks(
         _insecure(run, req),
         _no_new_privileges(run, req),
         _measurement(measure, req),
+        _host_namespaces(run, req),
     ]
 
 
@@ -247,6 +249,20 @@ def _no_new_privileges(run: RunRules, req: RunInput) -> CheckResult:
         "the image's os/linux/no-new-privileges isolator is false: setuid programs and file "
         "capabilities could raise the app's privileges",
         "drop the isolator from the image, or set run.allow_new_privileges = true for its scope",
+    )
+
+
+def _host_namespaces(run: RunRules, req: RunInput) -> CheckResult:
+    shared = [ns for ns in req.host_namespaces if ns not in run.host_namespaces]
+    if not shared:
+        what = ", ".join(req.host_namespaces) or "none"
+        return CheckResult("host-namespaces", True, f"host namespaces shared: {what}")
+    return CheckResult(
+        "host-namespaces",
+        False,
+        f"the pod would share the host's {', '.join(shared)} namespace, which this scope "
+        "does not allow (run.host_namespaces)",
+        'run without --ipc=parent, or allow it: run.host_namespaces ["ipc"]',
     )
 
 

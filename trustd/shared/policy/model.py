@@ -21,6 +21,7 @@ from trustd.shared.vocab import Flavor, MeasureMode, PrivateUsersRule, SelinuxMo
 Verdict = Literal["allow", "warn", "deny"]
 RequireType = Literal["signed", "reject", "accept-anything"]
 Mode = Literal["enforce", "warn"]
+HostNamespace = Literal["ipc"]  # rkt's --ipc=parent (issue #13)
 
 SECCOMP_BUILTINS: tuple[str, ...] = ("rkt-default", "any", "unconfined")
 SECCOMP_DIGEST = re.compile(r"sha256-[0-9a-f]{64}")
@@ -159,6 +160,9 @@ class RunRules:
         metadata=_meta(
             "an image's os/linux/no-new-privileges=false isolator may turn no_new_privs off"
         ),
+    )
+    host_namespaces: tuple[HostNamespace, ...] = field(
+        default=(), metadata=_meta("host namespaces the apps may share: ipc (--ipc=parent)")
     )
 
 

@@ -122,6 +122,8 @@ def fetch_url(
         if signature is not None and ref.name is not None:
             _signer_known_early(signature, ref.name, ctx)
     headers = auth_headers(aci_url, ctx.auth)
+    if ctx.debug:  # rkt's diagnostic line
+        print(f'image: remote fetching from URL "{aci_url}"', file=sys.stderr)
     with download(
         aci_url,
         ctx.store.layout.tmp,
@@ -177,6 +179,8 @@ def fetch_name(ref: ImageRef, ctx: FetchContext, depth: int = 0) -> ImageRecord:
     assert ref.name is not None  # noqa: S101 - names always parse to one
     found = stored_by_name(ref, ctx)
     if found is not None:
+        if ctx.debug:  # rkt's diagnostic line
+            print(f"image: using image from local store for image name {ref.text}", file=sys.stderr)
         return found
     if ctx.pull_policy == "never":
         raise UserError(

@@ -63,12 +63,13 @@ def read_signature(path: Path) -> bytes:
     try:
         return read_capped(path, MAX_SIGNATURE)
     except FileNotFoundError as exc:
-        raise UserError(
-            f"open {path}: no such file or directory",
-            hint="give the signature with --signature FILE",
+        raise UserError(  # rkt's words (rkt_trust_test.go matches them)
+            f"error opening signature file: open {path}: no such file or directory",
+            hint="give the signature with --signature FILE, or trust the image unsigned: "
+            "--insecure-options=image",
         ) from exc
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read signature {path}: {exc}") from exc
+        raise UserError(f"error opening signature file: cannot read {path}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,8 @@ def check_requested(admitted: AdmittedImage, ref: ImageRef) -> None:
 def _fetch_file(request: FetchRequest, local: LocalInputs, ctx: FetchContext) -> ImageRecord:
     """Copy the opened file into the store's scratch space, then admit and store that copy."""
     path = request.ref.path
+    if ctx.debug:  # rkt's diagnostic line (rkt_fetch_test.go, rkt_stage1_loading_test.go)
+        print(f"image: using image from file {Path(str(path)).absolute()}", file=sys.stderr)
     with ctx.store.scratch_file() as scratch:
         with scratch.open("wb") as out:
             shutil.copyfileobj(local.image, out, 1 << 20)

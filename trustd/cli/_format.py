@@ -1,0 +1,100 @@
+"""rkt's output shapes: Go's tabwriter (rkt's ``getTabOutWithWriter``: tabs, padding 1,
+tab stops of 8), go-humanize's relative times, Go's ``2006-01-02 15:04:05.999 -0700 MST``
+layout and encoding/json's compact and ``MarshalIndent(v, "", "\\t")`` output."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trustd.shared.errors import printable
+
+TAB_WIDTH = 8
+_MINUTE, _HOUR, _DAY = 60, 3600, 86400
+_WEEK, _MONTH = 7 * _DAY, 30 * _DAY
+_YEAR = 12 * _MONTH
+# go-humanize's defaultMagnitudes: (below, format, divisor)
+_MAGNITUDES: tuple[tuple[float, str, int], ...] = (
+    (1, "now", 1),
+    (2, "1 second {}", 1),
+    (_MINUTE, "{n} seconds {}", 1),
+    (2 * _MINUTE, "1 minute {}", 1),
+    (_HOUR, "{n} minutes {}", _MINUTE),
+    (2 * _HOUR, "1 hour {}", 1),
+    (_DAY, "{n} hours {}", _HOUR),
+    (2 * _DAY, "1 day {}", 1),
+    (_WEEK, "{n} days {}", _DAY),
+    (2 * _WEEK, "1 week {}", 1),
+    (_MONTH, "{n} weeks {}", _WEEK),
+    (2 * _MONTH, "1 month {}", 1),
+    (_YEAR, "{n} months {}", _MONTH),
+    (18 * _MONTH, "1 year {}", 1),
+    (2 * _YEAR, "2 years {}", 1),
+    (37 * _YEAR, "{n} years {}", _YEAR),
+    (float("inf"), "a long while {}", 1),
+)
+
+
+def humanize(then: datetime, now: datetime | None = None) -> str:
+    """go-humanize ``Time``: ``now``, ``3 seconds ago``, ``2 hours from now``..."""
+    delta = ((now or datetime.now(UTC)) - then).total_seconds()
+    label = "ago" if delta >= 0 else "from now"
+    delta = abs(delta)
+    for below, fmt, divisor in _MAGNITUDES:
+        if delta < below:
+            return fmt.format(label, n=int(delta // divisor))
+    return f"a long while {label}"  # pragma: no cover - the last magnitude is infinite
+
+
+def go_time(when: datetime) -> str:
+    """Go's ``2006-01-02 15:04:05.999 -0700 MST`` in local time (rkt's defaultTimeLayout)."""
+    local = when.astimezone()
+    millis = f"{local.microsecond // 1000:03d}".rstrip("0")
+    offset = local.strftime("%z") or "+0000"
+    return (
+        local.strftime("%Y-%m-%d %H:%M:%S")
+        + (f".{millis}" if millis else "")
+        + (f" {offset} {local.tzname() or 'UTC'}")
+    )
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def unix_nanos(when: datetime | None) -> int | None:
+    if when is None:
+        return None
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
+def tab_text(rows: list[list[str]]) -> str:
+    """Go's text/tabwriter as rkt configures it: every cell but a line's last is followed by
+    tabs up to its column's width (widest cell + 1, rounded up to a tab stop)."""
+    table = [[printable(c) for c in row] for row in rows]
+    if not table:
+        return ""
+    columns = max(len(r) for r in table) - 1
+    widths = []
+    for i in range(columns):
+        width = max((len(r[i]) for r in table if len(r) > i + 1), default=0) + 1
+        widths.append(-(-width // TAB_WIDTH) * TAB_WIDTH)
+    lines = []
+    for row in table:
+        cells = [c + "\t" * -(-(widths[i] - len(c)) // TAB_WIDTH) for i, c in enumerate(row[:-1])]
+        lines.append("".join(cells) + row[-1])
+    return "\n".join(lines)
+
+
+def go_json(doc: Any, *, pretty: bool) -> str:
+    """encoding/json: ``Marshal`` (compact) or ``MarshalIndent(v, "", "\\t")``."""
+    if pretty:
+        return json.dumps(doc, indent="\t", ensure_ascii=False)
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
