@@ -13,7 +13,7 @@ from typing import Any
 
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
-from tests.integration.conftest import rkt
+from tests.integration.conftest import app_output, rkt
 
 
 def sh(
@@ -48,7 +48,7 @@ def test_environment_precedence_and_inherit_env(
     finally:
         del os.environ["TRUSTD_T_INHERITED"]
     assert result.returncode == 0, result.stderr
-    env = _env(result.stdout)
+    env = _env(app_output(result.stdout))
     assert env["TRUSTD_T_INHERITED"] == "parent"  # --inherit-env: the caller's
     assert env["FROM_FILE"] == "file" and env["BOTH"] == "flag"  # --set-env beats the file
     assert env["OVER"] == "app"  # --environment beats both
@@ -61,7 +61,7 @@ def test_a_set_env_after_the_image_applies_to_the_pod(shared_dirs: ConfigDirs, i
         shared_dirs, "run", image, "--set-env=LATE=yes", "--exec=/bin/sh", "--", "-c", "env"
     )
     assert result.returncode == 0, result.stderr
-    assert _env(result.stdout)["LATE"] == "yes"
+    assert _env(app_output(result.stdout))["LATE"] == "yes"
 
 
 def test_a_malformed_env_file_is_refused_before_any_pod(
@@ -115,7 +115,7 @@ def test_supplementary_gids_and_oom_score_adj_inside_the_app(
         "--oom-score-adj=500",
     )
     assert result.returncode == 0, result.stderr
-    groups, oom = result.stdout.splitlines()
+    groups, oom = app_output(result.stdout).splitlines()
     assert set(groups.split()[1:]) == {"1000", "2001", "2002"}
     assert oom == "500"
 
@@ -151,7 +151,7 @@ def test_ipc_parent_is_a_policy_decision_then_shares_the_hosts_namespace(
     install_policy(shared_dirs.local, text)
     shared = sh(shared_dirs, image, "readlink /proc/self/ns/ipc", pod=("--ipc=parent",))
     assert shared.returncode == 0, shared.stderr
-    assert shared.stdout.strip() == host
+    assert app_output(shared.stdout).strip() == host
     bad = sh(shared_dirs, image, "true", pod=("--ipc=host",))
     assert bad.returncode == 254 and "invalid choice" in bad.stderr
 
@@ -164,7 +164,7 @@ def test_no_overlay_runs_from_a_private_copy(shared_dirs: ConfigDirs, image: str
         pod=("--no-overlay=true",),
     )
     assert result.returncode == 0, result.stderr
-    fstype = result.stdout.splitlines()[0].split(" - ", 1)[1].split()[0]
+    fstype = app_output(result.stdout).splitlines()[0].split(" - ", 1)[1].split()[0]
     assert fstype != "overlay"  # a bind of the pod's own copy
     assert "written" in result.stdout
     again = sh(shared_dirs, image, "cat /etc/trustd-probe")  # the shared tree is untouched

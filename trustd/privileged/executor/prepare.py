@@ -285,7 +285,7 @@ def prepare(
                 stamp_used(data, key)
                 trees.append(tree)
                 planned = _plan_app(req, tree, key.id, request, policy)
-                mounts, implicit = app_mounts(planned.name, tree.manifest, req.mounts, volumes)
+                mounts, implicit = app_mounts(planned.name, tree.manifest, planned.mounts, volumes)
                 volumes.extend(implicit)  # rkt's implicit empty volumes for mountPoints
                 apps.append(replace(planned, mounts=mounts))
             if len({a.name for a in apps}) != len(apps):
