@@ -30,6 +30,7 @@ from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import Measurer, decode_log, stop_embedded  # noqa: E402
 from trustd.privileged.measure._swtpm import load_state  # noqa: E402
+from trustd.privileged.measure._unixtpm import tools_tcti  # noqa: E402
 from trustd.shared.policy.log import append_fd  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_HISTORY_ROUNDS", "20"))
@@ -62,8 +63,11 @@ class Dir:
     def start(self) -> float:
         cmd = [RKT, *self.flags, "run", f"--stage1-name={FLAVOR}", self.key]
         began = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        return time.perf_counter() - began
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        took = time.perf_counter() - began
+        if done.returncode:
+            raise SystemExit(f"bench/history.py: rkt run failed: {done.stderr}")
+        return took
 
     @property
     def log(self) -> Path:
@@ -80,7 +84,7 @@ class Dir:
         state = load_state(self.data / "tpm")
         if state is None:
             raise SystemExit("bench/history.py: the embedded swtpm did not start")
-        env = {**os.environ, "TPM2TOOLS_TCTI": state.tcti}
+        env = {**os.environ, "TPM2TOOLS_TCTI": tools_tcti(self.data / "tpm")}
         subprocess.run(["tpm2_pcrreset", "23"], env=env, check=True, capture_output=True)
         for path in (
             self.log,
