@@ -29,8 +29,6 @@ sys.path.insert(0, str(ROOT))
 from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import Measurer, decode_log, stop_embedded  # noqa: E402
-from trustd.privileged.measure._swtpm import load_state  # noqa: E402
-from trustd.privileged.measure._unixtpm import tools_tcti  # noqa: E402
 from trustd.shared.policy.log import append_fd  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_HISTORY_ROUNDS", "20"))
@@ -78,20 +76,6 @@ class Dir:
 
     def decisions(self) -> int:
         return len((self.data / "private" / "decisions.jsonl").read_bytes().splitlines())
-
-    def forget(self) -> None:
-        """Make the next start the first of an epoch: PCR 23 zero, no log, no decisions."""
-        state = load_state(self.data / "tpm")
-        if state is None:
-            raise SystemExit("bench/history.py: the embedded swtpm did not start")
-        env = {**os.environ, "TPM2TOOLS_TCTI": tools_tcti(self.data / "tpm")}
-        subprocess.run(["tpm2_pcrreset", "23"], env=env, check=True, capture_output=True)
-        for path in (
-            self.log,
-            self.data / "tpm" / "eventlog.checkpoint.json",
-            self.data / "private" / "decisions.jsonl",
-        ):
-            path.unlink(missing_ok=True)
 
     def grow(self, records: int) -> None:
         """Measure copies of the last pod start's events until the log holds ``records``."""
@@ -155,7 +139,7 @@ def main() -> int:
     print("  median / p90")
     print(
         f"  {'first':<8} {m1 * 1000:7.1f} ms / {p1 * 1000:7.1f} ms   "
-        f"{min(first_records)} to {max(first_records)} records after it (no added history)"
+        f"{min(first_records)} to {max(first_records)} records in its log (no added history)"
     )
     print(
         f"  {'history':<8} {mh * 1000:7.1f} ms / {ph * 1000:7.1f} ms   "

@@ -4,7 +4,6 @@ out of reach of a member of group rkt."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tests._policy import policy_for_tests
@@ -48,7 +47,7 @@ def test_a_cache_others_may_write_is_refused_naming_the_fix(
 ) -> None:
     assert _true(shared_dirs, image) == 0
     cache = shared_dirs.data / CACHE
-    os.chmod(cache, 0o622)  # as if an earlier root mistake left it writable
+    cache.chmod(0o622)
     refused = rkt(shared_dirs, "run", image, "--exec=/bin/true")
     assert refused.returncode == 254
     assert "policy.cache" in refused.stderr and "rm " in refused.stderr

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.policy._helpers import BASE
-from trustd.shared.policy import PolicyFileError, loads_policy
-from trustd.shared.policy import _compiled
+from trustd.shared.policy import PolicyFileError, _compiled, loads_policy
 from trustd.shared.policy._compiled import load_cached
 
 WARN = """
@@ -48,9 +47,10 @@ def test_a_hit_is_the_policy_a_full_parse_gives() -> None:
     assert first == full
     assert second == full  # every scope decoded and compared, the warn exception's date too
     assert second.digest == full.digest
-    assert second.scope("warn.example.com/app").exception == full.scopes[
-        "warn.example.com/app"
-    ].exception
+    assert (
+        second.scope("warn.example.com/app").exception
+        == full.scopes["warn.example.com/app"].exception
+    )
 
 
 def test_a_changed_file_is_parsed_again_never_served_from_the_cache() -> None:

@@ -91,7 +91,9 @@ def _build(doc: dict[str, Any], source: str, digest: str, text: str = "") -> Pol
         if problem:
             raise Invalid(("scopes", key), f"unreachable scope: {problem}")
         scopes[key] = decode_scope(key, table, default)
-    return assemble(doc, default, types.MappingProxyType(scopes), source, digest, text)
+    return assemble(
+        doc, default, scopes=types.MappingProxyType(scopes), source=source, digest=digest, text=text
+    )
 
 
 def decode_default(doc: dict[str, Any]) -> Scope:
@@ -113,6 +115,7 @@ def decode_scope(key: str, table: Any, default: Scope) -> Scope:
 def assemble(
     doc: dict[str, Any],
     default: Scope,
+    *,
     scopes: Mapping[str, Scope],
     source: str,
     digest: str,

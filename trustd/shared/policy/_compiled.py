@@ -123,7 +123,8 @@ def _from_cache(cached: bytes, digest: str, text: str, source: str) -> Policy | 
         return None
     try:
         default = decode_default(head)
-        return assemble(head, default, CompiledScopes(raw, default, source), source, digest, text)
+        scopes = CompiledScopes(raw, default, source)
+        return assemble(head, default, scopes=scopes, source=source, digest=digest, text=text)
     except Invalid:
         return None
 
@@ -147,4 +148,4 @@ def load_cached(data: bytes, source: str, cache: PolicyCache) -> Policy:
     return policy
 
 
-__all__ = ["CompiledScopes", "PolicyCache", "compile_doc", "load_cached"]
+__all__ = ["CompiledScopes", "PolicyCache", "compile_doc", "decode_scope", "load_cached"]
