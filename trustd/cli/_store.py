@@ -23,18 +23,24 @@ _MODULES = (
     "trustd.shared.appc.manifest",
     "trustd.shared.appc.aci",
 )
+# A lookup by ID prefix or name (``rkt run``/``prepare``): the index code and sqlite only.
+_LOOKUP = ("trustd.shared.store.store", "trustd.shared.store._index")
 
 
-def as_group(options: GlobalOptions, work: Callable[[], str]) -> str:
+def as_group(options: GlobalOptions, work: Callable[[], str], *, lookup: bool = False) -> str:
     """``work()`` with the store opened by the group: in-process when not root, else in the
-    dropped child, after root made the directories."""
+    dropped child, after root made the directories. ``lookup``: ``work`` only reads or
+    stamps index rows, so the child is given the index code alone, not the fetch side's."""
     if os.geteuid() != 0:
         return work()
     from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
     from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
+    from trustd.unprivileged.privsep.drop import INDEX_PRELOAD, PRELOAD  # noqa: PLC0415
 
     prepare_store(options.dirs.data)
-    return run_as(fetch_identity(), work, _MODULES, inherit_fds=False)
+    if lookup:
+        return run_as(fetch_identity(), work, _LOOKUP, inherit_fds=False, base=INDEX_PRELOAD)
+    return run_as(fetch_identity(), work, _MODULES, inherit_fds=False, base=PRELOAD)
 
 
 def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreKey:
@@ -52,7 +58,7 @@ def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreK
             store.index.touch(record.key)
         return record.full_key.id
 
-    return StoreKey.parse(as_group(options, work))
+    return StoreKey.parse(as_group(options, work, lookup=True))
 
 
 def records(options: GlobalOptions, ref: str | None = None) -> list[Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trustd.shared.appc.aci import AciInfo
 from trustd.shared.codec import decode_doc, decode_json
 from trustd.shared.imageid import ID_PREFIX, StoreKey, store_key
-from trustd.shared.verify import VerifiedSignature
+
+if TYPE_CHECKING:  # annotations only: an index lookup loads neither the ACI reader nor OpenPGP
+    from trustd.shared.appc.aci import AciInfo
+    from trustd.shared.verify import VerifiedSignature
 
 SHORT_HEX = 32  # rkt's short form on the command line
 _HINT = "the store index was altered; remove the image (rkt image rm ID) and fetch it again"

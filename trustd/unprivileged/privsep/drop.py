@@ -118,6 +118,10 @@ PRELOAD = (
 )
 
 
+# What a child that only reads or updates the store index needs beyond its own modules.
+INDEX_PRELOAD = ("json", "sqlite3", "fcntl", "shutil", "tempfile", "hashlib", "encodings.idna")
+
+
 def _close_all_but(keep: int) -> None:
     """Close every descriptor above 2 except ``keep``: root's own (a lock it holds, a
     directory fd of its private state) must not reach the unprivileged child."""
@@ -131,12 +135,15 @@ def run_as(
     preload: tuple[str, ...] = (),
     *,
     inherit_fds: bool = True,
+    base: tuple[str, ...] = PRELOAD,
 ) -> str:
     """Run ``work`` in a child as ``identity``; return its string result or raise its error.
 
     ``inherit_fds=False`` closes every descriptor but the answer pipe first (work that opens
-    what it needs itself, e.g. the store index); a fetch keeps the sources root opened."""
-    for module in (*PRELOAD, *preload):
+    what it needs itself, e.g. the store index); a fetch keeps the sources root opened.
+    ``base``: the modules every such child gets (a fetch's by default; an index lookup
+    passes :data:`INDEX_PRELOAD` and its own, issue #14)."""
+    for module in (*base, *preload):
         importlib.import_module(module)
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
