@@ -159,7 +159,7 @@ def run_list(args: argparse.Namespace) -> int:
         raise UserError(f"unknown field(s) {', '.join(bad)}", hint=f"fields: {', '.join(FIELDS)}")
     if args.sort not in SORT_FIELDS:
         raise UserError(f"unknown sort field {args.sort!r}", hint=f"use: {', '.join(SORT_FIELDS)}")
-    text = as_group(args.options, lambda: _listing(args))
+    text = as_group(args.options, lambda: _listing(args), listing=True)
     if text:
         print(text)
     return 0
