@@ -1,10 +1,10 @@
 """Listings and gc at scale (issue #14), each against its baseline, interleaved and rotated:
 
-- ``rkt list`` of 1,000 pods against 10 pods (target ≤ 1.3×);
+- ``rkt list`` of 1,000 pods against 10 pods (target ≤ 1.3x);
 - ``rkt image list`` of 10,000 images against a venv ``python -c`` that selects every row
-  with sqlite3 (target ≤ 2×);
+  with sqlite3 (target ≤ 2x);
 - ``rkt gc`` of 1,000 exited pods against ``rm -rf`` of copies of the same directories
-  (target ≤ 1.2×).
+  (target ≤ 1.2x).
 
 The pods are copies of one real exited pod (``cp -a``, new UUIDs); the images are index rows
 made through the store's own ``Index.insert``. Run by ``make bench`` as root.
