@@ -109,7 +109,8 @@ def _pair(name: str, big: list[str], base: list[str], goal: float) -> None:
     mb, m0 = statistics.median(samples["big"]), statistics.median(samples["base"])
     verdict = "ok" if mb / m0 <= goal else "ABOVE"
     print(
-        f"  {name:<40} {mb * 1000:7.1f} ms vs {m0 * 1000:7.1f} ms  {mb / m0:5.2f}x  ({verdict} {goal}x)"
+        f"  {name:<40} {mb * 1000:7.1f} ms vs {m0 * 1000:7.1f} ms  {mb / m0:5.2f}x  "
+        f"({verdict} {goal}x)"
     )
 
 
@@ -131,8 +132,10 @@ def _gc(work: Path, aci: Path) -> None:
         stop_embedded(d.data)
     mg, mr = statistics.median(times["gc"]), statistics.median(times["rm"])
     verdict = "ok" if mg / mr <= 1.2 else "ABOVE"
+    name = f"rkt gc of {PODS} exited pods vs rm -rf"
     print(
-        f"  {f'rkt gc of {PODS} exited pods vs rm -rf':<40} {mg * 1000:7.1f} ms vs {mr * 1000:7.1f} ms  {mg / mr:5.2f}x  ({verdict} 1.2x)"
+        f"  {name:<40} {mg * 1000:7.1f} ms vs {mr * 1000:7.1f} ms  {mg / mr:5.2f}x  "
+        f"({verdict} 1.2x)"
     )
 
 
