@@ -27,15 +27,14 @@ from trustd.privileged.measure.backend import (
     resolve_locked,
     status_of,
 )
-from trustd.privileged.measure.bundle import QuoteBundle, write_bundle
 from trustd.privileged.measure.errors import MeasurementError
 from trustd.privileged.measure.eventlog import EventRecord, load_log, make_record
-from trustd.privileged.measure.pcrfile import decode_pcr_file, encode_pcr_file
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
 
 if TYPE_CHECKING:  # tpm2-pytss is loaded by the operations that need ESAPI, not by extends
     from trustd.privileged.measure import _esys
+    from trustd.privileged.measure.bundle import QuoteBundle
 
 DEFAULT_PCR: Final = 23
 # The embedded swtpm has no boot chain: every PCR is free, so trustd takes one that cannot be
@@ -231,6 +230,8 @@ class Measurer:
         selected = tuple(sorted(set(pcrs)))
         if not selected or any(isinstance(p, bool) or not 0 <= p <= 23 for p in selected):
             raise UserError(f"PCR selection {list(pcrs)} must be non-empty, each 0-23")
+        from trustd.privileged.measure.bundle import write_bundle  # noqa: PLC0415
+
         with self._session() as (tpm, directory):
             bundle = _quote_once(tpm, directory, nonce, selected)
         write_bundle(out_dir, bundle)
@@ -260,6 +261,9 @@ def _pinned_ak(tpm: _esys.Tpm, directory: Path, pem: bytes) -> bytes:
 def _quote_once(
     tpm: _esys.Tpm, directory: Path, nonce: bytes, pcrs: tuple[int, ...]
 ) -> QuoteBundle:
+    from trustd.privileged.measure.bundle import QuoteBundle  # noqa: PLC0415
+    from trustd.privileged.measure.pcrfile import decode_pcr_file, encode_pcr_file  # noqa: PLC0415
+
     selection = (("sha256", pcrs),)
     ak = None
     for _ in range(3):
