@@ -1,4 +1,4 @@
-"""A policy file in compiled form, cached by its digest (issue #14, ADR 0019-perf-policy-cache).
+"""A policy file in compiled form, cached by its digest (issue #14, docs/adr/0016-perf-start-and-scale.md).
 
 Parsing and checking a 10,000-scope file takes hundreds of milliseconds; a pod start needs
 one scope. :func:`load_cached` reads the file and hashes it every time (the digest is the
