@@ -149,7 +149,7 @@ def _listing(args: argparse.Namespace) -> str:
     records = sorted(_store(args.options).images(), key=sort_key, reverse=args.order == "desc")
     if is_json(args.format):
         return json_text([_json_row(r) for r in records], args.format)
-    rows = [[_row(r, args.full)[f] for f in fields] for r in records]
+    rows = [[row[f] for f in fields] for row in (_row(r, args.full) for r in records)]
     return table_text(rows, None if args.no_legend else [f.upper() for f in fields])
 
 
