@@ -62,6 +62,8 @@ bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/start.py
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/listing.py
 	$(BIN)/python bench/attest.py
 	$(BIN)/python bench/docker_fetch.py
 

@@ -41,11 +41,16 @@ FORBIDDEN = (
     "trustd.unprivileged",
     "trustd.cli",
 )
-# Probe: run the entry module as ``-m`` would, and record sys.modules when the process exits.
+# Probe: run the entry module as ``-m`` would, and record sys.modules when the process exits
+# (it ends with os._exit, skipping atexit: issue #14), in this process, not a forked child.
 PROBE = """
-import atexit, json, runpy, sys
-out = sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+import json, os, runpy, sys
+out, pid, real_exit = sys.argv.pop(1), os.getpid(), os._exit
+def record_and_exit(status):
+    if os.getpid() == pid:
+        open(out, "w").write(json.dumps(sorted(sys.modules)))
+    real_exit(status)
+os._exit = record_and_exit
 runpy.run_module("trustd.privileged.main", run_name="__main__", alter_sys=True)
 """
 
@@ -98,6 +103,9 @@ def test_the_root_program_runs_a_pod_without_loading_network_or_fetch_code(
     assert "trustd.privileged.executor.stage1" in loaded  # it really ran the pod
     bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert bad == []
+    # The pod was measured (embedded swtpm) over _rawtpm: no ESAPI, no x509 (issue #14).
+    assert "trustd.privileged.measure._rawtpm" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("tpm2_pytss", "cryptography")] == []
 
 
 def test_the_root_program_takes_full_image_ids_only(

@@ -23,6 +23,7 @@ FILES = {
     "U": "tests/integration/test_private_users.py",
     "M": "tests/integration/test_metadata_service.py",
     "H": "tests/integration/test_docker_hostile_kill.py",
+    "K": "tests/integration/test_policy_cache.py",
 }
 LETTERS = "".join(FILES)
 

@@ -23,18 +23,32 @@ _MODULES = (
     "trustd.shared.appc.manifest",
     "trustd.shared.appc.aci",
 )
+# A lookup by ID prefix or name (``rkt run``/``prepare``): the index code and sqlite only.
+_LOOKUP = ("trustd.shared.store.store", "trustd.shared.store._index")
 
 
-def as_group(options: GlobalOptions, work: Callable[[], str]) -> str:
+# The largest answer a child may give: a listing of 100,000 images fits.
+LISTING_LIMIT = 64 << 20
+
+
+def as_group(
+    options: GlobalOptions, work: Callable[[], str], *, lookup: bool = False, listing: bool = False
+) -> str:
     """``work()`` with the store opened by the group: in-process when not root, else in the
-    dropped child, after root made the directories."""
+    dropped child, after root made the directories. ``lookup``: ``work`` only reads or
+    stamps index rows, so the child is given the index code alone, not the fetch side's.
+    ``listing``: the answer may be up to :data:`LISTING_LIMIT` bytes, not 1 MiB."""
     if os.geteuid() != 0:
         return work()
     from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
     from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
+    from trustd.unprivileged.privsep.drop import INDEX_PRELOAD, PRELOAD  # noqa: PLC0415
 
     prepare_store(options.dirs.data)
-    return run_as(fetch_identity(), work, _MODULES, inherit_fds=False)
+    if lookup:
+        return run_as(fetch_identity(), work, _LOOKUP, inherit_fds=False, base=INDEX_PRELOAD)
+    limit = LISTING_LIMIT if listing else 1 << 20
+    return run_as(fetch_identity(), work, _MODULES, inherit_fds=False, base=PRELOAD, limit=limit)
 
 
 def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreKey:
@@ -52,7 +66,7 @@ def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreK
             store.index.touch(record.key)
         return record.full_key.id
 
-    return StoreKey.parse(as_group(options, work))
+    return StoreKey.parse(as_group(options, work, lookup=True))
 
 
 def records(options: GlobalOptions, ref: str | None = None) -> list[Any]:

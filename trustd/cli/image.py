@@ -177,7 +177,7 @@ def _listing(args: argparse.Namespace) -> str:
     records = sorted(_store(args.options).images(), key=sort_key, reverse=args.order == "desc")
     if is_json(args.format):
         return json_text([_json_row(r) for r in records], args.format)
-    rows = [[_row(r, args.full)[f] for f in fields] for r in records]
+    rows = [[row[f] for f in fields] for row in (_row(r, args.full) for r in records)]
     return table_text(rows, None if args.no_legend else [f.upper() for f in fields])
 
 
@@ -187,7 +187,7 @@ def run_list(args: argparse.Namespace) -> int:
         raise UserError(f"unknown field(s) {', '.join(bad)}", hint=f"fields: {', '.join(FIELDS)}")
     if args.sort not in SORT_FIELDS:
         raise UserError(f"unknown sort field {args.sort!r}", hint=f"use: {', '.join(SORT_FIELDS)}")
-    text = as_group(args.options, lambda: _listing(args))
+    text = as_group(args.options, lambda: _listing(args), listing=True)
     if text:
         print(text)
     return 0

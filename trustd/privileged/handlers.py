@@ -80,9 +80,10 @@ class Context:
 
     def policy(self) -> Policy:
         """The policy file that decides every run (no file is an error: no silent default)."""
+        from trustd.privileged._policycache import RootPolicyCache  # noqa: PLC0415
         from trustd.shared.policy import load_effective  # noqa: PLC0415
 
-        return load_effective(self.system_config, self.local_config)
+        return load_effective(self.system_config, self.local_config, RootPolicyCache(self.data))
 
     def measure(self) -> MeasureConfig:
         return load_config(self.system_config, self.local_config)
@@ -94,7 +95,9 @@ def _store_key(image: str) -> Any:
     return StoreKey.parse(image)
 
 
-def _prepare_pod(ctx: Context, request: Run | Prepare) -> Any:
+def _prepare_pod(
+    ctx: Context, request: Run | Prepare, policy: Policy, measure: MeasureConfig
+) -> Any:
     from trustd.privileged.executor.prepare import prepare  # noqa: PLC0415
 
     return prepare(
@@ -102,24 +105,27 @@ def _prepare_pod(ctx: Context, request: Run | Prepare) -> Any:
         ctx.store(),
         ctx.keystore(),
         ctx.pods(),
-        policy=ctx.policy(),
-        measurement=ctx.measure().mode,
+        policy=policy,
+        measurement=measure.mode,
     )
 
 
 def run(ctx: Context, request: Run) -> int:
     from trustd.privileged.executor.run import run_prepared_pod  # noqa: PLC0415
 
-    prepared = _prepare_pod(ctx, request)
+    # One policy and one measurement config for the whole start, read once: the policy
+    # that decided is the one measured (issue #14: no double work).
+    policy, measure = ctx.policy(), ctx.measure()
+    prepared = _prepare_pod(ctx, request, policy, measure)
     if request.uuid_file:
         write_output(Path(request.uuid_file), (prepared.pod.uuid + "\n").encode())
-    return run_prepared_pod(prepared, ctx.pods(), ctx.measure(), ctx.policy())
+    return run_prepared_pod(prepared, ctx.pods(), measure, policy)
 
 
 def prepare(ctx: Context, request: Prepare) -> int:
     import os  # noqa: PLC0415
 
-    prepared = _prepare_pod(ctx, request)
+    prepared = _prepare_pod(ctx, request, ctx.policy(), ctx.measure())
     os.close(prepared.lock_fd)
     print(prepared.pod.uuid)
     return 0

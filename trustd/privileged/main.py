@@ -110,11 +110,14 @@ def main() -> None:  # pragma: no cover - the process entry; tests run it as a p
     status = run(sys.argv[1:])
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError:  # a closed pipe: the answer is lost, the status says so
         _stdout_gone()
         status = status or EXIT_ERROR
     sys.stderr.flush()
-    sys.exit(status)
+    # Every file the handlers wrote is closed (and fsynced where it matters) by now: skip the
+    # interpreter's teardown (module and object finalisation), which took a third of a pod
+    # start (issue #14).
+    os._exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

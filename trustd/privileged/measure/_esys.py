@@ -42,6 +42,7 @@ from tpm2_pytss.utils import (  # type: ignore[import-untyped]
 )
 
 from trustd.privileged.measure._aksecret import AkSecret
+from trustd.privileged.measure._rawtpm import Clock
 from trustd.privileged.measure._unixtpm import UnixTcti
 from trustd.privileged.measure.errors import MeasurementError
 from trustd.privileged.measure.pcrfile import ALG_IDS
@@ -60,14 +61,6 @@ _AK_ATTRS: Final = (
     | TPMA_OBJECT.USERWITHAUTH
     | TPMA_OBJECT.NODA  # a wrong auth tried on it must not lock out the TPM's other keys
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """The TPM's boot epoch: resetCount grows on every TPM Reset (power cycle, swtpm start)."""
-
-    reset_count: int
-    restart_count: int
 
 
 @dataclass(frozen=True, slots=True)

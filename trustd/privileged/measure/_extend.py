@@ -16,9 +16,8 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from trustd.privileged.measure import _esys
 from trustd.privileged.measure._canon import DIGEST_SIZES
 from trustd.privileged.measure._checkpoint import (
     Checkpoint,
@@ -41,6 +40,9 @@ from trustd.privileged.measure.eventlog import (
     store_log,
 )
 from trustd.shared.errors import LocalStateError
+
+if TYPE_CHECKING:
+    from trustd.privileged.measure import _esys, _rawtpm
 
 EVENTLOG: Final = "eventlog.json"
 EPOCH_TYPE: Final = "tpm-epoch"
@@ -93,7 +95,9 @@ def _epoch_of(record: EventRecord, where: Path) -> tuple[int, int]:
 class Extender:
     """One session's extends: ``extend_all`` once, with the lock held and the TPM open."""
 
-    def __init__(self, tpm: _esys.Tpm, directory: Path, target: Target | None) -> None:
+    def __init__(
+        self, tpm: _esys.Tpm | _rawtpm.RawTpm, directory: Path, target: Target | None
+    ) -> None:
         self.tpm = tpm
         self.directory = directory
         self.log_path = directory / EVENTLOG
@@ -236,7 +240,7 @@ class Extender:
         self.log_path.replace(archive)
         self._archived = archive.name
 
-    def _epoch_content(self, banks: tuple[str, ...], clock: _esys.Clock) -> dict[str, object]:
+    def _epoch_content(self, banks: tuple[str, ...], clock: _rawtpm.Clock) -> dict[str, object]:
         data: dict[str, object] = {
             "log_version": 1,
             "backend": self.tpm.backend,
@@ -332,7 +336,7 @@ class Extender:
         store_checkpoint(self.directory, make_checkpoint(epoch, count, end, last, values))
 
 
-def _same_epoch(epoch: tuple[int, int], clock: _esys.Clock, actual: Mapping[str, bytes]) -> bool:
+def _same_epoch(epoch: tuple[int, int], clock: _rawtpm.Clock, actual: Mapping[str, bytes]) -> bool:
     """The log belongs to this TPM boot (a restart that kept the PCRs, e.g. resume, does)."""
     zero = all(v == bytes(len(v)) for v in actual.values())
     return epoch[0] == clock.reset_count and (epoch[1] == clock.restart_count or not zero)

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
 
+from trustd.privileged._tpmsocket import connect_socket
 from trustd.privileged.measure import _provision
-from trustd.privileged.measure._unixtpm import connect_socket
 from trustd.privileged.measure.errors import MeasurementError
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import DecodeError, decode_doc, decode_json, encode

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from trustd.privileged._tpmsocket import SOCKET
 from trustd.privileged.measure import _swtpm
 from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
 from trustd.privileged.measure._swtpm import SwtpmState
-from trustd.privileged.measure._unixtpm import SOCKET
 from trustd.shared.errors import UserError
 
 ENV_TCTI: Final = "TRUSTD_TCTI"

@@ -13,9 +13,9 @@ import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from trustd.privileged.measure import _aksecret, _esys
+from trustd.privileged.measure import _aksecret, _rawtpm
 from trustd.privileged.measure._canon import check_event
 from trustd.privileged.measure._extend import EPOCH_TYPE, EVENTLOG, Extender
 from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
@@ -27,12 +27,14 @@ from trustd.privileged.measure.backend import (
     resolve_locked,
     status_of,
 )
-from trustd.privileged.measure.bundle import QuoteBundle, write_bundle
 from trustd.privileged.measure.errors import MeasurementError
 from trustd.privileged.measure.eventlog import EventRecord, load_log, make_record
-from trustd.privileged.measure.pcrfile import decode_pcr_file, encode_pcr_file
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
+
+if TYPE_CHECKING:  # tpm2-pytss is loaded by the operations that need ESAPI, not by extends
+    from trustd.privileged.measure import _esys
+    from trustd.privileged.measure.bundle import QuoteBundle
 
 DEFAULT_PCR: Final = 23
 # The embedded swtpm has no boot chain: every PCR is free, so trustd takes one that cannot be
@@ -90,7 +92,7 @@ class Measurer:
         self.mode: Mode = mode
         self._data_dir = data_dir
         self._target: Target | None = None
-        self._epoch: _esys.Clock | None = None
+        self._epoch: _rawtpm.Clock | None = None
 
     @property
     def backend(self) -> str:
@@ -106,15 +108,31 @@ class Measurer:
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[tuple[_esys.Tpm, Path]]:
+        with self._any_session(raw=False) as (tpm, directory):
+            yield tpm, directory
+
+    @contextlib.contextmanager
+    def _any_session(self, *, raw: bool) -> Iterator[tuple[Any, Path]]:
+        """A locked TPM session; with ``raw``, over :mod:`._rawtpm` where it reaches the
+        target (the embedded swtpm, a device), which has only what extends need."""
         directory = ensure_private_dir(tpm_dir(self._data_dir))
         with locked(directory):
             if self._target is None:
                 self._target = resolve_locked(self._choice, directory)
             target = self._target
             secret = _aksecret.load_or_create(directory)
-            with _esys.connect(
-                target.tcti, target.kind, socket_dir=target.socket_dir, ak_secret=secret
-            ) as tpm:
+            sock, device = _rawtpm.raw_channel(target.kind, target.tcti, target.socket_dir)
+            if raw and (sock or device):
+                opened: Any = _rawtpm.connect(
+                    target.tcti, target.kind, socket_dir=sock, device=device
+                )
+            else:
+                from trustd.privileged.measure import _esys  # noqa: PLC0415
+
+                opened = _esys.connect(
+                    target.tcti, target.kind, socket_dir=target.socket_dir, ak_secret=secret
+                )
+            with opened as tpm:
                 clock = tpm.clock()
                 if self._epoch is None:
                     self._epoch = clock
@@ -157,7 +175,7 @@ class Measurer:
                 raise UserError(f"event content: {exc}") from exc
         records: list[EventRecord] = []
         try:
-            with self._session() as (tpm, directory):
+            with self._any_session(raw=True) as (tpm, directory):
                 Extender(tpm, directory, self._target).extend_all(pcr, contents, records)
         except MeasurementError as exc:
             if self.mode == "strict":
@@ -212,6 +230,8 @@ class Measurer:
         selected = tuple(sorted(set(pcrs)))
         if not selected or any(isinstance(p, bool) or not 0 <= p <= 23 for p in selected):
             raise UserError(f"PCR selection {list(pcrs)} must be non-empty, each 0-23")
+        from trustd.privileged.measure.bundle import write_bundle  # noqa: PLC0415
+
         with self._session() as (tpm, directory):
             bundle = _quote_once(tpm, directory, nonce, selected)
         write_bundle(out_dir, bundle)
@@ -241,6 +261,9 @@ def _pinned_ak(tpm: _esys.Tpm, directory: Path, pem: bytes) -> bytes:
 def _quote_once(
     tpm: _esys.Tpm, directory: Path, nonce: bytes, pcrs: tuple[int, ...]
 ) -> QuoteBundle:
+    from trustd.privileged.measure.bundle import QuoteBundle  # noqa: PLC0415
+    from trustd.privileged.measure.pcrfile import decode_pcr_file, encode_pcr_file  # noqa: PLC0415
+
     selection = (("sha256", pcrs),)
     ak = None
     for _ in range(3):

@@ -74,19 +74,25 @@ class Pod:
             os.close(fd)
         return self.private
 
-    def locked(self) -> bool:
-        """Somebody holds the pod's lock (preparing, running, or deleting)."""
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+    def locked(self, fd: int | None = None) -> bool:
+        """Somebody holds the pod's lock (preparing, running, or deleting); ``fd``: the pod
+        directory, already open (its lock is tried, then released)."""
+        own = fd is None
+        if fd is None:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         finally:
-            os.close(fd)
+            if own:
+                os.close(fd)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         return False
 
-    def state(self) -> PodState:
-        locked = self.locked()
+    def state(self, fd: int | None = None) -> PodState:
+        locked = self.locked(fd)
         return {
             "embryo": PodState.EMBRYO,
             "prepare": PodState.PREPARING if locked else PodState.ABORTED_PREPARE,

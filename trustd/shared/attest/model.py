@@ -6,15 +6,28 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 TPM_GENERATED_VALUE = 0xFF544347
 TPM_ST_ATTEST_QUOTE = 0x8018
 MAX_PCRS = 32  # TPM2_MAX_PCRS: four selection bytes
 
-PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+def __getattr__(name: str) -> Any:
+    """``PublicKey`` on first use (PEP 562): a pod start measures events whose hash
+    algorithms are named here, and loads no ``cryptography`` for it (issue #14)."""
+    if name == "PublicKey":
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: PLC0415
+
+        alias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+        globals()["PublicKey"] = alias
+        return alias
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class HashAlg(IntEnum):

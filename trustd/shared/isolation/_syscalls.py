@@ -28,11 +28,23 @@ class Known(enum.Enum):
     UNKNOWN = "unknown"  # no such syscall anywhere
 
 
+# The sonames pyseccomp asks ``ctypes.util.find_library`` for. On Linux that runs
+# ``/sbin/ldconfig -p`` (a fork and exec per name, twice per pod start: issue #14) and returns
+# the soname, which ``dlopen`` then resolves through the loader's cache, as it does here.
+_SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+
+
 def _import() -> tuple[ModuleType | None, str]:
+    import ctypes.util  # noqa: PLC0415
+
+    find = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: _SONAMES.get(name) or find(name)
     try:
         return importlib.import_module("pyseccomp"), ""
     except (ImportError, OSError) as exc:
         return None, str(exc)
+    finally:
+        ctypes.util.find_library = find
 
 
 # Imported with the package, not on first use: the executor's child calls apply_seccomp after

@@ -17,6 +17,7 @@ import hashlib
 import re
 import tomllib
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,8 +81,7 @@ def _build(doc: dict[str, Any], source: str, digest: str, text: str = "") -> Pol
     for key in ("version", "default"):
         if key not in doc:
             raise Invalid((key,), "missing required key")
-    default = _decode_table(doc["default"], Scope, ("default",), None)
-    _scope_rules(default, ("default",))
+    default = decode_default(doc)
     raw_scopes = doc.get("scopes", {})
     if not isinstance(raw_scopes, dict):
         raise Invalid(("scopes",), "expected a table of scopes")
@@ -90,22 +90,44 @@ def _build(doc: dict[str, Any], source: str, digest: str, text: str = "") -> Pol
         problem = scope_problem(key)
         if problem:
             raise Invalid(("scopes", key), f"unreachable scope: {problem}")
-        scope = _decode_table(table, Scope, ("scopes", key), default)
-        if "exception" not in table and "mode" in table and table["mode"] == "enforce":
-            scope = dataclasses.replace(scope, exception=None)
-        _scope_rules(scope, ("scopes", key))
-        scopes[key] = scope
-    rest = {k: v for k, v in doc.items() if k not in ("default", "scopes")}
-    top = _decode_table(
-        {**rest, "default": {}},
-        Policy,
-        (),
-        None,
+        scopes[key] = decode_scope(key, table, default)
+    return assemble(
+        doc, default, scopes=types.MappingProxyType(scopes), source=source, digest=digest, text=text
     )
+
+
+def decode_default(doc: dict[str, Any]) -> Scope:
+    """``[default]`` of a parsed file, checked."""
+    default = _decode_table(doc["default"], Scope, ("default",), None)
+    _scope_rules(default, ("default",))
+    return default
+
+
+def decode_scope(key: str, table: Any, default: Scope) -> Scope:
+    """One ``[scopes."key"]`` table over ``default``, checked (its key is checked apart)."""
+    scope = _decode_table(table, Scope, ("scopes", key), default)
+    if "exception" not in table and "mode" in table and table["mode"] == "enforce":
+        scope = dataclasses.replace(scope, exception=None)
+    _scope_rules(scope, ("scopes", key))
+    return scope
+
+
+def assemble(
+    doc: dict[str, Any],
+    default: Scope,
+    *,
+    scopes: Mapping[str, Scope],
+    source: str,
+    digest: str,
+    text: str,
+) -> Policy:
+    """The :class:`Policy` of ``doc`` (its top-level keys decoded here), with its scopes."""
+    rest = {k: v for k, v in doc.items() if k not in ("default", "scopes")}
+    top = _decode_table({**rest, "default": {}}, Policy, (), None)
     return Policy(
         version=top.version,
         default=default,
-        scopes=types.MappingProxyType(scopes),
+        scopes=scopes,
         seccomp_profiles=top.seccomp_profiles,
         source=source,
         digest=digest,
@@ -227,9 +249,22 @@ def _key_path(line: str) -> tuple[str, ...] | None:
         return None
 
 
+def policy_digest(data: bytes) -> str:
+    return "sha256-" + hashlib.sha256(data).hexdigest()
+
+
 def loads_policy(data: bytes, source: str) -> Policy:
     """Parse policy bytes; anything wrong is a :class:`PolicyFileError`."""
-    digest = "sha256-" + hashlib.sha256(data).hexdigest()
+    return _loads(data, source)[0]
+
+
+def loads_policy_doc(data: bytes, source: str) -> tuple[Policy, dict[str, Any]]:
+    """As :func:`loads_policy`, with the parsed TOML document (for the compiled cache)."""
+    return _loads(data, source)
+
+
+def _loads(data: bytes, source: str) -> tuple[Policy, dict[str, Any]]:
+    digest = policy_digest(data)
     try:
         text = data.decode("utf-8")
         doc = tomllib.loads(text)
@@ -244,7 +279,7 @@ def loads_policy(data: bytes, source: str) -> Policy:
         line = int(found.group(1)) if found else None
         raise PolicyFileError(source, (), f"not valid TOML: {exc}", line) from exc
     try:
-        return _build(doc, source, digest, text)
+        return _build(doc, source, digest, text), doc
     except Invalid as exc:
         raise PolicyFileError(source, exc.path, exc.problem, find_line(text, exc.path)) from exc
     except RecursionError as exc:
@@ -252,6 +287,11 @@ def loads_policy(data: bytes, source: str) -> Policy:
 
 
 def load_policy(path: Path) -> Policy:
+    return loads_policy(read_policy_file(path), str(path))
+
+
+def read_policy_file(path: Path) -> bytes:
+    """The file's bytes, at most :data:`MAX_POLICY_BYTES`."""
     try:
         with path.open("rb") as f:
             data = f.read(MAX_POLICY_BYTES + 1)
@@ -259,4 +299,4 @@ def load_policy(path: Path) -> Policy:
         raise PolicyFileError(str(path), (), f"cannot read: {exc.strerror}", None) from exc
     if len(data) > MAX_POLICY_BYTES:
         raise PolicyFileError(str(path), (), f"larger than {MAX_POLICY_BYTES} bytes", None)
-    return loads_policy(data, str(path))
+    return data

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trustd.shared.policy._codec import PolicyFileError, load_policy
+from trustd.shared.policy._codec import PolicyFileError, load_policy, read_policy_file
 from trustd.shared.policy.model import Policy
 from trustd.shared.shipped import default_policy
+
+if TYPE_CHECKING:
+    from trustd.shared.policy._compiled import PolicyCache
 
 POLICY_NAME = "policy.toml"
 
@@ -41,8 +45,12 @@ def effective_policy_path(system_config: Path, local_config: Path) -> Path | Non
     return None
 
 
-def load_effective(system_config: Path, local_config: Path) -> Policy:
-    """The policy in force. No file is an error: there is no silent default (CONVENTIONS 5)."""
+def load_effective(
+    system_config: Path, local_config: Path, cache: PolicyCache | None = None
+) -> Policy:
+    """The policy in force. No file is an error: there is no silent default (CONVENTIONS 5).
+    With ``cache`` (root's), a file already checked is taken from its compiled form, keyed
+    by the digest of the bytes read now (:mod:`trustd.shared.policy._compiled`)."""
     path = effective_policy_path(system_config, local_config)
     if path is None:
         error = PolicyFileError(
@@ -54,4 +62,8 @@ def load_effective(system_config: Path, local_config: Path) -> Policy:
         )
         error.hint = install_hint(local_config)
         raise error
-    return load_policy(path)
+    if cache is None:
+        return load_policy(path)
+    from trustd.shared.policy._compiled import load_cached  # noqa: PLC0415
+
+    return load_cached(read_policy_file(path), str(path), cache)

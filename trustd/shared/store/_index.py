@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS remotes (
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+# Above every character a key can hold after a prefix (keys are ASCII; SQLite compares
+# TEXT by its UTF-8 bytes, and U+10FFFF's are above any ASCII byte).
+_TOP = "\U0010ffff"
 _COLUMNS = (
     "key, digest, name, labels, import_time, last_used, size, uncompressed_size, source, provenance"
 )
@@ -129,11 +132,13 @@ class Index:
             return _valid(conn.execute(f"SELECT {_COLUMNS} FROM images"))  # noqa: S608
 
     def by_key_prefix(self, prefix: str) -> list[ImageRecord]:
+        """Rows whose key starts with ``prefix``: a range on the key's index (O(log n) plus
+        the matches, issue #14), each also compared exactly."""
         with self.connect() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM images "  # noqa: S608
-                "WHERE substr(key, 1, ?) = ?",
-                (len(prefix), prefix),
+                "WHERE key >= ? AND key < ? AND substr(key, 1, ?) = ?",
+                (prefix, prefix + _TOP, len(prefix), prefix),
             )
             return _valid(rows)
 

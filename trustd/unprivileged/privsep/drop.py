@@ -118,6 +118,10 @@ PRELOAD = (
 )
 
 
+# What a child that only reads or updates the store index needs beyond its own modules.
+INDEX_PRELOAD = ("json", "sqlite3", "fcntl", "shutil", "tempfile", "hashlib", "encodings.idna")
+
+
 def _close_all_but(keep: int) -> None:
     """Close every descriptor above 2 except ``keep``: root's own (a lock it holds, a
     directory fd of its private state) must not reach the unprivileged child."""
@@ -131,12 +135,17 @@ def run_as(
     preload: tuple[str, ...] = (),
     *,
     inherit_fds: bool = True,
+    base: tuple[str, ...] = PRELOAD,
+    limit: int = 1 << 20,
 ) -> str:
     """Run ``work`` in a child as ``identity``; return its string result or raise its error.
 
     ``inherit_fds=False`` closes every descriptor but the answer pipe first (work that opens
-    what it needs itself, e.g. the store index); a fetch keeps the sources root opened."""
-    for module in (*PRELOAD, *preload):
+    what it needs itself, e.g. the store index); a fetch keeps the sources root opened.
+    ``base``: the modules every such child gets (a fetch's by default; an index lookup
+    passes :data:`INDEX_PRELOAD` and its own, issue #14). ``limit``: the most bytes of answer
+    read (a listing of many images passes more)."""
+    for module in (*base, *preload):
         importlib.import_module(module)
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
@@ -154,8 +163,13 @@ def run_as(
             os._exit(0)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as pipe:
-        data = pipe.read(1 << 20)
+        data = pipe.read(limit + 1)
     _, status = os.waitpid(pid, 0)
+    if len(data) > limit:
+        raise LocalStateError(
+            f"the unprivileged fetch process answered with more than {limit} bytes",
+            hint="nothing was used; a member of group rkt may have filled the store index",
+        )
     if not data:
         how = (
             f"was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"

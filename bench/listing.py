@@ -1,0 +1,182 @@
+"""Listings and gc at scale (issue #14), each against its baseline, interleaved and rotated:
+
+- ``rkt list`` of 1,000 pods against 10 pods (target ≤ 1.3x);
+- ``rkt image list`` of 10,000 images against a venv ``python -c`` that selects every row
+  with sqlite3 (target ≤ 2x);
+- ``rkt gc`` of 1,000 exited pods against ``rm -rf`` of copies of the same directories
+  (target ≤ 1.2x).
+
+The pods are copies of one real exited pod (``cp -a``, new UUIDs); the images are index rows
+made through the store's own ``Index.insert``. Run by ``make bench`` as root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests._busybox import busybox_aci  # noqa: E402
+from tests._policy import install_policy  # noqa: E402
+from trustd.privileged.measure import stop_embedded  # noqa: E402
+from trustd.shared.store._index import Index  # noqa: E402
+from trustd.shared.store.model import ImageRecord, Provenance  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_LISTING_ROUNDS", "7"))
+PODS = int(os.environ.get("BENCH_LISTING_PODS", "1000"))
+IMAGES = int(os.environ.get("BENCH_LISTING_IMAGES", "10000"))
+RKT = str(Path(sys.executable).with_name("rkt"))
+
+
+class Data:
+    def __init__(self, work: Path, name: str, aci: Path) -> None:
+        base = work / name
+        base.mkdir(mode=0o755)
+        self.data = base / "data"
+        self.flags = [
+            f"--dir={self.data}",
+            f"--local-config={base / 'etc'}",
+            f"--system-config={work / 'usr'}",
+            "--insecure-options=image",
+        ]
+        self.key = self.rkt("fetch", "--full", str(aci)).strip()
+
+    def rkt(self, *args: str) -> str:
+        done = subprocess.run(
+            [RKT, *self.flags, *args], capture_output=True, text=True, check=False
+        )
+        if done.returncode:
+            raise SystemExit(f"bench/listing.py: rkt {args[0]} failed: {done.stderr}")
+        return done.stdout
+
+    def pods(self, count: int, where: str = "run") -> None:
+        """``count`` exited pods: the first a real one, the rest copies of it."""
+        self.rkt("run", "--stage1-name=fly", self.key)
+        base = self.data / "pods" / where
+        if where != "run":
+            base.mkdir(exist_ok=True)
+        model = next((self.data / "pods" / "run").iterdir())
+        for _ in range(count - len(list(base.iterdir()))):
+            subprocess.run(["cp", "-a", str(model), str(base / str(uuid.uuid4()))], check=True)
+
+
+def _images(data: Path, count: int) -> None:
+    index = Index(data / "cas" / "db" / "index.sqlite")
+    now = datetime.now(UTC)
+    prov = Provenance((), insecure=True, verified_at=now.isoformat())
+    for n in range(count):
+        digest = hashlib.sha512(str(n).encode()).hexdigest()
+        index.insert(
+            ImageRecord(
+                f"sha512-{digest[:64]}",
+                digest,
+                f"bench.trustd.test/image{n}",
+                (("version", "1"), ("os", "linux")),
+                now,
+                now,
+                1000,
+                2000,
+                "bench",
+                prov,
+            )
+        )
+
+
+def _once(cmd: list[str]) -> float:
+    began = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - began
+
+
+def _pair(name: str, big: list[str], base: list[str], goal: float) -> None:
+    samples: dict[str, list[float]] = {"big": [], "base": []}
+    _once(big)
+    _once(base)
+    for n in range(ROUNDS):
+        order = [("big", big), ("base", base)]
+        for label, cmd in order if n % 2 == 0 else order[::-1]:
+            samples[label].append(_once(cmd))
+    mb, m0 = statistics.median(samples["big"]), statistics.median(samples["base"])
+    verdict = "ok" if mb / m0 <= goal else "ABOVE"
+    print(
+        f"  {name:<40} {mb * 1000:7.1f} ms vs {m0 * 1000:7.1f} ms  {mb / m0:5.2f}x  "
+        f"({verdict} {goal}x)"
+    )
+
+
+def _gc(work: Path, aci: Path) -> None:
+    times: dict[str, list[float]] = {"gc": [], "rm": []}
+    for n in range(max(ROUNDS // 2, 2)):
+        d = Data(work, f"gc{n}", aci)
+        d.pods(PODS)
+        # rkt gc takes two passes (mark exited, then collect after the grace period)
+        d.rkt("gc", "--grace-period=0s", "--mark-only")
+        copy = work / f"rm{n}"
+        subprocess.run(["cp", "-a", str(d.data / "pods" / "exited-garbage"), str(copy)], check=True)
+        order = [
+            ("gc", [RKT, *d.flags, "gc", "--grace-period=0s"]),
+            ("rm", ["rm", "-rf", str(copy)]),
+        ]
+        for label, cmd in order if n % 2 == 0 else order[::-1]:
+            times[label].append(_once(cmd))
+        stop_embedded(d.data)
+    mg, mr = statistics.median(times["gc"]), statistics.median(times["rm"])
+    verdict = "ok" if mg / mr <= 1.2 else "ABOVE"
+    name = f"rkt gc of {PODS} exited pods vs rm -rf"
+    print(
+        f"  {name:<40} {mg * 1000:7.1f} ms vs {mr * 1000:7.1f} ms  {mg / mr:5.2f}x  "
+        f"({verdict} 1.2x)"
+    )
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("bench/listing.py: needs root (pods)", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="trustd-bench-listing-") as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)
+        install_policy(work / "usr")
+        aci = busybox_aci(work / "bb.aci", "bench.trustd.test/true", exec_=["/bin/true"])
+        small, large = Data(work, "small", aci), Data(work, "large", aci)
+        try:
+            small.pods(10)
+            large.pods(PODS)
+            _images(large.data, IMAGES)
+            print(f"listings and gc, {ROUNDS} interleaved rounds (medians)")
+            _pair(
+                f"rkt list: {PODS} pods vs 10",
+                [RKT, *large.flags, "list"],
+                [RKT, *small.flags, "list"],
+                1.3,
+            )
+            select = (
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                "print(len(c.execute('select * from images').fetchall()))"
+            )
+            index = str(large.data / "cas" / "db" / "index.sqlite")
+            _pair(
+                f"rkt image list: {IMAGES + 1} images vs select",
+                [RKT, *large.flags, "image", "list"],
+                [sys.executable, "-c", select, index],
+                2.0,
+            )
+        finally:
+            stop_embedded(small.data)
+            stop_embedded(large.data)
+        _gc(work, aci)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
