@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.keystore._layout import Scope
 from trustd.shared.verify import PublicKey
 from trustd.shared.verify.model import Level
 
@@ -22,7 +22,7 @@ class KeyFile:
     """
 
     path: Path
-    scope: ACIdentifier | None
+    scope: Scope
     level: Level
     fingerprint: str
     key: PublicKey | None = None

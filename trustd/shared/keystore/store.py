@@ -18,8 +18,16 @@ from pathlib import Path
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import LocalStateError, RefusedKeyError, TrustdError, UserError
-from trustd.shared.keystore._layout import FINGERPRINT_FILE, scope_dir, scope_of, trustedkeys
+from trustd.shared.keystore._layout import (
+    FINGERPRINT_FILE,
+    Scope,
+    docker_scope_of,
+    scope_dir,
+    scope_of,
+    trustedkeys,
+)
 from trustd.shared.keystore.model import AddResult, AddStatus, KeyFile, RemoveResult
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.verify import (
     Keyring,
     PublicKey,
@@ -32,7 +40,7 @@ from trustd.shared.verify.model import Level
 MAX_KEY_FILE = 1 << 20
 
 
-def _load(path: Path, scope: ACIdentifier | None, level: Level) -> KeyFile:
+def _load(path: Path, scope: Scope, level: Level) -> KeyFile:
     fpr = path.name
     record = KeyFile(path=path, scope=scope, level=level, fingerprint=fpr)
     if not FINGERPRINT_FILE.match(fpr):
@@ -59,7 +67,12 @@ class Keystore:
     def __init__(self, system_config: Path, local_config: Path) -> None:
         self._dirs: dict[Level, Path] = {"system": system_config, "local": local_config}
 
-    def _scan(self, level: Level, scope: ACIdentifier | None) -> list[KeyFile]:
+    @property
+    def config_dirs(self) -> tuple[Path, Path]:
+        """(local, system) config directories, most specific first (for registries.d)."""
+        return self._dirs["local"], self._dirs["system"]
+
+    def _scan(self, level: Level, scope: Scope) -> list[KeyFile]:
         directory = scope_dir(self._dirs[level], scope)
         try:
             names = sorted(e.name for e in os.scandir(directory) if not e.is_dir())
@@ -69,15 +82,17 @@ class Keystore:
             raise LocalStateError(f"cannot read keystore directory {directory}: {exc}") from exc
         return [_load(directory / n, scope, level) for n in names if not n.startswith(".")]
 
-    def scope_files(self, scope: ACIdentifier | None) -> list[KeyFile]:
+    def scope_files(self, scope: Scope) -> list[KeyFile]:
         """System then local files of exactly one scope."""
         return self._scan("system", scope) + self._scan("local", scope)
 
-    def keyring_for(self, name: ACIdentifier) -> Keyring:
-        """The keys trusted for ``name``: root keys plus every whole-segment ancestor's."""
+    def keyring_for(self, name: ACIdentifier | DockerName) -> Keyring:
+        """The keys trusted for ``name``: root keys plus every whole-segment ancestor's
+        (for a Docker name, the ``docker.d`` prefixes: ``docker://host/ns`` and so on)."""
         keys: dict[str, TrustedKey] = {}
         problems: list[str] = []
-        for scope in (None, *reversed(name.ancestors())):
+        ancestors: tuple[Scope, ...] = name.ancestors()
+        for scope in (None, *reversed(ancestors)):
             files = self.scope_files(scope)
             masked = {f.fingerprint for f in files if f.mask and f.level == "local"}
             for f in files:
@@ -87,7 +102,7 @@ class Keystore:
                     keys.setdefault(f.fingerprint, TrustedKey(f.key, scope, f.level, f.path))
         return Keyring(subject=name, keys=tuple(keys.values()), problems=tuple(problems))
 
-    def has_prefix_keys(self, name: ACIdentifier) -> bool:
+    def has_prefix_keys(self, name: ACIdentifier | DockerName) -> bool:
         """rkt's TOFU guard: a key exists for ``name`` or an ancestor (root keys don't count)."""
         keyring = self.keyring_for(name)
         return any(k.scope is not None for k in keyring.keys)
@@ -100,8 +115,17 @@ class Keystore:
             for directory, _dirs, _files in sorted(os.walk(prefix_root)):
                 if Path(directory) != prefix_root:
                     yield from self._scan(level, scope_of(base, Path(directory)))
+            docker_root = trustedkeys(base) / "docker.d"
+            for directory, _dirs, _files in sorted(os.walk(docker_root)):
+                scope = (
+                    None
+                    if Path(directory) == docker_root
+                    else docker_scope_of(base, Path(directory))
+                )
+                if scope is not None:
+                    yield from self._scan(level, scope)
 
-    def add(self, key: PublicKey, scope: ACIdentifier | None) -> AddResult:
+    def add(self, key: PublicKey, scope: Scope) -> AddResult:
         """Trust ``key`` for ``scope`` (None: root) in the local config; refuse unusable keys."""
         refusal = key.refusal(datetime.now(UTC))
         if refusal:
@@ -127,7 +151,7 @@ class Keystore:
             ) from exc
         return AddResult(path=path, status=status, key=key)
 
-    def remove(self, fingerprint: str, scope: ACIdentifier | None) -> RemoveResult:
+    def remove(self, fingerprint: str, scope: Scope) -> RemoveResult:
         """Stop trusting a key: delete the local file, mask a system one with a zero-byte file."""
         fpr = fingerprint.replace(" ", "").lower()
         if not FINGERPRINT_FILE.match(fpr):

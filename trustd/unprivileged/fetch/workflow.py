@@ -22,6 +22,7 @@ from trustd.unprivileged.fetch.request import FetchRequest, ImageRef
 
 if TYPE_CHECKING:
     from trustd.unprivileged.docker import LocalSource
+    from trustd.unprivileged.docker.signatures import SignatureCheck
 
 MAX_SIGNATURE = 1 << 20
 
@@ -142,6 +143,14 @@ def say_verified(admitted: AdmittedImage) -> None:
         print(f"  {uid}", file=sys.stderr)
 
 
+def _signature_check(ctx: FetchContext) -> SignatureCheck:
+    from trustd.shared.ocisig.registries_d import load_registries_d  # noqa: PLC0415
+    from trustd.unprivileged.docker.signatures import SignatureCheck  # noqa: PLC0415
+
+    dirs = tuple(d / "registries.d" for d in ctx.keystore.config_dirs)
+    return SignatureCheck(ctx.keystore, load_registries_d(dirs), ctx.insecure)
+
+
 def fetch_image(
     request: FetchRequest, ctx: FetchContext, local: LocalInputs | LocalSource | None = None
 ) -> ImageRecord:
@@ -163,6 +172,7 @@ def fetch_image(
             pull_policy=ctx.pull_policy,
             admitted_gate=ctx.policy_gate,
             accept_unsigned=lambda name: accepts_unsigned(ctx.policy, name),
+            signatures=_signature_check(ctx),
         )
         opened = None if isinstance(local, LocalInputs) else local
         return fetch_docker(request.ref.text, job, opened)
