@@ -17,6 +17,7 @@ from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.insecure import Insecure, warn_insecure
 from trustd.shared.keystore import AddResult, Keystore
+from trustd.shared.ocisig.name import SCHEME, DockerName
 from trustd.shared.verify import PublicKey, format_fingerprint
 from trustd.unprivileged.fetch.review import ask_to_trust, interactive, no_tty_guidance, show_key
 
@@ -55,9 +56,27 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _scope(args: argparse.Namespace) -> ACIdentifier | None:
+Scope = ACIdentifier | DockerName | None
+
+
+def parse_prefix(text: str) -> ACIdentifier | DockerName:
+    """An ACI prefix (``example.com/app``) or a Docker one (``docker://HOST[:PORT]/NS[/REPO]``,
+    the port as typed; docs/adr/0016-sig-docker-trust.md)."""
+    if text.startswith(SCHEME):
+        return DockerName.parse(text)
+    return ACIdentifier.parse(text)
+
+
+def _scope(args: argparse.Namespace) -> Scope:
     if args.root and args.prefix:
         raise UserError("--root and --prefix usage mutually exclusive")
+    if args.prefix.startswith(SCHEME):
+        if not args.args:
+            raise UserError(
+                f'no key given for prefix "{args.prefix}": docker:// prefixes have no discovery',
+                hint=f'rkt trust --prefix "{args.prefix}" KEY.asc (an OpenPGP public key)',
+            )
+        return DockerName.parse(args.prefix)
     if "://" in args.prefix:
         raise UserError("--prefix must not contain a URL scheme, omit https://")
     if args.root:
@@ -100,10 +119,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _discover(scope: ACIdentifier | None, insecure: Insecure) -> list[str]:
+def _discover(scope: Scope, insecure: Insecure) -> list[str]:
     from trustd.unprivileged.discovery import discover_pubkeys  # noqa: PLC0415
 
-    if scope is None:  # pragma: no cover - _scope() refuses discovery for --root
+    if not isinstance(scope, ACIdentifier):  # pragma: no cover - _scope() refuses these
         raise UserError("error determining key location: empty prefix")
     try:
         return discover_pubkeys(scope, insecure=insecure)
@@ -124,9 +143,7 @@ def _check_usable(c: Candidate) -> None:
         )
 
 
-def _review(
-    c: Candidate, scope: ACIdentifier | None, args: argparse.Namespace, options: GlobalOptions
-) -> bool:
+def _review(c: Candidate, scope: Scope, args: argparse.Namespace, options: GlobalOptions) -> bool:
     where = "as a root key" if scope is None else f'for prefix "{scope}"'
     if args.skip_fingerprint_review or (
         options.trust_keys_from_https and c.location.startswith("https://")
@@ -153,7 +170,7 @@ def _review(
 
 def _review_and_add(
     c: Candidate,
-    scope: ACIdentifier | None,
+    scope: Scope,
     keystore: Keystore,
     args: argparse.Namespace,
     options: GlobalOptions,
@@ -163,7 +180,7 @@ def _review_and_add(
         _announce(keystore.add(c.key, scope), scope)
 
 
-def _announce(result: AddResult, scope: ACIdentifier | None) -> None:
+def _announce(result: AddResult, scope: Scope) -> None:
     what = "root key" if scope is None else f'key for prefix "{scope}"'
     if result.status == "already-trusted":
         print(

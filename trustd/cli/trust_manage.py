@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, print_json, print_table
-from trustd.shared.appc.identifier import ACIdentifier
+from trustd.cli.trust import parse_prefix
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import KeyFile, Keystore
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.verify import format_fingerprint
 
 
@@ -30,7 +31,11 @@ def _state(entry: KeyFile, masked: set[tuple[str, str]], now: datetime) -> str:
 def _record(entry: KeyFile, state: str) -> dict[str, Any]:
     key = entry.key
     return {
-        "scope": "root" if entry.scope is None else "prefix",
+        "scope": "root"
+        if entry.scope is None
+        else "docker-prefix"
+        if isinstance(entry.scope, DockerName)
+        else "prefix",
         "prefix": None if entry.scope is None else str(entry.scope),
         "fingerprint": format_fingerprint(entry.fingerprint),
         "level": entry.level,
@@ -102,7 +107,7 @@ def run_remove(args: argparse.Namespace) -> int:
             "exactly one of --prefix or --root is required",
             hint="rkt trust remove --prefix example.com/app FINGERPRINT",
         )
-    scope = None if args.root else ACIdentifier.parse(args.prefix)
+    scope = None if args.root else parse_prefix(args.prefix)
     keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
     result = keystore.remove(args.fingerprint, scope)
     where = "root key" if scope is None else f'key for prefix "{scope}"'

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.policy.model import PinnedKey, Scope
 from trustd.shared.policy.scopes import ImageRef
 from trustd.shared.verify import PublicKey, format_fingerprint
@@ -43,10 +44,18 @@ def _pin(pins: tuple[PinnedKey, ...], fingerprint: str) -> PinnedKey | None:
 
 
 def signer_states(
-    scope: Scope, ref: ImageRef, signers: tuple[str, ...], keystore: Keystore, now: datetime
+    scope: Scope,
+    ref: ImageRef,
+    signers: tuple[str, ...],
+    keystore: Keystore,
+    now: datetime,
+    *,
+    docker_name: DockerName | None = None,
 ) -> list[SignerState]:
+    """``docker_name``: the image is a converted Docker image whose signers verified for that
+    name, so the keyring is its ``docker://`` prefixes' (plus root keys), not the AC name's."""
     req = scope.require
-    keyring = keystore.keyring_for(ref.name)
+    keyring = keystore.keyring_for(docker_name or ref.name)
     out: dict[str, SignerState] = {}
     for raw in dict.fromkeys(s.lower() for s in signers):
         found = keyring.find(raw) if req.keystore else None
@@ -90,11 +99,12 @@ def _pinned_state(pin: PinnedKey, keystore: Keystore, now: datetime) -> SignerSt
     return SignerState(fpr, True, "pinned", "")
 
 
-def _fix(scope: Scope, ref: ImageRef, missing: int) -> str:
+def _fix(scope: Scope, ref: ImageRef, missing: int, docker_name: DockerName | None) -> str:
     req = scope.require
     ways: list[str] = []
+    prefix = docker_name or ref.name
     if req.keystore:
-        ways.append(f'a key trusted for "{ref.name}" (rkt trust --prefix "{ref.name}" KEY)')
+        ways.append(f'a key trusted for "{prefix}" (rkt trust --prefix "{prefix}" KEY)')
     if req.fingerprints:
         pins = ", ".join(format_fingerprint(p.fingerprint) for p in req.fingerprints)
         ways.append(f"a pinned key ({pins})")
@@ -110,6 +120,7 @@ def signature_check(
     insecure_image: bool,
     keystore: Keystore,
     now: datetime,
+    docker_name: DockerName | None = None,
 ) -> tuple[bool, str, str]:
     """(passed, reason, fix) of the scope's ``require`` for these signers."""
     req = scope.require
@@ -121,7 +132,7 @@ def signature_check(
         )
     if req.type == "accept-anything":
         return True, "the scope accepts images without signatures", ""
-    states = signer_states(scope, ref, signers, keystore, now)
+    states = signer_states(scope, ref, signers, keystore, now, docker_name=docker_name)
     trusted = [s for s in states if s.trusted]
     k = req.threshold
     if len(trusted) >= k:
@@ -140,4 +151,4 @@ def signature_check(
     elif not signers:
         parts.append("the image is unsigned")
     parts += [s.reason for s in states if not s.trusted]
-    return False, "; ".join(parts), _fix(scope, ref, k - len(trusted))
+    return False, "; ".join(parts), _fix(scope, ref, k - len(trusted), docker_name)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from trustd.shared.errors import PolicyViolationError
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.policy import _profiles
 from trustd.shared.policy._signers import signature_check
 from trustd.shared.policy.model import (
@@ -113,6 +114,7 @@ class RunInput:
     measurement: MeasureMode  # what the executor will do
     selinux: SelinuxMode  # what labelling the host gives the pod
     image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
+    docker_name: str = ""  # a docker image's signers verified for this docker:// name
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -171,6 +173,7 @@ def decide_fetch(
     *,
     insecure_image: bool = False,
     image_id: str = "",
+    docker_name: DockerName | None = None,
 ) -> Decision:
     """The fetch gate: does ``name`` signed by ``signers`` meet its scope's ``require``?
 
@@ -183,7 +186,13 @@ def decide_fetch(
     ref = _ref(name)
     scope = policy.scope(resolve(policy, ref).scope)
     check = signature_check(
-        scope, ref, signers=signers, insecure_image=insecure_image, keystore=keystore, now=now
+        scope,
+        ref,
+        signers=signers,
+        insecure_image=insecure_image,
+        keystore=keystore,
+        now=now,
+        docker_name=docker_name,
     )
     return _decision(
         "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
@@ -205,6 +214,7 @@ def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datet
         insecure_image=request.insecure_image,
         keystore=keystore,
         now=now,
+        docker_name=DockerName.parse(request.docker_name) if request.docker_name else None,
     )
     checks = [_as_check(sig), *run_checks(policy, scope.run, scope.measure, request)]
     return _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)

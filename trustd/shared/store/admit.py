@@ -69,7 +69,7 @@ def admit_docker_signed(
 def _docker_admitted(
     info: AciInfo, evidence: bytes, keystore: Keystore, identity: SignedIdentity
 ) -> AdmittedImage:
-    _ref, digest, found = verify_docker_evidence(info, evidence, keystore, identity)
+    reference, digest, found = verify_docker_evidence(info, evidence, keystore, identity)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     provenance = Provenance(
         tuple(s.signer for s in found),
@@ -78,7 +78,7 @@ def _docker_admitted(
         found[0].trusted_via,
         source_digest=digest,
         signature_format=found[0].format,
-        docker_reference=found[0].docker_reference,
+        docker_reference=str(reference),  # as fetched: its docker:// prefixes vouch
     )
     return AdmittedImage(info, None, provenance, _ADMIT_TOKEN)
 

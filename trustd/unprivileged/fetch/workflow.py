@@ -13,6 +13,7 @@ from trustd.shared._fsutil import read_capped
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.policy import ImageRef as PolicyRef
 from trustd.shared.policy import Policy, accepts_unsigned, decide_fetch
 from trustd.shared.policy.log import append_decision
@@ -47,6 +48,7 @@ class FetchContext:
         (hash-chained), then enforced, before anything is stored. The scope is looked up by
         the verified manifest's name and ``version`` label, so ``name:version`` scopes apply."""
         manifest = admitted.info.manifest
+        docker = admitted.provenance.docker_reference
         decision = decide_fetch(
             self.policy,
             PolicyRef.of(manifest.name, manifest.label("version")),
@@ -55,6 +57,7 @@ class FetchContext:
             datetime.now(UTC),
             insecure_image=admitted.provenance.insecure,
             image_id=admitted.key,
+            docker_name=DockerReference.parse(docker).name if docker else None,
         )
         append_decision(self.store.layout.root, decision)
         decision.enforce()

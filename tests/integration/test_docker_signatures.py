@@ -1,0 +1,234 @@
+"""Simple signing, both ways, with Debian's skopeo 1.9 (issue #12, CONVENTIONS 13).
+
+skopeo signs (``copy --sign-by`` with a registries.d ``lookaside-staging: file://…``, and
+``standalone-sign`` for the signatures a copy cannot make: another identity, a manifest list
+instance) into the local docker-registry; trustd fetches with the key trusted for the
+``docker://`` prefix and the same registries.d under its config dir. For every case,
+``skopeo copy --policy P`` with the equivalent ``signedBy`` requirement reaches the same
+verdict, for the same reason. Every refusal leaves the store unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ConfigDirs, Keys
+from tests.integration._registry import (
+    Registry,
+    build_images,
+    manifest_entry,
+    needs_registry_tools,
+    put_manifest_list,
+    run,
+    start_registry,
+)
+from tests.integration.conftest import rkt
+
+pytestmark = needs_registry_tools
+
+
+@dataclass
+class Signed:
+    host: str
+    look: Path
+    registries_d: Path
+    keys: Keys
+    work: Path
+    layout: Path
+
+    def skopeo(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "GNUPGHOME": str(self.keys.gpg.home)}
+        return subprocess.run(
+            ["skopeo", *args], capture_output=True, text=True, check=False, timeout=120, env=env
+        )
+
+    def push(self, tag: str, dest: str, *sign: str) -> None:
+        out = self.skopeo(
+            "copy",
+            "--quiet",
+            "--registries.d",
+            str(self.registries_d),
+            "--dest-tls-verify=false",
+            *sign,
+            f"oci:{self.layout}:{tag}",
+            f"docker://{self.host}/{dest}",
+        )
+        assert out.returncode == 0, out.stderr
+
+    def standalone(self, repo_tag: str, manifest: bytes, identity: str, fpr: str) -> Path:
+        """A signature over ``manifest`` naming ``identity``, put where ``repo_tag``'s
+        lookaside would hold it for that manifest's digest."""
+        import hashlib  # noqa: PLC0415
+
+        src = self.work / "m.json"
+        src.write_bytes(manifest)
+        digest = hashlib.sha256(manifest).hexdigest()
+        repo = repo_tag.split(":")[0]
+        dest = self.look / f"{repo}@sha256={digest}" / "signature-1"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        out = self.skopeo("standalone-sign", str(src), identity, fpr, "--output", str(dest))
+        assert out.returncode == 0, out.stderr
+        return dest
+
+
+def _manifest(host: str, repo: str, ref: str) -> bytes:
+    import urllib.request  # noqa: PLC0415
+
+    req = urllib.request.Request(
+        f"http://{host}/v2/{repo}/manifests/{ref}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                 "application/vnd.docker.distribution.manifest.v2+json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        return bytes(resp.read())
+
+
+@pytest.fixture(scope="module")
+def signed(keys: Keys) -> Iterator[Signed]:
+    # readable by rkt-fetch, which reads file:// lookaside (pytest's tmp dirs are root-only)
+    work = Path(tempfile.mkdtemp(prefix="trustd-sig-", dir="/tmp"))
+    work.chmod(0o755)
+    look = work / "look"
+    look.mkdir()
+    rd = work / "registries.d"
+    rd.mkdir()
+    (rd / "default.yaml").write_text(
+        f"default-docker:\n  lookaside: file://{look}\n  lookaside-staging: file://{look}\n"
+    )
+    registry: Registry = start_registry(work / "reg", work / "storage")
+    try:
+        layout = build_images(work)
+        world = Signed(registry.host, look, rd, keys, work, layout)
+        good = ("--sign-by", keys.good)
+        world.push("base", "ns/good:v1", *good)
+        world.push("base", "ns/unsigned:v1")
+        world.push("base", "ns/untrusted:v1", "--sign-by", keys.rsa)
+        world.push("base", "ns/identity:v1")
+        base = _manifest(registry.host, "ns/identity", "v1")
+        world.standalone("ns/identity:v1", base, f"{registry.host}/ns/other:v1", keys.good)
+        # another digest: a signature over base's manifest, filed under multi's digest
+        world.push("multi", "ns/digest:v1")
+        multi = _manifest(registry.host, "ns/digest", "v1")
+        sig = world.standalone("ns/digest:v1", base, f"{registry.host}/ns/digest:v1", keys.good)
+        wrong = look / f"ns/digest@sha256={__import__('hashlib').sha256(multi).hexdigest()}"
+        wrong.mkdir(parents=True)
+        shutil.copy(sig, wrong / "signature-1")
+        # the tag moved after signing: base signed as ns/moved:v1, then multi pushed over it
+        world.push("base", "ns/moved:v1", *good)
+        world.push("multi", "ns/moved:v1")
+        # a manifest list whose amd64 instance is signed for the list's name
+        world.push("base", "ns/list:amd", "--format", "v2s2")
+        world.push("arm", "ns/list:arm", "--format", "v2s2")
+        amd = manifest_entry(registry.host, "ns/list", "amd", "amd64")
+        arm = manifest_entry(registry.host, "ns/list", "arm", "arm64")
+        put_manifest_list(registry.host, "ns/list", "v1", [arm, amd])
+        amd_manifest = _manifest(registry.host, "ns/list", amd["digest"])
+        world.standalone("ns/list:v1", amd_manifest, f"{registry.host}/ns/list:v1", keys.good)
+        yield world
+    finally:
+        registry.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _trustd_dirs(signed: Signed, dirs: ConfigDirs, tmp_path: Path) -> None:
+    shutil.copytree(signed.registries_d, dirs.local / "registries.d")
+    key = tmp_path / "good.asc"
+    key.write_bytes(signed.keys.public(signed.keys.good))
+    rkt(
+        dirs,
+        "trust",
+        "--prefix",
+        f"docker://{signed.host}/ns",
+        "--skip-fingerprint-review",
+        str(key),
+        check=True,
+    )
+
+
+def _skopeo_verdict(signed: Signed, image: str, tmp_path: Path) -> tuple[bool, str]:
+    keyring = tmp_path / "good.gpg"
+    keyring.write_bytes(signed.keys.gpg.export(signed.keys.good, armor=False))
+    policy = tmp_path / "policy.json"
+    requirement = [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(keyring)}]
+    doc = {
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {f"{signed.host}/ns": requirement}},
+    }
+    policy.write_text(json.dumps(doc))
+    out = signed.skopeo(
+        "--policy",
+        str(policy),
+        "--registries.d",
+        str(signed.registries_d),
+        "copy",
+        "--quiet",
+        "--remove-signatures",  # verified on reading; an oci: layout cannot store them
+        "--src-tls-verify=false",
+        "--override-arch",
+        "amd64",
+        f"docker://{signed.host}/{image}",
+        f"oci:{tmp_path / 'out'}:x",
+    )
+    return out.returncode == 0, out.stderr
+
+
+def _ids(dirs: ConfigDirs) -> list[str]:
+    out = rkt(dirs, "image", "list", "--format=json", "--full")
+    return sorted(r["id"] for r in json.loads(out.stdout)) if out.returncode == 0 else []
+
+
+# (image, accepted, what trustd says, what skopeo says)
+CASES = [
+    ("ns/good:v1", True, "", ""),
+    ("ns/unsigned:v1", False, "has no signature", "A signature was required"),
+    ("ns/untrusted:v1", False, "which is not trusted for prefix", "Invalid GPG signature"),
+    ("ns/identity:v1", False, "names another image", "not accepted"),
+    ("ns/digest:v1", False, "is for manifest sha256:", "does not match"),
+    ("ns/moved:v1", False, "has no signature", "A signature was required"),
+    ("ns/list:v1", True, "", ""),
+]
+
+
+@pytest.mark.parametrize(("image", "accepted", "trustd_says", "skopeo_says"), CASES)
+def test_trustd_and_skopeo_reach_the_same_verdict(
+    signed: Signed,
+    shared_dirs: ConfigDirs,
+    tmp_path: Path,
+    image: str,
+    accepted: bool,
+    trustd_says: str,
+    skopeo_says: str,
+) -> None:
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    ok, why = _skopeo_verdict(signed, image, tmp_path)
+    assert ok == accepted, why
+    assert skopeo_says in why
+    before = _ids(shared_dirs)
+    out = rkt(shared_dirs, "fetch", "--insecure-options=http", f"docker://{signed.host}/{image}")
+    if accepted:
+        assert out.returncode == 0, out.stderr
+        listed = json.loads(rkt(shared_dirs, "image", "list", "--format=json").stdout)
+        assert len(listed) == len(before) + 1
+        return
+    assert out.returncode == 254, out.stderr
+    assert trustd_says in out.stderr
+    assert _ids(shared_dirs) == before  # the refusal stored nothing
+
+
+def test_a_key_trusted_for_the_port_bearing_prefix_lists_as_typed(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    listed = json.loads(rkt(shared_dirs, "trust", "list", "--format=json", check=True).stdout)
+    prefixes = {r["prefix"] for r in listed}
+    assert f"docker://{signed.host}/ns" in prefixes
+    assert not any("-" + signed.host.rsplit(":", 1)[1] in (p or "") for p in prefixes)
