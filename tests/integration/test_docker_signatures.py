@@ -28,7 +28,6 @@ from tests.integration._registry import (
     manifest_entry,
     needs_registry_tools,
     put_manifest_list,
-    run,
     start_registry,
 )
 from tests.integration.conftest import rkt
@@ -72,7 +71,7 @@ class Signed:
         src = self.work / "m.json"
         src.write_bytes(manifest)
         digest = hashlib.sha256(manifest).hexdigest()
-        repo = repo_tag.split(":")[0]
+        repo = repo_tag.split(":", maxsplit=1)[0]
         dest = self.look / f"{repo}@sha256={digest}" / "signature-1"
         dest.parent.mkdir(parents=True, exist_ok=True)
         out = self.skopeo("standalone-sign", str(src), identity, fpr, "--output", str(dest))
@@ -232,3 +231,57 @@ def test_a_key_trusted_for_the_port_bearing_prefix_lists_as_typed(
     prefixes = {r["prefix"] for r in listed}
     assert f"docker://{signed.host}/ns" in prefixes
     assert not any("-" + signed.host.rsplit(":", 1)[1] in (p or "") for p in prefixes)
+
+
+def _fetch(signed: Signed, dirs: ConfigDirs, image: str, *opts: str) -> str:
+    out = rkt(dirs, "fetch", "--full", *opts, f"docker://{signed.host}/{image}")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_a_signed_docker_image_runs_after_root_verifies_its_signature_again(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    image_id = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    ran = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo")
+    assert ran.returncode == 0, ran.stderr
+    log = (shared_dirs.data / "policy" / "decisions.jsonl").read_text().splitlines()
+    fetched = json.loads(log[-1])["decision"]
+    assert fetched["signature"]["format"] == "simple-signing"
+    assert fetched["signature"]["docker_name"] == f"docker://{signed.host}/ns/good"
+    assert fetched["signature"]["manifest_digest"].startswith("sha256:")
+    assert fetched["signature"]["signers"] == signed.keys.good.upper()
+
+
+def test_a_docker_key_removed_after_the_fetch_stops_the_run(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    image_id = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    prefix = f"docker://{signed.host}/ns"
+    rkt(shared_dirs, "trust", "remove", "--prefix", prefix, signed.keys.good, check=True)
+    ran = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo")
+    assert ran.returncode == 254
+    assert "not trusted for prefix" in ran.stderr, ran.stderr
+
+
+def test_evidence_moved_onto_an_unsigned_image_does_not_make_it_signed(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """A member of group rkt copies a signed image's evidence (its signature file) onto an
+    image stored unsigned: root binds the evidence to the ACI's recorded manifest digest."""
+    from tests.integration._attacker import member  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.shared.store._layout import SIGNATURE  # noqa: PLC0415
+
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    other = _fetch(signed, shared_dirs, "ns/digest:v1", "--insecure-options=http,image")
+    layout = ImageStore(shared_dirs.data).layout
+    src = layout.blob_dir(good[: len("sha512-") + 64]) / SIGNATURE
+    dst = layout.blob_dir(other[: len("sha512-") + 64]) / SIGNATURE
+    member("/bin/sh", "-c", f"cp {src} {dst}.new && mv -f {dst}.new {dst}")
+    ran = rkt(shared_dirs, "run", other, "--exec=/bin/echo")
+    assert ran.returncode == 254
+    assert "signature evidence is for" in ran.stderr, ran.stderr

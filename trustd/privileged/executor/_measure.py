@@ -90,6 +90,12 @@ def _image(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
         data["signers"] = list(gated.signers)
     else:
         data["insecure"] = True
+    if gated.docker_name and gated.signers:  # which signature format vouched, for what
+        data["signature"] = {
+            "format": "simple-signing",
+            "docker_name": gated.docker_name,
+            "manifest_digest": gated.manifest_digest,
+        }
     return data
 
 

@@ -43,14 +43,18 @@ class RenderMarker:
     signers: tuple[str, ...] = field(metadata={"check": _signers})
     insecure: bool
     rendered_at: datetime = field(metadata={"check": _aware})
+    docker_name: str = ""  # docker://HOST/REPO: the signers verified for that docker name
 
     def __post_init__(self) -> None:
         if self.insecure == bool(self.signers):
             raise ValueError("a tree is either signed (signers) or insecure, exactly one")
 
     @classmethod
-    def now(cls, digest: str, signers: tuple[str, ...], insecure: bool) -> RenderMarker:
-        return cls(digest, signers, insecure, datetime.now(UTC).replace(microsecond=0))
+    def now(
+        cls, digest: str, signers: tuple[str, ...], insecure: bool, docker_name: str = ""
+    ) -> RenderMarker:
+        stamp = datetime.now(UTC).replace(microsecond=0)
+        return cls(digest, signers, insecure, stamp, docker_name)
 
 
 def encode_marker(marker: RenderMarker) -> bytes:

@@ -51,6 +51,7 @@ from trustd.shared.errors import (
 )
 from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerName, DockerReference
 from trustd.shared.store._layout import ORIGINAL, SIGNATURE
 from trustd.shared.store.admit import readmit_key
 from trustd.shared.store.model import AdmittedImage
@@ -70,6 +71,7 @@ class RenderedTree:
     manifest: ImageManifest
     signers: tuple[str, ...]
     insecure: bool
+    docker_name: str = ""  # a converted docker image: its signers vouch for this docker:// name
 
     @property
     def rootfs(self) -> Path:
@@ -77,10 +79,14 @@ class RenderedTree:
 
 
 def _recheck_signers(
-    name: str, key: StoreKey, signers: tuple[str, ...], keystore: Keystore
+    name: str, key: StoreKey, signers: tuple[str, ...], keystore: Keystore, docker_name: str = ""
 ) -> None:
-    """The keyring in force now must still hold a usable key for every recorded signer."""
-    ring = keystore.keyring_for(ACIdentifier(name))
+    """The keyring in force now must still hold a usable key for every recorded signer (for
+    a converted docker image, the keyring of the docker name its signatures verified for)."""
+    ring = keystore.keyring_for(
+        DockerName.parse(docker_name) if docker_name else ACIdentifier(name)
+    )
+    name = docker_name or name
     now = datetime.now(UTC)
     for fpr in signers:
         trusted = ring.find(fpr)
@@ -133,8 +139,8 @@ def _cached_tree(
                 hint="fetch a signed copy, or accept the risk with --insecure-options=image",
             )
     else:
-        _recheck_signers(name, key, signers, keystore)
-    return RenderedTree(final, manifest, signers, insecure)
+        _recheck_signers(name, key, signers, keystore, marker.docker_name)
+    return RenderedTree(final, manifest, signers, insecure, marker.docker_name)
 
 
 def _copy_regular(src_dir: int, relpath: str, dest: Path, max_bytes: int) -> None:
@@ -226,7 +232,10 @@ def render_tree(
             (tree / RENDERED).write_bytes(
                 encode_marker(
                     RenderMarker.now(
-                        key.digest, admitted.provenance.signers, admitted.provenance.insecure
+                        key.digest,
+                        admitted.provenance.signers,
+                        admitted.provenance.insecure,
+                        _docker_name(admitted),
                     )
                 )
             )
@@ -241,7 +250,14 @@ def render_tree(
         admitted.info.manifest,
         provenance.signers,
         provenance.insecure,
+        _docker_name(admitted),
     )
+
+
+def _docker_name(admitted: AdmittedImage) -> str:
+    """The docker:// name a converted image's signatures verified for just now, or ""."""
+    ref = admitted.provenance.docker_reference
+    return str(DockerReference.parse(ref).name) if ref and not admitted.provenance.insecure else ""
 
 
 def open_cas(data_dir: Path) -> int:

@@ -8,7 +8,7 @@ satisfy it. Semantics: docs/adr/0008-policy-semantics.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from trustd.shared.policy.model import (
     Verdict,
 )
 from trustd.shared.policy.scopes import ImageRef, resolve
+from trustd.shared.verify import format_fingerprint
 from trustd.shared.vocab import MEASURE_RANK, MeasureMode, SelinuxMode
 
 Gate = Literal["fetch", "run"]
@@ -54,6 +55,8 @@ class Decision:
     policy_digest: str
     decided_at: datetime
     note: str = ""  # the warn exception in force, or that it expired
+    # a docker image's signature evidence: format, docker name, manifest digest, signers
+    signature: tuple[tuple[str, str], ...] = ()
 
     @property
     def failed(self) -> tuple[CheckResult, ...]:
@@ -95,6 +98,7 @@ class Decision:
             ],
             "policy": {"source": self.policy_source, "digest": self.policy_digest},
             "decided_at": self.decided_at.isoformat(),
+            **({"signature": dict(self.signature)} if self.signature else {}),
         }
 
 
@@ -115,6 +119,7 @@ class RunInput:
     selinux: SelinuxMode  # what labelling the host gives the pod
     image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
     docker_name: str = ""  # a docker image's signers verified for this docker:// name
+    manifest_digest: str = ""  # and the manifest digest they signed
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -174,6 +179,7 @@ def decide_fetch(
     insecure_image: bool = False,
     image_id: str = "",
     docker_name: DockerName | None = None,
+    manifest_digest: str = "",
 ) -> Decision:
     """The fetch gate: does ``name`` signed by ``signers`` meet its scope's ``require``?
 
@@ -194,9 +200,25 @@ def decide_fetch(
         now=now,
         docker_name=docker_name,
     )
-    return _decision(
+    decision = _decision(
         "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
     )
+    return _with_signature(decision, docker_name, manifest_digest, signers)
+
+
+def _with_signature(
+    decision: Decision, docker_name: DockerName | None, digest: str, signers: tuple[str, ...]
+) -> Decision:
+    """Record what a docker image's signatures said (the decision log and `explain` show it)."""
+    if docker_name is None:
+        return decision
+    facts = (
+        ("format", "simple-signing"),
+        ("docker_name", str(docker_name)),
+        ("manifest_digest", digest),
+        ("signers", ",".join(format_fingerprint(s) for s in signers)),
+    )
+    return replace(decision, signature=facts)
 
 
 def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
@@ -207,6 +229,7 @@ def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datet
         else ImageRef.of(request.image_name, request.image_version)
     )
     scope = policy.scope(resolve(policy, ref).scope)
+    docker = DockerName.parse(request.docker_name) if request.docker_name else None
     sig = signature_check(
         scope,
         ref,
@@ -214,10 +237,11 @@ def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datet
         insecure_image=request.insecure_image,
         keystore=keystore,
         now=now,
-        docker_name=DockerName.parse(request.docker_name) if request.docker_name else None,
+        docker_name=docker,
     )
     checks = [_as_check(sig), *run_checks(policy, scope.run, scope.measure, request)]
-    return _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)
+    decision = _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)
+    return _with_signature(decision, docker, request.manifest_digest, request.signers)
 
 
 def _as_check(result: tuple[bool, str, str]) -> CheckResult:

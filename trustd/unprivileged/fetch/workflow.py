@@ -58,6 +58,7 @@ class FetchContext:
             insecure_image=admitted.provenance.insecure,
             image_id=admitted.key,
             docker_name=DockerReference.parse(docker).name if docker else None,
+            manifest_digest=admitted.provenance.source_digest,
         )
         append_decision(self.store.layout.root, decision)
         decision.enforce()
