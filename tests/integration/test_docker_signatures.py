@@ -285,3 +285,36 @@ def test_evidence_moved_onto_an_unsigned_image_does_not_make_it_signed(
     ran = rkt(shared_dirs, "run", other, "--exec=/bin/echo")
     assert ran.returncode == 254
     assert "signature evidence is for" in ran.stderr, ran.stderr
+
+
+def _require(dirs: ConfigDirs, extra: str) -> None:
+    from tests._policy import install_policy, policy_for_tests  # noqa: PLC0415
+
+    text = policy_for_tests().replace("threshold = 1 ", f"threshold = 1\n{extra}\n", 1)
+    assert extra in text
+    install_policy(dirs.system, text)
+
+
+def test_an_identity_rule_in_the_policy_admits_what_the_default_rule_refuses(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """ns/identity:v1 is signed for ns/other:v1: refused by matchRepoDigestOrExact (the table
+    above), accepted at fetch and at run under exactReference naming what was signed."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    exact = f'{{type = "exactReference", docker_reference = "{signed.host}/ns/other:v1"}}'
+    _require(shared_dirs, f"signed_identity = {exact}")
+    image_id = _fetch(signed, shared_dirs, "ns/identity:v1", "--insecure-options=http")
+    ran = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo")
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_a_scope_that_counts_only_openpgp_acis_refuses_simple_signing(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    _require(shared_dirs, 'formats = ["openpgp"]')
+    before = _ids(shared_dirs)
+    out = rkt(shared_dirs, "fetch", "--insecure-options=http", f"docker://{signed.host}/ns/good:v1")
+    assert out.returncode == 254
+    assert "signed in the simple-signing format; this scope counts openpgp" in out.stderr
+    assert _ids(shared_dirs) == before

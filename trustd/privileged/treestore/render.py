@@ -53,7 +53,7 @@ from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import DockerName, DockerReference
 from trustd.shared.store._layout import ORIGINAL, SIGNATURE
-from trustd.shared.store.admit import readmit_key
+from trustd.shared.store.admit import IdentityFor, readmit_key
 from trustd.shared.store.model import AdmittedImage
 from trustd.shared.verify import format_fingerprint
 
@@ -196,15 +196,29 @@ def _extract(archive: Path, dest: Path) -> None:
 
 
 def verified_copy(
-    cas_fd: int, key: StoreKey, keystore: Keystore, workdir: Path, accept: AcceptUnsigned
+    cas_fd: int,
+    key: StoreKey,
+    keystore: Keystore,
+    workdir: Path,
+    accept: AcceptUnsigned,
+    *,
+    identity: IdentityFor | None = None,
 ) -> tuple[Path, AdmittedImage]:
     """A private copy of the image's original archive that passed the gate again just now."""
     copy, signature = private_copy(cas_fd, key, workdir)
-    return copy, readmit_key(copy, signature, keystore, key, accept_unsigned=accept)
+    admitted = readmit_key(
+        copy, signature, keystore, key, accept_unsigned=accept, identity=identity
+    )
+    return copy, admitted
 
 
 def render_tree(
-    data: DataDir, key: StoreKey, keystore: Keystore, *, accept_unsigned: AcceptUnsigned
+    data: DataDir,
+    key: StoreKey,
+    keystore: Keystore,
+    *,
+    accept_unsigned: AcceptUnsigned,
+    identity: IdentityFor | None = None,
 ) -> RenderedTree:
     """Render ``key`` into the root-only tree store (``private/tree/<id>``), or reuse it.
 
@@ -223,7 +237,9 @@ def render_tree(
         try:
             cas = data.cas_fd()
             try:
-                copy, admitted = verified_copy(cas, key, keystore, stage, accept_unsigned)
+                copy, admitted = verified_copy(
+                    cas, key, keystore, stage, accept_unsigned, identity=identity
+                )
             finally:
                 os.close(cas)
             tree = stage / "tree"

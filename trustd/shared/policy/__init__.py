@@ -16,6 +16,7 @@ from trustd.shared.policy.decide import (
     accepts_unsigned,
     decide_fetch,
     decide_run,
+    signed_identity,
 )
 from trustd.shared.policy.files import (
     POLICY_NAME,
@@ -45,4 +46,5 @@ __all__ = [
     "resolve",
     "seccomp_profile_paths",
     "shipped_default",
+    "signed_identity",
 ]

@@ -121,8 +121,11 @@ def signature_check(
     keystore: Keystore,
     now: datetime,
     docker_name: DockerName | None = None,
+    signature_format: str = "",
 ) -> tuple[bool, str, str]:
-    """(passed, reason, fix) of the scope's ``require`` for these signers."""
+    """(passed, reason, fix) of the scope's ``require`` for these signers, made in
+    ``signature_format`` ("": an ACI's OpenPGP signature); only formats in
+    ``require.formats`` count."""
     req = scope.require
     if req.type == "reject":
         return (
@@ -132,7 +135,10 @@ def signature_check(
         )
     if req.type == "accept-anything":
         return True, "the scope accepts images without signatures", ""
-    states = signer_states(scope, ref, signers, keystore, now, docker_name=docker_name)
+    fmt = signature_format or "openpgp"
+    refused_format = bool(signers) and fmt not in req.formats
+    counted = () if refused_format else signers
+    states = signer_states(scope, ref, counted, keystore, now, docker_name=docker_name)
     trusted = [s for s in states if s.trusted]
     k = req.threshold
     if len(trusted) >= k:
@@ -146,6 +152,9 @@ def signature_check(
             "",
         )
     parts = [f"{len(trusted)} of {k} required signature(s) by distinct trusted keys"]
+    if refused_format:
+        allowed = ", ".join(req.formats)
+        parts.append(f"the image is signed in the {fmt} format; this scope counts {allowed}")
     if insecure_image:
         parts.append("the image was admitted with --insecure-options=image")
     elif not signers:

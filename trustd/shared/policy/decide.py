@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from trustd.shared.errors import PolicyViolationError
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.identity import SignedIdentity
 from trustd.shared.ocisig.name import DockerName
 from trustd.shared.policy import _profiles
 from trustd.shared.policy._signers import signature_check
@@ -180,6 +181,7 @@ def decide_fetch(
     image_id: str = "",
     docker_name: DockerName | None = None,
     manifest_digest: str = "",
+    signature_format: str = "",
 ) -> Decision:
     """The fetch gate: does ``name`` signed by ``signers`` meet its scope's ``require``?
 
@@ -199,6 +201,7 @@ def decide_fetch(
         keystore=keystore,
         now=now,
         docker_name=docker_name,
+        signature_format=signature_format,
     )
     decision = _decision(
         "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
@@ -238,6 +241,7 @@ def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datet
         keystore=keystore,
         now=now,
         docker_name=docker,
+        signature_format="simple-signing" if docker else "",
     )
     checks = [_as_check(sig), *run_checks(policy, scope.run, scope.measure, request)]
     decision = _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)
@@ -380,6 +384,11 @@ def accepts_unsigned(policy: Policy, name: str | ImageRef) -> bool:
     "accept-anything"``): an explicit policy opt-out, recorded like the flag."""
     scope = policy.scope(resolve(policy, _ref(name)).scope)
     return scope.require.type == "accept-anything"
+
+
+def signed_identity(policy: Policy, name: str | ImageRef) -> SignedIdentity:
+    """The identity rule a docker image's signatures must meet in ``name``'s scope."""
+    return policy.scope(resolve(policy, _ref(name)).scope).require.signed_identity.rule()
 
 
 def _caps_fix(have: tuple[str, ...], extra: list[str], allowed: tuple[str, ...]) -> str:

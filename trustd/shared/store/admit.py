@@ -97,6 +97,9 @@ def readmit(
     return admitted
 
 
+IdentityFor = Callable[[str, str | None], SignedIdentity]  # (name, version) -> policy's rule
+
+
 def readmit_key(
     archive: Path,
     signature: bytes | None,
@@ -104,6 +107,7 @@ def readmit_key(
     key: StoreKey,
     *,
     accept_unsigned: Callable[[str, str | None], bool],
+    identity: IdentityFor | None = None,
 ) -> AdmittedImage:
     """Root's gate for stored bytes, believing nothing the index says.
 
@@ -124,8 +128,10 @@ def readmit_key(
     name = str(info.manifest.name)
     refusal: TrustdError
     if signature is not None and is_evidence(signature):
+        version = info.manifest.label("version")
+        rule = identity(name, version) if identity is not None else SignedIdentity()
         try:
-            return _docker_admitted(info, signature, keystore, SignedIdentity())
+            return _docker_admitted(info, signature, keystore, rule)
         except TrustdError as exc:
             refusal = exc
     elif signature is not None:

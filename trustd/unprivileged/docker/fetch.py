@@ -161,7 +161,8 @@ def _verify_signatures(
     if check is None:
         return None
     body, _media, got = registry.manifest(digest)  # digest-checked by the client
-    return check.verify(_docker_reference(ref), body, got)
+    scope = ImageRef.of(registry_image_name(ref), ref.tag)
+    return check.verify(_docker_reference(ref), body, got, scope)
 
 
 def _cached(ref: DockerRef, job: DockerFetch) -> ImageRecord | None:
@@ -388,11 +389,7 @@ def _convert_and_store(
         if signed is not None and job.signatures is not None:  # verified again, from bytes
             evidence = signed.evidence().encode()
             admitted = admit_docker_signed(
-                scratch,
-                evidence,
-                job.signatures.keystore,
-                identity=job.signatures.identity(signed.reference.name),
-                source=ref.url,
+                scratch, evidence, job.signatures.keystore, identity=signed.rule, source=ref.url
             )
         else:
             # keystore=None: the explicit, recorded opt-out that gate() allowed above

@@ -23,6 +23,7 @@ from trustd.shared.ocisig.identity import SignedIdentity
 from trustd.shared.ocisig.name import DockerName, DockerReference
 from trustd.shared.ocisig.registries_d import RegistriesD, signature_url
 from trustd.shared.ocisig.simple import MAX_SIGNATURES, ImageSignature, verify_simple
+from trustd.shared.policy import ImageRef
 from trustd.unprivileged.transport._http import SIGNATURE_LIMITS, fetch
 
 MAX_SIGNATURE = 1 << 20
@@ -37,6 +38,7 @@ class SignedImage:
     manifest_digest: str
     signatures: tuple[ImageSignature, ...]
     messages: tuple[bytes, ...]
+    rule: SignedIdentity
 
     @property
     def signers(self) -> tuple[str, ...]:
@@ -101,15 +103,19 @@ class SignatureCheck:
     keystore: Keystore
     registries: RegistriesD
     insecure: Insecure
-    identity: Callable[[DockerName], SignedIdentity] = lambda _name: SignedIdentity()
+    # the policy's require.signed_identity for the image's scope (by its AC name and tag)
+    identity: Callable[[ImageRef], SignedIdentity] = lambda _ref: SignedIdentity()
 
     def applies(self, name: DockerName) -> bool:
         """Signatures are checked when some key is trusted for the name (a ``docker://``
         prefix key or a root key): then an image must verify, whatever else allows it."""
         return bool(self.keystore.keyring_for(name).keys)
 
-    def verify(self, reference: DockerReference, manifest: bytes, digest: str) -> SignedImage:
-        """Read the lookaside signatures of ``digest`` and verify them, or raise the refusal."""
+    def verify(
+        self, reference: DockerReference, manifest: bytes, digest: str, scope: ImageRef
+    ) -> SignedImage:
+        """Read the lookaside signatures of ``digest`` and verify them, or raise the refusal
+        (``scope``: the name policy scopes match, for the identity rule)."""
         name = reference.name
         settings = self.registries.for_name(name)
         if settings.read is None:
@@ -119,7 +125,7 @@ class SignatureCheck:
                 "dir (containers-registries.d(5)), or (not recommended) --insecure-options=image",
             )
         messages = lookaside_signatures(settings.read, name, digest, self.insecure)
-        rule = self.identity(name)
+        rule = self.identity(scope)
         found = verify_simple(
             messages,
             self.keystore.keyring_for(name),
@@ -128,4 +134,4 @@ class SignatureCheck:
             rule,
             where=f"{settings.read}/{name.path}@{digest.replace(':', '=')}",
         )
-        return SignedImage(reference, manifest, digest, found, tuple(messages))
+        return SignedImage(reference, manifest, digest, found, tuple(messages), rule)

@@ -15,7 +15,7 @@ from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.policy import ImageRef as PolicyRef
-from trustd.shared.policy import Policy, accepts_unsigned, decide_fetch
+from trustd.shared.policy import Policy, accepts_unsigned, decide_fetch, signed_identity
 from trustd.shared.policy.log import append_decision
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
 from trustd.unprivileged.fetch._auth import AuthConfig
@@ -59,6 +59,7 @@ class FetchContext:
             image_id=admitted.key,
             docker_name=DockerReference.parse(docker).name if docker else None,
             manifest_digest=admitted.provenance.source_digest,
+            signature_format=admitted.provenance.signature_format,
         )
         append_decision(self.store.layout.root, decision)
         decision.enforce()
@@ -152,7 +153,10 @@ def _signature_check(ctx: FetchContext) -> SignatureCheck:
     from trustd.unprivileged.docker.signatures import SignatureCheck  # noqa: PLC0415
 
     dirs = tuple(d / "registries.d" for d in ctx.keystore.config_dirs)
-    return SignatureCheck(ctx.keystore, load_registries_d(dirs), ctx.insecure)
+    registries = load_registries_d(dirs)
+    return SignatureCheck(
+        ctx.keystore, registries, ctx.insecure, lambda ref: signed_identity(ctx.policy, ref)
+    )
 
 
 def fetch_image(
