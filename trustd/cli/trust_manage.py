@@ -16,6 +16,9 @@ from trustd.shared.verify import format_fingerprint
 
 
 def _state(entry: KeyFile, masked: set[tuple[str, str]], now: datetime) -> str:
+    if entry.pem is not None and not entry.problem:
+        hidden = entry.level == "system" and (entry.scope_text, entry.fingerprint) in masked
+        return "masked" if hidden else "trusted"
     if entry.problem or entry.key is None:
         return "broken"
     key = entry.key
@@ -37,13 +40,14 @@ def _record(entry: KeyFile, state: str) -> dict[str, Any]:
         if isinstance(entry.scope, DockerName)
         else "prefix",
         "prefix": None if entry.scope is None else str(entry.scope),
-        "fingerprint": format_fingerprint(entry.fingerprint),
+        "fingerprint": entry.fingerprint if entry.pem else format_fingerprint(entry.fingerprint),
+        "key_type": entry.pem.algorithm if entry.pem else "openpgp",
         "level": entry.level,
         "state": state,
         "masked": state == "masked",
         "revoked": bool(key and key.revoked),
         "expires": key.expires.isoformat() if key and key.expires else None,
-        "user_ids": list(key.user_ids) if key else [],
+        "user_ids": list(key.user_ids) if key else ([entry.pem.algorithm] if entry.pem else []),
         "path": str(entry.path),
         "problem": entry.problem or (key.weak_reason if key else None),
     }

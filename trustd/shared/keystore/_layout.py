@@ -15,6 +15,9 @@ from trustd.shared.errors import TrustdError
 from trustd.shared.ocisig.name import DockerName
 
 FINGERPRINT_FILE = re.compile(r"^[0-9a-f]{40}$")
+KEY_ID_FILE = re.compile(
+    r"^[0-9a-f]{64}$"
+)  # a sigstore PEM key (docker.d only): sha256 of its SPKI
 Scope = ACIdentifier | DockerName | None
 
 
