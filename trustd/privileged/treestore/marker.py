@@ -20,7 +20,7 @@ from trustd.shared.codec import DecodeError, decode_json, encode
 RENDERED = "rendered"
 MAX_MARKER = 64 << 10
 _DIGEST = re.compile(r"[0-9a-f]{128}")
-_FINGERPRINT = re.compile(r"[0-9a-f]{40}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # OpenPGP, or a sigstore key ID
 _HINT = "remove the tree (rkt image gc) and render it again"
 
 
@@ -30,7 +30,7 @@ def _digest(value: str) -> str | None:
 
 def _signers(value: tuple[str, ...]) -> str | None:
     bad = [v for v in value if not _FINGERPRINT.fullmatch(v)]
-    return f"{bad[0]!r} is not a 40-hex fingerprint" if bad else None
+    return f"{bad[0]!r} is not a 40-hex fingerprint or 64-hex key ID" if bad else None
 
 
 def _aware(value: datetime) -> str | None:

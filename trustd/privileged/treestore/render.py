@@ -83,12 +83,14 @@ def _recheck_signers(
 ) -> None:
     """The keyring in force now must still hold a usable key for every recorded signer (for
     a converted docker image, the keyring of the docker name its signatures verified for)."""
-    ring = keystore.keyring_for(
-        DockerName.parse(docker_name) if docker_name else ACIdentifier(name)
-    )
+    docker = DockerName.parse(docker_name) if docker_name else None
+    ring = keystore.keyring_for(docker or ACIdentifier(name))
+    pem = {t.key.key_id for t in keystore.pem_keys_for(docker)} if docker else set()
     name = docker_name or name
     now = datetime.now(UTC)
     for fpr in signers:
+        if fpr in pem:  # a sigstore key still trusted for the docker name
+            continue
         trusted = ring.find(fpr)
         problem = (
             "is no longer trusted for it"

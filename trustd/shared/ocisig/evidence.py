@@ -26,6 +26,7 @@ class Evidence:
     manifest: bytes
     messages: tuple[bytes, ...]
     format: str = "simple-signing"
+    sigstore: tuple[tuple[bytes, str], ...] = ()  # (payload, base64 signature) per cosign layer
 
     @property
     def manifest_digest(self) -> str:
@@ -39,6 +40,10 @@ class Evidence:
             "manifest": base64.b64encode(self.manifest).decode(),
             "signatures": [base64.b64encode(m).decode() for m in self.messages],
         }
+        if self.sigstore:
+            doc["sigstore"] = [
+                {"payload": base64.b64encode(p).decode(), "signature": s} for p, s in self.sigstore
+            ]
         return json.dumps(doc, sort_keys=True).encode()
 
 
@@ -63,13 +68,8 @@ def decode_evidence(data: bytes) -> Evidence:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LocalStateError(f"docker signature evidence is not JSON: {exc}", hint=_HINT) from exc
-    if not isinstance(doc, dict) or set(doc) != {
-        "version",
-        "format",
-        "reference",
-        "manifest",
-        "signatures",
-    }:
+    required = {"version", "format", "reference", "manifest", "signatures"}
+    if not isinstance(doc, dict) or not required <= set(doc) <= required | {"sigstore"}:
         raise LocalStateError("docker signature evidence has unexpected fields", hint=_HINT)
     if doc["version"] != VERSION or doc["format"] != "simple-signing":
         raise LocalStateError("docker signature evidence: unknown version or format", hint=_HINT)
@@ -81,4 +81,27 @@ def decode_evidence(data: bytes) -> Evidence:
         raise LocalStateError(f"docker signature evidence: bad base64: {exc}", hint=_HINT) from exc
     if len(messages) != len(sigs):
         raise LocalStateError("docker signature evidence: a signature is not a string", hint=_HINT)
-    return Evidence(_field(doc, "reference", str), manifest, messages)
+    return Evidence(
+        _field(doc, "reference", str),
+        manifest,
+        messages,
+        sigstore=_sigstore(doc.get("sigstore", [])),
+    )
+
+
+def _sigstore(items: object) -> tuple[tuple[bytes, str], ...]:
+    bad = LocalStateError("docker signature evidence: bad sigstore entry", hint=_HINT)
+    if not isinstance(items, list):
+        raise bad
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) != {"payload", "signature"}:
+            raise bad
+        payload, signature = item["payload"], item["signature"]
+        if not isinstance(payload, str) or not isinstance(signature, str):
+            raise bad
+        try:
+            out.append((base64.b64decode(payload, validate=True), signature))
+        except (binascii.Error, ValueError) as exc:
+            raise bad from exc
+    return tuple(out)

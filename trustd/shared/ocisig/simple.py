@@ -73,6 +73,11 @@ def _rank(exc: TrustdError) -> int:
     return next((i for i, t in enumerate(_RANK) if isinstance(exc, t)), len(_RANK))
 
 
+def best_refusal(refusals: list[TrustdError]) -> TrustdError:
+    """The most telling of several refusals (the order of ``_RANK``)."""
+    return min(refusals, key=_rank)
+
+
 def verify_simple_one(
     message: bytes,
     keyring: Keyring,
@@ -129,5 +134,5 @@ def verify_simple(
             continue
         found.setdefault(result.signer, result)
     if not found:
-        raise min(refusals, key=_rank)
+        raise best_refusal(refusals)
     return tuple(found.values())

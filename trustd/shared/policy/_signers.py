@@ -56,8 +56,16 @@ def signer_states(
     name, so the keyring is its ``docker://`` prefixes' (plus root keys), not the AC name's."""
     req = scope.require
     keyring = keystore.keyring_for(docker_name or ref.name)
+    pem = {t.key.key_id: t for t in keystore.pem_keys_for(docker_name)} if docker_name else {}
     out: dict[str, SignerState] = {}
     for raw in dict.fromkeys(s.lower() for s in signers):
+        if len(raw) == SIGSTORE_ID_LEN:  # a sigstore key ID: only docker.d PEM keys vouch
+            hit = pem.get(raw) if req.keystore else None
+            why = "" if hit else f"sigstore key {raw[:16]}… is not trusted for this scope"
+            out[raw] = SignerState(
+                raw, hit is not None, f"keystore {hit.scope_text}" if hit else "", why
+            )
+            continue
         found = keyring.find(raw) if req.keystore else None
         fpr = found.key.fingerprint if found else raw
         if fpr in out and out[fpr].trusted:
@@ -99,6 +107,17 @@ def _pinned_state(pin: PinnedKey, keystore: Keystore, now: datetime) -> SignerSt
     return SignerState(fpr, True, "pinned", "")
 
 
+SIGSTORE_ID_LEN = 64
+
+
+def signer_format(signer: str, docker_name: DockerName | None) -> str:
+    """An ACI's signers are OpenPGP; a docker image's are simple-signing (40-hex OpenPGP
+    fingerprints) or sigstore (64-hex key IDs)."""
+    if docker_name is None:
+        return "openpgp"
+    return "sigstore" if len(signer) == SIGSTORE_ID_LEN else "simple-signing"
+
+
 def _fix(scope: Scope, ref: ImageRef, missing: int, docker_name: DockerName | None) -> str:
     req = scope.require
     ways: list[str] = []
@@ -121,11 +140,9 @@ def signature_check(
     keystore: Keystore,
     now: datetime,
     docker_name: DockerName | None = None,
-    signature_format: str = "",
 ) -> tuple[bool, str, str]:
-    """(passed, reason, fix) of the scope's ``require`` for these signers, made in
-    ``signature_format`` ("": an ACI's OpenPGP signature); only formats in
-    ``require.formats`` count."""
+    """(passed, reason, fix) of the scope's ``require`` for these signers; only signers in
+    a format ``require.formats`` lists count (:func:`signer_format`)."""
     req = scope.require
     if req.type == "reject":
         return (
@@ -135,9 +152,8 @@ def signature_check(
         )
     if req.type == "accept-anything":
         return True, "the scope accepts images without signatures", ""
-    fmt = signature_format or "openpgp"
-    refused_format = bool(signers) and fmt not in req.formats
-    counted = () if refused_format else signers
+    counted = tuple(s for s in signers if signer_format(s, docker_name) in req.formats)
+    refused_formats = sorted({signer_format(s, docker_name) for s in signers} - set(req.formats))
     states = signer_states(scope, ref, counted, keystore, now, docker_name=docker_name)
     trusted = [s for s in states if s.trusted]
     k = req.threshold
@@ -152,9 +168,10 @@ def signature_check(
             "",
         )
     parts = [f"{len(trusted)} of {k} required signature(s) by distinct trusted keys"]
-    if refused_format:
+    if refused_formats:
         allowed = ", ".join(req.formats)
-        parts.append(f"the image is signed in the {fmt} format; this scope counts {allowed}")
+        shown = ", ".join(refused_formats)
+        parts.append(f"the image is signed in the {shown} format; this scope counts {allowed}")
     if insecure_image:
         parts.append("the image was admitted with --insecure-options=image")
     elif not signers:

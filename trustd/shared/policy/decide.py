@@ -17,7 +17,7 @@ from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.identity import SignedIdentity
 from trustd.shared.ocisig.name import DockerName
 from trustd.shared.policy import _profiles
-from trustd.shared.policy._signers import signature_check
+from trustd.shared.policy._signers import signature_check, signer_format
 from trustd.shared.policy.model import (
     Mode,
     Policy,
@@ -181,7 +181,6 @@ def decide_fetch(
     image_id: str = "",
     docker_name: DockerName | None = None,
     manifest_digest: str = "",
-    signature_format: str = "",
 ) -> Decision:
     """The fetch gate: does ``name`` signed by ``signers`` meet its scope's ``require``?
 
@@ -201,7 +200,6 @@ def decide_fetch(
         keystore=keystore,
         now=now,
         docker_name=docker_name,
-        signature_format=signature_format,
     )
     decision = _decision(
         "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
@@ -215,11 +213,12 @@ def _with_signature(
     """Record what a docker image's signatures said (the decision log and `explain` show it)."""
     if docker_name is None:
         return decision
+    formats = sorted({signer_format(s, docker_name) for s in signers})
     facts = (
-        ("format", "simple-signing"),
+        ("format", "+".join(formats)),
         ("docker_name", str(docker_name)),
         ("manifest_digest", digest),
-        ("signers", ",".join(format_fingerprint(s) for s in signers)),
+        ("signers", ",".join(s if len(s) == 64 else format_fingerprint(s) for s in signers)),
     )
     return replace(decision, signature=facts)
 
@@ -241,7 +240,6 @@ def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datet
         keystore=keystore,
         now=now,
         docker_name=docker,
-        signature_format="simple-signing" if docker else "",
     )
     checks = [_as_check(sig), *run_checks(policy, scope.run, scope.measure, request)]
     decision = _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)

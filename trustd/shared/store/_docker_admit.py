@@ -19,7 +19,8 @@ from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.evidence import decode_evidence
 from trustd.shared.ocisig.identity import SignedIdentity
 from trustd.shared.ocisig.name import DockerName, DockerReference, split_host
-from trustd.shared.ocisig.simple import ImageSignature, verify_simple
+from trustd.shared.ocisig.simple import ImageSignature
+from trustd.shared.ocisig.verify import verify_image_signatures
 
 _HINT = "the store was altered; remove the image (rkt image rm) and fetch it again"
 
@@ -59,12 +60,14 @@ def verify_docker_evidence(
             f"{reference.name}",
             hint=_HINT,
         )
-    found = verify_simple(
+    found = verify_image_signatures(
         evidence.messages,
+        evidence.sigstore,
         keystore.keyring_for(reference.name),
+        [t.key for t in keystore.pem_keys_for(reference.name)],
         reference,
-        digest,
-        identity,
+        manifest_digest=digest,
+        rule=identity,
         where="the store",
     )
     return reference, digest, found

@@ -77,7 +77,7 @@ def _docker_admitted(
         now,
         found[0].trusted_via,
         source_digest=digest,
-        signature_format=found[0].format,
+        signature_format="+".join(sorted({s.format for s in found})),
         docker_reference=str(reference),  # as fetched: its docker:// prefixes vouch
     )
     return AdmittedImage(info, None, provenance, _ADMIT_TOKEN)

@@ -48,7 +48,12 @@ from trustd.unprivileged.docker.documents import (
 )
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.registry import Credentials, Registry, RegistryLimits
-from trustd.unprivileged.docker.signatures import SignatureCheck, SignedImage
+from trustd.unprivileged.docker.signatures import (
+    SignatureCheck,
+    SignedImage,
+    cosign_pairs,
+    cosign_tag,
+)
 from trustd.unprivileged.transport.progress import Progress
 
 UNSIGNED_MESSAGE = (
@@ -162,7 +167,18 @@ def _verify_signatures(
         return None
     body, _media, got = registry.manifest(digest)  # digest-checked by the client
     scope = ImageRef.of(registry_image_name(ref), ref.tag)
-    return check.verify(_docker_reference(ref), body, got, scope)
+    return check.verify(
+        _docker_reference(ref), body, got, scope, lambda d: _cosign_attachments(registry, d)
+    )
+
+
+def _cosign_attachments(registry: Registry, digest: str) -> list[tuple[bytes, str]]:
+    """The cosign signatures attached to ``digest`` in the same repository (none: [])."""
+    try:
+        body, _media, _got = registry.manifest(cosign_tag(digest))
+    except UserError:  # 404: the image has no sigstore attachment
+        return []
+    return cosign_pairs(body, registry.blob_bytes)
 
 
 def _cached(ref: DockerRef, job: DockerFetch) -> ImageRecord | None:

@@ -59,7 +59,6 @@ class FetchContext:
             image_id=admitted.key,
             docker_name=DockerReference.parse(docker).name if docker else None,
             manifest_digest=admitted.provenance.source_digest,
-            signature_format=admitted.provenance.signature_format,
         )
         append_decision(self.store.layout.root, decision)
         decision.enforce()
