@@ -24,6 +24,7 @@ FILES = {
     "M": "tests/integration/test_metadata_service.py",
     "H": "tests/integration/test_docker_hostile_kill.py",
     "K": "tests/integration/test_policy_cache.py",
+    "G": "tests/integration/test_docker_signatures.py",
 }
 LETTERS = "".join(FILES)
 

@@ -8,7 +8,9 @@ A key file literally named ``list`` is ``./list``.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import info
@@ -17,6 +19,8 @@ from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.insecure import Insecure, warn_insecure
 from trustd.shared.keystore import AddResult, Keystore
+from trustd.shared.ocisig.name import SCHEME, DockerName
+from trustd.shared.ocisig.sigstore import PemKey, is_pem_public_key, parse_pem_key
 from trustd.shared.verify import PublicKey, format_fingerprint
 from trustd.unprivileged.fetch.review import ask_to_trust, interactive, no_tty_guidance, show_key
 
@@ -55,9 +59,27 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _scope(args: argparse.Namespace) -> ACIdentifier | None:
+Scope = ACIdentifier | DockerName | None
+
+
+def parse_prefix(text: str) -> ACIdentifier | DockerName:
+    """An ACI prefix (``example.com/app``) or a Docker one (``docker://HOST[:PORT]/NS[/REPO]``,
+    the port as typed; docs/adr/0016-sig-docker-trust.md)."""
+    if text.startswith(SCHEME):
+        return DockerName.parse(text)
+    return ACIdentifier.parse(text)
+
+
+def _scope(args: argparse.Namespace) -> Scope:
     if args.root and args.prefix:
         raise UserError("--root and --prefix usage mutually exclusive")
+    if args.prefix.startswith(SCHEME):
+        if not args.args:
+            raise UserError(
+                f'no key given for prefix "{args.prefix}": docker:// prefixes have no discovery',
+                hint=f'rkt trust --prefix "{args.prefix}" KEY.asc (an OpenPGP public key)',
+            )
+        return DockerName.parse(args.prefix)
     if "://" in args.prefix:
         raise UserError("--prefix must not contain a URL scheme, omit https://")
     if args.root:
@@ -79,9 +101,59 @@ def _scope(args: argparse.Namespace) -> ACIdentifier | None:
     return ACIdentifier.parse(args.prefix)
 
 
+def _pem_keys(args: argparse.Namespace, scope: Scope) -> list[tuple[str, PemKey]] | None:
+    """Sigstore PEM public keys given for a ``docker://`` prefix (local files), or None
+    when the arguments are OpenPGP keys (the usual path)."""
+    if not isinstance(scope, DockerName):
+        return None
+    found: list[tuple[str, PemKey]] = []
+    for loc in args.args:
+        path = Path(loc)
+        data = path.read_bytes() if path.is_file() else b""
+        if not is_pem_public_key(data):
+            return None if not found else _mixed(loc)
+        found.append((loc, parse_pem_key(data, source=loc)))
+    return found
+
+
+def _mixed(loc: str) -> list[tuple[str, PemKey]]:
+    raise UserError(
+        f"{loc!r} is not a PEM public key, but other keys given are",
+        hint="trust OpenPGP keys and sigstore PEM keys with separate rkt trust commands",
+    )
+
+
+def _add_pem_keys(
+    keys: list[tuple[str, PemKey]], scope: DockerName, keystore: Keystore, args: argparse.Namespace
+) -> int:
+    for loc, key in keys:
+        print(
+            f'pubkey: prefix: "{scope}"\nkey: "{loc}"\nsigstore key ID: {key.key_id} '
+            f"({key.algorithm})",
+            file=sys.stderr,
+        )
+        if not args.skip_fingerprint_review:
+            if not interactive():
+                raise UserError(
+                    "error adding keys: error reviewing key: unable to ask user to "
+                    "review fingerprint due to lack of tty",
+                    hint=f'check the key ID out of band, then run: rkt trust --prefix "{scope}" '
+                    f"--skip-fingerprint-review {loc}",
+                )
+            if not ask_to_trust():
+                info("pubkey", f'not trusting "{loc}"')
+                continue
+        _announce(keystore.add_pem(key, scope), scope)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     options: GlobalOptions = args.options
     scope = _scope(args)
+    pem = _pem_keys(args, scope)
+    if pem is not None and isinstance(scope, DockerName):
+        keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
+        return _add_pem_keys(pem, scope, keystore, args)
     insecure = options.insecure | (Insecure.HTTP if args.insecure_allow_http else Insecure.NONE)
     warn_insecure("trust", insecure, Insecure.TLS | Insecure.HTTP)
     from trustd.unprivileged.fetch.keysource import load_keys  # noqa: PLC0415 - network code only when needed
@@ -100,10 +172,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _discover(scope: ACIdentifier | None, insecure: Insecure) -> list[str]:
+def _discover(scope: Scope, insecure: Insecure) -> list[str]:
     from trustd.unprivileged.discovery import discover_pubkeys  # noqa: PLC0415
 
-    if scope is None:  # pragma: no cover - _scope() refuses discovery for --root
+    if not isinstance(scope, ACIdentifier):  # pragma: no cover - _scope() refuses these
         raise UserError("error determining key location: empty prefix")
     try:
         return discover_pubkeys(scope, insecure=insecure)
@@ -124,9 +196,7 @@ def _check_usable(c: Candidate) -> None:
         )
 
 
-def _review(
-    c: Candidate, scope: ACIdentifier | None, args: argparse.Namespace, options: GlobalOptions
-) -> bool:
+def _review(c: Candidate, scope: Scope, args: argparse.Namespace, options: GlobalOptions) -> bool:
     where = "as a root key" if scope is None else f'for prefix "{scope}"'
     if args.skip_fingerprint_review or (
         options.trust_keys_from_https and c.location.startswith("https://")
@@ -153,7 +223,7 @@ def _review(
 
 def _review_and_add(
     c: Candidate,
-    scope: ACIdentifier | None,
+    scope: Scope,
     keystore: Keystore,
     args: argparse.Namespace,
     options: GlobalOptions,
@@ -163,13 +233,17 @@ def _review_and_add(
         _announce(keystore.add(c.key, scope), scope)
 
 
-def _announce(result: AddResult, scope: ACIdentifier | None) -> None:
+def _announce(result: AddResult, scope: Scope) -> None:
     what = "root key" if scope is None else f'key for prefix "{scope}"'
+    shown = (
+        format_fingerprint(result.key.fingerprint)
+        if result.key is not None
+        else result.pem.key_id
+        if result.pem is not None
+        else "?"
+    )
     if result.status == "already-trusted":
-        print(
-            f"The {what} {format_fingerprint(result.key.fingerprint)} is already trusted "
-            f'at "{result.path}"; nothing changed'
-        )
+        print(f'The {what} {shown} is already trusted at "{result.path}"; nothing changed')
     elif result.status == "updated":
         print(f'Updated {what} at "{result.path}"')
     elif scope is None:

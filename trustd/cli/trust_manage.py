@@ -7,14 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, print_json, print_table
-from trustd.shared.appc.identifier import ACIdentifier
+from trustd.cli.trust import parse_prefix
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.keystore import KeyFile, Keystore
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.verify import format_fingerprint
 
 
 def _state(entry: KeyFile, masked: set[tuple[str, str]], now: datetime) -> str:
+    if entry.pem is not None and not entry.problem:
+        hidden = entry.level == "system" and (entry.scope_text, entry.fingerprint) in masked
+        return "masked" if hidden else "trusted"
     if entry.problem or entry.key is None:
         return "broken"
     key = entry.key
@@ -30,15 +34,20 @@ def _state(entry: KeyFile, masked: set[tuple[str, str]], now: datetime) -> str:
 def _record(entry: KeyFile, state: str) -> dict[str, Any]:
     key = entry.key
     return {
-        "scope": "root" if entry.scope is None else "prefix",
+        "scope": "root"
+        if entry.scope is None
+        else "docker-prefix"
+        if isinstance(entry.scope, DockerName)
+        else "prefix",
         "prefix": None if entry.scope is None else str(entry.scope),
-        "fingerprint": format_fingerprint(entry.fingerprint),
+        "fingerprint": entry.fingerprint if entry.pem else format_fingerprint(entry.fingerprint),
+        "key_type": entry.pem.algorithm if entry.pem else "openpgp",
         "level": entry.level,
         "state": state,
         "masked": state == "masked",
         "revoked": bool(key and key.revoked),
         "expires": key.expires.isoformat() if key and key.expires else None,
-        "user_ids": list(key.user_ids) if key else [],
+        "user_ids": list(key.user_ids) if key else ([entry.pem.algorithm] if entry.pem else []),
         "path": str(entry.path),
         "problem": entry.problem or (key.weak_reason if key else None),
     }
@@ -102,7 +111,7 @@ def run_remove(args: argparse.Namespace) -> int:
             "exactly one of --prefix or --root is required",
             hint="rkt trust remove --prefix example.com/app FINGERPRINT",
         )
-    scope = None if args.root else ACIdentifier.parse(args.prefix)
+    scope = None if args.root else parse_prefix(args.prefix)
     keystore = Keystore(options.dirs.system_config, options.dirs.local_config)
     result = keystore.remove(args.fingerprint, scope)
     where = "root key" if scope is None else f'key for prefix "{scope}"'

@@ -73,7 +73,9 @@ def test_a_key_removed_since_the_fetch_is_refused(
 ) -> None:
     store, keystore = _setup(config_dirs, signed)
     (record,) = store.images()
-    keystore.remove(keys.good, keystore.keyring_for(ACIdentifier(record.name)).keys[0].scope)
+    scope = keystore.keyring_for(ACIdentifier(record.name)).keys[0].scope
+    assert isinstance(scope, ACIdentifier)
+    keystore.remove(keys.good, scope)
     with pytest.raises(UntrustedSignerError, match="not trusted for prefix"):
         _render_into(store, record, keystore, tmp_path / "out")
 

@@ -42,6 +42,8 @@ class GatedApp:
     insecure_image: bool
     seccomp_digest: str | None  # the filter's spec digest; None: seccomp disabled
     decision: Decision
+    docker_name: str = ""  # a converted docker image: the docker:// name its signers vouch for
+    manifest_digest: str = ""  # and the manifest digest they signed
 
     @property
     def name(self) -> str:
@@ -79,6 +81,14 @@ def selinux_state(plan: PodPlan) -> SelinuxMode:
     return "enforce" if plan.selinux_process else "permissive"
 
 
+def _manifest_digest(tree: RenderedTree) -> str:
+    """The docker manifest digest root just verified the signatures over (bound to the ACI
+    by its annotation, trustd/shared/store/_docker_admit.py), or ""."""
+    if not tree.docker_name:
+        return ""
+    return tree.manifest.annotation("appc.io/docker/manifesthash") or ""
+
+
 def run_input(
     plan: PodPlan, app: AppPlan, tree: RenderedTree, digest: str | None, measurement: MeasureMode
 ) -> RunInput:
@@ -89,6 +99,8 @@ def run_input(
         image_id=app.image_key,
         signers=tree.signers,
         insecure_image=tree.insecure,
+        docker_name=tree.docker_name,
+        manifest_digest=_manifest_digest(tree),
         flavor=plan.flavor,
         seccomp_digest=digest,
         seccomp_source=app.seccomp.source if app.seccomp else "--insecure-options=seccomp",
@@ -140,7 +152,18 @@ def gate_run(
         facts = run_input(plan, app, tree, digest, measurement)
         decision = decide_run(policy, facts, keystore, now)
         ref = ImageRef.of(facts.image_name, facts.image_version)
-        apps.append(GatedApp(app, ref, tree.signers, tree.insecure, digest, decision))
+        apps.append(
+            GatedApp(
+                app,
+                ref,
+                tree.signers,
+                tree.insecure,
+                digest,
+                decision,
+                facts.docker_name,
+                facts.manifest_digest,
+            )
+        )
     fd = open_root_log(data, create=True)
     if fd is None:  # pragma: no cover - create=True always opens or raises
         raise LocalStateError("cannot open root's decision log")

@@ -90,6 +90,13 @@ def _image(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
         data["signers"] = list(gated.signers)
     else:
         data["insecure"] = True
+    if gated.docker_name and gated.signers:  # which signature format vouched, for what
+        kinds = {"sigstore" if len(s) == 64 else "simple-signing" for s in gated.signers}
+        data["signature"] = {
+            "format": "+".join(sorted(kinds)),
+            "docker_name": gated.docker_name,
+            "manifest_digest": gated.manifest_digest,
+        }
     return data
 
 

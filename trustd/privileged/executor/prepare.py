@@ -32,8 +32,9 @@ from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
-from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
+from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve, signed_identity
 from trustd.shared.request import AppRequest, Mount, RunRequest
+from trustd.shared.store.admit import IdentityFor
 from trustd.shared.vocab import SELINUX_MODES, MeasureMode, SelinuxMode
 
 
@@ -66,6 +67,11 @@ def _default_name(manifest: ImageManifest) -> str:
 def _handlers(manifest: ImageManifest, name: str) -> tuple[tuple[str, ...], ...]:
     handlers = (manifest.app.event_handlers or ()) if manifest.app else ()
     return tuple(h.exec for h in handlers if h.name == name)
+
+
+def identity_for(policy: Policy) -> IdentityFor:
+    """The policy's ``require.signed_identity`` for the name in the image's own manifest."""
+    return lambda name, version: signed_identity(policy, ImageRef.of(name, version))
 
 
 def accept_unsigned_for(insecure_image: bool, policy: Policy) -> AcceptUnsigned:
@@ -280,7 +286,9 @@ def prepare(
         with tree_lock(data, exclusive=False):
             apps, trees, volumes = [], [], list(request.volumes)
             for req, key in zip(request.apps, keys, strict=True):
-                tree = render_tree(data, key, keystore, accept_unsigned=accept)
+                tree = render_tree(
+                    data, key, keystore, accept_unsigned=accept, identity=identity_for(policy)
+                )
                 _check_requested(req, key, tree.manifest)
                 stamp_used(data, key)
                 trees.append(tree)

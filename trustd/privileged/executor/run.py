@@ -12,6 +12,7 @@ from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.executor.prepare import (
     Prepared,
     accept_unsigned_for,
+    identity_for,
     load_plan,
     require_root,
     write_plan,
@@ -60,7 +61,11 @@ def recheck(plan: PodPlan, data: DataDir, keystore: Keystore, policy: Policy) ->
     with tree_lock(data, exclusive=False):
         for app in plan.apps:
             key = StoreKey.parse(app.image_key)
-            trees.append(render_tree(data, key, keystore, accept_unsigned=accept))
+            trees.append(
+                render_tree(
+                    data, key, keystore, accept_unsigned=accept, identity=identity_for(policy)
+                )
+            )
             stamp_used(data, key)
     return trees
 

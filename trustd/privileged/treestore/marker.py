@@ -20,7 +20,7 @@ from trustd.shared.codec import DecodeError, decode_json, encode
 RENDERED = "rendered"
 MAX_MARKER = 64 << 10
 _DIGEST = re.compile(r"[0-9a-f]{128}")
-_FINGERPRINT = re.compile(r"[0-9a-f]{40}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # OpenPGP, or a sigstore key ID
 _HINT = "remove the tree (rkt image gc) and render it again"
 
 
@@ -30,7 +30,7 @@ def _digest(value: str) -> str | None:
 
 def _signers(value: tuple[str, ...]) -> str | None:
     bad = [v for v in value if not _FINGERPRINT.fullmatch(v)]
-    return f"{bad[0]!r} is not a 40-hex fingerprint" if bad else None
+    return f"{bad[0]!r} is not a 40-hex fingerprint or 64-hex key ID" if bad else None
 
 
 def _aware(value: datetime) -> str | None:
@@ -43,14 +43,18 @@ class RenderMarker:
     signers: tuple[str, ...] = field(metadata={"check": _signers})
     insecure: bool
     rendered_at: datetime = field(metadata={"check": _aware})
+    docker_name: str = ""  # docker://HOST/REPO: the signers verified for that docker name
 
     def __post_init__(self) -> None:
         if self.insecure == bool(self.signers):
             raise ValueError("a tree is either signed (signers) or insecure, exactly one")
 
     @classmethod
-    def now(cls, digest: str, signers: tuple[str, ...], insecure: bool) -> RenderMarker:
-        return cls(digest, signers, insecure, datetime.now(UTC).replace(microsecond=0))
+    def now(
+        cls, digest: str, signers: tuple[str, ...], insecure: bool, docker_name: str = ""
+    ) -> RenderMarker:
+        stamp = datetime.now(UTC).replace(microsecond=0)
+        return cls(digest, signers, insecure, stamp, docker_name)
 
 
 def encode_marker(marker: RenderMarker) -> bytes:

@@ -51,8 +51,9 @@ from trustd.shared.errors import (
 )
 from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerName, DockerReference
 from trustd.shared.store._layout import ORIGINAL, SIGNATURE
-from trustd.shared.store.admit import readmit_key
+from trustd.shared.store.admit import IdentityFor, readmit_key
 from trustd.shared.store.model import AdmittedImage
 from trustd.shared.verify import format_fingerprint
 
@@ -70,6 +71,7 @@ class RenderedTree:
     manifest: ImageManifest
     signers: tuple[str, ...]
     insecure: bool
+    docker_name: str = ""  # a converted docker image: its signers vouch for this docker:// name
 
     @property
     def rootfs(self) -> Path:
@@ -77,12 +79,18 @@ class RenderedTree:
 
 
 def _recheck_signers(
-    name: str, key: StoreKey, signers: tuple[str, ...], keystore: Keystore
+    name: str, key: StoreKey, signers: tuple[str, ...], keystore: Keystore, docker_name: str = ""
 ) -> None:
-    """The keyring in force now must still hold a usable key for every recorded signer."""
-    ring = keystore.keyring_for(ACIdentifier(name))
+    """The keyring in force now must still hold a usable key for every recorded signer (for
+    a converted docker image, the keyring of the docker name its signatures verified for)."""
+    docker = DockerName.parse(docker_name) if docker_name else None
+    ring = keystore.keyring_for(docker or ACIdentifier(name))
+    pem = {t.key.key_id for t in keystore.pem_keys_for(docker)} if docker else set()
+    name = docker_name or name
     now = datetime.now(UTC)
     for fpr in signers:
+        if fpr in pem:  # a sigstore key still trusted for the docker name
+            continue
         trusted = ring.find(fpr)
         problem = (
             "is no longer trusted for it"
@@ -133,8 +141,8 @@ def _cached_tree(
                 hint="fetch a signed copy, or accept the risk with --insecure-options=image",
             )
     else:
-        _recheck_signers(name, key, signers, keystore)
-    return RenderedTree(final, manifest, signers, insecure)
+        _recheck_signers(name, key, signers, keystore, marker.docker_name)
+    return RenderedTree(final, manifest, signers, insecure, marker.docker_name)
 
 
 def _copy_regular(src_dir: int, relpath: str, dest: Path, max_bytes: int) -> None:
@@ -190,15 +198,29 @@ def _extract(archive: Path, dest: Path) -> None:
 
 
 def verified_copy(
-    cas_fd: int, key: StoreKey, keystore: Keystore, workdir: Path, accept: AcceptUnsigned
+    cas_fd: int,
+    key: StoreKey,
+    keystore: Keystore,
+    workdir: Path,
+    accept: AcceptUnsigned,
+    *,
+    identity: IdentityFor | None = None,
 ) -> tuple[Path, AdmittedImage]:
     """A private copy of the image's original archive that passed the gate again just now."""
     copy, signature = private_copy(cas_fd, key, workdir)
-    return copy, readmit_key(copy, signature, keystore, key, accept_unsigned=accept)
+    admitted = readmit_key(
+        copy, signature, keystore, key, accept_unsigned=accept, identity=identity
+    )
+    return copy, admitted
 
 
 def render_tree(
-    data: DataDir, key: StoreKey, keystore: Keystore, *, accept_unsigned: AcceptUnsigned
+    data: DataDir,
+    key: StoreKey,
+    keystore: Keystore,
+    *,
+    accept_unsigned: AcceptUnsigned,
+    identity: IdentityFor | None = None,
 ) -> RenderedTree:
     """Render ``key`` into the root-only tree store (``private/tree/<id>``), or reuse it.
 
@@ -217,7 +239,9 @@ def render_tree(
         try:
             cas = data.cas_fd()
             try:
-                copy, admitted = verified_copy(cas, key, keystore, stage, accept_unsigned)
+                copy, admitted = verified_copy(
+                    cas, key, keystore, stage, accept_unsigned, identity=identity
+                )
             finally:
                 os.close(cas)
             tree = stage / "tree"
@@ -226,7 +250,10 @@ def render_tree(
             (tree / RENDERED).write_bytes(
                 encode_marker(
                     RenderMarker.now(
-                        key.digest, admitted.provenance.signers, admitted.provenance.insecure
+                        key.digest,
+                        admitted.provenance.signers,
+                        admitted.provenance.insecure,
+                        _docker_name(admitted),
                     )
                 )
             )
@@ -241,7 +268,14 @@ def render_tree(
         admitted.info.manifest,
         provenance.signers,
         provenance.insecure,
+        _docker_name(admitted),
     )
+
+
+def _docker_name(admitted: AdmittedImage) -> str:
+    """The docker:// name a converted image's signatures verified for just now, or ""."""
+    ref = admitted.provenance.docker_reference
+    return str(DockerReference.parse(ref).name) if ref and not admitted.provenance.insecure else ""
 
 
 def open_cas(data_dir: Path) -> int:

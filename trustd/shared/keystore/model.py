@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.keystore._layout import Scope
+from trustd.shared.ocisig.sigstore import PemKey
 from trustd.shared.verify import PublicKey
 from trustd.shared.verify.model import Level
 
@@ -22,12 +23,13 @@ class KeyFile:
     """
 
     path: Path
-    scope: ACIdentifier | None
+    scope: Scope
     level: Level
     fingerprint: str
     key: PublicKey | None = None
     mask: bool = False
     problem: str | None = None
+    pem: PemKey | None = None  # a sigstore public key (docker.d, named by its 64-hex key ID)
 
     @property
     def scope_text(self) -> str:
@@ -35,10 +37,25 @@ class KeyFile:
 
 
 @dataclass(frozen=True, slots=True)
+class TrustedPem:
+    """A sigstore key trusted for a ``docker://`` prefix, and where it was found."""
+
+    key: PemKey
+    scope: Scope
+    level: Level
+    path: Path
+
+    @property
+    def scope_text(self) -> str:
+        return f'prefix "{self.scope}"'
+
+
+@dataclass(frozen=True, slots=True)
 class AddResult:
     path: Path
     status: AddStatus
-    key: PublicKey
+    key: PublicKey | None  # None: a sigstore key (``pem``)
+    pem: PemKey | None = None
 
 
 @dataclass(frozen=True, slots=True)

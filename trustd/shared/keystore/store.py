@@ -18,8 +18,18 @@ from pathlib import Path
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import LocalStateError, RefusedKeyError, TrustdError, UserError
-from trustd.shared.keystore._layout import FINGERPRINT_FILE, scope_dir, scope_of, trustedkeys
-from trustd.shared.keystore.model import AddResult, AddStatus, KeyFile, RemoveResult
+from trustd.shared.keystore._layout import (
+    FINGERPRINT_FILE,
+    KEY_ID_FILE,
+    Scope,
+    docker_scope_of,
+    scope_dir,
+    scope_of,
+    trustedkeys,
+)
+from trustd.shared.keystore.model import AddResult, AddStatus, KeyFile, RemoveResult, TrustedPem
+from trustd.shared.ocisig.name import DockerName
+from trustd.shared.ocisig.sigstore import PemKey, parse_pem_key
 from trustd.shared.verify import (
     Keyring,
     PublicKey,
@@ -32,11 +42,36 @@ from trustd.shared.verify.model import Level
 MAX_KEY_FILE = 1 << 20
 
 
-def _load(path: Path, scope: ACIdentifier | None, level: Level) -> KeyFile:
+def _load_pem(record: KeyFile, data: bytes) -> KeyFile:
+    try:
+        pem = parse_pem_key(data, source=str(record.path))
+    except TrustdError as exc:
+        return replace(record, problem=exc.message)
+    if pem.key_id != record.fingerprint:
+        return replace(record, problem=f"key ID mismatch: file holds {pem.key_id}")
+    return replace(record, pem=pem)
+
+
+def _load_sigstore(record: KeyFile) -> KeyFile:
+    try:
+        data = read_capped(record.path, MAX_KEY_FILE)
+    except (OSError, ValueError) as exc:
+        return replace(record, problem=f"unreadable: {exc}")
+    return replace(record, mask=True) if not data else _load_pem(record, data)
+
+
+def _load(path: Path, scope: Scope, level: Level) -> KeyFile:
     fpr = path.name
     record = KeyFile(path=path, scope=scope, level=level, fingerprint=fpr)
+    if isinstance(scope, DockerName) and KEY_ID_FILE.match(fpr):
+        return _load_sigstore(record)
     if not FINGERPRINT_FILE.match(fpr):
         return replace(record, problem="not named by a 40-hex lowercase fingerprint")
+    return _load_openpgp(record)
+
+
+def _load_openpgp(record: KeyFile) -> KeyFile:
+    path, fpr = record.path, record.fingerprint
     try:
         data = read_capped(path, MAX_KEY_FILE)
     except (OSError, ValueError) as exc:
@@ -59,7 +94,12 @@ class Keystore:
     def __init__(self, system_config: Path, local_config: Path) -> None:
         self._dirs: dict[Level, Path] = {"system": system_config, "local": local_config}
 
-    def _scan(self, level: Level, scope: ACIdentifier | None) -> list[KeyFile]:
+    @property
+    def config_dirs(self) -> tuple[Path, Path]:
+        """(local, system) config directories, most specific first (for registries.d)."""
+        return self._dirs["local"], self._dirs["system"]
+
+    def _scan(self, level: Level, scope: Scope) -> list[KeyFile]:
         directory = scope_dir(self._dirs[level], scope)
         try:
             names = sorted(e.name for e in os.scandir(directory) if not e.is_dir())
@@ -69,15 +109,17 @@ class Keystore:
             raise LocalStateError(f"cannot read keystore directory {directory}: {exc}") from exc
         return [_load(directory / n, scope, level) for n in names if not n.startswith(".")]
 
-    def scope_files(self, scope: ACIdentifier | None) -> list[KeyFile]:
+    def scope_files(self, scope: Scope) -> list[KeyFile]:
         """System then local files of exactly one scope."""
         return self._scan("system", scope) + self._scan("local", scope)
 
-    def keyring_for(self, name: ACIdentifier) -> Keyring:
-        """The keys trusted for ``name``: root keys plus every whole-segment ancestor's."""
+    def keyring_for(self, name: ACIdentifier | DockerName) -> Keyring:
+        """The keys trusted for ``name``: root keys plus every whole-segment ancestor's
+        (for a Docker name, the ``docker.d`` prefixes: ``docker://host/ns`` and so on)."""
         keys: dict[str, TrustedKey] = {}
         problems: list[str] = []
-        for scope in (None, *reversed(name.ancestors())):
+        ancestors: tuple[Scope, ...] = name.ancestors()
+        for scope in (None, *reversed(ancestors)):
             files = self.scope_files(scope)
             masked = {f.fingerprint for f in files if f.mask and f.level == "local"}
             for f in files:
@@ -87,7 +129,23 @@ class Keystore:
                     keys.setdefault(f.fingerprint, TrustedKey(f.key, scope, f.level, f.path))
         return Keyring(subject=name, keys=tuple(keys.values()), problems=tuple(problems))
 
-    def has_prefix_keys(self, name: ACIdentifier) -> bool:
+    def pem_keys_for(self, name: DockerName) -> tuple[TrustedPem, ...]:
+        """The sigstore keys trusted for ``name``: every whole-segment ``docker://`` ancestor's."""
+        keys: dict[str, TrustedPem] = {}
+        for scope in reversed(name.ancestors()):
+            files = self.scope_files(scope)
+            masked = {f.fingerprint for f in files if f.mask and f.level == "local"}
+            for f in files:
+                if f.pem and not (f.level == "system" and f.fingerprint in masked):
+                    keys.setdefault(f.fingerprint, TrustedPem(f.pem, scope, f.level, f.path))
+        return tuple(keys.values())
+
+    def add_pem(self, key: PemKey, scope: DockerName) -> AddResult:
+        """Trust a sigstore public key for a ``docker://`` prefix (local config)."""
+        directory = scope_dir(self._dirs["local"], scope)
+        return self._write(directory / key.key_id, key.pem.encode(), None, key)
+
+    def has_prefix_keys(self, name: ACIdentifier | DockerName) -> bool:
         """rkt's TOFU guard: a key exists for ``name`` or an ancestor (root keys don't count)."""
         keyring = self.keyring_for(name)
         return any(k.scope is not None for k in keyring.keys)
@@ -100,8 +158,17 @@ class Keystore:
             for directory, _dirs, _files in sorted(os.walk(prefix_root)):
                 if Path(directory) != prefix_root:
                     yield from self._scan(level, scope_of(base, Path(directory)))
+            docker_root = trustedkeys(base) / "docker.d"
+            for directory, _dirs, _files in sorted(os.walk(docker_root)):
+                scope = (
+                    None
+                    if Path(directory) == docker_root
+                    else docker_scope_of(base, Path(directory))
+                )
+                if scope is not None:
+                    yield from self._scan(level, scope)
 
-    def add(self, key: PublicKey, scope: ACIdentifier | None) -> AddResult:
+    def add(self, key: PublicKey, scope: Scope) -> AddResult:
         """Trust ``key`` for ``scope`` (None: root) in the local config; refuse unusable keys."""
         refusal = key.refusal(datetime.now(UTC))
         if refusal:
@@ -110,28 +177,34 @@ class Keystore:
                 hint="ask the publisher for a current key",
             )
         directory = scope_dir(self._dirs["local"], scope)
-        path = directory / key.fingerprint
-        data = key.armored.encode()
+        return self._write(directory / key.fingerprint, key.armored.encode(), key, None)
+
+    @staticmethod
+    def _write(path: Path, data: bytes, key: PublicKey | None, pem: PemKey | None) -> AddResult:
         status: AddStatus = "added"
         if path.is_file() and path.stat().st_size > 0:
             if path.read_bytes() == data:
-                return AddResult(path=path, status="already-trusted", key=key)
+                return AddResult(path=path, status="already-trusted", key=key, pem=pem)
             status = "updated"
         try:
-            directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             atomic_write(path, data, mode=0o644)
         except OSError as exc:
             raise LocalStateError(
                 f"cannot write {path}: {exc.strerror}",
                 hint="run as root or as a member of group rkt-admin",
             ) from exc
-        return AddResult(path=path, status=status, key=key)
+        return AddResult(path=path, status=status, key=key, pem=pem)
 
-    def remove(self, fingerprint: str, scope: ACIdentifier | None) -> RemoveResult:
+    def remove(self, fingerprint: str, scope: Scope) -> RemoveResult:
         """Stop trusting a key: delete the local file, mask a system one with a zero-byte file."""
         fpr = fingerprint.replace(" ", "").lower()
-        if not FINGERPRINT_FILE.match(fpr):
-            raise UserError(f"{fingerprint!r} is not a 40-hex fingerprint")
+        pem_id = isinstance(scope, DockerName) and KEY_ID_FILE.match(fpr)
+        if not (FINGERPRINT_FILE.match(fpr) or pem_id):
+            raise UserError(
+                f"{fingerprint!r} is not a 40-hex fingerprint (or, for a docker:// prefix, "
+                "a 64-hex sigstore key ID)"
+            )
         local = scope_dir(self._dirs["local"], scope) / fpr
         system = scope_dir(self._dirs["system"], scope) / fpr
         system_key = system.is_file() and system.stat().st_size > 0

@@ -17,6 +17,7 @@ from trustd.shared.policy.decide import (
     allows_unsigned,
     decide_fetch,
     decide_run,
+    signed_identity,
 )
 from trustd.shared.policy.files import (
     POLICY_NAME,
@@ -47,4 +48,5 @@ __all__ = [
     "resolve",
     "seccomp_profile_paths",
     "shipped_default",
+    "signed_identity",
 ]

@@ -75,6 +75,11 @@ def _scope_rules(scope: Scope, path: tuple[str, ...]) -> None:
     fprs = [p.fingerprint for p in req.fingerprints]
     if len(set(fprs)) != len(fprs):
         raise Invalid((*path, "require", "fingerprints"), "a fingerprint is listed twice")
+    if len(set(req.formats)) != len(req.formats):
+        raise Invalid((*path, "require", "formats"), "a format is listed twice")
+    identity = req.signed_identity.problem()
+    if identity:
+        raise Invalid((*path, "require", "signed_identity"), identity)
 
 
 def _build(doc: dict[str, Any], source: str, digest: str, text: str = "") -> Policy:

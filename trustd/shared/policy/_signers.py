@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.policy.model import PinnedKey, Scope
 from trustd.shared.policy.scopes import ImageRef
 from trustd.shared.verify import PublicKey, format_fingerprint
@@ -43,12 +44,28 @@ def _pin(pins: tuple[PinnedKey, ...], fingerprint: str) -> PinnedKey | None:
 
 
 def signer_states(
-    scope: Scope, ref: ImageRef, signers: tuple[str, ...], keystore: Keystore, now: datetime
+    scope: Scope,
+    ref: ImageRef,
+    signers: tuple[str, ...],
+    keystore: Keystore,
+    now: datetime,
+    *,
+    docker_name: DockerName | None = None,
 ) -> list[SignerState]:
+    """``docker_name``: the image is a converted Docker image whose signers verified for that
+    name, so the keyring is its ``docker://`` prefixes' (plus root keys), not the AC name's."""
     req = scope.require
-    keyring = keystore.keyring_for(ref.name)
+    keyring = keystore.keyring_for(docker_name or ref.name)
+    pem = {t.key.key_id: t for t in keystore.pem_keys_for(docker_name)} if docker_name else {}
     out: dict[str, SignerState] = {}
     for raw in dict.fromkeys(s.lower() for s in signers):
+        if len(raw) == SIGSTORE_ID_LEN:  # a sigstore key ID: only docker.d PEM keys vouch
+            hit = pem.get(raw) if req.keystore else None
+            why = "" if hit else f"sigstore key {raw[:16]}… is not trusted for this scope"
+            out[raw] = SignerState(
+                raw, hit is not None, f"keystore {hit.scope_text}" if hit else "", why
+            )
+            continue
         found = keyring.find(raw) if req.keystore else None
         fpr = found.key.fingerprint if found else raw
         if fpr in out and out[fpr].trusted:
@@ -90,11 +107,23 @@ def _pinned_state(pin: PinnedKey, keystore: Keystore, now: datetime) -> SignerSt
     return SignerState(fpr, True, "pinned", "")
 
 
-def _fix(scope: Scope, ref: ImageRef, missing: int) -> str:
+SIGSTORE_ID_LEN = 64
+
+
+def signer_format(signer: str, docker_name: DockerName | None) -> str:
+    """An ACI's signers are OpenPGP; a docker image's are simple-signing (40-hex OpenPGP
+    fingerprints) or sigstore (64-hex key IDs)."""
+    if docker_name is None:
+        return "openpgp"
+    return "sigstore" if len(signer) == SIGSTORE_ID_LEN else "simple-signing"
+
+
+def _fix(scope: Scope, ref: ImageRef, missing: int, docker_name: DockerName | None) -> str:
     req = scope.require
     ways: list[str] = []
+    prefix = docker_name or ref.name
     if req.keystore:
-        ways.append(f'a key trusted for "{ref.name}" (rkt trust --prefix "{ref.name}" KEY)')
+        ways.append(f'a key trusted for "{prefix}" (rkt trust --prefix "{prefix}" KEY)')
     if req.fingerprints:
         pins = ", ".join(format_fingerprint(p.fingerprint) for p in req.fingerprints)
         ways.append(f"a pinned key ({pins})")
@@ -110,8 +139,10 @@ def signature_check(
     insecure_image: bool,
     keystore: Keystore,
     now: datetime,
+    docker_name: DockerName | None = None,
 ) -> tuple[bool, str, str]:
-    """(passed, reason, fix) of the scope's ``require`` for these signers."""
+    """(passed, reason, fix) of the scope's ``require`` for these signers; only signers in
+    a format ``require.formats`` lists count (:func:`signer_format`)."""
     req = scope.require
     if req.type == "reject":
         return (
@@ -121,7 +152,9 @@ def signature_check(
         )
     if req.type == "accept-anything":
         return True, "the scope accepts images without signatures", ""
-    states = signer_states(scope, ref, signers, keystore, now)
+    counted = tuple(s for s in signers if signer_format(s, docker_name) in req.formats)
+    refused_formats = sorted({signer_format(s, docker_name) for s in signers} - set(req.formats))
+    states = signer_states(scope, ref, counted, keystore, now, docker_name=docker_name)
     trusted = [s for s in states if s.trusted]
     k = req.threshold
     if len(trusted) >= k:
@@ -135,9 +168,13 @@ def signature_check(
             "",
         )
     parts = [f"{len(trusted)} of {k} required signature(s) by distinct trusted keys"]
+    if refused_formats:
+        allowed = ", ".join(req.formats)
+        shown = ", ".join(refused_formats)
+        parts.append(f"the image is signed in the {shown} format; this scope counts {allowed}")
     if insecure_image:
         parts.append("the image was admitted with --insecure-options=image")
     elif not signers:
         parts.append("the image is unsigned")
     parts += [s.reason for s in states if not s.trusted]
-    return False, "; ".join(parts), _fix(scope, ref, k - len(trusted))
+    return False, "; ".join(parts), _fix(scope, ref, k - len(trusted), docker_name)

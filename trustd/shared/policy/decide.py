@@ -8,14 +8,16 @@ satisfy it. Semantics: docs/adr/0008-policy-semantics.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from trustd.shared.errors import PolicyViolationError
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.identity import SignedIdentity
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.policy import _profiles
-from trustd.shared.policy._signers import signature_check
+from trustd.shared.policy._signers import signature_check, signer_format
 from trustd.shared.policy.model import (
     Mode,
     Policy,
@@ -24,6 +26,7 @@ from trustd.shared.policy.model import (
     Verdict,
 )
 from trustd.shared.policy.scopes import ImageRef, resolve
+from trustd.shared.verify import format_fingerprint
 from trustd.shared.vocab import MEASURE_RANK, MeasureMode, SelinuxMode
 
 Gate = Literal["fetch", "run"]
@@ -53,6 +56,8 @@ class Decision:
     policy_digest: str
     decided_at: datetime
     note: str = ""  # the warn exception in force, or that it expired
+    # a docker image's signature evidence: format, docker name, manifest digest, signers
+    signature: tuple[tuple[str, str], ...] = ()
 
     @property
     def failed(self) -> tuple[CheckResult, ...]:
@@ -96,6 +101,7 @@ class Decision:
             ],
             "policy": {"source": self.policy_source, "digest": self.policy_digest},
             "decided_at": self.decided_at.isoformat(),
+            **({"signature": dict(self.signature)} if self.signature else {}),
         }
 
 
@@ -118,6 +124,8 @@ class RunInput:
     private_users: bool = False  # the pod runs in its own user namespace (--private-users)
     no_new_privileges: bool = True  # False: the image's isolator turns no_new_privs off
     host_namespaces: tuple[str, ...] = ()  # shared with the host: "ipc" (--ipc=parent)
+    docker_name: str = ""  # a docker image's signers verified for this docker:// name
+    manifest_digest: str = ""  # and the manifest digest they signed
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -176,6 +184,8 @@ def decide_fetch(
     *,
     insecure_image: bool = False,
     image_id: str = "",
+    docker_name: DockerName | None = None,
+    manifest_digest: str = "",
 ) -> Decision:
     """The fetch gate: does ``name`` signed by ``signers`` meet its scope's ``require``?
 
@@ -188,11 +198,34 @@ def decide_fetch(
     ref = _ref(name)
     scope = policy.scope(resolve(policy, ref).scope)
     check = signature_check(
-        scope, ref, signers=signers, insecure_image=insecure_image, keystore=keystore, now=now
+        scope,
+        ref,
+        signers=signers,
+        insecure_image=insecure_image,
+        keystore=keystore,
+        now=now,
+        docker_name=docker_name,
     )
-    return _decision(
+    decision = _decision(
         "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
     )
+    return _with_signature(decision, docker_name, manifest_digest, signers)
+
+
+def _with_signature(
+    decision: Decision, docker_name: DockerName | None, digest: str, signers: tuple[str, ...]
+) -> Decision:
+    """Record what a docker image's signatures said (the decision log and `explain` show it)."""
+    if docker_name is None:
+        return decision
+    formats = sorted({signer_format(s, docker_name) for s in signers})
+    facts = (
+        ("format", "+".join(formats)),
+        ("docker_name", str(docker_name)),
+        ("manifest_digest", digest),
+        ("signers", ",".join(s if len(s) == 64 else format_fingerprint(s) for s in signers)),
+    )
+    return replace(decision, signature=facts)
 
 
 def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
@@ -203,6 +236,7 @@ def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datet
         else ImageRef.of(request.image_name, request.image_version)
     )
     scope = policy.scope(resolve(policy, ref).scope)
+    docker = DockerName.parse(request.docker_name) if request.docker_name else None
     sig = signature_check(
         scope,
         ref,
@@ -210,9 +244,11 @@ def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datet
         insecure_image=request.insecure_image,
         keystore=keystore,
         now=now,
+        docker_name=docker,
     )
     checks = [_as_check(sig), *run_checks(policy, scope.run, scope.measure, request)]
-    return _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)
+    decision = _decision("run", policy, ref=ref, image_id=request.image_id, checks=checks, now=now)
+    return _with_signature(decision, docker, request.manifest_digest, request.signers)
 
 
 def _as_check(result: tuple[bool, str, str]) -> CheckResult:
@@ -407,6 +443,11 @@ def allows_unsigned(policy: Policy, name: str | ImageRef) -> bool:
     if scope.require.type == "accept-anything":
         return True
     return scope.require.type == "signed" and "image" in scope.run.insecure_options
+
+
+def signed_identity(policy: Policy, name: str | ImageRef) -> SignedIdentity:
+    """The identity rule a docker image's signatures must meet in ``name``'s scope."""
+    return policy.scope(resolve(policy, _ref(name)).scope).require.signed_identity.rule()
 
 
 def _caps_fix(have: tuple[str, ...], extra: list[str], allowed: tuple[str, ...]) -> str:

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from trustd.shared.errors import TrustdError
 from trustd.shared.insecure import InsecureName
 from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
+from trustd.shared.ocisig.identity import IdentityType, SignedIdentity
+from trustd.shared.ocisig.name import DockerName, DockerReference
 from trustd.shared.vocab import Flavor, MeasureMode, PrivateUsersRule, SelinuxMode
 
 Verdict = Literal["allow", "warn", "deny"]
 RequireType = Literal["signed", "reject", "accept-anything"]
+SignatureFormat = Literal["openpgp", "simple-signing", "sigstore"]
+ALL_FORMATS: tuple[SignatureFormat, ...] = ("openpgp", "simple-signing", "sigstore")
 Mode = Literal["enforce", "warn"]
 HostNamespace = Literal["ipc"]  # rkt's --ipc=parent (issue #13)
 
@@ -112,6 +117,70 @@ class PinnedKey:
         return None
 
 
+def _docker_ref(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        DockerReference.parse(value)
+    except TrustdError as exc:
+        return exc.message
+    return None
+
+
+def _docker_name(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        DockerName.parse(value)
+    except TrustdError as exc:
+        return exc.message
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRule:
+    """containers/image's ``signedIdentity``: which name a docker image's signature must carry."""
+
+    type: IdentityType = field(
+        default="matchRepoDigestOrExact",
+        metadata=_meta(
+            "matchRepoDigestOrExact (default), matchRepository, exactReference, "
+            "exactRepository, remapIdentity"
+        ),
+    )
+    docker_reference: str = field(
+        default="", metadata=_meta("exactReference: the name signed", _docker_ref)
+    )
+    docker_repository: str = field(
+        default="", metadata=_meta("exactRepository: the repository signed", _docker_name)
+    )
+    prefix: str = field(
+        default="", metadata=_meta("remapIdentity: the mirror's prefix", _docker_name)
+    )
+    signed_prefix: str = field(
+        default="",
+        metadata=_meta("remapIdentity: the canonical prefix it stands for", _docker_name),
+    )
+
+    def rule(self) -> SignedIdentity:
+        return SignedIdentity(
+            self.type,
+            self.docker_reference,
+            self.docker_repository,
+            self.prefix,
+            self.signed_prefix,
+        )
+
+    def problem(self) -> str | None:
+        needs = {
+            "exactReference": ("docker_reference",),
+            "exactRepository": ("docker_repository",),
+            "remapIdentity": ("prefix", "signed_prefix"),
+        }.get(self.type, ())
+        missing = [n for n in needs if not getattr(self, n)]
+        return f"{self.type} needs {' and '.join(missing)}" if missing else None
+
+
 @dataclass(frozen=True, slots=True)
 class Require:
     """Which signatures an image in this scope must carry."""
@@ -129,6 +198,18 @@ class Require:
     )
     threshold: int = field(
         default=1, metadata=_meta("signatures needed, by distinct trusted keys", _threshold)
+    )
+    formats: tuple[SignatureFormat, ...] = field(
+        default=ALL_FORMATS,
+        metadata=_meta(
+            "signature formats whose signers count: openpgp (an ACI's detached signature), "
+            "simple-signing, sigstore (docker images)",
+            _nonempty,
+        ),
+    )
+    signed_identity: IdentityRule = field(
+        default_factory=IdentityRule,
+        metadata=_meta("the name a docker image's signature must carry (containers/image)"),
     )
 
 

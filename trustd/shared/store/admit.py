@@ -10,10 +10,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trustd.shared.appc.aci import AciLimits, inspect_aci
+from trustd.shared.appc.aci import AciInfo, AciLimits, inspect_aci
 from trustd.shared.errors import LocalStateError, PolicyViolationError, TrustdError, UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.evidence import is_evidence
+from trustd.shared.ocisig.identity import SignedIdentity
+from trustd.shared.store._docker_admit import verify_docker_evidence
 from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance
 from trustd.shared.verify import verify_all
 
@@ -49,6 +52,37 @@ def admit(
     return AdmittedImage(info, results[0], provenance, _ADMIT_TOKEN)
 
 
+def admit_docker_signed(
+    archive: Path,
+    evidence: bytes,
+    keystore: Keystore,
+    *,
+    identity: SignedIdentity,
+    source: str | None = None,
+) -> AdmittedImage:
+    """Admit a converted Docker image whose simple signatures verify (``evidence`` is what
+    the store keeps as its signature file; root re-runs this from the stored bytes)."""
+    info = inspect_aci(archive, limits=AciLimits(), name=source)
+    return _docker_admitted(info, evidence, keystore, identity)
+
+
+def _docker_admitted(
+    info: AciInfo, evidence: bytes, keystore: Keystore, identity: SignedIdentity
+) -> AdmittedImage:
+    reference, digest, found = verify_docker_evidence(info, evidence, keystore, identity)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    provenance = Provenance(
+        tuple(s.signer for s in found),
+        False,
+        now,
+        found[0].trusted_via,
+        source_digest=digest,
+        signature_format="+".join(sorted({s.format for s in found})),
+        docker_reference=str(reference),  # as fetched: its docker:// prefixes vouch
+    )
+    return AdmittedImage(info, None, provenance, _ADMIT_TOKEN)
+
+
 def readmit(
     archive: Path, signature: bytes | None, keystore: Keystore | None, expected_digest: str
 ) -> AdmittedImage:
@@ -63,6 +97,9 @@ def readmit(
     return admitted
 
 
+IdentityFor = Callable[[str, str | None], SignedIdentity]  # (name, version) -> policy's rule
+
+
 def readmit_key(
     archive: Path,
     signature: bytes | None,
@@ -70,6 +107,7 @@ def readmit_key(
     key: StoreKey,
     *,
     accept_unsigned: Callable[[str, str | None], bool],
+    identity: IdentityFor | None = None,
 ) -> AdmittedImage:
     """Root's gate for stored bytes, believing nothing the index says.
 
@@ -89,7 +127,14 @@ def readmit_key(
     now = datetime.now(UTC).isoformat(timespec="seconds")
     name = str(info.manifest.name)
     refusal: TrustdError
-    if signature is not None:
+    if signature is not None and is_evidence(signature):
+        version = info.manifest.label("version")
+        rule = identity(name, version) if identity is not None else SignedIdentity()
+        try:
+            return _docker_admitted(info, signature, keystore, rule)
+        except TrustdError as exc:
+            refusal = exc
+    elif signature is not None:
         try:
             results = verify_all(archive, signature, keystore.keyring_for(info.manifest.name))
         except TrustdError as exc:

@@ -47,15 +47,21 @@ class Provenance:
     verified_at: str  # ISO time of the verification
     trusted_via: str = ""
     source_digest: str = ""  # e.g. a docker manifest digest (sha256:...) it was converted from
+    signature_format: str = ""  # "" (an ACI's OpenPGP signature), "simple-signing", "sigstore"
+    docker_reference: str = ""  # the name a docker image's signature vouches for
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "signers": list(self.signers),
             "insecure": self.insecure,
             "verified_at": self.verified_at,
             "trusted_via": self.trusted_via,
             "source_digest": self.source_digest,
         }
+        if self.signature_format:  # older readers keep decoding ACI provenance unchanged
+            out["signature_format"] = self.signature_format
+            out["docker_reference"] = self.docker_reference
+        return out
 
     @classmethod
     def from_json(cls, obj: Any, source: str = "store index: provenance") -> Provenance:

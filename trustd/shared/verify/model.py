@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
-from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.verify.keys import PublicKey
 
 Level = Literal["system", "local"]
+
+
+class Name(Protocol):
+    """What a keyring is for: an AC Identifier (ACIs) or a Docker name (``docker://``);
+    its ``str`` is how trust prefixes spell it."""
+
+    @property
+    def segments(self) -> tuple[str, ...]: ...
+
 
 # Only the verifier holds this; VerifiedSignature refuses to exist without it (CONVENTIONS 4).
 _VERIFIER_TOKEN = object()
@@ -28,7 +36,7 @@ class TrustedKey:
     """A key from the keystore and where it was found."""
 
     key: PublicKey
-    scope: ACIdentifier | None  # None: root.d (trusted for every image)
+    scope: Name | None  # None: root.d (trusted for every image)
     level: Level
     path: Path
 
@@ -41,7 +49,7 @@ class TrustedKey:
 class Keyring:
     """The keys trusted for one image name, and the key files that had to be skipped."""
 
-    subject: ACIdentifier
+    subject: Name
     keys: tuple[TrustedKey, ...]
     problems: tuple[str, ...] = ()
 
@@ -59,7 +67,7 @@ class Keyring:
 class VerifiedSignature:
     """Proof that ``subject``'s bytes were signed by a key trusted for it, checked just now."""
 
-    subject: ACIdentifier
+    subject: Name
     signer: str  # primary key fingerprint, 40 lowercase hex
     signing_key: str  # the (sub)key that made the signature
     user_ids: tuple[str, ...]

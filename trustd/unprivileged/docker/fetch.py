@@ -22,8 +22,10 @@ from typing import BinaryIO
 
 from trustd.shared.errors import PolicyViolationError, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
+from trustd.shared.ocisig.name import DockerName, DockerReference, split_host
 from trustd.shared.policy import ImageRef
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
+from trustd.shared.store.admit import admit_docker_signed
 from trustd.unprivileged.docker._blobs import blob_path, locked_blobs, sweep_blobs
 from trustd.unprivileged.docker._layout_files import LayoutFiles
 from trustd.unprivileged.docker._local import (
@@ -51,6 +53,12 @@ from trustd.unprivileged.docker.documents import (
 )
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.registry import Credentials, Registry, RegistryLimits
+from trustd.unprivileged.docker.signatures import (
+    SignatureCheck,
+    SignedImage,
+    cosign_pairs,
+    cosign_tag,
+)
 from trustd.unprivileged.transport.progress import Progress
 
 UNSIGNED_MESSAGE = (
@@ -74,6 +82,7 @@ class DockerFetch:
     admitted_gate: Callable[[AdmittedImage], None] | None = None  # the policy's fetch gate
     # does the policy scope for this name:version allow an image admitted unsigned?
     accept_unsigned: AcceptUnsigned | None = None
+    signatures: SignatureCheck | None = None  # simple signing (signatures.py), None: not checked
 
 
 def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | None = None) -> None:
@@ -144,24 +153,66 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
     dropping privileges (:func:`open_local_source`); without it the path is opened here.
     """
     ref = local.ref if local is not None else parse_docker_ref(text)
-    gate(ref, job.insecure, job.accept_unsigned)
+    checked = _signature_check(ref, job)
+    if checked is None:
+        gate(ref, job.insecure, job.accept_unsigned)
     cached = _cached(ref, job)
     if cached is not None:
         return cached
     if ref.kind == "registry":
         registry = _connect(ref, job)
         manifest, digest, platform = _resolve(registry, ref)
+        signed = _verify_signatures(checked, ref, registry, digest)
         sweep_blobs(job.store.layout.tmp, keep=(layer.digest for layer in manifest.layers))
         unchanged = _unchanged(ref, job, digest)
         if unchanged is not None:
             return unchanged
         with _registry_image(ref, job, registry, manifest, digest, platform=platform) as pulled:
-            record = _convert_and_store(ref, pulled, job)
+            record = _convert_and_store(ref, pulled, job, signed)
             job.store.index.set_remote(ref.url, record.key, pulled.source_digest, None)
             return record
     with contextlib.ExitStack() as held:
         pulled = _local_image(ref, local, held)
         return _convert_and_store(ref, pulled, job)
+
+
+# -- simple signing (the signature hook; trustd/unprivileged/docker/signatures.py) -----------
+def _signature_check(ref: DockerRef, job: DockerFetch) -> SignatureCheck | None:
+    """The check to run for a registry image some key is trusted for (a ``docker://`` prefix
+    or a root key), unless the user opted out with ``--insecure-options=image``."""
+    check = job.signatures
+    if check is None or ref.kind != "registry" or Insecure.IMAGE in job.insecure:
+        return None
+    return check if check.applies(_docker_reference(ref).name) else None
+
+
+def _docker_reference(ref: DockerRef) -> DockerReference:
+    return DockerReference(
+        DockerName(*split_host(f"{ref.registry}/{ref.repository}")), ref.tag, ref.digest
+    )
+
+
+def _verify_signatures(
+    check: SignatureCheck | None, ref: DockerRef, registry: Registry, digest: str
+) -> SignedImage | None:
+    """Before any layer: the signatures of the manifest digest actually fetched (for a list,
+    the chosen platform's) must verify, else the refusal is raised and nothing is stored."""
+    if check is None:
+        return None
+    body, _media, got = registry.manifest(digest)  # digest-checked by the client
+    scope = ImageRef.of(registry_image_name(ref), ref.tag)
+    return check.verify(
+        _docker_reference(ref), body, got, scope, lambda d: _cosign_attachments(registry, d)
+    )
+
+
+def _cosign_attachments(registry: Registry, digest: str) -> list[tuple[bytes, str]]:
+    """The cosign signatures attached to ``digest`` in the same repository (none: [])."""
+    try:
+        body, _media, _got = registry.manifest(cosign_tag(digest))
+    except UserError:  # 404: the image has no sigstore attachment
+        return []
+    return cosign_pairs(body, registry.blob_bytes)
 
 
 def _cached(ref: DockerRef, job: DockerFetch) -> ImageRecord | None:
@@ -430,7 +481,9 @@ def _refused(label: str, exc: LayerRefused) -> RemoteLiedError:
     )
 
 
-def _convert_and_store(ref: DockerRef, pulled: _Pulled, job: DockerFetch) -> ImageRecord:
+def _convert_and_store(
+    ref: DockerRef, pulled: _Pulled, job: DockerFetch, signed: SignedImage | None = None
+) -> ImageRecord:
     with job.store.scratch_file() as scratch:
         with scratch.open("wb") as out:
             convert(
@@ -442,8 +495,17 @@ def _convert_and_store(ref: DockerRef, pulled: _Pulled, job: DockerFetch) -> Ima
                 diff_ids=pulled.diff_ids,
                 limits=job.squash_limits,
             )
-        # keystore=None: the explicit, recorded opt-out that gate() allowed above
-        admitted = admit(scratch, None, None, source=ref.url, source_digest=pulled.source_digest)
+        evidence: bytes | None = None
+        if signed is not None and job.signatures is not None:  # verified again, from bytes
+            evidence = signed.evidence().encode()
+            admitted = admit_docker_signed(
+                scratch, evidence, job.signatures.keystore, identity=signed.rule, source=ref.url
+            )
+        else:
+            # keystore=None: the explicit, recorded opt-out that gate() allowed above
+            admitted = admit(
+                scratch, None, None, source=ref.url, source_digest=pulled.source_digest
+            )
         if job.admitted_gate is not None:
             job.admitted_gate(admitted)
-        return job.store.put(admitted, scratch, None, source=ref.url)
+        return job.store.put(admitted, scratch, evidence, source=ref.url)

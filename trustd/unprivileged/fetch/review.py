@@ -6,6 +6,7 @@ import sys
 from typing import TextIO
 
 from trustd.shared.appc.identifier import ACIdentifier
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.verify import PublicKey, format_fingerprint
 
 
@@ -15,7 +16,10 @@ def interactive() -> bool:
 
 
 def show_key(
-    key: PublicKey, location: str, scope: ACIdentifier | None, out: TextIO | None = None
+    key: PublicKey,
+    location: str,
+    scope: ACIdentifier | DockerName | None,
+    out: TextIO | None = None,
 ) -> None:
     """rkt's display; ``rkt trust`` shows it on stdout, ``rkt fetch`` on stderr (whose stdout
     carries only image IDs)."""
@@ -39,7 +43,7 @@ def ask_to_trust(out: TextIO | None = None) -> bool:
         print("Please enter 'yes' or 'no'", file=out, flush=True)
 
 
-def no_tty_guidance(scope: ACIdentifier | None, last: str) -> None:
+def no_tty_guidance(scope: ACIdentifier | DockerName | None, last: str) -> None:
     """The two ways out when nobody can be asked (rkt's wording, then ours)."""
     print(
         f'pubkey: To trust the key for "{scope or "root"}", do one of the following:',

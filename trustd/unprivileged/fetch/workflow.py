@@ -13,8 +13,14 @@ from trustd.shared._fsutil import read_capped
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.policy import ImageRef as PolicyRef
-from trustd.shared.policy import Policy, allows_unsigned, decide_fetch
+from trustd.shared.policy import (
+    Policy,
+    allows_unsigned,
+    decide_fetch,
+    signed_identity,
+)
 from trustd.shared.policy.log import append_decision
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
 from trustd.unprivileged.fetch._auth import AuthConfig
@@ -22,6 +28,7 @@ from trustd.unprivileged.fetch.request import FetchRequest, ImageRef
 
 if TYPE_CHECKING:
     from trustd.unprivileged.docker import LocalSource
+    from trustd.unprivileged.docker.signatures import SignatureCheck
 
 MAX_SIGNATURE = 1 << 20
 
@@ -46,6 +53,7 @@ class FetchContext:
         (hash-chained), then enforced, before anything is stored. The scope is looked up by
         the verified manifest's name and ``version`` label, so ``name:version`` scopes apply."""
         manifest = admitted.info.manifest
+        docker = admitted.provenance.docker_reference
         decision = decide_fetch(
             self.policy,
             PolicyRef.of(manifest.name, manifest.label("version")),
@@ -54,6 +62,8 @@ class FetchContext:
             datetime.now(UTC),
             insecure_image=admitted.provenance.insecure,
             image_id=admitted.key,
+            docker_name=DockerReference.parse(docker).name if docker else None,
+            manifest_digest=admitted.provenance.source_digest,
         )
         append_decision(self.store.layout.root, decision)
         decision.enforce()
@@ -145,6 +155,17 @@ def say_verified(admitted: AdmittedImage) -> None:
         print(f"  {uid}", file=sys.stderr)
 
 
+def _signature_check(ctx: FetchContext) -> SignatureCheck:
+    from trustd.shared.ocisig.registries_d import load_registries_d  # noqa: PLC0415
+    from trustd.unprivileged.docker.signatures import SignatureCheck  # noqa: PLC0415
+
+    dirs = tuple(d / "registries.d" for d in ctx.keystore.config_dirs)
+    registries = load_registries_d(dirs)
+    return SignatureCheck(
+        ctx.keystore, registries, ctx.insecure, lambda ref: signed_identity(ctx.policy, ref)
+    )
+
+
 def fetch_image(
     request: FetchRequest, ctx: FetchContext, local: LocalInputs | LocalSource | None = None
 ) -> ImageRecord:
@@ -166,6 +187,7 @@ def fetch_image(
             pull_policy=ctx.pull_policy,
             admitted_gate=ctx.policy_gate,
             accept_unsigned=lambda name: allows_unsigned(ctx.policy, name),
+            signatures=_signature_check(ctx),
         )
         opened = None if isinstance(local, LocalInputs) else local
         return fetch_docker(request.ref.text, job, opened)
