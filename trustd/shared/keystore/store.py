@@ -58,8 +58,36 @@ class Keystore:
 
     def __init__(self, system_config: Path, local_config: Path) -> None:
         self._dirs: dict[Level, Path] = {"system": system_config, "local": local_config}
+        # After preload(): every scope directory as read then; a scope not in it has no keys.
+        self._loaded: dict[tuple[Level, ACIdentifier | None], list[KeyFile]] | None = None
+
+    def preload(self) -> None:
+        """Read every key file now, with the caller's rights, and answer from memory from
+        then on. Root calls this before its fetch child drops privileges, so a child that
+        cannot read root-only config dirs (0700, as test harnesses make them) still judges
+        with root's keys, and gets no way to write them (the files stay root's)."""
+        loaded: dict[tuple[Level, ACIdentifier | None], list[KeyFile]] = {}
+        for level, base in self._dirs.items():
+            loaded[(level, None)] = self._read(level, None)
+            prefix_root = trustedkeys(base) / "prefix.d"
+            for directory, _dirs, _files in sorted(os.walk(prefix_root)):
+                if Path(directory) != prefix_root:
+                    scope = scope_of(base, Path(directory))
+                    loaded[(level, scope)] = self._read(level, scope)
+        self._loaded = loaded
 
     def _scan(self, level: Level, scope: ACIdentifier | None) -> list[KeyFile]:
+        if self._loaded is not None:
+            return list(self._loaded.get((level, scope), ()))
+        return self._read(level, scope)
+
+    def _reload(self, scope: ACIdentifier | None) -> None:
+        """After add/remove: the preloaded view of ``scope`` is read again."""
+        if self._loaded is not None:
+            for level in self._dirs:
+                self._loaded[(level, scope)] = self._read(level, scope)
+
+    def _read(self, level: Level, scope: ACIdentifier | None) -> list[KeyFile]:
         directory = scope_dir(self._dirs[level], scope)
         try:
             names = sorted(e.name for e in os.scandir(directory) if not e.is_dir())
@@ -94,6 +122,10 @@ class Keystore:
 
     def entries(self) -> Iterator[KeyFile]:
         """Every key file of every scope, for ``rkt trust list``."""
+        if self._loaded is not None:
+            for files in self._loaded.values():
+                yield from files
+            return
         for level, base in self._dirs.items():
             yield from self._scan(level, None)
             prefix_root = trustedkeys(base) / "prefix.d"
@@ -125,6 +157,7 @@ class Keystore:
                 f"cannot write {path}: {exc.strerror}",
                 hint="run as root or as a member of group rkt-admin",
             ) from exc
+        self._reload(scope)
         return AddResult(path=path, status=status, key=key)
 
     def remove(self, fingerprint: str, scope: ACIdentifier | None) -> RemoveResult:
@@ -153,4 +186,5 @@ class Keystore:
                 f"cannot change {local}: {exc.strerror}",
                 hint="run as root or as a member of group rkt-admin",
             ) from exc
+        self._reload(scope)
         return RemoveResult(path=local, masked_system_key=system_key)
