@@ -60,9 +60,14 @@ def flavor(args: argparse.Namespace) -> Flavor:
 
 
 def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunRequest:
+    from trustd.cli._stage1 import store_stage1_image  # noqa: PLC0415
+
+    chosen = flavor(args)
+    apps = app_requests(args.images, options, args.pull_policy)
+    store_stage1_image(options, chosen)  # rkt stores the stage1 it runs (docs/adr/0016)
     return RunRequest(
-        apps=app_requests(args.images, options, args.pull_policy),
-        flavor=flavor(args),
+        apps=apps,
+        flavor=chosen,
         net=getattr(args, "net", "default"),
         hostname=getattr(args, "hostname", None),
         volumes=tuple(args.volume),
