@@ -22,7 +22,10 @@ import pytest
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member, snapshot
+from tests.integration._attest import attest_quote
 from tests.integration.conftest import RKT, rkt
+from trustd.privileged.measure import stop_embedded
+from trustd.shared.stage1image import stage1_image
 
 INDEX = ("db",)  # the front end updates an image's last use there (unprivileged): not compared
 
@@ -349,3 +352,30 @@ def test_gc_keeps_the_old_cas_tree_while_an_old_pod_uses_it(
     assert rkt(shared_dirs, "rm", uuid, check=True).returncode == 0
     assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
     assert not old.parent.exists()
+
+
+def test_a_swapped_stage1_image_is_never_what_root_measures(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """The stored stage1 image (ADR 0016) is for listing only: root derives the stage1 and
+    its image ID from the package data, so a member's swapped copy changes nothing."""
+    stage1 = stage1_image("container")
+    try:
+        rkt(shared_dirs, "run", image, "--exec=/bin/true", check=True)
+        key = stage1.image_id
+        (blob,) = (shared_dirs.data / "cas/blob/sha512" / key[7:9]).glob(key[:39] + "*")
+        evil = busybox_aci(shared_dirs.data.parent / "evil-stage1.aci", stage1.name)
+        evil.chmod(0o644)
+        member("cp", str(evil), str(blob / "new.aci"))
+        member("mv", "-f", str(blob / "new.aci"), str(blob / "image.aci"))
+        uuid_file = tmp_path / "uuid"
+        ran = rkt(shared_dirs, "run", f"--uuid-file-save={uuid_file}", image, "--exec=/bin/true")
+        assert ran.returncode == 0, ran.stderr
+        quote = attest_quote(shared_dirs, tmp_path, "5eed0123456789abcdef")
+        starts = quote.report(shared_dirs)["pod_starts"]
+    finally:
+        stop_embedded(shared_dirs.data)
+    (pod,) = [s for s in starts if s["pod"] == uuid_file.read_text().strip()]
+    (event,) = [e["data"] for e in pod["events"] if e["kind"] == "stage1"]
+    assert event["image_id"] == stage1.image_id
+    assert event["descriptor_digest"] == stage1.descriptor_digest
