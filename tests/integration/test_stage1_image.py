@@ -4,12 +4,30 @@ stage1 image, ``image gc`` keeps it, and the measured pod start names its image 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from tests.conftest import ConfigDirs
 from tests.integration.conftest import rkt
 from trustd.privileged.measure import stop_embedded
 from trustd.shared.stage1image import stage1_image
+
+BY_NAME = "example.com/busybox"  # resolved through the store, as rkt's tests run images
+
+
+def test_a_run_by_full_image_id_stores_nothing(shared_dirs: ConfigDirs, image: str) -> None:
+    """Given only full IDs, a run touches no group-writable state (issue #10): no stage1."""
+    conn = sqlite3.connect(shared_dirs.data / "cas/db/index.sqlite")
+    try:
+        ((digest,),) = conn.execute("SELECT digest FROM images").fetchall()
+    finally:
+        conn.close()
+    full = f"sha512-{digest}"
+    try:
+        rkt(shared_dirs, "run", full, "--exec=/bin/true", check=True)
+    finally:
+        stop_embedded(shared_dirs.data)
+    assert stage1_image("container").name not in _listed(shared_dirs)
 
 
 def _listed(dirs: ConfigDirs) -> dict[str, str]:
@@ -27,11 +45,11 @@ def test_run_stores_the_stage1_and_gc_keeps_it(
             shared_dirs,
             "run",
             f"--uuid-file-save={uuid_file}",
-            image,
+            BY_NAME,
             "--exec=/bin/true",
             check=True,
         )
-        rkt(shared_dirs, "run", "--stage1-name=fly", image, "--exec=/bin/true", check=True)
+        rkt(shared_dirs, "run", "--stage1-name=fly", BY_NAME, "--exec=/bin/true", check=True)
     finally:
         stop_embedded(shared_dirs.data)
     container, fly = stage1_image("container"), stage1_image("fly")
@@ -57,12 +75,12 @@ def test_rm_of_the_stage1_image_works_and_the_next_run_stores_it_again(
 ) -> None:
     """rkt's image rm removes a stage1 image (rkt_image_rm_test); the next run stores it."""
     try:
-        rkt(shared_dirs, "run", image, "--exec=/bin/true", check=True)
+        rkt(shared_dirs, "run", BY_NAME, "--exec=/bin/true", check=True)
         name = stage1_image("container").name
         removed = rkt(shared_dirs, "image", "rm", name)
         assert removed.returncode == 0, removed.stderr
         assert name not in _listed(shared_dirs)
-        rkt(shared_dirs, "run", image, "--exec=/bin/true", check=True)
+        rkt(shared_dirs, "run", BY_NAME, "--exec=/bin/true", check=True)
     finally:
         stop_embedded(shared_dirs.data)
     assert name in _listed(shared_dirs)

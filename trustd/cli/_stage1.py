@@ -8,6 +8,22 @@ from trustd.shared.config import GlobalOptions
 from trustd.shared.vocab import Flavor
 
 
+def uses_the_store(images: list[str]) -> bool:
+    """Whether the front end resolves an app through the store (a name, a file, a URL or a
+    short ID). A run given only full image IDs touches no group-writable state, so a member
+    holding the store's lock cannot delay it (issue #10); such a run does not store the
+    stage1 image either."""
+    from trustd.cli._apps import _split_apps  # noqa: PLC0415
+    from trustd.shared.imageid import StoreKey  # noqa: PLC0415
+
+    for app in _split_apps(images):
+        try:
+            StoreKey(app["image"])
+        except ValueError:
+            return True
+    return False
+
+
 def store_stage1_image(options: GlobalOptions, flavor: Flavor) -> str:
     """Generate the flavor's stage1 ACI here (from the package data) and store it with the
     fetch side's rights; returns its store key."""

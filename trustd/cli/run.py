@@ -60,11 +60,12 @@ def flavor(args: argparse.Namespace) -> Flavor:
 
 
 def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunRequest:
-    from trustd.cli._stage1 import store_stage1_image  # noqa: PLC0415
+    from trustd.cli._stage1 import store_stage1_image, uses_the_store  # noqa: PLC0415
 
     chosen = flavor(args)
     apps = app_requests(args.images, options, args.pull_policy)
-    store_stage1_image(options, chosen)  # rkt stores the stage1 it runs (docs/adr/0016)
+    if uses_the_store(args.images):  # rkt stores the stage1 it runs (docs/adr/0016)
+        store_stage1_image(options, chosen)
     return RunRequest(
         apps=apps,
         flavor=chosen,
