@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import trustme
 
+from tests._gosigner import GoSigner
+from tests._gosigner import build as build_gosigner
 from tests._gpg import GpgHome
 from tests._https import LOCAL_NAMES, LocalServer, trust_ca
 from tests._policy import install_policy
@@ -36,6 +38,12 @@ class Keys:
 
     def public(self, fpr: str) -> bytes:
         return self.gpg.export(fpr)
+
+
+@pytest.fixture(scope="session")
+def gosigner(tmp_path_factory: pytest.TempPathFactory) -> GoSigner:
+    """rkt's signer (Go x/crypto/openpgp), built once per session."""
+    return build_gosigner(tmp_path_factory.mktemp("gosigner"))
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,11 @@ import pytest
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration._attacker import member, snapshot
+from tests.integration._attacker import Snapshot, member, snapshot
+from tests.integration._attest import attest_quote
 from tests.integration.conftest import RKT, app_output, rkt
+from trustd.privileged.measure import stop_embedded
+from trustd.shared.stage1image import stage1_image, stage1_image_ids
 
 INDEX = ("db",)  # the front end updates an image's last use there (unprivileged): not compared
 
@@ -36,7 +39,10 @@ def row(dirs: ConfigDirs) -> sqlite3.Row:
     conn = sqlite3.connect(dirs.data / "cas/db/index.sqlite")
     conn.row_factory = sqlite3.Row
     try:
-        (found,) = conn.execute("SELECT * FROM images").fetchall()
+        # the app's row; a run also stores the stage1 image (ADR 0016), which has its own
+        (found,) = conn.execute(
+            "SELECT * FROM images WHERE name NOT LIKE 'trustd.io/stage1/%'"
+        ).fetchall()
     finally:
         conn.close()
     assert isinstance(found, sqlite3.Row)
@@ -194,9 +200,18 @@ def test_a_blob_swapped_after_the_fetch_is_refused(shared_dirs: ConfigDirs, imag
     refused = run_sh(shared_dirs, image, "true")
     assert refused.returncode == 254
     assert "not the requested" in refused.stderr
-    assert snapshot(shared_dirs.data / "cas", skip=INDEX) == before
+    assert _apart_from_stage1(snapshot(shared_dirs.data / "cas", skip=INDEX)) == before
     assert not (shared_dirs.data / "private/tree" / key).exists()
     assert list((shared_dirs.data / "private/tree").iterdir()) == []
+
+
+def _apart_from_stage1(snap: Snapshot) -> Snapshot:
+    """``snap`` without what storing the stage1 image (ADR 0016) adds: its blob, its image
+    lock and a shard dir made for it."""
+    ids = stage1_image_ids()
+    keys = [i[:71] for i in ids]
+    shards = {f"blob/sha512/{i[7:9]}" for i in ids}
+    return {k: v for k, v in snap.items() if not any(key in k for key in keys) and k not in shards}
 
 
 def _tree(dirs: ConfigDirs) -> Path:
@@ -277,7 +292,10 @@ def test_prepare_and_run_stamp_last_use_and_gc_counts_from_it(
     assert rkt(shared_dirs, "gc", "--grace-period=0s", check=True).returncode == 0  # the pod
     sql(shared_dirs, f"UPDATE images SET last_used = '{long_ago}'")  # noqa: S608 - the group's say
     assert rkt(shared_dirs, "image", "gc", check=True).stdout == ""  # root's stamp: used now
-    assert len(json.loads(rkt(shared_dirs, "image", "list", "--format=json").stdout)) == 1
+    listed = json.loads(rkt(shared_dirs, "image", "list", "--format=json").stdout)
+    assert [r["name"] for r in listed if not r["name"].startswith("trustd.io/stage1/")] == [
+        "example.com/busybox:1.0.0"
+    ]
     stamp.write_text(long_ago)
     removed = rkt(shared_dirs, "image", "gc", check=True).stdout
     assert f'gc: removed image "{image}"' in removed
@@ -349,3 +367,30 @@ def test_gc_keeps_the_old_cas_tree_while_an_old_pod_uses_it(
     assert rkt(shared_dirs, "rm", uuid, check=True).returncode == 0
     assert rkt(shared_dirs, "image", "gc", check=True).returncode == 0
     assert not old.parent.exists()
+
+
+def test_a_swapped_stage1_image_is_never_what_root_measures(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """The stored stage1 image (ADR 0016) is for listing only: root derives the stage1 and
+    its image ID from the package data, so a member's swapped copy changes nothing."""
+    stage1 = stage1_image("container")
+    try:
+        rkt(shared_dirs, "run", "example.com/busybox", "--exec=/bin/true", check=True)
+        key = stage1.image_id
+        (blob,) = (shared_dirs.data / "cas/blob/sha512" / key[7:9]).glob(key[:39] + "*")
+        evil = busybox_aci(shared_dirs.data.parent / "evil-stage1.aci", stage1.name)
+        evil.chmod(0o644)
+        member("cp", str(evil), str(blob / "new.aci"))
+        member("mv", "-f", str(blob / "new.aci"), str(blob / "image.aci"))
+        uuid_file = tmp_path / "uuid"
+        ran = rkt(shared_dirs, "run", f"--uuid-file-save={uuid_file}", image, "--exec=/bin/true")
+        assert ran.returncode == 0, ran.stderr
+        quote = attest_quote(shared_dirs, tmp_path, "5eed0123456789abcdef")
+        starts = quote.report(shared_dirs)["pod_starts"]
+    finally:
+        stop_embedded(shared_dirs.data)
+    (pod,) = [s for s in starts if s["pod"] == uuid_file.read_text().strip()]
+    (event,) = [e["data"] for e in pod["events"] if e["kind"] == "stage1"]
+    assert event["image_id"] == stage1.image_id
+    assert event["descriptor_digest"] == stage1.descriptor_digest

@@ -113,16 +113,18 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
 
     dirs = options.dirs
     config_dirs = (dirs.system_config, dirs.local_config, dirs.user_config)
+    keystore = Keystore(dirs.system_config, dirs.local_config)
     if os.geteuid() == 0:  # root makes the directories; the index is the fetch child's
         from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
 
         prepare_store(dirs.data)
         store = ImageStore(dirs.data)
+        keystore.preload()  # read as root: the fetch child may not read 0700 config dirs
     else:
         store = ImageStore.open(dirs.data, create=True)
     return FetchContext(
         store=store,
-        keystore=Keystore(dirs.system_config, dirs.local_config),
+        keystore=keystore,
         insecure=options.insecure,
         policy=load_effective(dirs.system_config, dirs.local_config),
         pull_policy=pull_policy,
@@ -150,9 +152,14 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
 
     if os.geteuid() != 0:
         return work()
-    from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
+    from trustd.unprivileged.privsep import fetch_identity, require_reachable, run_as  # noqa: PLC0415
 
     identity = fetch_identity()
+
+    def dropped() -> str:
+        require_reachable(ctx.store.layout.root, identity)
+        return work()
+
     if ctx.debug:
         info("image", f"fetching as {identity.user} (uid {identity.uid}), group rkt")
     modules = (
@@ -167,7 +174,7 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
     discover = request.ref.kind == "name" and ctx.gate_keystore() is not None
     if discover and not _stored_already(request, ctx, identity, modules):
         _tofu_as_root(request.ref.name, ctx, identity, modules)
-    return run_as(identity, work, modules)
+    return run_as(identity, dropped, modules)
 
 
 def _stored_already(request: Any, ctx: Any, identity: Any, modules: tuple[str, ...]) -> bool:
@@ -179,9 +186,10 @@ def _stored_already(request: Any, ctx: Any, identity: Any, modules: tuple[str, .
     if ctx.pull_policy != "new":
         return False
     from trustd.unprivileged.fetch.remote import stored_by_name  # noqa: PLC0415
-    from trustd.unprivileged.privsep import run_as  # noqa: PLC0415
+    from trustd.unprivileged.privsep import require_reachable, run_as  # noqa: PLC0415
 
     def lookup() -> str:
+        require_reachable(ctx.store.layout.root, identity)
         ctx.store.ensure()
         return "yes" if stored_by_name(request.ref, ctx) is not None else "no"
 

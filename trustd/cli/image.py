@@ -328,17 +328,20 @@ def run_gc(args: argparse.Namespace) -> int:
     """Images unused for the grace period (from their last use) and referenced by no pod go;
     as root, the root program first reports the pods' references and its last-use stamps,
     and afterwards removes the rendered trees no image or pod needs any more."""
+    from trustd.shared.stage1image import stage1_image_ids  # noqa: PLC0415
+
     options: GlobalOptions = args.options
     grace = args.grace_period
+    shipped = stage1_image_ids()  # the stage1 images stay, as rkt keeps its stage1 (ADR 0016)
     if os.geteuid() != 0:
-        keep = set(_references(options, "gc"))
+        keep = set(_references(options, "gc")) | shipped
         result = json.loads(_collect(options, grace, keep, {}))
     else:
         from trustd.cli._handoff import call_root  # noqa: PLC0415
         from trustd.shared.request import CollectTrees  # noqa: PLC0415
 
         use = _image_use(options, "gc")
-        keep, stamps = set(use.references), dict(use.used)
+        keep, stamps = set(use.references) | shipped, dict(use.used)
         result = json.loads(as_group(options, lambda: _collect(options, grace, keep, stamps)))
         remaining = tuple(StoreKey.parse(i).id for i in result["remaining"])
         call_root(options, "gc", CollectTrees("image-gc", remaining))

@@ -203,6 +203,8 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReques
 
 
 def _build_request(args: argparse.Namespace, options: GlobalOptions) -> RunRequest:
+    from trustd.cli._stage1 import store_stage1_image, uses_the_store  # noqa: PLC0415
+
     policy = deprecated_pull_policy(args, args.pull_policy)
     if args.pod_manifest is not None:
         from trustd.cli._podmanifest import request_from_manifest  # noqa: PLC0415
@@ -213,9 +215,12 @@ def _build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReque
     apps = app_requests(args.images, options, policy)
     if getattr(args, "interactive", False) and len(apps) > 1:
         raise UserError("interactive option only supports one image")
+    chosen = flavor(args)
+    if uses_the_store(args.images):  # rkt stores the stage1 it runs (docs/adr/0016)
+        store_stage1_image(options, chosen)
     return RunRequest(
         apps=apps,
-        flavor=flavor(args),
+        flavor=chosen,
         net=getattr(args, "net", "default"),
         hostname=getattr(args, "hostname", None),
         volumes=tuple(args.volume),

@@ -44,10 +44,22 @@ def _inside(path: str, root: str) -> bool:
     return os.path.commonpath([real, root]) == root
 
 
+def _clamped(absolute: str) -> list[str]:
+    """An absolute target's components with ``..`` at the root staying at the root."""
+    parts: list[str] = []
+    for comp in absolute.split("/"):
+        if comp == "..":
+            parts = parts[:-1]
+        elif comp not in ("", "."):
+            parts.append(comp)
+    return parts
+
+
 def _materialise(entries: list[tuple[str, str, str]], top: Path) -> None:
     """Independent oracle: build the accepted tree on disk and let the kernel resolve it.
 
-    Absolute symlink targets are rewritten relative to the rootfs, as a container sees them.
+    Absolute symlink targets are rewritten relative to the rootfs, as a container sees them
+    (``..`` at the root stays at the root).
     Before each write the parent is checked to resolve inside rootfs, so a wrong acceptance
     fails the test instead of writing outside the temporary directory.
     """
@@ -65,7 +77,7 @@ def _materialise(entries: list[tuple[str, str, str]], top: Path) -> None:
         elif kind == "file":
             path.write_bytes(b"x")
         elif kind == "symlink":
-            inside = os.path.normpath(f"{root}/{target}")
+            inside = root.joinpath(*_clamped(target))
             path.symlink_to(os.path.relpath(inside, path.parent) if target[:1] == "/" else target)
         else:
             source = top / target

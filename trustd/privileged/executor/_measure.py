@@ -22,7 +22,7 @@ from trustd.privileged.measure import Measurer
 from trustd.privileged.pod.lifecycle import MANIFEST, PRIVATE
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import read_json
-from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.errors import UserError
 from trustd.shared.vocab import MEASURE_MODES, MEASURE_RANK, MeasureMode
 
 if TYPE_CHECKING:  # the attest verbs load the config only: no run gate, plan or policy code
@@ -63,18 +63,19 @@ def _sha256(data: bytes) -> str:
 
 
 def _stage1(plan: PodPlan) -> dict[str, Any]:
-    """The shipped descriptor's digest: the same bytes in every install (never a stand-in)."""
-    from trustd.shared.shipped import stage1_descriptor  # noqa: PLC0415
+    """The shipped descriptor's digest and the image ID of the stage1 ACI made from it
+    (docs/adr/0016): the same bytes in every install, derived from the package data here,
+    never read from the store's group-writable copy."""
+    from trustd.shared.stage1image import stage1_image  # noqa: PLC0415
 
-    descriptor = stage1_descriptor(plan.flavor)
-    try:
-        body = descriptor.read_bytes()
-    except OSError as exc:
-        raise LocalStateError(
-            f"stage1 descriptor {descriptor} cannot be read: {exc.strerror}",
-            hint="trustd's installation is incomplete; reinstall it (make install)",
-        ) from exc
-    return {"pod": plan.uuid, "flavor": plan.flavor, "descriptor_digest": _sha256(body)}
+    image = stage1_image(plan.flavor)
+    return {
+        "pod": plan.uuid,
+        "flavor": plan.flavor,
+        "descriptor_digest": image.descriptor_digest,
+        "image": image.name,
+        "image_id": image.image_id,
+    }
 
 
 def _image(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:

@@ -6,9 +6,14 @@ longer than PATH_MAX are refused; a leading ``./`` and trailing slashes are drop
 ``./rootfs/a/`` and ``rootfs/a`` are the same entry.
 
 Symlink targets are resolved the way the kernel would inside the container, following every
-symlink the archive itself declares, with one difference: ``..`` at the rootfs root is an
-escape (refused), where the kernel would clamp it. An absolute target starts at the rootfs
-root, as the container sees it.
+symlink the archive itself declares. An absolute target starts at the rootfs root, as the
+container sees it, and from then on ``..`` at the root stays at the root, as in the kernel
+(and as root's own ``RESOLVE_IN_ROOT`` lookups in the rootfs resolve it): ``/../dir2`` is
+``/dir2``, which rkt's test image ``rkt-inspect`` relies on. One case is refused where the
+kernel would clamp: a relative walk whose ``..`` climbs above the rootfs root, e.g.
+``rootfs/a/l -> ../../etc``. Followed from the host (an extracted or rendered tree), that
+link leaves the tree, so it is an escape; an absolute link means the host's ``/`` there,
+with or without ``..`` (docs/compat.md, "Images").
 """
 
 from __future__ import annotations
@@ -71,20 +76,23 @@ def resolve_symlink(link: str, symlinks: Mapping[str, str]) -> str:
     """Where the symlink at rootfs-relative path ``link`` ends, rootfs-relative.
 
     ``symlinks`` maps every symlink in the rootfs (rootfs-relative path) to its target. Raises
-    :class:`Refused` when the walk leaves the rootfs or takes more than 40 symlinks.
+    :class:`Refused` when a relative walk climbs above the rootfs root or the walk takes more
+    than 40 symlinks.
     """
     target = symlinks[link]
-    stack = [] if target.startswith("/") else link.split("/")[:-1]
+    absolute = target.startswith("/")  # ".." at the root stays there once the walk is
+    stack = [] if absolute else link.split("/")[:-1]
     pending = deque(_components(target))
     hops = 0
     while pending:
         comp = pending.popleft()
         if comp == "..":
-            if not stack:
+            if stack:
+                stack.pop()
+            elif not absolute:
                 raise Refused(
                     "symlink-escape", f"the target {target!r} resolves outside rootfs/", link
                 )
-            stack.pop()
             continue
         stack.append(comp)
         hop = symlinks.get("/".join(stack))
@@ -96,5 +104,6 @@ def resolve_symlink(link: str, symlinks: Mapping[str, str]) -> str:
         stack.pop()
         if hop.startswith("/"):
             stack = []
+            absolute = True
         pending.extendleft(reversed(_components(hop)))
     return "/".join(stack)

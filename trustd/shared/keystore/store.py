@@ -93,6 +93,19 @@ class Keystore:
 
     def __init__(self, system_config: Path, local_config: Path) -> None:
         self._dirs: dict[Level, Path] = {"system": system_config, "local": local_config}
+        # After preload(): every scope directory as read then; a scope not in it has no keys.
+        self._loaded: dict[tuple[Level, Scope], list[KeyFile]] | None = None
+
+    def preload(self) -> None:
+        """Read every key file now, with the caller's rights, and answer from memory from
+        then on. Root calls this before its fetch child drops privileges, so a child that
+        cannot read root-only config dirs (0700, as test harnesses make them) still judges
+        with root's keys, and gets no way to write them (the files stay root's)."""
+        loaded: dict[tuple[Level, Scope], list[KeyFile]] = {}
+        for level, base in self._dirs.items():
+            for scope in self._scopes(base):
+                loaded[(level, scope)] = self._read(level, scope)
+        self._loaded = loaded
 
     @property
     def config_dirs(self) -> tuple[Path, Path]:
@@ -100,6 +113,17 @@ class Keystore:
         return self._dirs["local"], self._dirs["system"]
 
     def _scan(self, level: Level, scope: Scope) -> list[KeyFile]:
+        if self._loaded is not None:
+            return list(self._loaded.get((level, scope), ()))
+        return self._read(level, scope)
+
+    def _reload(self, scope: Scope) -> None:
+        """After add/remove: the preloaded view of ``scope`` is read again."""
+        if self._loaded is not None:
+            for level in self._dirs:
+                self._loaded[(level, scope)] = self._read(level, scope)
+
+    def _read(self, level: Level, scope: Scope) -> list[KeyFile]:
         directory = scope_dir(self._dirs[level], scope)
         try:
             names = sorted(e.name for e in os.scandir(directory) if not e.is_dir())
@@ -143,7 +167,9 @@ class Keystore:
     def add_pem(self, key: PemKey, scope: DockerName) -> AddResult:
         """Trust a sigstore public key for a ``docker://`` prefix (local config)."""
         directory = scope_dir(self._dirs["local"], scope)
-        return self._write(directory / key.key_id, key.pem.encode(), None, key)
+        result = self._write(directory / key.key_id, key.pem.encode(), None, key)
+        self._reload(scope)
+        return result
 
     def has_prefix_keys(self, name: ACIdentifier | DockerName) -> bool:
         """rkt's TOFU guard: a key exists for ``name`` or an ancestor (root keys don't count)."""
@@ -153,20 +179,23 @@ class Keystore:
     def entries(self) -> Iterator[KeyFile]:
         """Every key file of every scope, for ``rkt trust list``."""
         for level, base in self._dirs.items():
-            yield from self._scan(level, None)
-            prefix_root = trustedkeys(base) / "prefix.d"
-            for directory, _dirs, _files in sorted(os.walk(prefix_root)):
-                if Path(directory) != prefix_root:
-                    yield from self._scan(level, scope_of(base, Path(directory)))
-            docker_root = trustedkeys(base) / "docker.d"
-            for directory, _dirs, _files in sorted(os.walk(docker_root)):
-                scope = (
-                    None
-                    if Path(directory) == docker_root
-                    else docker_scope_of(base, Path(directory))
-                )
+            for scope in self._scopes(base):
+                yield from self._scan(level, scope)
+
+    @staticmethod
+    def _scopes(base: Path) -> Iterator[Scope]:
+        """Every scope with a directory under ``base``: root, ACI prefixes, docker names."""
+        yield None
+        prefix_root = trustedkeys(base) / "prefix.d"
+        for directory, _dirs, _files in sorted(os.walk(prefix_root)):
+            if Path(directory) != prefix_root:
+                yield scope_of(base, Path(directory))
+        docker_root = trustedkeys(base) / "docker.d"
+        for directory, _dirs, _files in sorted(os.walk(docker_root)):
+            if Path(directory) != docker_root:
+                scope = docker_scope_of(base, Path(directory))
                 if scope is not None:
-                    yield from self._scan(level, scope)
+                    yield scope
 
     def add(self, key: PublicKey, scope: Scope) -> AddResult:
         """Trust ``key`` for ``scope`` (None: root) in the local config; refuse unusable keys."""
@@ -177,7 +206,9 @@ class Keystore:
                 hint="ask the publisher for a current key",
             )
         directory = scope_dir(self._dirs["local"], scope)
-        return self._write(directory / key.fingerprint, key.armored.encode(), key, None)
+        result = self._write(directory / key.fingerprint, key.armored.encode(), key, None)
+        self._reload(scope)
+        return result
 
     @staticmethod
     def _write(path: Path, data: bytes, key: PublicKey | None, pem: PemKey | None) -> AddResult:
@@ -226,4 +257,5 @@ class Keystore:
                 f"cannot change {local}: {exc.strerror}",
                 hint="run as root or as a member of group rkt-admin",
             ) from exc
+        self._reload(scope)
         return RemoveResult(path=local, masked_system_key=system_key)

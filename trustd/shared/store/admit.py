@@ -16,6 +16,7 @@ from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.evidence import is_evidence
 from trustd.shared.ocisig.identity import SignedIdentity
+from trustd.shared.stage1image import Stage1Image
 from trustd.shared.store._docker_admit import verify_docker_evidence
 from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance
 from trustd.shared.verify import verify_all
@@ -80,6 +81,21 @@ def _docker_admitted(
         signature_format="+".join(sorted({s.format for s in found})),
         docker_reference=str(reference),  # as fetched: its docker:// prefixes vouch
     )
+    return AdmittedImage(info, None, provenance, _ADMIT_TOKEN)
+
+
+def admit_stage1(archive: Path, image: Stage1Image) -> AdmittedImage:
+    """Admit trustd's own stage1 image (docs/adr/0016): only the exact bytes this process
+    generated from the package data pass; its provenance says "shipped", not "signed" and
+    not "insecure". Nothing runs from the store's copy (root derives the stage1 itself)."""
+    info = inspect_aci(archive, limits=AciLimits())
+    if info.image_id != image.image_id:
+        raise LocalStateError(
+            f"{archive} is not trustd's {image.flavor} stage1 image",
+            hint="this is a bug in trustd; report it with the output of --debug",
+        )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    provenance = Provenance((), False, now, trusted_via="shipped with trustd (package data)")
     return AdmittedImage(info, None, provenance, _ADMIT_TOKEN)
 
 

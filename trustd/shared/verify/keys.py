@@ -16,6 +16,7 @@ import pysequoia
 from pysequoia.packet import Packet, PacketPile, PublicKeyAlgorithm, SignatureType, Tag
 
 from trustd.shared.errors import UserError
+from trustd.shared.verify._mpi import repair_go_mpis
 
 MIN_RSA_BITS = 2048
 # pysequoia's enums compare but do not hash: tuples, not sets.
@@ -168,7 +169,8 @@ def parse_public_keys(data: bytes, *, source: str) -> list[PublicKey]:
     with warnings.catch_warnings():  # pysequoia nudges secret keys towards Tsk; we drop them
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            certs = pysequoia.Cert.split_bytes(data)
+            # Go-made keys (openpgp.NewEntity): exact MPI lengths in self-signatures (_mpi.py)
+            certs = pysequoia.Cert.split_bytes(repair_go_mpis(data) or data)
         except (RuntimeError, ValueError) as exc:
             raise KeyParseError(
                 f"{source} is not an OpenPGP public key: {_first_line(exc)}",

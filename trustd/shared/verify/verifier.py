@@ -21,6 +21,7 @@ from trustd.shared.errors import (
     TrustdError,
     UntrustedSignerError,
 )
+from trustd.shared.verify._mpi import repair_go_mpis
 from trustd.shared.verify.keys import PublicKey
 from trustd.shared.verify.model import (
     _VERIFIER_TOKEN,
@@ -54,6 +55,9 @@ def _parse_signature(signature: bytes, what: str) -> pysequoia.Sig:
     try:
         return pysequoia.Sig.from_bytes(signature)
     except (RuntimeError, ValueError) as exc:
+        repaired = repair_go_mpis(signature)  # Go's x/crypto/openpgp MPI lengths (_mpi.py)
+        if repaired is not None:
+            return _parse_signature(repaired, what)
         raise BadSignatureError(
             f"the signature for {what} is not an OpenPGP signature: {_first_line(exc)}",
             hint="sign with: gpg --armor --detach-sign IMAGE.aci",

@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from trustd.shared import errors
 from trustd.shared.errors import LocalStateError, TrustdError
@@ -57,6 +58,20 @@ def fetch_identity() -> Identity:
         "exists",
         hint=f"create it: useradd --system --gid {GROUP} --no-create-home {FETCH_USER}",
     )
+
+
+def require_reachable(path: Path, identity: Identity) -> None:
+    """In the child: refuse with the reason and the fix when ``path`` (the data dir) sits
+    below a directory the fetch identity may not search, e.g. a root-only 0700 parent.
+    The child's own ``access(2)`` answers exactly; root changes no mode it does not own."""
+    for directory in (*reversed(path.parents), path):
+        if not os.access(directory, os.X_OK):
+            raise LocalStateError(
+                f"the fetch runs as {identity.user} (group {GROUP}), which cannot reach the "
+                f"data directory {path}: {directory} is not searchable by it",
+                hint=f"let group {GROUP} search {directory} (chgrp {GROUP} and chmod g+x), "
+                "or use a --dir outside root-only directories",
+            )
 
 
 def _drop(identity: Identity) -> None:

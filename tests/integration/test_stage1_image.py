@@ -1,0 +1,86 @@
+"""The stage1 is an image (docs/adr/0016): after ``rkt run``, ``image list`` shows the
+stage1 image, ``image gc`` keeps it, and the measured pod start names its image ID."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import ConfigDirs
+from tests.integration.conftest import rkt
+from trustd.privileged.measure import stop_embedded
+from trustd.shared.stage1image import stage1_image
+
+BY_NAME = "example.com/busybox"  # resolved through the store, as rkt's tests run images
+
+
+def test_a_run_by_full_image_id_stores_nothing(shared_dirs: ConfigDirs, image: str) -> None:
+    """Given only full IDs, a run touches no group-writable state (issue #10): no stage1."""
+    conn = sqlite3.connect(shared_dirs.data / "cas/db/index.sqlite")
+    try:
+        ((digest,),) = conn.execute("SELECT digest FROM images").fetchall()
+    finally:
+        conn.close()
+    full = f"sha512-{digest}"
+    try:
+        rkt(shared_dirs, "run", full, "--exec=/bin/true", check=True)
+    finally:
+        stop_embedded(shared_dirs.data)
+    assert stage1_image("container").name not in _listed(shared_dirs)
+
+
+def _listed(dirs: ConfigDirs) -> dict[str, str]:
+    out = rkt(dirs, "image", "list", "--format=json", check=True).stdout
+    rows = json.loads(out)
+    return {row["name"].partition(":")[0]: row["id"] for row in rows}  # rkt shows name:version
+
+
+def test_run_stores_the_stage1_and_gc_keeps_it(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    uuid_file = tmp_path / "uuid"
+    try:
+        rkt(
+            shared_dirs,
+            "run",
+            f"--uuid-file-save={uuid_file}",
+            BY_NAME,
+            "--exec=/bin/true",
+            check=True,
+        )
+        rkt(shared_dirs, "run", "--stage1-name=fly", BY_NAME, "--exec=/bin/true", check=True)
+    finally:
+        stop_embedded(shared_dirs.data)
+    container, fly = stage1_image("container"), stage1_image("fly")
+    listed = _listed(shared_dirs)
+    assert container.image_id.startswith(listed[container.name])
+    assert fly.image_id.startswith(listed[fly.name])
+    record = json.loads(
+        (
+            shared_dirs.data / "pods/run" / uuid_file.read_text().strip() / "measurement.json"
+        ).read_text()
+    )
+    assert record["measured"] is True
+    rkt(shared_dirs, "gc", "--grace-period=0s", check=True)  # the pods go; their refs with them
+    gc = rkt(shared_dirs, "image", "gc", "--grace-period=0s", check=True)
+    assert "example.com/busybox" in gc.stdout  # the unused app image went
+    after = _listed(shared_dirs)
+    assert container.name in after and fly.name in after  # the stage1 images stayed
+    assert "example.com/busybox" not in after
+
+
+def test_rm_of_the_stage1_image_works_and_the_next_run_stores_it_again(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """rkt's image rm removes a stage1 image (rkt_image_rm_test); the next run stores it."""
+    try:
+        rkt(shared_dirs, "run", BY_NAME, "--exec=/bin/true", check=True)
+        name = stage1_image("container").name
+        removed = rkt(shared_dirs, "image", "rm", name)
+        assert removed.returncode == 0, removed.stderr
+        assert name not in _listed(shared_dirs)
+        rkt(shared_dirs, "run", BY_NAME, "--exec=/bin/true", check=True)
+    finally:
+        stop_embedded(shared_dirs.data)
+    assert name in _listed(shared_dirs)

@@ -1,0 +1,49 @@
+"""``run`` and ``prepare`` store the stage1 image they use (docs/adr/0016), as rkt does."""
+
+from __future__ import annotations
+
+import os
+
+from trustd.shared.config import GlobalOptions
+from trustd.shared.vocab import Flavor
+
+
+def uses_the_store(images: list[str]) -> bool:
+    """Whether the front end resolves an app through the store (a name, a file, a URL or a
+    short ID). A run given only full image IDs touches no group-writable state, so a member
+    holding the store's lock cannot delay it (issue #10); such a run does not store the
+    stage1 image either."""
+    from trustd.cli._apps import _split_apps  # noqa: PLC0415
+    from trustd.shared.imageid import StoreKey  # noqa: PLC0415
+
+    for app in _split_apps(images):
+        try:
+            StoreKey(app["image"])
+        except ValueError:
+            return True
+    return False
+
+
+def store_stage1_image(options: GlobalOptions, flavor: Flavor) -> str:
+    """Generate the flavor's stage1 ACI here (from the package data) and store it with the
+    fetch side's rights; returns its store key."""
+    from trustd.shared.stage1image import stage1_image  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+    from trustd.unprivileged.fetch.stage1 import store_stage1  # noqa: PLC0415
+
+    image = stage1_image(flavor)
+    data = options.dirs.data
+    if os.geteuid() != 0:
+        return store_stage1(ImageStore.open(data, create=True), image)
+    from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
+    from trustd.unprivileged.privsep import fetch_identity, require_reachable, run_as  # noqa: PLC0415
+
+    prepare_store(data)
+    identity = fetch_identity()
+    store = ImageStore(data)
+
+    def work() -> str:
+        require_reachable(data, identity)
+        return store_stage1(store, image)
+
+    return run_as(identity, work, ("trustd.unprivileged.fetch.stage1", "trustd.shared.store.admit"))
