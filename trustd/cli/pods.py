@@ -13,6 +13,7 @@ from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, print_json, print_table
 from trustd.cli._handoff import exec_root, require_root
+from trustd.cli._net import add_net_flags, net_options, network_column
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
@@ -27,6 +28,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_prepare)
     rp = sub.add_parser("run-prepared", parents=parents, help="run a prepared pod (root)")
     rp.add_argument("--mds-register", action="store_true")
+    rp.add_argument("--hostname")
+    add_net_flags(rp, ports=False, dns=True)
     rp.add_argument("uuid")
     rp.set_defaults(func=run_run_prepared)
     ls = sub.add_parser("list", parents=parents, help="list pods")
@@ -76,7 +79,10 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_run_prepared(args: argparse.Namespace) -> int:
     uuid = args.uuid.lower()
-    exec_root(args.options, "run-prepared", RunPrepared("run-prepared", uuid, args.mds_register))
+    request = RunPrepared(
+        "run-prepared", uuid, args.mds_register, net_options(args), args.hostname
+    )
+    exec_root(args.options, "run-prepared", request)
 
 
 def _info(pod: Any) -> dict[str, Any]:
@@ -105,6 +111,7 @@ def _info(pod: Any) -> dict[str, Any]:
         "created_at": read("pod-created"),
         "started_at": read("pod-started"),
         "finished_at": read("pod-finished"),
+        "networks": network_column(pod.path),
     }
 
 
@@ -125,9 +132,10 @@ def run_list(args: argparse.Namespace) -> int:
                     info["state"],
                     info["created_at"] or "",
                     info["started_at"] or "",
+                    info["networks"] if i == 0 else "",
                 ]
             )
-    legend = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED"]
+    legend = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED", "NETWORKS"]
     print_table(rows, None if args.no_legend else legend)
     return 0
 
@@ -149,7 +157,7 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     print(
         f"state={info['state']}\ncreated={info['created_at'] or ''}\n"
-        f"started={info['started_at'] or ''}"
+        f"started={info['started_at'] or ''}\nnetworks={info['networks']}"
     )
     print(f"exited={'true' if exited else 'false'}")  # rkt's key=value lines, its words
     for app in info["apps"]:

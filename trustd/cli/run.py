@@ -13,9 +13,11 @@ from typing import Any
 
 from trustd.cli._apps import app_requests, parse_volume
 from trustd.cli._handoff import exec_root, require_root
+from trustd.cli._net import add_net_flags, net_options
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
+from trustd.shared.net import NetOptions
 from trustd.shared.request import Run, RunRequest
 from trustd.shared.vocab import STAGE1_NAMES, Flavor
 
@@ -25,8 +27,8 @@ def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
     p.add_argument("--volume", action="append", default=[], type=parse_volume)
     p.add_argument("--stage1-name", default="container", help="container (default) or fly")
     p.add_argument("--stage1-path", type=Path, help="a stage1 descriptor file (JSON)")
+    add_net_flags(p, ports=True, dns=running)  # network flags: trustd/cli/_net.py
     if running:
-        p.add_argument("--net", choices=("default", "none", "host"), default="default")
         p.add_argument("--hostname")
         p.add_argument("--interactive", action="store_true")
         p.add_argument("--uuid-file-save", type=Path)
@@ -63,7 +65,7 @@ def build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReques
     return RunRequest(
         apps=app_requests(args.images, options, args.pull_policy),
         flavor=flavor(args),
-        net=getattr(args, "net", "default"),
+        network=net_options(args) or NetOptions(),
         hostname=getattr(args, "hostname", None),
         volumes=tuple(args.volume),
         insecure=options.insecure,

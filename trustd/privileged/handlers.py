@@ -42,7 +42,9 @@ from trustd.shared.request import (
 )
 
 if TYPE_CHECKING:  # each loaded by the handlers that use it: the attest verbs load none of them
+    from trustd.privileged.net import PodNetPlan
     from trustd.privileged.pod import PodStore
+    from trustd.shared.net import NetOptions
     from trustd.privileged.treestore.datadir import DataDir
     from trustd.shared.keystore import Keystore
     from trustd.shared.policy import Policy
@@ -86,6 +88,12 @@ class Context:
     def measure(self) -> MeasureConfig:
         return load_config(self.system_config, self.local_config)
 
+    def network(self, options: NetOptions) -> PodNetPlan:
+        """The pod's networks from root-owned net.d configurations only (ADR 0016-net)."""
+        from trustd.privileged.net import resolve  # noqa: PLC0415
+
+        return resolve(options, self.local_config, self.system_config)
+
 
 def _store_key(image: str) -> Any:
     from trustd.shared.imageid import StoreKey  # noqa: PLC0415
@@ -103,6 +111,7 @@ def _prepare_pod(ctx: Context, request: Run | Prepare) -> Any:
         ctx.pods(),
         policy=ctx.policy(),
         measurement=ctx.measure().mode,
+        network=ctx.network(request.pod.network),
     )
 
 
@@ -135,6 +144,8 @@ def run_prepared(ctx: Context, request: RunPrepared) -> int:
         measure=ctx.measure(),
         policy=ctx.policy(),
         mds_register=request.mds_register,
+        network=None if request.network is None else ctx.network(request.network),
+        hostname=request.hostname,
     )
 
 

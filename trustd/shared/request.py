@@ -22,7 +22,8 @@ from trustd.shared.codec import encode as encode_doc
 from trustd.shared.errors import UserError
 from trustd.shared.imageid import StoreKey, store_key
 from trustd.shared.insecure import Insecure
-from trustd.shared.vocab import Flavor, Net, SelinuxMode
+from trustd.shared.net import NetOptions, check_hostname
+from trustd.shared.vocab import Flavor, SelinuxMode
 
 MAX_REQUEST_BYTES = 1 << 20
 VERSION: Literal[1] = 1
@@ -96,12 +97,16 @@ class RunRequest:
 
     apps: tuple[AppRequest, ...]
     flavor: Flavor = "container"
-    net: Net = "default"
+    network: NetOptions = NetOptions()  # --net, --port, --dns*, --hosts-entry
     hostname: str | None = None
     volumes: tuple[Volume, ...] = ()
     insecure: Insecure = Insecure.NONE
     mds_register: bool = False
     selinux: SelinuxMode = "permissive"  # the policy decides the mode in force per scope
+
+    def __post_init__(self) -> None:
+        if self.hostname is not None:
+            check_hostname(self.hostname)
 
 
 def _uuid(value: str) -> None:
@@ -133,9 +138,13 @@ class RunPrepared:
     kind: Literal["run-prepared"]
     uuid: str
     mds_register: bool = False
+    network: NetOptions | None = None  # None: as prepared (rkt's run-prepared default: default)
+    hostname: str | None = None
 
     def __post_init__(self) -> None:
         _uuid(self.uuid)
+        if self.hostname is not None:
+            check_hostname(self.hostname)
 
 
 @dataclass(frozen=True, slots=True)

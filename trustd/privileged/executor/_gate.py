@@ -96,6 +96,7 @@ def run_input(
         insecure_options=plan.insecure,
         measurement=measurement,
         selinux=selinux_state(plan),
+        networks=plan.network.names(),
     )
 
 

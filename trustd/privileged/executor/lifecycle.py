@@ -17,6 +17,7 @@ from trustd.privileged.executor import _procs
 from trustd.privileged.executor._isolate import destroy_pod_cgroups
 from trustd.privileged.executor.prepare import load_plan
 from trustd.privileged.isolation.selinux import McsAllocator
+from trustd.privileged.net import detach as detach_network
 from trustd.privileged.pod import Pod, PodStore
 from trustd.shared.errors import LocalStateError, UserError
 
@@ -44,6 +45,8 @@ def _forget(pods: PodStore, pod: Pod) -> None:
     # a pod in the old layout (or with a damaged plan) is still removed
     with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
         destroy_pod_cgroups(load_plan(pod))
+    with contextlib.suppress(OSError, LocalStateError):  # CNI DEL of what a killed run left
+        detach_network(pod.check_private(), pod.uuid)
     McsAllocator(pods.root.parent).release(pod.uuid)
     pods.remove(pod)
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from trustd.privileged.net.model import PodNetPlan
 from trustd.shared.codec import decode_json
 from trustd.shared.request import Mount, Volume
 from trustd.shared.vocab import Flavor, Net, SelinuxMode
@@ -84,6 +85,7 @@ class PodPlan:
     selinux_mode: SelinuxMode = "off"
     selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
     selinux_file: str | None = None  # the label of the pod's files
+    network: PodNetPlan = PodNetPlan()  # CNI networks, ports, DNS and hosts (trustd.privileged.net)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

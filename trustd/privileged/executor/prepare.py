@@ -20,6 +20,7 @@ from trustd.privileged.executor._gate import GatedPod, gate_run
 from trustd.privileged.executor._ids import resolve_id
 from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor.plan import AppPlan, PodPlan
+from trustd.privileged.net import PodNetPlan, resolve_ports
 from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
 from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
@@ -32,8 +33,9 @@ from trustd.shared.imageid import StoreKey
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
+from trustd.shared.net import NetOptions
 from trustd.shared.request import AppRequest, RunRequest
-from trustd.shared.vocab import SELINUX_MODES, MeasureMode, SelinuxMode
+from trustd.shared.vocab import SELINUX_MODES, MeasureMode, Net, SelinuxMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +195,10 @@ def prepare(
     *,
     policy: Policy,
     measurement: MeasureMode,
+    network: PodNetPlan | None = None,
 ) -> Prepared:
-    """Prepare a pod for ``request``; every ``AppRequest.image`` must be a full image ID."""
+    """Prepare a pod for ``request``; every ``AppRequest.image`` must be a full image ID.
+    ``network``: the pod's networks as :func:`trustd.privileged.net.resolve` read them."""
     require_root()
     if not request.apps:
         raise UserError("must provide at least one image")
@@ -212,16 +216,20 @@ def prepare(
                 apps.append(_plan_app(req, tree, key.id, request, policy))
             if len({a.name for a in apps}) != len(apps):
                 raise UserError("two apps have the same name", hint="give each one --name=NAME")
+            net = resolve_ports(network or PodNetPlan(options=request.network), _ports(trees))
+            if request.flavor == "fly":  # fly runs in the host's network namespace (rkt)
+                net = PodNetPlan(options=NetOptions(net="host"))
             plan = PodPlan(
                 uuid=pod.uuid,
                 flavor=request.flavor,
-                net=request.net,
+                net=net_mode(net),
                 hostname=request.hostname or f"rkt-{pod.uuid}",
                 apps=tuple(apps),
                 volumes=request.volumes,
                 insecure=tuple(insecure_names(request.insecure)),
                 masked_paths=Insecure.PATHS not in request.insecure,
                 mds=request.mds_register,
+                network=net,
                 **_selinux(_selinux_mode(policy, apps), pod, pods),
             )
             gated = gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)
@@ -238,6 +246,21 @@ def prepare(
         os.close(fd)
         raise
     return Prepared(pod, gated, fd)
+
+
+def _ports(trees: list[RenderedTree]) -> list[tuple[str, str, int]]:
+    return [
+        (str(p.name), p.protocol, p.port)
+        for t in trees
+        if t.manifest.app is not None
+        for p in t.manifest.app.ports or ()
+    ]
+
+
+def net_mode(net: PodNetPlan) -> Net:
+    """The plan's ``net``: host, none, or default (the pod joins CNI networks)."""
+    mode = net.options.mode
+    return "default" if mode == "cni" else mode
 
 
 def public_info(plan: PodPlan) -> bytes:

@@ -13,10 +13,12 @@ from trustd.privileged.executor.prepare import (
     Prepared,
     accept_unsigned_for,
     load_plan,
+    net_mode,
     require_root,
     write_plan,
 )
 from trustd.privileged.executor.stage1 import run_pod
+from trustd.privileged.net import PodNetPlan, pod_network
 from trustd.privileged.pod import Pod, PodState, PodStore
 from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import RenderedTree, render_tree
@@ -46,10 +48,22 @@ def run_prepared_pod(
     pod = pods.move(prepared.pod, "run")
     _stamp(pod, "pod-started")
     try:
-        return run_pod(pod.path, prepared.gated)
+        with pod_network(pod.path, pod.uuid, prepared.gated.plan.network):
+            return run_pod(pod.path, prepared.gated)
     finally:
         _stamp(pod, "pod-finished")
         os.close(prepared.lock_fd)  # unlocked in run/ means exited
+
+
+def with_network(plan: PodPlan, network: PodNetPlan | None, hostname: str | None) -> PodPlan:
+    """run-prepared's --net/--dns*/--hosts-entry/--hostname over the prepared ones (the
+    ports stay those prepared, as in rkt)."""
+    if network is not None:
+        network = replace(network, ports=plan.network.ports)
+        if network.ports and network.options.mode != "cni":
+            raise UserError("the pod was prepared with --port, which needs a CNI network (--net)")
+        plan = replace(plan, network=network, net=net_mode(network))
+    return replace(plan, hostname=hostname) if hostname else plan
 
 
 def recheck(plan: PodPlan, data: DataDir, keystore: Keystore, policy: Policy) -> list[RenderedTree]:
@@ -82,8 +96,10 @@ def run_prepared(
     measure: MeasureConfig,
     policy: Policy,
     mds_register: bool = False,
+    network: PodNetPlan | None = None,
+    hostname: str | None = None,
 ) -> int:
-    """``rkt run-prepared UUID``."""
+    """``rkt run-prepared UUID``; ``network``/``hostname`` replace the prepared ones."""
     require_root()
     pod = pods.find(uuid)
     if pod.state() is not PodState.PREPARED:
@@ -92,6 +108,9 @@ def run_prepared(
     plan = load_plan(pod)
     if mds_register and not plan.mds:
         plan = replace(plan, mds=True)
+        write_plan(pod, plan)
+    if network is not None or hostname is not None:
+        plan = with_network(plan, network, hostname)
         write_plan(pod, plan)
     try:
         gated = regate(plan, data, keystore, policy, measurement=measure.mode)

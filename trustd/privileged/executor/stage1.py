@@ -34,6 +34,8 @@ from trustd.privileged.executor._gate import GatedPod
 from trustd.privileged.executor._isolate import PodGroups, apply_app_isolation, pod_cgroups, preload
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.isolation.selinux import label_tree
+from trustd.privileged.net import install_etc
+from trustd.privileged.net import join as join_netns
 from trustd.privileged.pod.lifecycle import PRIVATE
 from trustd.shared.isolation import set_undumpable
 
@@ -98,6 +100,7 @@ def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
     if plan.selinux_file:  # what the app writes lands in its upper layer: label it
         label_tree(layer / "upper", plan.selinux_file)
     _rootfs.overlay(app.rootfs, layer / "upper", layer / "work", root, readonly=False)
+    install_etc(_private(pod_dir), root)  # resolv.conf, hosts: before any mount inside
     if plan.flavor == "fly":
         for path in ("proc", "sys", "dev"):
             _bind_in_root(f"/{path}", root, path, readonly=False)
@@ -269,7 +272,9 @@ def _child(pod_dir: Path, plan: PodPlan) -> int:
         lx.unshare(lx.CLONE_NEWNS)
         return _pod_init(pod_dir, plan)
     flags = lx.CLONE_NEWNS | lx.CLONE_NEWUTS | lx.CLONE_NEWIPC | lx.CLONE_NEWPID
-    if plan.net != "host":
+    if plan.network.options.mode == "cni":
+        join_netns(plan.uuid)  # the one root made and put on the pod's CNI networks
+    elif plan.net != "host":
         flags |= lx.CLONE_NEWNET
     lx.unshare(flags)
     init = os.fork()  # the first child in a new PID namespace is its PID 1

@@ -113,6 +113,7 @@ class RunInput:
     measurement: MeasureMode  # what the executor will do
     selinux: SelinuxMode  # what labelling the host gives the pod
     image_version: str | None = None  # the manifest's ``version`` label (exact scopes)
+    networks: tuple[str, ...] = ("none",)  # host, none, or the CNI networks the pod joins
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -225,7 +226,31 @@ def run_checks(
         _selinux(run, req),
         _insecure(run, req),
         _measurement(measure, req),
+        _networks(run, req),
     ]
+
+
+def _networks(run: RunRules, req: RunInput) -> CheckResult:
+    """run.networks: an allow-list of network names; ``*`` admits any CNI network (never
+    ``host``, which a scope must name itself). fly shares the host's network by design: the
+    flavors rule decides it."""
+    allowed = ", ".join(run.networks) or "none listed"
+    if req.flavor == "fly":
+        return CheckResult("networks", True, "fly shares the host's network (flavors decides)")
+    bad = [
+        n
+        for n in req.networks
+        if n not in run.networks and (n in ("host", "none") or "*" not in run.networks)
+    ]
+    if not bad:
+        return CheckResult("networks", True, f"{', '.join(req.networks)} (allowed: {allowed})")
+    return CheckResult(
+        "networks",
+        False,
+        f"network {bad[0]} is not allowed for this scope (allowed: {allowed})",
+        f"run with --net={run.networks[0] if run.networks else 'none'}, or add "
+        f'"{bad[0]}" to run.networks',
+    )
 
 
 def _flavor(run: RunRules, req: RunInput) -> CheckResult:

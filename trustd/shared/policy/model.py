@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from trustd.shared.insecure import InsecureName
 from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
+from trustd.shared.net import NETWORK_NAME
 from trustd.shared.vocab import Flavor, MeasureMode, SelinuxMode
 
 Verdict = Literal["allow", "warn", "deny"]
@@ -28,6 +29,7 @@ _PROFILE_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _FINGERPRINT = re.compile(r"[0-9a-f]{40}")
 _OWNER = re.compile(r"\S.{0,199}")
 DEFAULT_SECCOMP: tuple[str, ...] = ("rkt-default",)
+DEFAULT_NETWORKS: tuple[str, ...] = ("default", "default-restricted", "none")
 POLICY_VERSION = 1
 
 Check = Callable[[Any], str | None]
@@ -70,6 +72,13 @@ def _seccomp(value: tuple[str, ...]) -> str | None:
                 f"{item!r} is not a profile name ({', '.join(SECCOMP_BUILTINS)}, a named "
                 "Docker-format profile) or a digest sha256-<64 hex>"
             )
+    return None
+
+
+def _networks(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        if item != "*" and not NETWORK_NAME.fullmatch(item):
+            return f"{item!r} is not a network name (a-z, 0-9, '.', '_', '-'), none, host or *"
     return None
 
 
@@ -149,6 +158,14 @@ class RunRules:
     selinux: SelinuxMode = field(default="enforce", metadata=_meta("SELinux labelling"))
     insecure_options: tuple[InsecureName, ...] = field(
         default=(), metadata=_meta("--insecure-options bits that may be used at all")
+    )
+    networks: tuple[str, ...] = field(
+        default=DEFAULT_NETWORKS,
+        metadata=_meta(
+            "networks a pod may join: CNI network names, none, host; * admits any CNI network "
+            "(never host)",
+            _networks,
+        ),
     )
 
 

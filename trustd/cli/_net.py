@@ -1,0 +1,85 @@
+"""rkt's pod network flags, grouped: ``--net``, ``--port``, ``--dns``, ``--dns-search``,
+``--dns-opt``, ``--dns-domain``, ``--hosts-entry`` (``--hostname`` stays with the pod flags).
+``run`` takes all of them; ``prepare`` takes ``--port`` only; ``run-prepared`` all but
+``--port`` (rkt's split). Values are parsed here for early messages and again by root."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from trustd.shared.errors import UserError
+from trustd.shared.net import NetOptions, PortRequest
+
+
+def _port(value: str) -> PortRequest:
+    try:
+        return PortRequest.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _split(values: list[str]) -> tuple[str, ...]:
+    return tuple(v for value in values for v in value.split(",") if v)
+
+
+def add_net_flags(p: argparse.ArgumentParser, *, ports: bool, dns: bool) -> None:
+    if dns:
+        p.add_argument(
+            "--net",
+            default=None,
+            metavar="NETS",
+            help="default (ptp + NAT), default-restricted, none, host, or a comma list of "
+            "net.d networks, each NAME[:K=V;...] (CNI_ARGS)",
+        )
+        p.add_argument("--dns", action="append", default=[], help="name server IP, host or none")
+        p.add_argument("--dns-search", action="append", default=[])
+        p.add_argument("--dns-opt", action="append", default=[])
+        p.add_argument("--dns-domain")
+        p.add_argument("--hosts-entry", action="append", default=[], help="IP=HOSTNAME or host")
+    if ports:
+        p.add_argument(
+            "--port",
+            action="append",
+            default=[],
+            type=_port,
+            metavar="NAME:[HOSTIP:]HOSTPORT",
+            help="forward a port the image declares from the host",
+        )
+
+
+def net_options(args: argparse.Namespace) -> NetOptions | None:
+    """The options given, or None when no network flag was (run-prepared: as prepared)."""
+    given: dict[str, Any] = {}
+    if getattr(args, "net", None) is not None:
+        given["net"] = args.net
+    for name in ("dns", "dns_search", "dns_opt", "hosts_entries"):
+        flag = "hosts_entry" if name == "hosts_entries" else name
+        values = getattr(args, flag, [])
+        if values:
+            given[name] = _split(values) if name != "hosts_entries" else tuple(values)
+    if getattr(args, "dns_domain", None):
+        given["dns_domain"] = args.dns_domain
+    if getattr(args, "port", []):
+        given["ports"] = tuple(args.port)
+    if not given:
+        return None
+    try:
+        return NetOptions(**given)
+    except ValueError as exc:
+        raise UserError(str(exc), hint="see rkt run --help for the network flags") from exc
+
+
+def network_column(pod_dir: Path) -> str:
+    """rkt list's NETWORKS column: ``name:ip`` per network, from the pod's net-info.json."""
+    try:
+        nets = json.loads((pod_dir / "net-info.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(nets, list):
+        return ""
+    return ",".join(
+        f"{n.get('netName')}:ip4={n.get('ip')}" for n in nets if isinstance(n, dict)
+    )

@@ -1,0 +1,228 @@
+"""A pod on its networks: resolve at prepare, attach before the stage1 starts, detach after.
+
+attach: a fresh netns pinned at ``/run/trustd/netns/<uuid>``; CNI ADD of each network in join
+order (``eth0``, ``eth1``, ...), then the ``portmap`` plugin chained on the first network
+for ``--port``. After every step root's ``<pod>/private/net.json`` records what exists, so a
+pod whose ``rkt`` was killed is torn down by ``rkt gc`` from that record. detach: CNI DEL in
+reverse order (portmap first), with the same configuration and the ADD result as
+``prevResult``; then the netns goes and the record with it. Every step of detach runs even
+when an earlier one failed, and running it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trustd.privileged.net import _config, _netns
+from trustd.privileged.net._etc import write_sources
+from trustd.privileged.net._cni import Result, execute, parse_result
+from trustd.privileged.net.model import NetPlan, PodNetPlan, PortPlan
+from trustd.shared._fsutil import atomic_write, read_capped
+from trustd.shared.errors import LocalStateError, TrustdError, UserError
+from trustd.shared.net import NetOptions
+
+STATE = "net.json"  # under the pod's private/ dir
+PUBLIC = "net-info.json"  # in the pod dir, for rkt list/status (rkt's file name)
+PORTMAP_IFNAME = "eth0"
+
+
+def resolve(options: NetOptions, local_config: Path, system_config: Path) -> PodNetPlan:
+    """The configurations the pod will join, read now from root-owned files only."""
+    if options.mode != "cni":
+        return PodNetPlan(options=options)
+    refs = options.networks
+    confs = _config.resolve([r.name for r in refs], local_config, system_config)
+    args = {r.name: r.args for r in refs}
+    nets = tuple(
+        NetPlan(c.name, args.get(c.name, ()), f"eth{i}", _config.canonical(c.config).decode(), c.source)
+        for i, c in enumerate(confs)
+    )
+    return PodNetPlan(options=options, networks=nets)
+
+
+def resolve_ports(plan: PodNetPlan, image_ports: Sequence[tuple[str, str, int]]) -> PodNetPlan:
+    """``--port NAME:...`` matched against the apps' manifest ports (name, protocol, port)."""
+    ports = []
+    for req in plan.options.ports:
+        match = [p for p in image_ports if p[0] == req.name]
+        if not match:
+            known = ", ".join(sorted({p[0] for p in image_ports})) or "none"
+            raise UserError(
+                f"port {req.name!r} is not declared by any app of the pod (its ports: {known})",
+                hint="name one of the image's ports in --port NAME:[HOSTIP:]HOSTPORT",
+            )
+        _, protocol, port = match[0]
+        if protocol not in ("tcp", "udp"):
+            raise UserError(f"port {req.name!r} has protocol {protocol!r}; tcp or udp only")
+        ports.append(PortPlan(req.name, protocol, port, req.host_port, req.host_ip))
+    if len({(p.host_ip, p.host_port, p.protocol) for p in ports}) != len(ports):
+        raise UserError("two --port flags forward the same host port")
+    return PodNetPlan(options=plan.options, networks=plan.networks, ports=tuple(ports))
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    name: str  # network name ("portmap" for the forwards)
+    ifname: str
+    args: str
+    config: dict[str, Any]
+    result: dict[str, Any] | None  # None: ADD was started but gave no result
+
+
+def _record(private: Path, uuid: str, steps: list[_Step]) -> None:
+    doc = {"uuid": uuid, "steps": [_step_doc(s) for s in steps]}
+    atomic_write(private / STATE, json.dumps(doc, sort_keys=True).encode(), mode=0o600)
+
+
+def _step_doc(step: _Step) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "ifname": step.ifname,
+        "args": step.args,
+        "config": step.config,
+        "result": step.result,
+    }
+
+
+def _portmap_config(first: dict[str, Any], prev: dict[str, Any], ports: Sequence[PortPlan]) -> dict[str, Any]:
+    mappings = [
+        {
+            "hostPort": p.host_port,
+            "containerPort": p.container_port,
+            "protocol": p.protocol,
+            **({"hostIP": p.host_ip} if p.host_ip else {}),
+        }
+        for p in ports
+    ]
+    return {
+        "cniVersion": first["cniVersion"],
+        "name": first["name"],
+        "type": "portmap",
+        "capabilities": {"portMappings": True},
+        "snat": True,
+        "runtimeConfig": {"portMappings": mappings},
+        "prevResult": prev,
+    }
+
+
+def _with_prev(config: dict[str, Any], result: dict[str, Any] | None) -> dict[str, Any]:
+    return {**config, "prevResult": result} if result is not None else config
+
+
+def attach(private: Path, uuid: str, plan: PodNetPlan) -> list[Result]:
+    """Put the pod on its networks; on failure, undo what was done and raise."""
+    if plan.options.mode != "cni":
+        return []
+    _config.ensure_state_dir(_config.IPAM_DIR)
+    steps: list[_Step] = []
+    _record(private, uuid, steps)
+    netns = str(_netns.create(uuid))
+    results: list[Result] = []
+    try:
+        for net in plan.networks:
+            config = json.loads(net.config)
+            conf = _config.NetConf(net.name, str(config["type"]), config, net.source)
+            args = ";".join(f"{k}={v}" for k, v in net.args)
+            steps.append(_Step(net.name, net.ifname, args, config, None))
+            _record(private, uuid, steps)
+            out = execute("ADD", conf, config, container_id=uuid, netns=netns, ifname=net.ifname, cni_args=args)
+            result = parse_result(out, f"network {net.name!r}: the {conf.type} plugin's result")
+            steps[-1] = _Step(net.name, net.ifname, args, config, result.raw)
+            _record(private, uuid, steps)
+            results.append(result)
+        if plan.ports:
+            first = steps[0]
+            config = _portmap_config(first.config, first.result or {}, plan.ports)
+            conf = _config.NetConf(first.name, "portmap", config, "--port")
+            steps.append(_Step("portmap", PORTMAP_IFNAME, "", config, None))
+            _record(private, uuid, steps)
+            out = execute("ADD", conf, config, container_id=uuid, netns=netns, ifname=PORTMAP_IFNAME)
+            steps[-1] = _Step("portmap", PORTMAP_IFNAME, "", config, parse_result(out, "portmap").raw)
+            _record(private, uuid, steps)
+    except BaseException:
+        detach(private, uuid)
+        raise
+    return results
+
+
+def _load(private: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(read_capped(private / STATE, 4 << 20))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise LocalStateError(f"{private / STATE} is damaged: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
+        raise LocalStateError(f"{private / STATE} is not trustd's network record")
+    return doc
+
+
+def detach(private: Path, uuid: str) -> list[str]:
+    """CNI DEL of everything ``net.json`` records, then the netns; the problems met."""
+    doc = _load(private)
+    problems: list[str] = []
+    if doc is None:
+        with contextlib.suppress(OSError):
+            _netns.remove(uuid)
+        return problems
+    netns = str(_netns.netns_path(uuid))
+    if not os.path.exists(netns):
+        netns = ""  # the spec: DEL must still release what it can (IPAM, iptables)
+    for step in reversed(doc["steps"]):
+        config = _with_prev(step["config"], step.get("result"))
+        conf = _config.NetConf(step["name"], str(config["type"]), config, "net.json")
+        try:
+            execute("DEL", conf, config, container_id=uuid, netns=netns, ifname=step["ifname"], cni_args=step.get("args", ""))
+        except TrustdError as exc:
+            problems.append(exc.message.replace("failed to setup network", "failed to tear down network"))
+    try:
+        _netns.remove(uuid)
+    except OSError as exc:
+        problems.append(f"netns {netns}: {exc}")
+    if not problems:
+        with contextlib.suppress(FileNotFoundError):
+            (private / STATE).unlink()
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return problems
+
+
+def host_address(private: Path) -> str | None:
+    """The host-side address of the pod's first network (its gateway), for services on the
+    host the pod should reach (the metadata service): None without a CNI network."""
+    doc = _load(private)
+    for step in doc["steps"] if doc else []:
+        for ip in (step.get("result") or {}).get("ips", []):
+            if isinstance(ip, dict) and isinstance(ip.get("gateway"), str):
+                return str(ip["gateway"])
+    return None
+
+
+def public_info(results: Sequence[Result], plan: PodNetPlan) -> bytes:
+    """rkt's net-info.json: each network's name, interface and address, for list/status."""
+    out = []
+    for net, result in zip(plan.networks, results, strict=False):
+        ip = result.ips[0].address.split("/")[0] if result.ips else ""
+        out.append({"netName": net.name, "ifName": net.ifname, "ip": ip})
+    return json.dumps(out, indent=2).encode()
+
+
+@contextlib.contextmanager
+def pod_network(pod_dir: Path, uuid: str, plan: PodNetPlan) -> Iterator[list[Result]]:
+    """The pod on its networks for the duration of the block; always torn down after."""
+    private = pod_dir / "private"
+    results = attach(private, uuid, plan)
+    try:
+        write_sources(private, plan.options, results)
+        if results:
+            atomic_write(pod_dir / PUBLIC, public_info(results, plan), mode=0o640)
+        yield results
+    finally:
+        detach(private, uuid)
