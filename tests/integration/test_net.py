@@ -58,7 +58,9 @@ def sh(dirs: ConfigDirs, image: str, script: str, *flags: str) -> subprocess.Com
 def leftovers() -> dict[str, int]:
     """What a pod network leaves on the host: veths, pinned netns, IPAM leases, iptables
     rules (nat and filter), port mappings."""
-    links = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True)
+    links = subprocess.run(
+        ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
+    )
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     leases = [
         p
@@ -107,9 +109,24 @@ def test_default_restricted_has_no_route_out(shared_dirs: ConfigDirs, image: str
 def server(shared_dirs: ConfigDirs, web: str) -> Iterator[subprocess.Popen[str]]:
     """A pod serving /www over HTTP on port 80, forwarded from 127.0.0.1:18080."""
     proc = subprocess.Popen(
-        [RKT, *shared_dirs.flags(), "run", "--port=http:127.0.0.1:18080", web,
-         "--exec=/bin/httpd", "--", "-f", "-p", "80", "-h", "/www"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            "--port=http:127.0.0.1:18080",
+            web,
+            "--exec=/bin/httpd",
+            "--",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
     for _ in range(300):
         listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
@@ -154,9 +171,13 @@ def test_port_must_be_declared_by_the_image(shared_dirs: ConfigDirs, image: str)
 
 def test_dns_hosts_and_hostname_inside_the_pod(shared_dirs: ConfigDirs, image: str) -> None:
     flags = (
-        "--dns=192.0.2.53", "--dns=192.0.2.54", "--dns-search=example.com",
-        "--dns-opt=ndots:2", "--dns-domain=example.org",
-        "--hosts-entry=198.51.100.7=db.example", "--hostname=web1",
+        "--dns=192.0.2.53",
+        "--dns=192.0.2.54",
+        "--dns-search=example.com",
+        "--dns-opt=ndots:2",
+        "--dns-domain=example.org",
+        "--hosts-entry=198.51.100.7=db.example",
+        "--hostname=web1",
     )
     result = sh(shared_dirs, image, "cat /etc/resolv.conf /etc/hosts; hostname", *flags)
     assert result.returncode == 0, result.stderr
@@ -187,9 +208,19 @@ def test_gc_leaves_nothing_behind(shared_dirs: ConfigDirs, web: str) -> None:
     netns, lease, iptables rule or port mapping is left."""
     before = leftovers()
     proc = subprocess.Popen(
-        [RKT, *shared_dirs.flags(), "run", "--port=http:127.0.0.1:18082", web,
-         "--exec=/bin/sleep", "--", "600"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            "--port=http:127.0.0.1:18082",
+            web,
+            "--exec=/bin/sleep",
+            "--",
+            "600",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
     for _ in range(300):
         listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
@@ -229,7 +260,7 @@ def test_host_networking_needs_a_scope_that_allows_it(shared_dirs: ConfigDirs, i
     install_policy(shared_dirs.local, text)
     result = sh(shared_dirs, image, "ls /sys/class/net", "--net=host")
     assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+    assert sorted(result.stdout.split()) == sorted(p.name for p in Path("/sys/class/net").iterdir())
 
 
 def _named(dirs: ConfigDirs, mode: int, owner: int = 0) -> Path:
@@ -259,7 +290,7 @@ def test_a_group_member_cannot_plant_a_network_config(shared_dirs: ConfigDirs, i
     conf = _named(shared_dirs, 0o666)
     result = rkt(shared_dirs, "run", "--net=lonet", image)
     assert result.returncode == 254 and "not writable by group or others" in result.stderr
-    member("/bin/sh", "-c", f"echo '{{\"name\": \"lonet\", \"type\": \"bridge\"}}' > {conf}")
+    member("/bin/sh", "-c", f'echo \'{{"name": "lonet", "type": "bridge"}}\' > {conf}')
     result = rkt(shared_dirs, "run", "--net=lonet", image)  # planted: still refused
     assert result.returncode == 254 and "not writable by group or others" in result.stderr
     uid = pwd.getpwnam(ensure_user()).pw_uid

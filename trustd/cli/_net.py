@@ -80,6 +80,4 @@ def network_column(pod_dir: Path) -> str:
         return ""
     if not isinstance(nets, list):
         return ""
-    return ",".join(
-        f"{n.get('netName')}:ip4={n.get('ip')}" for n in nets if isinstance(n, dict)
-    )
+    return ",".join(f"{n.get('netName')}:ip4={n.get('ip')}" for n in nets if isinstance(n, dict))

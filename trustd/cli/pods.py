@@ -79,9 +79,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_run_prepared(args: argparse.Namespace) -> int:
     uuid = args.uuid.lower()
-    request = RunPrepared(
-        "run-prepared", uuid, args.mds_register, net_options(args), args.hostname
-    )
+    request = RunPrepared("run-prepared", uuid, args.mds_register, net_options(args), args.hostname)
     exec_root(args.options, "run-prepared", request)
 
 

@@ -44,9 +44,9 @@ from trustd.shared.request import (
 if TYPE_CHECKING:  # each loaded by the handlers that use it: the attest verbs load none of them
     from trustd.privileged.net import PodNetPlan
     from trustd.privileged.pod import PodStore
-    from trustd.shared.net import NetOptions
     from trustd.privileged.treestore.datadir import DataDir
     from trustd.shared.keystore import Keystore
+    from trustd.shared.net import NetOptions
     from trustd.shared.policy import Policy
 
 

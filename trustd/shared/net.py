@@ -21,7 +21,9 @@ BUILTIN_NETWORKS = ("default", "default-restricted")
 NETWORK_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _ARG_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 _ARG_VALUE = re.compile(r"[A-Za-z0-9_.:/,@+-]{0,256}")
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 _DNS_OPT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _PORT_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_NETWORKS = 8
@@ -45,7 +47,9 @@ class NetworkRef:
         for key, value in self.args:
             if not _ARG_KEY.fullmatch(key) or not _ARG_VALUE.fullmatch(value):
                 raise _fail(
-                    f"--net={self.name} argument", f"{key}={value}", "give K=V with K in [A-Za-z0-9_]"
+                    f"--net={self.name} argument",
+                    f"{key}={value}",
+                    "give K=V with K in [A-Za-z0-9_]",
                 )
 
     @property
@@ -138,7 +142,9 @@ def _hosts_pairs(entry: str) -> list[tuple[str, str]]:
         try:
             ipaddress.ip_address(ip)
         except ValueError:
-            raise _fail("--hosts-entry", item, "the part before '=' must be an IP address") from None
+            raise _fail(
+                "--hosts-entry", item, "the part before '=' must be an IP address"
+            ) from None
         check_hostname(host)
         pairs.append((ip, host))
     return pairs

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -97,7 +97,7 @@ class RunRequest:
 
     apps: tuple[AppRequest, ...]
     flavor: Flavor = "container"
-    network: NetOptions = NetOptions()  # --net, --port, --dns*, --hosts-entry
+    network: NetOptions = field(default_factory=NetOptions)  # --net, --port, --dns*, --hosts-entry
     hostname: str | None = None
     volumes: tuple[Volume, ...] = ()
     insecure: Insecure = Insecure.NONE

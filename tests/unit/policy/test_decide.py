@@ -215,6 +215,14 @@ def run_policy(extra: str = "") -> str:
         ({"selinux": "off"}, 'selinux = "enforce"\n', "selinux"),
         ({"selinux": "enforce"}, 'selinux = "enforce"\n', None),
         ({"signers": ()}, "", "signature"),
+        ({"networks": ("default",)}, "", None),
+        ({"networks": ("host",)}, "", "networks"),
+        ({"networks": ("host",)}, 'networks = ["*"]\n', "networks"),
+        ({"networks": ("host",)}, 'networks = ["host"]\n', None),
+        ({"networks": ("lan", "default-restricted")}, "", "networks"),
+        ({"networks": ("lan", "default-restricted")}, 'networks = ["*"]\n', None),
+        ({"networks": ("default",)}, 'networks = ["none"]\n', "networks"),
+        ({"networks": ("host",), "flavor": "fly"}, 'flavors = ["fly"]\n', None),
     ],
 )
 def test_run_requirements(
@@ -267,6 +275,7 @@ def test_decision_json_round_trips(ks: ConfigDirs, keys: Keys) -> None:
         "selinux",
         "insecure-options",
         "measurement",
+        "networks",
     }
 
 

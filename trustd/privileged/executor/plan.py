@@ -4,7 +4,7 @@ pod's root-only ``private/plan.json``, so ``run-prepared`` and ``enter`` apply t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from trustd.privileged.net.model import PodNetPlan
@@ -85,7 +85,8 @@ class PodPlan:
     selinux_mode: SelinuxMode = "off"
     selinux_process: str | None = None  # the app processes' label (svirt, per-pod MCS)
     selinux_file: str | None = None  # the label of the pod's files
-    network: PodNetPlan = PodNetPlan()  # CNI networks, ports, DNS and hosts (trustd.privileged.net)
+    # CNI networks, ports, DNS and hosts (trustd.privileged.net)
+    network: PodNetPlan = field(default_factory=PodNetPlan)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -32,8 +32,8 @@ from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
-from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
 from trustd.shared.net import NetOptions
+from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve
 from trustd.shared.request import AppRequest, RunRequest
 from trustd.shared.vocab import SELINUX_MODES, MeasureMode, Net, SelinuxMode
 

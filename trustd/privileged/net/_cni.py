@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import subprocess  # noqa: S404 - plugins are executed by absolute path, no shell
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Literal

@@ -109,7 +109,7 @@ def _read_dir(directory: Path) -> list[NetConf]:
         return []
     try:
         confs = []
-        for entry in sorted(os.listdir(dirfd)):
+        for entry in sorted(os.listdir(dirfd)):  # noqa: PTH208 - by fd, as checked
             if not entry.endswith(".conf") or entry.startswith("."):
                 continue
             source = str(directory / entry)
@@ -193,7 +193,7 @@ def ensure_state_dir(path: Path) -> None:
     """``path`` (under /run/trustd) exists, root's, mode 0700 all the way down."""
     for part in [p for p in reversed(path.parents) if STATE_ROOT in (p, *p.parents)] + [path]:
         with contextlib.suppress(FileExistsError):
-            os.mkdir(part, 0o700)
+            part.mkdir(0o700)
         st = os.lstat(part)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
             raise LocalStateError(

@@ -34,7 +34,12 @@ def resolv_conf(options: NetOptions, results: Sequence[Result]) -> bytes | None:
     """The generated file, the host's, or None (the image's stays)."""
     if options.dns == ("host",):
         return read_capped(Path("/etc/resolv.conf"), _MAX_HOST_FILE)
-    search, servers, opts, domain = list(options.dns_search), list(options.dns), list(options.dns_opt), options.dns_domain
+    search, servers, opts, domain = (
+        list(options.dns_search),
+        list(options.dns),
+        list(options.dns_opt),
+        options.dns_domain,
+    )
     given = bool(servers or search or opts or domain)
     if not given and options.dns != ("none",):
         for r in results:
@@ -94,7 +99,12 @@ def _install(rootfd: int, name: str, data: bytes, *, replace: bool) -> None:
             if exc.errno == errno.EISDIR:
                 return
             raise
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=etcfd)
+        fd = os.open(
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
+            dir_fd=etcfd,
+        )
         try:
             os.fchmod(fd, 0o644)
             os.write(fd, data)

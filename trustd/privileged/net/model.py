@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from trustd.shared.net import NetOptions
 
@@ -33,7 +33,7 @@ class PortPlan:
 class PodNetPlan:
     """The pod's network as prepared (and replaced by ``run-prepared --net``)."""
 
-    options: NetOptions = NetOptions(net="none")
+    options: NetOptions = field(default_factory=lambda: NetOptions(net="none"))
     networks: tuple[NetPlan, ...] = ()
     ports: tuple[PortPlan, ...] = ()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from trustd.privileged.net import _config, _netns
-from trustd.privileged.net._etc import write_sources
 from trustd.privileged.net._cni import Result, execute, parse_result
+from trustd.privileged.net._etc import write_sources
 from trustd.privileged.net.model import NetPlan, PodNetPlan, PortPlan
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
@@ -41,7 +40,9 @@ def resolve(options: NetOptions, local_config: Path, system_config: Path) -> Pod
     confs = _config.resolve([r.name for r in refs], local_config, system_config)
     args = {r.name: r.args for r in refs}
     nets = tuple(
-        NetPlan(c.name, args.get(c.name, ()), f"eth{i}", _config.canonical(c.config).decode(), c.source)
+        NetPlan(
+            c.name, args.get(c.name, ()), f"eth{i}", _config.canonical(c.config).decode(), c.source
+        )
         for i, c in enumerate(confs)
     )
     return PodNetPlan(options=options, networks=nets)
@@ -91,7 +92,9 @@ def _step_doc(step: _Step) -> dict[str, Any]:
     }
 
 
-def _portmap_config(first: dict[str, Any], prev: dict[str, Any], ports: Sequence[PortPlan]) -> dict[str, Any]:
+def _portmap_config(
+    first: dict[str, Any], prev: dict[str, Any], ports: Sequence[PortPlan]
+) -> dict[str, Any]:
     mappings = [
         {
             "hostPort": p.host_port,
@@ -132,7 +135,15 @@ def attach(private: Path, uuid: str, plan: PodNetPlan) -> list[Result]:
             args = ";".join(f"{k}={v}" for k, v in net.args)
             steps.append(_Step(net.name, net.ifname, args, config, None))
             _record(private, uuid, steps)
-            out = execute("ADD", conf, config, container_id=uuid, netns=netns, ifname=net.ifname, cni_args=args)
+            out = execute(
+                "ADD",
+                conf,
+                config,
+                container_id=uuid,
+                netns=netns,
+                ifname=net.ifname,
+                cni_args=args,
+            )
             result = parse_result(out, f"network {net.name!r}: the {conf.type} plugin's result")
             steps[-1] = _Step(net.name, net.ifname, args, config, result.raw)
             _record(private, uuid, steps)
@@ -143,8 +154,12 @@ def attach(private: Path, uuid: str, plan: PodNetPlan) -> list[Result]:
             conf = _config.NetConf(first.name, "portmap", config, "--port")
             steps.append(_Step("portmap", PORTMAP_IFNAME, "", config, None))
             _record(private, uuid, steps)
-            out = execute("ADD", conf, config, container_id=uuid, netns=netns, ifname=PORTMAP_IFNAME)
-            steps[-1] = _Step("portmap", PORTMAP_IFNAME, "", config, parse_result(out, "portmap").raw)
+            out = execute(
+                "ADD", conf, config, container_id=uuid, netns=netns, ifname=PORTMAP_IFNAME
+            )
+            steps[-1] = _Step(
+                "portmap", PORTMAP_IFNAME, "", config, parse_result(out, "portmap").raw
+            )
             _record(private, uuid, steps)
     except BaseException:
         detach(private, uuid)
@@ -173,15 +188,25 @@ def detach(private: Path, uuid: str) -> list[str]:
             _netns.remove(uuid)
         return problems
     netns = str(_netns.netns_path(uuid))
-    if not os.path.exists(netns):
+    if not Path(netns).exists():
         netns = ""  # the spec: DEL must still release what it can (IPAM, iptables)
     for step in reversed(doc["steps"]):
         config = _with_prev(step["config"], step.get("result"))
         conf = _config.NetConf(step["name"], str(config["type"]), config, "net.json")
         try:
-            execute("DEL", conf, config, container_id=uuid, netns=netns, ifname=step["ifname"], cni_args=step.get("args", ""))
+            execute(
+                "DEL",
+                conf,
+                config,
+                container_id=uuid,
+                netns=netns,
+                ifname=step["ifname"],
+                cni_args=step.get("args", ""),
+            )
         except TrustdError as exc:
-            problems.append(exc.message.replace("failed to setup network", "failed to tear down network"))
+            problems.append(
+                exc.message.replace("failed to setup network", "failed to tear down network")
+            )
     try:
         _netns.remove(uuid)
     except OSError as exc:
