@@ -147,6 +147,7 @@ def scope_rules(policy: Policy, keystore: Keystore, now: datetime) -> list[dict[
                     "capabilities": list(scope.run.capabilities),
                     "selinux": scope.run.selinux,
                     "insecure_options": list(scope.run.insecure_options),
+                    "networks": list(scope.run.networks),
                 },
                 "measure": scope.measure,
             }

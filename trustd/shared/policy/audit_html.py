@@ -168,6 +168,7 @@ def _scope(doc: dict[str, Any]) -> str:
         ("run.capabilities", _list(run["capabilities"])),
         ("run.selinux", _e(run["selinux"])),
         ("run.insecure_options", _list(run["insecure_options"])),
+        ("run.networks", _list(run.get("networks", []))),
         ("measure", _e(doc["measure"])),
     ]
     body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)

@@ -28,6 +28,8 @@ CONTROLS: dict[str, str] = {
     "CIS-Docker-5.3": "CIS Docker 1.6.0 §5.3: Ensure that Linux kernel capabilities are "
     "restricted within containers",
     "CIS-Docker-5.4": "CIS Docker 1.6.0 §5.4: Ensure that privileged containers are not used",
+    "CIS-Docker-5.9": "CIS Docker 1.6.0 §5.9: Ensure that the host's network namespace is not "
+    "shared",
     "CIS-Docker-5.9": "CIS Docker 1.6.0 §5.9: Ensure that the host's network namespace is "
     "not shared",
     "CIS-Docker-5.15": "CIS Docker 1.6.0 §5.15: Ensure that the host's process namespace is "
@@ -159,6 +161,13 @@ RULES: dict[str, Rule] = {
             "scope-accepts-anything",
             "high",
             "a scope admits unsigned images (accept-anything)",
+        ),
+        Rule(
+            "TD-POL-023",
+            "host-network-allowed",
+            "high",
+            "a scope lets pods share the host's network namespace (--net=host)",
+            ("CIS-Docker-5.9",),
         ),
         Rule("TD-IMG-001", "image-would-be-denied", "high", "a stored image would not run now"),
         Rule("TD-IMG-002", "image-unverified", "medium", "a stored image was never verified"),
