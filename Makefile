@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/start.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/attest.py
+	$(BIN)/python bench/net.py
 
 # A system install in Debian 12's layout (packaging/README.md); DESTDIR stages it elsewhere.
 PREFIX ?= /usr

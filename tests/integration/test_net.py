@@ -70,6 +70,7 @@ def leftovers() -> dict[str, int]:
     return {
         "veth": len(links.stdout.splitlines()),
         "netns": len(list((STATE / "netns").glob("*"))),
+        "records": len(list((STATE / "net").glob("*.json"))),
         "leases": len(leases),
         "iptables": sum(1 for line in rules.splitlines() if line.startswith("-A")),
         "portmaps": sum(1 for line in rules.splitlines() if line.startswith("-A CNI-DN-")),

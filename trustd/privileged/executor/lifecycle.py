@@ -46,7 +46,7 @@ def _forget(pods: PodStore, pod: Pod) -> None:
     with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
         destroy_pod_cgroups(load_plan(pod))
     with contextlib.suppress(OSError, LocalStateError):  # CNI DEL of what a killed run left
-        detach_network(pod.check_private(), pod.uuid)
+        detach_network(pod.uuid)
     McsAllocator(pods.root.parent).release(pod.uuid)
     pods.remove(pod)
 

@@ -18,7 +18,7 @@ from trustd.privileged.executor.prepare import (
     write_plan,
 )
 from trustd.privileged.executor.stage1 import run_pod
-from trustd.privileged.net import PodNetPlan, pod_network
+from trustd.privileged.net import Attaching, PodNetPlan
 from trustd.privileged.pod import Pod, PodState, PodStore
 from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import RenderedTree, render_tree
@@ -40,15 +40,17 @@ def run_prepared_pod(
 
     A measurement that fails (in ``required`` mode) leaves the pod prepared and unrun.
     """
+    network = Attaching(prepared.pod.uuid, prepared.gated.plan.network)  # while measuring
     try:
         measure_pod_start(prepared.gated, prepared.pod.path, pods.root.parent, measure, policy)
     except BaseException:
+        network.abandon()
         os.close(prepared.lock_fd)
         raise
     pod = pods.move(prepared.pod, "run")
     _stamp(pod, "pod-started")
     try:
-        with pod_network(pod.path, pod.uuid, prepared.gated.plan.network):
+        with network.ready(pod.path):
             return run_pod(pod.path, prepared.gated)
     finally:
         _stamp(pod, "pod-finished")

@@ -8,9 +8,17 @@ pod network, e.g. the metadata service), :func:`join` and :func:`install_etc` (t
 from trustd.privileged.net._etc import install as install_etc
 from trustd.privileged.net._netns import join
 from trustd.privileged.net.model import NetPlan, PodNetPlan, PortPlan
-from trustd.privileged.net.pod import detach, host_address, pod_network, resolve, resolve_ports
+from trustd.privileged.net.pod import (
+    Attaching,
+    detach,
+    host_address,
+    pod_network,
+    resolve,
+    resolve_ports,
+)
 
 __all__ = [
+    "Attaching",
     "NetPlan",
     "PodNetPlan",
     "PortPlan",

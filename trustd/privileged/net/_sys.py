@@ -19,10 +19,6 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), "unshare")
-
-
 def bind(source: str, target: str) -> None:
     _check(_libc.mount(source.encode(), target.encode(), None, MS_BIND, None), "mount")
 

@@ -2,7 +2,7 @@
 
 attach: a fresh netns pinned at ``/run/trustd/netns/<uuid>``; CNI ADD of each network in join
 order (``eth0``, ``eth1``, ...), then the ``portmap`` plugin chained on the first network
-for ``--port``. After every step root's ``<pod>/private/net.json`` records what exists, so a
+for ``--port``. After every step root's ``/run/trustd/net/<uuid>.json`` records what exists, so a
 pod whose ``rkt`` was killed is torn down by ``rkt gc`` from that record. detach: CNI DEL in
 reverse order (portmap first), with the same configuration and the ADD result as
 ``prevResult``; then the netns goes and the record with it. Every step of detach runs even
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.net import NetOptions
 
-STATE = "net.json"  # under the pod's private/ dir
+STATE_DIR = _config.STATE_ROOT / "net"  # <uuid>.json: what exists, for teardown (volatile,
+# like the netns and the leases it describes: a reboot removes all three)
 PUBLIC = "net-info.json"  # in the pod dir, for rkt list/status (rkt's file name)
 PORTMAP_IFNAME = "eth0"
 
@@ -77,9 +80,20 @@ class _Step:
     result: dict[str, Any] | None  # None: ADD was started but gave no result
 
 
-def _record(private: Path, uuid: str, steps: list[_Step]) -> None:
+def _state(uuid: str) -> Path:
+    return STATE_DIR / f"{uuid}.json"
+
+
+def _record(uuid: str, steps: list[_Step]) -> None:
+    """Replace the record (tmpfs: a rename, no fsync needed across a crash of this host)."""
     doc = {"uuid": uuid, "steps": [_step_doc(s) for s in steps]}
-    atomic_write(private / STATE, json.dumps(doc, sort_keys=True).encode(), mode=0o600)
+    tmp = STATE_DIR / f".{uuid}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(doc, sort_keys=True).encode())
+    finally:
+        os.close(fd)
+    tmp.replace(_state(uuid))
 
 
 def _step_doc(step: _Step) -> dict[str, Any]:
@@ -119,13 +133,14 @@ def _with_prev(config: dict[str, Any], result: dict[str, Any] | None) -> dict[st
     return {**config, "prevResult": result} if result is not None else config
 
 
-def attach(private: Path, uuid: str, plan: PodNetPlan) -> list[Result]:
+def attach(uuid: str, plan: PodNetPlan) -> list[Result]:
     """Put the pod on its networks; on failure, undo what was done and raise."""
     if plan.options.mode != "cni":
         return []
     _config.ensure_state_dir(_config.IPAM_DIR)
+    _config.ensure_state_dir(STATE_DIR)
     steps: list[_Step] = []
-    _record(private, uuid, steps)
+    _record(uuid, steps)
     netns = str(_netns.create(uuid))
     results: list[Result] = []
     try:
@@ -134,7 +149,7 @@ def attach(private: Path, uuid: str, plan: PodNetPlan) -> list[Result]:
             conf = _config.NetConf(net.name, str(config["type"]), config, net.source)
             args = ";".join(f"{k}={v}" for k, v in net.args)
             steps.append(_Step(net.name, net.ifname, args, config, None))
-            _record(private, uuid, steps)
+            _record(uuid, steps)
             out = execute(
                 "ADD",
                 conf,
@@ -146,42 +161,43 @@ def attach(private: Path, uuid: str, plan: PodNetPlan) -> list[Result]:
             )
             result = parse_result(out, f"network {net.name!r}: the {conf.type} plugin's result")
             steps[-1] = _Step(net.name, net.ifname, args, config, result.raw)
-            _record(private, uuid, steps)
+            _record(uuid, steps)
             results.append(result)
         if plan.ports:
             first = steps[0]
             config = _portmap_config(first.config, first.result or {}, plan.ports)
             conf = _config.NetConf(first.name, "portmap", config, "--port")
             steps.append(_Step("portmap", PORTMAP_IFNAME, "", config, None))
-            _record(private, uuid, steps)
+            _record(uuid, steps)
             out = execute(
                 "ADD", conf, config, container_id=uuid, netns=netns, ifname=PORTMAP_IFNAME
             )
             steps[-1] = _Step(
                 "portmap", PORTMAP_IFNAME, "", config, parse_result(out, "portmap").raw
             )
-            _record(private, uuid, steps)
+            _record(uuid, steps)
     except BaseException:
-        detach(private, uuid)
+        detach(uuid)
         raise
     return results
 
 
-def _load(private: Path) -> dict[str, Any] | None:
+def _load(uuid: str) -> dict[str, Any] | None:
+    path = _state(uuid)
     try:
-        doc = json.loads(read_capped(private / STATE, 4 << 20))
+        doc = json.loads(read_capped(path, 4 << 20))
     except FileNotFoundError:
         return None
     except ValueError as exc:
-        raise LocalStateError(f"{private / STATE} is damaged: {exc}") from exc
+        raise LocalStateError(f"{path} is damaged: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
-        raise LocalStateError(f"{private / STATE} is not trustd's network record")
+        raise LocalStateError(f"{path} is not trustd's network record")
     return doc
 
 
-def detach(private: Path, uuid: str) -> list[str]:
-    """CNI DEL of everything ``net.json`` records, then the netns; the problems met."""
-    doc = _load(private)
+def detach(uuid: str) -> list[str]:
+    """CNI DEL of everything the pod's record holds, then the netns; the problems met."""
+    doc = _load(uuid)
     problems: list[str] = []
     if doc is None:
         with contextlib.suppress(OSError):
@@ -213,16 +229,16 @@ def detach(private: Path, uuid: str) -> list[str]:
         problems.append(f"netns {netns}: {exc}")
     if not problems:
         with contextlib.suppress(FileNotFoundError):
-            (private / STATE).unlink()
+            _state(uuid).unlink()
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     return problems
 
 
-def host_address(private: Path) -> str | None:
+def host_address(uuid: str) -> str | None:
     """The host-side address of the pod's first network (its gateway), for services on the
     host the pod should reach (the metadata service): None without a CNI network."""
-    doc = _load(private)
+    doc = _load(uuid)
     for step in doc["steps"] if doc else []:
         for ip in (step.get("result") or {}).get("ips", []):
             if isinstance(ip, dict) and isinstance(ip.get("gateway"), str):
@@ -239,15 +255,47 @@ def public_info(results: Sequence[Result], plan: PodNetPlan) -> bytes:
     return json.dumps(out, indent=2).encode()
 
 
+class Attaching:
+    """CNI ADD started in a worker thread while root does other work before the pod runs
+    (its measurement): the plugins take tens of milliseconds, mostly in iptables. No app
+    code runs before :meth:`ready` has the results; :meth:`abandon` undoes it all."""
+
+    def __init__(self, uuid: str, plan: PodNetPlan) -> None:
+        self.uuid, self.plan = uuid, plan
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cni")
+        self._future: Future[list[Result]] = self._pool.submit(attach, uuid, plan)
+
+    def _results(self) -> list[Result]:
+        try:
+            return self._future.result()
+        finally:
+            self._pool.shutdown()
+
+    def abandon(self) -> None:
+        with contextlib.suppress(TrustdError, OSError):
+            self._results()
+        detach(self.uuid)
+
+    @contextlib.contextmanager
+    def ready(self, pod_dir: Path) -> Iterator[list[Result]]:
+        """The pod on its networks for the block (its /etc files and net-info.json
+        written); always torn down after."""
+        try:
+            results = self._results()  # a failed ADD was undone by attach itself
+        except BaseException:
+            detach(self.uuid)
+            raise
+        try:
+            write_sources(pod_dir / "private", self.plan.options, results)
+            if results:
+                atomic_write(pod_dir / PUBLIC, public_info(results, self.plan), mode=0o640)
+            yield results
+        finally:
+            detach(self.uuid)
+
+
 @contextlib.contextmanager
 def pod_network(pod_dir: Path, uuid: str, plan: PodNetPlan) -> Iterator[list[Result]]:
     """The pod on its networks for the duration of the block; always torn down after."""
-    private = pod_dir / "private"
-    results = attach(private, uuid, plan)
-    try:
-        write_sources(private, plan.options, results)
-        if results:
-            atomic_write(pod_dir / PUBLIC, public_info(results, plan), mode=0o640)
+    with Attaching(uuid, plan).ready(pod_dir) as results:
         yield results
-    finally:
-        detach(private, uuid)

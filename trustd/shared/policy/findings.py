@@ -28,8 +28,6 @@ CONTROLS: dict[str, str] = {
     "CIS-Docker-5.3": "CIS Docker 1.6.0 §5.3: Ensure that Linux kernel capabilities are "
     "restricted within containers",
     "CIS-Docker-5.4": "CIS Docker 1.6.0 §5.4: Ensure that privileged containers are not used",
-    "CIS-Docker-5.9": "CIS Docker 1.6.0 §5.9: Ensure that the host's network namespace is not "
-    "shared",
     "CIS-Docker-5.9": "CIS Docker 1.6.0 §5.9: Ensure that the host's network namespace is "
     "not shared",
     "CIS-Docker-5.15": "CIS Docker 1.6.0 §5.15: Ensure that the host's process namespace is "
