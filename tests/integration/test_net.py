@@ -20,8 +20,9 @@ import pytest
 from tests._busybox import busybox_aci
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
-from tests.integration._attacker import member
+from tests.integration._attacker import as_member, member
 from tests.integration.conftest import RKT, ensure_user, rkt
+from trustd.shared.errors import LocalStateError
 
 NAME = "example.com/busybox"
 STATE = Path("/run/trustd")
@@ -208,6 +209,8 @@ def test_gc_leaves_nothing_behind(shared_dirs: ConfigDirs, web: str) -> None:
     """A pod whose rkt is killed (so it cannot tear down) is cleaned by stop + gc: no veth,
     netns, lease, iptables rule or port mapping is left."""
     before = leftovers()
+    assert rkt(shared_dirs, "run", "--port=http:127.0.0.1:18083", web).returncode == 0
+    assert leftovers() == before  # a pod that exits is torn down by its own run
     proc = subprocess.Popen(
         [
             RKT,
@@ -225,7 +228,8 @@ def test_gc_leaves_nothing_behind(shared_dirs: ConfigDirs, web: str) -> None:
     )
     for _ in range(300):
         listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-        if listed and listed[0]["networks"]:
+        listed = [p for p in listed if p["state"] == "running" and p["networks"]]
+        if listed:
             break
         time.sleep(0.1)
     during = leftovers()
@@ -298,3 +302,43 @@ def test_a_group_member_cannot_plant_a_network_config(shared_dirs: ConfigDirs, i
     conf = _named(shared_dirs, 0o644, owner=uid)
     result = rkt(shared_dirs, "run", "--net=lonet", image)
     assert result.returncode == 254 and f"owned by uid {uid}" in result.stderr
+
+
+def test_a_group_member_cannot_reach_root_network_state(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """netns files, teardown records and IPAM leases are in /run/trustd (0700 root): a
+    member can neither plant a netns there nor read or alter a record."""
+    assert sh(shared_dirs, image, "true").returncode == 0  # makes the dirs
+    for sub in ("netns", "net", "cni/networks"):
+        path = STATE / sub
+        st = path.stat()
+        assert st.st_uid == 0 and st.st_mode & 0o077 == 0, path
+        tried = as_member("/bin/sh", "-c", f"touch {path}/planted || ls {path}")
+        assert tried.returncode != 0 and not (path / "planted").exists()
+    assert (STATE.stat().st_mode & 0o077) == 0
+
+
+def test_a_plugin_root_cannot_trust_is_never_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CNI plugin binary the group could replace (group-writable, or in a directory it can
+    write) is refused before it runs."""
+    from trustd.privileged.net import _config  # noqa: PLC0415
+
+    plugins = tmp_path / "cni"
+    plugins.mkdir(mode=0o755)
+    ran = tmp_path / "ran"
+    fake = plugins / "ptp"
+    fake.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    fake.chmod(0o775)
+    monkeypatch.setattr(_config, "PLUGIN_DIR", plugins)
+    with pytest.raises(LocalStateError, match="not writable by group or others"):
+        _config.plugin("ptp")
+    fake.chmod(0o755)
+    plugins.chmod(0o775)
+    with pytest.raises(LocalStateError, match="not writable by group or others"):
+        _config.plugin("ptp")
+    with pytest.raises(LocalStateError, match="not a plain name"):
+        _config.plugin("../../tmp/ptp")
+    assert not ran.exists()
