@@ -86,7 +86,9 @@ def test_default_network_gives_an_address_a_route_and_list_columns(
     assert re.search(r"inet 172\.16\.28\.\d+/24", result.stdout), result.stdout
     assert "default via 172.16.28.1" in result.stdout
     listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-    assert listed[0]["networks"].startswith("default:ip4=172.16.28.")
+    (net,) = listed[0]["networks"]
+    assert net["netName"] == "default" and net["ifName"] == "eth0"
+    assert net["ip"].startswith("172.16.28.")
     table = rkt(shared_dirs, "list", check=True).stdout
     assert "NETWORKS" in table.splitlines()[0] and "default:ip4=172.16.28." in table
     status = rkt(shared_dirs, "status", listed[0]["name"], check=True).stdout
@@ -158,7 +160,7 @@ def test_port_forward_from_127_0_0_1_and_pod_to_pod(
 ) -> None:
     assert _get("http://127.0.0.1:18080/index.html") == "hello from the pod\n"
     listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-    ip = listed[0]["networks"].split("=", 1)[1]
+    ip = listed[0]["networks"][0]["ip"]
     get = f"printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 80"
     result = sh(shared_dirs, image, get)
     assert result.stdout.startswith("HTTP/1.1 200 OK"), result.stderr
@@ -342,3 +344,39 @@ def test_a_plugin_root_cannot_trust_is_never_run(
     with pytest.raises(LocalStateError, match="not a plain name"):
         _config.plugin("../../tmp/ptp")
     assert not ran.exists()
+
+
+def test_run_prepared_takes_the_network_flags(shared_dirs: ConfigDirs, web: str) -> None:
+    """prepare takes --port only; run-prepared takes --net, --dns*, --hosts-entry and
+    --hostname (rkt's split); a prepared --port needs a CNI network at run-prepared."""
+    prepared = rkt(
+        shared_dirs,
+        "prepare",
+        "--quiet",
+        web,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "ls /sys/class/net; cat /etc/resolv.conf; hostname",
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    uuid = prepared.stdout.strip().splitlines()[-1]
+    result = rkt(
+        shared_dirs, "run-prepared", "--net=none", "--dns=192.0.2.9", "--hostname=prep1", uuid
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "lo",
+        "#",
+        "Generated",
+        "by",
+        "rkt",
+        "run",
+        "nameserver",
+        "192.0.2.9",
+        "prep1",
+    ]
+    ported = rkt(shared_dirs, "prepare", "--quiet", "--port=http:18084", web)
+    uuid = ported.stdout.strip().splitlines()[-1]
+    result = rkt(shared_dirs, "run-prepared", "--net=none", uuid)
+    assert result.returncode == 254 and "needs a CNI network" in result.stderr

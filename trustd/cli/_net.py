@@ -72,12 +72,19 @@ def net_options(args: argparse.Namespace) -> NetOptions | None:
         raise UserError(str(exc), hint="see rkt run --help for the network flags") from exc
 
 
-def network_column(pod_dir: Path) -> str:
-    """rkt list's NETWORKS column: ``name:ip`` per network, from the pod's net-info.json."""
+def pod_networks(pod_dir: Path) -> list[dict[str, str]]:
+    """The pod's networks (``netName``, ``ifName``, ``ip``) from its net-info.json (root
+    writes it when the pod starts; rkt's name): what ``list --format=json`` shows."""
     try:
         nets = json.loads((pod_dir / "net-info.json").read_text())
     except (OSError, ValueError):
-        return ""
+        return []
     if not isinstance(nets, list):
-        return ""
-    return ",".join(f"{n.get('netName')}:ip4={n.get('ip')}" for n in nets if isinstance(n, dict))
+        return []
+    keys = ("netName", "ifName", "ip")
+    return [{k: str(n.get(k, "")) for k in keys} for n in nets if isinstance(n, dict)]
+
+
+def network_column(nets: list[dict[str, str]]) -> str:
+    """rkt list's NETWORKS column and status's ``networks=``: ``name:ip4=ADDR,...``."""
+    return ",".join(f"{n['netName']}:ip4={n['ip']}" for n in nets)

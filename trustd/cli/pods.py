@@ -13,7 +13,7 @@ from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, print_json, print_table
 from trustd.cli._handoff import exec_root, require_root
-from trustd.cli._net import add_net_flags, net_options, network_column
+from trustd.cli._net import add_net_flags, net_options, network_column, pod_networks
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
@@ -109,7 +109,7 @@ def _info(pod: Any) -> dict[str, Any]:
         "created_at": read("pod-created"),
         "started_at": read("pod-started"),
         "finished_at": read("pod-finished"),
-        "networks": network_column(pod.path),
+        "networks": pod_networks(pod.path),
     }
 
 
@@ -130,7 +130,7 @@ def run_list(args: argparse.Namespace) -> int:
                     info["state"],
                     info["created_at"] or "",
                     info["started_at"] or "",
-                    info["networks"] if i == 0 else "",
+                    network_column(info["networks"]) if i == 0 else "",
                 ]
             )
     legend = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED", "NETWORKS"]
@@ -155,7 +155,7 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     print(
         f"state={info['state']}\ncreated={info['created_at'] or ''}\n"
-        f"started={info['started_at'] or ''}\nnetworks={info['networks']}"
+        f"started={info['started_at'] or ''}\nnetworks={network_column(info['networks'])}"
     )
     print(f"exited={'true' if exited else 'false'}")  # rkt's key=value lines, its words
     for app in info["apps"]:
