@@ -210,6 +210,7 @@ def test_bad_network_flags_are_refused(shared_dirs: ConfigDirs, image: str) -> N
 def test_gc_leaves_nothing_behind(shared_dirs: ConfigDirs, web: str) -> None:
     """A pod whose rkt is killed (so it cannot tear down) is cleaned by stop + gc: no veth,
     netns, lease, iptables rule or port mapping is left."""
+    rkt(shared_dirs, "gc", "--grace-period=0s", check=True)  # sweeps what earlier tests left
     before = leftovers()
     assert rkt(shared_dirs, "run", "--port=http:127.0.0.1:18083", web).returncode == 0
     assert leftovers() == before  # a pod that exits is torn down by its own run
@@ -380,3 +381,35 @@ def test_run_prepared_takes_the_network_flags(shared_dirs: ConfigDirs, web: str)
     uuid = ported.stdout.strip().splitlines()[-1]
     result = rkt(shared_dirs, "run-prepared", "--net=none", uuid)
     assert result.returncode == 254 and "needs a CNI network" in result.stderr
+
+
+def test_a_killed_run_whose_data_dir_went_is_swept(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """rkt killed, the pod stopped and its whole data dir removed: no gc can find the pod, so
+    the next pod start (or any gc) tears its network down from root's record in /run."""
+    rkt(shared_dirs, "gc", "--grace-period=0s", check=True)  # sweeps what earlier tests left
+    before = leftovers()
+    proc = subprocess.Popen(
+        [RKT, *shared_dirs.flags(), "run", image, "--exec=/bin/sleep", "--", "600"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
+        listed = [p for p in listed if p["state"] == "running" and p["networks"]]
+        if listed:
+            break
+        time.sleep(0.1)
+    assert leftovers()["veth"] == before["veth"] + 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rkt(shared_dirs, "stop", "--force", listed[0]["name"], check=True)
+    for _ in range(100):
+        if rkt(shared_dirs, "status", listed[0]["name"]).stdout.startswith("state=exited"):
+            break
+        time.sleep(0.1)
+    subprocess.run(["rm", "-rf", str(shared_dirs.data)], check=True)
+    assert rkt(shared_dirs, "gc", "--grace-period=0s").returncode == 0  # a fresh data dir
+    assert leftovers() == before

@@ -18,6 +18,7 @@ from trustd.privileged.executor._isolate import destroy_pod_cgroups
 from trustd.privileged.executor.prepare import load_plan
 from trustd.privileged.isolation.selinux import McsAllocator
 from trustd.privileged.net import detach as detach_network
+from trustd.privileged.net import sweep as sweep_networks
 from trustd.privileged.pod import Pod, PodStore
 from trustd.shared.errors import LocalStateError, UserError
 
@@ -95,6 +96,8 @@ def collect_pods(
     _mark(pods, expire_prepared)
     if mark_only:
         return 0
+    with contextlib.suppress(OSError, LocalStateError):
+        sweep_networks()  # of pods whose rkt was killed and whose data dir went
     for pod in list(pods.pods()):
         if pod.where not in ("exited-garbage", "garbage") or pod.locked():
             continue

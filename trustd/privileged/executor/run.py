@@ -40,7 +40,7 @@ def run_prepared_pod(
 
     A measurement that fails (in ``required`` mode) leaves the pod prepared and unrun.
     """
-    network = Attaching(prepared.pod.uuid, prepared.gated.plan.network)  # while measuring
+    network = Attaching(prepared.pod.uuid, prepared.gated.plan.network, pods.root)  # measuring
     try:
         measure_pod_start(prepared.gated, prepared.pod.path, pods.root.parent, measure, policy)
     except BaseException:

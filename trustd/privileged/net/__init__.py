@@ -15,6 +15,7 @@ from trustd.privileged.net.pod import (
     pod_network,
     resolve,
     resolve_ports,
+    sweep,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "pod_network",
     "resolve",
     "resolve_ports",
+    "sweep",
 ]

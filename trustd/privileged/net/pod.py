@@ -12,6 +12,7 @@ when an earlier one failed, and running it twice is harmless.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -84,9 +85,16 @@ def _state(uuid: str) -> Path:
     return STATE_DIR / f"{uuid}.json"
 
 
-def _record(uuid: str, steps: list[_Step]) -> None:
+def _record(uuid: str, steps: list[_Step], pods: Path | None = None) -> None:
     """Replace the record (tmpfs: a rename, no fsync needed across a crash of this host)."""
-    doc = {"uuid": uuid, "steps": [_step_doc(s) for s in steps]}
+    if pods is None:
+        old = _load(uuid)
+        pods = Path(str(old["pods"])) if old and isinstance(old.get("pods"), str) else None
+    doc = {
+        "uuid": uuid,
+        "pods": str(pods) if pods else None,
+        "steps": [_step_doc(s) for s in steps],
+    }
     tmp = STATE_DIR / f".{uuid}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -133,14 +141,50 @@ def _with_prev(config: dict[str, Any], result: dict[str, Any] | None) -> dict[st
     return {**config, "prevResult": result} if result is not None else config
 
 
-def attach(uuid: str, plan: PodNetPlan) -> list[Result]:
-    """Put the pod on its networks; on failure, undo what was done and raise."""
+def _pod_alive(pods: Path, uuid: str) -> bool:
+    """The pod's directory exists under ``pods`` (any state) and someone holds its lock."""
+    for state in pods.glob(f"*/{uuid}"):
+        try:
+            fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+    return False
+
+
+def sweep() -> list[str]:
+    """Tear down the networks of pods nobody runs any more: a ``rkt run`` that was killed,
+    then its data dir removed, leaves no pod for ``rkt gc`` to find. The UUIDs torn down."""
+    swept = []
+    for path in sorted(STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else []:
+        uuid = path.stem
+        try:
+            doc = _load(uuid)
+        except LocalStateError:
+            doc = None
+        pods = doc.get("pods") if doc else None
+        if isinstance(pods, str) and _pod_alive(Path(pods), uuid):
+            continue
+        detach(uuid)
+        swept.append(uuid)
+    return swept
+
+
+def attach(uuid: str, plan: PodNetPlan, pods: Path | None = None) -> list[Result]:
+    """Put the pod on its networks; on failure, undo what was done and raise. ``pods``:
+    the pod's data dir's ``pods/``, recorded so a later :func:`sweep` knows when it is gone."""
     if plan.options.mode != "cni":
         return []
     _config.ensure_state_dir(_config.IPAM_DIR)
     _config.ensure_state_dir(STATE_DIR)
+    sweep()
     steps: list[_Step] = []
-    _record(uuid, steps)
+    _record(uuid, steps, pods)
     netns = str(_netns.create(uuid))
     results: list[Result] = []
     try:
@@ -260,10 +304,10 @@ class Attaching:
     (its measurement): the plugins take tens of milliseconds, mostly in iptables. No app
     code runs before :meth:`ready` has the results; :meth:`abandon` undoes it all."""
 
-    def __init__(self, uuid: str, plan: PodNetPlan) -> None:
+    def __init__(self, uuid: str, plan: PodNetPlan, pods: Path | None = None) -> None:
         self.uuid, self.plan = uuid, plan
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cni")
-        self._future: Future[list[Result]] = self._pool.submit(attach, uuid, plan)
+        self._future: Future[list[Result]] = self._pool.submit(attach, uuid, plan, pods)
 
     def _results(self) -> list[Result]:
         try:
@@ -297,5 +341,5 @@ class Attaching:
 @contextlib.contextmanager
 def pod_network(pod_dir: Path, uuid: str, plan: PodNetPlan) -> Iterator[list[Result]]:
     """The pod on its networks for the duration of the block; always torn down after."""
-    with Attaching(uuid, plan).ready(pod_dir) as results:
+    with Attaching(uuid, plan, pod_dir.parent.parent).ready(pod_dir) as results:
         yield results
