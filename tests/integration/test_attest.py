@@ -63,7 +63,7 @@ def test_pod_start_is_measured_quoted_and_verified(
     starts = quote.report(shared_dirs)["pod_starts"]
     (pod,) = [s for s in starts if s["pod"] == measured]
     events = {e["kind"]: e["data"] for e in pod["events"]}
-    assert set(events) == {"stage1", "image", "pod-manifest", "isolation", "policy"}
+    assert set(events) == {"stage1", "image", "pod-manifest", "isolation", "network", "policy"}
     assert events["image"]["image_id"].startswith(image) and events["image"]["signers"]
     assert len(events["image"]["image_id"]) == len("sha512-") + 128  # the full image ID
     assert events["isolation"]["seccomp"] != "disabled"

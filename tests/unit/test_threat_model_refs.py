@@ -25,6 +25,7 @@ FILES = {
     "H": "tests/integration/test_docker_hostile_kill.py",
     "K": "tests/integration/test_policy_cache.py",
     "G": "tests/integration/test_docker_signatures.py",
+    "N": "tests/integration/test_net.py",
 }
 LETTERS = "".join(FILES)
 

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from trustd.cli._common import read_input
+from trustd.cli._net import net_options
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
+from trustd.shared.net import NetOptions
 from trustd.shared.request import AppRequest, Mount, RunRequest, Volume
 
 _APP_KEYS = {
@@ -164,7 +166,7 @@ def request_from_manifest(args: argparse.Namespace, options: GlobalOptions) -> R
     return RunRequest(
         apps=apps,
         flavor=flavor(args),
-        net=getattr(args, "net", "default"),
+        network=net_options(args) or NetOptions(),
         hostname=getattr(args, "hostname", None),
         volumes=volumes,
         insecure=options.insecure,

@@ -16,6 +16,7 @@ from typing import Any
 from trustd.cli._common import add_format_flag, is_json
 from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_text, unix_nanos
 from trustd.cli._handoff import exec_root, require_root
+from trustd.cli._net import add_net_flags, net_options, network_column, pod_networks
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
@@ -39,6 +40,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="serve the appc metadata service to the pod (AC_METADATA_URL)",
     )
     rp.add_argument("--interactive", action="store_true", help="run the one app on this terminal")
+    rp.add_argument("--hostname", help="the pod's hostname (default: as prepared)")
+    add_net_flags(rp, ports=False, dns=True)
     rp.add_argument("uuid", help="the prepared pod's UUID")
     rp.set_defaults(func=run_run_prepared)
     ls = sub.add_parser("list", parents=parents, help="list pods")
@@ -163,7 +166,14 @@ def run_run_prepared(args: argparse.Namespace) -> int:
     exec_root(
         args.options,
         "run-prepared",
-        RunPrepared("run-prepared", uuid, args.mds_register, args.interactive),
+        RunPrepared(
+            "run-prepared",
+            uuid,
+            args.mds_register,
+            args.interactive,
+            network=net_options(args),
+            hostname=args.hostname,
+        ),
     )
 
 
@@ -226,6 +236,7 @@ def _info_at(pod: Any, fd: int) -> dict[str, Any]:
         "started": parse_time(read("pod-started")),
         "finished": parse_time(read("pod-finished")),
         "pid": read("pid"),
+        "networks": pod_networks(pod.path),
     }
 
 
@@ -295,7 +306,7 @@ def run_list(args: argparse.Namespace) -> int:
             info["state"],
             _when(info["created"], full),
             _when(info["started"], full),
-            "",  # NETWORKS: trustd records no CNI addresses
+            network_column(info["networks"]),
         ]
         uuid = info["name"] if full else info["name"][:8]
         for i, app in enumerate(
@@ -333,7 +344,7 @@ def run_status(args: argparse.Namespace) -> int:
     if info["started"] is not None:
         print(f"started={_when(info['started'], True)}")
     if info["state"] == "running":
-        print("networks=")
+        print(f"networks={network_column(info['networks'])}")
     if info["state"] in ("running", "deleting", "exited deleting", "exited", "exited garbage"):
         if info["pid"]:
             print(f"pid={info['pid']}")

@@ -16,10 +16,12 @@ from typing import Any
 from trustd.cli._apps import ALIASES, APP_FLAGS, BOOL_FLAGS, app_requests, parse_mount, parse_volume
 from trustd.cli._grammar import interspersed
 from trustd.cli._handoff import exec_root, require_root
+from trustd.cli._net import add_net_flags, net_options
 from trustd.cli.fetch import deprecated_pull_policy
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
+from trustd.shared.net import NetOptions
 from trustd.shared.request import IPC_MODES, Run, RunRequest
 from trustd.shared.vocab import STAGE1_NAMES, Flavor
 
@@ -126,13 +128,8 @@ def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
         deprecated="please use --pull-policy=update",
         help="fetch images ignoring the local store",
     )
+    add_net_flags(p, ports=True, dns=running)  # network flags: trustd/cli/_net.py
     if running:
-        p.add_argument(
-            "--net",
-            choices=("default", "none", "host"),
-            default="default",
-            help="configure the pod's networking: default, none or host",
-        )
         p.add_argument("--hostname", help='pod\'s hostname. If empty, it will be "rkt-$PODUUID"')
         p.add_argument(
             "--interactive",
@@ -221,7 +218,7 @@ def _build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReque
     return RunRequest(
         apps=apps,
         flavor=chosen,
-        net=getattr(args, "net", "default"),
+        network=net_options(args) or NetOptions(),
         hostname=getattr(args, "hostname", None),
         volumes=tuple(args.volume),
         insecure=options.insecure,

@@ -43,9 +43,11 @@ from trustd.shared.request import (
 )
 
 if TYPE_CHECKING:  # each loaded by the handlers that use it: the attest verbs load none of them
+    from trustd.privileged.net import PodNetPlan
     from trustd.privileged.pod import PodStore
     from trustd.privileged.treestore.datadir import DataDir
     from trustd.shared.keystore import Keystore
+    from trustd.shared.net import NetOptions
     from trustd.shared.policy import Policy
 
 
@@ -88,6 +90,12 @@ class Context:
     def measure(self) -> MeasureConfig:
         return load_config(self.system_config, self.local_config)
 
+    def network(self, options: NetOptions) -> PodNetPlan:
+        """The pod's networks from root-owned net.d configurations only (ADR 0016-net)."""
+        from trustd.privileged.net import resolve  # noqa: PLC0415
+
+        return resolve(options, self.local_config, self.system_config)
+
 
 def _store_key(image: str) -> Any:
     from trustd.shared.imageid import StoreKey  # noqa: PLC0415
@@ -107,6 +115,7 @@ def _prepare_pod(
         ctx.pods(),
         policy=policy,
         measurement=measure.mode,
+        network=ctx.network(request.pod.network),
     )
 
 
@@ -143,6 +152,8 @@ def run_prepared(ctx: Context, request: RunPrepared) -> int:
         policy=ctx.policy(),
         mds_register=request.mds_register,
         interactive=request.interactive,
+        network=None if request.network is None else ctx.network(request.network),
+        hostname=request.hostname,
     )
 
 

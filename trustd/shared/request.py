@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -22,7 +22,8 @@ from trustd.shared.codec import encode as encode_doc
 from trustd.shared.errors import UserError
 from trustd.shared.imageid import StoreKey, store_key
 from trustd.shared.insecure import Insecure
-from trustd.shared.vocab import Flavor, Net, SelinuxMode
+from trustd.shared.net import NetOptions, check_hostname
+from trustd.shared.vocab import Flavor, SelinuxMode
 
 MAX_REQUEST_BYTES = 1 << 20
 VERSION: Literal[1] = 1
@@ -139,7 +140,7 @@ class RunRequest:
 
     apps: tuple[AppRequest, ...]
     flavor: Flavor = "container"
-    net: Net = "default"
+    network: NetOptions = field(default_factory=NetOptions)  # --net, --port, --dns*, --hosts-entry
     hostname: str | None = None
     volumes: tuple[Volume, ...] = ()
     insecure: Insecure = Insecure.NONE
@@ -167,6 +168,8 @@ class RunRequest:
             raise ValueError(f"--ipc {self.ipc!r} is not one of {', '.join(IPC_MODES)}")
         for m in self.mounts:
             _absolute(m.target, f"mount target of volume {m.volume!r}")
+        if self.hostname is not None:
+            check_hostname(self.hostname)
 
 
 def _uuid(value: str) -> None:
@@ -199,9 +202,13 @@ class RunPrepared:
     uuid: str
     mds_register: bool = False
     interactive: bool = False
+    network: NetOptions | None = None  # None: as prepared (rkt's run-prepared default: default)
+    hostname: str | None = None
 
     def __post_init__(self) -> None:
         _uuid(self.uuid)
+        if self.hostname is not None:
+            check_hostname(self.hostname)
 
 
 @dataclass(frozen=True, slots=True)

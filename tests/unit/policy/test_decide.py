@@ -229,6 +229,14 @@ def run_policy(extra: str = "") -> str:
         ({"private_users": True}, 'private_users = "required"\n', None),
         ({"private_users": True}, "", None),
         ({"signers": ()}, "", "signature"),
+        ({"networks": ("default",)}, "", None),
+        ({"networks": ("host",)}, "", "networks"),
+        ({"networks": ("host",)}, 'networks = ["*"]\n', "networks"),
+        ({"networks": ("host",)}, 'networks = ["host"]\n', None),
+        ({"networks": ("lan", "default-restricted")}, "", "networks"),
+        ({"networks": ("lan", "default-restricted")}, 'networks = ["*"]\n', None),
+        ({"networks": ("default",)}, 'networks = ["none"]\n', "networks"),
+        ({"networks": ("host",), "flavor": "fly"}, 'flavors = ["fly"]\n', None),
     ],
 )
 def test_run_requirements(
@@ -284,6 +292,7 @@ def test_decision_json_round_trips(ks: ConfigDirs, keys: Keys) -> None:
         "insecure-options",
         "no-new-privileges",
         "measurement",
+        "networks",
     }
 
 

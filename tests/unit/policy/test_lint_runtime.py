@@ -29,6 +29,7 @@ RUNTIME_RULES: dict[str, tuple[str, str, str]] = {
     "TD-POL-020": ("high", "NIST-800-190-4.2.1", '"tls"'),
     "TD-POL-021": ("high", "NIST-800-190-4.4.3", '"capabilities"'),
     "TD-POL-022": ("high", "NIST-800-190-4.1.5", 'type = "accept-anything"'),
+    "TD-POL-023": ("high", "CIS-Docker-5.9", '"host"'),
 }
 
 

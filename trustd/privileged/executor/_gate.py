@@ -111,6 +111,7 @@ def run_input(
         private_users=plan.private_users is not None,
         no_new_privileges=app.no_new_privileges,
         host_namespaces=("ipc",) if plan.ipc == "parent" else (),
+        networks=plan.network.names(),
     )
 
 

@@ -139,6 +139,16 @@ def _isolation(plan: PodPlan, gated: GatedApp) -> dict[str, Any]:
     return data
 
 
+def _network(plan: PodPlan) -> dict[str, Any]:
+    """The networks the pod joins and one digest over their exact plugin configurations,
+    port forwards, DNS and hosts options (trustd.privileged.net.model.PodNetPlan.digest)."""
+    return {
+        "pod": plan.uuid,
+        "networks": list(plan.network.names()),
+        "digest": plan.network.digest(),
+    }
+
+
 def _root_log_head(data_dir: Path) -> str:
     """The head of root's decision log (``private/decisions.jsonl``), read by fd."""
     import os  # noqa: PLC0415
@@ -181,6 +191,7 @@ def events(gated: GatedPod, pod_dir: Path, policy: Policy, data_dir: Path) -> li
         }
     )
     out += [{"kind": "isolation", "data": _isolation(plan, app)} for app in gated.apps]
+    out.append({"kind": "network", "data": _network(plan)})
     out.append({"kind": "policy", "data": _policy(plan, policy, data_dir)})
     return out
 

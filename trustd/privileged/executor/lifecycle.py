@@ -18,6 +18,8 @@ from trustd.privileged.executor._isolate import destroy_pod_cgroups
 from trustd.privileged.executor._supervise import INIT_DIR
 from trustd.privileged.executor.prepare import load_plan, release_private_users
 from trustd.privileged.isolation.selinux import McsAllocator
+from trustd.privileged.net import detach as detach_network
+from trustd.privileged.net import sweep as sweep_networks
 from trustd.privileged.pod import Pod, PodStore
 from trustd.shared.errors import LocalStateError, UserError
 
@@ -62,6 +64,8 @@ def _forget(pods: PodStore, pod: Pod) -> None:
     # a pod in the old layout (or with a damaged plan) is still removed
     with contextlib.suppress(OSError, ValueError, KeyError, LocalStateError):
         destroy_pod_cgroups(load_plan(pod))
+    with contextlib.suppress(OSError, LocalStateError):  # CNI DEL of what a killed run left
+        detach_network(pod.uuid)
     McsAllocator(pods.root.parent).release(pod.uuid)
     release_private_users(pods, pod.uuid)
     _mdsreg.forget(pods.root.parent, pod.uuid)  # an init that was killed did not unregister
@@ -112,6 +116,8 @@ def collect_pods(
     _mark(pods, expire_prepared)
     if mark_only:
         return 0
+    with contextlib.suppress(OSError, LocalStateError):
+        sweep_networks()  # of pods whose rkt was killed and whose data dir went
     for pod in list(pods.pods()):
         if pod.where not in ("exited-garbage", "garbage") or pod.locked():
             continue

@@ -4,9 +4,10 @@ pod's root-only ``private/plan.json``, so ``run-prepared`` and ``enter`` apply t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from trustd.privileged.net.model import PodNetPlan
 from trustd.shared.codec import decode_json
 from trustd.shared.request import Mount, Volume
 from trustd.shared.vocab import Flavor, Net, SelinuxMode
@@ -98,6 +99,8 @@ class PodPlan:
     interactive: bool = False  # --interactive: the app's stdio is rkt's terminal, unprefixed
     ipc: str = "auto"  # "parent": the host's IPC namespace (--ipc), as the gate admitted
     overlay: bool = True  # False (--no-overlay): each app runs from a private copy of its tree
+    # CNI networks, ports, DNS and hosts (trustd.privileged.net)
+    network: PodNetPlan = field(default_factory=PodNetPlan)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

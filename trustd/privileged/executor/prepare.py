@@ -21,6 +21,7 @@ from trustd.privileged.executor._ids import resolve_id
 from trustd.privileged.executor._isolate import plan_isolation
 from trustd.privileged.executor._mounts import app_mounts
 from trustd.privileged.executor.plan import AppPlan, PodPlan
+from trustd.privileged.net import PodNetPlan, resolve_ports
 from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
 from trustd.privileged.treestore.datadir import PRIVATE, DataDir, stamp_used, tree_lock
@@ -32,10 +33,11 @@ from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.insecure import Insecure, insecure_names
 from trustd.shared.keystore import Keystore
+from trustd.shared.net import NetOptions
 from trustd.shared.policy import ImageRef, Policy, accepts_unsigned, resolve, signed_identity
 from trustd.shared.request import AppRequest, Mount, RunRequest
 from trustd.shared.store.admit import IdentityFor
-from trustd.shared.vocab import SELINUX_MODES, MeasureMode, SelinuxMode
+from trustd.shared.vocab import SELINUX_MODES, MeasureMode, Net, SelinuxMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +274,10 @@ def prepare(
     *,
     policy: Policy,
     measurement: MeasureMode,
+    network: PodNetPlan | None = None,
 ) -> Prepared:
-    """Prepare a pod for ``request``; every ``AppRequest.image`` must be a full image ID."""
+    """Prepare a pod for ``request``; every ``AppRequest.image`` must be a full image ID.
+    ``network``: the pod's networks as :func:`trustd.privileged.net.resolve` read them."""
     require_root()
     if not request.apps:
         raise UserError("must provide at least one image")
@@ -298,10 +302,13 @@ def prepare(
                 apps.append(replace(planned, mounts=mounts))
             if len({a.name for a in apps}) != len(apps):
                 raise UserError("two apps have the same name", hint="give each one --name=NAME")
+            net = resolve_ports(network or PodNetPlan(options=request.network), _ports(trees))
+            if request.flavor == "fly":  # fly runs in the host's network namespace (rkt)
+                net = PodNetPlan(options=NetOptions(net="host"))
             plan = PodPlan(
                 uuid=pod.uuid,
                 flavor=request.flavor,
-                net=request.net,
+                net=net_mode(net),
                 hostname=request.hostname or f"rkt-{pod.uuid}",
                 apps=tuple(apps),
                 volumes=tuple(volumes),
@@ -312,6 +319,7 @@ def prepare(
                 interactive=request.interactive,
                 ipc=request.ipc,
                 overlay=request.overlay,
+                network=net,
                 **_selinux(_selinux_mode(policy, apps), pod, pods),
             )
             gated = gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)
@@ -329,6 +337,21 @@ def prepare(
         os.close(fd)
         raise
     return Prepared(pod, gated, fd)
+
+
+def _ports(trees: list[RenderedTree]) -> list[tuple[str, str, int]]:
+    return [
+        (str(p.name), p.protocol, p.port)
+        for t in trees
+        if t.manifest.app is not None
+        for p in t.manifest.app.ports or ()
+    ]
+
+
+def net_mode(net: PodNetPlan) -> Net:
+    """The plan's ``net``: host, none, or default (the pod joins CNI networks)."""
+    mode = net.options.mode
+    return "default" if mode == "cni" else mode
 
 
 def public_info(plan: PodPlan) -> bytes:

@@ -14,10 +14,12 @@ from trustd.privileged.executor.prepare import (
     accept_unsigned_for,
     identity_for,
     load_plan,
+    net_mode,
     require_root,
     write_plan,
 )
 from trustd.privileged.executor.stage1 import run_pod
+from trustd.privileged.net import Attaching, PodNetPlan
 from trustd.privileged.pod import Pod, PodState, PodStore
 from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import RenderedTree, render_tree
@@ -39,18 +41,32 @@ def run_prepared_pod(
 
     A measurement that fails (in ``required`` mode) leaves the pod prepared and unrun.
     """
+    network = Attaching(prepared.pod.uuid, prepared.gated.plan.network, pods.root)  # measuring
     try:
         measure_pod_start(prepared.gated, prepared.pod.path, pods.root.parent, measure, policy)
     except BaseException:
+        network.abandon()
         os.close(prepared.lock_fd)
         raise
     pod = pods.move(prepared.pod, "run")
     _stamp(pod, "pod-started")
     try:
-        return run_pod(pod.path, prepared.gated)
+        with network.ready(pod.path):
+            return run_pod(pod.path, prepared.gated)
     finally:
         _stamp(pod, "pod-finished")
         os.close(prepared.lock_fd)  # unlocked in run/ means exited
+
+
+def with_network(plan: PodPlan, network: PodNetPlan | None, hostname: str | None) -> PodPlan:
+    """run-prepared's --net/--dns*/--hosts-entry/--hostname over the prepared ones (the
+    ports stay those prepared, as in rkt)."""
+    if network is not None:
+        network = replace(network, ports=plan.network.ports)
+        if network.ports and network.options.mode != "cni":
+            raise UserError("the pod was prepared with --port, which needs a CNI network (--net)")
+        plan = replace(plan, network=network, net=net_mode(network))
+    return replace(plan, hostname=hostname) if hostname else plan
 
 
 def recheck(plan: PodPlan, data: DataDir, keystore: Keystore, policy: Policy) -> list[RenderedTree]:
@@ -88,8 +104,11 @@ def run_prepared(
     policy: Policy,
     mds_register: bool = False,
     interactive: bool = False,
+    network: PodNetPlan | None = None,
+    hostname: str | None = None,
 ) -> int:
-    """``rkt run-prepared UUID``; ``--mds-register`` and ``--interactive`` apply now."""
+    """``rkt run-prepared UUID``; ``--mds-register`` and ``--interactive`` apply now;
+    ``network``/``hostname`` replace the prepared ones."""
     require_root()
     pod = pods.find(uuid)
     if pod.state() is not PodState.PREPARED:
@@ -103,6 +122,9 @@ def run_prepared(
         plan = replace(
             plan, mds=plan.mds or mds_register, interactive=plan.interactive or interactive
         )
+        write_plan(pod, plan)
+    if network is not None or hostname is not None:
+        plan = with_network(plan, network, hostname)
         write_plan(pod, plan)
     try:
         gated = regate(plan, data, keystore, policy, measurement=measure.mode)

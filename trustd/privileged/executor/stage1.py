@@ -45,6 +45,8 @@ from trustd.privileged.executor._supervise import (
 )
 from trustd.privileged.executor.plan import DEFAULT_PATH, AppPlan, PodPlan
 from trustd.privileged.isolation.selinux import label_tree
+from trustd.privileged.net import install_etc
+from trustd.privileged.net import join as join_netns
 from trustd.privileged.pod.lifecycle import PRIVATE
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.isolation import set_undumpable
@@ -117,6 +119,7 @@ def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:
         _rootfs.overlay(lower, layer / "upper", layer / "work", root, readonly=False)
     else:  # --no-overlay: a private copy of the tree, as rkt copies it
         _rootfs.private_copy(app.rootfs, layer / "rootfs", root)
+    install_etc(_private(pod_dir), root)  # resolv.conf, hosts: before any mount inside
     if plan.flavor == "fly":
         for path in ("proc", "sys", "dev"):
             _bind_in_root(f"/{path}", root, path, readonly=False)
@@ -368,7 +371,9 @@ def _child(pod_dir: Path, plan: PodPlan) -> int:
     flags = lx.CLONE_NEWNS | lx.CLONE_NEWUTS | lx.CLONE_NEWPID
     if plan.ipc != "parent":  # --ipc=parent: the host's IPC namespace (the gate saw it)
         flags |= lx.CLONE_NEWIPC
-    if plan.net != "host":
+    if plan.network.options.mode == "cni":
+        join_netns(plan.uuid)  # the one root made and put on the pod's CNI networks
+    elif plan.net != "host":
         flags |= lx.CLONE_NEWNET
     if plan.private_users is not None:  # made here, in the host PID namespace
         _USERNS.append(_userns.make_userns(plan.private_users))

@@ -149,6 +149,7 @@ def scope_rules(policy: Policy, keystore: Keystore, now: datetime) -> list[dict[
                     "private_users": scope.run.private_users,
                     "insecure_options": list(scope.run.insecure_options),
                     "host_namespaces": list(scope.run.host_namespaces),
+                    "networks": list(scope.run.networks),
                 },
                 "measure": scope.measure,
             }

@@ -170,6 +170,7 @@ def _scope(doc: dict[str, Any]) -> str:
         ("run.private_users", _e(run["private_users"])),
         ("run.insecure_options", _list(run["insecure_options"])),
         ("run.host_namespaces", _list(run.get("host_namespaces", []))),
+        ("run.networks", _list(run.get("networks", []))),
         ("measure", _e(doc["measure"])),
     ]
     body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)

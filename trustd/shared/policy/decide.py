@@ -126,6 +126,7 @@ class RunInput:
     host_namespaces: tuple[str, ...] = ()  # shared with the host: "ipc" (--ipc=parent)
     docker_name: str = ""  # a docker image's signers verified for this docker:// name
     manifest_digest: str = ""  # and the manifest digest they signed
+    networks: tuple[str, ...] = ("none",)  # host, none, or the CNI networks the pod joins
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -269,6 +270,7 @@ def run_checks(
         _no_new_privileges(run, req),
         _measurement(measure, req),
         _host_namespaces(run, req),
+        _networks(run, req),
     ]
 
 
@@ -299,6 +301,29 @@ def _host_namespaces(run: RunRules, req: RunInput) -> CheckResult:
         f"the pod would share the host's {', '.join(shared)} namespace, which this scope "
         "does not allow (run.host_namespaces)",
         'run without --ipc=parent, or allow it: run.host_namespaces ["ipc"]',
+    )
+
+
+def _networks(run: RunRules, req: RunInput) -> CheckResult:
+    """run.networks: an allow-list of network names; ``*`` admits any CNI network (never
+    ``host``, which a scope must name itself). fly shares the host's network by design: the
+    flavors rule decides it."""
+    allowed = ", ".join(run.networks) or "none listed"
+    if req.flavor == "fly":
+        return CheckResult("networks", True, "fly shares the host's network (flavors decides)")
+    bad = [
+        n
+        for n in req.networks
+        if n not in run.networks and (n in ("host", "none") or "*" not in run.networks)
+    ]
+    if not bad:
+        return CheckResult("networks", True, f"{', '.join(req.networks)} (allowed: {allowed})")
+    return CheckResult(
+        "networks",
+        False,
+        f"network {bad[0]} is not allowed for this scope (allowed: {allowed})",
+        f"run with --net={run.networks[0] if run.networks else 'none'}, or add "
+        f'"{bad[0]}" to run.networks',
     )
 
 

@@ -160,6 +160,13 @@ RULES: dict[str, Rule] = {
             "high",
             "a scope admits unsigned images (accept-anything)",
         ),
+        Rule(
+            "TD-POL-023",
+            "host-network-allowed",
+            "high",
+            "a scope lets pods share the host's network namespace (--net=host)",
+            ("CIS-Docker-5.9",),
+        ),
         Rule("TD-IMG-001", "image-would-be-denied", "high", "a stored image would not run now"),
         Rule("TD-IMG-002", "image-unverified", "medium", "a stored image was never verified"),
         Rule("TD-IMG-003", "image-allowed-by-exception", "medium", "a stored image runs by warn"),

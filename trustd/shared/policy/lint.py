@@ -114,6 +114,7 @@ def _weaker(child: Scope, parent: Scope, now: datetime) -> tuple[list[str], bool
         ("flavors", cr.flavors, pr.flavors),
         ("capabilities", cr.capabilities, pr.capabilities),
         ("insecure_options", cr.insecure_options, pr.insecure_options),
+        ("networks", cr.networks, pr.networks),
     ):
         extra = sorted(set(mine) - set(theirs))
         if extra:
@@ -419,6 +420,16 @@ def _run_rules(policy: Policy, name: str) -> Iterator[Finding]:
             f"remove {', '.join(bits)} from run.insecure_options",
             key_path=_where(name, "run", "insecure_options"),
             value=bits[0],
+        )
+    if _new(name, run.networks, brun.networks, ("host",)):
+        yield finding(
+            "TD-POL-023",
+            name,
+            f'run.networks allows "host"{tail}: its pods share the host\'s network stack, '
+            "sockets (abstract unix sockets too) and iptables view",
+            'remove "host" from run.networks (allow it only for a named scope of system tools)',
+            key_path=_where(name, "run", "networks"),
+            value="host",
         )
     accepts = scope.require.type == "accept-anything"
     if accepts and not is_default and base.require.type != "accept-anything":

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from trustd.shared.errors import TrustdError
 from trustd.shared.insecure import InsecureName
 from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
+from trustd.shared.net import NETWORK_NAME
 from trustd.shared.ocisig.identity import IdentityType, SignedIdentity
 from trustd.shared.ocisig.name import DockerName, DockerReference
 from trustd.shared.vocab import Flavor, MeasureMode, PrivateUsersRule, SelinuxMode
@@ -34,6 +35,7 @@ _PROFILE_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _FINGERPRINT = re.compile(r"[0-9a-f]{40}")
 _OWNER = re.compile(r"\S.{0,199}")
 DEFAULT_SECCOMP: tuple[str, ...] = ("rkt-default",)
+DEFAULT_NETWORKS: tuple[str, ...] = ("default", "default-restricted", "none")
 POLICY_VERSION = 1
 
 Check = Callable[[Any], str | None]
@@ -76,6 +78,13 @@ def _seccomp(value: tuple[str, ...]) -> str | None:
                 f"{item!r} is not a profile name ({', '.join(SECCOMP_BUILTINS)}, a named "
                 "Docker-format profile) or a digest sha256-<64 hex>"
             )
+    return None
+
+
+def _networks(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        if item != "*" and not NETWORK_NAME.fullmatch(item):
+            return f"{item!r} is not a network name (a-z, 0-9, '.', '_', '-'), none, host or *"
     return None
 
 
@@ -244,6 +253,14 @@ class RunRules:
     )
     host_namespaces: tuple[HostNamespace, ...] = field(
         default=(), metadata=_meta("host namespaces the apps may share: ipc (--ipc=parent)")
+    )
+    networks: tuple[str, ...] = field(
+        default=DEFAULT_NETWORKS,
+        metadata=_meta(
+            "networks a pod may join: CNI network names, none, host; * admits any CNI network "
+            "(never host)",
+            _networks,
+        ),
     )
 
 
