@@ -357,7 +357,7 @@ def test_a_host_user_with_the_apps_uid_cannot_read_its_secrets_or_rootfs(
     ``app.user``, e.g. 1000), any host account with uid N reads ``/proc/PID/environ`` (the pod's
     --set-env secrets, AC_METADATA_URL with the mds token), walks ``/proc/PID/root`` (the app's
     rootfs and volumes) and may ptrace the app. Fixed by ``--private-users``: the pod's uids are
-    mapped into a range no host account uses (ADR 0016-userns), so the app is host uid
+    mapped into a range no host account uses (ADR 0022), so the app is host uid
     shift + N. Without the flag the exposure stays (docs/threat-model.md); a scope closes it
     with ``run.private_users = "required"``."""
     import pwd  # noqa: PLC0415

@@ -39,7 +39,7 @@ def row(dirs: ConfigDirs) -> sqlite3.Row:
     conn = sqlite3.connect(dirs.data / "cas/db/index.sqlite")
     conn.row_factory = sqlite3.Row
     try:
-        # the app's row; a run also stores the stage1 image (ADR 0016), which has its own
+        # the app's row; a run also stores the stage1 image (ADR 0018), which has its own
         (found,) = conn.execute(
             "SELECT * FROM images WHERE name NOT LIKE 'trustd.io/stage1/%'"
         ).fetchall()
@@ -206,7 +206,7 @@ def test_a_blob_swapped_after_the_fetch_is_refused(shared_dirs: ConfigDirs, imag
 
 
 def _apart_from_stage1(snap: Snapshot) -> Snapshot:
-    """``snap`` without what storing the stage1 image (ADR 0016) adds: its blob, its image
+    """``snap`` without what storing the stage1 image (ADR 0018) adds: its blob, its image
     lock and a shard dir made for it."""
     ids = stage1_image_ids()
     keys = [i[:71] for i in ids]
@@ -372,7 +372,7 @@ def test_gc_keeps_the_old_cas_tree_while_an_old_pod_uses_it(
 def test_a_swapped_stage1_image_is_never_what_root_measures(
     shared_dirs: ConfigDirs, image: str, tmp_path: Path
 ) -> None:
-    """The stored stage1 image (ADR 0016) is for listing only: root derives the stage1 and
+    """The stored stage1 image (ADR 0018) is for listing only: root derives the stage1 and
     its image ID from the package data, so a member's swapped copy changes nothing."""
     stage1 = stage1_image("container")
     try:

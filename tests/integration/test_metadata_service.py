@@ -273,7 +273,7 @@ def test_a_pod_that_cannot_reach_the_daemon_keeps_the_in_pod_server(
     shared_dirs: ConfigDirs, image: str, daemon: tuple[subprocess.Popen[str], int]
 ) -> None:
     """Until the pod network lands, a pod on loopback only cannot reach a host daemon: it
-    is served in its own network namespace, as before (ADR 0017-userns, switch-over)."""
+    is served in its own network namespace, as before (ADR 0025, switch-over)."""
     _, port = daemon
     result = rkt(
         shared_dirs,

@@ -1,4 +1,4 @@
-"""The stage1 is an image (docs/adr/0016): after ``rkt run``, ``image list`` shows the
+"""The stage1 is an image (docs/adr/0018): after ``rkt run``, ``image list`` shows the
 stage1 image, ``image gc`` keeps it, and the measured pod start names its image ID."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The stage1 as an image (docs/adr/0016): one deterministic ACI per flavor, made from the
+"""The stage1 as an image (docs/adr/0018): one deterministic ACI per flavor, made from the
 shipped descriptor, admitted only as those exact bytes, measured by its image ID."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``run`` and ``prepare`` store the stage1 image they use (docs/adr/0016), as rkt does."""
+"""``run`` and ``prepare`` store the stage1 image they use (docs/adr/0018), as rkt does."""
 
 from __future__ import annotations
 

@@ -332,7 +332,7 @@ def run_gc(args: argparse.Namespace) -> int:
 
     options: GlobalOptions = args.options
     grace = args.grace_period
-    shipped = stage1_image_ids()  # the stage1 images stay, as rkt keeps its stage1 (ADR 0016)
+    shipped = stage1_image_ids()  # the stage1 images stay, as rkt keeps its stage1 (ADR 0018)
     if os.geteuid() != 0:
         keep = set(_references(options, "gc")) | shipped
         result = json.loads(_collect(options, grace, keep, {}))

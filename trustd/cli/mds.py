@@ -5,7 +5,7 @@
 As root: the root program binds the sockets and becomes the daemon as ``rkt-mds``. Started
 by systemd (``rkt-metadata.socket``, ``User=rkt-mds``): the sockets arrive as ``LISTEN_FDS``
 and the daemon runs on them directly. ``--mds-register`` pods register with it (ADR
-0017-userns-mds).
+0025).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     rkt run [pod flags] IMAGE [app flags] [-- ARGS... [---]] [IMAGE [app flags] ...]
 
-The exit status is rkt's: 0 when every app exits 0, else the first failing app's (ADR 0016);
+The exit status is rkt's: 0 when every app exits 0, else the first failing app's (ADR 0017);
 trustd's own failures are 254.
 """
 
@@ -213,7 +213,7 @@ def _build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReque
     if getattr(args, "interactive", False) and len(apps) > 1:
         raise UserError("interactive option only supports one image")
     chosen = flavor(args)
-    if uses_the_store(args.images):  # rkt stores the stage1 it runs (docs/adr/0016)
+    if uses_the_store(args.images):  # rkt stores the stage1 it runs (docs/adr/0018)
         store_stage1_image(options, chosen)
     return RunRequest(
         apps=apps,

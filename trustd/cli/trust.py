@@ -64,7 +64,7 @@ Scope = ACIdentifier | DockerName | None
 
 def parse_prefix(text: str) -> ACIdentifier | DockerName:
     """An ACI prefix (``example.com/app``) or a Docker one (``docker://HOST[:PORT]/NS[/REPO]``,
-    the port as typed; docs/adr/0016-sig-docker-trust.md)."""
+    the port as typed; docs/adr/0021-docker-signatures.md)."""
     if text.startswith(SCHEME):
         return DockerName.parse(text)
     return ACIdentifier.parse(text)

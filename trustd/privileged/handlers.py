@@ -91,7 +91,7 @@ class Context:
         return load_config(self.system_config, self.local_config)
 
     def network(self, options: NetOptions) -> PodNetPlan:
-        """The pod's networks from root-owned net.d configurations only (ADR 0016-net)."""
+        """The pod's networks from root-owned net.d configurations only (ADR 0019)."""
         from trustd.privileged.net import resolve  # noqa: PLC0415
 
         return resolve(options, self.local_config, self.system_config)

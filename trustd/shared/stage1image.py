@@ -1,4 +1,4 @@
-"""The stage1 as an image (docs/adr/0016-interop-stage1-image.md): one ACI per flavor,
+"""The stage1 as an image (docs/adr/0018-stage1-image.md): one ACI per flavor,
 generated from the shipped descriptor, byte for byte the same in every install.
 
 rkt stores the stage1 ACI it runs, so ``image list`` shows it and ``image gc`` keeps it.

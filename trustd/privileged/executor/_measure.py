@@ -64,7 +64,7 @@ def _sha256(data: bytes) -> str:
 
 def _stage1(plan: PodPlan) -> dict[str, Any]:
     """The shipped descriptor's digest and the image ID of the stage1 ACI made from it
-    (docs/adr/0016): the same bytes in every install, derived from the package data here,
+    (docs/adr/0018): the same bytes in every install, derived from the package data here,
     never read from the store's group-writable copy."""
     from trustd.shared.stage1image import stage1_image  # noqa: PLC0415
 

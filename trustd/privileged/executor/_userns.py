@@ -14,7 +14,7 @@ its mounts as host root; then:
   the pod's root (host ``shift``), before the app's own user, capabilities and seccomp.
 
 Ranges are allocated by :class:`RangeAllocator` under an flock in root's ``<dir>/private``
-(ADR 0016-userns), multiples of 65536 as rkt's, never overlapping another pod's, a host
+(ADR 0022), multiples of 65536 as rkt's, never overlapping another pod's, a host
 account's or a /etc/subuid / /etc/subgid delegation.
 """
 

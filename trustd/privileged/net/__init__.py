@@ -1,4 +1,4 @@
-"""Pod networking on the root side: CNI plugins, the pod's netns, /etc files (ADR 0016-net).
+"""Pod networking on the root side: CNI plugins, the pod's netns, /etc files (ADR 0019).
 
 The public surface: :func:`resolve` and :func:`resolve_ports` (prepare), :func:`pod_network`
 (run), :func:`detach` (stop/rm/gc), :func:`host_address` (services on the host side of the

@@ -10,7 +10,7 @@ built-in, as rkt allowed).
 Root runs these plugins as root, so a config file is trusted only when it and its directory
 (and every directory above) are root's and not group/other-writable; it is read by fd with no
 symlink followed and a size cap. A plugin ``type`` is a bare name looked up only in the
-root-owned ``/usr/lib/cni`` (never in net.d, where rkt also looked: ADR 0016-net).
+root-owned ``/usr/lib/cni`` (never in net.d, where rkt also looked: ADR 0019).
 """
 
 from __future__ import annotations

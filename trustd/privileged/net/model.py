@@ -38,7 +38,7 @@ class PodNetPlan:
     ports: tuple[PortPlan, ...] = ()
 
     def digest(self) -> str:
-        """One digest over everything that shapes the pod's network (measured, ADR 0016)."""
+        """One digest over everything that shapes the pod's network (measured, ADR 0019)."""
         body = json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
         return "sha256-" + hashlib.sha256(body).hexdigest()
 

@@ -1,7 +1,7 @@
 """rkt's on-disk keystore layout (pkg/keystore): where each scope's keys live.
 
 ACI prefixes keep rkt's layout (``prefix.d/<prefix>``); Docker prefixes live beside it in
-``docker.d/<registry[:port]>/<path>`` (docs/adr/0016-sig-docker-trust.md), which rkt never
+``docker.d/<registry[:port]>/<path>`` (docs/adr/0021-docker-signatures.md), which rkt never
 reads, so a keystore stays usable by rkt.
 """
 

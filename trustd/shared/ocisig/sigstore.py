@@ -1,5 +1,5 @@
 """Sigstore (cosign) signatures with a key: ECDSA P-256 (SHA-256) or Ed25519 over the
-simple-signing payload bytes (docs/adr/0017-sig-sigstore-keyless.md).
+simple-signing payload bytes (docs/adr/0024-sigstore-keyless.md).
 
 A cosign signature is a payload (``critical.type`` = ``cosign container image signature``)
 and the base64 of a signature over exactly those bytes, carried as the

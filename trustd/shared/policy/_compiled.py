@@ -1,4 +1,4 @@
-"""A policy file in compiled form, cached by its digest (issue #14, ADR 0016 perf).
+"""A policy file in compiled form, cached by its digest (issue #14, ADR 0020).
 
 Parsing and checking a 10,000-scope file takes hundreds of milliseconds; a pod start needs
 one scope. :func:`load_cached` reads the file and hashes it every time (the digest is the

@@ -85,7 +85,7 @@ def _docker_admitted(
 
 
 def admit_stage1(archive: Path, image: Stage1Image) -> AdmittedImage:
-    """Admit trustd's own stage1 image (docs/adr/0016): only the exact bytes this process
+    """Admit trustd's own stage1 image (docs/adr/0018): only the exact bytes this process
     generated from the package data pass; its provenance says "shipped", not "signed" and
     not "insecure". Nothing runs from the store's copy (root derives the stage1 itself)."""
     info = inspect_aci(archive, limits=AciLimits())

@@ -1,4 +1,4 @@
-"""Store trustd's generated stage1 image (docs/adr/0016), as rkt stores the stage1 it runs.
+"""Store trustd's generated stage1 image (docs/adr/0018), as rkt stores the stage1 it runs.
 
 Runs where fetches run (as root: in the unprivileged fetch child). The store's copy is for
 ``image list`` and ``image gc`` only; root never runs or measures from it.
