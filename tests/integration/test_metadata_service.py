@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import as_member
 from tests.integration.conftest import RKT, app_output, rkt
@@ -128,6 +129,10 @@ def test_a_registered_pod_is_served_by_the_host_daemon(
     shared_dirs: ConfigDirs, image: str, daemon: tuple[subprocess.Popen[str], int]
 ) -> None:
     _, port = daemon
+    allowed = '["default", "default-restricted", "none", "host"]'
+    text = policy_for_tests().replace('["default", "default-restricted", "none"]', allowed, 1)
+    assert allowed in text
+    install_policy(shared_dirs.local, text)  # --net=host: a scope must allow it (ADR 0019)
     uuid_file = shared_dirs.data.parent / "uuid"
     script = (
         'M="$AC_METADATA_URL/acMetadata/v1"; echo "$AC_METADATA_URL"; '

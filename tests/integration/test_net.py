@@ -21,7 +21,7 @@ from tests._busybox import busybox_aci
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import as_member, member
-from tests.integration.conftest import RKT, ensure_user, rkt
+from tests.integration.conftest import RKT, app_output, ensure_user, rkt
 from trustd.shared.errors import LocalStateError
 
 NAME = "example.com/busybox"
@@ -53,7 +53,10 @@ def with_networks(value: str) -> str:
 
 
 def sh(dirs: ConfigDirs, image: str, script: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    return rkt(dirs, "run", *flags, image, "--exec=/bin/sh", "--", "-c", script)
+    """A pod running ``script``; its output as the app wrote it (without rkt's prefix)."""
+    result = rkt(dirs, "run", *flags, image, "--exec=/bin/sh", "--", "-c", script)
+    result.stdout = app_output(result.stdout)
+    return result
 
 
 def leftovers() -> dict[str, int]:
@@ -134,7 +137,7 @@ def server(shared_dirs: ConfigDirs, web: str) -> Iterator[subprocess.Popen[str]]
     )
     for _ in range(300):
         listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-        if listed and listed[0]["networks"]:
+        if listed and listed[0].get("networks"):
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
@@ -231,7 +234,7 @@ def test_gc_leaves_nothing_behind(shared_dirs: ConfigDirs, web: str) -> None:
     )
     for _ in range(300):
         listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-        listed = [p for p in listed if p["state"] == "running" and p["networks"]]
+        listed = [p for p in listed if p["state"] == "running" and p.get("networks")]
         if listed:
             break
         time.sleep(0.1)
@@ -366,7 +369,7 @@ def test_run_prepared_takes_the_network_flags(shared_dirs: ConfigDirs, web: str)
         shared_dirs, "run-prepared", "--net=none", "--dns=192.0.2.9", "--hostname=prep1", uuid
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
+    assert app_output(result.stdout).split() == [
         "lo",
         "#",
         "Generated",
@@ -398,7 +401,7 @@ def test_a_killed_run_whose_data_dir_went_is_swept(
     )
     for _ in range(300):
         listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-        listed = [p for p in listed if p["state"] == "running" and p["networks"]]
+        listed = [p for p in listed if p["state"] == "running" and p.get("networks")]
         if listed:
             break
         time.sleep(0.1)

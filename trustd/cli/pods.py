@@ -276,6 +276,7 @@ def api_pod(info: dict[str, Any]) -> dict[str, Any]:
             "apps": apps,
             "created_at": unix_nanos(info["created"]),
             "started_at": unix_nanos(info["started"]),
+            "networks": info.get("networks") or [],
         }
     ) | {"name": info["name"], "state": info["state"]}
 
@@ -343,7 +344,7 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"created={_when(info['created'], True)}")
     if info["started"] is not None:
         print(f"started={_when(info['started'], True)}")
-    if info["state"] == "running":
+    if info["state"] == "running" or info["networks"]:
         print(f"networks={network_column(info['networks'])}")
     if info["state"] in ("running", "deleting", "exited deleting", "exited", "exited garbage"):
         if info["pid"]:
