@@ -31,6 +31,7 @@ from pathlib import Path
 
 from trustd.privileged import _dirfd
 from trustd.privileged._output import check_parent, output_dir, output_file
+from trustd.privileged.treestore._docker import check_conversion
 from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root, private_dir
 from trustd.privileged.treestore.marker import (
     MAX_MARKER,
@@ -206,11 +207,17 @@ def verified_copy(
     *,
     identity: IdentityFor | None = None,
 ) -> tuple[Path, AdmittedImage]:
-    """A private copy of the image's original archive that passed the gate again just now."""
+    """A private copy of the image's original archive that passed the gate again just now.
+
+    For a docker image whose signature evidence verified, root also converts the signed
+    manifest's stored layers again and requires that to be this archive (:mod:`._docker`);
+    a docker image admitted insecure is run as the recorded opt-out, unconverted."""
     copy, signature = private_copy(cas_fd, key, workdir)
     admitted = readmit_key(
         copy, signature, keystore, key, accept_unsigned=accept, identity=identity
     )
+    if signature is not None and _docker_name(admitted):
+        check_conversion(cas_fd, key, signature, admitted.info.manifest)
     return copy, admitted
 
 

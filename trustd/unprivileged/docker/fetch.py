@@ -143,6 +143,8 @@ class _Pulled:
     origin: Origin
     source_digest: str
     diff_ids: tuple[str, ...]
+    # a registry image: its config and layer blobs by digest (kept for a signed image)
+    blobs: tuple[tuple[str, Path | bytes], ...] = ()
 
 
 def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) -> ImageRecord:
@@ -327,7 +329,10 @@ def _registry_image(
                 manifest_hash=digest,
             )
             paths = tuple(blob_path(tmp, layer.digest) for layer in manifest.layers)
-            yield _Pulled(config_bytes, tuple(_file_opener(p) for p in paths), origin, digest, ())
+            blobs: list[tuple[str, Path | bytes]] = [(manifest.config.digest, config_bytes)]
+            blobs += [(layer.digest, p) for layer, p in zip(manifest.layers, paths, strict=True)]
+            openers = tuple(_file_opener(p) for p in paths)
+            yield _Pulled(config_bytes, openers, origin, digest, (), tuple(blobs))
         except (TransportError, KeyboardInterrupt):
             keep = True
             raise
@@ -434,7 +439,9 @@ def _convert_and_store(
                 limits=job.squash_limits,
             )
         evidence: bytes | None = None
+        blobs: dict[str, Path | bytes] = {}
         if signed is not None and job.signatures is not None:  # verified again, from bytes
+            blobs = dict(pulled.blobs)  # root converts these again before it renders
             evidence = signed.evidence().encode()
             admitted = admit_docker_signed(
                 scratch, evidence, job.signatures.keystore, identity=signed.rule, source=ref.url
@@ -446,4 +453,4 @@ def _convert_and_store(
             )
         if job.admitted_gate is not None:
             job.admitted_gate(admitted)
-        return job.store.put(admitted, scratch, evidence, source=ref.url)
+        return job.store.put(admitted, scratch, evidence, source=ref.url, blobs=blobs)
