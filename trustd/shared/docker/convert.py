@@ -231,7 +231,10 @@ def convert(
     expected = diff_ids or config.diff_ids
     name = getattr(out, "name", None)
     scratch = Path(name).parent if isinstance(name, str) else None  # beside the ACI: cas/tmp
-    squash = Squasher(list(pulled_layers), limits, scratch)
+    try:
+        squash = Squasher(list(pulled_layers), limits, scratch)
+    except LayerRefused as exc:  # too many layers
+        raise _refused(label, exc) from exc
     try:
         _squash(squash, out, expected=expected, label=label, config=config, origin=origin)
     finally:
