@@ -125,11 +125,9 @@ def test_an_aci_with_other_content_is_not_the_conversion(stored: Stored, tmp_pat
     at = forged.index(b"signed\n")
     forged[at : at + 7] = b"forged\n"
     other = _store(tmp_path / "cas2", bytes(forged), {}, stored.evidence)
-    for name in os.listdir(stored.blob_dir):
-        if name.startswith("sha256-"):
-            (tmp_path / "cas2" / other.blob_relpath / name).write_bytes(
-                (stored.blob_dir / name).read_bytes()
-            )
+    for blob in stored.blob_dir.iterdir():
+        if blob.name.startswith("sha256-"):
+            (tmp_path / "cas2" / other.blob_relpath / blob.name).write_bytes(blob.read_bytes())
     with pytest.raises(LocalStateError, match="is not the conversion of the signed") as exc:
         Stored(tmp_path / "cas2", other, stored.evidence, stored.aci, stored.manifest).check()
     assert f"rkt image rm {other.id[:39]}" in (exc.value.hint or "")
