@@ -255,6 +255,27 @@ def test_a_signed_docker_image_runs_after_root_verifies_its_signature_again(
     assert fetched["signature"]["signers"] == signed.keys.good.upper()
 
 
+def test_the_signed_platform_manifest_of_a_list_runs_after_roots_own_conversion(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """The evidence holds the amd64 instance's manifest; root converts its kept layers."""
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    image_id = _fetch(signed, shared_dirs, "ns/list:v1", "--insecure-options=http")
+    blob = ImageStore(shared_dirs.data).layout.blob_dir(image_id[: len("sha512-") + 64])
+    assert any(p.name.startswith("sha256-") for p in blob.iterdir())
+    ran = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo", "--", "converted-by-root")
+    assert ran.returncode == 0, ran.stderr
+    assert "converted-by-root" in ran.stdout
+    rendered = [p.name for p in (shared_dirs.data / "private" / "tree").iterdir()]
+    assert [n for n in rendered if n.startswith(image_id)], rendered
+    for _ in range(2):  # exited -> exited-garbage -> removed: the pod no longer holds it
+        rkt(shared_dirs, "gc", "--grace-period=0s", check=True)
+    rkt(shared_dirs, "image", "rm", image_id, check=True)  # the kept layers go with it
+    assert not blob.exists()
+
+
 def test_a_docker_key_removed_after_the_fetch_stops_the_run(
     signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
 ) -> None:
