@@ -419,25 +419,49 @@ def test_a_forged_aci_naming_a_signed_manifest_with_its_evidence_is_refused(
     assert ran.returncode == 0, ran.stderr
 
 
-def test_a_tampered_layer_of_a_signed_image_is_refused(
-    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
-) -> None:
-    """The layers root converts again are checked against the signed manifest's digests."""
+def _tamper_a_layer(dirs: ConfigDirs, image_id: str) -> Path:
+    """As the group member: flip the last byte of the image's largest kept blob."""
     from tests.integration._attacker import member  # noqa: PLC0415
     from trustd.shared.store import ImageStore  # noqa: PLC0415
 
-    _trustd_dirs(signed, shared_dirs, tmp_path)
-    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
-    blob = ImageStore(shared_dirs.data).layout.blob_dir(good[: len("sha512-") + 64])
+    blob = ImageStore(dirs.data).layout.blob_dir(image_id[: len("sha512-") + 64])
     layers = sorted(p for p in blob.iterdir() if p.name.startswith("sha256-"))
     assert len(layers) >= 2  # the config and at least one layer are kept with the image
     layer = max(layers, key=lambda p: p.stat().st_size)
     tampered = bytearray(layer.read_bytes())
     tampered[-1] ^= 1
-    fake = shared_dirs.data.parent / "layer"
+    fake = dirs.data.parent / "layer"
     fake.write_bytes(bytes(tampered))
     fake.chmod(0o644)
     member("/bin/sh", "-c", f"cp {fake} {layer}.new && mv -f {layer}.new {layer}")
+    return layer
+
+
+def test_a_tree_rendered_before_root_converted_docker_images_is_rendered_again(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """A marker written before root converted signed docker images (no ``converted``) is
+    not reused for one: the next run renders, and so converts, again."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    assert rkt(shared_dirs, "run", good, "--exec=/bin/echo").returncode == 0
+    (tree,) = (shared_dirs.data / "private" / "tree").glob(good + "*")
+    marker = json.loads((tree / "rendered").read_bytes())
+    assert marker.pop("converted") is True
+    (tree / "rendered").write_text(json.dumps(marker, sort_keys=True))  # an old marker
+    layer = _tamper_a_layer(shared_dirs, good)
+    ran = rkt(shared_dirs, "run", good, "--exec=/bin/echo")
+    assert ran.returncode == 254, ran.stderr
+    assert f"does not have the digest {layer.name.replace('-', ':', 1)}" in ran.stderr
+
+
+def test_a_tampered_layer_of_a_signed_image_is_refused(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """The layers root converts again are checked against the signed manifest's digests."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    layer = _tamper_a_layer(shared_dirs, good)
     private = _private(shared_dirs)
     ran = rkt(shared_dirs, "run", good, "--exec=/bin/echo")
     assert ran.returncode == 254, ran.stderr

@@ -130,8 +130,8 @@ def _cached_tree(
         manifest_bytes = _dirfd.read_beneath(tree_fd, f"{key.id}/manifest", 1 << 20)
     except (FileNotFoundError, LocalStateError):
         return None
-    if marker is None:
-        return None  # not a marker for these bytes: render again
+    if marker is None or (marker.docker_name and not marker.converted):
+        return None  # not a marker for these bytes (or not of root's conversion): render again
     signers, insecure = marker.signers, marker.insecure
     manifest = parse_image_manifest(manifest_bytes, source=str(final / "manifest"))
     name = str(manifest.name)
@@ -261,6 +261,7 @@ def render_tree(
                         admitted.provenance.signers,
                         admitted.provenance.insecure,
                         _docker_name(admitted),
+                        converted=bool(_docker_name(admitted)),  # verified_copy checked it
                     )
                 )
             )
