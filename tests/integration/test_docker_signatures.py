@@ -258,7 +258,9 @@ def test_a_signed_docker_image_runs_after_root_verifies_its_signature_again(
 def test_the_signed_platform_manifest_of_a_list_runs_after_roots_own_conversion(
     signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
 ) -> None:
-    """The evidence holds the amd64 instance's manifest; root converts its kept layers."""
+    """The evidence holds the amd64 instance's manifest; root converts its kept layers. The
+    kept layers live and die with their image: image gc keeps them while a pod holds the
+    image and removes them with an unused one, image rm removes them."""
     from trustd.shared.store import ImageStore  # noqa: PLC0415
 
     _trustd_dirs(signed, shared_dirs, tmp_path)
@@ -270,6 +272,12 @@ def test_the_signed_platform_manifest_of_a_list_runs_after_roots_own_conversion(
     assert "converted-by-root" in ran.stdout
     rendered = [p.name for p in (shared_dirs.data / "private" / "tree").iterdir()]
     assert [n for n in rendered if n.startswith(image_id)], rendered
+    other = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    other_blob = ImageStore(shared_dirs.data).layout.blob_dir(other[: len("sha512-") + 64])
+    kept = sorted(p.name for p in blob.iterdir())
+    rkt(shared_dirs, "image", "gc", "--grace-period=0s", check=True)
+    assert not other_blob.exists()  # an unused image goes, with its layers
+    assert sorted(p.name for p in blob.iterdir()) == kept  # the exited pod's image stays whole
     for _ in range(2):  # exited -> exited-garbage -> removed: the pod no longer holds it
         rkt(shared_dirs, "gc", "--grace-period=0s", check=True)
     rkt(shared_dirs, "image", "rm", image_id, check=True)  # the kept layers go with it
