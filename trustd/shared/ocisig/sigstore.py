@@ -16,10 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from typing import TYPE_CHECKING
 
 from trustd.shared.errors import BadSignatureError, UntrustedSignerError, UserError
 from trustd.shared.ocisig.identity import SignedIdentity, check_identity
@@ -27,9 +24,13 @@ from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.ocisig.payload import parse_payload
 from trustd.shared.ocisig.simple import DigestMismatchError, ImageSignature
 
+if TYPE_CHECKING:  # cryptography loads on first use: a pod start never needs it (issue #14)
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    PublicKeyType = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
 ANNOTATION = "dev.cosignproject.cosign/signature"
 MAX_PEM = 16 * 1024
-PublicKeyType = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 class PemKeyError(UserError):
@@ -52,6 +53,9 @@ def is_pem_public_key(data: bytes) -> bool:
 
 def parse_pem_key(data: bytes, *, source: str) -> PemKey:
     """An ECDSA P-256 or Ed25519 public key in PEM; anything else is refused naming why."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
+
     hint = "export the public key with: openssl ec -in KEY.pem -pubout (or cosign public-key)"
     if len(data) > MAX_PEM:
         raise PemKeyError(f"{source} is larger than {MAX_PEM} bytes", hint=hint)
@@ -79,6 +83,10 @@ def parse_pem_key(data: bytes, *, source: str) -> PemKey:
 
 
 def _check(key: PemKey, signature: bytes, payload: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
+
     try:
         if isinstance(key.public, ed25519.Ed25519PublicKey):
             key.public.verify(signature, payload)
