@@ -194,7 +194,8 @@ def _profile(work: Path, host: str, profile: bool) -> int:
     from trustd.unprivileged.docker import fetch_docker  # noqa: PLC0415
 
     if not profile:  # in-process CPU time, for tuning: pass 2 by offset vs layers read again
-        from trustd.unprivileged.docker import _squash, fetch  # noqa: PLC0415
+        from trustd.shared.docker import _squash  # noqa: PLC0415
+        from trustd.shared.docker import convert as fetch  # noqa: PLC0415
 
         def reread(layers: Any, limits: Any = None, scratch: Any = None) -> Any:
             del scratch

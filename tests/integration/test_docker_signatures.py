@@ -255,6 +255,35 @@ def test_a_signed_docker_image_runs_after_root_verifies_its_signature_again(
     assert fetched["signature"]["signers"] == signed.keys.good.upper()
 
 
+def test_the_signed_platform_manifest_of_a_list_runs_after_roots_own_conversion(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """The evidence holds the amd64 instance's manifest; root converts its kept layers. The
+    kept layers live and die with their image: image gc keeps them while a pod holds the
+    image and removes them with an unused one, image rm removes them."""
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    image_id = _fetch(signed, shared_dirs, "ns/list:v1", "--insecure-options=http")
+    blob = ImageStore(shared_dirs.data).layout.blob_dir(image_id[: len("sha512-") + 64])
+    assert any(p.name.startswith("sha256-") for p in blob.iterdir())
+    ran = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo", "--", "converted-by-root")
+    assert ran.returncode == 0, ran.stderr
+    assert "converted-by-root" in ran.stdout
+    rendered = [p.name for p in (shared_dirs.data / "private" / "tree").iterdir()]
+    assert [n for n in rendered if n.startswith(image_id)], rendered
+    other = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    other_blob = ImageStore(shared_dirs.data).layout.blob_dir(other[: len("sha512-") + 64])
+    kept = sorted(p.name for p in blob.iterdir())
+    rkt(shared_dirs, "image", "gc", "--grace-period=0s", check=True)
+    assert not other_blob.exists()  # an unused image goes, with its layers
+    assert sorted(p.name for p in blob.iterdir()) == kept  # the exited pod's image stays whole
+    for _ in range(2):  # exited -> exited-garbage -> removed: the pod no longer holds it
+        rkt(shared_dirs, "gc", "--grace-period=0s", check=True)
+    rkt(shared_dirs, "image", "rm", image_id, check=True)  # the kept layers go with it
+    assert not blob.exists()
+
+
 def test_a_docker_key_removed_after_the_fetch_stops_the_run(
     signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
 ) -> None:
@@ -319,6 +348,134 @@ def test_a_scope_that_counts_only_openpgp_acis_refuses_simple_signing(
     assert out.returncode == 254
     assert "signed in the simple-signing format; this scope counts openpgp" in out.stderr
     assert _ids(shared_dirs) == before
+
+
+# -- root converts a signed image again from its stored layers (ADR 0021 addendum) ------
+_FORGE = """
+import hashlib, io, os, shutil, sqlite3, sys, tarfile
+data, good = sys.argv[1], sys.argv[2]
+src = os.path.join(data, "cas/blob/sha512", good[7:9], good[:7 + 64])
+out = io.BytesIO()
+with tarfile.open(os.path.join(src, "image.aci")) as old, tarfile.open(
+    fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
+) as new:
+    for m in old.getmembers():
+        new.addfile(m, old.extractfile(m) if m.isreg() else None)
+    body = b"forged by a member of group rkt\\n"
+    info = tarfile.TarInfo("rootfs/forged")
+    info.size, info.mode = len(body), 0o644
+    new.addfile(info, io.BytesIO(body))
+forged = out.getvalue()
+digest = hashlib.sha512(forged).hexdigest()
+key = "sha512-" + digest[:64]
+dst = os.path.join(data, "cas/blob/sha512", digest[:2], key)
+os.makedirs(dst)
+for name in os.listdir(src):  # the real evidence, manifest and the signed layers
+    if name != "image.aci":
+        shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+with open(os.path.join(dst, "image.aci"), "wb") as f:
+    f.write(forged)
+db = sqlite3.connect(os.path.join(data, "cas/db/index.sqlite"))
+with db:
+    db.execute(
+        "INSERT INTO images SELECT ?, ?, name, labels, import_time, last_used, size,"
+        " uncompressed_size, source, provenance FROM images WHERE key = ?",
+        (key, digest, good[:7 + 64]),
+    )
+print("sha512-" + digest)
+"""
+
+
+def _private(dirs: ConfigDirs) -> list[str]:
+    """Rendered trees (and render stages) and pods that got past prepare (a refused
+    prepare leaves its embryo in ``pods/garbage``, as rkt does)."""
+    pods = [p for p in (dirs.data / "pods").glob("*") if p.name != "garbage"]
+    return sorted(
+        str(entry.relative_to(dirs.data))
+        for parent in [dirs.data / "private" / "tree", *pods]
+        if parent.is_dir()
+        for entry in parent.iterdir()
+    )
+
+
+def test_a_forged_aci_naming_a_signed_manifest_with_its_evidence_is_refused(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """A member of group rkt writes an ACI with a file of their own whose annotations name
+    a genuinely signed manifest, beside the real evidence and layers, with an index row:
+    every check on the evidence passes, and root's own squash of the signed layers is not
+    that ACI, so nothing is rendered and no pod is made."""
+    from tests.integration._attacker import member, snapshot  # noqa: PLC0415
+
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    script = shared_dirs.data.parent / "forge.py"
+    script.write_text(_FORGE)
+    script.chmod(0o644)
+    forged = member("/usr/bin/python3", str(script), str(shared_dirs.data), good)
+    forged_id = forged.stdout.strip()
+    assert forged_id[:71] in _ids(shared_dirs)  # the index lists it, as the attack needs
+    cas, private = snapshot(shared_dirs.data / "cas" / "blob"), _private(shared_dirs)
+    ran = rkt(shared_dirs, "run", forged_id, "--exec=/bin/cat", "--", "/forged")
+    assert ran.returncode == 254, ran.stdout + ran.stderr
+    assert "is not the conversion of the signed" in ran.stderr, ran.stderr
+    assert "forged by a member" not in ran.stdout
+    assert snapshot(shared_dirs.data / "cas" / "blob") == cas
+    assert _private(shared_dirs) == private
+    assert not (shared_dirs.data / "private" / "tree" / forged_id[:71]).exists()
+    ran = rkt(shared_dirs, "run", good, "--exec=/bin/echo")  # the signed image still runs
+    assert ran.returncode == 0, ran.stderr
+
+
+def _tamper_a_layer(dirs: ConfigDirs, image_id: str) -> Path:
+    """As the group member: flip the last byte of the image's largest kept blob."""
+    from tests.integration._attacker import member  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+
+    blob = ImageStore(dirs.data).layout.blob_dir(image_id[: len("sha512-") + 64])
+    layers = sorted(p for p in blob.iterdir() if p.name.startswith("sha256-"))
+    assert len(layers) >= 2  # the config and at least one layer are kept with the image
+    layer = max(layers, key=lambda p: p.stat().st_size)
+    tampered = bytearray(layer.read_bytes())
+    tampered[-1] ^= 1
+    fake = dirs.data.parent / "layer"
+    fake.write_bytes(bytes(tampered))
+    fake.chmod(0o644)
+    member("/bin/sh", "-c", f"cp {fake} {layer}.new && mv -f {layer}.new {layer}")
+    return layer
+
+
+def test_a_tree_rendered_before_root_converted_docker_images_is_rendered_again(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """A marker written before root converted signed docker images (no ``converted``) is
+    not reused for one: the next run renders, and so converts, again."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    assert rkt(shared_dirs, "run", good, "--exec=/bin/echo").returncode == 0
+    (tree,) = (shared_dirs.data / "private" / "tree").glob(good + "*")
+    marker = json.loads((tree / "rendered").read_bytes())
+    assert marker.pop("converted") is True
+    (tree / "rendered").write_text(json.dumps(marker, sort_keys=True))  # an old marker
+    layer = _tamper_a_layer(shared_dirs, good)
+    ran = rkt(shared_dirs, "run", good, "--exec=/bin/echo")
+    assert ran.returncode == 254, ran.stderr
+    assert f"does not have the digest {layer.name.replace('-', ':', 1)}" in ran.stderr
+
+
+def test_a_tampered_layer_of_a_signed_image_is_refused(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """The layers root converts again are checked against the signed manifest's digests."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    layer = _tamper_a_layer(shared_dirs, good)
+    private = _private(shared_dirs)
+    ran = rkt(shared_dirs, "run", good, "--exec=/bin/echo")
+    assert ran.returncode == 254, ran.stderr
+    assert f"does not have the digest {layer.name.replace('-', ':', 1)}" in ran.stderr, ran.stderr
+    assert "rkt image rm" in ran.stderr
+    assert _private(shared_dirs) == private
 
 
 # -- sigstore (cosign) signatures, made as cosign documents for external signers ----------------

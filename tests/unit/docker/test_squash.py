@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from tests.unit.docker._layers import CONFIG, E, layer, openers
 from trustd.shared.appc.aci import AciLimits, inspect_aci
+from trustd.shared.docker.convert import Origin, convert
 from trustd.shared.errors import RemoteLiedError
-from trustd.unprivileged.docker.convert import Origin
-from trustd.unprivileged.docker.fetch import convert
 
 ORIGIN = Origin(name="example.com/squash", tag="1")
 
@@ -140,7 +139,7 @@ def test_corrupt_and_oversized_layers_are_refused() -> None:
     with pytest.raises(RemoteLiedError, match="corrupt"):
         squash(b"\x1f\x8b" + b"garbage" * 100)
     out = io.BytesIO()
-    from trustd.unprivileged.docker._squash import SquashLimits  # noqa: PLC0415
+    from trustd.shared.docker._squash import SquashLimits  # noqa: PLC0415
 
     with pytest.raises(RemoteLiedError, match="size-cap"):
         convert(

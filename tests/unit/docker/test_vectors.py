@@ -11,11 +11,12 @@ import pytest
 
 from tests.conftest import snapshot
 from trustd.shared.appc.aci import AciLimits, inspect_aci
+from trustd.shared.docker.convert import convert
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.store import ImageStore
 from trustd.unprivileged.docker import DockerFetch, fetch_docker
-from trustd.unprivileged.docker.fetch import _archive_image, convert
+from trustd.unprivileged.docker.fetch import _archive_image
 from trustd.unprivileged.docker.reference import parse_docker_ref
 
 VECTORS = Path(__file__).parents[2] / "vectors" / "docker2aci"

@@ -44,6 +44,9 @@ class RenderMarker:
     insecure: bool
     rendered_at: datetime = field(metadata={"check": _aware})
     docker_name: str = ""  # docker://HOST/REPO: the signers verified for that docker name
+    # a signed docker image: root squashed its signed layers again and got these bytes
+    # (a marker without it, written before root did, is not reused for a docker image)
+    converted: bool = False
 
     def __post_init__(self) -> None:
         if self.insecure == bool(self.signers):
@@ -51,10 +54,15 @@ class RenderMarker:
 
     @classmethod
     def now(
-        cls, digest: str, signers: tuple[str, ...], insecure: bool, docker_name: str = ""
+        cls,
+        digest: str,
+        signers: tuple[str, ...],
+        insecure: bool,
+        docker_name: str = "",
+        converted: bool = False,
     ) -> RenderMarker:
         stamp = datetime.now(UTC).replace(microsecond=0)
-        return cls(digest, signers, insecure, stamp, docker_name)
+        return cls(digest, signers, insecure, stamp, docker_name, converted)
 
 
 def encode_marker(marker: RenderMarker) -> bytes:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from trustd.privileged import _dirfd
 from trustd.privileged._output import check_parent, output_dir, output_file
+from trustd.privileged.treestore._docker import check_conversion
 from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root, private_dir
 from trustd.privileged.treestore.marker import (
     MAX_MARKER,
@@ -129,8 +130,8 @@ def _cached_tree(
         manifest_bytes = _dirfd.read_beneath(tree_fd, f"{key.id}/manifest", 1 << 20)
     except (FileNotFoundError, LocalStateError):
         return None
-    if marker is None:
-        return None  # not a marker for these bytes: render again
+    if marker is None or (marker.docker_name and not marker.converted):
+        return None  # not a marker for these bytes (or not of root's conversion): render again
     signers, insecure = marker.signers, marker.insecure
     manifest = parse_image_manifest(manifest_bytes, source=str(final / "manifest"))
     name = str(manifest.name)
@@ -206,11 +207,17 @@ def verified_copy(
     *,
     identity: IdentityFor | None = None,
 ) -> tuple[Path, AdmittedImage]:
-    """A private copy of the image's original archive that passed the gate again just now."""
+    """A private copy of the image's original archive that passed the gate again just now.
+
+    For a docker image whose signature evidence verified, root also converts the signed
+    manifest's stored layers again and requires that to be this archive (:mod:`._docker`);
+    a docker image admitted insecure is run as the recorded opt-out, unconverted."""
     copy, signature = private_copy(cas_fd, key, workdir)
     admitted = readmit_key(
         copy, signature, keystore, key, accept_unsigned=accept, identity=identity
     )
+    if signature is not None and _docker_name(admitted):
+        check_conversion(cas_fd, key, signature, admitted.info.manifest)
     return copy, admitted
 
 
@@ -254,6 +261,7 @@ def render_tree(
                         admitted.provenance.signers,
                         admitted.provenance.insecure,
                         _docker_name(admitted),
+                        converted=bool(_docker_name(admitted)),  # verified_copy checked it
                     )
                 )
             )

@@ -24,13 +24,13 @@ from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.ocisig.payload import parse_payload
 from trustd.shared.ocisig.simple import DigestMismatchError, ImageSignature
 
-ANNOTATION = "dev.cosignproject.cosign/signature"
-MAX_PEM = 16 * 1024
-
-if TYPE_CHECKING:  # cryptography loads on first use: the root program's run path needs none
+if TYPE_CHECKING:  # cryptography loads on first use: a pod start never needs it (issue #14)
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     PublicKeyType = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+ANNOTATION = "dev.cosignproject.cosign/signature"
+MAX_PEM = 16 * 1024
 
 
 class PemKeyError(UserError):

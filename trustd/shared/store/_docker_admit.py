@@ -7,8 +7,8 @@ asked for) is decoded and every signature verified again against the keystore's
 and the converted ACI bound to it: its ``appc.io/docker/manifesthash`` annotation must
 name that digest and its registry and repository annotations that name.
 
-What this cannot show is that the ACI's files are the manifest's layers: the conversion
-ran as rkt-fetch and root believes it (docs/threat-model.md).
+What this cannot show is that the ACI's files are the manifest's layers; before it renders,
+root squashes the stored layers again and compares (trustd/privileged/treestore/_docker.py).
 """
 
 from __future__ import annotations

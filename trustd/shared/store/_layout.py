@@ -4,6 +4,8 @@
 <dir>/cas/                 2770 root:rkt   (flock'd: shared to import, exclusive for gc/rm)
 <dir>/cas/db/index.sqlite  0660            (WAL)
 <dir>/cas/blob/sha512/<2 hex>/sha512-<64 hex>/{image.aci, image.aci.asc, manifest}
+    and, for a signed docker image, sha256-<64 hex> per layer and for the config (the blobs
+    its signed manifest names, kept so root can re-run the conversion: ADR 0021 addendum)
 <dir>/cas/tmp/             2770            (staging; a killed fetch leaves only this)
 <dir>/cas/imagelocks/      2770            (one lock file per image being published)
 
@@ -17,6 +19,7 @@ import contextlib
 import errno
 import grp
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -27,6 +30,15 @@ ADMIN_GROUP = "rkt-admin"
 ORIGINAL = "image.aci"
 SIGNATURE = "image.aci.asc"
 MANIFEST = "manifest"
+_DOCKER_BLOB = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+
+
+def docker_blob_name(digest: str) -> str:
+    """The file name a signed docker image's layer or config blob is kept under in the
+    image's blob directory: its digest with ``-`` for ``:`` (``sha256-<64 hex>``)."""
+    if not _DOCKER_BLOB.match(digest):
+        raise LocalStateError(f"{digest!r} is not a sha256: or sha512: digest")
+    return digest.replace(":", "-", 1)
 
 
 def group_id(name: str = GROUP) -> int | None:

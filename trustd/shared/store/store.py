@@ -30,6 +30,7 @@ from trustd.shared.store._layout import (
     ORIGINAL,
     SIGNATURE,
     StoreLayout,
+    docker_blob_name,
     make_dir,
     open_shared_file,
     open_store_dir,
@@ -128,28 +129,49 @@ class ImageStore:
             os.close(fd)
 
     def put(
-        self, admitted: AdmittedImage, original: Path, signature: bytes | None, source: str
+        self,
+        admitted: AdmittedImage,
+        original: Path,
+        signature: bytes | None,
+        source: str,
+        *,
+        blobs: Mapping[str, Path | bytes] | None = None,
     ) -> ImageRecord:
-        """Store an admitted image (its original bytes and signature) once; return its record."""
+        """Store an admitted image (its original bytes and signature) once; return its record.
+
+        ``blobs`` (digest -> file or bytes) are kept beside it under
+        :func:`~trustd.shared.store._layout.docker_blob_name`: a signed docker image's layers
+        and config, which root converts again before it renders the image."""
         key = admitted.key
         with self.locked(exclusive=False), self._key_lock(key):
             existing = self.index.by_key_prefix(key)
             if existing:
                 return existing[0]
-            self._stage_and_publish(self.layout.blob_dir(key), admitted, original, signature)
+            self._stage_and_publish(
+                self.layout.blob_dir(key), admitted, original, signature, blobs or {}
+            )
             self.index.insert(self._record(admitted, original, source))
             return self.index.by_key_prefix(key)[0]
 
     def _stage_and_publish(
-        self, final: Path, admitted: AdmittedImage, original: Path, signature: bytes | None
+        self,
+        final: Path,
+        admitted: AdmittedImage,
+        original: Path,
+        signature: bytes | None,
+        blobs: Mapping[str, Path | bytes],
     ) -> None:
         stage = Path(tempfile.mkdtemp(prefix="import-", dir=self.layout.tmp))
         try:
-            try:  # scratch files live in cas/tmp: a hard link costs nothing
-                os.link(original, stage / ORIGINAL)
-            except OSError:
-                shutil.copyfile(original, stage / ORIGINAL)
             files = {MANIFEST: admitted.info.manifest_bytes}
+            for name, source in [(ORIGINAL, original)] + [
+                (docker_blob_name(d), b) for d, b in blobs.items() if isinstance(b, Path)
+            ]:
+                try:  # scratch files live in cas/tmp: a hard link costs nothing
+                    os.link(source, stage / name)
+                except OSError:
+                    shutil.copyfile(source, stage / name)
+            files |= {docker_blob_name(d): b for d, b in blobs.items() if isinstance(b, bytes)}
             if signature is not None:
                 files[SIGNATURE] = signature
             for name, data in files.items():

@@ -6,11 +6,11 @@ recorded ``--insecure-options=image`` opt-out *and* a policy scope that allows i
 ACI then passes the same admission gate as every other image.
 """
 
+from trustd.shared.docker.convert import convert
 from trustd.unprivileged.docker._local import LocalSource, open_local_source
 from trustd.unprivileged.docker.fetch import (
     UNSIGNED_MESSAGE,
     DockerFetch,
-    convert,
     fetch_docker,
     gate,
     policy_ref,

@@ -26,9 +26,7 @@ from typing import BinaryIO, Final, cast
 
 from trustd.shared.appc._aci_paths import Refused, canonical_name
 from trustd.shared.appc._aci_scan import checked_tarinfo, corrupt_errors
-from trustd.shared.errors import RemoteLiedError, UserError
-from trustd.unprivileged.docker._layout_files import LayoutFiles
-from trustd.unprivileged.docker.documents import (
+from trustd.shared.docker.documents import (
     INDEX_TYPES,
     OCI_INDEX,
     DocumentError,
@@ -40,6 +38,8 @@ from trustd.unprivileged.docker.documents import (
     parse_manifest,
     select_platform,
 )
+from trustd.shared.errors import RemoteLiedError, UserError
+from trustd.unprivileged.docker._layout_files import LayoutFiles
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 
 _LAYER_ID: Final = re.compile(r"^[a-f0-9]{64}$")

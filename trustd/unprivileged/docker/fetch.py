@@ -20,6 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from trustd.shared.docker._squash import SquashLimits
+from trustd.shared.docker.convert import Origin, convert, sanitize_identifier
+from trustd.shared.docker.documents import (
+    INDEX_TYPES,
+    Manifest,
+    Platform,
+    media_type_of,
+    parse_config,
+    parse_index,
+    parse_manifest,
+    select_platform,
+)
 from trustd.shared.errors import PolicyViolationError, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.ocisig.name import DockerName, DockerReference, split_host
@@ -38,19 +50,6 @@ from trustd.unprivileged.docker._local import (
     open_archive,
 )
 from trustd.unprivileged.docker._space import need_space
-from trustd.unprivileged.docker._squash import LayerRefused, Squasher, SquashLimits
-from trustd.unprivileged.docker.convert import Origin, build_manifest, sanitize_identifier
-from trustd.unprivileged.docker.documents import (
-    INDEX_TYPES,
-    ImageConfig,
-    Manifest,
-    Platform,
-    media_type_of,
-    parse_config,
-    parse_index,
-    parse_manifest,
-    select_platform,
-)
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.registry import Credentials, Registry, RegistryLimits
 from trustd.unprivileged.docker.signatures import (
@@ -144,6 +143,8 @@ class _Pulled:
     origin: Origin
     source_digest: str
     diff_ids: tuple[str, ...]
+    # a registry image: its config and layer blobs by digest (kept for a signed image)
+    blobs: tuple[tuple[str, Path | bytes], ...] = ()
 
 
 def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) -> ImageRecord:
@@ -328,7 +329,10 @@ def _registry_image(
                 manifest_hash=digest,
             )
             paths = tuple(blob_path(tmp, layer.digest) for layer in manifest.layers)
-            yield _Pulled(config_bytes, tuple(_file_opener(p) for p in paths), origin, digest, ())
+            blobs: list[tuple[str, Path | bytes]] = [(manifest.config.digest, config_bytes)]
+            blobs += [(layer.digest, p) for layer, p in zip(manifest.layers, paths, strict=True)]
+            openers = tuple(_file_opener(p) for p in paths)
+            yield _Pulled(config_bytes, openers, origin, digest, (), tuple(blobs))
         except (TransportError, KeyboardInterrupt):
             keep = True
             raise
@@ -420,67 +424,6 @@ def _oci_image(ref: DockerRef, layout: LayoutFiles) -> _Pulled:
     return _Pulled(config_bytes, layers, origin, digest, ())
 
 
-def convert(
-    pulled_layers: tuple[Callable[[], BinaryIO], ...],
-    config_bytes: bytes,
-    origin: Origin,
-    out: BinaryIO,
-    *,
-    label: str,
-    diff_ids: tuple[str, ...] = (),
-    limits: SquashLimits | None = None,
-) -> None:
-    """Squash the layers and write the ACI (manifest first) to ``out``."""
-    config = parse_config(config_bytes, f"{label} (config)")
-    expected = diff_ids or config.diff_ids
-    name = getattr(out, "name", None)
-    scratch = Path(name).parent if isinstance(name, str) else None  # beside the ACI: cas/tmp
-    squash = Squasher(list(pulled_layers), limits, scratch)
-    try:
-        _squash(squash, out, expected=expected, label=label, config=config, origin=origin)
-    finally:
-        squash.close()
-
-
-def _squash(
-    squash: Squasher,
-    out: BinaryIO,
-    *,
-    expected: tuple[str, ...],
-    label: str,
-    config: ImageConfig,
-    origin: Origin,
-) -> None:
-    try:
-        squash.read_layers()
-        if expected and len(expected) == len(squash.diff_ids):
-            for i, (want, got) in enumerate(zip(expected, squash.diff_ids, strict=True)):
-                if want != got:
-                    raise RemoteLiedError(
-                        f"{label}: layer {i} does not match the config's diff_id: expected "
-                        f"{want}, got {got}",
-                        hint="the image's layers were altered; nothing was stored",
-                    )
-        squash.add_stdio_links()
-        squash.check_symlinks()
-    except LayerRefused as exc:
-        raise _refused(label, exc) from exc
-    manifest = build_manifest(config, origin, squash.exists, label)
-    try:
-        squash.write(out, manifest)
-    except LayerRefused as exc:
-        raise _refused(label, exc) from exc
-
-
-def _refused(label: str, exc: LayerRefused) -> RemoteLiedError:
-    where = "" if exc.layer is None else f" layer {exc.layer}:"
-    entry = f" entry {exc.entry!r}:" if exc.entry else ""
-    return RemoteLiedError(
-        f"docker image {label}:{where}{entry} {exc.reason} [{exc.rule}]",
-        hint="do not run this image; a safe image never breaks this rule",
-    )
-
-
 def _convert_and_store(
     ref: DockerRef, pulled: _Pulled, job: DockerFetch, signed: SignedImage | None = None
 ) -> ImageRecord:
@@ -496,7 +439,9 @@ def _convert_and_store(
                 limits=job.squash_limits,
             )
         evidence: bytes | None = None
+        blobs: dict[str, Path | bytes] = {}
         if signed is not None and job.signatures is not None:  # verified again, from bytes
+            blobs = dict(pulled.blobs)  # root converts these again before it renders
             evidence = signed.evidence().encode()
             admitted = admit_docker_signed(
                 scratch, evidence, job.signatures.keystore, identity=signed.rule, source=ref.url
@@ -508,4 +453,4 @@ def _convert_and_store(
             )
         if job.admitted_gate is not None:
             job.admitted_gate(admitted)
-        return job.store.put(admitted, scratch, evidence, source=ref.url)
+        return job.store.put(admitted, scratch, evidence, source=ref.url, blobs=blobs)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trustd.shared.docker.documents import DIGEST
 from trustd.shared.errors import UserError
 
 DOCKER_HUB = "registry-1.docker.io"
@@ -24,7 +25,6 @@ _HOST = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
 )
-DIGEST = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 MAX_NAME = 255
 
 Kind = Literal["registry", "archive", "oci"]

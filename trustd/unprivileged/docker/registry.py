@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 
+from trustd.shared.docker.documents import INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT
 from trustd.shared.errors import DISK_FULL, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.unprivileged.docker._space import SpaceWatch, disk_full, need_space
-from trustd.unprivileged.docker.documents import INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT
 from trustd.unprivileged.transport import IMAGE_LIMITS, Limits, Response, fetch
 from trustd.unprivileged.transport.progress import Progress
 

@@ -9,11 +9,13 @@ Schema 1 manifests (signed with a JWS that nobody checked) are refused.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from trustd.shared.errors import RemoteLiedError
-from trustd.unprivileged.docker.reference import DIGEST
+
+DIGEST: Final = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 
 DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"

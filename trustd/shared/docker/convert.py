@@ -18,11 +18,13 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, BinaryIO, Final
 
 from trustd.shared.appc.manifest import VALID_OS_ARCH, parse_image_manifest
+from trustd.shared.docker._squash import LayerRefused, Squasher, SquashLimits
+from trustd.shared.docker.documents import DocumentError, ImageConfig, parse_config
 from trustd.shared.errors import RemoteLiedError
-from trustd.unprivileged.docker.documents import DocumentError, ImageConfig
 
 AC_VERSION: Final = "0.8.11"
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -212,3 +214,67 @@ def _annotations(config: ImageConfig, origin: Origin) -> list[dict[str, str]]:
         ("appc.io/docker/tag", origin.tag or ""),
     ]
     return [{"name": k, "value": v} for k, v in pairs if v]
+
+
+def convert(
+    pulled_layers: tuple[Callable[[], BinaryIO], ...],
+    config_bytes: bytes,
+    origin: Origin,
+    out: BinaryIO,
+    *,
+    label: str,
+    diff_ids: tuple[str, ...] = (),
+    limits: SquashLimits | None = None,
+) -> None:
+    """Squash the layers and write the ACI (manifest first) to ``out``."""
+    config = parse_config(config_bytes, f"{label} (config)")
+    expected = diff_ids or config.diff_ids
+    name = getattr(out, "name", None)
+    scratch = Path(name).parent if isinstance(name, str) else None  # beside the ACI: cas/tmp
+    try:
+        squash = Squasher(list(pulled_layers), limits, scratch)
+    except LayerRefused as exc:  # too many layers
+        raise _refused(label, exc) from exc
+    try:
+        _squash(squash, out, expected=expected, label=label, config=config, origin=origin)
+    finally:
+        squash.close()
+
+
+def _squash(
+    squash: Squasher,
+    out: BinaryIO,
+    *,
+    expected: tuple[str, ...],
+    label: str,
+    config: ImageConfig,
+    origin: Origin,
+) -> None:
+    try:
+        squash.read_layers()
+        if expected and len(expected) == len(squash.diff_ids):
+            for i, (want, got) in enumerate(zip(expected, squash.diff_ids, strict=True)):
+                if want != got:
+                    raise RemoteLiedError(
+                        f"{label}: layer {i} does not match the config's diff_id: expected "
+                        f"{want}, got {got}",
+                        hint="the image's layers were altered; nothing was stored",
+                    )
+        squash.add_stdio_links()
+        squash.check_symlinks()
+    except LayerRefused as exc:
+        raise _refused(label, exc) from exc
+    manifest = build_manifest(config, origin, squash.exists, label)
+    try:
+        squash.write(out, manifest)
+    except LayerRefused as exc:
+        raise _refused(label, exc) from exc
+
+
+def _refused(label: str, exc: LayerRefused) -> RemoteLiedError:
+    where = "" if exc.layer is None else f" layer {exc.layer}:"
+    entry = f" entry {exc.entry!r}:" if exc.entry else ""
+    return RemoteLiedError(
+        f"docker image {label}:{where}{entry} {exc.reason} [{exc.rule}]",
+        hint="do not run this image; a safe image never breaks this rule",
+    )

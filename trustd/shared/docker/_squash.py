@@ -37,7 +37,7 @@ from trustd.shared.appc._aci_paths import (
     resolve_symlink,
 )
 from trustd.shared.appc._aci_scan import checked_tarinfo, corrupt_errors
-from trustd.unprivileged.docker._layers import CapExceeded, LayerReader, Peeked, decompressed
+from trustd.shared.docker._layers import CapExceeded, LayerReader, Peeked, decompressed
 
 _OPAQUE: Final = ".wh..wh..opq"
 _AUFS_META: Final = ".wh..wh."
