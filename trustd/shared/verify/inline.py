@@ -15,15 +15,7 @@ from pysequoia.packet import PacketPile, Tag
 
 from trustd.shared.errors import BadSignatureError
 from trustd.shared.verify.model import _VERIFIER_TOKEN, Keyring, VerifiedSignature
-from trustd.shared.verify.verifier import (
-    ALLOWED_HASHES,
-    _check_key,
-    _first_line,
-    _issuer,
-    _name,
-    _signing_fingerprint,
-    _untrusted,
-)
+from trustd.shared.verify.verifier import _first_line, _name, trusted_signer
 
 MAX_MESSAGE = 4 * 1024 * 1024
 
@@ -57,17 +49,9 @@ def verify_message(
     subject = str(keyring.subject)
     what = f'image "{subject}"'
     sig = _one_signature(message, what)
-    if sig.hash_algorithm not in ALLOWED_HASHES:
-        raise BadSignatureError(
-            f"the signature for {what} uses {_name(sig.hash_algorithm)}, which is refused",
-            hint="re-sign with SHA-256 or stronger (gpg --digest-algo SHA256)",
-        )
-    issuer = _issuer(sig, what)
-    trusted = keyring.find(issuer)
-    if trusted is None:
-        raise _untrusted(subject, issuer, keyring)
-    signing_fpr = _signing_fingerprint(trusted.key, issuer)
-    _check_key(trusted, signing_fpr, subject, now)
+    trusted, signing_fpr = trusted_signer(
+        sig, keyring, now, hint="re-sign with SHA-256 or stronger (gpg --digest-algo SHA256)"
+    )
     try:
         result = pysequoia.verify(bytes=message, store=lambda _ids: [trusted.key.cert])
     except RuntimeError as exc:

@@ -122,6 +122,28 @@ def _crypto_check(data: bytes | Path, sig: pysequoia.Sig, key: PublicKey, what: 
         raise BadSignatureError(f"no valid signature over {what}")
 
 
+def trusted_signer(
+    sig: pysequoia.Sig, keyring: Keyring, now: datetime, *, hint: str
+) -> tuple[TrustedKey, str]:
+    """The trusted key that made ``sig`` and its signing (sub)key's fingerprint, before any
+    cryptography: an allowed hash, an issuer, a key trusted for the keyring's subject that
+    is usable now; or raise. ``hint`` says how to re-sign with a strong hash."""
+    subject = str(keyring.subject)
+    what = f'image "{subject}"'
+    if sig.hash_algorithm not in ALLOWED_HASHES:
+        raise BadSignatureError(
+            f"the signature for {what} uses {_name(sig.hash_algorithm)}, which is refused",
+            hint=hint,
+        )
+    issuer = _issuer(sig, what)
+    trusted = keyring.find(issuer)
+    if trusted is None:
+        raise _untrusted(subject, issuer, keyring)
+    signing_fpr = _signing_fingerprint(trusted.key, issuer)
+    _check_key(trusted, signing_fpr, subject, now)
+    return trusted, signing_fpr
+
+
 def verify_detached(
     data: bytes | Path,
     signature: bytes,
@@ -134,17 +156,12 @@ def verify_detached(
     subject = str(keyring.subject)
     what = f'image "{subject}"'
     sig = _parse_signature(signature, what)
-    if sig.hash_algorithm not in ALLOWED_HASHES:
-        raise BadSignatureError(
-            f"the signature for {what} uses {_name(sig.hash_algorithm)}, which is refused",
-            hint="re-sign with SHA-256 or stronger: gpg --digest-algo SHA512 --detach-sign",
-        )
-    issuer = _issuer(sig, what)
-    trusted = keyring.find(issuer)
-    if trusted is None:
-        raise _untrusted(subject, issuer, keyring)
-    signing_fpr = _signing_fingerprint(trusted.key, issuer)
-    _check_key(trusted, signing_fpr, subject, now)
+    trusted, signing_fpr = trusted_signer(
+        sig,
+        keyring,
+        now,
+        hint="re-sign with SHA-256 or stronger: gpg --digest-algo SHA512 --detach-sign",
+    )
     _crypto_check(data, sig, trusted.key, what)
     return VerifiedSignature(
         subject=keyring.subject,
