@@ -34,18 +34,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "store) or update (always ask the remote; default)",
     )
     p.add_argument("--full", action="store_true", help="print the full image ID")
-    p.add_argument(
-        "--store-only",
-        action="store_true",
-        deprecated="please use --pull-policy=never",
-        help="use only images in the store",
-    )
-    p.add_argument(
-        "--no-store",
-        action="store_true",
-        deprecated="please use --pull-policy=update",
-        help="fetch images ignoring the local store",
-    )
+    add_deprecated_store_flags(p)
     p.add_argument(
         "images",
         nargs=argparse.REMAINDER,
@@ -78,6 +67,22 @@ def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
     if not out:
         raise UserError("must provide at least one image")
     return out
+
+
+def add_deprecated_store_flags(p: argparse.ArgumentParser) -> None:
+    """rkt's deprecated --store-only and --no-store (read by :func:`deprecated_pull_policy`)."""
+    p.add_argument(
+        "--store-only",
+        action="store_true",
+        deprecated="please use --pull-policy=never",
+        help="use only images in the store",
+    )
+    p.add_argument(
+        "--no-store",
+        action="store_true",
+        deprecated="please use --pull-policy=update",
+        help="fetch images ignoring the local store",
+    )
 
 
 def deprecated_pull_policy(args: argparse.Namespace, policy: str) -> str:

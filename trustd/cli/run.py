@@ -17,7 +17,7 @@ from trustd.cli._apps import ALIASES, APP_FLAGS, BOOL_FLAGS, app_requests, parse
 from trustd.cli._grammar import interspersed
 from trustd.cli._handoff import exec_root, require_root
 from trustd.cli._net import add_net_flags, net_options
-from trustd.cli.fetch import deprecated_pull_policy
+from trustd.cli.fetch import add_deprecated_store_flags, deprecated_pull_policy
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure, warn_insecure
@@ -116,18 +116,7 @@ def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
         "'--no-overlay' and '--interactive' will have effect",
     )
     p.add_argument("--no-overlay", action="store_true", help="disable overlay filesystem")
-    p.add_argument(
-        "--store-only",
-        action="store_true",
-        deprecated="please use --pull-policy=never",
-        help="use only images in the store",
-    )
-    p.add_argument(
-        "--no-store",
-        action="store_true",
-        deprecated="please use --pull-policy=update",
-        help="fetch images ignoring the local store",
-    )
+    add_deprecated_store_flags(p)
     add_net_flags(p, ports=True, dns=running)  # network flags: trustd/cli/_net.py
     if running:
         p.add_argument("--hostname", help='pod\'s hostname. If empty, it will be "rkt-$PODUUID"')
