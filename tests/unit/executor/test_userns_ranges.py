@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,16 +40,33 @@ def test_ranges_never_overlap_each_other(tmp_path: Path) -> None:
     assert len(set(shifts)) == 200
 
 
-def _allocate(args: tuple[str, str, int]) -> list[int]:
-    private, etc, worker = args
-    alloc = RangeAllocator(Path(private), Path(etc))
-    return [alloc.allocate(f"w{worker}-{i}") for i in range(25)]
+_ALLOCATE = """
+import json, sys
+from pathlib import Path
+from trustd.privileged.executor._userns import RangeAllocator
+alloc = RangeAllocator(Path(sys.argv[1]), Path(sys.argv[2]))
+print(json.dumps([alloc.allocate(f"w{sys.argv[3]}-{i}") for i in range(25)]))
+"""
 
 
 def test_concurrent_allocations_are_serialised_by_the_lock(tmp_path: Path) -> None:
+    """Four processes at once (fresh interpreters: a forked pool can deadlock at teardown
+    under a tracer, and the allocator's users are separate processes anyway)."""
     etc = _etc(tmp_path)
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        results = pool.map(_allocate, [(str(tmp_path / "private"), str(etc), w) for w in range(4)])
+    private = str(tmp_path / "private")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ALLOCATE, private, str(etc), str(w)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(4)
+    ]
+    results = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        results.append(json.loads(out))
     shifts = [s for r in results for s in r]
     assert len(set(shifts)) == 100
     assert len(RangeAllocator(tmp_path / "private", etc).in_use()) == 100  # none lost
