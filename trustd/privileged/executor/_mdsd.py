@@ -1,7 +1,7 @@
 """``rkt metadata-service`` as root: bind the host daemon's sockets, then become the daemon.
 
-Root binds the HTTP socket (``--listen-address``, by default the ``default`` network's gateway
-172.16.28.1 with IP_FREEBIND, ``:--listen-port``, 18112 as rkt's) and the
+Root binds the HTTP socket (``--listen-address``:``--listen-port``, by default the ``default``
+network's gateway 172.16.28.1, with IP_FREEBIND, and 18112 as rkt's) and the
 registration socket ``<dir>/mds/register.sock`` (0600, in ``<dir>/mds``, 0700 root: only root
 reaches it; group rkt cannot even look it up), puts them at fds 3 and 4 with ``LISTEN_FDS=2``
 and ``LISTEN_PID`` set to its own pid, exactly as systemd's socket activation passes them,
