@@ -1,7 +1,8 @@
 """``rkt metadata-service``: the appc metadata service as an unprivileged host daemon.
 
-A real daemon (root binds, it runs as rkt-mds) serves a real ``--mds-register`` pod over
-loopback (``--net=host``: the pod network is helper net's, issue #16); the same daemon under
+A real daemon (root binds, it runs as rkt-mds) serves real ``--mds-register`` pods over the
+pod network (``--net=default``, at its gateway 172.16.28.1, the default listen address) and
+over loopback (``--net=host``, with ``--listen-address=127.0.0.1``); the same daemon under
 socket activation (LISTEN_FDS, as systemd passes them); and a real member of group rkt
 trying to register a fake pod, read a pod's metadata or get a signature.
 """
@@ -15,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +34,22 @@ API = "acMetadata/v1"
 UUID = "6a2f8f8e-6c36-4b2e-9d1f-0b8c3f2a9e10"
 
 
+# In the pod: its URL, uuid and image ID from the service, an HMAC signature verified and a
+# wrong one refused, and no in-pod server among the pod's processes.
+_CHECKS = (
+    'M="$AC_METADATA_URL/acMetadata/v1"; echo "$AC_METADATA_URL"; '
+    'wget -q -O - "$M/pod/uuid"; echo; '
+    'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
+    'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
+    'U=$(wget -q -O - "$M/pod/uuid"); '
+    'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
+    'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
+    'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
+    '"$M/pod/hmac/verify" || echo refused; '
+    "pgrep -f trustd.unprivileged.mds >/dev/null || echo no-in-pod-server"
+)
+
+
 def _status(pid: int) -> dict[str, str]:
     text = Path(f"/proc/{pid}/status").read_text()
     return {
@@ -39,11 +57,10 @@ def _status(pid: int) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def daemon(shared_dirs: ConfigDirs) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """``rkt metadata-service`` started as root on a free loopback port."""
+def _start(shared_dirs: ConfigDirs, *flags: str) -> tuple[subprocess.Popen[str], str, int]:
+    """``rkt metadata-service`` started as root on a free port: (process, address, port)."""
     proc = subprocess.Popen(
-        [RKT, *shared_dirs.flags(), "metadata-service", "--listen-port=0"],
+        [RKT, *shared_dirs.flags(), "metadata-service", "--listen-port=0", *flags],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -51,9 +68,36 @@ def daemon(shared_dirs: ConfigDirs) -> Iterator[tuple[subprocess.Popen[str], int
     )
     assert proc.stderr is not None
     line = proc.stderr.readline()
-    assert "listening on 127.0.0.1:" in line, line + proc.stderr.read()
-    port = int(line.rsplit(":", 1)[1])
+    assert "listening on " in line, line + proc.stderr.read()
+    address, port = line.split("listening on ", 1)[1].strip().rsplit(":", 1)
+    return proc, address, int(port)
+
+
+@pytest.fixture
+def daemon(shared_dirs: ConfigDirs) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The daemon on loopback (for --net=host pods and host-side probes)."""
+    proc, address, port = _start(shared_dirs, "--listen-address=127.0.0.1")
+    assert address == "127.0.0.1"
     _wait_serving(port)
+    yield proc, port
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def pod_daemon(shared_dirs: ConfigDirs) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The daemon as it starts by default: on the default network's host side, 172.16.28.1,
+    bound before any pod (and so any veth with that address) exists."""
+    proc, address, port = _start(shared_dirs)
+    assert address == "172.16.28.1"
+    sock = shared_dirs.data / "mds/register.sock"
+    for _ in range(200):  # answering on the registration socket: the daemon runs
+        try:
+            _register(sock, {"pods": {}})
+            break
+        except (OSError, ValueError):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
     yield proc, port
     proc.kill()
     proc.wait()
@@ -66,8 +110,6 @@ def _wait_serving(port: int) -> None:
         except urllib.error.HTTPError:
             return  # answering (404): the daemon's HTTP side is up
         except OSError:
-            import time  # noqa: PLC0415
-
             time.sleep(0.05)
     raise AssertionError("the metadata service did not come up")
 
@@ -134,18 +176,6 @@ def test_a_registered_pod_is_served_by_the_host_daemon(
     assert allowed in text
     install_policy(shared_dirs.local, text)  # --net=host: a scope must allow it (ADR 0019)
     uuid_file = shared_dirs.data.parent / "uuid"
-    script = (
-        'M="$AC_METADATA_URL/acMetadata/v1"; echo "$AC_METADATA_URL"; '
-        'wget -q -O - "$M/pod/uuid"; echo; '
-        'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
-        'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
-        'U=$(wget -q -O - "$M/pod/uuid"); '
-        'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
-        'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
-        'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
-        '"$M/pod/hmac/verify" || echo refused; '
-        "pgrep -f trustd.unprivileged.mds >/dev/null || echo no-in-pod-server"
-    )
     result = rkt(
         shared_dirs,
         "run",
@@ -156,7 +186,7 @@ def test_a_registered_pod_is_served_by_the_host_daemon(
         "--exec=/bin/sh",
         "--",
         "-c",
-        script,
+        _CHECKS,
     )
     assert result.returncode == 0, result.stderr
     url, uuid, image_id, *answers = app_output(result.stdout).split()
@@ -277,12 +307,13 @@ def test_the_daemon_refuses_to_serve_as_root() -> None:
 def test_a_pod_that_cannot_reach_the_daemon_keeps_the_in_pod_server(
     shared_dirs: ConfigDirs, image: str, daemon: tuple[subprocess.Popen[str], int]
 ) -> None:
-    """Until the pod network lands, a pod on loopback only cannot reach a host daemon: it
-    is served in its own network namespace, as before (ADR 0025, switch-over)."""
+    """A pod on loopback only (``--net=none``) cannot reach a host daemon: it is served in
+    its own network namespace, as before (ADR 0025, the fallback)."""
     _, port = daemon
     result = rkt(
         shared_dirs,
         "run",
+        "--net=none",
         "--mds-register",
         image,
         "--exec=/bin/sh",
@@ -294,3 +325,90 @@ def test_a_pod_that_cannot_reach_the_daemon_keeps_the_in_pod_server(
     url, uuid = app_output(result.stdout).split()
     assert url.startswith("http://127.0.0.1:18112/") and f":{port}/" not in url
     assert len(uuid) == 36
+
+
+def _pods(shared_dirs: ConfigDirs) -> list[str]:
+    """The UUIDs the daemon has registered (asked as root on its registration socket)."""
+    answer = _register(shared_dirs.data / "mds/register.sock", {"pods": {}})
+    return [str(u) for u in answer["pods"]]  # type: ignore[attr-defined]
+
+
+def test_pods_on_the_pod_network_are_served_by_the_host_daemon(
+    shared_dirs: ConfigDirs, image: str, pod_daemon: tuple[subprocess.Popen[str], int]
+) -> None:
+    """Two ``--net=default`` pods served by the host daemon at the network's gateway: each
+    gets its uuid, manifests and HMAC from it (no in-pod server); a pod's token names no pod
+    from another pod's address; a member of group rkt reaches neither the registration nor a
+    pod's metadata; each pod is unregistered when it ends (by exit and by ``rkt stop``)."""
+    _, port = pod_daemon
+    other_file, uuid_file = shared_dirs.data.parent / "other", shared_dirs.data.parent / "uuid"
+    other = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            "--net=default",
+            "--mds-register",
+            f"--uuid-file-save={other_file}",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            'echo "$AC_METADATA_URL"; exec sleep 120',
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        other_url = app_output(other.stdout.readline()).strip()
+        assert other_url.startswith(f"http://172.16.28.1:{port}/"), other.communicate()
+        other_uuid = other_file.read_text().strip()
+        assert other_uuid in _pods(shared_dirs)
+        steal = f'wget -q -O - "{other_url}/{API}/pod/uuid" && echo stolen || echo other-refused; '
+        result = rkt(
+            shared_dirs,
+            "run",
+            "--net=default",
+            "--mds-register",
+            f"--uuid-file-save={uuid_file}",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            _CHECKS + "; " + steal,
+        )
+        assert result.returncode == 0, result.stderr
+        url, uuid, image_id, *answers = app_output(result.stdout).split()
+        assert url.startswith(f"http://172.16.28.1:{port}/")  # the gateway, the daemon's port
+        assert uuid == uuid_file.read_text().strip()
+        assert image_id.startswith(image)
+        assert answers == ["verified", "refused", "no-in-pod-server", "other-refused"]
+        assert uuid not in _pods(shared_dirs)  # it exited: unregistered
+        # as a real member of group rkt, while the other pod runs
+        sock = shared_dirs.data / "mds/register.sock"
+        tried = as_member(
+            "/usr/bin/python3",
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+            "print('CONNECTED')",
+            str(sock),
+        )
+        assert "CONNECTED" not in tried.stdout and "Permission denied" in tried.stderr
+        got = as_member(
+            "/usr/bin/python3",
+            "-c",
+            "import sys,urllib.request as u\n"
+            "try:\n"
+            "  u.urlopen(sys.argv[1], timeout=5); print('GOT')\n"
+            "except Exception as e: print(getattr(e, 'code', e))",
+            f"{other_url}/{API}/pod/manifest",
+        )
+        assert got.stdout.split() == ["404"], got.stderr
+    finally:
+        if other_file.exists():
+            rkt(shared_dirs, "stop", other_file.read_text().strip())
+        other.communicate(timeout=60)
+    assert other_uuid not in _pods(shared_dirs)  # stopped: unregistered

@@ -1,6 +1,6 @@
 """``rkt metadata-service``: the appc metadata service as a host daemon (rkt's verb).
 
-    rkt metadata-service [--listen-address=127.0.0.1] [--listen-port=18112]
+    rkt metadata-service [--listen-address=172.16.28.1] [--listen-port=18112]
 
 As root: the root program binds the sockets and becomes the daemon as ``rkt-mds``. Started
 by systemd (``rkt-metadata.socket``, ``User=rkt-mds``): the sockets arrive as ``LISTEN_FDS``
@@ -18,9 +18,11 @@ from typing import Any
 from trustd.shared.errors import UserError
 
 DEFAULT_PORT = 18112
-# The host side of the pod network once pods have one (issue #16, helper net); until then
-# the daemon serves pods that share the host's network (--net=host) on loopback.
-DEFAULT_ADDRESS = "127.0.0.1"
+# The host side of the default pod network (its gateway, ADR 0019), bound before any pod
+# exists (IP_FREEBIND): pods on --net=default reach it, the host's other interfaces do not
+# serve it (rkt listened on all of them; ADR 0025). 127.0.0.1 serves --net=host pods,
+# 0.0.0.0 every network, as rkt did.
+DEFAULT_ADDRESS = "172.16.28.1"
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -29,7 +31,11 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         parents=parents,
         help="run the appc metadata service for --mds-register pods (host daemon)",
     )
-    p.add_argument("--listen-address", default=DEFAULT_ADDRESS, help="IP address to serve on")
+    p.add_argument(
+        "--listen-address",
+        default=DEFAULT_ADDRESS,
+        help="IP address to serve on (172.16.28.1, the default network's host side)",
+    )
     p.add_argument("--listen-port", type=int, default=DEFAULT_PORT, help="TCP port (18112)")
     p.set_defaults(func=run)
 
@@ -54,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         request = MetadataServiceStart("metadata-service", args.listen_address, args.listen_port)
     except ValueError as exc:
-        raise UserError(str(exc), hint="e.g. --listen-address=127.0.0.1") from exc
+        raise UserError(str(exc), hint="e.g. --listen-address=172.16.28.1") from exc
     exec_root(args.options, "metadata-service", request)

@@ -1,6 +1,7 @@
 """``rkt metadata-service`` as root: bind the host daemon's sockets, then become the daemon.
 
-Root binds the HTTP socket (``--listen-address``:``--listen-port``, 18112 as rkt's) and the
+Root binds the HTTP socket (``--listen-address``:``--listen-port``, by default the ``default``
+network's gateway 172.16.28.1, with IP_FREEBIND, and 18112 as rkt's) and the
 registration socket ``<dir>/mds/register.sock`` (0600, in ``<dir>/mds``, 0700 root: only root
 reaches it; group rkt cannot even look it up), puts them at fds 3 and 4 with ``LISTEN_FDS=2``
 and ``LISTEN_PID`` set to its own pid, exactly as systemd's socket activation passes them,
@@ -60,10 +61,21 @@ def registration_socket(data_dir: Path) -> socket.socket:
     return sock
 
 
+IP_FREEBIND, IPV6_FREEBIND = 15, 78  # <linux/in.h>, <linux/in6.h>; not in Python 3.11
+
+
 def http_socket(address: str, port: int) -> socket.socket:
+    """The HTTP socket on ``address``, bound with IP_FREEBIND: the pod network's gateway
+    (172.16.28.1) exists only while a pod's host-side veth carries it, and the daemon must
+    listen there before the first pod and keep listening between pods (systemd's
+    ``FreeBind=true``)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
     try:
         sock.bind((address, port))
     except OSError as exc:

@@ -5,9 +5,11 @@ reach: ``<dir>/mds/register.sock`` (made by root's ``rkt metadata-service``, in 
 ``<dir>/mds``) or rkt's ``/run/rkt/metadata-svc.sock`` (systemd's ``rkt-metadata.socket``,
 0600 root). It sends the pod's UUID, its address as the daemon will see it, the pod manifest
 and each app's image manifest and ID, and gets the pod's token and the HTTP port back: the
-apps' ``AC_METADATA_URL``. When the pod cannot reach a host daemon (today: a pod without
-``--net=host``, until the pod network lands) or no daemon listens, the pod's own in-pod
-service is used instead (_mds.py).
+apps' ``AC_METADATA_URL``: ``http://<host side of the pod network>:<port>/<token>``, as
+rkt's. A pod on a CNI network is registered with its address there and reaches the daemon at
+its network's gateway (172.16.28.1 on ``default``, where the daemon listens by default); a
+``--net=host`` pod on loopback. When no daemon runs, or it listens where the pod cannot reach
+it (another network's gateway), the pod's own in-pod service is used instead (_mds.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import stat
 from pathlib import Path
 
 from trustd.privileged.executor.plan import PodPlan
+from trustd.privileged.net import addresses
 from trustd.privileged.pod.lifecycle import MANIFEST
 from trustd.shared.errors import LocalStateError
 
@@ -42,10 +45,15 @@ def daemon_socket(data_dir: Path) -> Path | None:
 
 def pod_address(plan: PodPlan) -> tuple[str, str] | None:
     """(the pod's address as the host daemon sees it, the host's address as the pod reaches
-    it), or None when the pod cannot reach a host service. Today only a pod on the host's
-    network can (loopback both ways); on the pod network (helper net) this is the pod's CNI
-    address and ``trustd.privileged.net.host_address(uuid)``, its gateway."""
-    return ("127.0.0.1", "127.0.0.1") if plan.net == "host" else None
+    it), or None when the pod cannot reach a host service: loopback both ways for
+    ``--net=host``; on CNI networks the pod's address on its first network and that
+    network's gateway, from root's network record (``trustd.privileged.net.addresses``);
+    None for ``--net=none`` (loopback only)."""
+    if plan.net == "host":
+        return ("127.0.0.1", "127.0.0.1")
+    if plan.network.options.mode == "cni":
+        return addresses(plan.uuid)
+    return None
 
 
 def _call(path: Path, request: dict[str, object]) -> dict[str, object]:

@@ -1,8 +1,9 @@
 """Pod networking on the root side: CNI plugins, the pod's netns, /etc files (ADR 0019).
 
 The public surface: :func:`resolve` and :func:`resolve_ports` (prepare), :func:`pod_network`
-(run), :func:`detach` (stop/rm/gc), :func:`host_address` (services on the host side of the
-pod network, e.g. the metadata service), :func:`join` and :func:`install_etc` (the stage1).
+(run), :func:`detach` (stop/rm/gc), :func:`host_address` and :func:`addresses` (services
+on the host side of the pod network, e.g. the metadata service), :func:`join` and
+:func:`install_etc` (the stage1).
 """
 
 from trustd.privileged.net._etc import install as install_etc
@@ -10,6 +11,7 @@ from trustd.privileged.net._netns import join
 from trustd.privileged.net.model import NetPlan, PodNetPlan, PortPlan
 from trustd.privileged.net.pod import (
     Attaching,
+    addresses,
     detach,
     host_address,
     pod_network,
@@ -23,6 +25,7 @@ __all__ = [
     "NetPlan",
     "PodNetPlan",
     "PortPlan",
+    "addresses",
     "detach",
     "host_address",
     "install_etc",

@@ -279,15 +279,26 @@ def detach(uuid: str) -> list[str]:
     return problems
 
 
-def host_address(uuid: str) -> str | None:
-    """The host-side address of the pod's first network (its gateway), for services on the
-    host the pod should reach (the metadata service): None without a CNI network."""
+def addresses(uuid: str) -> tuple[str, str] | None:
+    """(the pod's address, the host side's) on the pod's first network that has a gateway,
+    from root's record: where a host service sees the pod and where the pod reaches it (the
+    metadata service); None without a CNI network."""
     doc = _load(uuid)
     for step in doc["steps"] if doc else []:
         for ip in (step.get("result") or {}).get("ips", []):
-            if isinstance(ip, dict) and isinstance(ip.get("gateway"), str):
-                return str(ip["gateway"])
+            if not isinstance(ip, dict):
+                continue
+            address, gateway = ip.get("address"), ip.get("gateway")
+            if isinstance(address, str) and isinstance(gateway, str):
+                return address.split("/", 1)[0], gateway
     return None
+
+
+def host_address(uuid: str) -> str | None:
+    """The host-side address of the pod's first network (its gateway), for services on the
+    host the pod should reach (the metadata service): None without a CNI network."""
+    found = addresses(uuid)
+    return found[1] if found else None
 
 
 def public_info(results: Sequence[Result], plan: PodNetPlan) -> bytes:

@@ -9,7 +9,8 @@ drops to ``rkt-mds`` and execs this; trustd/privileged/executor/_mdsd.py):
   directory, or systemd's ``SocketMode=0600``); every connection is checked again with
   ``SO_PEERCRED``: a peer that is not uid 0 is refused. One JSON request per connection:
   ``{"register": {"uuid", "ip", "pod_manifest", "apps": {name: {"manifest", "id"}}}}``
-  answers ``{"token", "port"}``; ``{"unregister": {"uuid"}}`` answers ``{"ok": true}``.
+  answers ``{"token", "address", "port"}``; ``{"unregister": {"uuid"}}`` answers
+  ``{"ok": true}``; ``{"pods": {}}`` answers ``{"pods": [uuid, ...]}``, the registered pods.
 * **the appc endpoints**, ``http://<host side of the pod network>:18112/<token>/acMetadata/v1``:
   a request names a registered pod only with that pod's 256-bit token *and* from that pod's
   registered address; anything else is 404, whatever was wrong. The HMAC key is random per
@@ -115,6 +116,10 @@ class Registry:
         with self.lock:
             self.pods.pop(uuid, None)
 
+    def uuids(self) -> list[str]:
+        with self.lock:
+            return sorted(self.pods)
+
     def lookup(self, token: str, client: str) -> PodMetadata | None:
         with self.lock:
             entries = list(self.pods.values())
@@ -160,7 +165,9 @@ def _answer(registry: Registry, doc: dict[str, Any], where: tuple[str, int]) -> 
     if "unregister" in doc:
         registry.unregister(_text(doc["unregister"], "uuid"))
         return {"ok": True}
-    raise ValueError("unknown request: give register or unregister")
+    if "pods" in doc:
+        return {"pods": registry.uuids()}
+    raise ValueError("unknown request: give register, unregister or pods")
 
 
 def handle_registration(registry: Registry, conn: socket.socket, where: tuple[str, int]) -> None:
