@@ -43,6 +43,9 @@ def test_a_per_app_flag_before_any_image_is_rkts_error(shared_dirs: ConfigDirs) 
         refused = rkt(shared_dirs, "run", flag, "example.com/x")
         assert refused.returncode == 254
         assert f"{flag.split('=')[0]} must follow an image" in refused.stderr
+    refused = rkt(shared_dirs, "fetch", "--signature", "x.asc", "example.com/x")
+    assert refused.returncode == 254
+    assert "--signature must follow an image" in refused.stderr
 
 
 def _to_closed_pipe(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[str]:
