@@ -18,7 +18,7 @@ from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_text,
 from trustd.cli._handoff import exec_root, require_root
 from trustd.cli._net import add_net_flags, net_options, network_column, pod_networks
 from trustd.cli.image import parse_duration
-from trustd.cli.run import add_pod_flags, build_request
+from trustd.cli.run import add_ipc_flag, add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.request import CollectPods, Export, Prepare, Remove, RunPrepared, Stop
@@ -42,6 +42,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     rp.add_argument("--interactive", action="store_true", help="run the one app on this terminal")
     rp.add_argument("--hostname", help="the pod's hostname (default: as prepared)")
     add_net_flags(rp, ports=False, dns=True)
+    add_ipc_flag(rp, default=None)
     rp.add_argument("uuid", help="the prepared pod's UUID")
     rp.set_defaults(func=run_run_prepared)
     ls = sub.add_parser("list", parents=parents, help="list pods")
@@ -173,6 +174,7 @@ def run_run_prepared(args: argparse.Namespace) -> int:
             args.interactive,
             network=net_options(args),
             hostname=args.hostname,
+            ipc=args.ipc,
         ),
     )
 
