@@ -232,6 +232,47 @@ def test_cpu_shares_reach_the_pods_cgroup(
     assert pod.returncode == 0, err
 
 
+def test_status_wait_ready_then_wait_follow_a_running_pod(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    box, uuid_file = tmp_path / "box", tmp_path / "uuid"
+    box.mkdir()
+    pod = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            f"--uuid-file-save={uuid_file}",
+            f"--volume=box,kind=host,source={box}",
+            "--mount=volume=box,target=/box",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "while [ ! -e /box/go ]; do sleep 0.05; done; exit 3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not (uuid_file.exists() and uuid_file.read_text()) and pod.poll() is None:
+            time.sleep(0.05)
+        uuid = uuid_file.read_text().strip()
+        ready = rkt(shared_dirs, "status", "--wait-ready", uuid)  # bare: the UUID stays one
+        assert ready.returncode == 0, ready.stderr
+        assert "state=running" in ready.stdout and "started=" in ready.stdout
+        short = rkt(shared_dirs, "status", "--wait=50ms", uuid)
+        assert short.returncode == 254 and "still running after 50ms" in short.stderr
+    finally:
+        (box / "go").touch()
+    done = rkt(shared_dirs, "status", "--wait", "--wait-ready=true", uuid)
+    assert done.returncode == 0, done.stderr
+    assert "state=exited" in done.stdout and "app-busybox=3" in done.stdout, done.stdout
+    pod.communicate(timeout=120)
+    assert pod.returncode == 3
+
+
 def test_no_overlay_runs_from_a_private_copy(shared_dirs: ConfigDirs, image: str) -> None:
     result = sh(
         shared_dirs,

@@ -399,3 +399,19 @@ def test_fetch_signature_after_its_image_is_that_images_and_only_once() -> None:
     twice = parse("fetch", "A", "--signature=a.asc", "--signature=b.asc").images
     with pytest.raises(UserError, match="--signature specified multiple times for the same image"):
         parse_image_args(twice)
+
+
+@pytest.mark.parametrize(
+    ("words", "wait", "ready"),
+    [
+        (["status", "--wait", "abcd"], "true", "false"),  # pflag NoOptDefVal: UUID stays
+        (["status", "--wait-ready", "--wait", "abcd"], "true", "true"),
+        (["status", "--wait=10s", "--wait-ready=false", "abcd"], "10s", "false"),
+        (["status", "abcd"], "false", "false"),
+    ],
+)
+def test_status_wait_flags_take_a_value_only_after_equals(
+    words: list[str], wait: str, ready: str
+) -> None:
+    args = parse(*words)
+    assert (args.wait, args.wait_ready, args.uuid) == (wait, ready, "abcd")
