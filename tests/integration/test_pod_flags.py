@@ -7,13 +7,14 @@ import json
 import os
 import re
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
-from tests.integration.conftest import app_output, rkt
+from tests.integration.conftest import RKT, app_output, rkt
 
 
 def sh(
@@ -154,6 +155,122 @@ def test_ipc_parent_is_a_policy_decision_then_shares_the_hosts_namespace(
     assert app_output(shared.stdout).strip() == host
     bad = sh(shared_dirs, image, "true", pod=("--ipc=host",))
     assert bad.returncode == 254 and "invalid choice" in bad.stderr
+
+
+def test_run_prepared_ipc_is_gated_as_run_and_a_refusal_leaves_the_pod_prepared(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    host = str(Path("/proc/self/ns/ipc").readlink())
+    prepared = rkt(
+        shared_dirs, "prepare", "--quiet", image, "--exec=/bin/readlink", "--", "/proc/self/ns/ipc"
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    uuid = prepared.stdout.strip()
+    refused = rkt(shared_dirs, "run-prepared", "--ipc=parent", uuid)
+    assert refused.returncode == 254
+    assert 'run.host_namespaces ["ipc"]' in refused.stderr
+    status = rkt(shared_dirs, "status", uuid)
+    assert "state=prepared" in status.stdout, status.stdout  # nothing recorded, nothing run
+    bad = rkt(shared_dirs, "run-prepared", "--ipc=host", uuid)
+    assert bad.returncode == 254 and "invalid choice" in bad.stderr
+    text = policy_for_tests().replace(
+        "[default.run]\n", '[default.run]\nhost_namespaces = ["ipc"]\n', 1
+    )
+    install_policy(shared_dirs.local, text)
+    shared = rkt(shared_dirs, "run-prepared", "--ipc=parent", uuid)
+    assert shared.returncode == 0, shared.stderr
+    assert app_output(shared.stdout).strip() == host
+
+
+def test_cpu_shares_reach_the_pods_cgroup(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """The app names its cpu cgroup and waits; the host reads that group's cpu.shares
+    (cgroup v1; on v2 the weight runc maps the shares to) while the app runs."""
+    box = tmp_path / "box"
+    box.mkdir()
+    script = (
+        "grep -E '^[0-9]+:([^:]*,)?cpu(,[^:]*)?:' /proc/self/cgroup > /box/cgroup.tmp; "
+        "grep '^0::' /proc/self/cgroup >> /box/cgroup.tmp; mv /box/cgroup.tmp /box/cgroup; "
+        "while [ ! -e /box/go ]; do sleep 0.05; done"
+    )
+    pod = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            f"--volume=box,kind=host,source={box}",
+            "--mount=volume=box,target=/box",
+            image,
+            "--cpu-shares=512",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        named = box / "cgroup"
+        while not named.exists() and pod.poll() is None:
+            time.sleep(0.05)
+        assert named.exists(), pod.communicate(timeout=60)
+        line = named.read_text().splitlines()[0]
+        _, controllers, path = line.split(":", 2)
+        assert path.startswith("/trustd/"), line  # the pod's own group, not the host's
+        if controllers:
+            shares = Path("/sys/fs/cgroup/cpu") / path.lstrip("/") / "cpu.shares"
+            assert shares.read_text().strip() == "512"
+        else:  # cgroup v2
+            weight = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.weight"
+            assert weight.read_text().strip() == str(1 + (512 - 2) * 9999 // 262142)
+    finally:
+        (box / "go").touch()
+        _, err = pod.communicate(timeout=120)
+    assert pod.returncode == 0, err
+
+
+def test_status_wait_ready_then_wait_follow_a_running_pod(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    box, uuid_file = tmp_path / "box", tmp_path / "uuid"
+    box.mkdir()
+    pod = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            f"--uuid-file-save={uuid_file}",
+            f"--volume=box,kind=host,source={box}",
+            "--mount=volume=box,target=/box",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "while [ ! -e /box/go ]; do sleep 0.05; done; exit 3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not (uuid_file.exists() and uuid_file.read_text()) and pod.poll() is None:
+            time.sleep(0.05)
+        uuid = uuid_file.read_text().strip()
+        ready = rkt(shared_dirs, "status", "--wait-ready", uuid)  # bare: the UUID stays one
+        assert ready.returncode == 0, ready.stderr
+        assert "state=running" in ready.stdout and "started=" in ready.stdout
+        short = rkt(shared_dirs, "status", "--wait=50ms", uuid)
+        assert short.returncode == 254 and "still running after 50ms" in short.stderr
+    finally:
+        (box / "go").touch()
+    done = rkt(shared_dirs, "status", "--wait", "--wait-ready=true", uuid)
+    assert done.returncode == 0, done.stderr
+    assert "state=exited" in done.stdout and "app-busybox=3" in done.stdout, done.stdout
+    pod.communicate(timeout=120)
+    assert pod.returncode == 3
 
 
 def test_no_overlay_runs_from_a_private_copy(shared_dirs: ConfigDirs, image: str) -> None:

@@ -47,6 +47,21 @@ def humanize(then: datetime, now: datetime | None = None) -> str:
     return f"a long while {label}"  # pragma: no cover - the last magnitude is infinite
 
 
+_IEC = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def ibytes(size: int) -> str:
+    """go-humanize ``IBytes``: ``5 B``, ``1.5 KiB``, ``12 MiB`` (powers of 1024, one
+    decimal below 10, rounded half up)."""
+    if size < 10:
+        return f"{size} B"
+    exp = 0
+    while size >= 1024 ** (exp + 1) and exp < len(_IEC) - 1:
+        exp += 1
+    value = int(size / 1024**exp * 10 + 0.5) / 10
+    return f"{value:.1f} {_IEC[exp]}" if value < 10 else f"{value:.0f} {_IEC[exp]}"
+
+
 def go_time(when: datetime) -> str:
     """Go's ``2006-01-02 15:04:05.999 -0700 MST`` in local time (rkt's defaultTimeLayout)."""
     local = when.astimezone()

@@ -59,6 +59,13 @@ class BoolFlag(argparse.Action):
             print(f"Flag {name} has been deprecated, {deprecated}", file=sys.stderr)
 
 
+def no_opt_value(action: argparse.Action, value: str) -> argparse.Action:
+    """pflag's ``NoOptDefVal``: ``--flag`` alone means ``--flag=VALUE``; ``--flag WORD``
+    leaves WORD to the positionals (:func:`rewrite_bools` spells the bare flag out)."""
+    action.no_opt_value = value  # type: ignore[attr-defined]
+    return action
+
+
 def false_spelling(option: str) -> str:
     return option + _FALSE_SUFFIX
 
@@ -73,6 +80,10 @@ def rewrite_bools(parser: argparse.ArgumentParser, args: Sequence[str]) -> list[
             out.extend(args[i:])
             break
         name, eq, value = word.partition("=")
+        bare = actions.get(word) if word.startswith("--") else None
+        if not eq and (no_opt := getattr(bare, "no_opt_value", None)) is not None:
+            out.append(f"{word}={no_opt}")  # pflag's NoOptDefVal: a value only after "="
+            continue
         action = actions.get(name) if eq and word.startswith("--") else None
         if isinstance(action, BoolFlag):
             out.append(name if parse_bool(name, value) else false_spelling(name))

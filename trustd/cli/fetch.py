@@ -36,12 +36,32 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--full", action="store_true", help="print the full image ID")
     add_deprecated_store_flags(p)
     p.add_argument(
+        "--signature",
+        action=_SignatureFirst,
+        metavar="FILE",
+        help="local signature file to use in validating the preceding image",
+    )
+    p.add_argument(
         "images",
         nargs=argparse.REMAINDER,
         metavar="IMAGE [--signature FILE]",
         help="image names, files, URLs or docker:// references",
     )
     p.set_defaults(func=run, **interspersed(p, {"--signature"}, app_args=False))
+
+
+class _SignatureFirst(argparse.Action):
+    """``--signature`` before any image: rkt's ``--signature must follow an image`` (after
+    an image the word stays with the images, read by :func:`parse_image_args`)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise UserError("--signature must follow an image", hint=_SIGNATURE_HINT)
+
+
+_SIGNATURE_HINT = "put it after the image it signs: rkt fetch IMAGE --signature IMAGE.asc"
 
 
 def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
@@ -51,11 +71,16 @@ def parse_image_args(tokens: list[str]) -> list[tuple[str, Path | None]]:
     for word in it:
         if word == "--signature" or word.startswith("--signature="):
             value = word.partition("=")[2] or next(it, "")
-            if not out or not value:
-                raise UserError("--signature must follow an image and name a file")
+            if not out:
+                raise UserError("--signature must follow an image", hint=_SIGNATURE_HINT)
+            if not value:
+                raise UserError("--signature needs a file", hint=_SIGNATURE_HINT)
             image, previous = out[-1]
             if previous is not None:
-                raise UserError(f"two signatures given for {image!r}")
+                raise UserError(
+                    "--signature specified multiple times for the same image",
+                    hint=f"give {image!r} one --signature",
+                )
             out[-1] = (image, Path(value))
         elif word.startswith("--"):
             raise UserError(

@@ -11,15 +11,49 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from trustd.cli._common import add_format_flag, is_json, json_text, table_text
-from trustd.cli._format import go_json
+from trustd.cli._common import add_format_flag, is_json, json_text
+from trustd.cli._format import go_json, go_time, humanize, ibytes, tab_text, unix_nanos
 from trustd.cli._store import as_group, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError, printable
 from trustd.shared.imageid import StoreKey
 
+# rkt's columns (rkt/image_list.go), then trustd's two extras
 FIELDS = ("id", "name", "size", "importtime", "lastused", "signers", "source")
+DEFAULT_FIELDS = "id,name,size,importtime,lastused"
 SORT_FIELDS = ("name", "importtime", "lastused", "size")
+HEADERS = {
+    "id": "ID",
+    "name": "NAME",
+    "size": "SIZE",
+    "importtime": "IMPORT TIME",
+    "lastused": "LAST USED",
+    "signers": "SIGNERS",
+    "source": "SOURCE",
+}
+SHORT_ID = len("sha512-") + 12  # rkt's trimImageID: the algorithm and 12 hex digits
+
+
+def option_list(allowed: tuple[str, ...], flag: str) -> Any:
+    """rkt's OptionList: comma-separated, any case, each option once."""
+
+    def parse(text: str) -> list[str]:
+        options: list[str] = []
+        for option in text.lower().split(",") if text else []:
+            if option not in allowed:
+                raise UserError(
+                    f"invalid argument {text!r} for {flag}: unknown option {option!r}",
+                    hint=f"accepted values: {', '.join(allowed)}",
+                )
+            if option in options:
+                raise UserError(
+                    f"invalid argument {text!r} for {flag}: duplicated option {option!r}",
+                    hint="name each option once",
+                )
+            options.append(option)
+        return options
+
+    return parse
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -31,19 +65,26 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     ls.add_argument(
         "--fields",
-        default="id,name,size,importtime,lastused",
-        help="comma-separated list of fields to display: " + ",".join(FIELDS),
+        default=DEFAULT_FIELDS,
+        type=option_list(FIELDS, "--fields"),
+        help="comma-separated list of fields to display. Accepted values: "
+        + ", ".join(FIELDS)
+        + f" (default {DEFAULT_FIELDS})",
     )
     ls.add_argument(
         "--sort",
         default="importtime",
-        help="sort the output by: " + ",".join(SORT_FIELDS) + " (default importtime)",
+        type=option_list(SORT_FIELDS, "--sort"),
+        help="sort the output according to the provided comma-separated list of fields. "
+        "Accepted values: " + ", ".join(SORT_FIELDS) + " (default importtime)",
     )
     ls.add_argument(
         "--order",
+        type=str.lower,
         choices=("asc", "desc"),
         default="asc",
-        help="choose the sorting order: asc or desc (default asc)",
+        help="choose the sorting order if at least one sort field is provided (--sort): "
+        "asc or desc (default asc)",
     )
     ls.add_argument("--no-legend", action="store_true", help="suppress a legend with the list")
     ls.add_argument(
@@ -136,29 +177,35 @@ def _signers(record: Any) -> list[str]:
     return [format_fingerprint(s) for s in record.provenance.signers]
 
 
+def _name(record: Any) -> str:
+    return str(record.name) + (f":{v}" if (v := record.label("version")) else "")
+
+
 def _row(record: Any, full: bool) -> dict[str, str]:
-    """A table row: every cell a string."""
-    key = record.key if full else record.key[: len("sha512-") + 32]
+    """A table row as rkt prints it: short ID, humanized size and times; ``--full`` gives
+    the full ID, the size in bytes and the times in Go's default layout."""
+    when = go_time if full else humanize
     return {
-        "id": key,
-        "name": record.name + (f":{v}" if (v := record.label("version")) else ""),
-        "size": str(record.size),
-        "importtime": record.import_time.isoformat(timespec="seconds"),
-        "lastused": record.last_used.isoformat(timespec="seconds"),
+        "id": record.key if full else record.key[:SHORT_ID],
+        "name": _name(record),
+        "size": str(record.size) if full else ibytes(record.size),
+        "importtime": when(record.import_time),
+        "lastused": when(record.last_used),
         "signers": ",".join(_signers(record)) or ("insecure" if record.provenance.insecure else ""),
         "source": record.source,
     }
 
 
 def _json_row(record: Any) -> dict[str, Any]:
-    """A JSON object: typed values (sizes are integers, times RFC 3339, signers a list)."""
+    """rkt's ImageListEntry (full ID, times in Unix nanoseconds, size in bytes), then
+    trustd's extras: signers, insecure, source and the provenance record."""
     provenance = {**record.provenance.to_json(), "signers": _signers(record)}
     return {
         "id": record.key,
-        "name": record.name + (f":{v}" if (v := record.label("version")) else ""),
+        "name": _name(record),
+        "import_time": unix_nanos(record.import_time),
+        "last_used_time": unix_nanos(record.last_used),
         "size": record.size,
-        "importtime": record.import_time.isoformat(timespec="seconds"),
-        "lastused": record.last_used.isoformat(timespec="seconds"),
         "signers": _signers(record),
         "insecure": record.provenance.insecure,
         "source": record.source,
@@ -167,26 +214,24 @@ def _json_row(record: Any) -> dict[str, Any]:
 
 
 def _listing(args: argparse.Namespace) -> str:
-    fields = args.fields.split(",")
-    sort_key = {
+    records = list(_store(args.options).images())
+    keys = {
         "name": lambda r: r.name,
         "importtime": lambda r: r.import_time,
         "lastused": lambda r: r.last_used,
         "size": lambda r: r.size,
-    }[args.sort]
-    records = sorted(_store(args.options).images(), key=sort_key, reverse=args.order == "desc")
+    }
+    records.sort(key=lambda r: tuple(keys[f](r) for f in args.sort), reverse=args.order == "desc")
     if is_json(args.format):
-        return json_text([_json_row(r) for r in records], args.format)
-    rows = [[row[f] for f in fields] for row in (_row(r, args.full) for r in records)]
-    return table_text(rows, None if args.no_legend else [f.upper() for f in fields])
+        return json_text([_json_row(r) for r in records], args.format)  # ASCII: no raw C1 bytes
+    rows = [[row[f] for f in args.fields] for row in (_row(r, args.full) for r in records)]
+    legend = [] if args.no_legend else [[HEADERS[f] for f in args.fields]]
+    return tab_text(legend + rows)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    fields = args.fields.split(",")
-    if bad := [f for f in fields if f not in FIELDS]:
-        raise UserError(f"unknown field(s) {', '.join(bad)}", hint=f"fields: {', '.join(FIELDS)}")
-    if args.sort not in SORT_FIELDS:
-        raise UserError(f"unknown sort field {args.sort!r}", hint=f"use: {', '.join(SORT_FIELDS)}")
+    if not args.fields:
+        raise UserError("--fields names no field", hint=f"e.g. --fields={DEFAULT_FIELDS}")
     text = as_group(args.options, lambda: _listing(args), listing=True)
     if text:
         print(text)

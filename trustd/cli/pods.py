@@ -9,16 +9,17 @@ import json
 import os
 import stat
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trustd.cli._common import add_format_flag, is_json
 from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_text, unix_nanos
+from trustd.cli._grammar import FALSE_WORDS, TRUE_WORDS, no_opt_value
 from trustd.cli._handoff import exec_root, require_root
 from trustd.cli._net import add_net_flags, net_options, network_column, pod_networks
 from trustd.cli.image import parse_duration
-from trustd.cli.run import add_pod_flags, build_request
+from trustd.cli.run import add_ipc_flag, add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 from trustd.shared.request import CollectPods, Export, Prepare, Remove, RunPrepared, Stop
@@ -42,6 +43,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     rp.add_argument("--interactive", action="store_true", help="run the one app on this terminal")
     rp.add_argument("--hostname", help="the pod's hostname (default: as prepared)")
     add_net_flags(rp, ports=False, dns=True)
+    add_ipc_flag(rp, default=None)
     rp.add_argument("uuid", help="the prepared pod's UUID")
     rp.set_defaults(func=run_run_prepared)
     ls = sub.add_parser("list", parents=parents, help="list pods")
@@ -54,13 +56,19 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add_format_flag(ls)
     ls.set_defaults(func=run_list)
     st = sub.add_parser("status", parents=parents, help="show a pod's status")
-    st.add_argument(
+    wait = st.add_argument(
         "--wait",
-        nargs="?",
-        const="true",
         default="false",
         help="toggle waiting for the pod to exit (true, false or a duration such as 10s)",
     )
+    ready = st.add_argument(
+        "--wait-ready",
+        default="false",
+        help="toggle waiting until the pod is ready: started (true, false or a duration "
+        "such as 10s)",
+    )
+    for action in (wait, ready):
+        no_opt_value(action, "true")
     add_format_flag(st)
     st.add_argument(
         "uuid", nargs="?", help="the pod's UUID (a unique prefix is enough)", default=None
@@ -173,6 +181,7 @@ def run_run_prepared(args: argparse.Namespace) -> int:
             args.interactive,
             network=net_options(args),
             hostname=args.hostname,
+            ipc=args.ipc,
         ),
     )
 
@@ -324,16 +333,43 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
-    pod = _pods(args.options).find(pod_uuids(args, many=False)[0])
-    if args.wait != "false":
-        limit = None if args.wait == "true" else parse_duration(args.wait)
+def _wait_limit(text: str) -> timedelta | Literal[False] | None:
+    """rkt's wait flags: a Go boolean (False: do not wait; True -> None: no limit) or a
+    duration to wait at most (``0`` is no wait, as in rkt)."""
+    if text in TRUE_WORDS:
+        return None
+    if text in FALSE_WORDS:
+        return False
+    return parse_duration(text) or False
+
+
+def _waited(args: argparse.Namespace, pod: Any) -> Any:
+    """``--wait-ready`` (until the pod started: rkt's stage1 is up, trustd's pod-started
+    stamp), then ``--wait`` (until it exited); each a limit or none."""
+    if isinstance(ready := _wait_limit(args.wait_ready), timedelta | None):
+        deadline = None if ready is None else datetime.now(UTC) + ready
+        while _info(pod)["started"] is None:
+            if pod.state().value not in ("prepared", "preparing", "running"):
+                raise UserError(
+                    f'pod "{pod.uuid}" is {pod.state()} and will not become ready',
+                    hint="see rkt status UUID",
+                )
+            if deadline and datetime.now(UTC) > deadline:
+                raise UserError(f'pod "{pod.uuid}" not ready after {args.wait_ready}')
+            time.sleep(0.1)
+            pod = _pods(args.options).find(pod.uuid)
+    if isinstance(limit := _wait_limit(args.wait), timedelta | None):
         deadline = None if limit is None else datetime.now(UTC) + limit
         while pod.state().value in ("running", "preparing"):
             if deadline and datetime.now(UTC) > deadline:
                 raise UserError(f'pod "{pod.uuid}" still running after {args.wait}')
             time.sleep(0.1)
             pod = _pods(args.options).find(pod.uuid)
+    return pod
+
+
+def run_status(args: argparse.Namespace) -> int:
+    pod = _waited(args, _pods(args.options).find(pod_uuids(args, many=False)[0]))
     info = _info(pod)
     exited = info["state"] in ("exited", "exited garbage")
     if is_json(args.format):

@@ -142,13 +142,15 @@ def add_pod_flags(p: argparse.ArgumentParser, *, running: bool) -> None:
     p.set_defaults(**interspersed(p, {*APP_FLAGS, *ALIASES}, app_args=True))
 
 
-def add_ipc_flag(p: argparse.ArgumentParser) -> None:
+def add_ipc_flag(p: argparse.ArgumentParser, *, default: str | None = "auto") -> None:
+    """``--ipc``; run-prepared's default None keeps the prepared pod's mode."""
     p.add_argument(
         "--ipc",
         choices=IPC_MODES,
-        default="auto",
+        default=default,
         help="whether to stay in the host IPC namespace: auto or private (a new one; "
-        "default), parent (the host's; the policy may refuse it)",
+        + ("default" if default else "default: as prepared")
+        + "), parent (the host's; the policy may refuse it)",
     )
 
 

@@ -154,6 +154,7 @@ def run_prepared(ctx: Context, request: RunPrepared) -> int:
         interactive=request.interactive,
         network=None if request.network is None else ctx.network(request.network),
         hostname=request.hostname,
+        ipc=request.ipc,
     )
 
 

@@ -204,9 +204,12 @@ class RunPrepared:
     interactive: bool = False
     network: NetOptions | None = None  # None: as prepared (rkt's run-prepared default: default)
     hostname: str | None = None
+    ipc: Ipc | None = None  # None: as prepared; the policy gates parent as for run
 
     def __post_init__(self) -> None:
         _uuid(self.uuid)
+        if self.ipc is not None and self.ipc not in IPC_MODES:
+            raise ValueError(f"--ipc {self.ipc!r} is not one of {', '.join(IPC_MODES)}")
         if self.hostname is not None:
             check_hostname(self.hostname)
 

@@ -60,7 +60,9 @@ def test_appc_example_fields() -> None:
 
 def test_unfilled_rkt_placeholders_are_refused() -> None:
     raw = (VECTORS / "rkt/tests/empty-image/manifest").read_bytes()
-    with pytest.raises(ManifestError, match="bad os '@ACI_OS@'"):
+    with pytest.raises(
+        ManifestError, match=r'bad os "@ACI_OS@" \(must be one of: \[darwin freebsd linux\]\)'
+    ):
         parse_image_manifest(raw, source="empty-image")
 
 

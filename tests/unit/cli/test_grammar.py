@@ -376,3 +376,42 @@ def test_a_reader_that_closes_early_gets_no_traceback(command: list[str]) -> Non
     )
     assert done.stdout.strip()
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["fetch", "--signature", "x.asc", "IMG"],
+        ["fetch", "--signature=x.asc", "IMG"],
+        ["fetch", "--full", "--signature", "x.asc", "IMG"],
+    ],
+)
+def test_fetch_signature_before_any_image_is_rkts_error(words: list[str]) -> None:
+    with pytest.raises(UserError, match=r"^--signature must follow an image$"):
+        parse(*words)
+
+
+def test_fetch_signature_after_its_image_is_that_images_and_only_once() -> None:
+    from trustd.cli.fetch import parse_image_args  # noqa: PLC0415
+
+    args = parse("fetch", "A", "--signature", "a.asc", "B", "--full")
+    assert args.full and parse_image_args(args.images) == [("A", Path("a.asc")), ("B", None)]
+    twice = parse("fetch", "A", "--signature=a.asc", "--signature=b.asc").images
+    with pytest.raises(UserError, match="--signature specified multiple times for the same image"):
+        parse_image_args(twice)
+
+
+@pytest.mark.parametrize(
+    ("words", "wait", "ready"),
+    [
+        (["status", "--wait", "abcd"], "true", "false"),  # pflag NoOptDefVal: UUID stays
+        (["status", "--wait-ready", "--wait", "abcd"], "true", "true"),
+        (["status", "--wait=10s", "--wait-ready=false", "abcd"], "10s", "false"),
+        (["status", "abcd"], "false", "false"),
+    ],
+)
+def test_status_wait_flags_take_a_value_only_after_equals(
+    words: list[str], wait: str, ready: str
+) -> None:
+    args = parse(*words)
+    assert (args.wait, args.wait_ready, args.uuid) == (wait, ready, "abcd")

@@ -27,7 +27,7 @@ from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
 from trustd.privileged.treestore.datadir import PRIVATE, DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
-from trustd.shared.appc.manifest import ImageManifest
+from trustd.shared.appc.manifest import VALID_OS_ARCH, ImageManifest, os_arch_error
 from trustd.shared.codec import read_json
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.imageid import StoreKey
@@ -53,6 +53,9 @@ class Prepared:
     @property
     def plan(self) -> PodPlan:
         return self.gated.plan
+
+
+LINUX_OS_ARCH = {"linux": VALID_OS_ARCH["linux"]}  # what runs here (rkt's stage0 ValidOSArch)
 
 
 def require_root() -> None:
@@ -104,10 +107,24 @@ def _check_requested(req: AppRequest, key: StoreKey, manifest: ImageManifest) ->
         )
 
 
+def _runs_here(manifest: ImageManifest) -> None:
+    """rkt's check before a run: the image names its os and arch, and they are linux's."""
+    for label in ("os", "arch"):
+        if manifest.label(label) is None:
+            raise UserError(
+                f"missing {label} label in the image manifest",
+                hint=f'image "{manifest.name}" must carry the labels os=linux and arch=<cpu>',
+            )
+    why = os_arch_error(manifest.label("os") or "", manifest.label("arch"), LINUX_OS_ARCH)
+    if why is not None:
+        raise UserError(why, hint=f'image "{manifest.name}" is not built for Linux')
+
+
 def _plan_app(
     req: AppRequest, tree: RenderedTree, key: str, request: RunRequest, policy: Policy
 ) -> AppPlan:
     manifest = tree.manifest
+    _runs_here(manifest)
     app = manifest.app
     command = req.exec or (app.exec if app else None)
     if not command:

@@ -27,6 +27,7 @@ from trustd.shared.errors import UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Policy
+from trustd.shared.request import Ipc
 from trustd.shared.vocab import MeasureMode
 
 
@@ -106,9 +107,11 @@ def run_prepared(
     interactive: bool = False,
     network: PodNetPlan | None = None,
     hostname: str | None = None,
+    ipc: Ipc | None = None,
 ) -> int:
     """``rkt run-prepared UUID``; ``--mds-register`` and ``--interactive`` apply now;
-    ``network``/``hostname`` replace the prepared ones."""
+    ``network``/``hostname``/``ipc`` replace the prepared ones (``ipc`` is recorded only
+    once the policy in force allowed it, so a refusal leaves the pod as prepared)."""
     require_root()
     pod = pods.find(uuid)
     if pod.state() is not PodState.PREPARED:
@@ -126,9 +129,14 @@ def run_prepared(
     if network is not None or hostname is not None:
         plan = with_network(plan, network, hostname)
         write_plan(pod, plan)
+    recorded = plan
+    if ipc is not None:
+        plan = replace(plan, ipc=ipc)
     try:
         gated = regate(plan, data, keystore, policy, measurement=measure.mode)
     except BaseException:
         os.close(fd)
         raise
+    if plan != recorded:
+        write_plan(pod, plan)
     return run_prepared_pod(Prepared(pod, gated, fd), pods, measure, policy)

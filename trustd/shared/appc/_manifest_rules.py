@@ -7,6 +7,7 @@ vendored (reference rkt.md section 5.4), which is wider than appc HEAD's on linu
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Final
@@ -30,6 +31,25 @@ VALID_OS_ARCH: Final[dict[str, tuple[str, ...]]] = {
     "freebsd": ("amd64", "i386", "arm"),
     "darwin": ("x86_64", "i386"),
 }
+
+
+def go_quote(text: str) -> str:
+    """Go's ``%#v`` of a string (``strconv.Quote``), as appc's and rkt's messages print it."""
+    return json.dumps(text, ensure_ascii=True)
+
+
+def os_arch_error(
+    os_name: str, arch: str | None, valid: dict[str, tuple[str, ...]] = VALID_OS_ARCH
+) -> str | None:
+    """appc's ``IsValidOSArch`` message (``bad os "freebsd" (must be one of: [linux])``,
+    ``bad arch "x" for linux (must be one of: [amd64 ...])``), or None when valid."""
+    archs = valid.get(os_name)
+    if archs is None:
+        return f"bad os {go_quote(os_name)} (must be one of: [{' '.join(sorted(valid))}])"
+    if arch is not None and arch not in archs:
+        return f"bad arch {go_quote(arch)} for {os_name} (must be one of: [{' '.join(archs)}])"
+    return None
+
 
 # semver.org 2.0.0, the grammar coreos/go-semver implements for appc's acVersion.
 _NUM = r"0|[1-9]\d*"
@@ -106,16 +126,8 @@ def labels(pairs: list[tuple[str, str, str]], list_path: str) -> None:
     os_name = values.get("os")
     if os_name is None:
         return
-    archs = VALID_OS_ARCH.get(os_name)
-    if archs is None:
-        raise FieldError(
-            list_path, f"bad os {os_name!r} (must be one of: {', '.join(sorted(VALID_OS_ARCH))})"
-        )
-    arch = values.get("arch")
-    if arch is not None and arch not in archs:
-        raise FieldError(
-            list_path, f"bad arch {arch!r} for {os_name} (must be one of: {', '.join(archs)})"
-        )
+    if (why := os_arch_error(os_name, values.get("arch"))) is not None:
+        raise FieldError(list_path, why)
 
 
 def annotation_value(name: str, value: str, path: str) -> None:

@@ -26,7 +26,7 @@ from trustd.shared.appc._manifest_model import (
     MountPoint,
     Port,
 )
-from trustd.shared.appc._manifest_rules import VALID_OS_ARCH
+from trustd.shared.appc._manifest_rules import VALID_OS_ARCH, os_arch_error
 from trustd.shared.errors import RemoteLiedError
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "ManifestError",
     "MountPoint",
     "Port",
+    "os_arch_error",
     "parse_image_manifest",
 ]
 
