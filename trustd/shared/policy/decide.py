@@ -196,7 +196,7 @@ def decide_fetch(
     ``signers`` are primary fingerprints that verified the image; ``insecure_image`` is true
     when it was fetched with ``--insecure-options=image`` (then ``signers`` is empty).
     """
-    ref = _ref(name)
+    ref = _with_docker(_ref(name), docker_name)
     scope = policy.scope(resolve(policy, ref).scope)
     check = signature_check(
         scope,
@@ -211,6 +211,12 @@ def decide_fetch(
         "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
     )
     return _with_signature(decision, docker_name, manifest_digest, signers)
+
+
+def _with_docker(ref: ImageRef, docker: DockerName | None) -> ImageRef:
+    """A converted docker image is also judged by its Docker name (docker:// scopes): the
+    verified evidence's at fetch, root's own verification's at run."""
+    return ref if docker is None or ref.docker is not None else replace(ref, docker=docker)
 
 
 def _with_signature(
@@ -231,13 +237,14 @@ def _with_signature(
 
 def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
     """The run gate: provenance and everything the plan applies, against the scope in force."""
-    ref = (
+    docker = DockerName.parse(request.docker_name) if request.docker_name else None
+    ref = _with_docker(
         ImageRef.parse(request.image_name)
         if request.image_version is None
-        else ImageRef.of(request.image_name, request.image_version)
+        else ImageRef.of(request.image_name, request.image_version),
+        docker,
     )
     scope = policy.scope(resolve(policy, ref).scope)
-    docker = DockerName.parse(request.docker_name) if request.docker_name else None
     sig = signature_check(
         scope,
         ref,
