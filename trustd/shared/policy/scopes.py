@@ -11,7 +11,7 @@ A Docker image also carries its Docker name as typed (``docker://127.0.0.1:5000/
 Docker Hub as ``docker://docker.io/library/...``). Its ``docker://`` candidates come at each
 depth just before the converted AC name's candidate of the same depth (``127.0.0.1-5000/ns/app``,
 the spelling of scopes written before docker:// keys; it still matches, lint finding
-TD-POL-022 asks for the docker:// spelling), so a more specific scope wins whichever way
+TD-POL-024 asks for the docker:// spelling), so a more specific scope wins whichever way
 it is spelled (docs/adr/0021, addendum).
 
 The first candidate that is a configured scope applies alone; every later candidate that is
@@ -26,7 +26,7 @@ from typing import Literal
 
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import TrustdError, UserError
-from trustd.shared.ocisig.name import HUB, SCHEME, DockerName
+from trustd.shared.ocisig.name import HUB, SCHEME, DockerName, split_host
 from trustd.shared.policy.model import Policy
 
 DEFAULT = "default"
@@ -86,7 +86,22 @@ def parse_docker_key(key: str) -> tuple[DockerName, str | None]:
                     f"{key!r}: {tag!r} is not a tag", hint="write docker://REGISTRY/REPO:TAG"
                 )
         body = f"{head}/{last}"
-    name = DockerName.parse(body)
+    first, _, rest = body.partition("/")
+    if not body:
+        raise UserError(f"{key!r} names no registry", hint="write docker://REGISTRY[:PORT]/NS")
+    if not ("." in first or ":" in first or first == "localhost"):
+        hub = f"library/{body}" if "/" not in body else body
+        raise UserError(
+            f"{key!r} names no registry",
+            hint=f"write it as {SCHEME}{HUB}/{hub}{':' + tag if tag else ''} (Docker Hub)",
+        )
+    if body.endswith("/") or "@" in body:
+        raise UserError(
+            f"{key!r} is not a scope: expected REGISTRY[/PATH] without a trailing / or digest",
+            hint="write docker://REGISTRY[:PORT]/NAMESPACE[/REPO][:TAG]",
+        )
+    host = split_host(f"{first}/x")[0]
+    name = DockerName(host, rest)  # whole components, checked; no library/ added for a prefix
     if SCHEME + body != str(name):
         raise UserError(
             f"{key!r} is not written canonically",
