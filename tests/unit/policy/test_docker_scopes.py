@@ -242,3 +242,31 @@ def test_unsigned_and_identity_follow_the_docker_scope() -> None:
     mirror = policy_ref(parse_docker_ref("docker://127.0.0.1:5000/mirror/app"))
     assert signed_identity(policy, mirror).type == "remapIdentity"
     assert signed_identity(policy, opened).type == "matchRepoDigestOrExact"
+
+
+def test_explain_and_audit_show_formats_and_the_identity_rule(config_dirs: ConfigDirs) -> None:
+    from trustd.shared.policy.audit import audit, render  # noqa: PLC0415
+    from trustd.shared.policy.explain import explain  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    ks = keystore(config_dirs)
+    doc = explain(
+        REJECT_NS, policy_ref(parse_docker_ref("docker://127.0.0.1:5000/mirror/a")), ks, now
+    )
+    assert doc["scope"] == "docker://127.0.0.1:5000/mirror"
+    assert doc["docker_name"] == "docker://127.0.0.1:5000/mirror/a"
+    assert doc["require"]["formats"] == ["openpgp", "simple-signing", "sigstore"]
+    assert doc["require"]["signed_identity"] == {
+        "type": "remapIdentity",
+        "prefix": "docker://127.0.0.1:5000/mirror",
+        "signed_prefix": "docker://quay.io/ns",
+    }
+    report = audit(REJECT_NS, ks, [], now)
+    import json  # noqa: PLC0415
+
+    scopes = {s["scope"]: s for s in json.loads(render(report, "json"))["scopes"]}
+    mirror = scopes["docker://127.0.0.1:5000/mirror"]["require"]
+    assert mirror["signed_identity"]["type"] == "remapIdentity" and mirror["formats"]
+    html = render(report, "html")
+    assert "require.signed_identity" in html and "remapIdentity" in html
+    assert "require.formats" in html and "sigstore" in html
