@@ -158,7 +158,7 @@ def _decision(
     verdict, note = _verdict(scope, tuple(checks), now)
     return Decision(
         gate=gate,
-        image=str(ref),
+        image=ref.typed,
         image_id=image_id,
         verdict=verdict,
         scope=res.scope,

@@ -74,7 +74,7 @@ def explain(
             found = keystore_key(keystore, pin.fingerprint)
             keys.append(_key(pin.fingerprint, "pinned", found, pin.not_after, now))
     doc: dict[str, Any] = {
-        "image": str(ref),
+        "image": ref.typed,
         "docker_name": str(ref.docker) if ref.docker is not None else "",
         "policy": {"source": policy.source, "digest": policy.digest},
         "scope": res.scope,

@@ -69,6 +69,19 @@ class ImageRef:
     def __str__(self) -> str:
         return f"{self.name}:{self.version}" if self.version else str(self.name)
 
+    @property
+    def typed(self) -> str:
+        """As users type it: ``docker://127.0.0.1:5000/ns/app:1`` for a docker image (never
+        the store's ``127.0.0.1-5000`` spelling), else ``name[:version]``."""
+        if self.docker is None:
+            return str(self)
+        return docker_key(self.docker, self.version)
+
+    @property
+    def scope_key(self) -> str:
+        """The most specific prefix scope key for this image, spelled as users type it."""
+        return str(self.docker) if self.docker is not None else str(self.name)
+
 
 def parse_docker_key(key: str) -> tuple[DockerName, str | None]:
     """A ``docker://REGISTRY[:PORT][/PATH][:TAG]`` scope key as (name, tag), or raise.
