@@ -270,3 +270,20 @@ def test_explain_and_audit_show_formats_and_the_identity_rule(config_dirs: Confi
     html = render(report, "html")
     assert "require.signed_identity" in html and "remapIdentity" in html
     assert "require.formats" in html and "sigstore" in html
+
+
+def test_a_docker_name_that_disagrees_with_the_ac_name_is_ignored() -> None:
+    """An unsigned ACI named example.com/secure whose annotations claim an open docker
+    name must not escape example.com/secure's scope: a Docker name counts only when the AC
+    name is its conversion (root reads it from those annotations, docs/adr/0021)."""
+    policy = with_base(
+        '[scopes."example.com/secure".require]\ntype = "reject"\n'
+        '[scopes."docker://127.0.0.1:5000/open".require]\ntype = "accept-anything"\n'
+    )
+    crafted = ImageRef.parse("example.com/secure:1")
+    forged = ImageRef(crafted.name, crafted.version, DockerName("127.0.0.1:5000", "open/app"))
+    assert forged.docker_name is None and forged.typed == "example.com/secure:1"
+    assert resolve(policy, forged).scope == "example.com/secure"
+    assert not allows_unsigned(policy, forged)
+    honest = policy_ref(parse_docker_ref("docker://127.0.0.1:5000/open/app"))
+    assert honest.docker_name is not None and allows_unsigned(policy, honest)

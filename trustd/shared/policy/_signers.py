@@ -121,7 +121,7 @@ def signer_format(signer: str, docker_name: DockerName | None) -> str:
 def _fix(scope: Scope, ref: ImageRef, missing: int, docker_name: DockerName | None) -> str:
     req = scope.require
     ways: list[str] = []
-    prefix = docker_name or ref.docker or ref.name
+    prefix = docker_name or ref.docker_name or ref.name
     if req.keystore:
         ways.append(f'a key trusted for "{prefix}" (rkt trust --prefix "{prefix}" KEY)')
     if req.fingerprints:

@@ -65,17 +65,18 @@ def explain(
     keys: list[dict[str, str]] = []
     if scope.require.type == "signed":
         if scope.require.keystore:
-            ring = keystore.keyring_for(ref.docker if ref.docker is not None else ref.name)
+            docker = ref.docker_name
+            ring = keystore.keyring_for(docker if docker is not None else ref.name)
             for t in ring.keys:
                 keys.append(_key(t.key.fingerprint, f"keystore {t.scope_text}", t.key, None, now))
-            for pem in keystore.pem_keys_for(ref.docker) if ref.docker is not None else ():
+            for pem in keystore.pem_keys_for(docker) if docker is not None else ():
                 keys.append(_pem(pem))
         for pin in scope.require.fingerprints:
             found = keystore_key(keystore, pin.fingerprint)
             keys.append(_key(pin.fingerprint, "pinned", found, pin.not_after, now))
     doc: dict[str, Any] = {
         "image": ref.typed,
-        "docker_name": str(ref.docker) if ref.docker is not None else "",
+        "docker_name": str(ref.docker_name or ""),
         "policy": {"source": policy.source, "digest": policy.digest},
         "scope": res.scope,
         "shadows": list(res.shadowed),

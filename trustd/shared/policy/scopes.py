@@ -70,17 +70,26 @@ class ImageRef:
         return f"{self.name}:{self.version}" if self.version else str(self.name)
 
     @property
+    def docker_name(self) -> DockerName | None:
+        """The Docker name docker:// scopes match, when it is the one this image's AC name was
+        converted from; a Docker name that disagrees with the AC name (a crafted ACI's
+        annotations) is ignored, so it can never pull an image into another name's scope."""
+        if self.docker is None or _ac_name(self.docker) != str(self.name):
+            return None
+        return self.docker
+
+    @property
     def typed(self) -> str:
         """As users type it: ``docker://127.0.0.1:5000/ns/app:1`` for a docker image (never
         the store's ``127.0.0.1-5000`` spelling), else ``name[:version]``."""
-        if self.docker is None:
-            return str(self)
-        return docker_key(self.docker, self.version)
+        docker = self.docker_name
+        return str(self) if docker is None else docker_key(docker, self.version)
 
     @property
     def scope_key(self) -> str:
         """The most specific prefix scope key for this image, spelled as users type it."""
-        return str(self.docker) if self.docker is not None else str(self.name)
+        docker = self.docker_name
+        return str(docker) if docker is not None else str(self.name)
 
 
 def parse_docker_key(key: str) -> tuple[DockerName, str | None]:
@@ -189,10 +198,11 @@ def candidates(ref: ImageRef) -> tuple[str, ...]:
     """Scope keys that could apply to ``ref``, most specific first, ``default`` last."""
     out: list[str] = []
     ac = [str(a) for a in ref.name.ancestors()]
-    docker = [str(a) for a in ref.docker.ancestors()] if ref.docker is not None else []
+    dname = ref.docker_name
+    docker = [str(a) for a in dname.ancestors()] if dname is not None else []
     if ref.version:
-        if ref.docker is not None and _DOCKER_TAG.fullmatch(ref.version):
-            out.append(f"{ref.docker}:{ref.version}")
+        if dname is not None and _DOCKER_TAG.fullmatch(ref.version):
+            out.append(f"{dname}:{ref.version}")
         out.append(f"{ref.name}:{ref.version}")
     if len(docker) == len(ac):  # depth by depth: the docker:// spelling, then the AC one
         for d, a in zip(docker, ac, strict=True):
@@ -234,9 +244,13 @@ def parent_of(policy: Policy, key: str) -> str:
 def docker_ref(name: DockerName, tag: str | None) -> ImageRef:
     """The policy's view of a Docker image: its AC name in the store (``127.0.0.1-5000/ns``,
     appc's SanitizeACIdentifier of the Docker name) and its Docker name as typed."""
+    return ImageRef(ACIdentifier.parse(_ac_name(name)), tag, name)
+
+
+def _ac_name(name: DockerName) -> str:
+    """The AC name the conversion gives a Docker name (appc's SanitizeACIdentifier of
+    ``registry/repository``, Docker Hub under the registry's own host)."""
     segments = name.segments
-    if name.registry == HUB:  # Docker Hub images are named after the registry's own host
+    if name.registry == HUB:
         segments = ("registry-1.docker.io", *segments[1:])
-    text = "/".join(segments)
-    ac = re.sub(r"[^a-z0-9\-._~/]+", "-", text.lower()).strip("-._~/")
-    return ImageRef(ACIdentifier.parse(ac), tag, name)
+    return re.sub(r"[^a-z0-9\-._~/]+", "-", "/".join(segments).lower()).strip("-._~/")
