@@ -717,3 +717,17 @@ def test_a_scope_in_the_old_mangled_spelling_still_matches_and_lint_names_the_ne
     check = rkt(shared_dirs, "policy", "check", "--format=json")
     found = [f for f in json.loads(check.stdout)["findings"] if f["rule_id"] == "TD-POL-024"]
     assert found and f"docker://{signed.host}/ns/good" in found[0]["fix"], check.stdout
+
+
+def test_an_unsigned_docker_image_is_judged_by_its_docker_scope_at_both_gates(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """No evidence: both gates take the Docker name from the image's own manifest."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    key = f"docker://{signed.host}/ns/unsigned"
+    _with_scope(shared_dirs, key, 'type = "accept-anything"')
+    image_id = _fetch(signed, shared_dirs, "ns/unsigned:v1", "--insecure-options=http,image")
+    assert _last(shared_dirs.data / "policy" / "decisions.jsonl")["scope"] == key
+    ran = rkt(shared_dirs, "--insecure-options=image", "run", image_id, "--exec=/bin/echo")
+    assert ran.returncode == 0, ran.stderr
+    assert _last(shared_dirs.data / "private" / "decisions.jsonl")["scope"] == key

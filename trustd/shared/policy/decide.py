@@ -127,6 +127,9 @@ class RunInput:
     docker_name: str = ""  # a docker image's signers verified for this docker:// name
     manifest_digest: str = ""  # and the manifest digest they signed
     networks: tuple[str, ...] = ("none",)  # host, none, or the CNI networks the pod joins
+    # a converted docker image admitted unsigned: the docker:// name its re-hashed manifest
+    # records (docker:// scopes match it; nothing signed vouches for it)
+    docker_origin: str = ""
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -238,11 +241,12 @@ def _with_signature(
 def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
     """The run gate: provenance and everything the plan applies, against the scope in force."""
     docker = DockerName.parse(request.docker_name) if request.docker_name else None
+    origin = DockerName.parse(request.docker_origin) if request.docker_origin else None
     ref = _with_docker(
         ImageRef.parse(request.image_name)
         if request.image_version is None
         else ImageRef.of(request.image_name, request.image_version),
-        docker,
+        docker or origin,
     )
     scope = policy.scope(resolve(policy, ref).scope)
     sig = signature_check(
