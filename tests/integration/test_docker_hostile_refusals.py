@@ -103,12 +103,14 @@ def test_the_hints_lead_a_new_user_out_of_the_circle(registry: Hostile, dirs: Co
     assert explain_cmd[:3] == ["rkt", "policy", "explain"]
     explained = _rkt(dirs, *explain_cmd[1:])
     assert explained.returncode == 0, explained.stderr
-    assert f"image:    {mangled}:latest" in explained.stdout
+    assert f"image:    {url}:latest" in explained.stdout  # as typed (issue #12)
     assert "run.insecure_options: (none)" in explained.stdout
 
-    # 4. the scope the hint describes, then the fetch succeeds
-    assert f'"{mangled}"' in hint and 'run.insecure_options lists "image"' in hint
-    _allow_unsigned(dirs, mangled)
+    # 4. the scope the hint describes, spelled as typed (never the store's mangling), then
+    #    the fetch succeeds
+    assert f'"{url}"' in hint and 'run.insecure_options lists "image"' in hint
+    assert mangled not in hint and mangled not in explained.stdout
+    _allow_unsigned(dirs, url)
     done = _rkt(dirs, "--insecure-options=image,http", "fetch", url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("sha512-")

@@ -643,3 +643,91 @@ def test_two_of_two_counts_signers_across_formats(
     )
     assert one.returncode == 254
     assert "1 of 2 required signature(s)" in one.stderr, one.stderr
+
+
+def _with_scope(dirs: ConfigDirs, key: str, require: str) -> None:
+    from tests._policy import install_policy, policy_for_tests  # noqa: PLC0415
+
+    install_policy(dirs.system, policy_for_tests() + f'\n[scopes."{key}".require]\n{require}\n')
+
+
+def _last(path: Path) -> dict[str, object]:
+    return dict(json.loads(path.read_text().splitlines()[-1])["decision"])
+
+
+def test_a_docker_scope_for_the_port_bearing_registry_decides_fetch_and_run(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """A scope spelled as typed, ``docker://127.0.0.1:PORT/ns``, is the scope both gates
+    decide a signed image by (issue #12); explain and check say so too."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    key = f"docker://{signed.host}/ns"
+    _with_scope(shared_dirs, key, 'type = "signed"\nformats = ["simple-signing"]')
+    image_id = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    assert _last(shared_dirs.data / "policy" / "decisions.jsonl")["scope"] == key
+    ran = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo")
+    assert ran.returncode == 0, ran.stderr
+    run_decision = _last(shared_dirs.data / "private" / "decisions.jsonl")
+    assert run_decision["gate"] == "run" and run_decision["scope"] == key
+    explained = rkt(
+        shared_dirs, "policy", "explain", "--format=json", f"docker://{signed.host}/ns/good:v1"
+    )
+    doc = json.loads(explained.stdout)
+    assert doc["scope"] == key and doc["require"]["formats"] == ["simple-signing"], doc
+    stored = json.loads(rkt(shared_dirs, "policy", "explain", "--format=json", image_id).stdout)
+    assert stored["scope"] == key and stored["stored"]["verdict"] == "allow", stored
+
+
+def test_a_docker_scope_that_rejects_the_name_refuses_at_fetch_and_at_run(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """Refused by the docker:// scope at fetch (nothing stored), and, once stored under a
+    policy that allowed it, at run (the store as it was)."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    key = f"docker://{signed.host}/ns/good"
+    _with_scope(shared_dirs, key, 'type = "reject"')
+    before = _ids(shared_dirs)
+    out = rkt(shared_dirs, "fetch", "--insecure-options=http", f"docker://{signed.host}/ns/good:v1")
+    assert out.returncode == 254, out.stderr
+    assert key in out.stderr, out.stderr
+    assert signed.host.replace(":", "-") not in out.stderr  # hints spell it as typed
+    assert _ids(shared_dirs) == before
+    _with_scope(shared_dirs, key, 'type = "signed"')
+    image_id = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    first = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo")  # stage1 is stored now too
+    assert first.returncode == 0, first.stderr
+    _with_scope(shared_dirs, key, 'type = "reject"')
+    stored = _ids(shared_dirs)
+    ran = rkt(shared_dirs, "run", image_id, "--exec=/bin/echo", "--", "must-not-run")
+    assert ran.returncode == 254, ran.stderr
+    assert "must-not-run" not in ran.stdout
+    refused = _last(shared_dirs.data / "private" / "decisions.jsonl")
+    assert refused["gate"] == "run" and refused["verdict"] == "deny" and refused["scope"] == key
+    assert _ids(shared_dirs) == stored
+
+
+def test_a_scope_in_the_old_mangled_spelling_still_matches_and_lint_names_the_new_one(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    mangled = f"{signed.host.replace(':', '-')}/ns/good"
+    _with_scope(shared_dirs, mangled, 'type = "reject"')
+    out = rkt(shared_dirs, "fetch", "--insecure-options=http", f"docker://{signed.host}/ns/good:v1")
+    assert out.returncode == 254, out.stderr
+    check = rkt(shared_dirs, "policy", "check", "--format=json")
+    found = [f for f in json.loads(check.stdout)["findings"] if f["rule_id"] == "TD-POL-024"]
+    assert found and f"docker://{signed.host}/ns/good" in found[0]["fix"], check.stdout
+
+
+def test_an_unsigned_docker_image_is_judged_by_its_docker_scope_at_both_gates(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """No evidence: both gates take the Docker name from the image's own manifest."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    key = f"docker://{signed.host}/ns/unsigned"
+    _with_scope(shared_dirs, key, 'type = "accept-anything"')
+    image_id = _fetch(signed, shared_dirs, "ns/unsigned:v1", "--insecure-options=http,image")
+    assert _last(shared_dirs.data / "policy" / "decisions.jsonl")["scope"] == key
+    ran = rkt(shared_dirs, "--insecure-options=image", "run", image_id, "--exec=/bin/echo")
+    assert ran.returncode == 0, ran.stderr
+    assert _last(shared_dirs.data / "private" / "decisions.jsonl")["scope"] == key

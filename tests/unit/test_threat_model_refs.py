@@ -26,6 +26,7 @@ FILES = {
     "K": "tests/integration/test_policy_cache.py",
     "G": "tests/integration/test_docker_signatures.py",
     "N": "tests/integration/test_net.py",
+    "D": "tests/unit/policy/test_docker_scopes.py",
 }
 LETTERS = "".join(FILES)
 

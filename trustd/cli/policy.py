@@ -140,6 +140,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _explain_text(doc: dict[str, Any]) -> None:
     print(f"image:    {doc['image']}")
+    if doc.get("docker_name"):
+        print(f"docker:   {doc['docker_name']}")
     print(f"policy:   {doc['policy']['source']} ({doc['policy']['digest']})")
     print(f"scope:    {doc['scope']}  (mode {doc['mode']})")
     print(f"shadows:  {', '.join(doc['shadows']) or '(none)'}")
@@ -150,6 +152,10 @@ def _explain_text(doc: dict[str, Any]) -> None:
     req = doc["require"]
     keystore = word(req["keystore"])
     print(f"require:  {req['type']}, threshold {req['threshold']}, keystore keys: {keystore}")
+    print(f"require.formats: {', '.join(req['formats'])}")
+    rule = req["signed_identity"]
+    extra = ", ".join(f"{k} {v}" for k, v in rule.items() if k != "type")
+    print(f"require.signed_identity: {rule['type']}" + (f" ({extra})" if extra else ""))
     for k in req["keys"]:
         print(f"  key {k['fingerprint']}  {k['via']}: {k['state']}")
     run = doc["run"]
@@ -174,7 +180,9 @@ def run_explain(args: argparse.Namespace) -> int:
         from trustd.cli._store import records  # noqa: PLC0415 - only when the store is asked
 
         (record,) = records(options, args.image)
-        ref = ImageRef.of(record.name, record.label("version"))  # as the gates see it
+        from trustd.shared.policy.audit import image_ref  # noqa: PLC0415
+
+        ref = image_ref(record)  # as the gates see it (and its docker name, when signed)
     elif args.image.startswith("docker://"):  # as typed: judged by the name it will get
         from trustd.unprivileged.docker import parse_docker_ref, policy_ref  # noqa: PLC0415
 

@@ -20,6 +20,8 @@ INSECURE = (
     '\n[scopes."127.0.0.1-5000/team"]\n[scopes."127.0.0.1-5000/team".run]\n'
     'insecure_options = ["image"]\n'
 )
+DOCKER_ACCEPT = '\n[scopes."docker://127.0.0.1:5000/team".require]\ntype = "accept-anything"\n'
+DOCKER_INSECURE = '\n[scopes."docker://127.0.0.1:5000/team".run]\ninsecure_options = ["image"]\n'
 
 
 def _allows(text: str):  # type: ignore[no-untyped-def]
@@ -36,7 +38,9 @@ def test_refused_without_the_flag_or_a_scope_and_the_hint_names_both() -> None:
         gate(parse_docker_ref(REF), Insecure.NONE, _allows(SHIPPED.read_text()))
     assert "try --insecure-options=image" in UNSIGNED_MESSAGE
     hint = err.value.hint
-    assert "--insecure-options=image" in hint and '"127.0.0.1-5000/team/app"' in hint
+    # the scope to write is spelled as the user typed the registry, never the store's mangling
+    assert "--insecure-options=image" in hint and '"docker://127.0.0.1:5000/team/app"' in hint
+    assert "127.0.0.1-5000" not in hint
     assert REF in hint  # the reference as the user typed it
 
 
@@ -56,7 +60,11 @@ def test_the_flag_alone_is_not_enough() -> None:
     assert 'run.insecure_options lists "image"' in hint
 
 
-@pytest.mark.parametrize("extra", [ACCEPT, INSECURE], ids=["accept-anything", "insecure-image"])
+@pytest.mark.parametrize(
+    "extra",
+    [ACCEPT, INSECURE, DOCKER_ACCEPT, DOCKER_INSECURE],
+    ids=["accept-anything", "insecure-image", "docker-accept-anything", "docker-insecure-image"],
+)
 def test_the_flag_and_a_permitting_scope_pass(extra: str) -> None:
     allows = _allows(SHIPPED.read_text() + extra)
     gate(parse_docker_ref(REF), Insecure.IMAGE, allows)
@@ -69,6 +77,16 @@ def test_an_exact_name_tag_scope_applies_to_that_tag_only() -> None:
     allows = _allows(
         SHIPPED.read_text()
         + '\n[scopes."127.0.0.1-5000/team/app:1.0".require]\ntype = "accept-anything"\n'
+    )
+    gate(parse_docker_ref(REF), Insecure.IMAGE, allows)
+    with pytest.raises(PolicyViolationError):
+        gate(parse_docker_ref("docker://127.0.0.1:5000/team/app:2.0"), Insecure.IMAGE, allows)
+
+
+def test_an_exact_docker_tag_scope_applies_to_that_tag_only() -> None:
+    allows = _allows(
+        SHIPPED.read_text()
+        + '\n[scopes."docker://127.0.0.1:5000/team/app:1.0".require]\ntype = "accept-anything"\n'
     )
     gate(parse_docker_ref(REF), Insecure.IMAGE, allows)
     with pytest.raises(PolicyViolationError):

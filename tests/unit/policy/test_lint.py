@@ -26,6 +26,9 @@ RULE_FIXTURES = {
     "TD-POL-010": "threshold-unreachable",
     "TD-POL-011": "key-weak",
     "TD-POL-012": "warn-exception-active",
+    "TD-POL-024": "docker-name-mangled",
+    "TD-POL-025": "signature-weaker",
+    "TD-POL-026": "identity-ineffective",
 }
 
 

@@ -21,7 +21,7 @@ from trustd.shared.keystore import Keystore
 from trustd.shared.store import ImageRecord, ImageStore
 
 
-def _never(_name: str, _version: str | None = None) -> bool:
+def _never(_name: str, _version: str | None = None, _docker: object = None) -> bool:
     return False
 
 

@@ -27,6 +27,7 @@ from trustd.shared.isolation import spec_digest
 from trustd.shared.keystore import Keystore
 from trustd.shared.policy import Decision, ImageRef, Policy, RunInput, decide_run
 from trustd.shared.policy.log import append_decision_fd
+from trustd.shared.store._docker_admit import docker_origin
 from trustd.shared.vocab import MeasureMode, SelinuxMode
 
 _GATE = object()  # only this module holds it: the GatedPod constructor checks for it
@@ -101,6 +102,7 @@ def run_input(
         insecure_image=tree.insecure,
         docker_name=tree.docker_name,
         manifest_digest=_manifest_digest(tree),
+        docker_origin=str(docker_origin(manifest) or ""),
         flavor=plan.flavor,
         seccomp_digest=digest,
         seccomp_source=app.seccomp.source if app.seccomp else "--insecure-options=seccomp",

@@ -75,16 +75,22 @@ def _handlers(manifest: ImageManifest, name: str) -> tuple[tuple[str, ...], ...]
 
 
 def identity_for(policy: Policy) -> IdentityFor:
-    """The policy's ``require.signed_identity`` for the name in the image's own manifest."""
-    return lambda name, version: signed_identity(policy, ImageRef.of(name, version))
+    """The policy's ``require.signed_identity`` for the name in the image's own manifest (and
+    the Docker name it records, for docker:// scopes)."""
+    return lambda name, version, docker: signed_identity(
+        policy, ImageRef(ImageRef.of(name, version).name, version or None, docker)
+    )
 
 
 def accept_unsigned_for(insecure_image: bool, policy: Policy) -> AcceptUnsigned:
     """Whether an image without a verifying signature may pass: the request's
     --insecure-options=image, or the policy for the name in the image's own manifest (never
     what the store index says about it)."""
-    return lambda name, version: (
-        insecure_image or accepts_unsigned(policy, ImageRef.of(name, version))
+    return lambda name, version, docker: (
+        insecure_image
+        or accepts_unsigned(
+            policy, ImageRef(ImageRef.of(name, version).name, version or None, docker)
+        )
     )
 
 

@@ -24,7 +24,6 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,15 +52,16 @@ from trustd.shared.errors import (
 from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import DockerName, DockerReference
+from trustd.shared.store._docker_admit import docker_origin
 from trustd.shared.store._layout import ORIGINAL, SIGNATURE
-from trustd.shared.store.admit import IdentityFor, readmit_key
+from trustd.shared.store.admit import AcceptFor, IdentityFor, readmit_key
 from trustd.shared.store.model import AdmittedImage
 from trustd.shared.verify import format_fingerprint
 
 MAX_ARCHIVE = 16 << 30
 MAX_SIGNATURE = 1 << 20
 
-AcceptUnsigned = Callable[[str, str | None], bool]  # (name, version label) -> may pass
+AcceptUnsigned = AcceptFor  # (name, version label, docker name) -> may pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +136,7 @@ def _cached_tree(
     manifest = parse_image_manifest(manifest_bytes, source=str(final / "manifest"))
     name = str(manifest.name)
     if insecure:
-        if not accept(name, manifest.label("version")):
+        if not accept(name, manifest.label("version"), docker_origin(manifest)):
             raise PolicyViolationError(
                 f"image {key.id[:39]} ({name}) was stored without signature verification",
                 hint="fetch a signed copy, or accept the risk with --insecure-options=image",
@@ -325,7 +325,7 @@ def render_into(
     try:
         with tempfile.TemporaryDirectory(prefix=".trustd-render-", dir=dest.parent) as work:
             copy, _admitted = verified_copy(
-                cas, key, keystore, Path(work), lambda _name, _version: allow_insecure
+                cas, key, keystore, Path(work), lambda _name, _version, _docker: allow_insecure
             )
             unpacked = Path(work) / "unpacked"
             _extract(copy, unpacked)

@@ -121,7 +121,7 @@ def signer_format(signer: str, docker_name: DockerName | None) -> str:
 def _fix(scope: Scope, ref: ImageRef, missing: int, docker_name: DockerName | None) -> str:
     req = scope.require
     ways: list[str] = []
-    prefix = docker_name or ref.name
+    prefix = docker_name or ref.docker_name or ref.name
     if req.keystore:
         ways.append(f'a key trusted for "{prefix}" (rkt trust --prefix "{prefix}" KEY)')
     if req.fingerprints:
@@ -148,7 +148,7 @@ def signature_check(
         return (
             False,
             "the scope rejects every image",
-            f'add a scope for "{ref.name}" that requires signatures',
+            f'add a scope for "{ref.scope_key}" that requires signatures',
         )
     if req.type == "accept-anything":
         return True, "the scope accepts images without signatures", ""

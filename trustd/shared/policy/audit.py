@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.policy.decide import Decision, decide_fetch
 from trustd.shared.policy.findings import RULES, SEVERITIES, Finding, finding
 from trustd.shared.policy.lint import ScopeKey, lint, scope_keys
@@ -46,20 +47,26 @@ class AuditReport:
 
 
 def image_ref(record: ImageRecord) -> ImageRef:
-    """The stored image as the gates see it: its name and ``version`` label."""
-    return ImageRef.of(record.name, record.label("version"))
+    """The stored image as the gates see it: its name and ``version`` label, and for a signed
+    docker image the Docker name its signature vouches for (docker:// scopes)."""
+    ref = ImageRef.of(record.name, record.label("version"))
+    docker = record.provenance.docker_reference
+    return replace(ref, docker=DockerReference.parse(docker).name) if docker else ref
 
 
 def judge_image(policy: Policy, record: ImageRecord, keystore: Keystore, now: datetime) -> Decision:
     prov = record.provenance
+    ref = image_ref(record)
     return decide_fetch(
         policy,
-        image_ref(record),
+        ref,
         prov.signers,
         keystore,
         now,
         insecure_image=prov.insecure,
         image_id=record.key,
+        docker_name=ref.docker,
+        manifest_digest=prov.source_digest,
     )
 
 
@@ -132,6 +139,8 @@ def scope_rules(policy: Policy, keystore: Keystore, now: datetime) -> list[dict[
                     "type": scope.require.type,
                     "threshold": scope.require.threshold,
                     "keystore": scope.require.keystore,
+                    "formats": list(scope.require.formats),
+                    "signed_identity": scope.require.signed_identity.to_json(),
                     "keys": [
                         {
                             "fingerprint": format_fingerprint(k.fingerprint),

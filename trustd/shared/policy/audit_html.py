@@ -135,6 +135,13 @@ def _list(values: list[str]) -> str:
     return ", ".join(f"<code>{_e(v)}</code>" for v in values)
 
 
+def _identity(rule: dict[str, str] | None) -> str:
+    if not rule:
+        return '<span class="none">(none)</span>'
+    extra = ", ".join(f"{_e(k)} <code>{_e(v)}</code>" for k, v in rule.items() if k != "type")
+    return f"<code>{_e(rule['type'])}</code>" + (f" ({extra})" if extra else "")
+
+
 def _scope(doc: dict[str, Any]) -> str:
     req, run, exc = doc["require"], doc["run"], doc["exception"]
     keys = (
@@ -162,6 +169,8 @@ def _scope(doc: dict[str, Any]) -> str:
             f"{_e(req['type'])}, threshold {_e(req['threshold'])}, "
             f"keystore {'true' if req['keystore'] else 'false'}",
         ),
+        ("require.formats", _list(req.get("formats", []))),
+        ("require.signed_identity", _identity(req.get("signed_identity"))),
         ("keys", keys),
         ("run.flavors", _list(run["flavors"])),
         ("run.seccomp", _list(run["seccomp"])),

@@ -127,6 +127,9 @@ class RunInput:
     docker_name: str = ""  # a docker image's signers verified for this docker:// name
     manifest_digest: str = ""  # and the manifest digest they signed
     networks: tuple[str, ...] = ("none",)  # host, none, or the CNI networks the pod joins
+    # a converted docker image admitted unsigned: the docker:// name its re-hashed manifest
+    # records (docker:// scopes match it; nothing signed vouches for it)
+    docker_origin: str = ""
 
 
 def _verdict(scope: Scope, checks: tuple[CheckResult, ...], now: datetime) -> tuple[Verdict, str]:
@@ -158,7 +161,7 @@ def _decision(
     verdict, note = _verdict(scope, tuple(checks), now)
     return Decision(
         gate=gate,
-        image=str(ref),
+        image=ref.typed,
         image_id=image_id,
         verdict=verdict,
         scope=res.scope,
@@ -196,7 +199,7 @@ def decide_fetch(
     ``signers`` are primary fingerprints that verified the image; ``insecure_image`` is true
     when it was fetched with ``--insecure-options=image`` (then ``signers`` is empty).
     """
-    ref = _ref(name)
+    ref = _with_docker(_ref(name), docker_name)
     scope = policy.scope(resolve(policy, ref).scope)
     check = signature_check(
         scope,
@@ -211,6 +214,12 @@ def decide_fetch(
         "fetch", policy, ref=ref, image_id=image_id, checks=[_as_check(check)], now=now
     )
     return _with_signature(decision, docker_name, manifest_digest, signers)
+
+
+def _with_docker(ref: ImageRef, docker: DockerName | None) -> ImageRef:
+    """A converted docker image is also judged by its Docker name (docker:// scopes): the
+    verified evidence's at fetch, root's own verification's at run."""
+    return ref if docker is None or ref.docker is not None else replace(ref, docker=docker)
 
 
 def _with_signature(
@@ -231,13 +240,15 @@ def _with_signature(
 
 def decide_run(policy: Policy, request: RunInput, keystore: Keystore, now: datetime) -> Decision:
     """The run gate: provenance and everything the plan applies, against the scope in force."""
-    ref = (
+    docker = DockerName.parse(request.docker_name) if request.docker_name else None
+    origin = DockerName.parse(request.docker_origin) if request.docker_origin else None
+    ref = _with_docker(
         ImageRef.parse(request.image_name)
         if request.image_version is None
-        else ImageRef.of(request.image_name, request.image_version)
+        else ImageRef.of(request.image_name, request.image_version),
+        docker or origin,
     )
     scope = policy.scope(resolve(policy, ref).scope)
-    docker = DockerName.parse(request.docker_name) if request.docker_name else None
     sig = signature_check(
         scope,
         ref,

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from trustd.shared.keystore import Keystore
+from trustd.shared.keystore.model import TrustedPem
 from trustd.shared.policy._profiles import digest_for, unconfined_digest
 from trustd.shared.policy._signers import keystore_key
 from trustd.shared.policy.decide import Decision, decide_fetch
@@ -28,6 +29,15 @@ def _key(
         state = "pin expired"
     expires = key.expires.isoformat() if key and key.expires else ""
     return {"fingerprint": format_fingerprint(fpr), "via": via, "state": state, "expires": expires}
+
+
+def _pem(pem: TrustedPem) -> dict[str, str]:
+    return {
+        "fingerprint": pem.key.key_id,
+        "via": f"keystore {pem.scope_text} (sigstore {pem.key.algorithm})",
+        "state": "usable",
+        "expires": "",
+    }
 
 
 def _seccomp_digests(policy: Policy, entries: tuple[str, ...]) -> dict[str, str]:
@@ -55,13 +65,18 @@ def explain(
     keys: list[dict[str, str]] = []
     if scope.require.type == "signed":
         if scope.require.keystore:
-            for t in keystore.keyring_for(ref.name).keys:
+            docker = ref.docker_name
+            ring = keystore.keyring_for(docker if docker is not None else ref.name)
+            for t in ring.keys:
                 keys.append(_key(t.key.fingerprint, f"keystore {t.scope_text}", t.key, None, now))
+            for pem in keystore.pem_keys_for(docker) if docker is not None else ():
+                keys.append(_pem(pem))
         for pin in scope.require.fingerprints:
             found = keystore_key(keystore, pin.fingerprint)
             keys.append(_key(pin.fingerprint, "pinned", found, pin.not_after, now))
     doc: dict[str, Any] = {
-        "image": str(ref),
+        "image": ref.typed,
+        "docker_name": str(ref.docker_name or ""),
         "policy": {"source": policy.source, "digest": policy.digest},
         "scope": res.scope,
         "shadows": list(res.shadowed),
@@ -78,6 +93,8 @@ def explain(
             "type": scope.require.type,
             "threshold": scope.require.threshold,
             "keystore": scope.require.keystore,
+            "formats": list(scope.require.formats),
+            "signed_identity": scope.require.signed_identity.to_json(),
             "keys": keys,
         },
         "run": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(scope.run).items()},
@@ -88,12 +105,14 @@ def explain(
         prov = record.provenance
         decision: Decision = decide_fetch(
             policy,
-            str(ref),
+            ref,
             prov.signers,
             keystore,
             now,
             insecure_image=prov.insecure,
             image_id=record.key,
+            docker_name=ref.docker,
+            manifest_digest=record.provenance.source_digest,
         )
         doc["stored"] = {
             "id": record.key,

@@ -8,12 +8,25 @@ from datetime import datetime, timedelta
 
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.keystore import Keystore
+from trustd.shared.ocisig.name import SCHEME, DockerName
 from trustd.shared.policy import _profiles
 from trustd.shared.policy._codec import find_location
 from trustd.shared.policy._signers import keystore_key
 from trustd.shared.policy.findings import Finding, finding
-from trustd.shared.policy.model import SECCOMP_BUILTINS, SECCOMP_DIGEST, Policy, Scope
-from trustd.shared.policy.scopes import DEFAULT, parent_of, scope_kind
+from trustd.shared.policy.model import (
+    SECCOMP_BUILTINS,
+    SECCOMP_DIGEST,
+    IdentityRule,
+    Policy,
+    Scope,
+)
+from trustd.shared.policy.scopes import (
+    DEFAULT,
+    mangled_spelling,
+    parent_of,
+    parse_docker_key,
+    scope_kind,
+)
 from trustd.shared.verify import PublicKey, format_fingerprint
 from trustd.shared.vocab import MEASURE_RANK, SELINUX_RANK
 
@@ -44,6 +57,12 @@ def scope_keys(policy: Policy, name: str, keystore: Keystore) -> list[ScopeKey]:
                 ScopeKey(f.fingerprint, f.key, "keystore root")
                 for f in files
                 if f.key and not (f.level == "system" and f.fingerprint in masked)
+            ]
+        elif name.startswith(SCHEME):
+            dname = parse_docker_key(name)[0]
+            out += [
+                ScopeKey(t.key.fingerprint, t.key, f"keystore {t.scope_text}")
+                for t in keystore.keyring_for(dname).keys
             ]
         else:
             ring = keystore.keyring_for(ACIdentifier(name.partition(":")[0]))
@@ -161,6 +180,97 @@ def _hierarchy(policy: Policy, now: datetime) -> Iterator[Finding]:
             )
 
 
+# how much of a signature's name a rule pins: the exact reference, then the image's own name
+# (tag or digest), then any tag of one repository; remapIdentity rewrites names first
+_IDENTITY_RANK = {
+    "exactReference": 3,
+    "matchRepoDigestOrExact": 2,
+    "exactRepository": 1,
+    "matchRepository": 1,
+    "remapIdentity": 0,
+}
+
+
+def _signature_weaker(child: Scope, parent: Scope) -> list[str]:
+    c, p = child.require, parent.require
+    if c.type != "signed" or p.type != "signed":
+        return []
+    out: list[str] = []
+    extra = [f for f in c.formats if f not in p.formats]
+    if extra:
+        out.append(f"formats adds {', '.join(extra)}")
+    ci, pi = c.signed_identity, p.signed_identity
+    if _IDENTITY_RANK[ci.type] < _IDENTITY_RANK[pi.type]:
+        out.append(f"signed_identity {ci.type} is looser than {pi.type}")
+    return out
+
+
+def _signature_rules(policy: Policy) -> Iterator[Finding]:
+    for name in policy.scopes:
+        parent_name = parent_of(policy, name)
+        weaker = _signature_weaker(policy.scope(name), policy.scope(parent_name))
+        if weaker:
+            yield finding(
+                "TD-POL-025",
+                name,
+                f"scope {name!r} checks signatures less strictly than {parent_name!r}, which it "
+                "shadows: " + "; ".join(weaker),
+                f"restate {parent_name!r}'s require.formats and require.signed_identity in "
+                f"{name!r} (scopes inherit from [default] only)",
+                key_path=_where(name, "require"),
+            )
+    for name in (DEFAULT, *policy.scopes):
+        for problem in _identity_problems(name, policy.scope(name)):
+            yield finding(
+                "TD-POL-026",
+                name,
+                f"require.signed_identity of {name!r}: {problem}",
+                "fix require.signed_identity (docs/adr/0021) or remove it",
+                key_path=_where(name, "require", "signed_identity"),
+            )
+    for name in policy.scopes:
+        meant = mangled_spelling(name)
+        if meant is not None:
+            yield finding(
+                "TD-POL-024",
+                name,
+                f"scope {name!r} spells a docker registry the way converted store names do; "
+                f"it still matches those images, but the name as typed is {meant}",
+                f'rename [scopes."{name}"] to [scopes."{meant}"]',
+                key_path=_where(name),
+            )
+
+
+_IDENTITY_FIELDS = {
+    "exactReference": ("docker_reference",),
+    "exactRepository": ("docker_repository",),
+    "remapIdentity": ("prefix", "signed_prefix"),
+}
+
+
+def _identity_problems(name: str, scope: Scope) -> Iterator[str]:
+    rule = scope.require.signed_identity
+    if rule == IdentityRule() or scope.require.type != "signed":
+        return
+    needed = _IDENTITY_FIELDS.get(rule.type, ())
+    unused = [
+        f for f in ("docker_reference", "docker_repository", "prefix", "signed_prefix")
+        if getattr(rule, f) and f not in needed
+    ]  # fmt: skip
+    if unused:
+        yield f"{', '.join(unused)} is ignored by {rule.type}"
+    if not {"simple-signing", "sigstore"} & set(scope.require.formats):
+        yield "require.formats counts no docker signature format, so no image is matched by it"
+    if rule.type == "remapIdentity" and rule.prefix and name.startswith(SCHEME):
+        mine = parse_docker_key(name)[0]
+        prefix = DockerName.parse(rule.prefix)
+        if not (mine.is_within(prefix) or prefix.is_within(mine)):
+            yield (
+                f"prefix {rule.prefix} names none of this scope's images ({mine}), so it "
+                "never remaps one"
+            )
+
+
 def _key_findings(name: str, sk: ScopeKey, now: datetime) -> Iterator[Finding]:
     shown = format_fingerprint(sk.fingerprint)
     fix = f"rotate: trust a current key and update scope {name!r}"
@@ -237,6 +347,8 @@ def _keys(policy: Policy, keystore: Keystore, now: datetime) -> Iterator[Finding
         for sk in keys:
             yield from _key_findings(name, sk, now)
         usable = len({k.fingerprint for k in keys if _usable(k, now)})
+        if name.startswith(SCHEME) and scope.require.keystore:  # sigstore keys count too
+            usable += len(keystore.pem_keys_for(parse_docker_key(name)[0]))
         named = name != DEFAULT and scope_kind(name) != "wildcard"
         if usable < scope.require.threshold and (named or scope.require.fingerprints):
             yield finding(
@@ -466,6 +578,7 @@ def lint(policy: Policy, keystore: Keystore, now: datetime) -> list[Finding]:
         *_exceptions(policy, now),
         *_seccomp(policy),
         *_runtime(policy),
+        *_signature_rules(policy),
     ]
     order = ("critical", "high", "medium", "low", "info")
     found.sort(key=lambda f: (order.index(f.severity), f.rule_id, f.subject))

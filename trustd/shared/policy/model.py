@@ -180,6 +180,17 @@ class IdentityRule:
             self.signed_prefix,
         )
 
+    def to_json(self) -> dict[str, str]:
+        """The rule as explain and audit show it: its type and the fields it uses."""
+        out: dict[str, str] = {"type": self.type}
+        for name in ("docker_reference", "docker_repository", "prefix", "signed_prefix"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
+
+    def describe(self) -> str:
+        return self.rule().describe()
+
     def problem(self) -> str | None:
         needs = {
             "exactReference": ("docker_reference",),

@@ -7,6 +7,13 @@ Candidates for an image ``host/a/b`` with version ``v``, most specific first (do
 3. ``*.<host minus its first label>``, then minus the next, ...  (never ``host`` itself),
 4. ``default``.
 
+A Docker image also carries its Docker name as typed (``docker://127.0.0.1:5000/ns/app``,
+Docker Hub as ``docker://docker.io/library/...``). Its ``docker://`` candidates come at each
+depth just before the converted AC name's candidate of the same depth (``127.0.0.1-5000/ns/app``,
+the spelling of scopes written before docker:// keys; it still matches, lint finding
+TD-POL-024 asks for the docker:// spelling), so a more specific scope wins whichever way
+it is spelled (docs/adr/0021, addendum).
+
 The first candidate that is a configured scope applies alone; every later candidate that is
 also configured is *shadowed* for this image (reported by ``explain`` and in each decision).
 """
@@ -19,11 +26,15 @@ from typing import Literal
 
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import TrustdError, UserError
+from trustd.shared.ocisig.name import HUB, SCHEME, DockerName, split_host
 from trustd.shared.policy.model import Policy
 
 DEFAULT = "default"
 ScopeKind = Literal["exact", "prefix", "wildcard"]
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}")
+_DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# the first segment of a converted docker name whose registry had a port: 127.0.0.1-5000
+_MANGLED_HOST = re.compile(r"(?P<host>(?:[a-z0-9-]+\.)+[a-z0-9-]+|localhost)-(?P<port>[0-9]{1,5})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,9 @@ class ImageRef:
 
     name: ACIdentifier
     version: str | None = None
+    # a docker image: its Docker name as typed (from the fetch request, or at run from what
+    # root verified); docker:// scopes match it
+    docker: DockerName | None = None
 
     @classmethod
     def parse(cls, text: str) -> ImageRef:
@@ -55,11 +69,102 @@ class ImageRef:
     def __str__(self) -> str:
         return f"{self.name}:{self.version}" if self.version else str(self.name)
 
+    @property
+    def docker_name(self) -> DockerName | None:
+        """The Docker name docker:// scopes match, when it is the one this image's AC name was
+        converted from; a Docker name that disagrees with the AC name (a crafted ACI's
+        annotations) is ignored, so it can never pull an image into another name's scope."""
+        if self.docker is None or _ac_name(self.docker) != str(self.name):
+            return None
+        return self.docker
 
-def scope_problem(key: str) -> str | None:
+    @property
+    def typed(self) -> str:
+        """As users type it: ``docker://127.0.0.1:5000/ns/app:1`` for a docker image (never
+        the store's ``127.0.0.1-5000`` spelling), else ``name[:version]``."""
+        docker = self.docker_name
+        return str(self) if docker is None else docker_key(docker, self.version)
+
+    @property
+    def scope_key(self) -> str:
+        """The most specific prefix scope key for this image, spelled as users type it."""
+        docker = self.docker_name
+        return str(docker) if docker is not None else str(self.name)
+
+
+def parse_docker_key(key: str) -> tuple[DockerName, str | None]:
+    """A ``docker://REGISTRY[:PORT][/PATH][:TAG]`` scope key as (name, tag), or raise.
+
+    The key must be written canonically (Docker Hub as ``docker.io/library/...``), so the
+    key a user reads is the one that matches."""
+    body = key.removeprefix(SCHEME)
+    tag: str | None = None
+    if "/" in body:
+        head, _, last = body.rpartition("/")
+        if ":" in last:
+            last, _, tag = last.partition(":")
+            if not _DOCKER_TAG.fullmatch(tag):
+                raise UserError(
+                    f"{key!r}: {tag!r} is not a tag", hint="write docker://REGISTRY/REPO:TAG"
+                )
+        body = f"{head}/{last}"
+    first, _, rest = body.partition("/")
+    if not body:
+        raise UserError(f"{key!r} names no registry", hint="write docker://REGISTRY[:PORT]/NS")
+    if not ("." in first or ":" in first or first == "localhost"):
+        hub = f"library/{body}" if "/" not in body else body
+        raise UserError(
+            f"{key!r} names no registry",
+            hint=f"write it as {SCHEME}{HUB}/{hub}{':' + tag if tag else ''} (Docker Hub)",
+        )
+    if body.endswith("/") or "@" in body:
+        raise UserError(
+            f"{key!r} is not a scope: expected REGISTRY[/PATH] without a trailing / or digest",
+            hint="write docker://REGISTRY[:PORT]/NAMESPACE[/REPO][:TAG]",
+        )
+    host = split_host(f"{first}/x")[0]
+    name = DockerName(host, rest)  # whole components, checked; no library/ added for a prefix
+    if SCHEME + body != str(name):
+        raise UserError(
+            f"{key!r} is not written canonically",
+            hint=f"write it as {name}{':' + tag if tag else ''}",
+        )
+    return name, tag
+
+
+def docker_key(name: DockerName, tag: str | None = None) -> str:
+    return f"{name}:{tag}" if tag else str(name)
+
+
+def mangled_spelling(key: str) -> str | None:
+    """The ``docker://`` key a scope written as a converted docker name means, or None.
+
+    ``127.0.0.1-5000/ns`` is how a ``127.0.0.1:5000`` registry's images are named in the
+    store; such a scope still matches them (compatibility), and lint asks for the new form."""
+    if key.startswith((SCHEME, "*.")):
+        return None
+    name, _, version = key.partition(":")
+    first, _, rest = name.partition("/")
+    m = _MANGLED_HOST.fullmatch(first)
+    if m is None:
+        return None
+    try:
+        dname = DockerName(f"{m['host']}:{m['port']}", rest)
+    except TrustdError:
+        return None
+    return docker_key(dname, version or None)
+
+
+def scope_problem(key: str) -> str | None:  # noqa: PLR0911 - one return per kind of key
     """Why ``key`` can never match an image name, or None (these keys are refused at load)."""
     if key == DEFAULT:
         return '"default" is the top-level [default] table, not a scope'
+    if key.startswith(SCHEME):
+        try:
+            parse_docker_key(key)
+        except TrustdError as exc:
+            return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        return None
     if key.startswith("*."):
         domain = key[2:]
         if "/" in domain or ":" in domain:
@@ -84,15 +189,26 @@ def _identifier_problem(value: str) -> str | None:
 def scope_kind(key: str) -> ScopeKind:
     if key.startswith("*."):
         return "wildcard"
+    if key.startswith(SCHEME):
+        return "exact" if parse_docker_key(key)[1] else "prefix"
     return "exact" if ":" in key else "prefix"
 
 
 def candidates(ref: ImageRef) -> tuple[str, ...]:
     """Scope keys that could apply to ``ref``, most specific first, ``default`` last."""
     out: list[str] = []
+    ac = [str(a) for a in ref.name.ancestors()]
+    dname = ref.docker_name
+    docker = [str(a) for a in dname.ancestors()] if dname is not None else []
     if ref.version:
+        if dname is not None and _DOCKER_TAG.fullmatch(ref.version):
+            out.append(f"{dname}:{ref.version}")
         out.append(f"{ref.name}:{ref.version}")
-    out.extend(str(a) for a in ref.name.ancestors())
+    if len(docker) == len(ac):  # depth by depth: the docker:// spelling, then the AC one
+        for d, a in zip(docker, ac, strict=True):
+            out.extend((d, a))
+    else:
+        out.extend(docker + ac)
     labels = ref.name.segments[0].split(".")
     out.extend("*." + ".".join(labels[i:]) for i in range(1, len(labels)))
     out.append(DEFAULT)
@@ -115,8 +231,26 @@ def parent_of(policy: Policy, key: str) -> str:
     if scope_kind(key) == "wildcard":
         labels = key[2:].split(".")
         broader = ["*." + ".".join(labels[i:]) for i in range(1, len(labels))]
+    elif key.startswith(SCHEME):
+        cands = candidates(docker_ref(*parse_docker_key(key)))
+        broader = list(cands[cands.index(key) + 1 :])
     else:
         name, _, version = key.partition(":")
         cands = candidates(ImageRef(ACIdentifier(name), version or None))
         broader = list(cands[cands.index(key) + 1 :])
     return next((c for c in broader if c in policy.scopes), DEFAULT)
+
+
+def docker_ref(name: DockerName, tag: str | None) -> ImageRef:
+    """The policy's view of a Docker image: its AC name in the store (``127.0.0.1-5000/ns``,
+    appc's SanitizeACIdentifier of the Docker name) and its Docker name as typed."""
+    return ImageRef(ACIdentifier.parse(_ac_name(name)), tag, name)
+
+
+def _ac_name(name: DockerName) -> str:
+    """The AC name the conversion gives a Docker name (appc's SanitizeACIdentifier of
+    ``registry/repository``, Docker Hub under the registry's own host)."""
+    segments = name.segments
+    if name.registry == HUB:
+        segments = ("registry-1.docker.io", *segments[1:])
+    return re.sub(r"[^a-z0-9\-._~/]+", "-", "/".join(segments).lower()).strip("-._~/")

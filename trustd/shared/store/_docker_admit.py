@@ -14,6 +14,7 @@ root squashes the stored layers again and compares (trustd/privileged/treestore/
 from __future__ import annotations
 
 from trustd.shared.appc.aci import AciInfo
+from trustd.shared.appc.manifest import ImageManifest
 from trustd.shared.errors import LocalStateError, RemoteLiedError, TrustdError
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.evidence import decode_evidence
@@ -23,6 +24,23 @@ from trustd.shared.ocisig.simple import ImageSignature
 from trustd.shared.ocisig.verify import verify_image_signatures
 
 _HINT = "the store was altered; remove the image (rkt image rm) and fetch it again"
+
+
+def docker_origin(manifest: ImageManifest) -> DockerName | None:
+    """The Docker name a converted image's own (content-addressed) manifest records, or None.
+
+    Policy scopes spelled ``docker://`` match it. For a signed image the evidence must name
+    it too (:func:`verify_docker_evidence`); for an unsigned one it is as much a claim as the
+    AC name beside it, and is believed no more (docs/adr/0021, addendum)."""
+    registry = manifest.annotation("appc.io/docker/registryurl")
+    repository = manifest.annotation("appc.io/docker/repository")
+    if not registry or not repository:
+        return None
+    try:
+        host, _ = split_host(f"{registry}/x")
+        return DockerName(host, repository)
+    except TrustdError:
+        return None
 
 
 def _aci_docker_name(info: AciInfo) -> DockerName:

@@ -16,8 +16,9 @@ from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.evidence import is_evidence
 from trustd.shared.ocisig.identity import SignedIdentity
+from trustd.shared.ocisig.name import DockerName
 from trustd.shared.stage1image import Stage1Image
-from trustd.shared.store._docker_admit import verify_docker_evidence
+from trustd.shared.store._docker_admit import docker_origin, verify_docker_evidence
 from trustd.shared.store.model import _ADMIT_TOKEN, AdmittedImage, Provenance
 from trustd.shared.verify import verify_all
 
@@ -113,7 +114,9 @@ def readmit(
     return admitted
 
 
-IdentityFor = Callable[[str, str | None], SignedIdentity]  # (name, version) -> policy's rule
+# (name, version, docker name) -> policy's rule; the docker name is the manifest's own
+IdentityFor = Callable[[str, str | None, DockerName | None], SignedIdentity]
+AcceptFor = Callable[[str, str | None, DockerName | None], bool]  # -> may pass unsigned
 
 
 def readmit_key(
@@ -122,7 +125,7 @@ def readmit_key(
     keystore: Keystore,
     key: StoreKey,
     *,
-    accept_unsigned: Callable[[str, str | None], bool],
+    accept_unsigned: AcceptFor,
     identity: IdentityFor | None = None,
 ) -> AdmittedImage:
     """Root's gate for stored bytes, believing nothing the index says.
@@ -130,8 +133,9 @@ def readmit_key(
     The archive must hash to ``key`` (the full image ID the request named); the image name
     that picks the keyring is the one in the manifest inside those bytes. A signature that is
     there must verify; without one (or when it does not verify), the image passes only when
-    ``accept_unsigned(name, version)`` says so now (the request's --insecure-options=image, or a
-    policy scope that accepts anything) and is then recorded as insecure.
+    ``accept_unsigned(name, version, docker)`` says so now (the request's
+    --insecure-options=image, or a policy scope that accepts anything) and is then recorded
+    as insecure.
     """
     info = inspect_aci(archive, limits=AciLimits())
     if info.image_id != key.id:
@@ -142,10 +146,11 @@ def readmit_key(
         )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     name = str(info.manifest.name)
+    docker = docker_origin(info.manifest)
     refusal: TrustdError
     if signature is not None and is_evidence(signature):
         version = info.manifest.label("version")
-        rule = identity(name, version) if identity is not None else SignedIdentity()
+        rule = identity(name, version, docker) if identity is not None else SignedIdentity()
         try:
             return _docker_admitted(info, signature, keystore, rule)
         except TrustdError as exc:
@@ -164,6 +169,6 @@ def readmit_key(
             f"image {key.id[:39]} ({name}) was stored without signature verification",
             hint="fetch a signed copy, or accept the risk with --insecure-options=image",
         )
-    if not accept_unsigned(name, info.manifest.label("version")):
+    if not accept_unsigned(name, info.manifest.label("version"), docker):
         raise refusal
     return AdmittedImage(info, None, Provenance((), True, now), _ADMIT_TOKEN)

@@ -119,15 +119,20 @@ def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | N
 
 
 def policy_ref(ref: DockerRef) -> ImageRef:
-    """The name and version policy scopes judge a registry image by (today: the AC name it
-    gets in the store, and the tag, which becomes its ``version`` label)."""
-    return ImageRef.of(registry_image_name(ref), ref.tag)
+    """The name and version policy scopes judge a registry image by: its Docker name as typed
+    (``docker://`` scopes), the AC name it gets in the store (scopes written before those),
+    and the tag, which becomes its ``version`` label (docs/adr/0021, addendum)."""
+    return ImageRef(
+        ImageRef.of(registry_image_name(ref), ref.tag).name,
+        ref.tag or None,
+        _docker_reference(ref).name,
+    )
 
 
 def _scope_fix(ref: DockerRef) -> str:
     return (
-        f'in policy.toml, give "{registry_image_name(ref)}" a scope whose run.insecure_options '
-        'lists "image" (or whose require.type is "accept-anything")'
+        f'in policy.toml, give "{_docker_reference(ref).name}" a scope whose '
+        'run.insecure_options lists "image" (or whose require.type is "accept-anything")'
     )
 
 
@@ -201,7 +206,7 @@ def _verify_signatures(
     if check is None:
         return None
     body, _media, got = registry.manifest(digest)  # digest-checked by the client
-    scope = ImageRef.of(registry_image_name(ref), ref.tag)
+    scope = policy_ref(ref)
     return check.verify(
         _docker_reference(ref), body, got, scope, lambda d: _cosign_attachments(registry, d)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -23,6 +23,7 @@ from trustd.shared.policy import (
 )
 from trustd.shared.policy.log import append_decision
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
+from trustd.shared.store._docker_admit import docker_origin
 from trustd.unprivileged.fetch._auth import AuthConfig
 from trustd.unprivileged.fetch.request import FetchRequest, ImageRef
 
@@ -54,15 +55,18 @@ class FetchContext:
         the verified manifest's name and ``version`` label, so ``name:version`` scopes apply."""
         manifest = admitted.info.manifest
         docker = admitted.provenance.docker_reference
+        named = PolicyRef.of(manifest.name, manifest.label("version"))
+        signed_for = DockerReference.parse(docker).name if docker else None
         decision = decide_fetch(
             self.policy,
-            PolicyRef.of(manifest.name, manifest.label("version")),
+            # docker:// scopes: the name the evidence verified for, else the manifest's own
+            replace(named, docker=signed_for or docker_origin(manifest)),
             admitted.provenance.signers,
             self.keystore,
             datetime.now(UTC),
             insecure_image=admitted.provenance.insecure,
             image_id=admitted.key,
-            docker_name=DockerReference.parse(docker).name if docker else None,
+            docker_name=signed_for,
             manifest_digest=admitted.provenance.source_digest,
         )
         append_decision(self.store.layout.root, decision)
