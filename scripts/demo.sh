@@ -165,19 +165,19 @@ if rkt --insecure-options=image,http fetch "docker://127.0.0.1:$PORT/demo/busybo
   echo "UNEXPECTED: the shipped policy let an unsigned image in"; exit 1
 fi
 
-step "18. ... unless the policy has a scope that accepts them: then no flag is needed, and it is on record"
-DOCKER_NAME="127.0.0.1-$PORT/demo/busybox"
+step "18. ... unless the user asks for it (--insecure-options=image) AND a policy scope accepts it: then it is on record"
+DOCKER_SCOPE="docker://127.0.0.1:$PORT/demo"   # as the user types the registry: no name mangling
 cp trustd/shared/data/policy/default.toml "$OUT/local-config/policy.toml"
 cat >> "$OUT/local-config/policy.toml" <<TOML
 
 # the demo's local registry: unsigned Docker images accepted, explicitly and only here
-[scopes."$DOCKER_NAME".require]
+[scopes."$DOCKER_SCOPE".require]
 type = "accept-anything"
-[scopes."$DOCKER_NAME".run]
-insecure_options = ["http"]
+[scopes."$DOCKER_SCOPE".run]
+insecure_options = ["image", "http"]
 TOML
 rkt policy check "$OUT/local-config/policy.toml" || true
-rkt --insecure-options=http run "docker://127.0.0.1:$PORT/demo/busybox:latest"
+rkt --insecure-options=image,http run "docker://127.0.0.1:$PORT/demo/busybox:latest"
 rkt image list --fields=id,name,signers,source
 rkt policy log verify   # both hash-chained decision logs, with the last decision in each
 rkt policy audit --format=html --fail-on=never > "$OUT/audit.html"
