@@ -24,16 +24,17 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._rounds import interleaved, summary  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
 from trustd.privileged.measure._unixtpm import tools_tcti  # noqa: E402
@@ -106,9 +107,8 @@ class Tools:
         return time.perf_counter() - began
 
 
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(int(len(ordered) * 0.9) - 1, 0)]
+def _with_nonces(side: Trustd | Tools, nonces: list[str]) -> Callable[[int], float]:
+    return lambda n: side.round(nonces[n])
 
 
 def main() -> int:
@@ -135,12 +135,9 @@ def main() -> int:
             sides = {"trustd": Trustd(work, flags), "tpm2-tools": Tools(work, data / "tpm")}
             for side in sides.values():
                 side.round(secrets.token_hex(16))  # warm: page in binaries, create ak.secret
-            samples: dict[str, list[float]] = {name: [] for name in sides}
-            names = list(sides)
-            for n in range(RUNS):
-                nonce = secrets.token_hex(16)
-                for name in names[n % 2 :] + names[: n % 2]:
-                    samples[name].append(sides[name].round(nonce))
+            nonces = [secrets.token_hex(16) for _ in range(RUNS)]  # one nonce per round, both sides
+            rounds = {name: _with_nonces(side, nonces) for name, side in sides.items()}
+            samples = interleaved(rounds, RUNS, warm=False)
         finally:
             stop_embedded(data)
     (mt, pt), (mo, po) = summary(samples["trustd"]), summary(samples["tpm2-tools"])

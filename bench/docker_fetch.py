@@ -30,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._rounds import interleaved, once, summary  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from tests.integration._registry import start_registry  # noqa: E402
 
@@ -114,15 +115,9 @@ def write_layout(layout: Path) -> None:
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
 
 
-def _time(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - start
-
-
 def _summary(samples: list[float]) -> str:
-    s = sorted(samples)
-    return f"median {statistics.median(s):6.2f} s   p90 {s[max(int(len(s) * 0.9) - 1, 0)]:6.2f} s"
+    median, p90 = summary(samples)
+    return f"median {median:6.2f} s   p90 {p90:6.2f} s"
 
 
 def main() -> int:
@@ -154,26 +149,23 @@ def main() -> int:
             if "--profile" in sys.argv or "--inproc" in sys.argv:
                 return _profile(work, reg.host, "--profile" in sys.argv)
             install_policy(work / "usr")
-            samples: dict[str, list[float]] = {"trustd": [], "skopeo": []}
 
             def trustd(i: int) -> float:
                 flags = [f"--dir={work / f'data{i}'}", f"--system-config={work / 'usr'}"]
                 flags += [f"--local-config={work / 'etc'}", "--insecure-options=image,http"]
-                return _time([RKT, *flags, "fetch", url])
+                return once([RKT, *flags, "fetch", url])
 
             def skopeo(i: int) -> float:
                 dest = f"oci:{work / f'oci{i}'}:bench"
-                return _time(["skopeo", "copy", "--quiet", "--src-tls-verify=false", url, dest])
+                return once(["skopeo", "copy", "--quiet", "--src-tls-verify=false", url, dest])
 
-            tools = [("trustd", trustd), ("skopeo", skopeo)]
-            for i in range(RUNS + 1):  # round 0 warms the page cache and the registry
-                order = tools if i % 2 else tools[::-1]
-                for name, fn in order:
-                    took = fn(i)
-                    if i:
-                        samples[name].append(took)
+            def clean(i: int) -> None:
                 for d in work.glob(f"*{i}"):
                     shutil.rmtree(d, ignore_errors=True)
+
+            # the warm round fills the page cache and the registry's
+            samples = interleaved({"trustd": trustd, "skopeo": skopeo}, RUNS, after_round=clean)
+            clean(-1)
         finally:
             reg.stop()
     ratio = statistics.median(samples["trustd"]) / statistics.median(samples["skopeo"])

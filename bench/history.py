@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._rounds import interleaved, summary  # noqa: E402
 from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import Measurer, decode_log, stop_embedded  # noqa: E402
@@ -102,11 +102,6 @@ class Dir:
             os.close(fd)
 
 
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.9) - 1]
-
-
 def main() -> int:
     if os.geteuid() != 0:
         print("bench/history.py: needs root (pods)", file=sys.stderr)
@@ -122,13 +117,13 @@ def main() -> int:
                 d.start()  # warm: render the tree, start the swtpm, page in the binaries
             history.grow(RECORDS)
             before = (history.records(), history.decisions())
-            samples: dict[str, list[float]] = {"first": [], "history": []}
-            first_records = []
-            for n in range(ROUNDS):
-                order = [("first", first), ("history", history)]
-                for name, d in order if n % 2 == 0 else order[::-1]:
-                    samples[name].append(d.start())
-                first_records.append(first.records())
+            first_records: list[int] = []
+            samples = interleaved(
+                {"first": lambda n: first.start(), "history": lambda n: history.start()},
+                ROUNDS,
+                warm=False,
+                after_round=lambda n: first_records.append(first.records()),
+            )
             after = (history.records(), history.decisions())
         finally:
             for d in (first, history):

@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._rounds import Contender, interleaved  # noqa: E402
 from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
@@ -92,20 +92,8 @@ def _images(data: Path, count: int) -> None:
         )
 
 
-def _once(cmd: list[str]) -> float:
-    began = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - began
-
-
 def _pair(name: str, big: list[str], base: list[str], goal: float) -> None:
-    samples: dict[str, list[float]] = {"big": [], "base": []}
-    _once(big)
-    _once(base)
-    for n in range(ROUNDS):
-        order = [("big", big), ("base", base)]
-        for label, cmd in order if n % 2 == 0 else order[::-1]:
-            samples[label].append(_once(cmd))
+    samples = interleaved({"big": big, "base": base}, ROUNDS)
     mb, m0 = statistics.median(samples["big"]), statistics.median(samples["base"])
     verdict = "ok" if mb / m0 <= goal else "ABOVE"
     print(
@@ -115,20 +103,21 @@ def _pair(name: str, big: list[str], base: list[str], goal: float) -> None:
 
 
 def _gc(work: Path, aci: Path) -> None:
-    times: dict[str, list[float]] = {"gc": [], "rm": []}
-    for n in range(max(ROUNDS // 2, 2)):
+    def gc_round(n: int) -> tuple[Data, dict[str, Contender]]:
         d = Data(work, f"gc{n}", aci)
         d.pods(PODS)
         # rkt gc takes two passes (mark exited, then collect after the grace period)
         d.rkt("gc", "--grace-period=0s", "--mark-only")
         copy = work / f"rm{n}"
         subprocess.run(["cp", "-a", str(d.data / "pods" / "exited-garbage"), str(copy)], check=True)
-        order = [
-            ("gc", [RKT, *d.flags, "gc", "--grace-period=0s"]),
-            ("rm", ["rm", "-rf", str(copy)]),
-        ]
-        for label, cmd in order if n % 2 == 0 else order[::-1]:
-            times[label].append(_once(cmd))
+        return d, {"gc": [RKT, *d.flags, "gc", "--grace-period=0s"], "rm": ["rm", "-rf", str(copy)]}
+
+    # every round needs fresh pods: one single-round interleaving per round, the order rotated
+    times: dict[str, list[float]] = {"gc": [], "rm": []}
+    for n in range(max(ROUNDS // 2, 2)):
+        d, contenders = gc_round(n)
+        for label, values in interleaved(contenders, 1, warm=False, offset=n).items():
+            times[label] += values
         stop_embedded(d.data)
     mg, mr = statistics.median(times["gc"]), statistics.median(times["rm"])
     verdict = "ok" if mg / mr <= 1.2 else "ABOVE"

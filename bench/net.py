@@ -13,12 +13,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._rounds import interleaved  # noqa: E402
 from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
@@ -26,12 +26,6 @@ from trustd.privileged.measure import stop_embedded  # noqa: E402
 ROUNDS = int(os.environ.get("BENCH_NET_ROUNDS", "20"))
 RKT = str(Path(sys.executable).with_name("rkt"))
 TARGET_MS = 30.0
-
-
-def _once(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -56,16 +50,8 @@ def main() -> int:
             [RKT, *flags, "fetch", "--full", str(aci)], check=True, capture_output=True, text=True
         ).stdout.strip()
         cmds = {net: [RKT, *flags, "run", f"--net={net}", key] for net in ("none", "default")}
-        for cmd in cmds.values():
-            _once(cmd)  # warm: the rendered tree, the plugins paged in
-        samples: dict[str, list[float]] = {"none": [], "default": []}
-        diffs = []
-        for i in range(ROUNDS):
-            order = ("none", "default") if i % 2 == 0 else ("default", "none")
-            got = {net: _once(cmds[net]) for net in order}
-            for net, seconds in got.items():
-                samples[net].append(seconds)
-            diffs.append(got["default"] - got["none"])
+        samples = interleaved(cmds, ROUNDS)  # warm: the rendered tree, the plugins paged in
+        diffs = [d - n for d, n in zip(samples["default"], samples["none"], strict=True)]
         stop_embedded(work / "data")
         none, default = (statistics.median(samples[n]) * 1000 for n in ("none", "default"))
         added = statistics.median(diffs) * 1000

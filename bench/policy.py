@@ -13,12 +13,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._rounds import interleaved  # noqa: E402
 from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy, policy_for_tests  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
@@ -33,12 +33,6 @@ def _big_policy() -> str:
         f'[scopes."s{i}.example.org/app"]\nrequire = {{ threshold = 1 }}\n' for i in range(SCOPES)
     )
     return policy_for_tests() + "\n" + scopes
-
-
-def _once(cmd: list[str]) -> float:
-    began = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - began
 
 
 def main() -> int:
@@ -69,14 +63,8 @@ def main() -> int:
             ).stdout.strip()
             runs[name] = [RKT, *flags, "run", "--stage1-name=fly", key]
             datas.append(base / "data")
-        samples: dict[str, list[float]] = {name: [] for name in runs}
         try:
-            for cmd in runs.values():
-                _once(cmd)  # render, start the swtpm, compile the policy
-            for n in range(ROUNDS):
-                order = list(runs.items())
-                for name, cmd in order if n % 2 == 0 else order[::-1]:
-                    samples[name].append(_once(cmd))
+            samples = interleaved(runs, ROUNDS)  # warm: render, start the swtpm, compile the policy
         finally:
             for data in datas:
                 stop_embedded(data)

@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._rounds import interleaved, once, summary  # noqa: E402
 from tests._busybox import busybox_aci  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
@@ -54,30 +53,6 @@ def _peer(work: Path, rootfs: Path, runtime: str) -> list[str] | None:
         hide = "umount /sys/fs/cgroup/unified 2>/dev/null; exec "
         return ["unshare", "-m", "sh", "-c", hide + " ".join(run)]
     return run
-
-
-def _once(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - start
-
-
-def interleaved(commands: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
-    """``rounds`` rounds; each runs every command once, the order rotated by one each round."""
-    names = list(commands)
-    for name in names:
-        _once(commands[name])  # warm: render the tree, page in the binaries
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for n in range(rounds):
-        shift = n % len(names)
-        for name in names[shift:] + names[:shift]:
-            samples[name].append(_once(commands[name]))
-    return samples
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(int(len(ordered) * 0.9) - 1, 0)]
 
 
 def report(samples: dict[str, list[float]]) -> None:
@@ -120,7 +95,7 @@ def main() -> int:
             f"trustd {flavor}": [RKT, *flags, "run", f"--stage1-name={flavor}", key]
             for flavor in ("container", "fly")
         }
-        _once(commands["trustd fly"])  # render the tree
+        once(commands["trustd fly"])  # render the tree
         rootfs = next((work / "data/private/tree").glob(key + "*")) / "rootfs"
         for runtime in ("runc", "crun"):
             if (cmd := _peer(work, rootfs, runtime)) is not None:
