@@ -1,5 +1,12 @@
-"""``rkt fetch docker://…`` of a ~50 MB multi-layer image from the local docker-registry, next
+"""``rkt fetch docker://…`` of a ~42 MiB multi-layer image from the local docker-registry, next
 to ``skopeo copy docker://… oci:…`` of the same image, in the same run (issue #12).
+
+The image is signed the way the tests sign (containers/image simple signing: ``skopeo copy
+--sign-by`` with a gpg key and a registries.d ``lookaside-staging: file://…``); trustd trusts
+that key with ``rkt trust --prefix docker://HOST:PORT/bench`` and fetches *without*
+``--insecure-options=image``, so the measured fetch includes signature verification (the
+target's condition). A second, clearly labelled line fetches an unsigned copy of the same
+image with ``--insecure-options=image`` (the recorded opt-out).
 
 Rounds are interleaved and the order rotates each round, so a slow phase of the machine
 hits both tools alike; each round fetches into a fresh store (and a fresh OCI layout), so
@@ -31,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._rounds import interleaved, once, summary  # noqa: E402
+from tests._gpg import GpgHome  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from tests.integration._registry import start_registry  # noqa: E402
 
@@ -120,6 +128,39 @@ def _summary(samples: list[float]) -> str:
     return f"median {median:6.2f} s   p90 {p90:6.2f} s"
 
 
+def _signing(work: Path) -> tuple[GpgHome, str, Path]:
+    """A gpg key and the registries.d that skopeo signs into and trustd reads from (a
+    ``file://`` lookaside readable by rkt-fetch)."""
+    gpg = GpgHome(work / "gnupg")
+    fpr = gpg.generate("Bench Signer <bench@example.com>")
+    look = work / "look"
+    look.mkdir()
+    rd = work / "registries.d"
+    rd.mkdir()
+    (rd / "default.yaml").write_text(
+        f"default-docker:\n  lookaside: file://{look}\n  lookaside-staging: file://{look}\n"
+    )
+    return gpg, fpr, rd
+
+
+def _push(work: Path, url: str, *sign: str, gpg: GpgHome | None = None) -> None:
+    env = {**os.environ, "GNUPGHOME": str(gpg.home)} if gpg else None
+    cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    cmd += ["--registries.d", str(work / "registries.d"), *sign]
+    subprocess.run([*cmd, f"oci:{work / 'layout'}:bench", url], check=True, env=env)
+
+
+def _trust(work: Path, host: str, gpg: GpgHome, fpr: str) -> None:
+    """trustd's config: the test policy, the registries.d, the key trusted for the prefix."""
+    install_policy(work / "usr")
+    shutil.copytree(work / "registries.d", work / "etc" / "registries.d")
+    key = work / "bench.asc"
+    key.write_bytes(gpg.export(fpr))
+    flags = [f"--system-config={work / 'usr'}", f"--local-config={work / 'etc'}"]
+    trust = ["trust", "--prefix", f"docker://{host}/bench/signed", "--skip-fingerprint-review"]
+    subprocess.run([RKT, *flags, *trust, str(key)], check=True, capture_output=True)
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("bench/docker_fetch.py: needs root (rkt fetch drops to rkt-fetch)", file=sys.stderr)
@@ -131,48 +172,54 @@ def main() -> int:
         work = Path(tmp)
         work.chmod(0o755)
         write_layout(work / "layout")
+        gpg, fpr, _rd = _signing(work)
         reg = start_registry(work / "reg", work / "storage")
         try:
-            url = f"docker://{reg.host}/bench/fetch:latest"
-            subprocess.run(
-                [
-                    "skopeo",
-                    "copy",
-                    "--quiet",
-                    "--dest-tls-verify=false",
-                    f"oci:{work / 'layout'}:bench",
-                    url,
-                ],
-                check=True,
-            )
-            size = sum(p.stat().st_size for p in (work / "storage").rglob("data"))
+            signed = f"docker://{reg.host}/bench/signed:latest"
+            unsigned = f"docker://{reg.host}/bench/fetch:latest"
+            _push(work, signed, "--sign-by", fpr, gpg=gpg)
+            _push(work, unsigned)
+            size = sum(p.stat().st_size for p in (work / "storage").rglob("data"))  # shared blobs
             if "--profile" in sys.argv or "--inproc" in sys.argv:
                 return _profile(work, reg.host, "--profile" in sys.argv)
-            install_policy(work / "usr")
+            _trust(work, reg.host, gpg, fpr)
 
-            def trustd(i: int) -> float:
-                flags = [f"--dir={work / f'data{i}'}", f"--system-config={work / 'usr'}"]
-                flags += [f"--local-config={work / 'etc'}", "--insecure-options=image,http"]
-                return once([RKT, *flags, "fetch", url])
+            def rkt(url: str, insecure: str) -> Any:
+                def fetch(i: int) -> float:
+                    flags = [f"--dir={work / f'data{i}'}", f"--system-config={work / 'usr'}"]
+                    flags += [f"--local-config={work / 'etc'}", f"--insecure-options={insecure}"]
+                    return once([RKT, *flags, "fetch", url])
+
+                return fetch
 
             def skopeo(i: int) -> float:
                 dest = f"oci:{work / f'oci{i}'}:bench"
-                return once(["skopeo", "copy", "--quiet", "--src-tls-verify=false", url, dest])
+                return once(["skopeo", "copy", "--quiet", "--src-tls-verify=false", signed, dest])
 
             def clean(i: int) -> None:
                 for d in work.glob(f"*{i}"):
                     shutil.rmtree(d, ignore_errors=True)
 
+            contenders = {
+                "trustd signed": rkt(signed, "http"),
+                "skopeo": skopeo,
+                "trustd unsigned": rkt(unsigned, "image,http"),
+            }
             # the warm round fills the page cache and the registry's
-            samples = interleaved({"trustd": trustd, "skopeo": skopeo}, RUNS, after_round=clean)
+            samples = interleaved(contenders, RUNS, after_round=clean)
             clean(-1)
         finally:
             reg.stop()
-    ratio = statistics.median(samples["trustd"]) / statistics.median(samples["skopeo"])
+    load = os.getloadavg()
     print(f"docker:// fetch of a {size / MiB:.0f} MiB 3-layer image, {RUNS} interleaved rounds")
+    print(f"  load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min, at the end)")
     for name, s in samples.items():
-        print(f"  {name:7s} {_summary(s)}")
-    print(f"  ratio   trustd/skopeo = {ratio:.2f}x (median)")
+        print(f"  {name:15s} {_summary(s)}")
+    skopeo_median = statistics.median(samples["skopeo"])
+    for name in ("trustd signed", "trustd unsigned"):
+        ratio = statistics.median(samples[name]) / skopeo_median
+        what = "signature verified" if name.endswith(" signed") else "--insecure-options=image"
+        print(f"  ratio   {name}/skopeo = {ratio:.2f}x (median; {what})")
     return 0
 
 
