@@ -10,7 +10,12 @@ dropped: the runtime provides /dev.
 
 Pass 2 writes the ACI: ``manifest``, ``rootfs``, the directories (parents first), then each
 file's content from its layer followed at once by the hard links that share it, then the
-symlinks. With a ``scratch`` directory, pass 1 keeps each layer's uncompressed tar in an
+symlinks. It writes the bytes ``tarfile``'s PAX stream writer would (each header is
+``TarInfo.tobuf``; the data, padding and end blocks are written here in large pieces) and
+hashes (sha512) and counts them as they go out, so the image ID, size, entry count and set-id
+files are known without reading the ACI again (:class:`AciAccount`).
+
+With a ``scratch`` directory, pass 1 keeps each layer's uncompressed tar in an
 unnamed temporary file there (it vanishes with the process, even on SIGKILL) and pass 2
 copies each file's bytes from it by offset; without one (or for a layer with sparse
 members) the layer is decompressed and parsed a second time. Both give the same bytes.
@@ -20,7 +25,7 @@ deterministic: the same layers give the same bytes, hence the same image ID.
 
 from __future__ import annotations
 
-import io
+import hashlib
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -62,6 +67,17 @@ class SquashLimits:
     max_uncompressed_size: int = 16 * 1024**3
     max_file_size: int = 8 * 1024**3
     max_header_size: int = 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class AciAccount:
+    """What pass 2 wrote, counted as it was written: what an inspection of the ACI would
+    establish (the property tests compare the two on generated layers)."""
+
+    sha512: str  # hex, of every byte written, end blocks and record padding included
+    size: int
+    entry_count: int  # tar members (pax extended headers are not members)
+    setuid_paths: tuple[str, ...]  # set-uid/gid regular files and hard links, archive order
 
 
 class LayerRefused(Exception):
@@ -379,30 +395,31 @@ class Squasher:
             except Refused as exc:
                 raise LayerRefused(None, exc.rule, exc.reason, f"rootfs/{path}") from exc
 
-    def write(self, out: BinaryIO, manifest: bytes) -> None:
-        """Emit the ACI (uncompressed tar, PAX) to ``out``."""
+    def write(self, out: BinaryIO, manifest: bytes) -> AciAccount:
+        """Emit the ACI (uncompressed tar, PAX) to ``out``; return its account."""
         nodes = list(self.walk())
         groups: dict[tuple[int, int], list[str]] = {}
         for path, node in nodes:
             if node.kind == "file" and node.source is not None:
                 groups.setdefault(node.source, []).append(path)
         by_path = dict(nodes)
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            info = tarfile.TarInfo("manifest")
-            info.size, info.mode = len(manifest), 0o644
-            tar.addfile(info, io.BytesIO(manifest))
-            tar.addfile(_header("rootfs", _Node("dir")))
-            for path, node in nodes:
-                if node.kind == "dir" and node.explicit:
-                    tar.addfile(_header(f"rootfs/{path}", node))
-            self._write_files(tar, groups, by_path)
-            for path, node in nodes:
-                if node.kind == "symlink":
-                    tar.addfile(_header(f"rootfs/{path}", node))
+        tar = _TarOut(out)
+        info = tarfile.TarInfo("manifest")
+        info.size, info.mode = len(manifest), 0o644
+        tar.add_bytes(info, manifest)
+        tar.add(_header("rootfs", _Node("dir")))
+        for path, node in nodes:
+            if node.kind == "dir" and node.explicit:
+                tar.add(_header(f"rootfs/{path}", node))
+        self._write_files(tar, groups, by_path)
+        for path, node in nodes:
+            if node.kind == "symlink":
+                tar.add(_header(f"rootfs/{path}", node))
+        return tar.close()
 
     def _write_files(
         self,
-        tar: tarfile.TarFile,
+        tar: _TarOut,
         groups: dict[tuple[int, int], list[str]],
         by_path: dict[str, _Node],
     ) -> None:
@@ -416,19 +433,13 @@ class Squasher:
                 paths = groups.get((index, ordinal))
                 if not paths:
                     continue
-                first, *links = sorted(paths)
                 data = src.extractfile(member)
-                info = _header(f"rootfs/{first}", by_path[first])
-                info.size = member.size
-                tar.addfile(info, data)
-                for link in links:
-                    hard = _header(f"rootfs/{link}", by_path[link])
-                    hard.type, hard.linkname, hard.size = tarfile.LNKTYPE, f"rootfs/{first}", 0
-                    tar.addfile(hard)
+                assert data is not None  # noqa: S101 - a regular member always has data
+                self._file(tar, paths, by_path, member.size, cast(BinaryIO, data))
 
     def _copy_files(
         self,
-        tar: tarfile.TarFile,
+        tar: _TarOut,
         index: int,
         groups: dict[tuple[int, int], list[str]],
         by_path: dict[str, _Node],
@@ -437,16 +448,91 @@ class Squasher:
         in member order, exactly what re-reading the layer would give."""
         plain = self.plain[index]
         for source in sorted(s for s in groups if s[0] == index):
-            first, *links = sorted(groups[source])
             offset, size = self.data[source]
             plain.seek(offset)
-            info = _header(f"rootfs/{first}", by_path[first])
-            info.size = size
-            tar.addfile(info, plain)
-            for link in links:
-                hard = _header(f"rootfs/{link}", by_path[link])
-                hard.type, hard.linkname, hard.size = tarfile.LNKTYPE, f"rootfs/{first}", 0
-                tar.addfile(hard)
+            self._file(tar, groups[source], by_path, size, plain)
+
+    @staticmethod
+    def _file(
+        tar: _TarOut, paths: list[str], by_path: dict[str, _Node], size: int, data: BinaryIO
+    ) -> None:
+        """One file's content, then at once the hard links that share it."""
+        first, *links = sorted(paths)
+        info = _header(f"rootfs/{first}", by_path[first])
+        info.size = size
+        tar.add(info, data)
+        for link in links:
+            hard = _header(f"rootfs/{link}", by_path[link])
+            hard.type, hard.linkname, hard.size = tarfile.LNKTYPE, f"rootfs/{first}", 0
+            tar.add(hard)
+
+
+_BLOCK: Final = tarfile.BLOCKSIZE
+_RECORD: Final = tarfile.RECORDSIZE
+_FLUSH: Final = 1 << 20
+_SETID: Final = 0o6000
+
+
+class _TarOut:
+    """The bytes of ``tarfile.open(fileobj=out, mode="w|", format=PAX_FORMAT)`` fed with
+    ``addfile``, and nothing else: each header is ``TarInfo.tobuf`` in that format, encoding
+    and error handler; data is padded to a block; the end is two zero blocks and zeros up to
+    a whole record. Every byte is hashed and counted on its way out; small pieces are
+    gathered and written in large ones."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha512()
+        self.size = 0
+        self.entries = 0
+        self.setuid: list[str] = []
+        self.pending = bytearray()
+
+    def _put(self, data: bytes | bytearray | memoryview) -> None:
+        self.pending += data
+        if len(self.pending) >= _FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.out.write(self.pending)
+            self.hash.update(self.pending)
+            self.size += len(self.pending)
+            self.pending = bytearray()
+
+    def _header(self, info: tarfile.TarInfo) -> None:
+        self._put(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        self.entries += 1
+        if info.type in (*_REGULAR, tarfile.LNKTYPE) and info.mode & _SETID:
+            self.setuid.append(info.name)
+
+    def _pad(self, size: int) -> None:
+        if size % _BLOCK:
+            self._put(bytes(_BLOCK - size % _BLOCK))
+
+    def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
+        self._header(info)
+        if data is None or not info.size:
+            return
+        left = info.size
+        while left:
+            chunk = data.read(min(left, _FLUSH))
+            if not chunk:
+                raise tarfile.ReadError("unexpected end of data")
+            left -= len(chunk)
+            self._put(chunk)
+        self._pad(info.size)
+
+    def add_bytes(self, info: tarfile.TarInfo, data: bytes) -> None:
+        self._header(info)
+        self._put(data)
+        self._pad(len(data))
+
+    def close(self) -> AciAccount:
+        end = self.size + len(self.pending) + 2 * _BLOCK
+        self._put(bytes(2 * _BLOCK + (-end) % _RECORD))
+        self._flush()
+        return AciAccount(self.hash.hexdigest(), self.size, self.entries, tuple(self.setuid))
 
 
 def _header(name: str, node: _Node) -> tarfile.TarInfo:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from trustd.shared.appc.aci import AciInfo, Compression
 from trustd.shared.appc.manifest import VALID_OS_ARCH, parse_image_manifest
-from trustd.shared.docker._squash import LayerRefused, Squasher, SquashLimits
+from trustd.shared.docker._squash import AciAccount, LayerRefused, Squasher, SquashLimits
 from trustd.shared.docker.documents import DocumentError, ImageConfig, parse_config
 from trustd.shared.errors import RemoteLiedError
 
@@ -216,6 +217,34 @@ def _annotations(config: ImageConfig, origin: Origin) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in pairs if v]
 
 
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """The ACI :func:`convert` wrote, as it was written: its account and manifest bytes."""
+
+    account: AciAccount
+    manifest: bytes
+
+    @property
+    def image_id(self) -> str:
+        return "sha512-" + self.account.sha512
+
+    def info(self, source: str) -> AciInfo:
+        """What :func:`~trustd.shared.appc.aci.inspect_aci` of the written ACI would say,
+        from the account (the fetch side admits its own conversion without reading it back;
+        root inspects its private copy before it renders anything)."""
+        account = self.account
+        return AciInfo(
+            image_id=self.image_id,
+            manifest=parse_image_manifest(self.manifest, source=f"{source}:manifest"),
+            manifest_bytes=self.manifest,
+            uncompressed_size=account.size,
+            entry_count=account.entry_count,
+            compression=Compression.NONE,
+            has_setuid=bool(account.setuid_paths),
+            setuid_paths=account.setuid_paths,
+        )
+
+
 def convert(
     pulled_layers: tuple[Callable[[], BinaryIO], ...],
     config_bytes: bytes,
@@ -225,8 +254,9 @@ def convert(
     label: str,
     diff_ids: tuple[str, ...] = (),
     limits: SquashLimits | None = None,
-) -> None:
-    """Squash the layers and write the ACI (manifest first) to ``out``."""
+) -> Converted:
+    """Squash the layers and write the ACI (manifest first) to ``out``; say what was
+    written (hashed and counted on its way out, not read back)."""
     config = parse_config(config_bytes, f"{label} (config)")
     expected = diff_ids or config.diff_ids
     name = getattr(out, "name", None)
@@ -236,7 +266,7 @@ def convert(
     except LayerRefused as exc:  # too many layers
         raise _refused(label, exc) from exc
     try:
-        _squash(squash, out, expected=expected, label=label, config=config, origin=origin)
+        return _squash(squash, out, expected=expected, label=label, config=config, origin=origin)
     finally:
         squash.close()
 
@@ -249,7 +279,7 @@ def _squash(
     label: str,
     config: ImageConfig,
     origin: Origin,
-) -> None:
+) -> Converted:
     try:
         squash.read_layers()
         if expected and len(expected) == len(squash.diff_ids):
@@ -266,7 +296,7 @@ def _squash(
         raise _refused(label, exc) from exc
     manifest = build_manifest(config, origin, squash.exists, label)
     try:
-        squash.write(out, manifest)
+        return Converted(squash.write(out, manifest), manifest)
     except LayerRefused as exc:
         raise _refused(label, exc) from exc
 

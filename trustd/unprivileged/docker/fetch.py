@@ -434,7 +434,7 @@ def _convert_and_store(
 ) -> ImageRecord:
     with job.store.scratch_file() as scratch:
         with scratch.open("wb") as out:
-            convert(
+            converted = convert(
                 pulled.layers,
                 pulled.config_bytes,
                 pulled.origin,
@@ -443,18 +443,29 @@ def _convert_and_store(
                 diff_ids=pulled.diff_ids,
                 limits=job.squash_limits,
             )
+        written = converted.info(ref.url)  # accounted for as written: not read back
         evidence: bytes | None = None
         blobs: dict[str, Path | bytes] = {}
         if signed is not None and job.signatures is not None:  # verified again, from bytes
             blobs = dict(pulled.blobs)  # root converts these again before it renders
             evidence = signed.evidence().encode()
             admitted = admit_docker_signed(
-                scratch, evidence, job.signatures.keystore, identity=signed.rule, source=ref.url
+                scratch,
+                evidence,
+                job.signatures.keystore,
+                identity=signed.rule,
+                source=ref.url,
+                written=written,
             )
         else:
             # keystore=None: the explicit, recorded opt-out that gate() allowed above
             admitted = admit(
-                scratch, None, None, source=ref.url, source_digest=pulled.source_digest
+                scratch,
+                None,
+                None,
+                source=ref.url,
+                source_digest=pulled.source_digest,
+                written=written,
             )
         if job.admitted_gate is not None:
             job.admitted_gate(admitted)
