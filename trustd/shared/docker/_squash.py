@@ -501,7 +501,10 @@ class _TarOut:
             self.pending = bytearray()
 
     def _header(self, info: tarfile.TarInfo) -> None:
-        self._put(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        head = _ustar_header(info)
+        if head is None:
+            head = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+        self._put(head)
         self.entries += 1
         if info.type in (*_REGULAR, tarfile.LNKTYPE) and info.mode & _SETID:
             self.setuid.append(info.name)
@@ -533,6 +536,47 @@ class _TarOut:
         self._put(bytes(2 * _BLOCK + (-end) % _RECORD))
         self._flush()
         return AciAccount(self.hash.hexdigest(), self.size, self.entries, tuple(self.setuid))
+
+
+_OCTAL7: Final = 8**7
+_OCTAL11: Final = 8**11
+_TAIL: Final = tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)  # magic .. block end
+
+
+def _ustar_header(info: tarfile.TarInfo) -> bytes | None:
+    """The one block ``TarInfo.tobuf(PAX_FORMAT, …)`` gives a member that needs no pax
+    header (ASCII name and link of at most 100 bytes, no user or group name, numbers that
+    fit their octal fields, not a device), built directly; None for any other member (the
+    caller asks ``tobuf``). The property tests compare the two on generated members."""
+    name = info.name
+    if info.type == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    link = info.linkname
+    uid, gid, size, mtime = info.uid, info.gid, info.size, info.mtime
+    if (
+        not (name.isascii() and link.isascii())
+        or len(name) > 100  # ustar name field
+        or len(link) > 100  # ustar linkname field
+        or info.uname
+        or info.gname
+        or info.pax_headers
+        or info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE)
+        or not all(type(v) is int for v in (uid, gid, size, mtime))
+        or not (0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7)
+        or not (0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11)
+    ):
+        return None
+    block = b"".join(
+        (
+            name.encode().ljust(100, b"\0"),
+            b"%07o\0%07o\0%07o\0%011o\0%011o\0        "
+            % (info.mode & 0o7777, uid, gid, size, mtime),
+            info.type,
+            link.encode().ljust(100, b"\0"),
+            _TAIL,
+        )
+    )
+    return block[:148] + b"%06o\0" % sum(block) + block[155:]
 
 
 def _header(name: str, node: _Node) -> tarfile.TarInfo:
