@@ -570,7 +570,7 @@ def _ustar_header(info: tarfile.TarInfo) -> bytes | None:
         (
             name.encode().ljust(100, b"\0"),
             b"%07o\0%07o\0%07o\0%011o\0%011o\0        "
-            % (info.mode & 0o7777, uid, gid, size, mtime),
+            % (info.mode & 0o7777, uid, gid, size, cast(int, mtime)),
             info.type,
             link.encode().ljust(100, b"\0"),
             _TAIL,
