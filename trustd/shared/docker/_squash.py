@@ -42,6 +42,7 @@ from trustd.shared.appc._aci_paths import (
     resolve_symlink,
 )
 from trustd.shared.appc._aci_scan import checked_tarinfo, corrupt_errors
+from trustd.shared.docker._headers import next_member
 from trustd.shared.docker._layers import CapExceeded, LayerReader, Peeked, decompressed
 
 _OPAQUE: Final = ".wh..wh..opq"
@@ -171,7 +172,7 @@ def _members_via(
         errors="surrogateescape",
     ) as tar:
         ordinal = 0
-        while (member := tar.next()) is not None:
+        while (member := next_member(tar)) is not None:  # tarfile's members, read leaner
             yield ordinal, member, tar
             ordinal += 1
             tar.members.clear()  # type: ignore[attr-defined]
