@@ -62,8 +62,10 @@ def _archive(draw: st.DrawFn) -> bytes:
     return bytes(out)
 
 
-_FIELDS = ("name", "type", "mode", "uid", "gid", "size", "mtime", "chksum", "linkname")
-_FIELDS += ("uname", "gname", "devmajor", "devminor", "offset", "offset_data", "pax_headers")
+_FIELDS: tuple[str, ...] = ("name", "type", "mode", "uid", "gid", "size", "mtime", "chksum")
+_FIELDS += ("linkname", "uname", "gname", "devmajor", "devminor", "offset", "offset_data")
+_FIELDS += ("pax_headers",)
+_ERRORS: tuple[type[BaseException], ...] = (Refused, *corrupt_errors())
 
 
 def _read(data: bytes, lean: bool) -> tuple[list[tuple[Any, ...]], str, int]:
@@ -81,7 +83,7 @@ def _read(data: bytes, lean: bool) -> tuple[list[tuple[Any, ...]], str, int]:
                 members.append((*(getattr(member, f) for f in _FIELDS), member.sparse))
                 tar.members.clear()  # type: ignore[attr-defined]
             offset = tar.offset
-    except (Refused, *corrupt_errors()) as exc:
+    except _ERRORS as exc:
         error = f"{type(exc).__name__}: {exc}"
     return members, error, offset
 

@@ -15,7 +15,7 @@ the two readers member by member on generated and damaged archives.
 from __future__ import annotations
 
 import tarfile
-from typing import Final
+from typing import IO, Final, cast
 
 _BLOCK: Final = tarfile.BLOCKSIZE
 # one-block headers of built-in types: no pax (x, g, X), GNU long name (L, K) or sparse (S)
@@ -70,8 +70,15 @@ def next_member(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
 
 
 def _simple(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
-    f = tar.fileobj
-    assert f is not None  # noqa: S101 - an open archive has its file
+    f = cast(IO[bytes], tar.fileobj)  # r: mode: the seekable file it was opened on
+    before = f.tell()
+    member = _parse(tar, f)
+    if member is None:
+        f.seek(before)  # tarfile's next() checks the data before offset by where it stands
+    return member
+
+
+def _parse(tar: tarfile.TarFile, f: IO[bytes]) -> tarfile.TarInfo | None:
     offset = tar.offset
     f.seek(offset)
     buf = f.read(_BLOCK)
