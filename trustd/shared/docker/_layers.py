@@ -11,6 +11,9 @@ import bz2
 import gzip
 import hashlib
 import lzma
+import queue
+import threading
+from collections.abc import Callable
 from typing import BinaryIO, Final, Protocol, cast
 
 import zstandard
@@ -19,6 +22,9 @@ _GZIP: Final = b"\x1f\x8b"
 _ZSTD: Final = b"\x28\xb5\x2f\xfd"
 _XZ: Final = b"\xfd7zXZ\x00"
 _BZIP2: Final = b"BZh"
+
+
+Chunk = bytes | bytearray
 
 
 class CapExceeded(Exception):
@@ -70,21 +76,74 @@ class LayerReader:
         self.size = 0
         self.tee = tee  # gets every uncompressed byte, in order (pass 2 reads it back)
 
-    def read(self, n: int = -1) -> bytes:
+    def _next(self, n: int | None) -> bytes:
+        """The next uncompressed bytes, counted against the budget."""
         want = 1 << 20 if n is None or n < 0 else n
         data = self.plain.read(min(want, self.budget[0] + 1))
         self.size += len(data)
         self.budget[0] -= len(data)
         if self.budget[0] < 0:
             raise CapExceeded("the uncompressed layers are larger than the cap")
+        return data
+
+    def _keep(self, data: Chunk) -> None:
         self.hash.update(data)
         if self.tee is not None:
             self.tee.write(data)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._next(n)
+        self._keep(data)
         return data
 
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
+    def drain(self, *, threaded: bool = False) -> None:
+        """Read to the end; ``threaded``: hash and tee each chunk in a second thread while
+        the next is decompressed (the same bytes, in the same order)."""
+        if not threaded:
+            while self.read(1 << 20):
+                pass
+            return
+        drain = Drain(self._keep)
+        try:
+            while chunk := self._next(1 << 20):
+                drain.put(chunk)
+            drain.finish()
+        finally:
+            drain.finish(check=False)
 
     def digest(self) -> str:
         return "sha256:" + self.hash.hexdigest()
+
+
+class Drain:
+    """Hands chunks, in order, to ``write`` in a second thread: hashing and file writes
+    release the GIL on large buffers, so they overlap the caller's work (decompressing,
+    building headers). A failure there is raised in the caller at its next chunk, or at
+    :meth:`finish`; the thread is gone after :meth:`finish`."""
+
+    def __init__(self, write: Callable[[Chunk], None]) -> None:
+        self.write = write
+        self.queue: queue.Queue[Chunk | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="trustd-drain", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.write(chunk)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    self.error = exc
+
+    def put(self, chunk: Chunk) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def finish(self, *, check: bool = True) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        if check and self.error is not None:
+            raise self.error

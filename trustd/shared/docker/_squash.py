@@ -43,7 +43,14 @@ from trustd.shared.appc._aci_paths import (
 )
 from trustd.shared.appc._aci_scan import checked_tarinfo, corrupt_errors
 from trustd.shared.docker._headers import next_member
-from trustd.shared.docker._layers import CapExceeded, LayerReader, Peeked, decompressed
+from trustd.shared.docker._layers import (
+    CapExceeded,
+    Chunk,
+    Drain,
+    LayerReader,
+    Peeked,
+    decompressed,
+)
 
 _OPAQUE: Final = ".wh..wh..opq"
 _AUFS_META: Final = ".wh..wh."
@@ -158,7 +165,7 @@ def _members_via(
 ) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
     with closing(opener()) as raw:
         reader = LayerReader(decompressed(raw), budget, tee)
-        reader.drain()
+        reader.drain(threaded=True)
     if digests is not None:
         digests.append(reader.digest())
     if reader.size == 0:
@@ -405,18 +412,21 @@ class Squasher:
                 groups.setdefault(node.source, []).append(path)
         by_path = dict(nodes)
         tar = _TarOut(out)
-        info = tarfile.TarInfo("manifest")
-        info.size, info.mode = len(manifest), 0o644
-        tar.add_bytes(info, manifest)
-        tar.add(_header("rootfs", _Node("dir")))
-        for path, node in nodes:
-            if node.kind == "dir" and node.explicit:
-                tar.add(_header(f"rootfs/{path}", node))
-        self._write_files(tar, groups, by_path)
-        for path, node in nodes:
-            if node.kind == "symlink":
-                tar.add(_header(f"rootfs/{path}", node))
-        return tar.close()
+        try:
+            info = tarfile.TarInfo("manifest")
+            info.size, info.mode = len(manifest), 0o644
+            tar.add_bytes(info, manifest)
+            tar.add(_header("rootfs", _Node("dir")))
+            for path, node in nodes:
+                if node.kind == "dir" and node.explicit:
+                    tar.add(_header(f"rootfs/{path}", node))
+            self._write_files(tar, groups, by_path)
+            for path, node in nodes:
+                if node.kind == "symlink":
+                    tar.add(_header(f"rootfs/{path}", node))
+            return tar.close()
+        finally:
+            tar.abandon()
 
     def _write_files(
         self,
@@ -488,6 +498,11 @@ class _TarOut:
         self.entries = 0
         self.setuid: list[str] = []
         self.pending = bytearray()
+        self.drain = Drain(self._write)
+
+    def _write(self, chunk: Chunk) -> None:  # in the drain thread, chunks in order
+        self.out.write(chunk)
+        self.hash.update(chunk)
 
     def _put(self, data: bytes | bytearray | memoryview) -> None:
         self.pending += data
@@ -496,9 +511,8 @@ class _TarOut:
 
     def _flush(self) -> None:
         if self.pending:
-            self.out.write(self.pending)
-            self.hash.update(self.pending)
             self.size += len(self.pending)
+            self.drain.put(self.pending)
             self.pending = bytearray()
 
     def _header(self, info: tarfile.TarInfo) -> None:
@@ -536,7 +550,12 @@ class _TarOut:
         end = self.size + len(self.pending) + 2 * _BLOCK
         self._put(bytes(2 * _BLOCK + (-end) % _RECORD))
         self._flush()
+        self.drain.finish()
         return AciAccount(self.hash.hexdigest(), self.size, self.entries, tuple(self.setuid))
+
+    def abandon(self) -> None:
+        """Stop the drain thread after a failure (nothing more is written)."""
+        self.drain.finish(check=False)
 
 
 _OCTAL7: Final = 8**7
