@@ -13,7 +13,9 @@ hits both tools alike; each round fetches into a fresh store (and a fresh OCI la
 nothing is cached. Reports the median, p90 and the median ratio. Run by ``make bench`` as
 root (never by the tests): root's fetch drops to rkt-fetch as in production.
 ``BENCH_DOCKER_RUNS`` sets the number of rounds; ``--profile`` prints a cProfile of one
-in-process fetch instead.
+in-process fetch instead. ``BENCH_DOCKER_BASELINE=DIR`` adds a contender: the signed fetch by
+the ``trustd`` package found in DIR (e.g. ``git archive OLD trustd | tar -x -C DIR``), in
+the same rounds, for a before/after ratio from the same machine state.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from tests._policy import install_policy  # noqa: E402
 from tests.integration._registry import start_registry  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_DOCKER_RUNS", "7"))
+BASELINE = os.environ.get("BENCH_DOCKER_BASELINE", "")
+_BASELINE = "import sys; from trustd.cli.main import main; sys.argv[0] = 'rkt'; sys.exit(main())"
 RKT = str(Path(sys.executable).with_name("rkt"))
 MiB = 1024 * 1024
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -184,11 +188,18 @@ def main() -> int:
                 return _profile(work, reg.host, "--profile" in sys.argv)
             _trust(work, reg.host, gpg, fpr)
 
-            def rkt(url: str, insecure: str) -> Any:
+            def rkt(url: str, insecure: str, base: str = "") -> Any:
                 def fetch(i: int) -> float:
-                    flags = [f"--dir={work / f'data{i}'}", f"--system-config={work / 'usr'}"]
+                    data = work / f"data{'b' if base else ''}{i}"
+                    flags = [f"--dir={data}", f"--system-config={work / 'usr'}"]
                     flags += [f"--local-config={work / 'etc'}", f"--insecure-options={insecure}"]
-                    return once([RKT, *flags, "fetch", url])
+                    if not base:
+                        return once([RKT, *flags, "fetch", url])
+                    began = time.perf_counter()
+                    env = {**os.environ, "PYTHONPATH": base}  # -P: no cwd first
+                    cmd = [sys.executable, "-P", "-c", _BASELINE, *flags, "fetch", url]
+                    subprocess.run(cmd, check=True, capture_output=True, env=env)
+                    return time.perf_counter() - began
 
                 return fetch
 
@@ -205,6 +216,8 @@ def main() -> int:
                 "skopeo": skopeo,
                 "trustd unsigned": rkt(unsigned, "image,http"),
             }
+            if BASELINE:
+                contenders["baseline signed"] = rkt(signed, "http", BASELINE)
             # the warm round fills the page cache and the registry's
             samples = interleaved(contenders, RUNS, after_round=clean)
             clean(-1)
@@ -216,9 +229,10 @@ def main() -> int:
     for name, s in samples.items():
         print(f"  {name:15s} {_summary(s)}")
     skopeo_median = statistics.median(samples["skopeo"])
-    for name in ("trustd signed", "trustd unsigned"):
+    for name in ("trustd signed", "trustd unsigned", "baseline signed")[: 3 if BASELINE else 2]:
         ratio = statistics.median(samples[name]) / skopeo_median
         what = "signature verified" if name.endswith(" signed") else "--insecure-options=image"
+        what += f", trustd from {BASELINE}" if name.startswith("baseline") else ""
         print(f"  ratio   {name}/skopeo = {ratio:.2f}x (median; {what})")
     return 0
 
