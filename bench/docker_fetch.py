@@ -25,6 +25,7 @@ import io
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._rounds import interleaved, once, summary  # noqa: E402
+from bench._rounds import interleaved, summary  # noqa: E402
 from tests._gpg import GpgHome  # noqa: E402
 from tests._policy import install_policy  # noqa: E402
 from tests.integration._registry import start_registry  # noqa: E402
@@ -132,6 +133,22 @@ def _summary(samples: list[float]) -> str:
     return f"median {median:6.2f} s   p90 {p90:6.2f} s"
 
 
+CPU: dict[str, list[float]] = {}
+
+
+def _timed(name: str, cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of one run of ``cmd``; its CPU seconds (user+sys, children included, as
+    they were waited for) go to ``CPU[name]``. The warm-up round is recorded too: dropped."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    CPU.setdefault(name, []).append(cpu)
+    return wall
+
+
 def _signing(work: Path) -> tuple[GpgHome, str, Path]:
     """A gpg key and the registries.d that skopeo signs into and trustd reads from (a
     ``file://`` lookaside readable by rkt-fetch)."""
@@ -188,53 +205,62 @@ def main() -> int:
                 return _profile(work, reg.host, "--profile" in sys.argv)
             _trust(work, reg.host, gpg, fpr)
 
-            def rkt(url: str, insecure: str, base: str = "") -> Any:
+            def rkt(name: str, url: str, insecure: str, base: str = "") -> Any:
                 def fetch(i: int) -> float:
                     data = work / f"data{'b' if base else ''}{i}"
                     flags = [f"--dir={data}", f"--system-config={work / 'usr'}"]
                     flags += [f"--local-config={work / 'etc'}", f"--insecure-options={insecure}"]
                     if not base:
-                        return once([RKT, *flags, "fetch", url])
-                    began = time.perf_counter()
+                        return _timed(name, [RKT, *flags, "fetch", url])
                     env = {**os.environ, "PYTHONPATH": base}  # -P: no cwd first
                     cmd = [sys.executable, "-P", "-c", _BASELINE, *flags, "fetch", url]
-                    subprocess.run(cmd, check=True, capture_output=True, env=env)
-                    return time.perf_counter() - began
+                    return _timed(name, cmd, env)
 
                 return fetch
 
             def skopeo(i: int) -> float:
                 dest = f"oci:{work / f'oci{i}'}:bench"
-                return once(["skopeo", "copy", "--quiet", "--src-tls-verify=false", signed, dest])
+                cmd = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", signed, dest]
+                return _timed("skopeo", cmd)
 
             def clean(i: int) -> None:
                 for d in work.glob(f"*{i}"):
                     shutil.rmtree(d, ignore_errors=True)
 
             contenders = {
-                "trustd signed": rkt(signed, "http"),
+                "trustd signed": rkt("trustd signed", signed, "http"),
                 "skopeo": skopeo,
-                "trustd unsigned": rkt(unsigned, "image,http"),
+                "trustd unsigned": rkt("trustd unsigned", unsigned, "image,http"),
             }
             if BASELINE:
-                contenders["baseline signed"] = rkt(signed, "http", BASELINE)
+                contenders["baseline signed"] = rkt("baseline signed", signed, "http", BASELINE)
             # the warm round fills the page cache and the registry's
             samples = interleaved(contenders, RUNS, after_round=clean)
+            for cpu in CPU.values():
+                del cpu[0]  # the warm-up round
             clean(-1)
         finally:
             reg.stop()
+    _report(samples, size)
+    return 0
+
+
+def _report(samples: dict[str, list[float]], size: int) -> None:
     load = os.getloadavg()
     print(f"docker:// fetch of a {size / MiB:.0f} MiB 3-layer image, {RUNS} interleaved rounds")
     print(f"  load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min, at the end)")
     for name, s in samples.items():
         print(f"  {name:15s} {_summary(s)}")
     skopeo_median = statistics.median(samples["skopeo"])
+    skopeo_cpu = statistics.median(CPU["skopeo"])
     for name in ("trustd signed", "trustd unsigned", "baseline signed")[: 3 if BASELINE else 2]:
         ratio = statistics.median(samples[name]) / skopeo_median
         what = "signature verified" if name.endswith(" signed") else "--insecure-options=image"
         what += f", trustd from {BASELINE}" if name.startswith("baseline") else ""
         print(f"  ratio   {name}/skopeo = {ratio:.2f}x (median; {what})")
-    return 0
+    for name in samples:  # user+sys of the whole process tree: steadier than wall under load
+        cpu = statistics.median(CPU[name])
+        print(f"  cpu     {name:15s} median {cpu:6.2f} s = {cpu / skopeo_cpu:.2f}x skopeo's")
 
 
 def _profile(work: Path, host: str, profile: bool) -> int:
