@@ -23,7 +23,7 @@ from tests.conftest import ConfigDirs
 from tests.integration import _signed
 from tests.integration._attacker import member, snapshot
 from tests.integration._registry import needs_registry_tools
-from tests.integration._signed import Signed, fetch, ids, private_state
+from tests.integration._signed import Signed, fetch, ids, private_state, require, trustd_dirs
 from tests.integration.conftest import rkt
 
 pytestmark = needs_registry_tools
@@ -138,3 +138,67 @@ def test_an_index_row_renamed_into_a_strict_docker_scope_is_refused(
     assert "must-not-run" not in ran.stdout
     assert str(name) in ran.stderr, ran.stderr
     assert snapshot(shared_dirs.data / "cas" / "blob") == store
+
+
+# -- the loose identity rule: what a member can relabel (issue #12) -----------------------------
+MATCH_REPOSITORY = 'signed_identity = {type = "matchRepository"}'
+
+
+def _relabel(dirs: ConfigDirs, source: str, old: str, new: str) -> str:
+    """As the member: ``source``'s store entry copied with ``old`` relabelled ``new`` in the
+    evidence's reference and the ACI's manifest (tests/integration/_relabel_signed.py)."""
+    script = dirs.data.parent / "relabel_signed.py"
+    shutil.copyfile(Path(__file__).with_name("_relabel_signed.py"), script)
+    script.chmod(0o644)
+    made = member("/usr/bin/python3", str(script), str(dirs.data), source, old, new)
+    return made.stdout.strip()
+
+
+def _signed_good(signed: Signed, dirs: ConfigDirs, tmp_path: Path, identity: str = "") -> str:
+    trustd_dirs(signed, dirs, tmp_path)
+    if identity:
+        require(dirs, identity)
+    good = fetch(signed, dirs, "ns/good:v1", "--insecure-options=http")
+    ran = rkt(dirs, "run", good, "--exec=/bin/echo")
+    assert ran.returncode == 0, ran.stderr
+    return good
+
+
+def test_relabelling_signed_content_under_another_tag_needs_the_loose_identity_rule(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """ns/good signed as ns/good:v1, relabelled v2 by the member (evidence and ACI alike,
+    so root's own conversion is that ACI): the default rule (matchRepoDigestOrExact) refuses
+    it as naming another image."""
+    good = _signed_good(signed, shared_dirs, tmp_path)
+    relabelled = _relabel(shared_dirs, good, '"v1"', '"v2"')
+    ran = rkt(shared_dirs, "run", relabelled, "--exec=/bin/echo", "--", "must-not-run")
+    assert ran.returncode == 254, ran.stdout + ran.stderr
+    assert "must-not-run" not in ran.stdout
+    assert "names another image" in ran.stderr, ran.stderr
+
+
+def test_match_repository_accepts_a_relabel_within_the_repository_and_no_other(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """Under ``signed_identity = matchRepository`` a signature for ns/good:v1 vouches for
+    every tag of ns/good (containers/image's meaning of the rule): the member's relabel to
+    v2 runs as ns/good:v2, the same signed bytes. Relabelled into another repository
+    (ns/evil, the same content) it is refused, and nothing of it runs."""
+    good = _signed_good(signed, shared_dirs, tmp_path, MATCH_REPOSITORY)
+    v2 = _relabel(shared_dirs, good, '"v1"', '"v2"')
+    ran = rkt(shared_dirs, "run", v2, "--exec=/bin/echo", "--", "ran-as-v2")
+    assert ran.returncode == 0, ran.stderr
+    assert "ran-as-v2" in ran.stdout
+    decided = json.loads(
+        (shared_dirs.data / "private" / "decisions.jsonl").read_text().splitlines()[-1]
+    )["decision"]
+    assert decided["image"].endswith("/ns/good:v2"), decided
+    assert decided["signature"]["docker_name"] == f"docker://{signed.host}/ns/good"
+    evil = _relabel(shared_dirs, good, "ns/good", "ns/evil")
+    store, pods = snapshot(shared_dirs.data / "cas" / "blob"), _pods(shared_dirs)
+    ran = rkt(shared_dirs, "run", evil, "--exec=/bin/echo", "--", "must-not-run")
+    assert ran.returncode == 254, ran.stdout + ran.stderr
+    assert "must-not-run" not in ran.stdout
+    assert "names another image" in ran.stderr, ran.stderr
+    assert snapshot(shared_dirs.data / "cas" / "blob") == store and _pods(shared_dirs) == pods
