@@ -68,4 +68,5 @@ def main(data: str, source: str, name: str, version: str, notes: dict[str, objec
 
 
 if __name__ == "__main__":
-    print(main(*sys.argv[1:5], json.loads(sys.argv[5])))
+    data, source, name, version, notes = sys.argv[1:6]
+    print(main(data, source, name, version, json.loads(notes)))
