@@ -10,7 +10,13 @@ from trustd.shared.ocisig.name import SCHEME, DockerName
 from trustd.shared.policy._lint_keys import where
 from trustd.shared.policy.findings import Finding, finding
 from trustd.shared.policy.model import IdentityRule, Policy, Scope
-from trustd.shared.policy.scopes import DEFAULT, mangled_spelling, parent_of, parse_docker_key
+from trustd.shared.policy.scopes import (
+    DEFAULT,
+    by_conversion,
+    mangled_spelling,
+    parent_of,
+    parse_docker_key,
+)
 from trustd.shared.vocab import MEASURE_RANK, SELINUX_RANK
 
 _REQ = {"accept-anything": 0, "signed": 1, "reject": 2}
@@ -130,6 +136,7 @@ def signature_rules(policy: Policy) -> Iterator[Finding]:
                 "fix require.signed_identity (docs/adr/0021) or remove it",
                 key_path=where(name, "require", "signed_identity"),
             )
+    yield from _shared_conversions(policy)
     for name in policy.scopes:
         meant = mangled_spelling(name)
         if meant is not None:
@@ -194,4 +201,25 @@ def exceptions(policy: Policy, now: datetime) -> Iterator[Finding]:
                 f"scope only warns until {exc.expires:%Y-%m-%d} (owner {exc.owner}"
                 + (f": {exc.reason})" if exc.reason else ")"),
                 key_path=where(name, "exception"),
+            )
+
+
+def _shared_conversions(policy: Policy) -> Iterator[Finding]:
+    """docker:// keys the conversion stores under one AC name (a port's ``:`` becomes ``-``:
+    ``docker://reg.example.com:5000/ns`` and ``docker://reg.example.com-5000/ns``; Docker Hub
+    is stored as ``registry-1.docker.io``): an image of that name whose Docker name nothing
+    verified is judged by whichever its annotations claim (docs/adr/0021, "Names a member can
+    forge")."""
+    docker = tuple(sorted(k for k in policy.scopes if k.startswith(SCHEME)))
+    for ac, keys in by_conversion(docker).items():
+        differ = [k for k in keys[1:] if policy.scope(k) != policy.scope(keys[0])]
+        if differ:
+            yield finding(
+                "TD-POL-027",
+                keys[0],
+                f"scopes {', '.join(repr(k) for k in keys)} all name images stored as {ac!r} "
+                "and differ: an unsigned image of that name is judged by the one its own "
+                "annotations claim, which whoever made it chose",
+                "give these scopes the same settings, or keep one",
+                key_path=where(keys[0]),
             )

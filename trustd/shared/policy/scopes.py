@@ -210,7 +210,7 @@ def candidates(ref: ImageRef, docker_keys: Collection[str] = ()) -> tuple[str, .
     out = _candidates(ref)
     if not docker_keys:
         return out
-    by_ac = _by_conversion(tuple(sorted(k for k in docker_keys if k.startswith(SCHEME))))
+    by_ac = by_conversion(tuple(sorted(k for k in docker_keys if k.startswith(SCHEME))))
     merged: list[str] = []
     for cand in out:
         merged.extend(k for k in by_ac.get(cand, ()) if k not in out and k not in merged)
@@ -219,7 +219,7 @@ def candidates(ref: ImageRef, docker_keys: Collection[str] = ()) -> tuple[str, .
 
 
 @lru_cache(maxsize=64)
-def _by_conversion(docker_keys: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+def by_conversion(docker_keys: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """Each AC spelling (``name`` or ``name:tag``) the given ``docker://`` keys convert to."""
     out: dict[str, list[str]] = {}
     for key in docker_keys:
