@@ -206,8 +206,8 @@ def exceptions(policy: Policy, now: datetime) -> Iterator[Finding]:
 
 def _shared_conversions(policy: Policy) -> Iterator[Finding]:
     """docker:// keys the conversion stores under one AC name (a port's ``:`` becomes ``-``:
-    ``docker://reg.example.com:5000/ns`` and ``docker://reg.example.com-5000/ns``; Docker Hub
-    is stored as ``registry-1.docker.io``): an image of that name whose Docker name nothing
+    ``docker://reg.example.com:5000/ns`` and ``docker://reg.example.com-5000/ns``): an image
+    of that name whose Docker name nothing
     verified is judged by whichever its annotations claim (docs/adr/0021, "Names a member can
     forge")."""
     docker = tuple(sorted(k for k in policy.scopes if k.startswith(SCHEME)))
