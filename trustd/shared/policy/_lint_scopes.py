@@ -207,9 +207,8 @@ def exceptions(policy: Policy, now: datetime) -> Iterator[Finding]:
 def _shared_conversions(policy: Policy) -> Iterator[Finding]:
     """docker:// keys the conversion stores under one AC name (a port's ``:`` becomes ``-``:
     ``docker://reg.example.com:5000/ns`` and ``docker://reg.example.com-5000/ns``): an image
-    of that name whose Docker name nothing
-    verified is judged by whichever its annotations claim (docs/adr/0021, "Names a member can
-    forge")."""
+    of that name whose Docker name nothing verified is judged by whichever its annotations
+    claim (docs/adr/0021, "Names a member can forge")."""
     docker = tuple(sorted(k for k in policy.scopes if k.startswith(SCHEME)))
     for ac, keys in by_conversion(docker).items():
         differ = [k for k in keys[1:] if policy.scope(k) != policy.scope(keys[0])]
