@@ -95,6 +95,23 @@ def test_an_aci_named_as_a_docker_names_conversion_is_judged_by_its_docker_scope
     assert resolve(policy, ImageRef.parse("127.0.0.1-5001/ns/app")).scope == "default"
 
 
+def test_an_ac_scope_of_the_same_depth_still_decides_for_an_aci() -> None:
+    """quay.io served ACIs and Docker images under the same names: beside a
+    ``docker://quay.io/coreos`` scope, an ACI keeps its ``quay.io/coreos`` scope, a Docker
+    image gets the docker:// one, and a deeper docker:// scope beats a broader AC one."""
+    policy = with_base(
+        "".join(
+            f'[scopes."{s}"]\nmeasure = "off"\n'
+            for s in ("quay.io/coreos", "docker://quay.io/coreos", "docker://quay.io/coreos/etcd/x")
+        )
+    )
+    assert resolve(policy, ImageRef.parse("quay.io/coreos/etcd:1")).scope == "quay.io/coreos"
+    docker = policy_ref(parse_docker_ref("docker://quay.io/coreos/etcd:1"))
+    assert resolve(policy, docker).scope == "docker://quay.io/coreos"
+    deeper = ImageRef.parse("quay.io/coreos/etcd/x/y")
+    assert resolve(policy, deeper).scope == "docker://quay.io/coreos/etcd/x"
+
+
 def test_shadowed_lists_the_broader_docker_scopes() -> None:
     policy = MATRIX
     res = resolve(policy, policy_ref(parse_docker_ref("docker://127.0.0.1:5000/ns/app:v2")))

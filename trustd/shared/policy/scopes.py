@@ -18,7 +18,9 @@ A ``docker://`` scope also covers every image whose AC name is its conversion, w
 Docker name the image claims or lacks: the AC name is all an image's bytes promise, so an
 ACI named ``127.0.0.1-5000/ns/app`` (or one whose annotations name another repository) is
 judged by ``docker://127.0.0.1:5000/ns/app`` like the image that name was converted from;
-such a configured key comes just before the AC candidate it converts to.
+such a configured key comes just after the AC candidate it converts to, so an AC-name scope
+of the same depth (an ACI's own, e.g. ``quay.io/coreos`` beside ``docker://quay.io/coreos``)
+still decides for it, and a docker:// scope more specific than any AC-name scope wins.
 
 The first candidate that is a configured scope applies alone; every later candidate that is
 also configured is *shadowed* for this image (reported by ``explain`` and in each decision).
@@ -206,15 +208,15 @@ def candidates(ref: ImageRef, docker_keys: Collection[str] = ()) -> tuple[str, .
     """Scope keys that could apply to ``ref``, most specific first, ``default`` last.
 
     ``docker_keys``: the policy's ``docker://`` keys; each one whose conversion is one of
-    ``ref``'s AC candidates is a candidate just before it (module docstring)."""
+    ``ref``'s AC candidates is a candidate just after it (module docstring)."""
     out = _candidates(ref)
     if not docker_keys:
         return out
     by_ac = by_conversion(tuple(sorted(k for k in docker_keys if k.startswith(SCHEME))))
     merged: list[str] = []
     for cand in out:
-        merged.extend(k for k in by_ac.get(cand, ()) if k not in out and k not in merged)
         merged.append(cand)
+        merged.extend(k for k in by_ac.get(cand, ()) if k not in out and k not in merged)
     return tuple(merged)
 
 
