@@ -25,8 +25,9 @@ FILES = {
     "H": "tests/integration/test_docker_hostile_kill.py",
     "K": "tests/integration/test_policy_cache.py",
     "G": "tests/integration/test_docker_signatures.py",
+    "F": "tests/integration/test_docker_sig_forgery.py",
     "N": "tests/integration/test_net.py",
-    "D": "tests/unit/policy/test_docker_scopes.py",
+    "D": "tests/integration/test_attack_docker_names.py",
 }
 LETTERS = "".join(FILES)
 

@@ -1,6 +1,8 @@
 """``rkt config``: the configuration in force (auth.d, paths.d, stage1.d of the system, local
 and user directories), merged as rkt merges it, printed as JSON in rkt's shape:
-``{"stage0": [one entry per auth domain, per docker registry, paths, stage1]}``.
+``{"stage0": [one entry per auth domain, per docker registry, paths, stage1]}``; trustd's
+own ``fetch.d`` (download settings, trustd/shared/fetch_settings.py) adds a ``fetch`` entry
+when a file sets something.
 
 It is read with the caller's rights: a file the caller may not read is named in an error
 (auth.d may hold root-only secrets), never skipped.
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import read_input
+from trustd.shared import fetch_settings
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError
 
@@ -98,6 +101,9 @@ def merged(dirs: list[Path]) -> list[dict[str, Any]]:
         out.append({**base, "rktKind": "paths", **paths})
     if stage1:
         out.append({**base, "rktKind": "stage1", **stage1})
+    fetch = fetch_settings.load(dirs).as_config()  # strict: a bad value is refused here
+    if fetch is not None:
+        out.append(fetch)
     return out
 
 

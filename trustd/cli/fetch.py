@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
+    from trustd.shared import fetch_settings  # noqa: PLC0415
     from trustd.shared.keystore import Keystore  # noqa: PLC0415
     from trustd.shared.policy import load_effective  # noqa: PLC0415
     from trustd.shared.store import ImageStore  # noqa: PLC0415
@@ -162,6 +163,7 @@ def fetch_context(options: GlobalOptions, pull_policy: str) -> Any:
         # read here, as the invoking user (root: before the fetch child drops privileges)
         auth=load_auth(tuple(d for d in config_dirs if d is not None)),
         trust_keys_from_https=options.trust_keys_from_https,
+        min_rate=fetch_settings.load(config_dirs).min_rate,  # bad values: refused here
     )
 
 

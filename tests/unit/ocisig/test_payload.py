@@ -18,7 +18,7 @@ from trustd.shared.ocisig.payload import (
 DIGEST = "sha256:" + "ab" * 32
 REF = "127.0.0.1:5000/ns/app:v1"
 
-# what skopeo 1.9 wrote (tests/integration/test_docker_signatures.py makes the same)
+# what skopeo 1.9 wrote (tests/integration/_signed.py makes the same)
 SKOPEO = (
     b'{"critical":{"identity":{"docker-reference":"127.0.0.1:5123/ns/app:v1"},"image":'
     b'{"docker-manifest-digest":"sha256:b859c4a3cbfe7543f6f0626a4038fbd9ac87fa3fa1556be42d2'

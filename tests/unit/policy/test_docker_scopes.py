@@ -74,11 +74,42 @@ def test_a_docker_image_resolves_by_its_name_as_typed(image: str, want: str) -> 
     assert resolve(policy, policy_ref(parse_docker_ref(image))).scope == want
 
 
-def test_a_mangled_key_never_catches_an_aci_with_a_docker_key() -> None:
-    """An ACI (no docker name) is matched by AC keys only: docker:// keys never apply to it."""
+def test_an_aci_named_as_a_docker_names_conversion_is_judged_by_its_docker_scope() -> None:
+    """An image's AC name is all its bytes promise: one named as a Docker name's conversion
+    is judged by that name's docker:// scope whatever Docker name it claims or lacks (a
+    crafted ACI must not leave a strict docker:// scope by dropping or changing its
+    annotations); a more specific AC key still wins."""
     policy = MATRIX
-    assert resolve(policy, ImageRef.parse("127.0.0.1-5000/ns/app:v2")).scope == "default"
+    crafted = [
+        ImageRef.parse("127.0.0.1-5000/ns/app:v2"),
+        ImageRef(ImageRef.parse("127.0.0.1-5000/ns/app").name, "v2", DockerName("h.io", "x")),
+    ]
+    for ref in crafted:
+        assert resolve(policy, ref).scope == "docker://127.0.0.1:5000/ns/app:v2"
+    assert resolve(policy, ImageRef.parse("127.0.0.1-5000/nsx/y")).scope == (
+        "docker://127.0.0.1:5000"
+    )
     assert resolve(policy, ImageRef.parse("127.0.0.1-5000/old/x")).scope == "127.0.0.1-5000/old"
+    hub = ImageRef.parse("registry-1.docker.io/library/busybox")
+    assert resolve(policy, hub).scope == "docker://docker.io/library"
+    assert resolve(policy, ImageRef.parse("127.0.0.1-5001/ns/app")).scope == "default"
+
+
+def test_an_ac_scope_of_the_same_depth_still_decides_for_an_aci() -> None:
+    """quay.io served ACIs and Docker images under the same names: beside a
+    ``docker://quay.io/coreos`` scope, an ACI keeps its ``quay.io/coreos`` scope, a Docker
+    image gets the docker:// one, and a deeper docker:// scope beats a broader AC one."""
+    policy = with_base(
+        "".join(
+            f'[scopes."{s}"]\nmeasure = "off"\n'
+            for s in ("quay.io/coreos", "docker://quay.io/coreos", "docker://quay.io/coreos/etcd/x")
+        )
+    )
+    assert resolve(policy, ImageRef.parse("quay.io/coreos/etcd:1")).scope == "quay.io/coreos"
+    docker = policy_ref(parse_docker_ref("docker://quay.io/coreos/etcd:1"))
+    assert resolve(policy, docker).scope == "docker://quay.io/coreos"
+    deeper = ImageRef.parse("quay.io/coreos/etcd/x/y")
+    assert resolve(policy, deeper).scope == "docker://quay.io/coreos/etcd/x"
 
 
 def test_shadowed_lists_the_broader_docker_scopes() -> None:

@@ -29,6 +29,7 @@ RULE_FIXTURES = {
     "TD-POL-024": "docker-name-mangled",
     "TD-POL-025": "signature-weaker",
     "TD-POL-026": "identity-ineffective",
+    "TD-POL-027": "docker-names-share-a-store-name",
 }
 
 

@@ -186,6 +186,12 @@ RULES: dict[str, Rule] = {
             "medium",
             "a scope's require.signed_identity can never apply as written",
         ),
+        Rule(
+            "TD-POL-027",
+            "docker-names-share-a-store-name",
+            "medium",
+            "docker:// scopes that differ name images the conversion stores under one AC name",
+        ),
         Rule("TD-IMG-001", "image-would-be-denied", "high", "a stored image would not run now"),
         Rule("TD-IMG-002", "image-unverified", "medium", "a stored image was never verified"),
         Rule("TD-IMG-003", "image-allowed-by-exception", "medium", "a stored image runs by warn"),

@@ -14,6 +14,14 @@ the spelling of scopes written before docker:// keys; it still matches, lint fin
 TD-POL-024 asks for the docker:// spelling), so a more specific scope wins whichever way
 it is spelled (docs/adr/0021, addendum).
 
+A ``docker://`` scope also covers every image whose AC name is its conversion, whatever
+Docker name the image claims or lacks: the AC name is all an image's bytes promise, so an
+ACI named ``127.0.0.1-5000/ns/app`` (or one whose annotations name another repository) is
+judged by ``docker://127.0.0.1:5000/ns/app`` like the image that name was converted from;
+such a configured key comes just after the AC candidate it converts to, so an AC-name scope
+of the same depth (an ACI's own, e.g. ``quay.io/coreos`` beside ``docker://quay.io/coreos``)
+still decides for it, and a docker:// scope more specific than any AC-name scope wins.
+
 The first candidate that is a configured scope applies alone; every later candidate that is
 also configured is *shadowed* for this image (reported by ``explain`` and in each decision).
 """
@@ -21,7 +29,9 @@ also configured is *shadowed* for this image (reported by ``explain`` and in eac
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from trustd.shared.appc.identifier import ACIdentifier
@@ -194,8 +204,37 @@ def scope_kind(key: str) -> ScopeKind:
     return "exact" if ":" in key else "prefix"
 
 
-def candidates(ref: ImageRef) -> tuple[str, ...]:
-    """Scope keys that could apply to ``ref``, most specific first, ``default`` last."""
+def candidates(ref: ImageRef, docker_keys: Collection[str] = ()) -> tuple[str, ...]:
+    """Scope keys that could apply to ``ref``, most specific first, ``default`` last.
+
+    ``docker_keys``: the policy's ``docker://`` keys; each one whose conversion is one of
+    ``ref``'s AC candidates is a candidate just after it (module docstring)."""
+    out = _candidates(ref)
+    if not docker_keys:
+        return out
+    by_ac = by_conversion(tuple(sorted(k for k in docker_keys if k.startswith(SCHEME))))
+    merged: list[str] = []
+    for cand in out:
+        merged.append(cand)
+        merged.extend(k for k in by_ac.get(cand, ()) if k not in out and k not in merged)
+    return tuple(merged)
+
+
+@lru_cache(maxsize=64)
+def by_conversion(docker_keys: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Each AC spelling (``name`` or ``name:tag``) the given ``docker://`` keys convert to."""
+    out: dict[str, list[str]] = {}
+    for key in docker_keys:
+        try:
+            name, tag = parse_docker_key(key)
+        except TrustdError:
+            continue  # refused at load; never a candidate
+        ac = _ac_name(name)
+        out.setdefault(f"{ac}:{tag}" if tag else ac, []).append(key)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _candidates(ref: ImageRef) -> tuple[str, ...]:
     out: list[str] = []
     ac = [str(a) for a in ref.name.ancestors()]
     dname = ref.docker_name
@@ -222,7 +261,7 @@ class Resolution:
 
 
 def resolve(policy: Policy, ref: ImageRef) -> Resolution:
-    hits = [c for c in candidates(ref) if c == DEFAULT or c in policy.scopes]
+    hits = [c for c in candidates(ref, policy.scopes) if c == DEFAULT or c in policy.scopes]
     return Resolution(hits[0], tuple(hits[1:]))
 
 

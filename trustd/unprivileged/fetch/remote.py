@@ -9,7 +9,7 @@ name and label checks, the store, and the dependencies the same way.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pysequoia
@@ -127,7 +127,7 @@ def fetch_url(
     with download(
         aci_url,
         ctx.store.layout.tmp,
-        limits=IMAGE_LIMITS,
+        limits=replace(IMAGE_LIMITS, min_rate=ctx.min_rate),
         insecure=ctx.insecure,
         headers=headers,
         what="ACI",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from trustd.shared._fsutil import read_capped
 from trustd.shared.errors import RemoteLiedError, UserError
+from trustd.shared.fetch_settings import DEFAULT_MIN_RATE
 from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import DockerReference
@@ -44,6 +45,8 @@ class FetchContext:
     debug: bool = False
     auth: AuthConfig = field(default_factory=AuthConfig)  # auth.d, read before the drop
     trust_keys_from_https: bool = False
+    # image downloads' throughput floor (bytes, seconds): fetch.d's minRate, ADR 0023
+    min_rate: tuple[int, float] = DEFAULT_MIN_RATE
 
     def gate_keystore(self) -> Keystore | None:
         """None only when the user opted out with --insecure-options=image."""
@@ -180,8 +183,9 @@ def fetch_image(
         assert isinstance(local, LocalInputs)  # noqa: S101 - file requests always open
         return _fetch_file(request, local, ctx)
     if request.ref.kind == "docker":
-        from trustd.unprivileged.docker import DockerFetch, fetch_docker  # noqa: PLC0415
+        from trustd.unprivileged.docker import DockerFetch, RegistryLimits, fetch_docker  # noqa: PLC0415
         from trustd.unprivileged.fetch._auth import docker_credentials  # noqa: PLC0415
+        from trustd.unprivileged.transport import IMAGE_LIMITS  # noqa: PLC0415
 
         auth = ctx.auth
         job = DockerFetch(
@@ -192,6 +196,7 @@ def fetch_image(
             admitted_gate=ctx.policy_gate,
             accept_unsigned=lambda name: allows_unsigned(ctx.policy, name),
             signatures=_signature_check(ctx),
+            limits=RegistryLimits(blob=replace(IMAGE_LIMITS, min_rate=ctx.min_rate)),
         )
         opened = None if isinstance(local, LocalInputs) else local
         return fetch_docker(request.ref.text, job, opened)

@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from trustd import __version__
 from trustd.shared.errors import TransportError, UserError
+from trustd.shared.fetch_settings import DEFAULT_MIN_RATE
 from trustd.shared.insecure import Insecure
 from trustd.unprivileged.transport._proxy import Proxy, proxy_for
 
@@ -47,8 +48,9 @@ class Limits:
 KEY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
 DISCOVERY_LIMITS = Limits(max_bytes=_MiB, connect_timeout=20, total_timeout=20)
 SIGNATURE_LIMITS = Limits(max_bytes=_MiB, connect_timeout=30, total_timeout=120)
-#: A body slower than this, window after window, is a stall: ~1 KiB/s over each minute.
-MIN_RATE = (64 * 1024, 60.0)
+#: A body slower than this, window after window, is a stall: ~1 KiB/s over each minute
+#: (the default of fetch.d's ``minRate``, trustd/shared/fetch_settings.py).
+MIN_RATE = DEFAULT_MIN_RATE
 IMAGE_LIMITS = Limits(
     max_bytes=16 * 1024 * _MiB,
     connect_timeout=30,

@@ -1,0 +1,198 @@
+"""The store, attestation and metadata-service requests the root program accepts (re-exported
+by trustd/shared/request.py, the envelope)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from trustd.shared._request_checks import _absolute
+from trustd.shared.imageid import StoreKey, store_key
+
+
+@dataclass(frozen=True, slots=True)
+class Render:
+    """``rkt image render|extract``: a re-verified copy of an image, written to ``dest``."""
+
+    kind: Literal["render"]
+    image: str
+    dest: str
+    rootfs_only: bool
+    overwrite: bool = False
+    allow_insecure: bool = False
+
+    def __post_init__(self) -> None:
+        StoreKey(self.image)  # ValueError: refused with the field's path
+        _absolute(self.dest, "the destination directory")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportImage:
+    """``rkt image export``: the stored archive, uncompressed, written to ``output``."""
+
+    kind: Literal["image-export"]
+    image: str
+    output: str
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        StoreKey(self.image)  # ValueError: refused with the field's path
+        _absolute(self.output, "the output file")
+
+
+@dataclass(frozen=True, slots=True)
+class PodReferences:
+    """``rkt image gc|rm``, first step: which images pods reference and root's last-use
+    stamps, printed as one :class:`ImageUse` (JSON) for the front end's index part."""
+
+    kind: Literal["pod-references"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUse:
+    """The answer to :class:`PodReferences`: image key (either form) -> pod UUIDs, and full
+    image ID -> root's last use."""
+
+    references: Mapping[str, tuple[str, ...]]
+    used: Mapping[str, datetime]
+
+
+def pods_using(references: Mapping[str, Sequence[str]], full_id: str) -> list[str]:
+    """The pods referencing the image with this full ID (under either form of its key)."""
+    return sorted({*references.get(full_id, ()), *references.get(store_key(full_id), ())})
+
+
+@dataclass(frozen=True, slots=True)
+class CollectTrees:
+    """``rkt image gc``, root's part after the index part: the rendered trees and last-use
+    stamps of images neither in ``remaining`` (full IDs still in the store) nor referenced
+    by a pod go, as do stale render stages, the old ``cas/tree`` and stale imports."""
+
+    kind: Literal["image-gc"]
+    remaining: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for image in self.remaining:
+            StoreKey(image)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTrees:
+    """``rkt image rm``, root's part after the index part: the removed images' rendered
+    trees and last-use stamps (kept while a pod references the image)."""
+
+    kind: Literal["image-rm-trees"]
+    images: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for image in self.images:
+            StoreKey(image)
+
+
+@dataclass(frozen=True, slots=True)
+class AttestStatus:
+    kind: Literal["attest-status"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttestStopTpm:
+    """``rkt attest stop-tpm``: stop the data dir's embedded swtpm (its PCRs are lost)."""
+
+    kind: Literal["attest-stop-tpm"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttestKey:
+    """``rkt attest ak``: the attestation key's public part, written to ``out``."""
+
+    kind: Literal["attest-ak"]
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestQuote:
+    kind: Literal["attest-quote"]
+    nonce: str  # hex
+    pcrs: tuple[int, ...] | None  # None: the measurement PCR
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+        bytes.fromhex(self.nonce)  # ValueError: refused with the field's path
+
+
+@dataclass(frozen=True, slots=True)
+class AttestIdentity:
+    """``rkt attest identity``: the EK, its NV certificate and the AK, written into ``out``."""
+
+    kind: Literal["attest-identity"]
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestActivate:
+    """``rkt attest activate``: TPM2_ActivateCredential of a verifier's challenge (read by the
+    caller: tpm2-tools' credential-blob file, hex); the secret is written to ``out``."""
+
+    kind: Literal["attest-activate"]
+    credential: str  # hex
+    out: str
+
+    def __post_init__(self) -> None:
+        _absolute(self.out, "--out")
+        if len(self.credential) > 4096:
+            raise ValueError("a credential blob is at most 2048 bytes")
+        bytes.fromhex(self.credential)
+
+
+@dataclass(frozen=True, slots=True)
+class AttestServe:
+    """``rkt attest serve``: root answers quote challenges that an unprivileged HTTPS server
+    (``rkt-attest``) forwards to it over a pipe (trustd/privileged/executor/_attestd.py)."""
+
+    kind: Literal["attest-serve"]
+    host: str
+    port: int
+    cert: str  # PEM certificate chain of the server
+    key: str  # its PEM private key
+    client_ca: str | None  # mutual TLS: PEM CA bundle client certificates must chain to
+    quotes_per_minute: int
+
+    def __post_init__(self) -> None:
+        for name in ("cert", "key", "client_ca"):
+            if getattr(self, name) is not None:
+                _absolute(getattr(self, name), f"--{name.replace('_', '-')}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not 0-65535")
+        if not 1 <= self.quotes_per_minute <= 600:
+            raise ValueError(f"{self.quotes_per_minute} quotes a minute: give 1 to 600")
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataServiceStart:
+    """``rkt metadata-service``: root binds the registration and HTTP sockets, then becomes
+    the unprivileged host daemon (rkt-mds; trustd/privileged/executor/_mdsd.py)."""
+
+    kind: Literal["metadata-service"]
+    address: str
+    port: int
+
+    def __post_init__(self) -> None:
+        import ipaddress  # noqa: PLC0415
+
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError as exc:
+            raise ValueError(
+                f"--listen-address {self.address[:80]!r} is not an IP address"
+            ) from exc
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not 0-65535")
