@@ -7,7 +7,6 @@ are released with it. Messages are rkt's (stage0/gc.go, rm.go, stop.go).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -76,9 +75,9 @@ def _remove(pods: PodStore, uuid: str) -> None:
     pod = pods.find(uuid)
     if pod.locked():
         raise UserError(f'pod "{pod.uuid}" is currently running')
-    fd = pod.lock()
+    lock = pod.lock()
     _forget(pods, pod)
-    os.close(fd)
+    lock.close()
     print(f'"{pod.uuid}"')
 
 
