@@ -14,6 +14,7 @@ from tests.integration._attacker import UNPRIV_EXEC
 from tests.integration.conftest import ensure_user, rkt
 from trustd.privileged.pod import Pod
 from trustd.privileged.pod.lifecycle import LOCK, PRIVATE
+from trustd.privileged.pod.model import PodState
 
 _FLOCK = """
 import fcntl, os, sys, time
@@ -64,16 +65,17 @@ def test_the_private_lock_is_root_only_and_decides(shared_dirs: ConfigDirs, imag
     lock_file = pod.path / PRIVATE / LOCK
     st = lock_file.lstat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)
-    assert not pod.locked()
+    assert not pod.held()
     holder = _member_holds(str(pod.path))  # the public lock, held shared by the member
     try:
-        assert not pod.locked()
-        held = pod.lock()
+        assert not pod.held() and not pod.locked()
+        lock = pod.lock()  # not stopped by the member's lock
         try:
-            assert pod.locked()
+            assert pod.held()
+            assert pod.state(by_root=True) is PodState.PREPARED
         finally:
-            held.close()
-        assert not pod.locked()
+            lock.close()
+        assert not pod.held()
     finally:
         _release(holder)
 
@@ -88,9 +90,9 @@ def test_a_pod_without_a_private_lock_is_judged_by_its_directory(
     (pod.path / PRIVATE / LOCK).unlink()
     fd = os.open(pod.path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert not pod.locked()
+        assert not pod.held()
         fcntl.flock(fd, fcntl.LOCK_EX)
-        assert pod.locked()
+        assert pod.held()
     finally:
         os.close(fd)
     assert not (pod.path / PRIVATE / LOCK).exists()  # judging never creates it

@@ -113,8 +113,8 @@ def run_prepared(
     once the policy in force allowed it, so a refusal leaves the pod as prepared)."""
     require_root()
     pod = pods.find(uuid)
-    if pod.state() is not PodState.PREPARED:
-        raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state()})')
+    if pod.state(by_root=True) is not PodState.PREPARED:
+        raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state(by_root=True)})')
     lock = pod.lock()
     plan = load_plan(pod)
     if interactive and len(plan.apps) > 1:

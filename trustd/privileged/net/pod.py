@@ -147,7 +147,7 @@ def _pod_alive(pods: Path, uuid: str) -> bool:
 
     for state in pods.glob(f"*/{uuid}"):
         try:
-            if Pod(uuid, state).locked():
+            if Pod(uuid, state).held():
                 return True
         except (OSError, LocalStateError):
             continue

@@ -14,7 +14,8 @@ under ``<pod>/private/`` (0700 root:root), created and checked through a directo
 member of group rkt can read a secret or reach a file an app wrote (issue #10).
 
 Two locks (red team 3): root's own is an flock on ``<pod>/private/lock``, which only root can
-open, and every decision root makes (busy, running, exited, collectable) reads that one. The
+open, and every decision root makes (busy, running, exited, collectable) reads that one
+(``held()``, ``state(by_root=True)``). The
 flock on the pod directory, rkt's liveness signal, is kept for ``rkt list`` and other readers
 in group rkt; since any member may open the directory and hold a shared flock on it, root
 takes it as a courtesy and never waits on it or believes it.
@@ -102,14 +103,8 @@ class Pod:
             os.close(parent)
 
     def locked(self, fd: int | None = None) -> bool:
-        """Root holds the pod's lock (preparing, running, or deleting); ``fd``: the pod
-        directory, already open, read only for a pod of the layout before ``private/lock``."""
-        own = self._private_lock(create=False)
-        if own is not None:
-            try:
-                return _held(own)
-            finally:
-                os.close(own)
+        """The public signal, as readers in group rkt see it: somebody holds the directory's
+        flock; ``fd``: the pod directory, already open. Root never decides by it."""
         if fd is not None:
             return _held(fd)
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -118,8 +113,21 @@ class Pod:
         finally:
             os.close(fd)
 
-    def state(self, fd: int | None = None) -> PodState:
-        locked = self.locked(fd)
+    def held(self) -> bool:
+        """Root holds the pod (preparing, running, or deleting): its lock in ``private/``,
+        or, for a pod of the layout before it, the directory's."""
+        own = self._private_lock(create=False)
+        if own is None:
+            return self.locked()
+        try:
+            return _held(own)
+        finally:
+            os.close(own)
+
+    def state(self, fd: int | None = None, *, by_root: bool = False) -> PodState:
+        """The pod's state; ``by_root``: judged by root's lock (root's decisions), else by
+        the public one (what ``rkt list`` shows)."""
+        locked = self.held() if by_root else self.locked(fd)
         return {
             "embryo": PodState.EMBRYO,
             "prepare": PodState.PREPARING if locked else PodState.ABORTED_PREPARE,
