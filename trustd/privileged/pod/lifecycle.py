@@ -139,13 +139,12 @@ class Pod:
 
     def lock(self) -> PodLock:
         """Take the pod's exclusive lock (root's, then the public one); hold the returned
-        lock for as long as the pod is owned."""
+        lock for as long as the pod is owned. A pod of the layout before ``private/`` has
+        only its directory's lock (it can only be removed)."""
         own = self._private_lock(create=True)
+        legacy = own is None
         if own is None:
-            raise LocalStateError(
-                f"{self.private}: missing; a pod's private state must be a directory",
-                hint=f"remove the pod: rkt rm {self.uuid}",
-            )
+            own = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             fcntl.flock(own, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -153,7 +152,7 @@ class Pod:
             raise UserError(
                 f'pod "{self.uuid}" is busy (preparing, running or being removed)'
             ) from exc
-        return PodLock(own, self._public_lock())
+        return PodLock(own, None if legacy else self._public_lock())
 
     def _public_lock(self) -> int | None:
         """The directory's flock for readers in group rkt, if nobody else holds it."""
