@@ -490,6 +490,7 @@ def test_a_pod_in_the_old_layout_is_refused_with_a_hint_and_can_be_removed(
     pod = shared_dirs.data / "pods/prepared" / uuid
     for name in ("plan.json", "pod"):  # what an older trustd left
         (pod / "private" / name).rename(pod / name)
+    (pod / "private" / "lock").unlink()  # nor had it root's own lock
     (pod / "private").rmdir()
     refused = rkt(shared_dirs, "run-prepared", uuid)
     assert refused.returncode == 254 and "old layout" in refused.stderr, refused.stderr

@@ -132,10 +132,8 @@ def run(ctx: Context, request: Run) -> int:
 
 
 def prepare(ctx: Context, request: Prepare) -> int:
-    import os  # noqa: PLC0415
-
     prepared = _prepare_pod(ctx, request, ctx.policy(), ctx.measure())
-    os.close(prepared.lock_fd)
+    prepared.lock.close()
     print(prepared.pod.uuid)
     return 0
 

@@ -124,11 +124,24 @@ class PortRequest:
             raise _fail("--port", value, str(exc)) from exc
 
 
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an IPv6 zone id: an interface name or index
+
+
+def _ip_address(value: str) -> None:
+    """``value`` is an IP address, an IPv6 zone id at most an interface's name: Python's
+    ``ipaddress`` takes anything after ``%`` as the zone, newlines included, and these values
+    become lines of the pod's ``/etc/resolv.conf`` and ``/etc/hosts`` (red team 3)."""
+    parsed = ipaddress.ip_address(value)
+    zone = getattr(parsed, "scope_id", None)
+    if zone is not None and not _ZONE.fullmatch(zone):
+        raise ValueError(f"{value!r}: an IPv6 zone id is an interface name or number")
+
+
 def _check_dns(value: str) -> None:
     if value in ("host", "none"):
         return
     try:
-        ipaddress.ip_address(value)
+        _ip_address(value)
     except ValueError:
         raise _fail("--dns", value, "give a name server's IP address, 'host' or 'none'") from None
 
@@ -140,7 +153,7 @@ def _hosts_pairs(entry: str) -> list[tuple[str, str]]:
         if not eq:
             raise _fail("--hosts-entry", item, "give IP=HOSTNAME, or 'host'")
         try:
-            ipaddress.ip_address(ip)
+            _ip_address(ip)
         except ValueError:
             raise _fail(
                 "--hosts-entry", item, "the part before '=' must be an IP address"

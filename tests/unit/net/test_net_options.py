@@ -87,6 +87,10 @@ def test_bad_port_values(value: str) -> None:
         {"dns_opt": ("ndots:2\nx",)},
         {"dns_domain": "evil\n"},
         {"hosts_entries": ("1.2.3.4=a b",)},
+        # Python's ipaddress takes everything after '%' as an IPv6 zone id (red team 3)
+        {"dns": ("fe80::1%x\nnameserver 192.0.2.66",)},
+        {"dns": ("fe80::1%a b",)},
+        {"hosts_entries": ("fe80::1%x\n192.0.2.66 bank.example=h",)},
         {"hosts_entries": ("host", "1.2.3.4=a")},
         {"ports": (PortRequest("http", 80),), "net": "none"},
     ],
@@ -94,6 +98,19 @@ def test_bad_port_values(value: str) -> None:
 def test_no_option_can_inject_a_line_or_contradict_itself(over: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         NetOptions(**over)  # type: ignore[arg-type]
+
+
+def test_an_ipv6_zone_id_that_names_an_interface_is_accepted() -> None:
+    NetOptions(dns=("fe80::1%eth0",), hosts_entries=("fe80::2%3=gw",))
+
+
+@given(st.text(max_size=40))
+def test_an_accepted_name_server_is_one_line(zone: str) -> None:
+    try:
+        options = NetOptions(dns=(f"fe80::1%{zone}",))
+    except ValueError:
+        return
+    assert all(c.isalnum() or c in "_.-:%" for c in options.dns[0])
 
 
 @given(st.text(max_size=60))

@@ -99,8 +99,8 @@ def gate_for_enter(
     """The running pod's plan, its images re-verified and decided by the policy now: what
     enter applies is what the gate admits today, not only what it admitted at start."""
     require_root()
-    if pod.state() is not PodState.RUNNING:
-        raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
+    if pod.state(by_root=True) is not PodState.RUNNING:
+        raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state(by_root=True)})')
     return regate(load_plan(pod), data, keystore, policy, measurement=measurement)
 
 
@@ -109,8 +109,8 @@ def enter(pod: Pod, gated: GatedPod, app_name: str | None, command: list[str]) -
     require_root()
     if not isinstance(gated, GatedPod) or gated.plan.uuid != pod.uuid:
         raise TypeError("enter takes the run gate's GatedPod for this pod")
-    if pod.state() is not PodState.RUNNING:
-        raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state()})')
+    if pod.state(by_root=True) is not PodState.RUNNING:
+        raise UserError(f'pod "{pod.uuid}" is not running (it is {pod.state(by_root=True)})')
     plan = gated.plan
     app = _app(plan, app_name)
     fds = _app_namespaces(pod, plan, app)

@@ -75,8 +75,9 @@ def _export_child(
 
 def export(pod: Pod, app_name: str | None, out: Path, *, overwrite: bool) -> None:
     require_root()
-    if pod.state() not in (PodState.EXITED, PodState.EXITED_GARBAGE):
-        raise UserError(f'pod "{pod.uuid}" is {pod.state()}; only exited pods can be exported')
+    state = pod.state(by_root=True)
+    if state not in (PodState.EXITED, PodState.EXITED_GARBAGE):
+        raise UserError(f'pod "{pod.uuid}" is {state}; only exited pods can be exported')
     if out.suffix != ".aci":
         raise UserError(f"{out}: the output must end in .aci")
     if (out.exists() or out.is_symlink()) and not overwrite:

@@ -7,7 +7,6 @@ are released with it. Messages are rkt's (stage0/gc.go, rm.go, stop.go).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -27,7 +26,7 @@ from trustd.shared.errors import LocalStateError, UserError
 def stop_pods(pods: PodStore, uuids: tuple[str, ...], *, force: bool) -> int:
     for uuid in uuids:
         pod = pods.find(uuid)
-        if pod.state().value != "running":
+        if pod.state(by_root=True).value != "running":
             print(f'pod "{pod.uuid}" is already stopped', file=sys.stderr)
             continue
         if not force and _stop_through_init(pod):
@@ -74,11 +73,11 @@ def _forget(pods: PodStore, pod: Pod) -> None:
 
 def _remove(pods: PodStore, uuid: str) -> None:
     pod = pods.find(uuid)
-    if pod.locked():
+    if pod.held():
         raise UserError(f'pod "{pod.uuid}" is currently running')
-    fd = pod.lock()
+    lock = pod.lock()
     _forget(pods, pod)
-    os.close(fd)
+    lock.close()
     print(f'"{pod.uuid}"')
 
 
@@ -98,7 +97,7 @@ def remove_pods(pods: PodStore, uuids: tuple[str, ...]) -> int:
 def _mark(pods: PodStore, expire_prepared: timedelta) -> None:
     now = time.time()
     for pod in list(pods.pods()):
-        state = pod.state().value
+        state = pod.state(by_root=True).value
         if state == "exited":
             print(f'gc: moving pod "{pod.uuid}" to garbage', file=sys.stderr)
             pods.move(pod, "exited-garbage")
@@ -119,7 +118,7 @@ def collect_pods(
     with contextlib.suppress(OSError, LocalStateError):
         sweep_networks()  # of pods whose rkt was killed and whose data dir went
     for pod in list(pods.pods()):
-        if pod.where not in ("exited-garbage", "garbage") or pod.locked():
+        if pod.where not in ("exited-garbage", "garbage") or pod.held():
             continue
         age = timedelta(seconds=time.time() - pod.path.stat().st_ctime)
         if age < grace:

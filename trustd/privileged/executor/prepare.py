@@ -23,7 +23,7 @@ from trustd.privileged.executor._mounts import app_mounts
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.net import PodNetPlan, resolve_ports
 from trustd.privileged.pod import Pod, PodStore
-from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN
+from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN, PodLock
 from trustd.privileged.treestore.datadir import PRIVATE, DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
 from trustd.shared._fsutil import atomic_write
@@ -44,7 +44,7 @@ from trustd.shared.vocab import SELINUX_MODES, MeasureMode, Net, SelinuxMode
 class Prepared:
     pod: Pod
     gated: GatedPod  # what the run gate admitted (only the gate builds one)
-    lock_fd: int  # holds the pod's flock; run keeps it for the pod's life
+    lock: PodLock  # holds the pod's locks; run keeps it for the pod's life
 
     def __post_init__(self) -> None:
         if not isinstance(self.gated, GatedPod):
@@ -308,7 +308,7 @@ def prepare(
         raise UserError("interactive option only supports one image", hint="run one image")
     keys = [StoreKey.parse(req.image) for req in request.apps]
     accept = accept_unsigned_for(Insecure.IMAGE in request.insecure, policy)
-    pod, fd = pods.new()
+    pod, lock = pods.new()
     try:
         with tree_lock(data, exclusive=False):
             apps, trees, volumes = [], [], list(request.volumes)
@@ -357,9 +357,9 @@ def prepare(
         McsAllocator(pods.root.parent).release(pod.uuid)
         release_private_users(pods, pod.uuid)
         pods.move(pod, "garbage")
-        os.close(fd)
+        lock.close()
         raise
-    return Prepared(pod, gated, fd)
+    return Prepared(pod, gated, lock)
 
 
 def _ports(trees: list[RenderedTree]) -> list[tuple[str, str, int]]:

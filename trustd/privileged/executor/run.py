@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -47,7 +46,7 @@ def run_prepared_pod(
         measure_pod_start(prepared.gated, prepared.pod.path, pods.root.parent, measure, policy)
     except BaseException:
         network.abandon()
-        os.close(prepared.lock_fd)
+        prepared.lock.close()
         raise
     pod = pods.move(prepared.pod, "run")
     _stamp(pod, "pod-started")
@@ -56,7 +55,7 @@ def run_prepared_pod(
             return run_pod(pod.path, prepared.gated)
     finally:
         _stamp(pod, "pod-finished")
-        os.close(prepared.lock_fd)  # unlocked in run/ means exited
+        prepared.lock.close()  # unlocked in run/ means exited
 
 
 def with_network(plan: PodPlan, network: PodNetPlan | None, hostname: str | None) -> PodPlan:
@@ -114,12 +113,12 @@ def run_prepared(
     once the policy in force allowed it, so a refusal leaves the pod as prepared)."""
     require_root()
     pod = pods.find(uuid)
-    if pod.state() is not PodState.PREPARED:
-        raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state()})')
-    fd = pod.lock()
+    if pod.state(by_root=True) is not PodState.PREPARED:
+        raise UserError(f'pod "{pod.uuid}" is not prepared (it is {pod.state(by_root=True)})')
+    lock = pod.lock()
     plan = load_plan(pod)
     if interactive and len(plan.apps) > 1:
-        os.close(fd)
+        lock.close()
         raise UserError("interactive option only supports one image", hint="run one image")
     if (mds_register and not plan.mds) or (interactive and not plan.interactive):
         plan = replace(
@@ -135,8 +134,8 @@ def run_prepared(
     try:
         gated = regate(plan, data, keystore, policy, measurement=measure.mode)
     except BaseException:
-        os.close(fd)
+        lock.close()
         raise
     if plan != recorded:
         write_plan(pod, plan)
-    return run_prepared_pod(Prepared(pod, gated, fd), pods, measure, policy)
+    return run_prepared_pod(Prepared(pod, gated, lock), pods, measure, policy)

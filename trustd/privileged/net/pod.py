@@ -12,7 +12,6 @@ when an earlier one failed, and running it twice is harmless.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -142,18 +141,16 @@ def _with_prev(config: dict[str, Any], result: dict[str, Any] | None) -> dict[st
 
 
 def _pod_alive(pods: Path, uuid: str) -> bool:
-    """The pod's directory exists under ``pods`` (any state) and someone holds its lock."""
+    """The pod's directory exists under ``pods`` (any state) and root holds its lock (its
+    own, in ``private/``: the directory's flock is one any member of group rkt may hold)."""
+    from trustd.privileged.pod import Pod  # noqa: PLC0415
+
     for state in pods.glob(f"*/{uuid}"):
         try:
-            fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
+            if Pod(uuid, state).held():
+                return True
+        except (OSError, LocalStateError):
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
     return False
 
 

@@ -12,6 +12,13 @@ timestamps, ``info.json`` (app names, image names and keys), ``apps/<name>/{pid,
 manifest ``pod``, the overlay upper/work dirs, empty volumes, the stage1 mount points -- is
 under ``<pod>/private/`` (0700 root:root), created and checked through a directory fd, so no
 member of group rkt can read a secret or reach a file an app wrote (issue #10).
+
+Two locks (red team 3): root's own is an flock on ``<pod>/private/lock``, which only root can
+open, and every decision root makes (busy, running, exited, collectable) reads that one
+(``held()``, ``state(by_root=True)``). The
+flock on the pod directory, rkt's liveness signal, is kept for ``rkt list`` and other readers
+in group rkt; since any member may open the directory and hold a shared flock on it, root
+takes it as a courtesy and never waits on it or believes it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import fcntl
 import os
 import shutil
 import stat
+import sys
+import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +42,8 @@ MANIFEST = "pod"  # under private/
 PLAN = "plan.json"  # under private/
 INFO = "info.json"  # public
 PRIVATE = "private"
+LOCK = "lock"  # under private/: root's lock
+_PUBLIC_TRIES = 50  # x 10 ms: rkt list holds the public lock for a moment only
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +85,49 @@ class Pod:
             os.close(fd)
         return self.private
 
-    def locked(self, fd: int | None = None) -> bool:
-        """Somebody holds the pod's lock (preparing, running, or deleting); ``fd``: the pod
-        directory, already open (its lock is tried, then released)."""
-        own = fd is None
-        if fd is None:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+    def _private_lock(self, *, create: bool) -> int | None:
+        """An fd on ``<pod>/private/lock`` (created if ``create``), or None for a pod of the
+        layout before it (its directory lock is all there is)."""
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+            parent = os.open(self.private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        try:
+            _check_private_fd(parent, self.private)
+            flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+            try:
+                return os.open(LOCK, flags, 0o600, dir_fd=parent)
+            except FileNotFoundError:
+                return None
         finally:
-            if own:
-                os.close(fd)
-            else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+            os.close(parent)
 
-    def state(self, fd: int | None = None) -> PodState:
-        locked = self.locked(fd)
+    def locked(self, fd: int | None = None) -> bool:
+        """The public signal, as readers in group rkt see it: somebody holds the directory's
+        flock; ``fd``: the pod directory, already open. Root never decides by it."""
+        if fd is not None:
+            return _held(fd)
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            return _held(fd)
+        finally:
+            os.close(fd)
+
+    def held(self) -> bool:
+        """Root holds the pod (preparing, running, or deleting): its lock in ``private/``,
+        or, for a pod of the layout before it, the directory's."""
+        own = self._private_lock(create=False)
+        if own is None:
+            return self.locked()
+        try:
+            return _held(own)
+        finally:
+            os.close(own)
+
+    def state(self, fd: int | None = None, *, by_root: bool = False) -> PodState:
+        """The pod's state; ``by_root``: judged by root's lock (root's decisions), else by
+        the public one (what ``rkt list`` shows)."""
+        locked = self.held() if by_root else self.locked(fd)
         return {
             "embryo": PodState.EMBRYO,
             "prepare": PodState.PREPARING if locked else PodState.ABORTED_PREPARE,
@@ -102,17 +137,64 @@ class Pod:
             "garbage": PodState.DELETING if locked else PodState.GARBAGE,
         }[self.where]
 
-    def lock(self) -> int:
-        """Take the pod's exclusive lock; the returned fd holds it (inherit it to keep it)."""
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+    def lock(self) -> PodLock:
+        """Take the pod's exclusive lock (root's, then the public one); hold the returned
+        lock for as long as the pod is owned. A pod of the layout before ``private/`` has
+        only its directory's lock (it can only be removed)."""
+        own = self._private_lock(create=True)
+        legacy = own is None
+        if own is None:
+            own = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(own, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            os.close(fd)
+            os.close(own)
             raise UserError(
                 f'pod "{self.uuid}" is busy (preparing, running or being removed)'
             ) from exc
-        return fd
+        return PodLock(own, None if legacy else self._public_lock())
+
+    def _public_lock(self) -> int | None:
+        """The directory's flock for readers in group rkt, if nobody else holds it."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        for _ in range(_PUBLIC_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.01)
+            else:
+                return fd
+        os.close(fd)
+        print(
+            f"warning: pod {self.uuid}: another process holds a lock on the pod's directory; "
+            "rkt list may show the pod as not running while it runs",
+            file=sys.stderr,
+        )
+        return None
+
+
+class PodLock:
+    """Root's hold on a pod: the private lock, and the public one where it could be had."""
+
+    __slots__ = ("_fds",)
+
+    def __init__(self, own: int, public: int | None) -> None:
+        self._fds = [own] if public is None else [own, public]
+
+    def close(self) -> None:
+        """Release both (the public one first: a reader then sees the pod as root does)."""
+        while self._fds:
+            os.close(self._fds.pop())
+
+
+def _held(fd: int) -> bool:
+    """Somebody holds an exclusive flock on ``fd``'s file (tried shared, then released)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def _check_private_fd(fd: int, path: Path) -> None:
@@ -151,7 +233,7 @@ class PodStore:
             (self.root / name).chmod(0o2750)
         self.root.chmod(0o2750)
 
-    def new(self) -> tuple[Pod, int]:
+    def new(self) -> tuple[Pod, PodLock]:
         """A new pod in ``prepare``, locked by the returned fd (rkt: embryo then prepare)."""
         self.ensure()
         uuid = str(uuidlib.uuid4())
@@ -159,10 +241,10 @@ class PodStore:
         embryo.mkdir(mode=0o750)
         make_private(embryo)
         pod = Pod(uuid, embryo)
-        fd = pod.lock()
+        lock = pod.lock()
         target = self.root / "prepare" / uuid
         embryo.rename(target)
-        return Pod(uuid, target), fd
+        return Pod(uuid, target), lock
 
     def move(self, pod: Pod, where: str) -> Pod:
         target = self.root / where / pod.uuid
