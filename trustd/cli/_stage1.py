@@ -29,17 +29,37 @@ def store_stage1_image(options: GlobalOptions, flavor: Flavor) -> str:
     fetch side's rights; returns its store key."""
     from trustd.shared.stage1image import stage1_image  # noqa: PLC0415
     from trustd.shared.store import ImageStore  # noqa: PLC0415
-    from trustd.unprivileged.fetch.stage1 import store_stage1  # noqa: PLC0415
 
     image = stage1_image(flavor)
     data = options.dirs.data
     if os.geteuid() != 0:
+        from trustd.unprivileged.fetch.stage1 import store_stage1  # noqa: PLC0415
+
         return store_stage1(ImageStore.open(data, create=True), image)
+    from trustd.cli._store import _LOOKUP  # noqa: PLC0415
     from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
     from trustd.unprivileged.privsep import fetch_identity, require_reachable, run_as  # noqa: PLC0415
+    from trustd.unprivileged.privsep.drop import INDEX_PRELOAD  # noqa: PLC0415
 
     prepare_store(data)
     identity = fetch_identity()
+    key = image.image_id[: len("sha512-") + 32]
+
+    def stamp() -> str:
+        """Every run after the first: the index has it, its last use is stamped."""
+        require_reachable(data, identity)
+        store = ImageStore.open(data, create=True)
+        if store.index.by_key_prefix(key):
+            store.index.touch(key)
+            return key
+        return ""
+
+    # The index lookup child is given the index code only, not the fetch side's TLS, HTTP and
+    # archive modules (~100 ms of imports, issue #14); only a miss pays for those.
+    if run_as(identity, stamp, _LOOKUP, inherit_fds=False, base=INDEX_PRELOAD) == key:
+        return key
+    from trustd.unprivileged.fetch.stage1 import store_stage1  # noqa: PLC0415
+
     store = ImageStore(data)
 
     def work() -> str:
