@@ -27,6 +27,7 @@ def uses_the_store(images: list[str]) -> bool:
 def store_stage1_image(options: GlobalOptions, flavor: Flavor) -> str:
     """Generate the flavor's stage1 ACI here (from the package data) and store it with the
     fetch side's rights; returns its store key."""
+    from trustd.shared.imageid import store_key  # noqa: PLC0415
     from trustd.shared.stage1image import stage1_image  # noqa: PLC0415
     from trustd.shared.store import ImageStore  # noqa: PLC0415
 
@@ -43,7 +44,7 @@ def store_stage1_image(options: GlobalOptions, flavor: Flavor) -> str:
 
     prepare_store(data)
     identity = fetch_identity()
-    key = image.image_id[: len("sha512-") + 32]
+    key = store_key(image.image_id)  # the index's key column (64 hex), compared exactly
 
     def stamp() -> str:
         """Every run after the first: the index has it, its last use is stamped."""
