@@ -24,6 +24,32 @@ def uses_the_store(images: list[str]) -> bool:
     return False
 
 
+def prefixes_only(images: list[str]) -> list[str] | None:
+    """The image ID prefixes (``sha512-`` but not a full ID) when every app names one or a
+    full ID, else None: a name, file or URL goes through the fetch path instead."""
+    from trustd.cli._apps import _split_apps  # noqa: PLC0415
+    from trustd.shared.imageid import StoreKey  # noqa: PLC0415
+
+    prefixes = []
+    for app in _split_apps(images):
+        ref = app["image"]
+        if not ref.startswith("sha512-"):
+            return None
+        try:
+            StoreKey(ref)
+        except ValueError:
+            prefixes.append(ref)
+    return prefixes
+
+
+def stage1_key(flavor: Flavor) -> str:
+    """The index key of ``flavor``'s stage1 image (its ID's first 64 hex)."""
+    from trustd.shared.imageid import store_key  # noqa: PLC0415
+    from trustd.shared.stage1image import stage1_image  # noqa: PLC0415
+
+    return store_key(stage1_image(flavor).image_id)
+
+
 def store_stage1_image(options: GlobalOptions, flavor: Flavor) -> str:
     """Generate the flavor's stage1 ACI here (from the package data) and store it with the
     fetch side's rights; returns its store key."""
