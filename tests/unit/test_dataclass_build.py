@@ -168,3 +168,17 @@ def test_trustd_installs_it_for_its_own_modules() -> None:
     assert repr(key) == f"StoreKey(id='sha512-{'a' * 128}')"
     with pytest.raises(FrozenInstanceError):
         key.id = "x"  # type: ignore[misc]
+
+
+def test_a_class_left_to_the_standard_library_reaches_it_unchanged() -> None:
+    """A kw_only field is the standard library's to build: the field() before it still
+    reaches it as a field (its repr=False kept), not as a bare default."""
+    body = {
+        "__module__": MODULE,
+        "__annotations__": {"a": "int", "b": "int"},
+        "a": dataclasses.field(default=1, repr=False),
+        "b": dataclasses.field(default=2, kw_only=True),
+    }
+    built: Any = _dataclass.dataclass(frozen=True, slots=True)(type("Kw", (), body))
+    assert repr(built()) == "Kw(b=2)"
+    assert [f.kw_only for f in dataclasses.fields(built)] == [False, True]

@@ -74,27 +74,27 @@ def _inherited(cls: Any) -> dict[str, Any] | None:
 
 
 def _fields(cls: Any, annotations: dict[str, Any]) -> dict[str, Any] | None:
-    """``_process_class``'s fields, or None to leave the class to the standard library."""
+    """``_process_class``'s fields, or None to leave the class to the standard library.
+    Every reason to leave it is found before the class is changed (a ``field()`` default
+    replaced by its value), so the standard library then sees the class as written."""
     fields = _inherited(cls)
-    if fields is None:
+    if fields is None or any("KW_ONLY" in str(t) for t in annotations.values()):
         return None
-    own = []
-    for name, type_ in annotations.items():
-        if "KW_ONLY" in str(type_):
-            return None
-        own.append(_dc._get_field(cls, name, type_, False))  # type: ignore[attr-defined]
+    own = [_dc._get_field(cls, n, t, False) for n, t in annotations.items()]  # type: ignore[attr-defined]
+    kinds = (_dc._FIELD, _dc._FIELD_CLASSVAR)  # type: ignore[attr-defined]
+    if (
+        any(f._field_type not in kinds for f in own)  # an InitVar
+        or any(f.kw_only is True for f in (*fields.values(), *own))
+        or any(isinstance(v, _dc.Field) and n not in annotations for n, v in cls.__dict__.items())
+    ):
+        return None
     for f in own:
-        if f._field_type not in (_dc._FIELD, _dc._FIELD_CLASSVAR):  # type: ignore[attr-defined]
-            return None  # InitVar
         fields[f.name] = f
         if isinstance(getattr(cls, f.name, None), _dc.Field):
             if f.default is _dc.MISSING:
                 delattr(cls, f.name)
             else:
                 setattr(cls, f.name, f.default)
-    for name, value in cls.__dict__.items():
-        if isinstance(value, _dc.Field) and name not in annotations:
-            return None  # the standard library's "is a field but has no type annotation"
     return fields
 
 
