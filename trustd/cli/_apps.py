@@ -7,7 +7,7 @@ image ID (sha512- and 128 hex, checked) reaches the executor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from trustd.shared.config import GlobalOptions
@@ -123,7 +123,13 @@ def _split_apps(words: list[str], *, required: bool = True) -> list[dict[str, An
     return apps
 
 
-def _image_key(text: str, signature: str | None, options: GlobalOptions, policy: str) -> str:
+def _image_key(
+    text: str,
+    signature: str | None,
+    options: GlobalOptions,
+    policy: str,
+    resolved: Mapping[str, Any],
+) -> str:
     from trustd.cli._store import full_key  # noqa: PLC0415
     from trustd.shared.store import StoreKey  # noqa: PLC0415
 
@@ -131,6 +137,8 @@ def _image_key(text: str, signature: str | None, options: GlobalOptions, policy:
         return StoreKey(text).id  # a full ID needs no index: root checks the bytes against it
     except ValueError:
         pass
+    if text in resolved:  # looked up (and stamped) already, all in one child
+        return str(resolved[text].id)
     if text.startswith("sha512-"):
         return full_key(options, text, touch=True).id
     from pathlib import Path  # noqa: PLC0415
@@ -214,7 +222,9 @@ def parse_gids(text: str) -> tuple[int, ...]:
     return gids
 
 
-def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
+def _app(
+    spec: dict[str, Any], options: GlobalOptions, policy: str, resolved: Mapping[str, Any]
+) -> Any:
     flags: dict[str, str] = {}
     lists: dict[str, list[str]] = {}
     mounts: list[Any] = []
@@ -236,7 +246,7 @@ def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
 
     expected_name, expected_version = _requested_name(spec["image"])
     return AppRequest(
-        image=_image_key(spec["image"], flags.get("--signature"), options, policy),
+        image=_image_key(spec["image"], flags.get("--signature"), options, policy, resolved),
         expected_name=expected_name,
         expected_version=expected_version,
         name=flags.get("--name"),
@@ -265,6 +275,13 @@ def _app(spec: dict[str, Any], options: GlobalOptions, policy: str) -> Any:
 
 
 def app_requests(
-    words: list[str], options: GlobalOptions, policy: str, *, required: bool = True
+    words: list[str],
+    options: GlobalOptions,
+    policy: str,
+    *,
+    required: bool = True,
+    resolved: Mapping[str, Any] | None = None,
 ) -> tuple[Any, ...]:
-    return tuple(_app(spec, options, policy) for spec in _split_apps(words, required=required))
+    """The apps' requests; ``resolved``: image ID prefixes already looked up (ref -> StoreKey)."""
+    specs = _split_apps(words, required=required)
+    return tuple(_app(spec, options, policy, resolved or {}) for spec in specs)

@@ -69,6 +69,53 @@ def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreK
     return StoreKey.parse(as_group(options, work, lookup=True))
 
 
+def run_keys(
+    options: GlobalOptions, refs: list[str], stage1_key: str | None
+) -> tuple[dict[str, StoreKey], bool]:
+    """For ``rkt run`` by image ID prefixes (as ``fetch --full`` prints them): each prefix's
+    full ID, each stamped as used, and the stage1 image's row stamped, in one lookup child
+    instead of one per image and one for the stage1 (issue #14).
+
+    The refs are resolved in order, as :func:`full_key` would one by one; at the first that
+    fails the child stops and answers the ones before it, so the caller's :func:`full_key`
+    for the failing one raises its error as before. The stage1's row is stamped only when
+    every ref resolved; the answer says whether it was there. What comes back is decoded
+    strictly, each ID checked against the exact grammar, and only for refs asked about."""
+    from trustd.shared.errors import LocalStateError, TrustdError  # noqa: PLC0415
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+
+    data = options.dirs.data
+
+    def work() -> str:
+        store = ImageStore.open(data, create=True)
+        found: dict[str, str] = {}
+        for ref in refs:
+            try:
+                record = store.resolve(ref)
+            except TrustdError:
+                return json.dumps({"keys": found, "stage1": False})
+            store.index.touch(record.key)
+            found[ref] = record.full_key.id
+        stamped = bool(stage1_key) and bool(store.index.by_key_prefix(stage1_key or ""))
+        if stamped and stage1_key:
+            store.index.touch(stage1_key)
+        return json.dumps({"keys": found, "stage1": stamped})
+
+    answer = json.loads(as_group(options, work, lookup=True))
+    keys, stamped = answer.get("keys"), answer.get("stage1")
+    if (
+        not isinstance(keys, dict)
+        or not isinstance(stamped, bool)
+        or not set(keys) <= set(refs)
+        or not all(isinstance(v, str) for v in keys.values())
+    ):
+        raise LocalStateError(
+            "the store index lookup answered with something other than image IDs",
+            hint="a member of group rkt may have altered the index; see: rkt image list",
+        )
+    return {ref: StoreKey.parse(key) for ref, key in keys.items()}, stamped
+
+
 def records(options: GlobalOptions, ref: str | None = None) -> list[Any]:
     """Index records (every image, or the one ``ref`` names), read with the group's rights
     and decoded strictly on this side (``rkt policy explain/audit``)."""

@@ -200,11 +200,13 @@ def _build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReque
         _no_conflicts(args, policy)
         request: RunRequest = request_from_manifest(args, options)
         return request
-    apps = app_requests(args.images, options, policy)
+    resolved, stamped, guess = _look_up_at_once(args, options)
+    apps = app_requests(args.images, options, policy, resolved=resolved)
     if getattr(args, "interactive", False) and len(apps) > 1:
         raise UserError("interactive option only supports one image")
     chosen = flavor(args)
-    if uses_the_store(args.images):  # rkt stores the stage1 it runs (docs/adr/0018)
+    # rkt stores the stage1 it runs (docs/adr/0018); found and stamped above, it is stored
+    if uses_the_store(args.images) and not (stamped and chosen == guess):
         store_stage1_image(options, chosen)
     return RunRequest(
         apps=apps,
@@ -222,6 +224,29 @@ def _build_request(args: argparse.Namespace, options: GlobalOptions) -> RunReque
         ipc=getattr(args, "ipc", "auto"),
         overlay=not args.no_overlay,
     )
+
+
+def _look_up_at_once(
+    args: argparse.Namespace, options: GlobalOptions
+) -> tuple[dict[str, Any], bool, Flavor | None]:
+    """As root, when every image is an ID prefix or a full ID: one index lookup child
+    resolves and stamps them all and stamps the stage1 image (issue #14). Returns the
+    resolved refs, whether the stage1 of the flavor guessed here was stamped, and that
+    flavor; ({}, False, None) when this does not apply, and the usual path runs."""
+    from trustd.cli._stage1 import prefixes_only, stage1_key  # noqa: PLC0415
+    from trustd.cli._store import run_keys  # noqa: PLC0415
+
+    if os.geteuid() != 0 or not args.images:
+        return {}, False, None
+    try:
+        prefixes = prefixes_only(args.images)
+        guess: Flavor | None = flavor(args)
+    except UserError:  # the usual path reports it, in its order
+        return {}, False, None
+    if not prefixes or guess is None:
+        return {}, False, None
+    resolved, stamped = run_keys(options, prefixes, stage1_key(guess))
+    return dict(resolved), stamped, guess
 
 
 def _no_conflicts(args: argparse.Namespace, policy: str) -> None:

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from trustd.privileged import _dirfd
 from trustd.privileged._output import check_parent, output_dir, output_file
-from trustd.privileged.treestore._docker import check_conversion
 from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root, private_dir
 from trustd.privileged.treestore.marker import (
     MAX_MARKER,
@@ -217,6 +216,9 @@ def verified_copy(
         copy, signature, keystore, key, accept_unsigned=accept, identity=identity
     )
     if signature is not None and _docker_name(admitted):
+        # the conversion code only for a docker image (issue #14: an ACI's start skips it)
+        from trustd.privileged.treestore._docker import check_conversion  # noqa: PLC0415
+
         check_conversion(cas_fd, key, signature, admitted.info.manifest)
     return copy, admitted
 

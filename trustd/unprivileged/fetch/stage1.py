@@ -6,6 +6,7 @@ Runs where fetches run (as root: in the unprivileged fetch child). The store's c
 
 from __future__ import annotations
 
+from trustd.shared.imageid import store_key
 from trustd.shared.stage1image import SOURCE, Stage1Image
 from trustd.shared.store import ImageStore
 from trustd.shared.store.admit import admit_stage1
@@ -14,7 +15,7 @@ from trustd.shared.store.admit import admit_stage1
 def store_stage1(store: ImageStore, image: Stage1Image) -> str:
     """Put ``image`` in the store once (later runs only mark it used); its store key."""
     store.ensure()
-    key = image.image_id[: len("sha512-") + 32]
+    key = store_key(image.image_id)  # the index's key column: touch() compares it exactly
     if store.index.by_key_prefix(key):
         store.index.touch(key)
         return key
