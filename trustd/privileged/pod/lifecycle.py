@@ -74,9 +74,10 @@ class Pod:
             os.close(fd)
         return self.private
 
-    def locked(self, fd: int | None = None) -> bool:
+    def locked(self, fd: int | None = None, *, release: bool = True) -> bool:
         """Somebody holds the pod's lock (preparing, running, or deleting); ``fd``: the pod
-        directory, already open (its lock is tried, then released)."""
+        directory, already open (its lock is tried, then released; ``release=False``: left
+        for the caller's ``close`` to release, which must follow at once)."""
         own = fd is None
         if fd is None:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
@@ -87,12 +88,12 @@ class Pod:
         finally:
             if own:
                 os.close(fd)
-            else:
+            elif release:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         return False
 
-    def state(self, fd: int | None = None) -> PodState:
-        locked = self.locked(fd)
+    def state(self, fd: int | None = None, *, release: bool = True) -> PodState:
+        locked = self.locked(fd, release=release)
         return {
             "embryo": PodState.EMBRYO,
             "prepare": PodState.PREPARING if locked else PodState.ABORTED_PREPARE,
@@ -173,8 +174,8 @@ class PodStore:
         for where in STATE_DIRS:
             base = self.root / where
             if base.is_dir():
-                for entry in sorted(base.iterdir()):
-                    yield Pod(entry.name, entry)
+                for name in sorted(p.name for p in base.iterdir()):  # str compares are cheap
+                    yield Pod(name, base / name)
 
     def find(self, prefix: str) -> Pod:
         """rkt's UUID-prefix rule."""
