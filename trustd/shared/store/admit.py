@@ -31,13 +31,23 @@ def admit(
     limits: AciLimits | None = None,
     source: str | None = None,
     source_digest: str = "",
+    inspected: AciInfo | None = None,
 ) -> AdmittedImage:
     """Admit ``archive``: with a keystore, the signature must verify; ``None`` is the opt-out.
 
     Passing ``keystore=None`` is how ``--insecure-options=image`` is spelled here; it is
     recorded in the provenance, never silently assumed (CONVENTIONS 5).
+
+    ``inspected``: :func:`inspect_aci`'s result for exactly the bytes of ``archive``, taken
+    while they were downloaded (the fetch's one pass, issue #14), so they are not read a
+    second time for it. The signature is still verified over ``archive`` here, and root
+    inspects, hashes and verifies the stored bytes again before it uses them.
     """
-    info = inspect_aci(archive, limits=limits or AciLimits(), name=source)
+    info = (
+        inspected
+        if inspected is not None
+        else inspect_aci(archive, limits=limits or AciLimits(), name=source)
+    )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if keystore is None:
         return AdmittedImage(
