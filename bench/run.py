@@ -105,73 +105,82 @@ def _big_aci(path: Path, megabytes: int) -> None:
 
 
 def bench_fetch(work: Path) -> None:
-    """rkt fetch of an https URL (download + one inspect pass + signature + store) vs peers."""
+    """``rkt fetch`` of an https URL (download, inspection and hash, signature, policy,
+    store: the CLI as a user runs it, as root, so the fetch runs in the dropped child) next
+    to ``curl -o FILE`` from the same local HTTPS server (tests/_https.py, trustme
+    certificates) and ``sha512sum`` of the same bytes, in interleaved rounds."""
+    import shutil  # noqa: PLC0415
+
     import trustme  # noqa: PLC0415
 
+    from bench._rounds import interleaved, once, summary  # noqa: PLC0415
     from tests._https import LOCAL_NAMES, LocalServer, reply  # noqa: PLC0415
-    from tests._policy import SHIPPED  # noqa: PLC0415
-    from trustd.shared.insecure import Insecure  # noqa: PLC0415
-    from trustd.shared.keystore import Keystore  # noqa: PLC0415
-    from trustd.shared.policy import loads_policy  # noqa: PLC0415
-    from trustd.shared.store import ImageStore  # noqa: PLC0415
-    from trustd.unprivileged.fetch import FetchContext, FetchRequest, fetch_image, parse_image_ref  # noqa: PLC0415
+    from tests._policy import install_policy  # noqa: PLC0415
 
+    rkt = str(Path(sys.executable).with_name("rkt"))
     gpg = GpgHome(work / "gnupg")
     fpr = gpg.generate("Bench <bench@trustd.test>")
     aci = work / "big.aci"
     _big_aci(aci, SIZE_MB)
+    size_mb = aci.stat().st_size / (1 << 20)
     sig = gpg.sign(fpr, aci, work / "big.aci.asc")
-    keystore = Keystore(work / "sys", work / "local")
-    keystore.add(parse_public_keys(gpg.export(fpr), source="bench")[0], None)
+    (work / "key.asc").write_bytes(gpg.export(fpr))
+    work.chmod(0o755)  # the fetch child (rkt-fetch, group rkt) reaches its data dir
+    install_policy(work / "usr")
+    flags = [f"--system-config={work / 'usr'}", f"--local-config={work / 'etc'}"]
+    trust = [rkt, *flags, "trust", "--prefix=bench.trustd.test/big", "--skip-fingerprint-review"]
+    subprocess.run([*trust, str(work / "key.asc")], check=True, capture_output=True)
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(work / "ca.pem"))
-    os.environ["SSL_CERT_FILE"] = str(work / "ca.pem")
+    os.environ["SSL_CERT_FILE"] = str(work / "ca.pem")  # rkt's trust store for this bench
     body, sig_body = aci.read_bytes(), sig.read_bytes()
     with LocalServer(tls=ca.issue_cert(*LOCAL_NAMES)) as srv:
         srv.routes["/big.aci"] = reply(body)
         srv.routes["/big.aci.asc"] = reply(sig_body)
+        url = srv.url("/big.aci")
 
-        def fetch_once() -> None:
-            store_dir = Path(tempfile.mkdtemp(dir=work))
-            ctx = FetchContext(
-                ImageStore.open(store_dir, create=True),
-                keystore,
-                Insecure.NONE,
-                loads_policy(SHIPPED.read_bytes(), source=str(SHIPPED)),
-            )
-            fetch_image(FetchRequest(parse_image_ref(srv.url("/big.aci"))), ctx)
+        def fetch(n: int) -> float:
+            return once([rkt, *flags, f"--dir={work / f'data{n}'}", "fetch", url])
 
-        trustd_s = median_seconds(fetch_once)
-    gpg_cmd = [
-        "gpg",
-        "--homedir",
-        str(gpg.home),
-        "--batch",
-        "--quiet",
-        "--verify",
-        str(sig),
-        str(aci),
-    ]
-    peers = {
-        "sha512sum": median_seconds(
-            lambda: subprocess.run(["sha512sum", str(aci)], check=True, capture_output=True)
-        ),
-        "gpg --verify": median_seconds(
-            lambda: subprocess.run(gpg_cmd, check=True, capture_output=True)
-        ),
-    }
-    print(f"fetch + verify + store of {SIZE_MB} MB over local HTTPS, median of {RUNS} runs")
-    print(f"  {'trustd fetch':<14} {trustd_s * 1000:8.1f} ms  {SIZE_MB / trustd_s:7.1f} MB/s")
-    for name, secs in peers.items():
-        print(
-            f"  {name:<14} {secs * 1000:8.1f} ms  {SIZE_MB / secs:7.1f} MB/s  "
-            f"trustd takes {trustd_s / secs:5.2f}x as long"
+        def curl(n: int) -> float:
+            cmd = ["curl", "-s", "--fail", "--cacert", str(work / "ca.pem")]
+            return once([*cmd, "-o", str(work / f"curl{n}.aci"), url])
+
+        def clean(n: int) -> None:
+            shutil.rmtree(work / f"data{n}", ignore_errors=True)
+            (work / f"curl{n}.aci").unlink(missing_ok=True)
+
+        samples = interleaved(
+            {
+                "trustd fetch": fetch,
+                "curl -o FILE": curl,
+                "sha512sum": ["sha512sum", str(aci)],
+            },
+            RUNS,
+            after_round=clean,
         )
+        clean(-1)
+    print(
+        f"fetch + verify + store of a {size_mb:.0f} MiB ACI over local HTTPS, "
+        f"{RUNS} interleaved rounds (median / p90)"
+    )
+    median = {name: summary(values)[0] for name, values in samples.items()}
+    for name, values in samples.items():
+        med, p90 = summary(values)
+        print(f"  {name:<14} {med * 1000:8.1f} / {p90 * 1000:8.1f} ms  {size_mb / med:7.1f} MiB/s")
+    ratio = median["curl -o FILE"] / median["trustd fetch"]
+    verdict = "ok" if ratio >= 0.7 else "BELOW"
+    print(f"  trustd throughput / curl's = {ratio:.2f}x ({verdict} 0.7x)")
+    print(f"  trustd takes {median['trustd fetch'] / median['sha512sum']:.2f}x sha512sum's time")
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="trustd-bench-") as tmp:
-        bench_verify(Path(tmp))
+    if "--fetch-only" not in sys.argv:
+        with tempfile.TemporaryDirectory(prefix="trustd-bench-") as tmp:
+            bench_verify(Path(tmp))
+    if os.geteuid() != 0:
+        print("bench/run.py: the fetch bench needs root (rkt fetch drops to rkt-fetch)")
+        return 0
     with tempfile.TemporaryDirectory(prefix="trustd-bench-") as tmp:
         bench_fetch(Path(tmp))
     return 0

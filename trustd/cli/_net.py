@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from trustd.shared.errors import UserError
@@ -76,11 +76,13 @@ def net_options(args: argparse.Namespace) -> NetOptions | None:
         raise UserError(str(exc), hint="see rkt run --help for the network flags") from exc
 
 
-def pod_networks(pod_dir: Path) -> list[dict[str, str]]:
+def pod_networks(read: Callable[[str], str | None]) -> list[dict[str, str]]:
     """The pod's networks (``netName``, ``ifName``, ``ip``) from its net-info.json (root
-    writes it when the pod starts; rkt's name): what ``list --format=json`` shows."""
+    writes it when the pod starts; rkt's name): what ``list --format=json`` shows. ``read``
+    reads a small regular file beneath the pod directory (None when absent)."""
     try:
-        nets = json.loads((pod_dir / "net-info.json").read_text())
+        text = read("net-info.json")
+        nets = json.loads(text) if text else []
     except (OSError, ValueError):
         return []
     if not isinstance(nets, list):

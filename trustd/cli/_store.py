@@ -32,12 +32,19 @@ LISTING_LIMIT = 64 << 20
 
 
 def as_group(
-    options: GlobalOptions, work: Callable[[], str], *, lookup: bool = False, listing: bool = False
+    options: GlobalOptions,
+    work: Callable[[], str],
+    *,
+    lookup: bool = False,
+    listing: bool = False,
+    preload: tuple[str, ...] = (),
 ) -> str:
     """``work()`` with the store opened by the group: in-process when not root, else in the
     dropped child, after root made the directories. ``lookup``: ``work`` only reads or
     stamps index rows, so the child is given the index code alone, not the fetch side's.
-    ``listing``: the answer may be up to :data:`LISTING_LIMIT` bytes, not 1 MiB."""
+    ``listing``: a lookup whose answer may be up to :data:`LISTING_LIMIT` bytes, not 1 MiB
+    (``image list``). ``preload``: modules ``work`` needs beyond those, loaded before the
+    fork (e.g. the fingerprint spelling when the signers are listed)."""
     if os.geteuid() != 0:
         return work()
     from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
@@ -45,10 +52,13 @@ def as_group(
     from trustd.unprivileged.privsep.drop import INDEX_PRELOAD, PRELOAD  # noqa: PLC0415
 
     prepare_store(options.dirs.data)
-    if lookup:
-        return run_as(fetch_identity(), work, _LOOKUP, inherit_fds=False, base=INDEX_PRELOAD)
-    limit = LISTING_LIMIT if listing else 1 << 20
-    return run_as(fetch_identity(), work, _MODULES, inherit_fds=False, base=PRELOAD, limit=limit)
+    if lookup or listing:
+        limit = LISTING_LIMIT if listing else 1 << 20
+        modules = (*_LOOKUP, *preload)
+        return run_as(
+            fetch_identity(), work, modules, inherit_fds=False, base=INDEX_PRELOAD, limit=limit
+        )
+    return run_as(fetch_identity(), work, (*_MODULES, *preload), inherit_fds=False, base=PRELOAD)
 
 
 def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreKey:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import json
 import os
 import stat
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -186,67 +188,71 @@ def run_run_prepared(args: argparse.Namespace) -> int:
     )
 
 
+_INFO = "info.json"  # trustd.privileged.pod.lifecycle.INFO, the public one
 _SMALL = 1 << 16  # the public files list reads are a few dozen bytes; info.json a few KiB
 
 
-def _reader(fd: int) -> Any:
-    """Read a small regular file beneath the pod dir ``fd`` (None when absent): one open,
-    fstat and read each, no path re-resolved from the top (issue #14: ``rkt list`` of 1,000
-    pods)."""
+_OPEN_SMALL = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
-    def read(name: str) -> str | None:
-        try:
-            f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
-        except (FileNotFoundError, NotADirectoryError):
+
+def _read_at(fd: int, name: str) -> str | None:
+    """Read a small regular file beneath the pod dir ``fd`` (None when absent, a symlink, not
+    a regular file or not ours to read): one open, fstat and read, no path re-resolved from
+    the top (issue #14: ``rkt list`` of 1,000 pods)."""
+    try:
+        f = os.open(name, _OPEN_SMALL, dir_fd=fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a symlink (ELOOP) or no permission: not a readable file
+        if exc.errno in (errno.ELOOP, errno.EACCES):
             return None
-        except OSError as exc:  # a symlink (ELOOP) or no permission: not a readable file
-            if exc.errno in (errno.ELOOP, errno.EACCES):
-                return None
-            raise
-        try:
-            if not stat.S_ISREG(os.fstat(f).st_mode):
-                return None
-            return os.read(f, _SMALL).decode(errors="replace").strip()
-        finally:
-            os.close(f)
-
-    return read
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(f).st_mode):
+            return None
+        return os.read(f, _SMALL).decode(errors="replace").strip()
+    finally:
+        os.close(f)
 
 
-def _info(pod: Any) -> dict[str, Any]:
+def _reader(fd: int) -> Callable[[str], str | None]:
+    """:func:`_read_at` bound to the pod dir ``fd``."""
+    return functools.partial(_read_at, fd)
+
+
+def _info(pod: Any, *, full: bool = True) -> dict[str, Any]:
+    """A pod's public state, read beneath its directory, opened once. ``full=False`` (``rkt
+    list``'s table) leaves out what the table does not show: the apps' exit codes,
+    ``pod-finished`` and ``pid`` (issue #14: three opens of seven per pod)."""
     fd = os.open(pod.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return _info_at(pod, fd)
+        read = _reader(fd)
+        apps = []
+        info = read(_INFO)  # public; plan.json (env, args) is root-only under private/
+        for app in json.loads(info)["apps"] if info else []:
+            code = read(f"apps/{app['name']}/exit") if full else None
+            apps.append(
+                {
+                    "name": app["name"],
+                    "image_id": app["image_key"],
+                    "image_name": app["image_name"],
+                    "exit_code": None if code is None else int(code),
+                }
+            )
+        found = {
+            "name": pod.uuid,
+            "apps": apps,
+            "created": parse_time(read("pod-created")),
+            "started": parse_time(read("pod-started")),
+            "finished": parse_time(read("pod-finished")) if full else None,
+            "pid": read("pid") if full else None,
+            "networks": pod_networks(read),
+        }
+        # the lock test last: its shared lock is released by the close right after it (one
+        # flock call, the lock held no longer than an explicit unlock would hold it)
+        return {"state": str(pod.state(fd, release=False))} | found
     finally:
         os.close(fd)
-
-
-def _info_at(pod: Any, fd: int) -> dict[str, Any]:
-    from trustd.privileged.pod.lifecycle import INFO  # noqa: PLC0415
-
-    read = _reader(fd)
-    apps = []
-    info = read(INFO)  # public; plan.json (env, args) is root-only under private/
-    for app in json.loads(info)["apps"] if info else []:
-        code = read(f"apps/{app['name']}/exit")
-        apps.append(
-            {
-                "name": app["name"],
-                "image_id": app["image_key"],
-                "image_name": app["image_name"],
-                "exit_code": None if code is None else int(code),
-            }
-        )
-    return {
-        "name": pod.uuid,
-        "state": str(pod.state(fd)),
-        "apps": apps,
-        "created": parse_time(read("pod-created")),
-        "started": parse_time(read("pod-started")),
-        "finished": parse_time(read("pod-finished")),
-        "pid": read("pid"),
-        "networks": pod_networks(pod.path),
-    }
 
 
 def _app_state(info: dict[str, Any], app: dict[str, Any]) -> str:
@@ -290,15 +296,16 @@ def api_pod(info: dict[str, Any]) -> dict[str, Any]:
     ) | {"name": info["name"], "state": info["state"]}
 
 
-def _when(value: Any, full: bool) -> str:
+def _when(value: Any, full: bool, now: datetime | None = None) -> str:
     if value is None:
         return ""
-    return go_time(value) if full else humanize(value)
+    return go_time(value) if full else humanize(value, now)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    infos = [_info(p) for p in _pods(args.options).pods()]
-    if is_json(args.format):
+    full_info = is_json(args.format)
+    infos = [_info(p, full=full_info) for p in _pods(args.options).pods()]
+    if full_info:
         print(go_json([api_pod(i) for i in infos], pretty=args.format == "json-pretty"))
         return 0
     full = args.full
@@ -311,11 +318,12 @@ def run_list(args: argparse.Namespace) -> int:
                 *("STATE", "CREATED", "STARTED", "NETWORKS"),
             ]
         )
+    now = datetime.now(UTC)
     for info in infos:
         pod_cells = [
             info["state"],
-            _when(info["created"], full),
-            _when(info["started"], full),
+            _when(info["created"], full, now),
+            _when(info["started"], full, now),
             network_column(info["networks"]),
         ]
         uuid = info["name"] if full else info["name"][:8]

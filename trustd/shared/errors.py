@@ -18,7 +18,7 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) i
 def printable(text: str) -> str:
     """``text`` with C0/C1 control characters and DEL escaped (``\\x1b``): what a group member
     wrote (an index row, a log line) must not drive root's terminal. Tabs stay (tables)."""
-    return text.translate(_CONTROL)
+    return text if text.isprintable() else text.translate(_CONTROL)  # no Cc when printable
 
 
 def excerpt(text: str, limit: int = SHOWN) -> str:

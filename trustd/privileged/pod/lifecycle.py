@@ -102,14 +102,16 @@ class Pod:
         finally:
             os.close(parent)
 
-    def locked(self, fd: int | None = None) -> bool:
+    def locked(self, fd: int | None = None, *, release: bool = True) -> bool:
         """The public signal, as readers in group rkt see it: somebody holds the directory's
-        flock; ``fd``: the pod directory, already open. Root never decides by it."""
+        flock; ``fd``: the pod directory, already open (its lock is tried, then released;
+        ``release=False``: left for the caller's ``close`` to release, which must follow at
+        once). Root never decides by it."""
         if fd is not None:
-            return _held(fd)
+            return _held(fd, release=release)
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
-            return _held(fd)
+            return _held(fd, release=False)
         finally:
             os.close(fd)
 
@@ -120,14 +122,16 @@ class Pod:
         if own is None:
             return self.locked()
         try:
-            return _held(own)
+            return _held(own, release=False)
         finally:
             os.close(own)
 
-    def state(self, fd: int | None = None, *, by_root: bool = False) -> PodState:
+    def state(
+        self, fd: int | None = None, *, by_root: bool = False, release: bool = True
+    ) -> PodState:
         """The pod's state; ``by_root``: judged by root's lock (root's decisions), else by
-        the public one (what ``rkt list`` shows)."""
-        locked = self.held() if by_root else self.locked(fd)
+        the public one (what ``rkt list`` shows; ``release`` as for :meth:`locked`)."""
+        locked = self.held() if by_root else self.locked(fd, release=release)
         return {
             "embryo": PodState.EMBRYO,
             "prepare": PodState.PREPARING if locked else PodState.ABORTED_PREPARE,
@@ -187,13 +191,15 @@ class PodLock:
             os.close(self._fds.pop())
 
 
-def _held(fd: int) -> bool:
-    """Somebody holds an exclusive flock on ``fd``'s file (tried shared, then released)."""
+def _held(fd: int, *, release: bool) -> bool:
+    """Somebody holds an exclusive flock on ``fd``'s file (tried shared, then released, or
+    left for the caller's ``close`` to release)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
-    fcntl.flock(fd, fcntl.LOCK_UN)
+    if release:
+        fcntl.flock(fd, fcntl.LOCK_UN)
     return False
 
 
@@ -255,8 +261,8 @@ class PodStore:
         for where in STATE_DIRS:
             base = self.root / where
             if base.is_dir():
-                for entry in sorted(base.iterdir()):
-                    yield Pod(entry.name, entry)
+                for name in sorted(p.name for p in base.iterdir()):  # str compares are cheap
+                    yield Pod(name, base / name)
 
     def find(self, prefix: str) -> Pod:
         """rkt's UUID-prefix rule."""

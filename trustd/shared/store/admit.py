@@ -31,18 +31,24 @@ def admit(
     limits: AciLimits | None = None,
     source: str | None = None,
     source_digest: str = "",
-    written: AciInfo | None = None,
+    inspected: AciInfo | None = None,
 ) -> AdmittedImage:
     """Admit ``archive``: with a keystore, the signature must verify; ``None`` is the opt-out.
 
     Passing ``keystore=None`` is how ``--insecure-options=image`` is spelled here; it is
     recorded in the provenance, never silently assumed (CONVENTIONS 5).
 
-    ``written`` is for an archive this process just wrote and accounted for while writing (a
-    Docker conversion, ``Converted.info``): it stands for the inspection. Root never passes
-    it: its gate (:func:`readmit_key`) inspects the private copy it renders.
+    ``inspected``: :func:`inspect_aci`'s result for exactly the bytes of ``archive``, taken
+    while this process downloaded them (the fetch's one pass, issue #14) or wrote them (a
+    Docker conversion's account, ``Converted.info``), so they are not read a second time for
+    it. The signature is still verified over ``archive`` here, and root never passes it: it
+    inspects, hashes and verifies the stored bytes again before it uses them (:func:`readmit_key`).
     """
-    info = written or inspect_aci(archive, limits=limits or AciLimits(), name=source)
+    info = (
+        inspected
+        if inspected is not None
+        else inspect_aci(archive, limits=limits or AciLimits(), name=source)
+    )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if keystore is None:
         return AdmittedImage(
@@ -66,12 +72,12 @@ def admit_docker_signed(
     *,
     identity: SignedIdentity,
     source: str | None = None,
-    written: AciInfo | None = None,
+    inspected: AciInfo | None = None,
 ) -> AdmittedImage:
     """Admit a converted Docker image whose simple signatures verify (``evidence`` is what
     the store keeps as its signature file; root re-runs this from the stored bytes).
-    ``written``: as for :func:`admit`."""
-    info = written or inspect_aci(archive, limits=AciLimits(), name=source)
+    ``inspected``: as for :func:`admit`."""
+    info = inspected or inspect_aci(archive, limits=AciLimits(), name=source)
     return _docker_admitted(info, evidence, keystore, identity)
 
 

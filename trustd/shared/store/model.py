@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from trustd.shared.codec import decode_doc, decode_json
-from trustd.shared.imageid import ID_PREFIX, StoreKey, store_key
+from trustd.shared.imageid import ID_PREFIX, KEY_HEX, StoreKey, store_key
 
 if TYPE_CHECKING:  # annotations only: an index lookup loads neither the ACI reader nor OpenPGP
     from trustd.shared.appc.aci import AciInfo
@@ -23,6 +23,17 @@ _DIGEST = re.compile(r"[0-9a-f]{128}", re.ASCII)
 
 # Only trustd.shared.store.admit holds this (CONVENTIONS 4).
 _ADMIT_TOKEN = object()
+
+
+def index_key_ok(key: object, digest: object) -> bool:
+    """:func:`check_index_key`'s test without the reason: ``digest`` is 128 lower-case hex
+    and ``key`` is exactly ``sha512-`` and its first 64 (which implies the key's grammar)."""
+    return (
+        type(digest) is str
+        and _DIGEST.fullmatch(digest) is not None
+        and type(key) is str
+        and key == f"{ID_PREFIX}{digest[:KEY_HEX]}"
+    )
 
 
 def check_index_key(key: object, digest: object) -> StoreKey:

@@ -455,7 +455,7 @@ def _convert_and_store(
                 job.signatures.keystore,
                 identity=signed.rule,
                 source=ref.url,
-                written=written,
+                inspected=written,
             )
         else:
             # keystore=None: the explicit, recorded opt-out that gate() allowed above
@@ -465,7 +465,7 @@ def _convert_and_store(
                 None,
                 source=ref.url,
                 source_digest=pulled.source_digest,
-                written=written,
+                inspected=written,
             )
         if job.admitted_gate is not None:
             job.admitted_gate(admitted)

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from trustd.shared.appc.aci import AciInfo, AciLimits
 from trustd.shared.errors import TransportError
 from trustd.shared.insecure import Insecure
+from trustd.unprivileged.fetch._inspect_feed import FeedInspector
 from trustd.unprivileged.transport import Limits, Response, fetch
 from trustd.unprivileged.transport.progress import Progress
 
@@ -29,6 +31,7 @@ class Downloaded:
     path: Path
     response: Response
     resumed_from: int
+    inspected: AciInfo | None = None  # the inspection of exactly these bytes, run as they came
 
     @property
     def not_modified(self) -> bool:
@@ -36,9 +39,17 @@ class Downloaded:
 
 
 class _FileSink:
-    def __init__(self, f: BinaryIO, offset: int, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        f: BinaryIO,
+        offset: int,
+        progress: Progress | None,
+        inspector: FeedInspector | None = None,
+    ) -> None:
         self.f, self.offset, self.progress = f, offset, progress
+        self.inspector = inspector
         self.total: int | None = None
+        self.began = False
 
     def begin(self, status: int, length: int | None) -> None:
         if status != 206:  # a full body: start over
@@ -48,11 +59,21 @@ class _FileSink:
             if self.progress:
                 self.progress.done = 0
         self.total = None if length is None else length + self.offset
+        if self.inspector is not None:
+            self.f.flush()  # the resumed head is read back by offset from this descriptor
+            self.inspector.start(self.f.fileno(), self.offset)
+        self.began = True
 
     def write(self, chunk: bytes) -> None:
         self.f.write(chunk)
+        if self.inspector is not None:
+            self.inspector.feed(chunk)
         if self.progress:
             self.progress.update(chunk, self.total)
+
+    def end(self) -> None:
+        if self.inspector is not None:
+            self.inspector.flush()
 
 
 @contextlib.contextmanager
@@ -65,8 +86,13 @@ def download(
     headers: dict[str, str],
     what: str,
     etag: str | None = None,
+    inspect: AciLimits | None = None,
 ) -> Iterator[Downloaded]:
-    """Download ``url`` (resuming a partial one) and yield it; the file is removed after."""
+    """Download ``url`` (resuming a partial one) and yield it; the file is removed after.
+
+    With ``inspect``, a 2xx body is inspected as an ACI while it arrives (the archive rules
+    and caps of :func:`~trustd.shared.appc.inspect_aci`, with these limits): a broken rule
+    stops the download, and :attr:`Downloaded.inspected` describes the bytes downloaded."""
     partial = tmp_dir / f"partial-{hashlib.sha256(url.encode()).hexdigest()[:40]}"
     validator = partial.with_name(partial.name + ".etag")
     fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o660)
@@ -85,9 +111,17 @@ def download(
         elif etag:
             sent["If-None-Match"] = etag
         progress = Progress(what, start=offset)
-        response = fetch(
-            url, limits=limits, insecure=insecure, headers=sent, sink=_FileSink(f, offset, progress)
-        )
+        inspector = None if inspect is None else FeedInspector(url, inspect)
+        sink = _FileSink(f, offset, progress, inspector)
+        try:
+            response = fetch(url, limits=limits, insecure=insecure, headers=sent, sink=sink)
+            sink.end()
+            f.flush()
+            inspected = inspector.finish() if inspector is not None and sink.began else None
+        except BaseException:
+            if inspector is not None:
+                inspector.abort()
+            raise
         if 200 <= response.status < 300:
             progress.finish()
         elif response.status != 304:
@@ -96,6 +130,6 @@ def download(
             validator.write_text(response.headers["etag"])
         f.flush()
         os.fsync(f.fileno())
-        yield Downloaded(partial, response, offset if response.status == 206 else 0)
+        yield Downloaded(partial, response, offset if response.status == 206 else 0, inspected)
         partial.unlink(missing_ok=True)
         validator.unlink(missing_ok=True)

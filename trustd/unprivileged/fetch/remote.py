@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pysequoia
 
+from trustd.shared.appc.aci import AciLimits
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import TransportError, UntrustedSignerError, UserError
 from trustd.shared.store import ImageRecord, admit
@@ -132,6 +133,7 @@ def fetch_url(
         headers=headers,
         what="ACI",
         etag=cache.etag,
+        inspect=AciLimits(),
     ) as got:
         if got.not_modified and cache.stored is not None:
             ctx.store.index.set_remote(
@@ -145,7 +147,7 @@ def fetch_url(
             signature = _get_signature(asc_url, ctx)
             if signature is None:
                 raise TransportError(f"{asc_url}: server asked to defer the download again")
-        admitted = admit(got.path, signature, gate, source=aci_url)
+        admitted = admit(got.path, signature, gate, source=aci_url, inspected=got.inspected)
         check_requested(admitted, ref)
         say_verified(admitted)
         ctx.policy_gate(admitted)

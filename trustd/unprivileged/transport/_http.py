@@ -197,8 +197,9 @@ def _read_body(
     sink may see the (at most one-byte-long) chunk that passes the cap before it is refused.
     """
     cap = limits.max_bytes
-    if resp.length is not None and resp.length > cap:
-        raise _too_big(target, f"announces {resp.length} bytes", cap)
+    announced = resp.length
+    if announced is not None and announced > cap:
+        raise _too_big(target, f"announces {announced} bytes", cap)
     streaming = sink is not None and 200 <= resp.status < 300
     if streaming and sink is not None:
         sink.begin(resp.status, resp.length)
@@ -214,6 +215,12 @@ def _read_body(
         floor.count(len(chunk))
         if not streaming:
             chunks.append(chunk)
+    if announced is not None and total < announced:  # read1 returns b"" at an early close
+        raise TransportError(
+            f"{target.url}: the connection closed after {total} of the {announced} bytes "
+            "the server announced",
+            hint="the transfer was cut short; fetch again (a download resumes where it can)",
+        )
     return b"".join(chunks)
 
 

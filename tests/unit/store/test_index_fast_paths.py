@@ -1,0 +1,95 @@
+"""The listing's fast paths decide exactly what the general code decides (issue #14):
+``index_key_ok`` against ``check_index_key``, the index's JSON reader against
+``json.loads``, and ``printable``'s shortcut against its escaping."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trustd.shared.errors import _CONTROL, printable
+from trustd.shared.store._index import _loads
+from trustd.shared.store.model import check_index_key, index_key_ok
+
+DIGEST = hashlib.sha512(b"x").hexdigest()
+HEXISH = st.text(alphabet=string.hexdigits + "./-\n\x00é", max_size=140)
+
+
+def _agrees(key: object, digest: object) -> None:
+    try:
+        check_index_key(key, digest)
+    except ValueError:
+        assert not index_key_ok(key, digest)
+    else:
+        assert index_key_ok(key, digest)
+
+
+def test_the_key_test_takes_a_good_row_and_refuses_each_kind_of_bad_one() -> None:
+    good = "sha512-" + DIGEST[:64]
+    assert index_key_ok(good, DIGEST)
+    for key, digest in (
+        (good, DIGEST.upper()),
+        (good.upper(), DIGEST),
+        (good + "\n", DIGEST),
+        ("sha512-" + hashlib.sha512(b"y").hexdigest()[:64], DIGEST),
+        ("sha512-../../x", DIGEST),
+        (good, DIGEST + "0"),
+        (good, DIGEST[:-1]),
+        (None, DIGEST),
+        (good, None),
+        (good.encode(), DIGEST),
+        (good, DIGEST.encode()),
+    ):
+        assert not index_key_ok(key, digest)
+        _agrees(key, digest)
+
+
+@given(HEXISH, HEXISH)
+def test_the_key_test_agrees_with_the_checked_parse(tail: str, digest: str) -> None:
+    _agrees("sha512-" + tail, digest)
+    _agrees("sha512-" + digest[:64], digest)
+    _agrees("sha512-" + tail, DIGEST[: len(tail)] + digest)
+
+
+JSONISH = st.one_of(
+    st.text(alphabet='[]{}",:0123456789.eE+-truefalsnNIiy \t\n\\u', max_size=40),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids),
+        max_leaves=8,
+    ).map(json.dumps),
+)
+
+
+def _outcome(fn: object, text: str) -> tuple[str, object]:
+    try:
+        return "ok", fn(text)  # type: ignore[operator]
+    except ValueError as exc:  # JSONDecodeError included
+        return "error", type(exc).__name__
+
+
+@given(JSONISH, st.sampled_from(["", " ", "\n", "x"]), st.sampled_from(["", " ", "\t"]))
+def test_the_index_json_reader_decodes_exactly_what_json_loads_decodes(
+    text: str, after: str, before: str
+) -> None:
+    doc = before + text + after
+    assert repr(_outcome(_loads, doc)) == repr(_outcome(json.loads, doc))
+
+
+def test_the_index_json_reader_refuses_what_is_not_text_as_json_loads_does() -> None:
+    for value in (5, None, 1.5):
+        for fn in (_loads, json.loads):
+            try:
+                fn(value)  # type: ignore[arg-type]
+            except TypeError:
+                continue
+            raise AssertionError(f"{fn} took {value!r}")
+
+
+@given(st.text(max_size=30))
+def test_printable_escapes_exactly_the_control_characters(text: str) -> None:
+    assert printable(text) == text.translate(_CONTROL)
