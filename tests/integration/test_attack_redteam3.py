@@ -1,0 +1,449 @@
+"""Third red-team pass (issue #16 follow-up): CNI networking, the host metadata daemon,
+``--private-users`` and root's docker conversion, attacked as a real member of group rkt
+(``trustd-it-user``, through an unprivileged ``/bin/sh``) or as any local user.
+
+Each test makes the attack, then asserts what trustd guarantees. A test marked
+``xfail(strict=True)`` is an attack that still works on this code: its reason says where
+and what the fix is, and it turns into a failure (XPASS) once the hole is closed, so the
+mark must then go. The others held (or were fixed in this pass: the docstring says what
+was wrong).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ConfigDirs
+from tests.integration._attacker import UNPRIV_EXEC, as_member, member
+from tests.integration.conftest import RKT, app_output, ensure_user, rkt
+
+API = "acMetadata/v1"
+RANGE = 65536
+CNI = pytest.mark.skipif(
+    not Path("/usr/lib/cni/ptp").exists(), reason="needs containernetworking-plugins"
+)
+
+
+def _member_popen(*cmd: str) -> subprocess.Popen[str]:
+    """``cmd`` as the group member, in the background (its stdout a pipe)."""
+    return subprocess.Popen(
+        ["setpriv", f"--reuid={ensure_user()}", "--regid=rkt", "--init-groups", "--"]
+        + [*UNPRIV_EXEC, *cmd],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate(timeout=60)
+
+
+def _uuid(path: Path) -> str:
+    for _ in range(600):
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"no pod UUID in {path}")
+
+
+# --- 1. CNI: what root writes into the pod's /etc/resolv.conf and /etc/hosts -----------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trustd/shared/net.py _check_dns and _hosts_pairs accept any IPv6 address that "
+    "ipaddress parses, and Python's ipaddress takes everything after '%' as the zone id, "
+    "newlines included: --dns 'fe80::1%x\\nnameserver 192.0.2.66' and --hosts-entry "
+    "'fe80::1%x\\n192.0.2.66 bank.example=h' add lines to the pod's resolv.conf and hosts "
+    "(trustd/privileged/net/_etc.py writes the value as given). Fix (net's code): refuse a "
+    "'%' zone id (or any character outside [0-9A-Fa-f:.]) in --dns and the --hosts-entry IP",
+)
+def test_dns_and_hosts_values_cannot_add_lines_to_the_pods_files(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """ADR 0019: 'Every value is validated so none can add a line.' Whoever passes
+    ``--dns``/``--hosts-entry`` (an orchestrator relaying a tenant's value) must not be able
+    to add a name server or a host entry of their own with a newline."""
+    result = rkt(
+        shared_dirs,
+        "run",
+        "--net=none",
+        "--dns=fe80::1%x\nnameserver 192.0.2.66",
+        "--hosts-entry=fe80::1%x\n192.0.2.66 bank.example=h",
+        image,
+        "--exec=/bin/cat",
+        "--",
+        "/etc/resolv.conf",
+        "/etc/hosts",
+    )
+    out = app_output(result.stdout)
+    assert "nameserver 192.0.2.66" not in out.splitlines(), out
+    assert not any(line.startswith("192.0.2.66") for line in out.splitlines()), out
+    if result.returncode != 0:  # refused: with the reason, exit 254, nothing ran
+        assert result.returncode == 254 and "--dns" in result.stderr, result.stderr
+
+
+def test_huge_dns_and_hosts_values_are_refused_before_anything_runs(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """Over-long names and too many entries are refused by the front end and by root's
+    decoding alike (exit 254, the flag named), never written into a pod's files."""
+    long_name = ".".join(["a" * 63] * 5)  # 319 characters: over DNS's 253
+    for flags in (
+        (f"--hosts-entry=192.0.2.1={long_name}",),
+        (f"--dns-search={long_name}",),
+        tuple(f"--dns=192.0.2.{i}" for i in range(1, 40)),  # over 32 name servers
+        ("--dns-opt=ndots:2\nnameserver 192.0.2.66",),
+        ("--hosts-entry=192.0.2.1=h\nx",),
+    ):
+        result = rkt(shared_dirs, "run", "--net=none", *flags, image, "--exec=/bin/true")
+        assert result.returncode == 254, (flags, result.stderr)
+        assert "run:" in result.stderr and "Traceback" not in result.stderr
+    assert not list((shared_dirs.data / "pods" / "run").glob("*"))
+
+
+# --- 2. the host metadata daemon (rkt metadata-service) --------------------------------------
+
+
+def _daemon(dirs: ConfigDirs) -> tuple[subprocess.Popen[str], int]:
+    """``rkt metadata-service`` as root, on its default address (172.16.28.1) and a free
+    port, answering on its registration socket."""
+    from tests.integration.test_metadata_service import _register, _start  # noqa: PLC0415
+
+    proc, address, port = _start(dirs)
+    assert address == "172.16.28.1"
+    for _ in range(200):
+        try:
+            _register(dirs.data / "mds/register.sock", {"pods": {}})
+            return proc, port
+        except (OSError, ValueError):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+    raise AssertionError("the metadata service did not come up")
+
+
+_SPOOF = """
+import socket, sys
+pod_ip, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND: needs no privilege
+s.bind((pod_ip, 0))  # the pod's address as the source
+s.settimeout(3)
+try:
+    s.connect(("172.16.28.1", port))
+    s.sendall(f"GET /{token}/acMetadata/v1/pod/manifest HTTP/1.0\\r\\n\\r\\n".encode())
+    print("ANSWER", s.recv(4096)[:12])
+except OSError as exc:
+    print("NO-CONNECTION", type(exc).__name__)
+"""
+
+
+@CNI
+def test_a_leaked_token_is_useless_from_the_host_even_with_the_pods_address_as_source(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """A member of group rkt who has a running pod's token (leaked: the app's environment is
+    readable by a host account with the app's uid without --private-users) binds the pod's
+    own address as the source (IP_FREEBIND needs no capability) and asks the daemon for
+    the pod's manifest. The daemon's answer goes to the pod's veth, not to the member: no
+    connection, no metadata."""
+    proc, port = _daemon(shared_dirs)
+    uuid_file = shared_dirs.data.parent / "uuid"
+    pod = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            "--net=default",
+            "--mds-register",
+            f"--uuid-file-save={uuid_file}",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            'echo "$AC_METADATA_URL"; ip -4 -o addr show eth0; exec sleep 120',
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert pod.stdout is not None
+        url = app_output(pod.stdout.readline()).strip()
+        addr_line = app_output(pod.stdout.readline())
+        assert url.startswith(f"http://172.16.28.1:{port}/"), url + pod.communicate()[1]
+        token = url.rsplit("/", 1)[1]
+        pod_ip = addr_line.split(" inet ", 1)[1].split("/", 1)[0]
+        tried = as_member("/usr/bin/python3", "-c", _SPOOF, pod_ip, str(port), token)
+        assert "NO-CONNECTION" in tried.stdout, tried.stdout + tried.stderr
+        assert "ANSWER" not in tried.stdout
+    finally:
+        with contextlib.suppress(Exception):
+            rkt(shared_dirs, "stop", _uuid(uuid_file))
+        _stop(pod)
+        proc.kill()
+        proc.wait()
+
+
+_HIJACK = """
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND: needs no privilege
+s.bind(("172.16.28.1", port))
+s.listen(16)
+print("BOUND", flush=True)
+s.settimeout(60)
+while True:
+    try:
+        c, _ = s.accept()
+    except OSError:
+        break
+    c.settimeout(5)
+    try:
+        line = c.recv(65536).split(b"\\r\\n", 1)[0]
+        print("GOT", line.decode(errors="replace"), flush=True)
+        c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 6\\r\\n\\r\\nforged")
+    except OSError:
+        pass
+    c.close()
+"""
+
+_ASK_AGAIN = (
+    'echo "$AC_METADATA_URL"; M="$AC_METADATA_URL/acMetadata/v1"; '
+    'echo "uuid=$(wget -q -T 3 -O - "$M/pod/uuid")"; '
+    "while [ ! -e /tmp/done ]; do "
+    'A=$(wget -q -T 3 -O - "$M/pod/uuid" 2>/dev/null); '
+    '[ "$A" = forged ] && { echo "uuid=$A"; touch /tmp/done; }; sleep 0.3; done'
+)
+
+
+@CNI
+@pytest.mark.xfail(
+    strict=True,
+    reason="ADR 0025: the host daemon listens on an unprivileged port (18112, rkt's) of "
+    "172.16.28.1, and any local user may bind that address and port (IP_FREEBIND needs no "
+    "privilege, ip_unprivileged_port_start is 1024) whenever the daemon is not holding it. "
+    "When `rkt metadata-service` stops or dies, the pods it registered keep "
+    "AC_METADATA_URL=http://172.16.28.1:PORT/TOKEN: a member of group rkt (or anyone) who "
+    "binds it then receives every pod's token and answers its metadata and hmac/verify "
+    "requests with anything. Fix (net's code, trustd/privileged/executor/_mdsd.py, "
+    "trustd/cli/mds.py): listen by default on a port below 1024 (root binds it before the "
+    "drop, as it binds 172.16.28.1 now; systemd's socket unit likewise), or keep the socket "
+    "held by a process that outlives the daemon (systemd does)",
+)
+def test_a_local_user_cannot_take_over_the_metadata_service_of_running_pods(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """A ``--net=default --mds-register`` pod is registered with the host daemon and asks
+    it for its UUID. The daemon stops (restarted by an admin, killed by the OOM killer).
+    A member of group rkt binds the daemon's address and port as an ordinary user and
+    answers the pod's next request: the pod must never get an answer from anyone but the
+    daemon, and no pod's token may reach the member."""
+    proc, port = _daemon(shared_dirs)
+    uuid_file = shared_dirs.data.parent / "uuid"
+    pod = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            "--net=default",
+            "--mds-register",
+            f"--uuid-file-save={uuid_file}",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            _ASK_AGAIN,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    hijacker = None
+    try:
+        assert pod.stdout is not None
+        url = app_output(pod.stdout.readline()).strip()
+        first = app_output(pod.stdout.readline()).strip()
+        assert url.startswith(f"http://172.16.28.1:{port}/"), url + pod.communicate()[1]
+        assert first == f"uuid={_uuid(uuid_file)}"  # served by the daemon
+        proc.kill()  # the daemon stops; its pods run on
+        proc.wait()
+        hijacker = _member_popen("/usr/bin/python3", "-c", _HIJACK, str(port))
+        assert hijacker.stdout is not None
+        bound = hijacker.stdout.readline()
+        assert "BOUND" in bound, bound + hijacker.communicate()[1]
+        deadline = time.monotonic() + 20  # the pod asks every 0.3 s; it ends once forged
+        while time.monotonic() < deadline and pod.poll() is None:
+            time.sleep(0.5)
+        rkt(shared_dirs, "stop", _uuid(uuid_file))
+        out, _ = _stop(pod)
+        seen, _ = _stop(hijacker)
+        token = url.rsplit("/", 1)[1]
+        assert "uuid=forged" not in app_output(out), out
+        assert token not in seen, seen
+    finally:
+        if hijacker is not None:
+            _stop(hijacker)
+        _stop(pod)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# --- 3. pod locks: a member's flock on a pod directory -------------------------------------
+
+_FLOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+print("LOCKED", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trustd/privileged/pod/lifecycle.py Pod.lock takes flock(LOCK_EX|LOCK_NB) on the "
+    "pod directory, which is 0750 root:rkt: any member of group rkt may open it and hold "
+    "LOCK_SH (rkt list does so for a moment), and root's run-prepared and rm then fail with "
+    "'pod ... is busy' for as long as the member likes (prepare races the same way on "
+    "embryo/UUID). Fix (the pod lifecycle, start's area): take root's exclusive lock on a "
+    "file only root can open (<pod>/private/lock), keeping the directory lock as the public "
+    "liveness signal that rkt list reads",
+)
+def test_a_members_lock_on_a_prepared_pod_does_not_stop_root_running_it(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """A member of group rkt holds a shared flock on a prepared pod's directory; root's
+    ``run-prepared`` must still run the pod (its lock is not the group's to take)."""
+    uuid = rkt(shared_dirs, "prepare", image, "--exec=/bin/true", check=True).stdout.strip()
+    pod_dir = shared_dirs.data / "pods" / "prepared" / uuid
+    locker = _member_popen("/usr/bin/python3", "-c", _FLOCK, str(pod_dir))
+    try:
+        assert locker.stdout is not None
+        assert "LOCKED" in locker.stdout.readline(), locker.communicate()[1]
+        ran = rkt(shared_dirs, "run-prepared", uuid)
+        assert ran.returncode == 0, ran.stderr
+    finally:
+        _stop(locker)
+
+
+# --- 4. --private-users: uid ranges across data dirs and other user namespaces -------------
+
+_HOLD = "import sys, time; sys.stdin.read(); time.sleep(0)"
+
+
+@contextlib.contextmanager
+def _userns_mapping(lines: list[tuple[int, int, int]]) -> Iterator[int]:
+    """A live user namespace (a process in it) whose uid_map and gid_map are ``lines``
+    (inner, outer, count), as another data dir's pod or another runtime's container has."""
+    holder = subprocess.Popen(
+        ["unshare", "--user", "/usr/bin/python3", "-c", _HOLD],
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        own = os.stat("/proc/self/ns/user").st_ino
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{holder.pid}/ns/user").st_ino != own:
+                    break
+            time.sleep(0.02)
+        text = "".join(f"{i} {o} {c}\n" for i, o, c in lines)
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{holder.pid}/{name}").write_text(text)
+        yield holder.pid
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def _all_blocks_but(keep: int) -> list[tuple[int, int, int]]:
+    """uid_map lines covering every block trustd allocates from (16 .. 0xFFFD) but ``keep``."""
+    first, last = 16, 0xFFFE
+    below = (keep - first) * RANGE
+    return [(0, first * RANGE, below), (below, (keep + 1) * RANGE, (last - keep - 1) * RANGE)]
+
+
+def _free_block() -> int:
+    """A block no live user namespace and no account or delegation touches now."""
+    from trustd.privileged.executor import _userns  # noqa: PLC0415
+
+    taken = _userns._blocks(_userns._live_mappings()) | _userns._blocks(
+        _userns._ids_in_use(Path("/etc"))
+    )
+    return next(b for b in range(40000, 0xFFFD) if b not in taken)
+
+
+def _ranges(dirs: ConfigDirs) -> dict[str, int]:
+    path = dirs.data / "private/userns/ranges.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_a_pods_uid_range_is_never_one_a_live_user_namespace_maps(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """The range registry is per data dir (``<dir>/private/userns``), so a pod of another
+    data dir, or another runtime's container, could hold the very range prepare picked:
+    two pods' roots would then be the same host uid (each could read the other's
+    ``/proc/PID/environ``, signal it, and own the other's files). Was: nothing outside the
+    data dir's registry was looked at. Now prepare skips what any live user namespace maps,
+    and a pod start refuses a range a live one took after prepare.
+
+    Here a live user namespace maps every block but one: prepare must pick that one; then a
+    second one maps that block too, and ``run-prepared`` must refuse before any app runs
+    (exit 254, the reason and the fix named: the stage1 checks just before it makes the
+    pod's user namespace)."""
+    keep = _free_block()
+    with _userns_mapping(_all_blocks_but(keep)):
+        uuid = rkt(
+            shared_dirs, "prepare", "--private-users", image, "--exec=/bin/echo", "--", "RAN",
+            check=True,
+        ).stdout.strip()
+    assert _ranges(shared_dirs)[uuid] == keep * RANGE
+    with _userns_mapping([(0, keep * RANGE + 100, 1)]):  # one uid of the range is enough
+        ran = rkt(shared_dirs, "run-prepared", uuid)
+    assert ran.returncode == 254, ran.stdout + ran.stderr
+    assert "is in use by another user namespace" in ran.stderr, ran.stderr
+    assert "rkt rm" in ran.stderr and "RAN" not in ran.stdout
+
+
+def test_a_member_cannot_choose_or_reach_the_uid_range_registry(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """The registry, its lock and its directory are root's (0700/0600): a member can neither
+    read which ranges pods hold nor plant an entry that makes a range look free or taken."""
+    uuid = rkt(
+        shared_dirs, "prepare", "--private-users", image, "--exec=/bin/true", check=True
+    ).stdout.strip()
+    registry = shared_dirs.data / "private" / "userns"
+    for path in (registry, registry / "ranges.json", registry / "ranges.lock"):
+        st = path.stat()
+        assert st.st_uid == 0 and st.st_mode & 0o077 == 0, path
+    tried = as_member(
+        "/bin/sh",
+        "-c",
+        f"cat {registry}/ranges.json; echo '{{}}' > {registry}/ranges.json; "
+        f"ln -s /etc/passwd {registry}/ranges.tmp",
+    )
+    assert tried.returncode != 0 and uuid not in tried.stdout
+    assert uuid in _ranges(shared_dirs) and not (registry / "ranges.tmp").exists()
+    rkt(shared_dirs, "rm", uuid, check=True)
+    assert uuid not in _ranges(shared_dirs)
