@@ -225,9 +225,9 @@ while True:
 
 _ASK_AGAIN = (
     'echo "$AC_METADATA_URL"; M="$AC_METADATA_URL/acMetadata/v1"; '
-    'echo "uuid=$(wget -q -T 3 -O - "$M/pod/uuid")"; '
+    'echo "uuid=$(wget -q -O - "$M/pod/uuid")"; '
     "while [ ! -e /tmp/done ]; do "
-    'A=$(wget -q -T 3 -O - "$M/pod/uuid" 2>/dev/null); '
+    'A=$(wget -q -O - "$M/pod/uuid" 2>/dev/null); '
     '[ "$A" = forged ] && { echo "uuid=$A"; touch /tmp/done; }; sleep 0.3; done'
 )
 
@@ -292,15 +292,18 @@ def test_a_local_user_cannot_take_over_the_metadata_service_of_running_pods(
         while time.monotonic() < deadline and pod.poll() is None:
             time.sleep(0.5)
         rkt(shared_dirs, "stop", _uuid(uuid_file))
-        out, _ = _stop(pod)
+        out, _ = pod.communicate(timeout=60)
         seen, _ = _stop(hijacker)
         token = url.rsplit("/", 1)[1]
         assert "uuid=forged" not in app_output(out), out
         assert token not in seen, seen
     finally:
-        if hijacker is not None:
+        if hijacker is not None and hijacker.poll() is None:
             _stop(hijacker)
-        _stop(pod)
+        if pod.poll() is None:
+            with contextlib.suppress(Exception):
+                rkt(shared_dirs, "stop", _uuid(uuid_file))
+            _stop(pod)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
