@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,8 +34,15 @@ CNI = pytest.mark.skipif(
 def _member_popen(*cmd: str) -> subprocess.Popen[str]:
     """``cmd`` as the group member, in the background (its stdout a pipe)."""
     return subprocess.Popen(
-        ["setpriv", f"--reuid={ensure_user()}", "--regid=rkt", "--init-groups", "--"]
-        + [*UNPRIV_EXEC, *cmd],
+        [
+            "setpriv",
+            f"--reuid={ensure_user()}",
+            "--regid=rkt",
+            "--init-groups",
+            "--",
+            *UNPRIV_EXEC,
+            *cmd,
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -127,10 +133,11 @@ def _daemon(dirs: ConfigDirs) -> tuple[subprocess.Popen[str], int]:
     for _ in range(200):
         try:
             _register(dirs.data / "mds/register.sock", {"pods": {}})
-            return proc, port
         except (OSError, ValueError):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
+        else:
+            return proc, port
     raise AssertionError("the metadata service did not come up")
 
 
@@ -362,10 +369,10 @@ def _userns_mapping(lines: list[tuple[int, int, int]]) -> Iterator[int]:
         text=True,
     )
     try:
-        own = os.stat("/proc/self/ns/user").st_ino
+        own = Path("/proc/self/ns/user").stat().st_ino
         for _ in range(200):
             with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{holder.pid}/ns/user").st_ino != own:
+                if Path(f"/proc/{holder.pid}/ns/user").stat().st_ino != own:
                     break
             time.sleep(0.02)
         text = "".join(f"{i} {o} {c}\n" for i, o, c in lines)
@@ -417,7 +424,13 @@ def test_a_pods_uid_range_is_never_one_a_live_user_namespace_maps(
     keep = _free_block()
     with _userns_mapping(_all_blocks_but(keep)):
         uuid = rkt(
-            shared_dirs, "prepare", "--private-users", image, "--exec=/bin/echo", "--", "RAN",
+            shared_dirs,
+            "prepare",
+            "--private-users",
+            image,
+            "--exec=/bin/echo",
+            "--",
+            "RAN",
             check=True,
         ).stdout.strip()
     assert _ranges(shared_dirs)[uuid] == keep * RANGE
@@ -450,3 +463,120 @@ def test_a_member_cannot_choose_or_reach_the_uid_range_registry(
     assert uuid in _ranges(shared_dirs) and not (registry / "ranges.tmp").exists()
     rkt(shared_dirs, "rm", uuid, check=True)
     assert uuid not in _ranges(shared_dirs)
+
+
+# --- 5. root's docker conversion from the stored layers ----------------------------------
+
+from tests.integration._registry import needs_registry_tools  # noqa: E402
+from tests.integration.test_docker_signatures import (  # noqa: E402
+    Signed,
+    _fetch,
+    _trustd_dirs,
+    signed,  # noqa: F401 - the module's signed-registry fixture
+)
+
+
+def _kept_blobs(dirs: ConfigDirs, image_id: str) -> list[Path]:
+    """The config and layers kept with a signed docker image, smallest first."""
+    from trustd.shared.store import ImageStore  # noqa: PLC0415
+
+    blob = ImageStore(dirs.data).layout.blob_dir(image_id[: len("sha512-") + 64])
+    kept = [p for p in blob.iterdir() if p.name.startswith("sha256-")]
+    assert len(kept) >= 2
+    return sorted(kept, key=lambda p: p.stat().st_size)
+
+
+def _rendered(dirs: ConfigDirs) -> list[str]:
+    tree = dirs.data / "private" / "tree"
+    return sorted(p.name for p in tree.iterdir()) if tree.is_dir() else []
+
+
+@needs_registry_tools
+def test_a_stored_layer_replaced_by_a_link_or_a_fifo_is_neither_followed_nor_waited_on(
+    signed: Signed,  # noqa: F811
+    shared_dirs: ConfigDirs,
+    tmp_path: Path,
+) -> None:
+    """A member of group rkt replaces the signed image's kept config with a FIFO (a reader
+    that opens it blocks until a writer comes) and its layer with a symlink to a genuine
+    copy of the same bytes (it would hash right). Root's conversion opens neither through
+    the link nor waits on the FIFO: it refuses at once, with the fix, and renders nothing."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    config, *_, layer = _kept_blobs(shared_dirs, good)
+    copy = layer.with_name(".copy")  # beside it: the member may write there
+    before = _rendered(shared_dirs)
+    member("/bin/sh", "-c", f"cp {layer} {copy} && ln -sf {copy} {layer}.l && mv {layer}.l {layer}")
+    ran = rkt(shared_dirs, "run", good, "--exec=/bin/echo")
+    assert ran.returncode == 254, ran.stderr
+    assert "rkt image rm" in ran.stderr and _rendered(shared_dirs) == before
+    member("/bin/sh", "-c", f"mv -f {copy} {layer} && rm -f {config} && mkfifo -m 666 {config}")
+    started = time.monotonic()
+    ran = rkt(shared_dirs, "run", good, "--exec=/bin/echo")
+    assert ran.returncode == 254 and "not a regular file" in ran.stderr, ran.stderr
+    assert time.monotonic() - started < 100  # refused, not blocked until rkt's timeout
+    assert _rendered(shared_dirs) == before
+
+
+_SWAP_AFTER_OPEN = r"""
+import ctypes, os, select, struct, sys
+layer, tampered = sys.argv[1], sys.argv[2]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init()
+IN_OPEN = 0x20
+assert libc.inotify_add_watch(fd, os.fsencode(os.path.dirname(layer)), IN_OPEN) >= 0
+print("WATCHING", flush=True)
+name = os.path.basename(layer).encode()
+opens = 0
+while select.select([fd], [], [], 5)[0]:
+    buf = os.read(fd, 4096)
+    off = 0
+    while off < len(buf):
+        _wd, mask, _cookie, size = struct.unpack_from("iIII", buf, off)
+        if buf[off + 16 : off + 16 + size].rstrip(b"\0") == name:
+            opens += 1
+            if opens == 1:
+                os.rename(tampered, layer)  # root's first pass holds the genuine inode open
+                print("SWAPPED", flush=True)
+        off += 16 + size
+print("OPENS", opens, flush=True)
+"""
+
+
+@needs_registry_tools
+def test_a_layer_swapped_between_roots_two_squash_passes_is_refused(
+    signed: Signed,  # noqa: F811
+    shared_dirs: ConfigDirs,
+    tmp_path: Path,
+) -> None:
+    """Root's squash reads each layer twice (pass 1 builds the tree, pass 2 copies the file
+    bytes; no scratch copy on disk). A member watches the layer with inotify and, the moment
+    root's first pass opens it, renames a changed layer over the name: the first pass reads
+    the genuine inode, the second opens the changed one. Root must check the second read
+    too: refused with the fix, nothing rendered, no pod; the genuine image runs afterwards."""
+    _trustd_dirs(signed, shared_dirs, tmp_path)
+    good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
+    layer = _kept_blobs(shared_dirs, good)[-1]
+    body = bytearray(layer.read_bytes())
+    body[len(body) // 2] ^= 0xFF  # inside the compressed data: other file bytes, same size
+    tampered = layer.with_name(".tampered")
+    changed = shared_dirs.data.parent / "tampered"
+    changed.write_bytes(bytes(body))
+    changed.chmod(0o644)
+    member("/bin/cp", str(changed), str(tampered))
+    before = _rendered(shared_dirs)
+    watcher = _member_popen("/usr/bin/python3", "-c", _SWAP_AFTER_OPEN, str(layer), str(tampered))
+    try:
+        assert watcher.stdout is not None
+        assert "WATCHING" in watcher.stdout.readline(), watcher.communicate()[1]
+        ran = rkt(shared_dirs, "run", good, "--exec=/bin/cat", "--", "/etc/gone")
+        swapped, _ = watcher.communicate(timeout=60)
+    finally:
+        _stop(watcher)
+    assert "SWAPPED" in swapped  # the attack was made while root converted
+    opens = int(swapped.split("OPENS", 1)[1])
+    assert opens >= 2, swapped  # and root opened the layer again after it: its second pass
+    assert ran.returncode == 254, ran.stdout + ran.stderr
+    assert "does not have the digest" in ran.stderr, ran.stderr
+    assert "rkt image rm" in ran.stderr and _rendered(shared_dirs) == before
+    assert not list((shared_dirs.data / "pods" / "run").glob("*"))

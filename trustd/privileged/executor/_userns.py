@@ -108,12 +108,12 @@ def _live_mappings(proc: Path = Path("/proc")) -> list[tuple[int, int]]:
     return sorted(used)
 
 
-def check_unshared(shift: int, proc: Path = Path("/proc")) -> None:
+def check_unshared(shift: int, proc: Path = Path("/proc"), etc: Path = Path("/etc")) -> None:
     """Refuse to start a pod on ``shift`` while a live user namespace (another data dir's
     pod, another runtime, an account added since prepare with a sub-id delegation used)
     maps any id of its range, or an account or delegation in /etc now touches it."""
     block = shift // RANGE
-    if block in _blocks(_live_mappings(proc)) or block in _blocks(_ids_in_use(Path("/etc"))):
+    if block in _blocks(_live_mappings(proc)) or block in _blocks(_ids_in_use(etc)):
         raise PolicyViolationError(
             f"--private-users: the pod's uid range {shift}:{RANGE} is in use by another user "
             "namespace or host account since it was prepared, and two pods must never share "
@@ -135,9 +135,9 @@ class RangeAllocator:
     """One range per pod across concurrent invocations: an flock'd JSON registry of
     ``{pod uuid: shift}``, root-only, in ``<dir>/private/userns``."""
 
-    def __init__(self, private: Path, etc: Path = Path("/etc")) -> None:
+    def __init__(self, private: Path, etc: Path = Path("/etc"), proc: Path = Path("/proc")) -> None:
         self.path = private / "userns" / "ranges.json"
-        self.etc = etc
+        self.etc, self.proc = etc, proc
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, int]]:
@@ -170,7 +170,7 @@ class RangeAllocator:
             if pod in used:
                 return used[pod]
             taken = {s // RANGE for s in used.values()} | _blocks(_ids_in_use(self.etc))
-            taken |= _blocks(_live_mappings())  # other data dirs' pods, other runtimes
+            taken |= _blocks(_live_mappings(self.proc))  # other data dirs, runtimes
             free = [b for b in range(_FIRST_BLOCK, _LAST_BLOCK) if b not in taken]
             if not free:
                 raise LocalStateError(
