@@ -27,6 +27,7 @@ FILES = {
     "G": "tests/integration/test_docker_signatures.py",
     "N": "tests/integration/test_net.py",
     "D": "tests/unit/policy/test_docker_scopes.py",
+    "Z": "tests/integration/test_attack_redteam3.py",
 }
 LETTERS = "".join(FILES)
 
