@@ -580,3 +580,54 @@ def test_a_layer_swapped_between_roots_two_squash_passes_is_refused(
     assert "does not have the digest" in ran.stderr, ran.stderr
     assert "rkt image rm" in ran.stderr and _rendered(shared_dirs) == before
     assert not list((shared_dirs.data / "pods" / "run").glob("*"))
+
+
+# --- 6. what an app leaves behind: root's rm and gc --------------------------------------
+
+_DEEP = "i=0; while [ $i -lt 1500 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; echo DEEP"
+
+
+def test_an_app_that_leaves_a_deep_tree_cannot_stop_root_removing_its_pod(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """Any image's app writes a directory chain 1500 deep into its root (the pod's overlay
+    upper layer, root-only on the host) and exits. Was: root's ``rkt rm`` died of Python's
+    recursion limit in ``shutil.rmtree`` ('the input is nested too deeply to read', exit 254)
+    and left the pod for ever, and ``rkt gc`` stopped at that pod, so no pod after it was
+    collected again (their uid ranges, MCS labels and directories leaked). Now root removes
+    any depth by fd (``_dirfd.rmtree_at``, no recursion, a bounded number of open
+    directories): ``rm`` removes the pod and ``gc`` collects the pods around it."""
+    uuid_file = shared_dirs.data.parent / "uuid"
+    uuids = []
+    for script in (_DEEP, _DEEP, "echo PLAIN"):
+        uuid_file.unlink(missing_ok=True)
+        ran = rkt(
+            shared_dirs,
+            "run",
+            f"--uuid-file-save={uuid_file}",
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            f"cd /tmp 2>/dev/null || cd /; {script}",
+        )
+        assert ran.returncode == 0 and ("DEEP" in ran.stdout or "PLAIN" in ran.stdout), ran.stderr
+        uuids.append(uuid_file.read_text().strip())
+    removed = rkt(shared_dirs, "rm", uuids[0])
+    assert removed.returncode == 0, removed.stderr
+    collected = rkt(shared_dirs, "gc", "--grace-period=0s")
+    assert collected.returncode == 0, collected.stderr
+    assert not [u for u in uuids if list((shared_dirs.data / "pods").glob(f"*/{u}"))]
+
+
+def test_a_deep_tree_a_member_plants_in_cas_tmp_cannot_stop_roots_image_gc(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """A member plants ``cas/tmp/import-x`` (the name of a killed import's staging, which
+    root's ``image gc`` sweeps) holding a chain 1500 directories deep. Root's gc must finish
+    (exit 0) and remove it, entering no directory of root's."""
+    tmp = shared_dirs.data / "cas" / "tmp"
+    member("/bin/sh", "-c", f"mkdir {tmp}/import-x && cd {tmp}/import-x && {_DEEP}")
+    gc = rkt(shared_dirs, "image", "gc")
+    assert gc.returncode == 0, gc.stderr
+    assert not (tmp / "import-x").exists()
