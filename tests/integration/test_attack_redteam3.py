@@ -631,3 +631,66 @@ def test_a_deep_tree_a_member_plants_in_cas_tmp_cannot_stop_roots_image_gc(
     gc = rkt(shared_dirs, "image", "gc")
     assert gc.returncode == 0, gc.stderr
     assert not (tmp / "import-x").exists()
+
+
+def test_a_setuid_file_pod_root_leaves_in_a_host_volume_does_not_reach_the_pods_secrets(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """With ``--private-users`` the pod's root is host uid ``shift``, and what it writes into
+    a host volume is owned by ``shift`` on the host's own filesystem, where the pod's
+    nosuid-less bind does not apply. Pod root copies a program a member left in a shared
+    host volume (``/bin/cat``) and makes it setuid (its own file: allowed). The member runs
+    it on the host and so runs as the pod's uid, outside the pod's confinement: still it
+    cannot read the pod's secrets (here the app's ``--set-env`` value, through
+    ``/proc/PID/environ``), because the app's user namespace is root's and ptrace access
+    across it needs CAP_SYS_PTRACE there. (That uid can signal the pod's processes and
+    change what the pod wrote to shared volumes: on record in the threat model.)"""
+    vol = shared_dirs.data.parent / "shared-vol"
+    vol.mkdir()
+    vol.chmod(0o1777)  # like /tmp, or a shared spool
+    member("/bin/cp", "/bin/cat", str(vol / "cat"))
+    uuid_file = shared_dirs.data.parent / "uuid"
+    script = (
+        "cp /host/cat /host/scat && chmod 6755 /host/scat && touch /host/ready; "
+        "while [ ! -e /host/done ]; do sleep 0.1; done"
+    )
+    pod = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "run",
+            "--private-users",
+            f"--uuid-file-save={uuid_file}",
+            f"--volume=host,kind=host,source={vol}",
+            "--set-env=SECRET=hunter2-red-team",
+            image,
+            "--name=app",
+            "--mount=volume=host,target=/host",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            script,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(600):
+            if (vol / "ready").exists() or pod.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (vol / "ready").exists(), pod.communicate()
+        pid_file = shared_dirs.data / "pods" / "run" / _uuid(uuid_file) / "apps" / "app" / "pid"
+        stolen = as_member(str(vol / "scat"), f"/proc/{pid_file.read_text().strip()}/environ")
+        (vol / "done").write_text("")
+        pod.communicate(timeout=60)
+    finally:
+        if pod.poll() is None:
+            with contextlib.suppress(Exception):
+                rkt(shared_dirs, "stop", _uuid(uuid_file))
+            _stop(pod)
+    assert (vol / "scat").stat().st_mode & 0o6000 == 0o6000  # the attack was made
+    assert "hunter2-red-team" not in stolen.stdout, stolen.stdout
+    assert "Permission denied" in stolen.stderr
