@@ -553,7 +553,10 @@ def test_a_layer_swapped_between_roots_two_squash_passes_is_refused(
     bytes; no scratch copy on disk). A member watches the layer with inotify and, the moment
     root's first pass opens it, renames a changed layer over the name: the first pass reads
     the genuine inode, the second opens the changed one. Root must check the second read
-    too: refused with the fix, nothing rendered, no pod; the genuine image runs afterwards."""
+    too: refused with the fix, nothing rendered, no pod. Was (held, but badly): when the
+    second pass met the changed bytes inside a file's data, the decompressor's error
+    (BadGzipFile, zlib.error) escaped root's check as "internal error ... report it" with a
+    traceback of the squash's abandoned generator; now it is the refusal with the fix."""
     _trustd_dirs(signed, shared_dirs, tmp_path)
     good = _fetch(signed, shared_dirs, "ns/good:v1", "--insecure-options=http")
     layer = _kept_blobs(shared_dirs, good)[-1]
@@ -577,7 +580,8 @@ def test_a_layer_swapped_between_roots_two_squash_passes_is_refused(
     opens = int(swapped.split("OPENS", 1)[1])
     assert opens >= 2, swapped  # and root opened the layer again after it: its second pass
     assert ran.returncode == 254, ran.stdout + ran.stderr
-    assert "does not have the digest" in ran.stderr, ran.stderr
+    assert "does not have the digest" in ran.stderr or "changed while root read it" in ran.stderr
+    assert "Traceback" not in ran.stderr and "internal error" not in ran.stderr, ran.stderr
     assert "rkt image rm" in ran.stderr and _rendered(shared_dirs) == before
     assert not list((shared_dirs.data / "pods" / "run").glob("*"))
 
