@@ -29,6 +29,7 @@ FILES = {
     "N": "tests/integration/test_net.py",
     "D": "tests/integration/test_attack_docker_names.py",
     "L": "tests/integration/test_pod_locks.py",
+    "Z": "tests/integration/test_attack_redteam3.py",
 }
 LETTERS = "".join(FILES)
 

@@ -25,6 +25,7 @@ import os
 import platform
 import stat
 from pathlib import Path
+from typing import Any
 
 from trustd.shared.errors import DISK_FULL, LocalStateError, disk_full_error
 
@@ -257,24 +258,81 @@ def ensure_private_dir(parent_fd: int, name: str, mode: int = 0o700) -> int:
     return fd
 
 
-def _rmtree_fd(dirfd: int, foreign_only: bool) -> None:
-    for entry in os.scandir(dirfd):
-        if entry.is_dir(follow_symlinks=False):
-            try:
-                child = os.open(entry.name, _DIR_FLAGS, dir_fd=dirfd)
-            except FileNotFoundError:
+_MAX_OPEN_DEPTH = 64  # directories held open at once while removing a tree
+
+
+def _lift(dirfd: int, name: str, top: int) -> str:
+    """Move directory ``name`` (in ``dirfd``) up into ``top`` under a fresh name; that name."""
+    while True:
+        lifted = f".rm-{os.urandom(8).hex()}"
+        try:
+            os.rename(name, lifted, src_dir_fd=dirfd, dst_dir_fd=top)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                continue  # that name is taken (a member's, in cas/tmp): another
+            raise
+        return lifted
+
+
+def _empty_dir(top: int, start: int, foreign_only: bool, lifted: list[str]) -> None:
+    """Remove everything in directory ``start`` (beneath ``top``) without recursion and with
+    at most _MAX_OPEN_DEPTH directories open: a subdirectory met deeper than that is moved
+    up into ``top`` (appended to ``lifted``) and emptied later, so any depth is removed."""
+    stack: list[tuple[int, Any, str]] = [(start, os.scandir(start), "")]
+    try:
+        while stack:
+            fd, entries, name = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                entries.close()
+                if stack:  # emptied a subdirectory: close it and remove it from its parent
+                    os.close(fd)
+                    with contextlib.suppress(FileNotFoundError, OSError):
+                        os.rmdir(name, dir_fd=stack[-1][0])
+                continue
+            if not entry.is_dir(follow_symlinks=False):  # files, symlinks (never followed),
+                with contextlib.suppress(FileNotFoundError):  # fifos, sockets, devices
+                    os.unlink(entry.name, dir_fd=fd)
                 continue
             try:
-                if foreign_only and os.fstat(child).st_uid == 0:
-                    continue  # root's: never entered (its parent stays, not empty)
-                _rmtree_fd(child, foreign_only)
-            finally:
+                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            if foreign_only and os.fstat(child).st_uid == 0:
+                os.close(child)  # root's: never entered (its parent stays, not empty)
+                continue
+            if len(stack) >= _MAX_OPEN_DEPTH:
                 os.close(child)
-            with contextlib.suppress(FileNotFoundError, OSError):
-                os.rmdir(entry.name, dir_fd=dirfd)
-        else:  # files, symlinks (never followed), fifos, sockets, devices
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.name, dir_fd=dirfd)
+                lifted.append(_lift(fd, entry.name, top))
+                continue
+            stack.append((child, os.scandir(child), entry.name))
+    finally:
+        for fd, entries, _ in stack:
+            entries.close()
+            if fd != start:
+                os.close(fd)
+
+
+def _rmtree_fd(dirfd: int, foreign_only: bool) -> None:
+    """Empty ``dirfd`` whatever the depth of what it holds (a pod's app or an image may
+    leave a chain of thousands of directories: recursion would run out of stack or fds)."""
+    lifted: list[str] = []
+    _empty_dir(dirfd, dirfd, foreign_only, lifted)
+    while lifted:
+        name = lifted.pop()
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+        except FileNotFoundError:
+            continue
+        try:
+            if foreign_only and os.fstat(fd).st_uid == 0:
+                continue
+            _empty_dir(dirfd, fd, foreign_only, lifted)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(name, dir_fd=dirfd)
 
 
 def rmtree_at(parent_fd: int, name: str, *, foreign_only: bool = False) -> None:

@@ -328,6 +328,49 @@ def test_rmtree_at_foreign_only_never_enters_roots_directories(tmp_path: Path) -
     assert (moved_in / "keep").read_bytes() == b"root's"
 
 
+def _chain(top: Path, depth: int) -> None:
+    """``top`` and a chain of ``depth`` directories below it, a file and a link at the end
+    (made by fd: the path is far longer than PATH_MAX)."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+    os.symlink("/etc", "up", dir_fd=fd)
+    os.close(fd)
+
+
+def test_rmtree_at_removes_any_depth_without_recursion(tmp_path: Path) -> None:
+    """A chain of 5000 directories (what a pod's app or a member may leave): removed, with
+    no RecursionError, no fd exhaustion, and the link at the bottom never followed."""
+    _chain(tmp_path / "deep", 5000)
+    (tmp_path / "deep" / "side").mkdir()  # a sibling beside the chain
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _dirfd.rmtree_at(fd, "deep")
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "deep").exists()
+    assert Path("/etc/passwd").exists()
+    assert len(os.listdir("/proc/self/fd")) < 64  # noqa: PTH208 - nothing left open
+
+
+@needs_root
+def test_rmtree_at_foreign_only_removes_a_deep_foreign_chain(tmp_path: Path) -> None:
+    _chain(tmp_path / "import-y", 300)
+    for dirpath, _dirs, _files in os.walk(tmp_path / "import-y"):
+        os.chown(dirpath, 65534, 65534)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _dirfd.rmtree_at(fd, "import-y", foreign_only=True)
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "import-y").exists()
+
+
 _NODES = st.recursive(
     st.sampled_from(["file", "link-out", "link-dir-out", "link-up"]),
     lambda children: st.dictionaries(st.sampled_from("abcde"), children, max_size=4),

@@ -99,3 +99,45 @@ def test_no_free_range_says_so(tmp_path: Path) -> None:
     with pytest.raises(LocalStateError, match="no free 65536-wide uid range") as err:
         RangeAllocator(tmp_path / "private", etc).allocate("pod-a")
     assert "rkt gc" in err.value.hint
+
+
+def _proc(tmp_path: Path, maps: dict[int, str]) -> Path:
+    """A /proc with one process per entry (its uid_map and gid_map), plus init's identity."""
+    proc = tmp_path / "proc"
+    for pid, text in {1: "0 0 4294967295\n", **maps}.items():
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "uid_map").write_text(text)
+        (proc / str(pid) / "gid_map").write_text(text)
+    (proc / "self").mkdir()  # not a pid: skipped
+    return proc
+
+
+def test_what_a_live_user_namespace_maps_is_avoided(tmp_path: Path) -> None:
+    """Another data dir's pod or another runtime's container holds every block but one
+    (two uid_map lines): the allocator of this data dir must take that one."""
+    from trustd.privileged.executor._userns import _live_mappings  # noqa: PLC0415
+
+    free = 40000
+    below = (free - 16) * RANGE
+    text = f"0 {16 * RANGE} {below}\n{below} {(free + 1) * RANGE} {(0xFFFE - free - 1) * RANGE}\n"
+    proc = _proc(tmp_path, {4242: text})
+    assert (16 * RANGE, below) in _live_mappings(proc)
+    assert (0, 4294967295) not in _live_mappings(proc)  # the host's own identity map
+    alloc = RangeAllocator(tmp_path / "private", _etc(tmp_path), proc)
+    assert alloc.allocate("pod-x") == free * RANGE
+
+
+def test_a_start_refuses_a_range_taken_since_prepare(tmp_path: Path) -> None:
+    from trustd.privileged.executor._userns import check_unshared  # noqa: PLC0415
+    from trustd.shared.errors import PolicyViolationError  # noqa: PLC0415
+
+    shift = 40000 * RANGE
+    etc = _etc(tmp_path)
+    check_unshared(shift, _proc(tmp_path / "a", {7: "0 100000 65536\n"}), etc)  # elsewhere: fine
+    with pytest.raises(PolicyViolationError, match="in use by another user namespace") as err:
+        check_unshared(shift, _proc(tmp_path / "b", {7: f"0 {shift + 65535} 1\n"}), etc)
+    assert "rkt rm" in err.value.message
+    (tmp_path / "c").mkdir()
+    taken = _etc(tmp_path / "c", subuid=f"newuser:{shift}:65536\n")  # an account added since
+    with pytest.raises(PolicyViolationError, match="or host account"):
+        check_unshared(shift, _proc(tmp_path / "d", {}), taken)

@@ -14,8 +14,11 @@ its mounts as host root; then:
   the pod's root (host ``shift``), before the app's own user, capabilities and seccomp.
 
 Ranges are allocated by :class:`RangeAllocator` under an flock in root's ``<dir>/private``
-(ADR 0022), multiples of 65536 as rkt's, never overlapping another pod's, a host
-account's or a /etc/subuid / /etc/subgid delegation.
+(ADR 0022), multiples of 65536 as rkt's, never overlapping another pod's of that data dir,
+a host account's, a /etc/subuid / /etc/subgid delegation, or what any live user namespace
+on the host maps (another data dir's pods, another runtime's containers: the registry is
+per data dir). A pod start refuses a range that a live user namespace or an account in /etc
+has taken since prepare (:func:`check_unshared`).
 """
 
 from __future__ import annotations
@@ -80,6 +83,45 @@ def _ids_in_use(etc: Path) -> list[tuple[int, int]]:
     return used
 
 
+def _live_mappings(proc: Path = Path("/proc")) -> list[tuple[int, int]]:
+    """Host ids some live user namespace maps, as (start, count): every process's uid_map
+    and gid_map other than the initial namespace's identity map. This is what another data
+    dir's pods, another runtime's containers and any other user namespace on the host use
+    right now, none of which the per-data-dir registry knows of."""
+    used: set[tuple[int, int]] = set()
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        for name in ("uid_map", "gid_map"):
+            try:
+                text = Path(entry.path, name).read_text()
+            except OSError:  # the process went, or is not ours to read
+                continue
+            for line in text.splitlines():
+                fields = line.split()
+                if len(fields) != 3 or not all(f.isdigit() for f in fields):
+                    continue
+                inner, outer, count = (int(f) for f in fields)
+                if (inner, outer) == (0, 0) and count >= 0xFFFFFFFF:
+                    continue  # the initial user namespace
+                used.add((outer, count))
+    return sorted(used)
+
+
+def check_unshared(shift: int, proc: Path = Path("/proc"), etc: Path = Path("/etc")) -> None:
+    """Refuse to start a pod on ``shift`` while a live user namespace (another data dir's
+    pod, another runtime, an account added since prepare with a sub-id delegation used)
+    maps any id of its range, or an account or delegation in /etc now touches it."""
+    block = shift // RANGE
+    if block in _blocks(_live_mappings(proc)) or block in _blocks(_ids_in_use(etc)):
+        raise PolicyViolationError(
+            f"--private-users: the pod's uid range {shift}:{RANGE} is in use by another user "
+            "namespace or host account since it was prepared, and two pods must never share "
+            "ids: remove the pod (rkt rm UUID) and prepare it again, which picks a free range",
+            hint="rkt rm UUID, then rkt prepare --private-users again",
+        )
+
+
 def _blocks(used: list[tuple[int, int]]) -> set[int]:
     """The 65536-wide blocks the (start, count) id ranges touch."""
     taken: set[int] = set()
@@ -93,9 +135,9 @@ class RangeAllocator:
     """One range per pod across concurrent invocations: an flock'd JSON registry of
     ``{pod uuid: shift}``, root-only, in ``<dir>/private/userns``."""
 
-    def __init__(self, private: Path, etc: Path = Path("/etc")) -> None:
+    def __init__(self, private: Path, etc: Path = Path("/etc"), proc: Path = Path("/proc")) -> None:
         self.path = private / "userns" / "ranges.json"
-        self.etc = etc
+        self.etc, self.proc = etc, proc
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, int]]:
@@ -128,6 +170,7 @@ class RangeAllocator:
             if pod in used:
                 return used[pod]
             taken = {s // RANGE for s in used.values()} | _blocks(_ids_in_use(self.etc))
+            taken |= _blocks(_live_mappings(self.proc))  # other data dirs, runtimes
             free = [b for b in range(_FIRST_BLOCK, _LAST_BLOCK) if b not in taken]
             if not free:
                 raise LocalStateError(
@@ -148,7 +191,10 @@ class RangeAllocator:
 
 def make_userns(shift: int) -> int:
     """A new user namespace mapping 0..65535 to shift..shift+65535 (uids and gids); an fd
-    on it (close-on-exec). Call it in the host PID namespace (it reads /proc/CHILD)."""
+    on it (close-on-exec). Call it in the host PID namespace (it reads /proc/CHILD).
+    Refused while another live user namespace maps any id of the range (:func:`check_unshared`):
+    the registry that allocated it covers one data dir only."""
+    check_unshared(shift)
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import stat
 import sys
 import time
@@ -34,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from trustd.privileged import _dirfd
 from trustd.privileged.pod.model import PodState
 from trustd.shared.errors import LocalStateError, UserError
 
@@ -276,4 +276,9 @@ class PodStore:
         return matches[0]
 
     def remove(self, pod: Pod) -> None:
-        shutil.rmtree(pod.path)
+        """By fd, never following a link, whatever the depth of what its apps left."""
+        parent = os.open(pod.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            _dirfd.rmtree_at(parent, pod.path.name)
+        finally:
+            os.close(parent)

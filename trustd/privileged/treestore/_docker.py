@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 from collections.abc import Callable
 from typing import BinaryIO, Final, cast
 
 from trustd.privileged import _dirfd
+from trustd.shared.appc._aci_scan import corrupt_errors
 from trustd.shared.appc.manifest import ImageManifest
 from trustd.shared.docker._squash import SquashLimits
 from trustd.shared.docker.convert import Origin, convert, sanitize_identifier
@@ -61,9 +63,17 @@ class _CheckedBlob:
     """One stored blob, read once from start to end: hashed while read, its size capped at
     the descriptor's; :meth:`close` reads what is left and refuses any difference."""
 
-    def __init__(self, fd: int, desc: Descriptor, where: str, done: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        desc: Descriptor,
+        where: str,
+        done: Callable[[], None],
+        aborted: list[bool] | None = None,
+    ) -> None:
         algo, _, self.want = desc.digest.partition(":")
         self.fd, self.desc, self.where, self.done = fd, desc, where, done
+        self.aborted = aborted if aborted is not None else [False]
         self.hash = hashlib.new(algo)
         self.seen = 0
 
@@ -83,6 +93,11 @@ class _CheckedBlob:
         if self.fd < 0:
             return
         try:
+            if self.aborted[0] or isinstance(sys.exc_info()[1], GeneratorExit):
+                # the squash let go of this layer before its end: an error is on its way up
+                # (raising here would only be printed as ignored); the conversion is refused
+                self.aborted[0] = True
+                return
             while self.read(1 << 20):
                 pass
             if self.seen != self.desc.size or self.hash.hexdigest() != self.want:
@@ -152,6 +167,7 @@ def check_conversion(
     """Refuse (LocalStateError) unless squashing the signed manifest's stored layers gives
     exactly the stored ACI ``key`` names. ``evidence_bytes`` verified just now."""
     evidence = decode_evidence(evidence_bytes)
+    aborted = [False]  # set on failure: blobs a squash generator closes late raise nothing
     reference = DockerReference.parse(evidence.reference)
     digest = evidence.manifest_digest
     label = f"{reference.name}@{digest}"
@@ -163,7 +179,8 @@ def check_conversion(
         config = _read_config(cas_fd, key, manifest.config)
         verified: list[int] = []
         openers = [
-            _layer_opener(cas_fd, key, d, i, verified) for i, d in enumerate(manifest.layers)
+            _layer_opener(cas_fd, key, d, i, verified, aborted=aborted)
+            for i, d in enumerate(manifest.layers)
         ]
         converted = convert(
             tuple(openers),
@@ -174,12 +191,20 @@ def check_conversion(
             limits=limits or SquashLimits(),
         )
     except TrustdError as exc:
+        aborted[0] = True
         raise LocalStateError(
             f"image {key.id[:39]}…: root's conversion of {label} from its stored layers "
             f"failed: {exc.message}",
             hint=_hint(key),
         ) from exc
-    if set(verified) != set(range(len(manifest.layers))):  # every layer was read to the end
+    except corrupt_errors() as exc:  # pass 2 reads the data pass 1 checked: it changed since
+        aborted[0] = True
+        raise LocalStateError(
+            f"image {key.id[:39]}…: root's conversion of {label} from its stored layers "
+            f"failed: a layer changed while root read it ({exc!r})",
+            hint=_hint(key),
+        ) from exc
+    if aborted[0] or set(verified) != set(range(len(manifest.layers))):  # each read whole
         raise LocalStateError(f"image {key.id[:39]}…: a layer of {label} was not read whole")
     got = converted.account.sha512
     if got != key.digest:
@@ -191,10 +216,17 @@ def check_conversion(
 
 
 def _layer_opener(
-    cas_fd: int, key: StoreKey, desc: Descriptor, index: int, verified: list[int]
+    cas_fd: int,
+    key: StoreKey,
+    desc: Descriptor,
+    index: int,
+    verified: list[int],
+    *,
+    aborted: list[bool],
 ) -> Callable[[], BinaryIO]:
     def opener() -> BinaryIO:
         fd, rel = _open_blob(cas_fd, key, desc)
-        return cast(BinaryIO, _CheckedBlob(fd, desc, rel, lambda: verified.append(index)))
+        blob = _CheckedBlob(fd, desc, rel, lambda: verified.append(index), aborted)
+        return cast(BinaryIO, blob)
 
     return opener
