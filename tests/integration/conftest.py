@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,29 @@ NAME = "example.com/busybox"
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (integration tier; make test runs it as root in CI)")
+
+
+_MDS_GUARD = "trustd: metadata service port "
+
+
+def _mds_guards() -> set[str]:
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        return set()
+    rules = subprocess.run(
+        ["iptables", "-w", "-S", "OUTPUT"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    return {rule for rule in rules if _MDS_GUARD in rule}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_metadata_guards_the_tests_added() -> Iterator[None]:
+    """``rkt metadata-service`` adds an OUTPUT rule per port that outlives the daemon on
+    purpose (ADR 0025 addendum); the tests' daemons listen on free ports, so the session
+    removes the rules they added and leaves the host's own."""
+    before = _mds_guards()
+    yield
+    for rule in sorted(_mds_guards() - before):  # "-A OUTPUT ...", quoted as a shell would
+        subprocess.run(["iptables", "-w", "-D", *shlex.split(rule)[1:]], check=False)
 
 
 TEST_USER = "trustd-it-user"

@@ -17,6 +17,7 @@ import fcntl
 import os
 import socket
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,12 +89,55 @@ def http_socket(address: str, port: int) -> socket.socket:
     return sock
 
 
+_IPTABLES = {socket.AF_INET: "/usr/sbin/iptables", socket.AF_INET6: "/usr/sbin/ip6tables"}
+
+
+def guard_port(address: str, port: int, daemon_uid: int) -> None:
+    """Only a socket root made may answer on ``address``:``port`` (red team 3).
+
+    Anyone may bind an unprivileged port on any address (IP_FREEBIND needs no privilege):
+    whenever the daemon is not holding 18112 -- stopped, restarted, killed -- a local user who
+    binds it would receive every registered pod's token and answer its metadata and HMAC
+    requests. An OUTPUT rule drops what such a socket sends from that address and port (its
+    SYN-ACK first, so no pod's request ever reaches it): the owner match reads the sending
+    socket file's credentials, which are root's for the listening socket (root's or systemd's)
+    and ``rkt-mds``'s for the connections the daemon accepts. The rule outlives the daemon on
+    purpose; it is added once.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    rule = ["-p", "tcp", "--sport", str(port)]
+    if address not in ("0.0.0.0", "::"):  # noqa: S104 - a comparison, not a bind
+        rule += ["-s", address]
+    rule += ["-m", "owner", "!", "--uid-owner", "0"]
+    rule += ["-m", "owner", "!", "--uid-owner", str(daemon_uid), "-m", "comment", "--comment"]
+    rule += [f"trustd: metadata service port {port}, root and rkt-mds only", "-j", "DROP"]
+    tool = _IPTABLES[family]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    try:
+        present = subprocess.run(  # noqa: S603 - a fixed root-owned binary, no shell
+            [tool, "-w", "-C", "OUTPUT", *rule], env=env, capture_output=True, check=False
+        )
+        if present.returncode != 0:
+            subprocess.run(  # noqa: S603 - a fixed root-owned binary, no shell
+                [tool, "-w", "-I", "OUTPUT", "1", *rule], env=env, capture_output=True, check=True
+            )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or str(exc).encode()
+        raise LocalStateError(
+            f"cannot guard {address}:{port} against other local users' sockets: "
+            f"{detail.decode(errors='replace').strip()}",
+            hint="install iptables (its owner and comment matches); the daemon does not "
+            "serve unguarded",
+        ) from exc
+
+
 def serve(data_dir: Path, request: MetadataServiceStart) -> int:
     """Become the daemon (never returns unless binding fails)."""
     uid, gid = mds_ids()
     register = registration_socket(data_dir)
     http = http_socket(request.address, request.port)
     host, port = http.getsockname()[:2]
+    guard_port(host, port, uid)
     print(f"metadata-service: listening on {host}:{port}", file=sys.stderr, flush=True)
     high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 10) for s in (register, http)]
     for fd, source in enumerate(high, start=FIRST_FD):
