@@ -56,8 +56,13 @@ def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
 
 
 def install() -> None:
-    """Route ``dataclasses.dataclass`` here (idempotent); modules that import it later get it."""
-    _dc.dataclass = dataclass
+    """Route ``dataclasses.dataclass`` here (idempotent); modules that import it later get it.
+
+    Only on CPython 3.11 (``requires-python``), whose private helpers this build reuses; any
+    other interpreter keeps the standard library's build (3.13 compiles in one ``exec``
+    itself, so this module goes once trustd moves past 3.11)."""
+    if sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11):
+        _dc.dataclass = dataclass
 
 
 def _inherited(cls: Any) -> dict[str, Any] | None:
