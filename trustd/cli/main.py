@@ -10,11 +10,12 @@ quietly; anything else is ``rkt: internal error: ...`` (a bug: ``--debug`` shows
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
 from trustd.cli._grammar import reparse
@@ -264,5 +265,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def entry() -> NoReturn:
+    """The ``rkt`` console script: :func:`main`, then ``os._exit`` once stdout and stderr are
+    flushed. Tearing the interpreter down (every module, every object) is pure cost for a
+    process that is done (ADR 0020, decision 1, as the root program does); nothing of
+    trustd's waits for exit (no ``atexit``, temporary dirs and threads are closed in place)."""
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's --help and usage errors, --version
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # the reader went away after the last check
+        code = code or EXIT_ERROR
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
