@@ -129,6 +129,14 @@ def test_none_is_loopback_only(shared_dirs: ConfigDirs, image: str) -> None:
     assert result.stdout.split() == ["lo"]
 
 
+def test_bare_net_is_default(shared_dirs: ConfigDirs, image: str) -> None:
+    """``--net`` alone is ``default`` and takes no value (rkt's NoOptDefVal): the next word
+    is still the image."""
+    result = rkt(shared_dirs, "run", "--net", image, "--exec=/bin/ip", "--", "-4", "-o", "addr")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"eth0\s+inet 172\.16\.28\.\d+/24", app_output(result.stdout)), result.stdout
+
+
 def test_default_restricted_has_no_route_out(shared_dirs: ConfigDirs, image: str) -> None:
     script = "ip route; nc -w 2 198.51.100.1 80 </dev/null 2>&1; echo rc=$?"
     result = sh(shared_dirs, image, script, "--net=default-restricted")
