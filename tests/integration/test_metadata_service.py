@@ -28,7 +28,13 @@ import pytest
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import as_member
-from tests.integration.conftest import RKT, app_output, mds_call, metadata_service, rkt
+from tests.integration.conftest import (
+    app_output,
+    mds_call,
+    metadata_service,
+    rkt,
+    running_pod,
+)
 
 API = "acMetadata/v1"
 UUID = "6a2f8f8e-6c36-4b2e-9d1f-0b8c3f2a9e10"
@@ -364,31 +370,18 @@ def test_pods_on_the_pod_network_are_served_by_the_host_daemon(
     from another pod's address; a member of group rkt reaches neither the registration nor a
     pod's metadata; each pod is unregistered when it ends (by exit and by ``rkt stop``)."""
     _, port = pod_daemon
-    other_file, uuid_file = shared_dirs.data.parent / "other", shared_dirs.data.parent / "uuid"
-    other = subprocess.Popen(
-        [
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            "--net=default",
-            "--mds-register",
-            f"--uuid-file-save={other_file}",
-            image,
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            'echo "$AC_METADATA_URL"; exec sleep 120',
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert other.stdout is not None
-        other_url = app_output(other.stdout.readline()).strip()
-        assert other_url.startswith(f"http://172.16.28.1:{port}/"), other.communicate()
-        other_uuid = other_file.read_text().strip()
+    uuid_file = shared_dirs.data.parent / "uuid"
+    with running_pod(
+        shared_dirs,
+        image,
+        "--net=default",
+        "--mds-register",
+        script='echo "$AC_METADATA_URL"; exec sleep 120',
+    ) as other:
+        assert other.proc.stdout is not None
+        other_url = app_output(other.proc.stdout.readline().decode()).strip()
+        assert other_url.startswith(f"http://172.16.28.1:{port}/"), other_url
+        other_uuid = other.uuid
         assert other_uuid in _pods(shared_dirs)
         steal = f'wget -q -O - "{other_url}/{API}/pod/uuid" && echo stolen || echo other-refused; '
         result = rkt(
@@ -430,8 +423,4 @@ def test_pods_on_the_pod_network_are_served_by_the_host_daemon(
             f"{other_url}/{API}/pod/manifest",
         )
         assert got.stdout.split() == ["404"], got.stderr
-    finally:
-        if other_file.exists():
-            rkt(shared_dirs, "stop", other_file.read_text().strip())
-        other.communicate(timeout=60)
     assert other_uuid not in _pods(shared_dirs)  # stopped: unregistered
