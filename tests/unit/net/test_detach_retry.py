@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trustd.privileged.net import pod
+from trustd.privileged.net import _netns, pod
 from trustd.shared.errors import LocalStateError
 
 UUID = "6a2f8f8e-6c36-4b2e-9d1f-0b8c3f2a9e10"
@@ -29,7 +29,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return b""
 
     monkeypatch.setattr(pod, "execute", execute)
-    monkeypatch.setattr(pod._netns, "remove", calls["removed"].append)
+    monkeypatch.setattr(_netns, "remove", calls["removed"].append)
     calls["dir"] = tmp_path
     return calls
 
