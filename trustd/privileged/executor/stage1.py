@@ -174,7 +174,7 @@ def _start_mds(pod_dir: Path, plan: PodPlan) -> None:
     where = _mdsreg.pod_address(plan)
     if where is None:
         raise UserError(_mdsreg.NO_NETWORK)
-    daemon = _mdsreg.require_daemon(pod_dir.parents[2], plan.net)
+    daemon = _mdsreg.require_daemon(pod_dir.parents[2], plan.net, probe=False)
     _POD_ENV["AC_METADATA_URL"] = _mdsreg.register(daemon, plan, _private(pod_dir), where)
     _MDS_DAEMON.append(daemon)
 
