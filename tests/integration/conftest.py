@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -130,3 +136,120 @@ def image(shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> str:
         check=True,
     )
     return rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+
+
+def _execed(pidfile: Path, comm: str) -> bool:
+    try:
+        return Path(f"/proc/{pidfile.read_text().strip()}/comm").read_text().strip() == comm
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class RunningPod:
+    """A pod started by :func:`running_pod`: its UUID, its ``rkt run`` process and its
+    ``rkt list --format=json`` entry (``networks`` included) once its app runs."""
+
+    uuid: str
+    proc: subprocess.Popen[bytes]
+    listed: dict[str, object]
+
+    @property
+    def path(self) -> Path:
+        return Path(str(self.listed["_path"]))
+
+
+@contextlib.contextmanager
+def running_pod(
+    dirs: ConfigDirs,
+    image: str,
+    *pod_flags: str,
+    script: str = "exec sleep 600",
+    comm: str = "sleep",
+    prefix: Sequence[str] = (),
+) -> Iterator[RunningPod]:
+    """``rkt run [pod_flags] IMAGE --exec=/bin/sh -- -c SCRIPT`` in the background, yielded
+    once its app has exec'd ``comm`` and ``rkt list`` shows the pod running; stopped
+    (``rkt stop --force``) and reaped after. ``prefix`` runs before ``rkt`` (e.g. an fd set
+    up by a shell)."""
+    uuid_file = dirs.data.parent / f"uuid-{secrets.token_hex(4)}"
+    proc = subprocess.Popen(
+        [
+            *prefix,
+            *(RKT, *dirs.flags(), "run", *pod_flags, f"--uuid-file-save={uuid_file}", image),
+            *("--exec=/bin/sh", "--", "-c", script),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    uuid, entry = "", None
+    try:
+        for _ in range(1200):  # the app's pid file first (cheap), then rkt list (a process)
+            if not uuid and uuid_file.exists():
+                uuid = uuid_file.read_text().strip()
+            pod = dirs.data / "pods/run" / uuid
+            pids = list((pod / "apps").glob("*/pid")) if uuid else []
+            if pids and all(_execed(p, comm) for p in pids):
+                listed = json.loads(rkt(dirs, "list", "--format=json", check=True).stdout)
+                entry = next((p for p in listed if p["name"] == uuid), None)
+                if entry and entry["state"] == "running":
+                    entry["_path"] = str(pod)
+                    break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"pod {uuid or '?'} did not get running")
+        assert entry is not None and proc.poll() is None, proc.communicate()
+        yield RunningPod(uuid, proc, entry)
+    finally:
+        if uuid:
+            rkt(dirs, "stop", "--force", uuid)
+        if proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=60)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def mds_call(path: Path, doc: dict[str, object]) -> dict[str, object]:
+    """One request to the metadata service's registration socket (as root)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        s.sendall(json.dumps(doc).encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        answer: dict[str, object] = json.loads(s.makefile("rb").read())
+        return answer
+
+
+@contextlib.contextmanager
+def metadata_service(
+    dirs: ConfigDirs, *flags: str
+) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
+    """``rkt metadata-service`` started as root on a free port, answering on its registration
+    socket: (process, address, port); killed after."""
+    proc = subprocess.Popen(
+        [RKT, *dirs.flags(), "metadata-service", "--listen-port=0", *flags],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "listening on " in line, line + proc.stderr.read()
+        address, port = line.split("listening on ", 1)[1].strip().rsplit(":", 1)
+        for _ in range(200):  # answering on the registration socket: the daemon runs
+            try:
+                mds_call(dirs.data / "mds/register.sock", {"pods": {}})
+                break
+            except (OSError, ValueError):
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+        yield proc, address, int(port)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigDirs
-from tests.integration.conftest import RKT
+from tests.integration.conftest import RKT, metadata_service
 
 VECTORS = Path(__file__).parents[1] / "vectors" / "appc-spec" / "ace"
 PROBE = Path(__file__).parent / "ace" / "probe.c"
@@ -72,24 +72,25 @@ def test_the_ace_validator_stages_all_pass_with_rkts_command_line(
     probe = _probe(tmp_path)
     main = _aci(tmp_path, "image_manifest_main.json.in", probe)
     sidekick = _aci(tmp_path, "image_manifest_sidekick.json.in", probe)
-    result = subprocess.run(
-        [
-            RKT,
-            *shared_dirs.flags(),
-            "--insecure-options=image",
-            "run",
-            "--mds-register",
-            "--volume",
-            "database,kind=empty",
-            str(main),
-            str(sidekick),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    with metadata_service(shared_dirs):  # --mds-register pods need the host daemon (rkt)
+        result = subprocess.run(
+            [
+                RKT,
+                *shared_dirs.flags(),
+                "--insecure-options=image",
+                "run",
+                "--mds-register",
+                "--volume",
+                "database,kind=empty",
+                str(main),
+                str(sidekick),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for app, stage in (

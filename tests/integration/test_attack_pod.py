@@ -7,32 +7,26 @@ and the pod's state, or the host, unchanged:
 - class 10: the pod's plan, its manifest and the secrets passed with ``--set-env`` are
   root-only; ``rkt cat-manifest`` needs root; ``rkt list``/``status`` still work for the group.
 - class 2: a setuid-root binary an app writes into its upper layer is unreachable.
-- class 5: an fd rkt inherited (``9</etc``, runc CVE-2024-21626) reaches neither the app, nor a
-  process started by ``rkt enter``, nor the metadata service.
+- class 5: an fd rkt inherited (``9</etc``, runc CVE-2024-21626) reaches neither the app nor a
+  process started by ``rkt enter``.
 - class 6: a mount target behind an absolute symlink in the image lands inside the rootfs.
-- class 11: the pod's init and the metadata service are non-dumpable; the metadata service
-  runs as ``rkt-mds`` with no capability in any set.
+- class 11: the pod's init is non-dumpable (the metadata service is the host daemon, tested
+  in test_metadata_service.py).
 """
 
 from __future__ import annotations
 
-import pwd
 import re
 import secrets
 import stat
 import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tests._busybox import busybox_aci
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import as_member, rkt_as_member, snapshot
-from tests.integration.conftest import RKT, app_output, rkt
-
-MDS_MODULE = b"trustd.unprivileged.mds"
+from tests.integration.conftest import RKT, app_output, rkt, running_pod
 
 
 def pod_dir(dirs: ConfigDirs, uuid: str) -> Path:
@@ -46,76 +40,6 @@ def run_saving_uuid(dirs: ConfigDirs, *args: str) -> tuple[subprocess.CompletedP
 
 
 WITH_FD9 = ("sh", "-c", 'exec 9</etc; exec "$@"', "sh")  # ``9</etc`` for the command
-
-
-def _execed(pidfile: Path, comm: str) -> bool:
-    try:
-        return Path(f"/proc/{pidfile.read_text().strip()}/comm").read_text().strip() == comm
-    except (OSError, ValueError):
-        return False
-
-
-@contextmanager
-def running_pod(
-    dirs: ConfigDirs,
-    image: str,
-    *pod_flags: str,
-    script: str = "exec sleep 60",
-    fd9: bool = False,
-) -> Iterator[str]:
-    """A pod whose app has exec'd ``sleep``; stopped on exit."""
-    uuid_file = dirs.data.parent / f"uuid-{secrets.token_hex(4)}"
-    proc = subprocess.Popen(
-        [
-            *(WITH_FD9 if fd9 else ()),
-            *(RKT, *dirs.flags(), "run", *pod_flags, f"--uuid-file-save={uuid_file}", image),
-            *("--exec=/bin/sh", "--", "-c", script),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    uuid = ""
-    try:
-        for _ in range(400):
-            if uuid_file.exists() and (uuid := uuid_file.read_text().strip()):
-                pidfile = pod_dir(dirs, uuid) / "apps/busybox/pid"
-                if pidfile.is_file() and _execed(pidfile, "sleep"):
-                    break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert uuid and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        yield uuid
-    finally:
-        if uuid:
-            rkt(dirs, "stop", "--force", uuid)
-        proc.kill()
-        proc.wait(timeout=30)
-
-
-def app_pid(dirs: ConfigDirs, uuid: str) -> int:
-    return int((pod_dir(dirs, uuid) / "apps/busybox/pid").read_text())
-
-
-def mds_pid(init: int) -> int:
-    """The metadata service: the init's child running trustd.unprivileged.mds."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if MDS_MODULE in cmdline and f"\nPPid:\t{init}\n" in status:
-            return int(entry.name)
-    raise AssertionError(f"no metadata service under pod init {init}")
-
-
-def status_fields(pid: int) -> dict[str, str]:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines())}
 
 
 # --- class 10: secrets in pod state -----------------------------------------------------
@@ -262,8 +186,8 @@ def test_an_fd_rkt_enter_inherited_does_not_reach_the_entered_process(
     shared_dirs: ConfigDirs, image: str
 ) -> None:
     marker = f"trustd-attack-{secrets.token_hex(4)}"
-    with running_pod(shared_dirs, image) as uuid:
-        entered = _rkt_with_fd9(shared_dirs, "enter", uuid, "/bin/sh", "-c", _fd_script(marker))
+    with running_pod(shared_dirs, image) as pod:
+        entered = _rkt_with_fd9(shared_dirs, "enter", pod.uuid, "/bin/sh", "-c", _fd_script(marker))
     assert entered.returncode == 0, entered.stderr
     _only_stdio(entered.stdout)
     assert not Path("/etc", marker).exists()
@@ -420,65 +344,6 @@ def test_an_image_turning_no_new_privs_off_is_refused_unless_the_policy_allows_i
     assert fields == {"NoNewPrivs": "0", "Seccomp": "2"}  # the filter is still loaded
     plain = rkt(shared_dirs, "run", image, "--exec=/bin/sh", "--", "-c", script)
     assert "NoNewPrivs:\t1" in app_output(plain.stdout)  # only the image's isolator turns it off
-
-
-def test_the_metadata_service_runs_unprivileged_without_capabilities(
-    shared_dirs: ConfigDirs, image: str
-) -> None:
-    mds_user = pwd.getpwnam("rkt-mds")
-    wait = (
-        'until wget -q -O /dev/null "$AC_METADATA_URL/acMetadata/v1/pod/uuid"; do sleep 0.1; done'
-    )
-    with running_pod(
-        shared_dirs, image, "--mds-register", script=f"{wait}; exec sleep 60", fd9=True
-    ) as uuid:
-        app = app_pid(shared_dirs, uuid)
-        init = int(status_fields(app)["PPid"])
-        mds = mds_pid(init)
-        fields = status_fields(mds)
-        fds = {fd.name: str(fd.readlink()) for fd in Path(f"/proc/{mds}/fd").iterdir()}
-    assert fields["Uid"].split() == [str(mds_user.pw_uid)] * 4
-    assert fields["Gid"].split() == [str(mds_user.pw_gid)] * 4
-    assert fields["Groups"] == ""
-    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-        assert int(fields[cap], 16) == 0, (cap, fields[cap])
-    assert fields["NoNewPrivs"] == "1"
-    assert fields["Seccomp"] in ("0", "2")
-    # no fd of rkt's (9</etc), of the init's or of the pod's state: stdio, the socket, epoll
-    for fd, target in fds.items():
-        assert target.startswith(("socket:", "pipe:", "anon_inode:", "/dev/")), (fd, target)
-
-
-def test_an_app_with_the_metadata_service_uid_cannot_open_it_through_proc(
-    shared_dirs: ConfigDirs, image: str
-) -> None:
-    """An image may name any numeric uid, also rkt-mds's: the service must still be closed."""
-    mds_user = pwd.getpwnam("rkt-mds")
-    script = (
-        'until wget -q -O /dev/null "$AC_METADATA_URL/acMetadata/v1/pod/uuid"; do sleep 0.1; done; '
-        # the service: the pod's python process that is not root (the init is one too)
-        "P=$(for d in /proc/[0-9]*; do grep -q '^python' $d/comm 2>/dev/null && "
-        "awk '/^Uid:/ && $2 != 0 {f=1} END {exit !f}' $d/status && echo ${d#/proc/}; "
-        "done | head -n1); "
-        "echo uid:$(id -u) mds:$(awk '/^Uid:/ {print $2}' /proc/${P:-none}/status); " + PROBE
-    )
-    result = rkt(
-        shared_dirs,
-        "run",
-        "--mds-register",
-        image,
-        f"--user={mds_user.pw_uid}",
-        f"--group={mds_user.pw_gid}",
-        "--exec=/bin/sh",
-        "--",
-        "-c",
-        script,
-    )
-    assert result.returncode == 0, result.stderr
-    uid, mds, *probe = app_output(result.stdout).split()
-    same = mds_user.pw_uid
-    assert (uid, mds) == (f"uid:{same}", f"mds:{same}"), result.stdout  # the app is its uid
-    assert probe == [*REFUSED, "control:self-exe-open"], result.stdout
 
 
 def test_a_pod_in_the_old_layout_is_refused_with_a_hint_and_can_be_removed(

@@ -28,7 +28,13 @@ import pytest
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import as_member
-from tests.integration.conftest import RKT, app_output, rkt
+from tests.integration.conftest import (
+    app_output,
+    mds_call,
+    metadata_service,
+    rkt,
+    running_pod,
+)
 
 API = "acMetadata/v1"
 UUID = "6a2f8f8e-6c36-4b2e-9d1f-0b8c3f2a9e10"
@@ -57,50 +63,22 @@ def _status(pid: int) -> dict[str, str]:
     }
 
 
-def _start(shared_dirs: ConfigDirs, *flags: str) -> tuple[subprocess.Popen[str], str, int]:
-    """``rkt metadata-service`` started as root on a free port: (process, address, port)."""
-    proc = subprocess.Popen(
-        [RKT, *shared_dirs.flags(), "metadata-service", "--listen-port=0", *flags],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    assert "listening on " in line, line + proc.stderr.read()
-    address, port = line.split("listening on ", 1)[1].strip().rsplit(":", 1)
-    return proc, address, int(port)
-
-
 @pytest.fixture
 def daemon(shared_dirs: ConfigDirs) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The daemon on loopback (for --net=host pods and host-side probes)."""
-    proc, address, port = _start(shared_dirs, "--listen-address=127.0.0.1")
-    assert address == "127.0.0.1"
-    _wait_serving(port)
-    yield proc, port
-    proc.kill()
-    proc.wait()
+    with metadata_service(shared_dirs, "--listen-address=127.0.0.1") as (proc, address, port):
+        assert address == "127.0.0.1"
+        _wait_serving(port)
+        yield proc, port
 
 
 @pytest.fixture
 def pod_daemon(shared_dirs: ConfigDirs) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The daemon as it starts by default: on the default network's host side, 172.16.28.1,
     bound before any pod (and so any veth with that address) exists."""
-    proc, address, port = _start(shared_dirs)
-    assert address == "172.16.28.1"
-    sock = shared_dirs.data / "mds/register.sock"
-    for _ in range(200):  # answering on the registration socket: the daemon runs
-        try:
-            _register(sock, {"pods": {}})
-            break
-        except (OSError, ValueError):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-    yield proc, port
-    proc.kill()
-    proc.wait()
+    with metadata_service(shared_dirs) as (proc, address, port):
+        assert address == "172.16.28.1"
+        yield proc, port
 
 
 def _wait_serving(port: int) -> None:
@@ -124,13 +102,7 @@ def _get(url: str, data: dict[str, str] | None = None) -> tuple[int, str, bytes]
         return err.code, err.headers["Content-Type"], err.read()
 
 
-def _register(path: Path, doc: dict[str, object]) -> dict[str, object]:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(path))
-        s.sendall(json.dumps(doc).encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)
-        answer: dict[str, object] = json.loads(s.makefile("rb").read())
-        return answer
+_register = mds_call
 
 
 def _fake_pod(ip: str = "127.0.0.1", uuid: str = UUID) -> dict[str, object]:
@@ -304,27 +276,84 @@ def test_the_daemon_refuses_to_serve_as_root() -> None:
     assert result.returncode != 0 and "runs as root" in result.stderr
 
 
-def test_a_pod_that_cannot_reach_the_daemon_keeps_the_in_pod_server(
+def test_without_a_daemon_mds_register_is_rkts_error_and_nothing_changes(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """rkt's error, with the fix named, exit 254: ``rkt run`` makes no pod; ``run-prepared``
+    leaves the pod prepared (rkt checks before the move to run), and it runs once the daemon
+    is up. ``--net=none`` cannot reach any daemon: rkt's refusal, daemon or not."""
+    result = rkt(shared_dirs, "run", "--mds-register", image)
+    assert result.returncode == 254, result.stderr
+    assert "could not reach the metadata service" in result.stderr
+    assert "rkt metadata-service" in result.stderr and "--mds-register" in result.stderr
+    assert json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout) == []
+    script = 'echo "$AC_METADATA_URL"; wget -q -O - "$AC_METADATA_URL/acMetadata/v1/pod/uuid"'
+    prepared = rkt(shared_dirs, "prepare", "--quiet", image, "--exec=/bin/sh", "--", "-c", script)
+    uuid = prepared.stdout.strip().splitlines()[-1]
+    refused = rkt(shared_dirs, "run-prepared", "--mds-register", uuid)
+    assert refused.returncode == 254 and "could not reach the metadata service" in refused.stderr
+    pod = shared_dirs.data / "pods/prepared" / uuid
+    assert pod.is_dir() and '"mds": true' not in (pod / "private/plan.json").read_text()
+    for flags in (("--net=none",), ("--net=none", "--dns=192.0.2.1")):
+        none = rkt(shared_dirs, "run", *flags, "--mds-register", image)
+        assert none.returncode == 254 and "does not work with --net=none" in none.stderr
+    with metadata_service(shared_dirs) as (_, _, port):
+        ran = rkt(shared_dirs, "run-prepared", "--mds-register", uuid)
+        assert ran.returncode == 0, ran.stderr
+        url, served = app_output(ran.stdout).split()
+        assert url.startswith(f"http://172.16.28.1:{port}/") and served == uuid
+        none = rkt(shared_dirs, "run", "--net=none", "--mds-register", image)
+        assert none.returncode == 254 and "does not work with --net=none" in none.stderr
+
+
+def test_a_daemon_the_pod_cannot_reach_stops_the_pod(
     shared_dirs: ConfigDirs, image: str, daemon: tuple[subprocess.Popen[str], int]
 ) -> None:
-    """A pod on loopback only (``--net=none``) cannot reach a host daemon: it is served in
-    its own network namespace, as before (ADR 0025, the fallback)."""
-    _, port = daemon
+    """A daemon on loopback cannot serve a pod on the pod network: the pod does not start
+    (no app runs), the error names both addresses and the fix, and nothing stays registered."""
+    result = rkt(shared_dirs, "run", "--mds-register", image, "--exec=/bin/echo", "--", "RAN")
+    assert result.returncode == 254, result.stderr
+    assert "listens on 127.0.0.1, which this pod cannot reach" in result.stderr
+    assert "172.16.28.1" in result.stderr and "--listen-address" in result.stderr
+    assert "RAN" not in result.stdout
+    assert _pods(shared_dirs) == []
+
+
+def test_an_app_with_the_daemons_uid_cannot_see_or_signal_it(
+    shared_dirs: ConfigDirs, image: str, pod_daemon: tuple[subprocess.Popen[str], int]
+) -> None:
+    """An image may name any numeric uid, also rkt-mds's, the daemon's: the daemon is
+    outside the pod's PID namespace, so the app finds no process of it to signal, trace or
+    open through /proc; it is still served."""
+    import pwd  # noqa: PLC0415
+
+    proc, _ = pod_daemon
+    mds = pwd.getpwnam("rkt-mds")
+    script = (
+        f"id -u; kill -0 {proc.pid} 2>/dev/null && echo signalled || echo no-signal; "
+        f"[ -e /proc/{proc.pid} ] && echo visible || echo hidden; "
+        "for d in /proc/[0-9]*; do grep -q '^python' $d/comm 2>/dev/null && "
+        f"awk '/^Uid:/ && $2 == {mds.pw_uid} {{f=1}} END {{exit !f}}' $d/status && echo found; "
+        "done; "
+        'wget -q -O - "$AC_METADATA_URL/acMetadata/v1/pod/uuid" >/dev/null && echo served'
+    )
     result = rkt(
         shared_dirs,
         "run",
-        "--net=none",
         "--mds-register",
         image,
+        f"--user={mds.pw_uid}",
+        f"--group={mds.pw_gid}",
         "--exec=/bin/sh",
         "--",
         "-c",
-        'echo "$AC_METADATA_URL"; wget -q -O - "$AC_METADATA_URL/acMetadata/v1/pod/uuid"',
+        script,
     )
     assert result.returncode == 0, result.stderr
-    url, uuid = app_output(result.stdout).split()
-    assert url.startswith("http://127.0.0.1:18112/") and f":{port}/" not in url
-    assert len(uuid) == 36
+    uid, *seen = app_output(result.stdout).split()
+    assert uid == str(mds.pw_uid) and _status(proc.pid)["Uid"].split()[0] == uid  # the same
+    assert seen == ["no-signal", "hidden", "served"], result.stdout
+    assert proc.poll() is None  # the daemon still runs
 
 
 def _pods(shared_dirs: ConfigDirs) -> list[str]:
@@ -341,31 +370,18 @@ def test_pods_on_the_pod_network_are_served_by_the_host_daemon(
     from another pod's address; a member of group rkt reaches neither the registration nor a
     pod's metadata; each pod is unregistered when it ends (by exit and by ``rkt stop``)."""
     _, port = pod_daemon
-    other_file, uuid_file = shared_dirs.data.parent / "other", shared_dirs.data.parent / "uuid"
-    other = subprocess.Popen(
-        [
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            "--net=default",
-            "--mds-register",
-            f"--uuid-file-save={other_file}",
-            image,
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            'echo "$AC_METADATA_URL"; exec sleep 120',
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert other.stdout is not None
-        other_url = app_output(other.stdout.readline()).strip()
-        assert other_url.startswith(f"http://172.16.28.1:{port}/"), other.communicate()
-        other_uuid = other_file.read_text().strip()
+    uuid_file = shared_dirs.data.parent / "uuid"
+    with running_pod(
+        shared_dirs,
+        image,
+        "--net=default",
+        "--mds-register",
+        script='echo "$AC_METADATA_URL"; exec sleep 120',
+    ) as other:
+        assert other.proc.stdout is not None
+        other_url = app_output(other.proc.stdout.readline().decode()).strip()
+        assert other_url.startswith(f"http://172.16.28.1:{port}/"), other_url
+        other_uuid = other.uuid
         assert other_uuid in _pods(shared_dirs)
         steal = f'wget -q -O - "{other_url}/{API}/pod/uuid" && echo stolen || echo other-refused; '
         result = rkt(
@@ -407,8 +423,4 @@ def test_pods_on_the_pod_network_are_served_by_the_host_daemon(
             f"{other_url}/{API}/pod/manifest",
         )
         assert got.stdout.split() == ["404"], got.stderr
-    finally:
-        if other_file.exists():
-            rkt(shared_dirs, "stop", other_file.read_text().strip())
-        other.communicate(timeout=60)
     assert other_uuid not in _pods(shared_dirs)  # stopped: unregistered

@@ -8,7 +8,6 @@ import json
 import os
 import pwd
 import re
-import signal
 import subprocess
 import time
 import urllib.request
@@ -21,7 +20,7 @@ from tests._busybox import busybox_aci
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import as_member, member
-from tests.integration.conftest import RKT, app_output, ensure_user, rkt
+from tests.integration.conftest import RunningPod, app_output, ensure_user, rkt, running_pod
 from trustd.shared.errors import LocalStateError
 
 NAME = "example.com/busybox"
@@ -59,26 +58,52 @@ def sh(dirs: ConfigDirs, image: str, script: str, *flags: str) -> subprocess.Com
     return result
 
 
-def leftovers() -> dict[str, int]:
-    """What a pod network leaves on the host: veths, pinned netns, IPAM leases, iptables
-    rules (nat and filter), port mappings."""
-    links = subprocess.run(
-        ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
-    )
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+def _lines(cmd: list[str]) -> list[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def pod_state(uuid: str, ip: str | None = None) -> dict[str, list[str]]:
+    """What pod ``uuid``'s networks hold on the host, found by what names that pod alone (so
+    pods of other tests or users running meanwhile do not count): its pinned netns and
+    root's record (named by the UUID), its IPAM leases (host-local writes the container ID,
+    the UUID, into each), the iptables rules whose comment carries the UUID (ipMasq's and
+    portmap's) and the chains they jump to, and the host route to its address with the
+    host-side veth it goes through."""
+    rules = [ln for ln in _lines(["iptables-save"]) if ln.startswith("-A") and uuid in ln]
+    chains = sorted({m[1] for ln in rules if (m := re.search(r" -j (CNI-\S+)", ln))})
+    routes = _lines(["ip", "-o", "route", "show", "to", ip]) if ip else []
+    veths = sorted({m[1] for r in routes if (m := re.search(r" dev (\S+)", r))})
     leases = [
-        p
+        str(p)
         for p in (STATE / "cni" / "networks").glob("*/*")
-        if p.name not in ("lock",) and not p.name.startswith("last_reserved_ip")
+        if p.is_file() and p.read_text(errors="replace").split("\n", 1)[0].strip() == uuid
     ]
     return {
-        "veth": len(links.stdout.splitlines()),
-        "netns": len(list((STATE / "netns").glob("*"))),
-        "records": len(list((STATE / "net").glob("*.json"))),
-        "leases": len(leases),
-        "iptables": sum(1 for line in rules.splitlines() if line.startswith("-A")),
-        "portmaps": sum(1 for line in rules.splitlines() if line.startswith("-A CNI-DN-")),
+        "netns": [str(p) for p in [STATE / "netns" / uuid] if p.exists()],
+        "record": [str(p) for p in [STATE / "net" / f"{uuid}.json"] if p.exists()],
+        "leases": leases,
+        "rules": rules,
+        "chains": chains,
+        "routes": routes,
+        "veths": veths,
     }
+
+
+def gone(state: dict[str, list[str]], uuid: str, ip: str) -> dict[str, list[str]]:
+    """What of ``state`` (taken while the pod ran) is still on the host: nothing, after a
+    clean teardown (the chains and veth by the names they had)."""
+    now = pod_state(uuid, ip)
+    tables = _lines(["iptables-save"])
+    links = _lines(["ip", "-o", "link", "show"])
+    now["chains"] = [c for c in state["chains"] if any(f":{c} " in t for t in tables)]
+    now["veths"] = [v for v in state["veths"] if any(f": {v}@" in ln for ln in links)]
+    return {k: v for k, v in now.items() if v}
+
+
+def pod_ip(dirs: ConfigDirs, uuid: str) -> str:
+    listed = json.loads(rkt(dirs, "list", "--format=json", check=True).stdout)
+    (entry,) = [p for p in listed if p["name"] == uuid]
+    return str(entry["networks"][0]["ip"])
 
 
 def test_default_network_gives_an_address_a_route_and_list_columns(
@@ -104,6 +129,14 @@ def test_none_is_loopback_only(shared_dirs: ConfigDirs, image: str) -> None:
     assert result.stdout.split() == ["lo"]
 
 
+def test_bare_net_is_default(shared_dirs: ConfigDirs, image: str) -> None:
+    """``--net`` alone is ``default`` and takes no value (rkt's NoOptDefVal): the next word
+    is still the image."""
+    result = rkt(shared_dirs, "run", "--net", image, "--exec=/bin/ip", "--", "-4", "-o", "addr")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"eth0\s+inet 172\.16\.28\.\d+/24", app_output(result.stdout)), result.stdout
+
+
 def test_default_restricted_has_no_route_out(shared_dirs: ConfigDirs, image: str) -> None:
     script = "ip route; nc -w 2 198.51.100.1 80 </dev/null 2>&1; echo rc=$?"
     result = sh(shared_dirs, image, script, "--net=default-restricted")
@@ -113,37 +146,16 @@ def test_default_restricted_has_no_route_out(shared_dirs: ConfigDirs, image: str
 
 
 @pytest.fixture
-def server(shared_dirs: ConfigDirs, web: str) -> Iterator[subprocess.Popen[str]]:
+def server(shared_dirs: ConfigDirs, web: str) -> Iterator[RunningPod]:
     """A pod serving /www over HTTP on port 80, forwarded from 127.0.0.1:18080."""
-    proc = subprocess.Popen(
-        [
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            "--port=http:127.0.0.1:18080",
-            web,
-            "--exec=/bin/httpd",
-            "--",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-        if listed and listed[0].get("networks"):
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
-    yield proc
-    rkt(shared_dirs, "stop", listed[0]["name"])
-    proc.communicate(timeout=60)
+    with running_pod(
+        shared_dirs,
+        web,
+        "--port=http:127.0.0.1:18080",
+        script="exec httpd -f -p 80 -h /www",
+        comm="httpd",
+    ) as pod:
+        yield pod
 
 
 def _get(url: str) -> str:
@@ -159,11 +171,10 @@ def _get(url: str) -> str:
 
 
 def test_port_forward_from_127_0_0_1_and_pod_to_pod(
-    shared_dirs: ConfigDirs, image: str, server: subprocess.Popen[str]
+    shared_dirs: ConfigDirs, image: str, server: RunningPod
 ) -> None:
     assert _get("http://127.0.0.1:18080/index.html") == "hello from the pod\n"
-    listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-    ip = listed[0]["networks"][0]["ip"]
+    ip = server.listed["networks"][0]["ip"]  # type: ignore[index]
     get = f"printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 80"
     result = sh(shared_dirs, image, get)
     assert result.stdout.startswith("HTTP/1.1 200 OK"), result.stderr
@@ -211,46 +222,35 @@ def test_bad_network_flags_are_refused(shared_dirs: ConfigDirs, image: str) -> N
 
 
 def test_gc_leaves_nothing_behind(shared_dirs: ConfigDirs, web: str) -> None:
-    """A pod whose rkt is killed (so it cannot tear down) is cleaned by stop + gc: no veth,
-    netns, lease, iptables rule or port mapping is left."""
-    rkt(shared_dirs, "gc", "--grace-period=0s", check=True)  # sweeps what earlier tests left
-    before = leftovers()
-    assert rkt(shared_dirs, "run", "--port=http:127.0.0.1:18083", web).returncode == 0
-    assert leftovers() == before  # a pod that exits is torn down by its own run
-    proc = subprocess.Popen(
-        [
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            "--port=http:127.0.0.1:18082",
-            web,
-            "--exec=/bin/sleep",
-            "--",
-            "600",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-        listed = [p for p in listed if p["state"] == "running" and p.get("networks")]
-        if listed:
-            break
-        time.sleep(0.1)
-    during = leftovers()
-    assert during["veth"] == before["veth"] + 1 and during["netns"] == before["netns"] + 1
-    assert during["leases"] == before["leases"] + 1 and during["portmaps"] > before["portmaps"]
-    assert during["iptables"] > before["iptables"]
-    os.kill(proc.pid, signal.SIGKILL)  # no teardown by the run itself
-    proc.wait()
-    rkt(shared_dirs, "stop", "--force", listed[0]["name"], check=True)
-    for _ in range(100):
-        if rkt(shared_dirs, "status", listed[0]["name"]).stdout.startswith("state=exited"):
-            break
-        time.sleep(0.1)
+    """A pod that exits is torn down by its own run; one whose rkt is killed (so it cannot
+    tear down) is cleaned by stop + gc: no veth, netns, lease, iptables rule or port mapping
+    of that pod is left. Counted per pod, so other pods on the host do not disturb it."""
+    uuid_file = shared_dirs.data.parent / "exits"
+    ran = rkt(shared_dirs, "run", f"--uuid-file-save={uuid_file}", "--port=http:18083", web)
+    assert ran.returncode == 0, ran.stderr
+    uuid = uuid_file.read_text().strip()
+    ip = pod_ip(shared_dirs, uuid)
+    assert {k: v for k, v in pod_state(uuid, ip).items() if v} == {}  # torn down by its run
+    with running_pod(
+        shared_dirs, web, "--port=http:127.0.0.1:18082", script="exec /bin/sleep 600"
+    ) as pod:
+        ip = pod.listed["networks"][0]["ip"]  # type: ignore[index]
+        during = pod_state(pod.uuid, ip)
+        assert len(during["netns"]) == len(during["record"]) == len(during["leases"]) == 1
+        assert len(during["routes"]) == len(during["veths"]) == 1, during
+        assert any("MASQUERADE" in r for r in during["rules"]), during["rules"]
+        assert any("DNAT" in r and "18082" in r for r in during["rules"]), during["rules"]
+        assert during["chains"], during
+        pod.proc.kill()  # no teardown by the run itself
+        pod.proc.wait()
+        assert pod_state(pod.uuid, ip)["netns"]  # still there: nobody tore it down
+        rkt(shared_dirs, "stop", "--force", pod.uuid, check=True)
+        for _ in range(100):
+            if rkt(shared_dirs, "status", pod.uuid).stdout.startswith("state=exited"):
+                break
+            time.sleep(0.1)
     rkt(shared_dirs, "gc", "--grace-period=0s", check=True)
-    assert leftovers() == before
+    assert gone(during, pod.uuid, ip) == {}
 
 
 def test_a_scope_refusing_the_network_stops_the_run(shared_dirs: ConfigDirs, image: str) -> None:
@@ -391,28 +391,17 @@ def test_a_killed_run_whose_data_dir_went_is_swept(
 ) -> None:
     """rkt killed, the pod stopped and its whole data dir removed: no gc can find the pod, so
     the next pod start (or any gc) tears its network down from root's record in /run."""
-    rkt(shared_dirs, "gc", "--grace-period=0s", check=True)  # sweeps what earlier tests left
-    before = leftovers()
-    proc = subprocess.Popen(
-        [RKT, *shared_dirs.flags(), "run", image, "--exec=/bin/sleep", "--", "600"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        listed = json.loads(rkt(shared_dirs, "list", "--format=json", check=True).stdout)
-        listed = [p for p in listed if p["state"] == "running" and p.get("networks")]
-        if listed:
-            break
-        time.sleep(0.1)
-    assert leftovers()["veth"] == before["veth"] + 1
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    rkt(shared_dirs, "stop", "--force", listed[0]["name"], check=True)
-    for _ in range(100):
-        if rkt(shared_dirs, "status", listed[0]["name"]).stdout.startswith("state=exited"):
-            break
-        time.sleep(0.1)
+    with running_pod(shared_dirs, image) as pod:
+        ip = pod.listed["networks"][0]["ip"]  # type: ignore[index]
+        during = pod_state(pod.uuid, ip)
+        assert len(during["veths"]) == 1 and len(during["record"]) == 1, during
+        pod.proc.kill()
+        pod.proc.wait()
+        rkt(shared_dirs, "stop", "--force", pod.uuid, check=True)
+        for _ in range(100):
+            if rkt(shared_dirs, "status", pod.uuid).stdout.startswith("state=exited"):
+                break
+            time.sleep(0.1)
     subprocess.run(["rm", "-rf", str(shared_dirs.data)], check=True)
     assert rkt(shared_dirs, "gc", "--grace-period=0s").returncode == 0  # a fresh data dir
-    assert leftovers() == before
+    assert gone(during, pod.uuid, ip) == {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
-from tests.integration.conftest import RKT, app_output, rkt
+from tests.integration.conftest import RKT, app_output, rkt, running_pod
 
 RANGE = 65536
 
@@ -179,25 +179,12 @@ def test_fly_refuses_private_users_and_leaves_no_range(shared_dirs: ConfigDirs, 
 
 
 def test_enter_joins_the_pods_user_namespace(shared_dirs: ConfigDirs, image: str) -> None:
-    uuid_file = shared_dirs.data.parent / "uuid"
-    pod_run = _start(
-        shared_dirs,
-        "--private-users",
-        f"--uuid-file-save={uuid_file}",
-        image,
-        "--exec=/bin/sleep",
-        "--",
-        "60",
-    )
-    try:
-        uuid = _uuid(uuid_file)
-        _app_pid(shared_dirs.data / "pods/run" / uuid, "busybox")
-        entered = rkt(shared_dirs, "enter", uuid, "/bin/sh", "-c", "id -u; cat /proc/self/uid_map")
+    with running_pod(shared_dirs, image, "--private-users") as pod:
+        entered = rkt(
+            shared_dirs, "enter", pod.uuid, "/bin/sh", "-c", "id -u; cat /proc/self/uid_map"
+        )
         assert entered.returncode == 0, entered.stderr
-        assert entered.stdout.split()[:3] == ["0", "0", str(_ranges(shared_dirs)[uuid])]
-    finally:
-        rkt(shared_dirs, "stop", "--force", uuid)
-        pod_run.wait(timeout=60)
+        assert entered.stdout.split()[:3] == ["0", "0", str(_ranges(shared_dirs)[pod.uuid])]
 
 
 def test_pod_root_with_every_capability_cannot_change_its_mounts(

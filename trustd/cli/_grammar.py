@@ -123,6 +123,11 @@ def split_interspersed(
         name, eq, _ = word.partition("=")
         if word.startswith("--") and name not in app_flags:
             value = takes_value(parser, name)
+            no_opt = getattr(parser._option_string_actions.get(name), "no_opt_value", None)
+            if value is not None and not eq and no_opt is not None:
+                own.append(f"{word}={no_opt}")  # NoOptDefVal: the next word stays an image
+                i += 1
+                continue
             if value is not None:
                 own.append(word)
                 if value and not eq and i + 1 < len(words):

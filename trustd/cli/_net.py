@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from trustd.cli._grammar import no_opt_value
 from trustd.shared.errors import UserError
 from trustd.shared.net import NetOptions, PortRequest
 
@@ -27,13 +28,14 @@ def _split(values: list[str]) -> tuple[str, ...]:
 
 def add_net_flags(p: argparse.ArgumentParser, *, ports: bool, dns: bool) -> None:
     if dns:
-        p.add_argument(
+        net = p.add_argument(
             "--net",
             default=None,
             metavar="NETS",
             help="default (ptp + NAT), default-restricted, none, host, or a comma list of "
-            "net.d networks, each NAME[:K=V;...] (CNI_ARGS)",
+            "net.d networks, each NAME[:K=V;...] (CNI_ARGS); --net alone is default",
         )
+        no_opt_value(net, "default")  # rkt's NoOptDefVal: a value only after "="
         p.add_argument("--dns", action="append", default=[], help="name server IP, host or none")
         p.add_argument(
             "--dns-search", action="append", default=[], help="DNS search domain (resolv.conf)"

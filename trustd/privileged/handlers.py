@@ -125,6 +125,11 @@ def run(ctx: Context, request: Run) -> int:
     # One policy and one measurement config for the whole start, read once: the policy
     # that decided is the one measured (issue #14: no double work).
     policy, measure = ctx.policy(), ctx.measure()
+    if request.pod.mds_register:  # rkt's check, before any pod is made (ADR 0025)
+        from trustd.privileged.executor._mdsreg import require_daemon  # noqa: PLC0415
+
+        fly = request.pod.flavor == "fly"  # fly runs in the host's network namespace
+        require_daemon(ctx.data, "host" if fly else request.pod.network.mode)
     prepared = _prepare_pod(ctx, request, policy, measure)
     if request.uuid_file:
         write_output(Path(request.uuid_file), (prepared.pod.uuid + "\n").encode())

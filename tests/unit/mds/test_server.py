@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from trustd.privileged.executor._mds import hmac_key
 from trustd.unprivileged.mds import MetadataService, PodMetadata
 
 MANIFEST = {
@@ -26,7 +26,7 @@ IMAGE = json.dumps(
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[MetadataService]:
     meta = PodMetadata.new(
-        "1234-uuid", MANIFEST, {"web": (IMAGE, "sha512-abc")}, hmac_key(tmp_path)
+        "1234-uuid", MANIFEST, {"web": (IMAGE, "sha512-abc")}, secrets.token_bytes(64)
     )
     svc = MetadataService(meta, port=0).start()
     yield svc
@@ -75,5 +75,3 @@ def test_hmac_sign_and_verify(service: MetadataService, tmp_path: Path) -> None:
     assert get(f"{service.url}/acMetadata/v1/pod/hmac/verify", form)[0] == 200
     forged = form.replace(b"hello", b"hellO")
     assert get(f"{service.url}/acMetadata/v1/pod/hmac/verify", forged)[0] == 403
-    assert hmac_key(tmp_path) == hmac_key(tmp_path)  # one host key, kept
-    assert (tmp_path / "mds/hmac.key").stat().st_mode & 0o777 == 0o600

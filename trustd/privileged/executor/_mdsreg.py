@@ -8,8 +8,9 @@ and each app's image manifest and ID, and gets the pod's token and the HTTP port
 apps' ``AC_METADATA_URL``: ``http://<host side of the pod network>:<port>/<token>``, as
 rkt's. A pod on a CNI network is registered with its address there and reaches the daemon at
 its network's gateway (172.16.28.1 on ``default``, where the daemon listens by default); a
-``--net=host`` pod on loopback. When no daemon runs, or it listens where the pod cannot reach
-it (another network's gateway), the pod's own in-pod service is used instead (_mds.py).
+``--net=host`` pod on loopback. When no daemon runs the pod does not start, with rkt's error
+(``could not reach the metadata service``), checked before the pod is made or moved to run;
+a daemon that listens where the pod cannot reach it (another network's gateway) stops it too.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ from pathlib import Path
 from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.net import addresses
 from trustd.privileged.pod.lifecycle import MANIFEST
-from trustd.shared.errors import LocalStateError
+from trustd.shared.errors import LocalStateError, UserError
 
 SYSTEMD_SOCKET = Path("/run/rkt/metadata-svc.sock")  # rkt's path
 MAX_ANSWER = 4096
 _HINT = "see the metadata service's log; restart it (rkt metadata-service)"
+UNREACHABLE = "could not reach the metadata service"  # rkt's errUnreachable, first line
+UNREACHABLE_HINT = (
+    "start it first: `rkt metadata-service` as root (or `systemctl start rkt-metadata.socket`"
+    " where trustd's systemd units are installed), or run without --mds-register"
+)
+NO_NETWORK = (  # rkt's words
+    "--mds-register flag does not work with --net=none. "
+    "Please use 'host', 'default' or an equivalent network"
+)
 
 
 def daemon_socket(data_dir: Path) -> Path | None:
@@ -41,6 +51,30 @@ def daemon_socket(data_dir: Path) -> Path | None:
         if stat.S_ISSOCK(st.st_mode) and st.st_uid == 0:
             return path
     return None
+
+
+def _answers(path: Path) -> bool:
+    """The daemon answers a well-formed request there (rkt only dialed; a bare connect would
+    leave the daemon a broken request to log)."""
+    try:
+        _call(path, {"pods": {}})
+    except (OSError, LocalStateError):
+        return False
+    return True
+
+
+def require_daemon(data_dir: Path, net: str, *, probe: bool = True) -> Path:
+    """rkt's check before a ``--mds-register`` pod is made or moved to run (so the user can
+    start the daemon and run it again): a pod network, and a daemon that answers on its
+    registration socket (``probe``; else its socket is enough: the registration that follows
+    is the probe). The socket, or UserError/LocalStateError."""
+    if net == "none":
+        raise UserError(NO_NETWORK, hint="use --net=default (the daemon listens on its gateway)")
+    path = daemon_socket(data_dir)
+    if path is None or (probe and not _answers(path)):
+        where = f"{data_dir / 'mds' / 'register.sock'} or {SYSTEMD_SOCKET}"
+        raise LocalStateError(f"{UNREACHABLE}: no daemon answers at {where}", hint=UNREACHABLE_HINT)
+    return path
 
 
 def pod_address(plan: PodPlan) -> tuple[str, str] | None:
@@ -78,9 +112,9 @@ def _call(path: Path, request: dict[str, object]) -> dict[str, object]:
     return answer
 
 
-def register(path: Path, plan: PodPlan, private: Path, where: tuple[str, str]) -> str | None:
-    """Register the pod; its ``AC_METADATA_URL``, or None when no daemon answers there or
-    the daemon listens where this pod cannot reach it."""
+def register(path: Path, plan: PodPlan, private: Path, where: tuple[str, str]) -> str:
+    """Register the pod; its ``AC_METADATA_URL``. LocalStateError when no daemon answers
+    there (any more) or the daemon listens where this pod cannot reach it."""
     address, host = where
     apps = {
         a.name: {
@@ -97,8 +131,8 @@ def register(path: Path, plan: PodPlan, private: Path, where: tuple[str, str]) -
     }
     try:
         answer = _call(path, {"register": doc})
-    except (ConnectionRefusedError, FileNotFoundError):
-        return None  # a socket left by a daemon that stopped
+    except (ConnectionRefusedError, FileNotFoundError) as exc:  # it stopped since the check
+        raise LocalStateError(f"{UNREACHABLE} at {path}: {exc}", hint=UNREACHABLE_HINT) from exc
     token, port = answer.get("token"), answer.get("port")
     if not isinstance(token, str) or not token.isascii() or not isinstance(port, int):
         raise LocalStateError(f"the metadata service at {path} answered garbage", hint=_HINT)
@@ -106,8 +140,16 @@ def register(path: Path, plan: PodPlan, private: Path, where: tuple[str, str]) -
         raise LocalStateError(f"the metadata service at {path} answered garbage", hint=_HINT)
     listening = answer.get("address")
     if listening not in ("0.0.0.0", "::", host):  # noqa: S104 - compared only
-        unregister(path, plan.uuid)  # it serves another address: the in-pod server instead
-        return None
+        unregister(path, plan.uuid)
+        fix = (  # in the message: the stage1 reports the message only
+            f"start the daemon with --listen-address={host} (or 0.0.0.0, as rkt), "
+            "or run the pod on the daemon's network"
+        )
+        raise LocalStateError(
+            f"the metadata service listens on {str(listening)[:64]}, which this pod cannot "
+            f"reach (the host side of its network is {host}): {fix}",
+            hint=fix,
+        )
     socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/{token}"
 

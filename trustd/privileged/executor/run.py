@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from trustd.privileged.executor._gate import GatedPod, gate_run
+from trustd.privileged.executor._mdsreg import require_daemon
 from trustd.privileged.executor._measure import MeasureConfig, measure_pod_start
 from trustd.privileged.executor.plan import PodPlan
 from trustd.privileged.executor.prepare import (
@@ -120,6 +121,13 @@ def run_prepared(
     if interactive and len(plan.apps) > 1:
         lock.close()
         raise UserError("interactive option only supports one image", hint="run one image")
+    if mds_register or plan.mds:  # rkt's check before the pod moves to run (nothing changed:
+        try:  # start the daemon, then run-prepared again)
+            net = plan.net if network is None else net_mode(network)
+            require_daemon(pods.root.parent, "host" if plan.flavor == "fly" else net)
+        except BaseException:
+            os.close(fd)
+            raise
     if (mds_register and not plan.mds) or (interactive and not plan.interactive):
         plan = replace(
             plan, mds=plan.mds or mds_register, interactive=plan.interactive or interactive

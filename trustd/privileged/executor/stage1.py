@@ -12,7 +12,7 @@ chroot()ed into its root with no isolators, as rkt's fly did (for trusted system
 Everything app-written (overlay upper dirs, empty volumes) lives under the pod's root-only
 ``private/`` dir; mount targets are resolved inside the app's rootfs (RESOLVE_IN_ROOT); every
 stage1 process is non-dumpable; every fd above 2 is close-on-exec before an app's exec; the
-metadata service runs as its own unprivileged uid (issue #10).
+metadata service is the host daemon, ``rkt metadata-service`` (ADR 0025).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from trustd.privileged.net import install_etc
 from trustd.privileged.net import join as join_netns
 from trustd.privileged.pod.lifecycle import PRIVATE
 from trustd.shared._fsutil import atomic_write
+from trustd.shared.errors import UserError
 from trustd.shared.isolation import set_undumpable
 
 _VOLUME_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -164,29 +165,21 @@ def _app_env(app: AppPlan) -> dict[str, str]:
 _MDS_DAEMON: list[Path] = []  # the host daemon's registration socket, once registered
 
 
-def _start_mds(pod_dir: Path, plan: PodPlan) -> int | None:
-    """Register the pod with the host's metadata service (rkt metadata-service) when one runs
-    and the pod can reach it (_mdsreg); otherwise serve it in the pod's own network namespace,
-    as its own unprivileged uid with no capabilities (a fresh interpreter; see _mds): its pid."""
+def _start_mds(pod_dir: Path, plan: PodPlan) -> None:
+    """Register the pod with the host's metadata service (rkt metadata-service, _mdsreg);
+    the apps get its ``AC_METADATA_URL``. No daemon, or one the pod cannot reach, stops
+    the pod before any app starts (rkt's error; root checked for a daemon before)."""
     from trustd.privileged.executor import _mdsreg  # noqa: PLC0415
-    from trustd.privileged.executor._mds import start_mds  # noqa: PLC0415
 
     where = _mdsreg.pod_address(plan)
-    daemon = _mdsreg.daemon_socket(pod_dir.parents[2]) if where else None
-    if daemon is not None and where is not None:
-        url = _mdsreg.register(daemon, plan, _private(pod_dir), where)
-        if url is not None:
-            _MDS_DAEMON.append(daemon)
-            _POD_ENV["AC_METADATA_URL"] = url
-            return None
-    pid, url = start_mds(plan, _private(pod_dir), pod_dir.parents[2])
-    _POD_ENV["AC_METADATA_URL"] = url
-    return pid
+    if where is None:
+        raise UserError(_mdsreg.NO_NETWORK)
+    daemon = _mdsreg.require_daemon(pod_dir.parents[2], plan.net, probe=False)
+    _POD_ENV["AC_METADATA_URL"] = _mdsreg.register(daemon, plan, _private(pod_dir), where)
+    _MDS_DAEMON.append(daemon)
 
 
-def _stop_mds(plan: PodPlan, pid: int | None) -> None:
-    if pid is not None:
-        _stop(pid)
+def _stop_mds(plan: PodPlan) -> None:
     if _MDS_DAEMON:
         from trustd.privileged.executor._mdsreg import unregister  # noqa: PLC0415
 
@@ -322,7 +315,8 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
         lx.sethostname(plan.hostname)
         if plan.net != "host":
             _lo_up()
-    mds = _start_mds(pod_dir, plan) if plan.mds else None
+    if plan.mds:
+        _start_mds(pod_dir, plan)
     stage = _private(pod_dir) / "stage1" / "rootfs"
     stage.mkdir(parents=True, exist_ok=True)
     lx.mount("tmpfs", str(stage), "tmpfs", 0, "mode=755")
@@ -346,19 +340,10 @@ def _pod_init(pod_dir: Path, plan: PodPlan) -> int:
         pid = _start_app(pod_dir, plan, app, roots[app.name], groups, relay=relay)
         supervisor.add_app(pid, app.name)
     supervisor.run()
-    _stop_mds(plan, mds)
+    _stop_mds(plan)
     groups.record_oom(pod_dir)
     groups.destroy()
     return supervisor.exit_code()
-
-
-def _stop(pid: int) -> None:
-    """Stop a helper (the metadata service) once the apps are done; reap it."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        return
 
 
 def _child(pod_dir: Path, plan: PodPlan) -> int:

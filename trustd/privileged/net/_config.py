@@ -160,7 +160,8 @@ def resolve(names: list[str], local_config: Path, system_config: Path) -> list[N
         raise UserError(
             f"stage1: failed to setup network: network {missing[0]!r} not found in "
             f"{local_config / 'net.d'} or {system_config / 'net.d'}",
-            hint="add a <name>.conf there (root-owned), or use --net=default",
+            hint="add a <name>.conf there (root-owned; *.conflist is not read, as in rkt), "
+            "or use --net=default",
         )
     return [known[n] for n in names]
 

@@ -27,6 +27,10 @@ def umount(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(target.encode(), flags), "umount2")
 
 
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
 def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(fd, nstype), "setns")
 

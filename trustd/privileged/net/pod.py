@@ -246,7 +246,8 @@ def detach(uuid: str) -> list[str]:
         return problems
     netns = str(_netns.netns_path(uuid))
     if not Path(netns).exists():
-        netns = ""  # the spec: DEL must still release what it can (IPAM, iptables)
+        netns = ""  # the spec: DEL must still release what it can (IPAM; ptp then skips iptables)
+    retry = False  # a DEL failed for an ADD that had succeeded: keep the netns for the next try
     for step in reversed(doc["steps"]):
         config = _with_prev(step["config"], step.get("result"))
         conf = _config.NetConf(step["name"], str(config["type"]), config, "net.json")
@@ -261,13 +262,15 @@ def detach(uuid: str) -> list[str]:
                 cni_args=step.get("args", ""),
             )
         except TrustdError as exc:
+            retry = retry or step.get("result") is not None
             problems.append(
                 exc.message.replace("failed to setup network", "failed to tear down network")
             )
-    try:
-        _netns.remove(uuid)
-    except OSError as exc:
-        problems.append(f"netns {netns}: {exc}")
+    if not retry:  # else the netns stays with the record for the next try (gc): without it,
+        try:  # ptp's DEL cannot find the addresses it masqueraded, and their rules would leak
+            _netns.remove(uuid)
+        except OSError as exc:
+            problems.append(f"netns {netns}: {exc}")
     if not problems:
         with contextlib.suppress(FileNotFoundError):
             _state(uuid).unlink()
