@@ -224,12 +224,9 @@ def mds_call(path: Path, doc: dict[str, object]) -> dict[str, object]:
         return answer
 
 
-@contextlib.contextmanager
-def metadata_service(
-    dirs: ConfigDirs, *flags: str
-) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
-    """``rkt metadata-service`` started as root on a free port, answering on its registration
-    socket: (process, address, port); killed after."""
+def start_metadata_service(dirs: ConfigDirs, *flags: str) -> tuple[subprocess.Popen[str], str, int]:
+    """``rkt metadata-service`` started as root on a free port, once it answers on its
+    registration socket: (process, address, port). The caller stops it."""
     proc = subprocess.Popen(
         [RKT, *dirs.flags(), "metadata-service", "--listen-port=0", *flags],
         stdin=subprocess.DEVNULL,
@@ -249,7 +246,21 @@ def metadata_service(
             except (OSError, ValueError):
                 assert proc.poll() is None, proc.communicate()
                 time.sleep(0.05)
-        yield proc, address, int(port)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, address, int(port)
+
+
+@contextlib.contextmanager
+def metadata_service(
+    dirs: ConfigDirs, *flags: str
+) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
+    """:func:`start_metadata_service`, killed after."""
+    proc, address, port = start_metadata_service(dirs, *flags)
+    try:
+        yield proc, address, port
     finally:
         proc.kill()
         proc.wait()

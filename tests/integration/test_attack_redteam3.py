@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import UNPRIV_EXEC, as_member, member
-from tests.integration.conftest import RKT, app_output, ensure_user, rkt
+from tests.integration.conftest import RKT, app_output, ensure_user, rkt, start_metadata_service
 
 API = "acMetadata/v1"
 RANGE = 65536
@@ -115,19 +115,9 @@ def test_huge_dns_and_hosts_values_are_refused_before_anything_runs(
 def _daemon(dirs: ConfigDirs) -> tuple[subprocess.Popen[str], int]:
     """``rkt metadata-service`` as root, on its default address (172.16.28.1) and a free
     port, answering on its registration socket."""
-    from tests.integration.test_metadata_service import _register, _start  # noqa: PLC0415
-
-    proc, address, port = _start(dirs)
+    proc, address, port = start_metadata_service(dirs)
     assert address == "172.16.28.1"
-    for _ in range(200):
-        try:
-            _register(dirs.data / "mds/register.sock", {"pods": {}})
-        except (OSError, ValueError):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        else:
-            return proc, port
-    raise AssertionError("the metadata service did not come up")
+    return proc, port
 
 
 _SPOOF = """

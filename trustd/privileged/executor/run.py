@@ -126,7 +126,7 @@ def run_prepared(
             net = plan.net if network is None else net_mode(network)
             require_daemon(pods.root.parent, "host" if plan.flavor == "fly" else net)
         except BaseException:
-            os.close(fd)
+            lock.close()
             raise
     if (mds_register and not plan.mds) or (interactive and not plan.interactive):
         plan = replace(
