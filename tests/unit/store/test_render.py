@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,28 @@ def test_render_tree_is_root_only_and_reused(config_dirs: ConfigDirs, signed: Pa
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the tree store is root-only")
+def test_concurrent_renders_of_one_image_share_one_tree(
+    config_dirs: ConfigDirs, signed: Path
+) -> None:
+    """Two runs of one image used to both replace ``private/tree/<id>``: one failed with
+    "directory not empty", or removed the tree the other's pod started on. Now the second
+    waits on the image's render lock and reuses the first's tree (a render, not a copy)."""
+    store, keystore = _setup(config_dirs, signed)
+    (record,) = store.images()
+    with open_data_dir(config_dirs.data) as data:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            trees = list(
+                pool.map(
+                    lambda _n: render_tree(data, record.full_key, keystore, accept_unsigned=_never),
+                    range(4),
+                )
+            )
+        assert {t.path for t in trees} == {config_dirs.data / "private/tree" / record.full_key.id}
+        inode = trees[0].path.stat().st_ino
+        assert all(t.path.stat().st_ino == inode for t in trees)  # nobody replaced it
+        assert [p.name for p in (data.private / "tree").iterdir()] == [record.full_key.id]
+
+
 def test_a_rendered_tree_is_refused_once_its_signer_is_removed(
     config_dirs: ConfigDirs, signed: Path, keys: Keys
 ) -> None:

@@ -20,7 +20,12 @@ from trustd.privileged.treestore.datadir import (
     tree_lock,
     used_stamps,
 )
-from trustd.privileged.treestore.render import remove_legacy_trees, remove_tree, tree_names
+from trustd.privileged.treestore.render import (
+    remove_legacy_trees,
+    remove_render_locks,
+    remove_tree,
+    tree_names,
+)
 from trustd.shared.imageid import StoreKey
 from trustd.shared.request import ImageUse, pods_using
 
@@ -52,6 +57,7 @@ def collect_trees(data: DataDir, remaining: Iterable[str]) -> None:
         for name in tree_names(data):
             if name.startswith(".render-") or (_is_key(name) and name not in needed):
                 remove_tree(data, name)  # stale stages: no render runs under this lock
+        remove_render_locks(data)
         for full in set(used_stamps(data)) - needed:  # removed now, or by the group before
             forget_used(data, StoreKey.parse(full))
         if not pods_on_legacy_trees(data.path):

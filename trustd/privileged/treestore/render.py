@@ -17,6 +17,7 @@ the keyring in force, and an insecure render needs insecure acceptance again.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
@@ -24,6 +25,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,9 +240,9 @@ def render_tree(
     caller holds :func:`~trustd.privileged.treestore.datadir.tree_lock` (shared).
     """
     _require_root()
-    with private_dir(data, TREE) as tree_fd:
+    with _render_lock(data, key), private_dir(data, TREE) as tree_fd:
         cached = _cached_tree(data, tree_fd, key, keystore, accept_unsigned)
-        if cached is not None:
+        if cached is not None:  # perhaps rendered by a concurrent run we waited for
             return cached
         stage_name = f".render-{secrets.token_hex(8)}"
         os.mkdir(stage_name, 0o700, dir_fd=tree_fd)
@@ -280,6 +282,34 @@ def render_tree(
         provenance.insecure,
         _docker_name(admitted),
     )
+
+
+RENDERING = "rendering"  # private/rendering/<image ID>: one render of an image at a time
+
+
+@contextlib.contextmanager
+def _render_lock(data: DataDir, key: StoreKey) -> Iterator[None]:
+    """Two runs of one image render it one after the other, and the second reuses the first's
+    tree: without it both replaced ``private/tree/<id>``, one failing ("directory not
+    empty") or removing the tree the other's pod was starting on. The lock is a file in a
+    root-only dir (nobody else can hold it); :func:`remove_render_locks` clears them when no
+    render can run."""
+    with private_dir(data, RENDERING) as locks:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(key.id, flags, 0o600, dir_fd=locks)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_render_locks(data: DataDir) -> None:
+    """The render locks of :func:`_render_lock`; the caller holds the exclusive
+    :func:`~trustd.privileged.treestore.datadir.tree_lock`, so no render runs."""
+    with private_dir(data, RENDERING) as locks:
+        for name in os.listdir(locks):  # noqa: PTH208 - an fd, not a path
+            _dirfd.rmtree_at(locks, name)
 
 
 def _docker_name(admitted: AdmittedImage) -> str:
