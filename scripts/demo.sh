@@ -198,8 +198,11 @@ client.private_key_and_cert_chain_pem.write_to_path(f"{out}/client.pem")
 PY
 # the verifier accepts only the AK it enrolled in step 15 (CA-anchored: EK certificate from the
 # TPM maker's CA, credential activated by the TPM)
-rkt attest serve --listen=127.0.0.1:0 --cert="$OUT/tls/server.pem" --key="$OUT/tls/server.key" \
-  --client-ca="$OUT/tls/ca.pem" > "$OUT/attester.log" 2>&1 &
+# in the background, rkt itself (not the rkt() function's subshell), so $! is the server
+SERVE=(attest serve --listen=127.0.0.1:0 --cert="$OUT/tls/server.pem" --key="$OUT/tls/server.key"
+  --client-ca="$OUT/tls/ca.pem")
+echo "\$ rkt ${SERVE[*]}" >&2
+"$RKT" "${FLAGS[@]}" "${SERVE[@]}" > "$OUT/attester.log" 2>&1 &
 SERVE_PID=$!
 trap 'kill $SERVE_PID 2>/dev/null || true; kill $REG_PID 2>/dev/null || true; rkt attest stop-tpm >/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$OUT/attester.log" && break; sleep 0.1; done

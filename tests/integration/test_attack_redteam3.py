@@ -120,6 +120,20 @@ def _daemon(dirs: ConfigDirs) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
+def _mds_pod(dirs: ConfigDirs, image: str, uuid_file: Path, script: str) -> subprocess.Popen[str]:
+    """A ``--net=default --mds-register`` pod running ``sh -c script``, in the background."""
+    return subprocess.Popen(
+        [
+            *(RKT, *dirs.flags(), "run", "--net=default", "--mds-register"),
+            *(f"--uuid-file-save={uuid_file}", image, "--exec=/bin/sh", "--", "-c", script),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 _SPOOF = """
 import socket, sys
 pod_ip, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -147,24 +161,11 @@ def test_a_leaked_token_is_useless_from_the_host_even_with_the_pods_address_as_s
     connection, no metadata."""
     proc, port = _daemon(shared_dirs)
     uuid_file = shared_dirs.data.parent / "uuid"
-    pod = subprocess.Popen(
-        [
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            "--net=default",
-            "--mds-register",
-            f"--uuid-file-save={uuid_file}",
-            image,
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            'echo "$AC_METADATA_URL"; ip -4 -o addr show eth0; exec sleep 120',
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    pod = _mds_pod(
+        shared_dirs,
+        image,
+        uuid_file,
+        'echo "$AC_METADATA_URL"; ip -4 -o addr show eth0; exec sleep 120',
     )
     try:
         assert pod.stdout is not None
@@ -229,25 +230,7 @@ def test_a_local_user_cannot_take_over_the_metadata_service_of_running_pods(
     daemon, and no pod's token may reach the member."""
     proc, port = _daemon(shared_dirs)
     uuid_file = shared_dirs.data.parent / "uuid"
-    pod = subprocess.Popen(
-        [
-            RKT,
-            *shared_dirs.flags(),
-            "run",
-            "--net=default",
-            "--mds-register",
-            f"--uuid-file-save={uuid_file}",
-            image,
-            "--exec=/bin/sh",
-            "--",
-            "-c",
-            _ASK_AGAIN,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    pod = _mds_pod(shared_dirs, image, uuid_file, _ASK_AGAIN)
     hijacker = None
     try:
         assert pod.stdout is not None

@@ -41,9 +41,10 @@ FORBIDDEN = (
     "trustd.unprivileged",
     "trustd.cli",
 )
-# Probe: run the entry module as ``-m`` would, and record sys.modules when the process exits
-# (it ends with os._exit, skipping atexit: issue #14), in this process, not a forked child.
-PROBE = """
+# Probe: run an entry module as ``-m`` would, and record sys.modules when the process exits
+# (both entry points end with os._exit, skipping atexit: issue #14), in this process, not a
+# forked child.
+_PROBE = """
 import json, os, runpy, sys
 out, pid, real_exit = sys.argv.pop(1), os.getpid(), os._exit
 def record_and_exit(status):
@@ -51,8 +52,10 @@ def record_and_exit(status):
         open(out, "w").write(json.dumps(sorted(sys.modules)))
     real_exit(status)
 os._exit = record_and_exit
-runpy.run_module("trustd.privileged.main", run_name="__main__", alter_sys=True)
+runpy.run_module("{module}", run_name="__main__", alter_sys=True)
 """
+PROBE = _PROBE.format(module="trustd.privileged.main")
+CLI_PROBE = _PROBE.format(module="trustd.cli.main")  # as the rkt script runs it (entry())
 
 
 def _image_id(dirs: ConfigDirs, key: str) -> str:
@@ -138,18 +141,6 @@ def test_malformed_requests_are_refused_with_exit_254(payload: bytes, problem: s
     assert result.returncode == 254
     assert problem in result.stderr
     assert "Traceback" not in result.stderr
-
-
-# Probe: the front end as the ``rkt`` script runs it; sys.modules of this process (not of the
-# privsep child it forks, nor of the root program it starts) when it exits.
-CLI_PROBE = """
-import atexit, json, os, runpy, sys
-out, pid = sys.argv.pop(1), os.getpid()
-atexit.register(
-    lambda: os.getpid() == pid and open(out, "w").write(json.dumps(sorted(sys.modules)))
-)
-runpy.run_module("trustd.cli.main", run_name="__main__", alter_sys=True)
-"""
 
 
 def test_image_gc_as_root_removes_trees_in_the_root_program_only(
