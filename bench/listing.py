@@ -67,7 +67,9 @@ class Data:
             base.mkdir(exist_ok=True)
         model = next((self.data / "pods" / "run").iterdir())
         for _ in range(count - len(list(base.iterdir()))):
-            subprocess.run(["cp", "-a", str(model), str(base / str(uuid.uuid4()))], check=True)
+            copy = base / str(uuid.uuid4())
+            subprocess.run(["cp", "-a", str(model), str(copy)], check=True)
+            (copy / "private").chmod(0o700)  # cp -a keeps the setgid bit it got from pods/run
 
 
 def _images(data: Path, count: int) -> None:

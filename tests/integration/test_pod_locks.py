@@ -96,3 +96,22 @@ def test_a_pod_without_a_private_lock_is_judged_by_its_directory(
     finally:
         os.close(fd)
     assert not (pod.path / PRIVATE / LOCK).exists()  # judging never creates it
+
+
+def test_a_pod_whose_private_dir_fails_its_check_is_skipped_by_gc_and_removed_by_rm(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """Root does not believe a lock in a ``private/`` that is not 0700 root:root, so it
+    cannot judge that pod: gc says so and goes on with the others, and ``rkt rm`` (the fix
+    the message names) still removes it, judged by its directory lock."""
+    for _ in range(2):
+        rkt(shared_dirs, "run", "--net=none", image, "--exec=/bin/true", check=True)
+    damaged, other = sorted((shared_dirs.data / "pods" / "run").iterdir())
+    (damaged / PRIVATE).chmod(0o2700)
+    gc = rkt(shared_dirs, "gc", "--grace-period=0s")
+    assert gc.returncode == 0, gc.stderr
+    assert f'pod "{damaged.name}" skipped' in gc.stderr and f"rkt rm {damaged.name}" in gc.stderr
+    assert damaged.exists() and not (shared_dirs.data / "pods" / "run" / other.name).exists()
+    removed = rkt(shared_dirs, "rm", damaged.name)
+    assert removed.returncode == 0, removed.stderr
+    assert not damaged.exists()

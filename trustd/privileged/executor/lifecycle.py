@@ -73,9 +73,9 @@ def _forget(pods: PodStore, pod: Pod) -> None:
 
 def _remove(pods: PodStore, uuid: str) -> None:
     pod = pods.find(uuid)
-    if pod.held():
+    if pod.held(removing=True):
         raise UserError(f'pod "{pod.uuid}" is currently running')
-    lock = pod.lock()
+    lock = pod.lock(removing=True)
     _forget(pods, pod)
     lock.close()
     print(f'"{pod.uuid}"')
@@ -97,7 +97,11 @@ def remove_pods(pods: PodStore, uuids: tuple[str, ...]) -> int:
 def _mark(pods: PodStore, expire_prepared: timedelta) -> None:
     now = time.time()
     for pod in list(pods.pods()):
-        state = pod.state(by_root=True).value
+        try:
+            state = pod.state(by_root=True).value
+        except LocalStateError as exc:  # one damaged pod must not stop gc of the others
+            print(f'gc: pod "{pod.uuid}" skipped: {exc.message} ({exc.hint})', file=sys.stderr)
+            continue
         if state == "exited":
             print(f'gc: moving pod "{pod.uuid}" to garbage', file=sys.stderr)
             pods.move(pod, "exited-garbage")
@@ -118,7 +122,7 @@ def collect_pods(
     with contextlib.suppress(OSError, LocalStateError):
         sweep_networks()  # of pods whose rkt was killed and whose data dir went
     for pod in list(pods.pods()):
-        if pod.where not in ("exited-garbage", "garbage") or pod.held():
+        if pod.where not in ("exited-garbage", "garbage") or pod.held(removing=True):
             continue
         age = timedelta(seconds=time.time() - pod.path.stat().st_ctime)
         if age < grace:

@@ -115,10 +115,16 @@ class Pod:
         finally:
             os.close(fd)
 
-    def held(self) -> bool:
+    def held(self, *, removing: bool = False) -> bool:
         """Root holds the pod (preparing, running, or deleting): its lock in ``private/``,
-        or, for a pod of the layout before it, the directory's."""
-        own = self._private_lock(create=False)
+        or, for a pod of the layout before it, the directory's (so too when ``removing`` a
+        pod whose ``private/`` fails its check)."""
+        try:
+            own = self._private_lock(create=False)
+        except LocalStateError:
+            if not removing:
+                raise
+            own = None
         if own is None:
             return self.locked()
         try:
@@ -141,11 +147,17 @@ class Pod:
             "garbage": PodState.DELETING if locked else PodState.GARBAGE,
         }[self.where]
 
-    def lock(self) -> PodLock:
+    def lock(self, *, removing: bool = False) -> PodLock:
         """Take the pod's exclusive lock (root's, then the public one); hold the returned
         lock for as long as the pod is owned. A pod of the layout before ``private/`` has
-        only its directory's lock (it can only be removed)."""
-        own = self._private_lock(create=True)
+        only its directory's lock (it can only be removed); so has a pod whose ``private/``
+        fails its check when ``removing`` (``rkt rm`` is the fix the check's error names)."""
+        try:
+            own = self._private_lock(create=True)
+        except LocalStateError:
+            if not removing:
+                raise
+            own = None
         legacy = own is None
         if own is None:
             own = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -209,7 +221,7 @@ def _check_private_fd(fd: int, path: Path) -> None:
         raise LocalStateError(
             f"{path} is owned by {st.st_uid}:{st.st_gid} with mode "
             f"{stat.S_IMODE(st.st_mode):o}; a pod's private state must be 0700 root:root",
-            hint="someone changed the pod's directory; remove the pod: rkt rm UUID",
+            hint=f"someone changed the pod's directory; remove the pod: rkt rm {path.parent.name}",
         )
 
 
