@@ -26,9 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._pods import data_dir_with_busybox  # noqa: E402
 from bench._rounds import interleaved  # noqa: E402
-from tests._busybox import busybox_aci  # noqa: E402
-from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_NET_ROUNDS", "20"))
@@ -69,18 +68,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="trustd-bench-net-") as tmp:
         work = Path(tmp)
-        work.chmod(0o755)  # root's fetch runs as rkt-fetch (ADR 0005)
-        flags = [
-            f"--dir={work / 'data'}",
-            f"--local-config={work / 'etc'}",
-            f"--system-config={work / 'usr'}",
-            "--insecure-options=image",
-        ]
-        install_policy(work / "usr")
-        aci = busybox_aci(work / "bb.aci", "bench.trustd.test/echo", exec_=["/bin/echo", "started"])
-        key = subprocess.run(
-            [RKT, *flags, "fetch", "--full", str(aci)], check=True, capture_output=True, text=True
-        ).stdout.strip()
+        flags, key = data_dir_with_busybox(work, "bench.trustd.test/echo", ["/bin/echo", "started"])
         whole: dict[str, list[float]] = {"none": [], "default": []}
         contenders = {
             net: _contender([RKT, *flags, "run", f"--net={net}", key], whole[net])

@@ -30,9 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._pods import data_dir_with_busybox  # noqa: E402
 from bench._rounds import interleaved, once, summary  # noqa: E402
-from tests._busybox import busybox_aci  # noqa: E402
-from tests._policy import install_policy  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_START_ROUNDS", "30"))
@@ -104,18 +103,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="trustd-bench-start-") as tmp:
         work = Path(tmp)
-        work.chmod(0o755)  # root's fetch runs as rkt-fetch (ADR 0005)
-        flags = [
-            f"--dir={work / 'data'}",
-            f"--local-config={work / 'etc'}",
-            f"--system-config={work / 'usr'}",
-            "--insecure-options=image",
-        ]
-        install_policy(work / "usr")  # the tests' policy: allows fly and the insecure import
-        aci = busybox_aci(work / "bb.aci", "bench.trustd.test/true", exec_=["/bin/true"])
-        key = subprocess.run(
-            [RKT, *flags, "fetch", "--full", str(aci)], check=True, capture_output=True, text=True
-        ).stdout.strip()
+        flags, key = data_dir_with_busybox(work, "bench.trustd.test/true", ["/bin/true"])
         compileall.compile_dir(ROOT / "trustd", quiet=1)  # what an install ships
         commands = {
             f"trustd {flavor}": [RKT, *flags, "run", f"--stage1-name={flavor}", key]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from tests.conftest import ConfigDirs
@@ -44,6 +45,34 @@ def member(*cmd: str) -> subprocess.CompletedProcess[str]:
     result = as_member(*cmd)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def member_popen(*cmd: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """``cmd`` as the group member, in the background (stdout and stderr pipes)."""
+    user = ensure_user()
+    return subprocess.Popen(
+        ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--", *UNPRIV_EXEC, *cmd],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Kill ``proc`` if it still runs; its output."""
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate(timeout=60)
+
+
+def saved_uuid(path: Path) -> str:
+    """The pod UUID a background ``rkt run --uuid-file-save=path`` writes, once written."""
+    for _ in range(600):
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"no pod UUID in {path}")
 
 
 def rkt_as_member(dirs: ConfigDirs, *args: str) -> subprocess.CompletedProcess[str]:

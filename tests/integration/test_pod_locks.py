@@ -10,8 +10,8 @@ import os
 import subprocess
 
 from tests.conftest import ConfigDirs
-from tests.integration._attacker import UNPRIV_EXEC
-from tests.integration.conftest import ensure_user, rkt
+from tests.integration._attacker import member_popen
+from tests.integration.conftest import rkt
 from trustd.privileged.pod import Pod
 from trustd.privileged.pod.lifecycle import LOCK, PRIVATE
 from trustd.privileged.pod.model import PodState
@@ -27,14 +27,7 @@ sys.stdin.read()
 
 def _member_holds(path: str) -> subprocess.Popen[str]:
     """The group member holds a shared flock on ``path`` until its stdin closes."""
-    as_member = ["setpriv", f"--reuid={ensure_user()}", "--regid=rkt", "--init-groups", "--"]
-    proc = subprocess.Popen(
-        [*as_member, *UNPRIV_EXEC, "/usr/bin/python3", "-c", _FLOCK, path],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = member_popen("/usr/bin/python3", "-c", _FLOCK, path, stdin=subprocess.PIPE)
     assert proc.stdout is not None
     assert "LOCKED" in proc.stdout.readline(), proc.communicate()[1]
     return proc

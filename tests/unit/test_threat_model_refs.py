@@ -30,6 +30,7 @@ FILES = {
     "D": "tests/integration/test_attack_docker_names.py",
     "L": "tests/integration/test_pod_locks.py",
     "Z": "tests/integration/test_attack_redteam3.py",
+    "W": "tests/integration/test_attack_redteam3_store.py",
 }
 LETTERS = "".join(FILES)
 
