@@ -89,7 +89,11 @@ def main_page(globals_: tuple[Option, ...], commands: tuple[Command, ...]) -> st
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip(), file=sys.stderr)
+        return 0 if sys.argv[1:] in (["-h"], ["--help"]) else 2
+    if sys.argv[1].startswith("-"):
+        print(f"gen-man: {sys.argv[1]!r} is not an output directory; usage:", file=sys.stderr)
         print(__doc__.strip(), file=sys.stderr)
         return 2
     out = Path(sys.argv[1])
