@@ -31,6 +31,7 @@ FILES = {
     "L": "tests/integration/test_pod_locks.py",
     "Z": "tests/integration/test_attack_redteam3.py",
     "W": "tests/integration/test_attack_redteam3_store.py",
+    "Q": "tests/integration/test_attack_redteam4.py",
 }
 LETTERS = "".join(FILES)
 

@@ -15,7 +15,8 @@ drops to ``rkt-mds`` and execs this; trustd/privileged/executor/_mdsd.py):
   a request names a registered pod only with that pod's 256-bit token *and* from that pod's
   registered address; anything else is 404, whatever was wrong. The HMAC key is random per
   daemon start and lives only in its memory (rkt's): ``sign`` signs as the caller's pod,
-  ``verify`` checks any pod's signature.
+  ``verify`` checks any pod's signature. Connections are bounded in number (overall, per
+  address, and for addresses no registered pod has), in time and in size (_admit.py).
 
 It never runs as root and makes itself non-dumpable before it creates the key.
 """
@@ -119,6 +120,12 @@ class Registry:
     def uuids(self) -> list[str]:
         with self.lock:
             return sorted(self.pods)
+
+    def has_address(self, client: str) -> bool:
+        """A registered pod has this address (its connections come out of the share kept
+        for registered pods, trustd.unprivileged.mds._admit)."""
+        with self.lock:
+            return any(client in (ip, f"::ffff:{ip}") for _, ip in self.pods.values())
 
     def lookup(self, token: str, client: str) -> PodMetadata | None:
         with self.lock:
@@ -224,5 +231,5 @@ def main() -> int:
     threading.Thread(
         target=serve_registrations, args=(registry, register, where), daemon=True
     ).start()
-    serve_on(http, registry.lookup).serve_forever()
+    serve_on(http, registry.lookup, registry.has_address).serve_forever()
     return 0

@@ -28,6 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from trustd.unprivileged.mds import _admit
+from trustd.unprivileged.mds._admit import Admission, CappedReader, TooLarge, refuse
+
 MDS_PORT = 18112
 TEXT = "text/plain; charset=us-ascii"
 JSON = "application/json"
@@ -124,7 +127,21 @@ def only(meta: PodMetadata) -> Lookup:
 def _handler(lookup: Lookup) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         meta: PodMetadata | None = None
-        timeout = 5  # seconds per socket operation: a stalled client frees its thread
+        timeout = _admit.READ_TIMEOUT  # per socket operation; the whole connection: the deadline
+        rfile: CappedReader  # type: ignore[assignment]
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile = CappedReader(self.rfile)  # type: ignore[arg-type]
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except TooLarge:
+                self.close_connection = True  # written whole: the request line may be unread
+                self.wfile.write(_admit.TOO_LARGE)
+                self.wfile.flush()
+                _admit.drain(self.connection)
 
         def _route(self) -> list[str] | None:
             """The path below the token, once the token (and the caller's address) names a
@@ -158,6 +175,7 @@ def _handler(lookup: Lookup) -> type[BaseHTTPRequestHandler]:
             if parts is None or self.meta is None or not 0 <= length <= MAX_FORM:
                 self._send(404 if parts is None else 413, TEXT, b"refused")
                 return
+            self.rfile.allow(length)  # declared and within MAX_FORM: that much more
             form = parse_qs(self.rfile.read(length).decode(errors="replace"))
             self._send(*_post(self.meta, parts, form))
 
@@ -167,13 +185,60 @@ def _handler(lookup: Lookup) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve_on(listener: socket.socket, lookup: Lookup) -> ThreadingHTTPServer:
+class BoundedServer(ThreadingHTTPServer):
+    """One handler thread per admitted connection; the rest refused at once (_admit.py)."""
+
+    daemon_threads = True
+    request_queue_size = 128  # as root's listen() for the daemon: a flood's SYNs wait less
+    admission: Admission
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.admission.admit(request, str(client_address[0])):
+            refuse(request)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.admission.release(request)  # before the close: the reaper holds no closed fd
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """No traceback (a request's path holds its pod's token): a client that went away
+        or was ended at its deadline is nothing to report."""
+
+    def server_close(self) -> None:
+        self.admission.stop()
+        super().server_close()
+
+
+def _nobody(_client: str) -> bool:
+    return False
+
+
+def bounded(
+    address: Any,
+    lookup: Lookup,
+    registered: Callable[[str], bool] = _nobody,
+    *,
+    bind: bool = True,
+) -> BoundedServer:
+    """The HTTP server with its admission and its reaper thread; ``registered``: whether an
+    address is a registered pod's (their share of the connections is reserved)."""
+    httpd = BoundedServer(address, _handler(lookup), bind_and_activate=bind)
+    httpd.admission = Admission(registered)
+    threading.Thread(target=httpd.admission.reap_forever, daemon=True).start()
+    return httpd
+
+
+def serve_on(
+    listener: socket.socket, lookup: Lookup, registered: Callable[[str], bool] = _nobody
+) -> BoundedServer:
     """An HTTP server on a socket that is bound and listening already."""
-    httpd = ThreadingHTTPServer(listener.getsockname(), _handler(lookup), bind_and_activate=False)
+    httpd = bounded(listener.getsockname(), lookup, registered, bind=False)
     httpd.socket.close()
     httpd.socket = listener
     httpd.server_address = listener.getsockname()
-    httpd.daemon_threads = True
     return httpd
 
 
@@ -185,10 +250,9 @@ class MetadataService:
     ) -> None:
         self.meta = meta
         if listener is None:
-            self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(only(meta)))
+            self.httpd = bounded(("127.0.0.1", port), only(meta))
         else:  # a socket bound and listening already (by the pod's init)
             self.httpd = serve_on(listener, only(meta))
-        self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
