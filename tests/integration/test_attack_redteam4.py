@@ -9,13 +9,24 @@ timing them). Both holes were open before this pass (the docstrings say what was
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
+import pwd
 import socket
 import subprocess
+import tempfile
+import uuid as uuidlib
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ConfigDirs
-from tests.integration._attacker import member_popen, stop
-from tests.integration.conftest import mds_call, metadata_service
+from tests.integration._attacker import as_member, member, member_popen, stop
+from tests.integration.conftest import ensure_user, mds_call, metadata_service
+from trustd.privileged.net import _config as config
+from trustd.privileged.net import _sweep
+from trustd.privileged.net import pod as net_pod
 from trustd.unprivileged.mds import _admit
 
 API = "acMetadata/v1"
@@ -157,3 +168,77 @@ def test_a_request_line_without_end_is_cut_at_the_cap(shared_dirs: ConfigDirs) -
         )
         out, err = probe.communicate(timeout=120)
     assert out.strip() == "HTTP/1.0 431", (out, err)
+
+
+# --- 2. the CNI sweep: the recorded pods/ path of a pod whose data dir is gone ----------------
+
+
+def _live_pod(root: Path, uuid: str) -> int:
+    """A pod directory as root makes it under ``root/pods/run``, with root's lock held: the
+    returned fd holds it."""
+    private = root / "pods" / "run" / uuid / "private"
+    private.mkdir(parents=True)
+    for path in (root / "pods", root / "pods" / "run"):
+        path.chmod(0o2750)
+    (root / "pods" / "run" / uuid).chmod(0o750)
+    private.chmod(0o700)
+    fd = os.open(private / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _record(state: Path, uuid: str, pods: Path) -> None:
+    doc = {"uuid": uuid, "pods": str(pods), "steps": []}
+    (state / f"{uuid}.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("how", ["pod-dir-symlink", "state-dir-symlink"])
+def test_a_recreated_data_dir_cannot_keep_a_dead_pods_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], how: str
+) -> None:
+    """Before: the sweep believed whatever it found at the recorded ``pods/`` path, following
+    symlinks: once a dead pod's data dir under /tmp was removed, any local user (here the
+    group member) could make its path again with ``pods/run/<uuid>`` pointing at a live pod
+    of root's, and root kept the dead pod's addresses, veth and NAT rules for ever. Now the
+    record of the pod whose data dir the member made is torn down, with the reason, and the
+    live pod's own record is kept."""
+    state = tmp_path / "net"
+    state.mkdir(mode=0o700)
+    monkeypatch.setattr(net_pod, "STATE_DIR", state)
+    live_uuid, dead_uuid = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    live_root = tmp_path / "live"
+    holder = _live_pod(live_root, live_uuid)
+    gone = Path(tempfile.mkdtemp(prefix="trustd-rt4-", dir="/tmp"))  # root's data dir ...
+    _record(state, dead_uuid, gone / "pods")
+    _record(state, live_uuid, live_root / "pods")
+    gone.rmdir()  # ... removed; then made again by the member, pointing at the live pod
+    target = live_root / "pods" / "run" / live_uuid
+    if how == "pod-dir-symlink":
+        plant = 'mkdir -p "$1/pods/run" && ln -s "$2" "$1/pods/run/$3"'
+    else:
+        plant = 'mkdir -p "$1/pods" "$1/x" && ln -s "$2" "$1/x/$3" && ln -s "$1/x" "$1/pods/run"'
+    try:
+        member("/bin/sh", "-c", plant, "sh", str(gone), str(target), dead_uuid)
+        assert _sweep.pod_alive(live_root / "pods", live_uuid)
+        swept = net_pod.sweep()
+    finally:
+        os.close(holder)
+        subprocess.run(["rm", "-rf", str(gone)], check=False)
+    assert swept == [dead_uuid]
+    assert sorted(p.name for p in state.iterdir()) == [f"{live_uuid}.json"]
+    err = capfd.readouterr().err
+    assert f"network of pod {dead_uuid}: not believed" in err, err
+    assert f"owned by uid {pwd.getpwnam(ensure_user()).pw_uid}" in err, err
+
+
+def test_a_group_member_cannot_plant_or_redirect_a_network_record() -> None:
+    """The record itself is root's: ``/run/trustd/net`` is 0700 root, so a member can
+    neither add a record that names a pods/ path of theirs nor change a recorded one."""
+    state = net_pod.STATE_DIR
+    config.ensure_state_dir(state)
+    name = f"{uuidlib.uuid4()}.json"
+    tried = as_member(
+        "/bin/sh", "-c", 'echo "{}" > "$1/$2" && echo PLANTED', "sh", str(state), name
+    )
+    assert "PLANTED" not in tried.stdout and "Permission denied" in tried.stderr
+    assert not (state / name).exists()

@@ -140,33 +140,32 @@ def _with_prev(config: dict[str, Any], result: dict[str, Any] | None) -> dict[st
     return {**config, "prevResult": result} if result is not None else config
 
 
-def _pod_alive(pods: Path, uuid: str) -> bool:
-    """The pod's directory exists under ``pods`` (any state) and root holds its lock (its
-    own, in ``private/``: the directory's flock is one any member of group rkt may hold)."""
-    from trustd.privileged.pod import Pod  # noqa: PLC0415
-
-    for state in pods.glob(f"*/{uuid}"):
-        try:
-            if Pod(uuid, state).held():
-                return True
-        except (OSError, LocalStateError):
-            continue
-    return False
-
-
 def sweep() -> list[str]:
     """Tear down the networks of pods nobody runs any more: a ``rkt run`` that was killed,
-    then its data dir removed, leaves no pod for ``rkt gc`` to find. The UUIDs torn down."""
+    then its data dir removed, leaves no pod for ``rkt gc`` to find. The UUIDs torn down.
+    Whether the pod lives is read only from what root made (_sweep.py): a ``pods/`` path
+    that another user made again, or a symlink in it, is not believed, and said."""
     swept = []
-    for path in sorted(STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else []:
+    records = sorted(STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else []
+    if records:
+        from trustd.privileged.net import _sweep  # noqa: PLC0415 - only with records
+
+    for path in records:
         uuid = path.stem
         try:
             doc = _load(uuid)
         except LocalStateError:
             doc = None
         pods = doc.get("pods") if doc else None
-        if isinstance(pods, str) and _pod_alive(Path(pods), uuid):
-            continue
+        if isinstance(pods, str):
+            try:
+                if _sweep.pod_alive(Path(pods), uuid):
+                    continue
+            except _sweep.Untrusted as exc:
+                print(
+                    f"warning: network of pod {uuid}: not believed ({exc}); tearing it down",
+                    file=sys.stderr,
+                )
         detach(uuid)
         swept.append(uuid)
     return swept
