@@ -32,6 +32,7 @@ FILES = {
     "Z": "tests/integration/test_attack_redteam3.py",
     "W": "tests/integration/test_attack_redteam3_store.py",
     "Q": "tests/integration/test_attack_redteam4.py",
+    "J": "tests/integration/test_attack_redteam4_store.py",
 }
 LETTERS = "".join(FILES)
 

@@ -61,6 +61,21 @@ def as_group(
     return run_as(fetch_identity(), work, (*_MODULES, *preload), inherit_fds=False, base=PRELOAD)
 
 
+def _named_by(ref: str, key: StoreKey) -> StoreKey:
+    """``key`` when ``ref`` is a name or a prefix of it; else the lookup lied (red team 4: a
+    view the group put in place of the index table evaluates its columns again for the
+    answer, so the row that matched the prefix need not be the row answered)."""
+    from trustd.shared.errors import LocalStateError  # noqa: PLC0415
+
+    if ref.startswith("sha512-") and not key.id.startswith(ref.lower()):
+        raise LocalStateError(
+            f"the store index answered {key.id[:19]}... for image ID {ref!r}, which it does "
+            "not start with",
+            hint="a member of group rkt may have altered the index; see: rkt image list",
+        )
+    return key
+
+
 def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreKey:
     """The full image ID for ``ref`` (an ID prefix or name[:version]), resolved in the index
     with the group's rights and checked against the exact grammar. With ``touch`` (run and
@@ -76,7 +91,7 @@ def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreK
             store.index.touch(record.key)
         return record.full_key.id
 
-    return StoreKey.parse(as_group(options, work, lookup=True))
+    return _named_by(ref, StoreKey.parse(as_group(options, work, lookup=True)))
 
 
 def run_keys(
@@ -123,7 +138,7 @@ def run_keys(
             "the store index lookup answered with something other than image IDs",
             hint="a member of group rkt may have altered the index; see: rkt image list",
         )
-    return {ref: StoreKey.parse(key) for ref, key in keys.items()}, stamped
+    return {ref: _named_by(ref, StoreKey.parse(key)) for ref, key in keys.items()}, stamped
 
 
 def records(options: GlobalOptions, ref: str | None = None) -> list[Any]:
