@@ -29,6 +29,8 @@ _WAIT: Final = 0.2  # seconds between checks that the other side is still there
 _END: Final = object()  # the body is complete
 _ABORT: Final = object()  # the download failed
 
+INSPECT_THREAD = "trustd-aci-inspect"  # tests check that it ends with the download
+
 
 class _Aborted(OSError):
     """The download failed: the inspection stops (its error is not the one reported)."""
@@ -90,7 +92,9 @@ class FeedInspector:
         if self._thread is not None:
             raise RuntimeError("the inspection already started")
         feed = _Feed(self._chunks, fd, head)
-        self._thread = threading.Thread(target=self._run, args=(feed,), daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(feed,), name=INSPECT_THREAD, daemon=True
+        )
         self._thread.start()
 
     def _run(self, feed: _Feed) -> None:
