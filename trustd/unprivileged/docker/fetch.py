@@ -45,10 +45,12 @@ from trustd.unprivileged.docker._local import (
     LocalSource,
     load_archive,
     load_oci_layout,
+    load_oci_manifest,
     oci_blob_bytes,
     oci_blob_opener,
     open_archive,
 )
+from trustd.unprivileged.docker._signed_layout import copied_layers, layout_attachments
 from trustd.unprivileged.docker._space import need_space
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.registry import Credentials, Registry, RegistryLimits
@@ -66,6 +68,7 @@ UNSIGNED_MESSAGE = (
 
 
 AcceptUnsigned = Callable[[ImageRef], bool]  # name:version -> may policy take it unsigned?
+LayoutIdentity = Callable[[str, str | None], tuple[str, DockerReference] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,8 @@ class DockerFetch:
     # does the policy scope for this name:version allow an image admitted unsigned?
     accept_unsigned: AcceptUnsigned | None = None
     signatures: SignatureCheck | None = None  # simple signing (signatures.py), None: not checked
+    # the policy's [layouts]: (layout directory, tag) -> (key, the Docker reference it states)
+    layout_identity: LayoutIdentity | None = None
 
 
 def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | None = None) -> None:
@@ -104,18 +109,35 @@ def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | N
             if allowed is not False
             else f", and a policy scope that allows it ({_scope_fix(ref)})"
         )
-        raise UserError(
-            UNSIGNED_MESSAGE,
-            hint=f"{typed} cannot be verified; to accept it unsigned, pass "
-            f"--insecure-options=image{policy_part}; the store records it as insecure, with "
-            "its manifest digest",
-        )
+        raise UserError(UNSIGNED_MESSAGE, hint=_unsigned_hint(ref, policy_part))
     if allowed is False:
         raise PolicyViolationError(
             f'docker image "{typed}" is unsigned, and the policy does not allow unsigned '
             f"images for it (--insecure-options=image alone is not enough)",
             hint=f"{_scope_fix(ref)}; see why: rkt policy explain {ref.text}",
         )
+
+
+def _unsigned_hint(ref: DockerRef, policy_part: str) -> str:
+    unsigned = (
+        f"to accept it unsigned, pass --insecure-options=image{policy_part}; the store "
+        "records it as insecure, with its manifest digest"
+    )
+    if ref.kind == "oci":
+        where = os.path.abspath(ref.path or ".")  # noqa: PTH100 - the key spells it so
+        return (
+            f"{ref.text} is verified only as the Docker reference the policy names for it: "
+            f'add [layouts] "oci:{where}:{ref.tag or "latest"}" = '
+            '"docker://REGISTRY/NS/REPO:TAG" to policy.toml, with its signatures in that '
+            f"name's lookaside or the layout's .sig tag (docs/adr/0028); or {unsigned}"
+        )
+    if ref.kind == "archive":
+        return (
+            f"{ref.text}: signatures are not read from docker-archive: files (they carry "
+            "none; copy it to an oci: layout with skopeo and name it in [layouts], "
+            f"docs/adr/0028); {unsigned}"
+        )
+    return f"{ref.text} cannot be verified; {unsigned}"
 
 
 def policy_ref(ref: DockerRef) -> ImageRef:
@@ -159,6 +181,10 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
     dropping privileges (:func:`open_local_source`); without it the path is opened here.
     """
     ref = local.ref if local is not None else parse_docker_ref(text)
+    stated = _stated_identity(ref, job)
+    if stated is not None:
+        with contextlib.ExitStack() as held:
+            return _signed_layout(ref, _open_layout(ref, local, held), job, *stated)
     checked = _signature_check(ref, job)
     if checked is None:
         gate(ref, job.insecure, job.accept_unsigned)
@@ -183,6 +209,68 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
 
 
 # -- simple signing (the signature hook; trustd/unprivileged/docker/signatures.py) -----------
+def _stated_identity(ref: DockerRef, job: DockerFetch) -> tuple[str, DockerReference] | None:
+    """The Docker reference the policy states for an ``oci:`` layout (docs/adr/0028), unless
+    the user opted out with ``--insecure-options=image`` (then: an unsigned import)."""
+    if ref.kind != "oci" or job.layout_identity is None or Insecure.IMAGE in job.insecure:
+        return None
+    assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
+    return job.layout_identity(os.path.abspath(ref.path), ref.tag)  # noqa: PTH100
+
+
+def _signed_layout(
+    ref: DockerRef, layout: LayoutFiles, job: DockerFetch, key: str, target: DockerReference
+) -> ImageRecord:
+    """Verify the layout's manifest as ``target`` before any layer is read, then store it
+    under that name, with the evidence root verifies again."""
+    check = job.signatures
+    named = parse_docker_ref(f"docker://{target}")
+    if check is None or not check.applies(target.name):
+        raise PolicyViolationError(
+            f'the policy names {ref.text} "docker://{target}" ({key}), but no key is trusted '
+            f"for docker://{target.name}, so its signatures cannot be checked",
+            hint=f'run: rkt trust --prefix "docker://{target.name}" KEY (an OpenPGP key or a '
+            "sigstore PEM public key), or remove the [layouts] entry and pass "
+            "--insecure-options=image to import it unsigned",
+        )
+    manifest, digest, body, index = load_oci_manifest(layout, ref.tag)
+    signed = check.verify(
+        target, body, digest, policy_ref(named), lambda d: layout_attachments(layout, index, d)
+    )
+    config_bytes = oci_blob_bytes(layout, manifest.config.digest, manifest.config.size)
+    reserve = job.limits.reserve if job.limits is not None else None
+    with copied_layers(layout, manifest, job.store.layout.tmp, reserve) as paths:
+        origin = Origin(
+            name=registry_image_name(named),
+            tag=named.tag,
+            registry_url=named.registry,
+            repository=named.repository,
+            original_name=ref.text,
+            image_id=manifest.config.digest,
+            manifest_hash=digest,
+        )
+        blobs: list[tuple[str, Path | bytes]] = [(manifest.config.digest, config_bytes)]
+        blobs += [(layer.digest, p) for layer, p in zip(manifest.layers, paths, strict=True)]
+        openers = tuple(_file_opener(p) for p in paths)
+        pulled = _Pulled(config_bytes, openers, origin, digest, (), tuple(blobs))
+        print(
+            f"image: {ref.text} verified as docker://{target} ({key}), manifest {digest}",
+            file=sys.stderr,
+        )
+        return _convert_and_store(ref, pulled, job, signed)
+
+
+def _open_layout(
+    ref: DockerRef, local: LocalSource | None, held: contextlib.ExitStack
+) -> LayoutFiles:
+    if local is not None and local.layout is not None:
+        return local.layout
+    assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
+    layout = LayoutFiles.open(ref.path)
+    held.callback(layout.close)
+    return layout
+
+
 def _signature_check(ref: DockerRef, job: DockerFetch) -> SignatureCheck | None:
     """The check to run for a registry image some key is trusted for (a ``docker://`` prefix
     or a root key), unless the user opted out with ``--insecure-options=image``."""
@@ -383,11 +471,7 @@ def _local_image(ref: DockerRef, local: LocalSource | None, held: contextlib.Exi
         if archive is None:
             archive = held.enter_context(open_archive(ref.path))
         return _archive_image(ref.path, archive)
-    if local is not None and local.layout is not None:
-        return _oci_image(ref, local.layout)
-    layout = LayoutFiles.open(ref.path)
-    held.callback(layout.close)
-    return _oci_image(ref, layout)
+    return _oci_image(ref, _open_layout(ref, local, held))
 
 
 def _archive_image(path: Path, archive: BinaryIO) -> _Pulled:
