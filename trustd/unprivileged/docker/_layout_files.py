@@ -104,18 +104,36 @@ def _open_dir(name: str | Path, at: int | None, label: str) -> int:
         raise UserError(f"{label} is not an OCI image layout: {exc.strerror}", hint=_HINT) from exc
 
 
-def _open_blobs(top: int, path: Path, fds: dict[str, int]) -> None:
-    for algo, pattern in _ALGOS.items():
-        try:
-            algo_fd = os.open(
-                f"blobs/{algo}",
-                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                dir_fd=top,
+def _subdir(at: int, name: str, label: str) -> int | None:
+    """``name`` beneath ``at`` as a directory fd, never through a symlink; None if absent."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        why = exc.strerror
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            why = (
+                "it is a symbolic link or not a directory, and a layout's links are never followed"
             )
-        except FileNotFoundError:
+        raise UserError(f"OCI layout {label}: {why}", hint=_HINT) from exc
+
+
+def _open_blobs(top: int, path: Path, fds: dict[str, int]) -> None:
+    blobs = _subdir(top, "blobs", f"{path}: blobs")
+    if blobs is None:
+        return
+    try:
+        _open_algos(blobs, path, fds)
+    finally:
+        os.close(blobs)
+
+
+def _open_algos(blobs: int, path: Path, fds: dict[str, int]) -> None:
+    for algo, pattern in _ALGOS.items():
+        algo_fd = _subdir(blobs, algo, f"{path}: blobs/{algo}")
+        if algo_fd is None:
             continue
-        except OSError as exc:
-            raise UserError(f"OCI layout {path}: blobs/{algo}: {exc.strerror}", hint=_HINT) from exc
         try:
             listed = os.listdir(algo_fd)  # noqa: PTH208 - listing through the dir fd
             names = [n for n in listed if pattern.match(n)]
