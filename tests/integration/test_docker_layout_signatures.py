@@ -192,3 +192,43 @@ def test_insecure_options_image_imports_a_stated_layout_unsigned_under_its_direc
     listed = json.loads(rkt(shared_dirs, "image", "list", "--format=json", "--full").stdout)
     (row,) = [r for r in listed if r["id"] == out.splitlines()[-1]]
     assert row["name"].startswith("plain")
+
+
+def test_a_relative_layout_path_is_stated_by_its_absolute_key(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    import subprocess  # noqa: PLC0415
+
+    from tests.integration.conftest import RKT  # noqa: PLC0415
+
+    trustd_dirs(signed, shared_dirs, tmp_path)
+    layout = _layout(signed, "ns/good:v1", tmp_path)
+    policy_with_layouts(shared_dirs, {f"oci:{layout}:v1": f"docker://{signed.host}/ns/good:v1"})
+    out = subprocess.run(
+        [RKT, *shared_dirs.flags(), "fetch", "oci:lay:v1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"verified as docker://{signed.host}/ns/good:v1 (oci:{layout}:v1)" in out.stderr
+
+
+def test_a_docker_archive_says_why_it_is_not_verified(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    trustd_dirs(signed, shared_dirs, tmp_path)
+    archive = tmp_path / "a.tar"
+    out = signed.skopeo(
+        "copy", "--quiet", "--src-tls-verify=false", "--override-arch", "amd64",
+        f"docker://{signed.host}/ns/good:v1", f"docker-archive:{archive}:ns/good:v1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    before = ids(shared_dirs)
+    refused = rkt(shared_dirs, "fetch", f"docker-archive:{archive}")
+    assert refused.returncode == 254
+    assert "signatures are not read from docker-archive: files" in refused.stderr
+    assert "[layouts]" in refused.stderr
+    assert ids(shared_dirs) == before
