@@ -12,6 +12,9 @@ reader keeps its own offset (``pread``), so a blob can be read twice at once.
 Why not copy the layout into the store's scratch space instead: it costs a second copy of
 every blob in the layout (other images' too), a size cap to choose and a cleanup step across
 the privilege boundary, and a copy made as root would still have to refuse links the same way.
+(A layout verified as signed, docs/adr/0028, has its chosen image's layers copied by the
+child, hashed while copied, into ``cas/tmp``: an in-place rewrite of an opened file is still
+seen through its fd, and a signed image's bytes must be the ones checked.)
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ the layers (sizes capped and free space checked first; each checked against its 
 while it streams, into the store's scratch space), the squash into one ACI in the scratch
 space, and the same admission gate as every ACI (``admit`` with no keystore, recording the
 opt-out and the manifest digest in the provenance).
+
+An ``oci:`` layout the policy's ``[layouts]`` names is verified as that Docker reference
+instead (``_signed_layout``; docs/adr/0028) and stored as a signed image of that name.
 """
 
 from __future__ import annotations
