@@ -232,3 +232,33 @@ def test_a_docker_archive_says_why_it_is_not_verified(
     assert "signatures are not read from docker-archive: files" in refused.stderr
     assert "[layouts]" in refused.stderr
     assert ids(shared_dirs) == before
+
+
+def test_skopeo_reads_no_signature_for_a_layout_so_trustd_needs_the_stated_name(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """containers/image's oci: source has no signatures (impl.NoSignatures): skopeo refuses
+    a signedBy requirement on the layout whatever the lookaside holds, the verdict ADR 0028
+    departs from only where the policy states the Docker reference."""
+    layout = _layout(signed, "ns/good:v1", tmp_path)
+    keyring = tmp_path / "good.gpg"
+    keyring.write_bytes(signed.keys.gpg.export(signed.keys.good, armor=False))
+    policy = tmp_path / "policy.json"
+    identity = {"type": "exactReference", "dockerReference": f"{signed.host}/ns/good:v1"}
+    requirement = [
+        {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(keyring),
+         "signedIdentity": identity}
+    ]  # fmt: skip
+    policy.write_text(
+        json.dumps({"default": [{"type": "reject"}], "transports": {"oci": {"": requirement}}})
+    )
+    out = signed.skopeo(
+        "--policy", str(policy), "--registries.d", str(signed.registries_d), "copy", "--quiet",
+        f"oci:{layout}:v1", f"oci:{tmp_path / 'out'}:x",
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "A signature was required, but no signature exists" in out.stderr, out.stderr
+    trustd_dirs(signed, shared_dirs, tmp_path)
+    policy_with_layouts(shared_dirs, {f"oci:{layout}:v1": f"docker://{signed.host}/ns/good:v1"})
+    code, _out, err = _fetch(shared_dirs, layout)
+    assert code == 0, err
