@@ -262,3 +262,22 @@ def test_skopeo_reads_no_signature_for_a_layout_so_trustd_needs_the_stated_name(
     policy_with_layouts(shared_dirs, {f"oci:{layout}:v1": f"docker://{signed.host}/ns/good:v1"})
     code, _out, err = _fetch(shared_dirs, layout)
     assert code == 0, err
+
+
+def test_skopeo_cannot_sign_into_a_layout_so_the_tests_sign_for_the_registry_name(
+    signed: Signed, tmp_path: Path
+) -> None:
+    """Why these tests sign with ``copy --sign-by`` to the registry and copy the image to a
+    layout with ``--preserve-digests``: skopeo 1.9 finds no Docker name for a layout, and
+    given one, cannot store a signature in it."""
+    cases = [
+        ((), "Cannot determine canonical Docker reference"),
+        (("--sign-identity", f"{signed.host}/ns/good:v1"), "Pushing signatures for OCI images"),
+    ]
+    for identity, says in cases:
+        out = signed.skopeo(
+            "copy", "--quiet", "--registries.d", str(signed.registries_d), *identity,
+            "--sign-by", signed.keys.good, f"oci:{signed.layout}:base", f"oci:{tmp_path / 'x'}:v1",
+        )  # fmt: skip
+        assert out.returncode != 0
+        assert says in out.stderr, out.stderr
