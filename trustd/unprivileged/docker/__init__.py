@@ -8,12 +8,12 @@ ACI then passes the same admission gate as every other image.
 
 from trustd.shared.docker.convert import convert
 from trustd.unprivileged.docker._local import LocalSource, open_local_source
+from trustd.unprivileged.docker._names import policy_ref
 from trustd.unprivileged.docker.fetch import (
     UNSIGNED_MESSAGE,
     DockerFetch,
     fetch_docker,
     gate,
-    policy_ref,
 )
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.registry import Registry, RegistryLimits

@@ -17,19 +17,31 @@ the kept copies again before it renders: docs/adr/0021, addendum).
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
+from trustd.shared.docker.convert import Origin
 from trustd.shared.docker.documents import Descriptor, Index, Manifest
-from trustd.shared.errors import RemoteLiedError, UserError
+from trustd.shared.errors import PolicyViolationError, RemoteLiedError, UserError
+from trustd.shared.insecure import Insecure
+from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.ocisig.verify import SigstorePair
 from trustd.unprivileged.docker._blobs import blob_path, locked_blobs
 from trustd.unprivileged.docker._layout_files import LayoutFiles
-from trustd.unprivileged.docker._local import read_verified
+from trustd.unprivileged.docker._local import load_oci_manifest, oci_blob_bytes, read_verified
+from trustd.unprivileged.docker._names import policy_ref, registry_image_name
+from trustd.unprivileged.docker._pulled import Pulled, convert_and_store, file_opener
 from trustd.unprivileged.docker._space import SpaceWatch, need_space
+from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.signatures import cosign_pairs, cosign_tag
+
+if TYPE_CHECKING:
+    from trustd.shared.store import ImageRecord
+    from trustd.unprivileged.docker.fetch import DockerFetch
 
 _CHUNK = 1 << 20
 
@@ -106,3 +118,55 @@ def copied_layers(
         finally:
             for d in files:
                 blob_path(tmp, d).unlink(missing_ok=True)
+
+
+def stated_identity(ref: DockerRef, job: DockerFetch) -> tuple[str, DockerReference] | None:
+    """The Docker reference the policy states for an ``oci:`` layout (docs/adr/0028), unless
+    the user opted out with ``--insecure-options=image`` (then: an unsigned import)."""
+    if ref.kind != "oci" or job.layout_identity is None or Insecure.IMAGE in job.insecure:
+        return None
+    assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
+    return job.layout_identity(os.path.abspath(ref.path), ref.tag)  # noqa: PTH100
+
+
+def fetch_signed_layout(
+    ref: DockerRef, layout: LayoutFiles, job: DockerFetch, key: str, target: DockerReference
+) -> ImageRecord:
+    """Verify the layout's manifest as ``target`` before any layer is read, then store it
+    under that name, with the evidence root verifies again."""
+    check = job.signatures
+    named = parse_docker_ref(f"docker://{target}")
+    if check is None or not check.applies(target.name):
+        raise PolicyViolationError(
+            f'{ref.text} is stated as "docker://{target}" in the policy\'s [layouts] '
+            f'("{key}"), but no key is trusted for docker://{target.name}, so its signatures '
+            "cannot be checked",
+            hint=f'run: rkt trust --prefix "docker://{target.name}" KEY (an OpenPGP key or a '
+            "sigstore PEM public key), or remove the [layouts] entry and pass "
+            "--insecure-options=image to import it unsigned",
+        )
+    manifest, digest, body, index = load_oci_manifest(layout, ref.tag)
+    signed = check.verify(
+        target, body, digest, policy_ref(named), lambda d: layout_attachments(layout, index, d)
+    )
+    config_bytes = oci_blob_bytes(layout, manifest.config.digest, manifest.config.size)
+    reserve = job.limits.reserve if job.limits is not None else None
+    with copied_layers(layout, manifest, job.store.layout.tmp, reserve) as paths:
+        origin = Origin(
+            name=registry_image_name(named),
+            tag=named.tag,
+            registry_url=named.registry,
+            repository=named.repository,
+            original_name=ref.text,
+            image_id=manifest.config.digest,
+            manifest_hash=digest,
+        )
+        blobs: list[tuple[str, Path | bytes]] = [(manifest.config.digest, config_bytes)]
+        blobs += [(layer.digest, p) for layer, p in zip(manifest.layers, paths, strict=True)]
+        openers = tuple(file_opener(p) for p in paths)
+        pulled = Pulled(config_bytes, openers, origin, digest, (), tuple(blobs))
+        print(
+            f"image: {ref.text} verified as docker://{target} ({key}), manifest {digest}",
+            file=sys.stderr,
+        )
+        return convert_and_store(ref, pulled, job, signed)
