@@ -182,7 +182,6 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
         return convert_and_store(ref, pulled, job)
 
 
-# -- simple signing (the signature hook; trustd/unprivileged/docker/signatures.py) -----------
 def _open_layout(
     ref: DockerRef, local: LocalSource | None, held: contextlib.ExitStack
 ) -> LayoutFiles:
@@ -194,6 +193,7 @@ def _open_layout(
     return layout
 
 
+# -- simple signing (the signature hook; trustd/unprivileged/docker/signatures.py) -----------
 def _signature_check(ref: DockerRef, job: DockerFetch) -> SignatureCheck | None:
     """The check to run for a registry image some key is trusted for (a ``docker://`` prefix
     or a root key), unless the user opted out with ``--insecure-options=image``."""
