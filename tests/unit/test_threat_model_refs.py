@@ -28,6 +28,7 @@ FILES = {
     "F": "tests/integration/test_docker_sig_forgery.py",
     "N": "tests/integration/test_net.py",
     "D": "tests/integration/test_attack_docker_names.py",
+    "O": "tests/integration/test_attack_docker_layout.py",
     "L": "tests/integration/test_pod_locks.py",
     "Z": "tests/integration/test_attack_redteam3.py",
     "W": "tests/integration/test_attack_redteam3_store.py",

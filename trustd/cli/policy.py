@@ -55,7 +55,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     exp.add_argument(
         "image",
-        help="NAME[:VERSION], docker://REGISTRY/REPO[:TAG] or a store image ID (sha512-...)",
+        help="NAME[:VERSION], docker://REGISTRY/REPO[:TAG], oci:DIR[:TAG] or a store image ID "
+        "(sha512-...)",
     )
     exp.add_argument("--stored", action="store_true", help="judge the newest stored NAME")
     add_format_flag(exp)
@@ -142,6 +143,14 @@ def _explain_text(doc: dict[str, Any]) -> None:
     print(f"image:    {doc['image']}")
     if doc.get("docker_name"):
         print(f"docker:   {doc['docker_name']}")
+    if "layout" in doc:
+        stated = doc["layout"]
+        print(
+            f"layout:   {stated['key']} is verified as {stated['docker_reference']}"
+            if stated
+            else "layout:   not in [layouts]: only an unsigned import "
+            "(--insecure-options=image), under its directory's name"
+        )
     print(f"policy:   {doc['policy']['source']} ({doc['policy']['digest']})")
     print(f"scope:    {doc['scope']}  (mode {doc['mode']})")
     print(f"shadows:  {', '.join(doc['shadows']) or '(none)'}")
@@ -176,6 +185,7 @@ def run_explain(args: argparse.Namespace) -> int:
     options: GlobalOptions = args.options
     policy = _policy(options)
     record = None
+    layout: dict[str, str] | None = None
     if args.image.startswith("sha512-") or args.stored:
         from trustd.cli._store import records  # noqa: PLC0415 - only when the store is asked
 
@@ -187,14 +197,36 @@ def run_explain(args: argparse.Namespace) -> int:
         from trustd.unprivileged.docker import parse_docker_ref, policy_ref  # noqa: PLC0415
 
         ref = policy_ref(parse_docker_ref(args.image))
+    elif args.image.startswith("oci:"):
+        ref, layout = _layout_ref(policy, args.image)
     else:
         ref = ImageRef.parse(args.image)
     doc = explain(policy, ref, _keystore(options), datetime.now(UTC), record)
+    if args.image.startswith("oci:"):
+        doc["layout"] = layout
     if is_json(args.format):
         print_json(doc, args.format)
     else:
         _explain_text(doc)
     return 0
+
+
+def _layout_ref(policy: Policy, text: str) -> tuple[ImageRef, dict[str, str] | None]:
+    """An ``oci:`` layout as the gates will judge it: the Docker reference ``[layouts]``
+    states for it (docs/adr/0028), else the directory name an unsigned import gets."""
+    from trustd.shared.docker.convert import sanitize_identifier  # noqa: PLC0415
+    from trustd.shared.policy.layouts import layout_identity  # noqa: PLC0415
+    from trustd.unprivileged.docker import parse_docker_ref, policy_ref  # noqa: PLC0415
+
+    local = parse_docker_ref(text)
+    path = os.path.abspath(local.path or ".")  # noqa: PTH100 - as fetch spells the key
+    stated = layout_identity(policy.layouts, path, local.tag)
+    if stated is None:
+        name = sanitize_identifier(os.path.basename(path)) or "oci-image"  # noqa: PTH119
+        return ImageRef.of(name, local.tag or "latest"), None
+    key, target = stated
+    ref = policy_ref(parse_docker_ref(f"docker://{target}"))
+    return ref, {"key": key, "docker_reference": f"docker://{target}"}
 
 
 def run_audit(args: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ from trustd.shared.errors import PolicyViolationError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.policy import allows_unsigned, loads_policy
 from trustd.unprivileged.docker import UNSIGNED_MESSAGE, parse_docker_ref
-from trustd.unprivileged.docker.fetch import gate, registry_image_name
+from trustd.unprivileged.docker._names import registry_image_name
+from trustd.unprivileged.docker.fetch import gate
 
 REF = "docker://127.0.0.1:5000/team/app:1.0"
 ACCEPT = '\n[scopes."127.0.0.1-5000/team".require]\ntype = "accept-anything"\n'

@@ -270,3 +270,21 @@ def test_html_lists_findings_images_and_scopes(setup: tuple[ConfigDirs, Keys]) -
     for f in report.findings:
         assert f'data-rule="{f.rule_id}"' in page
     assert "CIS-Docker-5.21" in page
+
+
+def test_cli_explain_names_a_layout_by_the_reference_layouts_states(
+    config_dirs: ConfigDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (FIXTURES / "layout-name-admits-unsigned-pass.toml").read_text()
+    (config_dirs.local / "policy.toml").write_text(text)
+    assert _rkt(config_dirs, "policy", "explain", "--format=json", "oci:/srv/images/app:v3") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["layout"] == {
+        "key": "oci:/srv/images/app",
+        "docker_reference": "docker://registry.example.com/layouts/app:v3",
+    }
+    assert doc["scope"] == "docker://registry.example.com/layouts"
+    assert _rkt(config_dirs, "policy", "explain", "oci:/srv/other:v1") == 0
+    out = capsys.readouterr().out
+    assert "layout:   not in [layouts]: only an unsigned import" in out
+    assert "scope:    default" in out

@@ -30,6 +30,8 @@ RULE_FIXTURES = {
     "TD-POL-025": "signature-weaker",
     "TD-POL-026": "identity-ineffective",
     "TD-POL-027": "docker-names-share-a-store-name",
+    "TD-POL-028": "layout-name-without-key",
+    "TD-POL-029": "layout-name-admits-unsigned",
 }
 
 
@@ -44,6 +46,9 @@ def ks(config_dirs: ConfigDirs, keys: Keys) -> ConfigDirs:
     trust(config_dirs, keys, keys.good, "example.com/app")
     for fpr in (keys.revoked, keys.expired, keys.weak):
         trust(config_dirs, keys, fpr, "other.org/keys")  # in the keystore, not in any scope
+    layouts = config_dirs.local / "trustedkeys/docker.d/registry.example.com/layouts"
+    layouts.mkdir(parents=True)  # a docker:// prefix key, for the [layouts] rules
+    (layouts / keys.good.lower()).write_bytes(keys.public(keys.good))
     return config_dirs
 
 

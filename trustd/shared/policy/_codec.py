@@ -134,6 +134,7 @@ def assemble(
         default=default,
         scopes=scopes,
         seccomp_profiles=top.seccomp_profiles,
+        layouts=top.layouts,
         source=source,
         digest=digest,
         text=text,

@@ -192,6 +192,18 @@ RULES: dict[str, Rule] = {
             "medium",
             "docker:// scopes that differ name images the conversion stores under one AC name",
         ),
+        Rule(
+            "TD-POL-028",
+            "layout-name-without-key",
+            "high",
+            "a [layouts] entry names a Docker reference no key is trusted for",
+        ),
+        Rule(
+            "TD-POL-029",
+            "layout-name-admits-unsigned",
+            "medium",
+            "a [layouts] entry names a Docker name whose scope admits unsigned images",
+        ),
         Rule("TD-IMG-001", "image-would-be-denied", "high", "a stored image would not run now"),
         Rule("TD-IMG-002", "image-unverified", "medium", "a stored image was never verified"),
         Rule("TD-IMG-003", "image-allowed-by-exception", "medium", "a stored image runs by warn"),

@@ -19,6 +19,7 @@ from trustd.shared.policy._lint_keys import (
     keys,
     scope_keys,
 )
+from trustd.shared.policy._lint_layouts import layouts
 from trustd.shared.policy._lint_run import DANGEROUS_CAPS, runtime, seccomp
 from trustd.shared.policy._lint_scopes import exceptions, hierarchy, signature_rules
 from trustd.shared.policy.findings import Finding
@@ -46,6 +47,7 @@ def lint(policy: Policy, keystore: Keystore, now: datetime) -> list[Finding]:
         *seccomp(policy),
         *runtime(policy),
         *signature_rules(policy),
+        *layouts(policy, keystore),
     ]
     order = ("critical", "high", "medium", "low", "info")
     found.sort(key=lambda f: (order.index(f.severity), f.rule_id, f.subject))

@@ -20,6 +20,7 @@ from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
 from trustd.shared.net import NETWORK_NAME
 from trustd.shared.ocisig.identity import IdentityType, SignedIdentity
 from trustd.shared.ocisig.name import DockerName, DockerReference
+from trustd.shared.policy.layouts import layouts_problem
 from trustd.shared.vocab import Flavor, MeasureMode, PrivateUsersRule, SelinuxMode
 
 Verdict = Literal["allow", "warn", "deny"]
@@ -98,6 +99,10 @@ def _owner(value: str) -> str | None:
 
 def _version(value: int) -> str | None:
     return None if value == POLICY_VERSION else f"must be {POLICY_VERSION}"
+
+
+def _layouts(value: Mapping[str, str]) -> str | None:
+    return layouts_problem(value)
 
 
 def _aware(value: datetime | None) -> str | None:
@@ -315,6 +320,14 @@ class Policy:
         metadata=_meta(
             "extra Docker-format profiles: name -> file path (relative to the policy file)",
             toml="seccomp_profiles",
+        ),
+    )
+    layouts: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=_meta(
+            "the Docker reference a local OCI layout is verified as: oci:/DIR[:TAG] -> "
+            "docker://REGISTRY/NS/REPO[:TAG] (docs/adr/0028)",
+            _layouts,
         ),
     )
     source: str = field(default="", compare=False, metadata={"internal": True})

@@ -12,6 +12,9 @@ reader keeps its own offset (``pread``), so a blob can be read twice at once.
 Why not copy the layout into the store's scratch space instead: it costs a second copy of
 every blob in the layout (other images' too), a size cap to choose and a cleanup step across
 the privilege boundary, and a copy made as root would still have to refuse links the same way.
+(A layout verified as signed, docs/adr/0028, has its chosen image's layers copied by the
+child, hashed while copied, into ``cas/tmp``: an in-place rewrite of an opened file is still
+seen through its fd, and a signed image's bytes must be the ones checked.)
 """
 
 from __future__ import annotations
@@ -104,18 +107,36 @@ def _open_dir(name: str | Path, at: int | None, label: str) -> int:
         raise UserError(f"{label} is not an OCI image layout: {exc.strerror}", hint=_HINT) from exc
 
 
-def _open_blobs(top: int, path: Path, fds: dict[str, int]) -> None:
-    for algo, pattern in _ALGOS.items():
-        try:
-            algo_fd = os.open(
-                f"blobs/{algo}",
-                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                dir_fd=top,
+def _subdir(at: int, name: str, label: str) -> int | None:
+    """``name`` beneath ``at`` as a directory fd, never through a symlink; None if absent."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        why = exc.strerror
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            why = (
+                "it is a symbolic link or not a directory, and a layout's links are never followed"
             )
-        except FileNotFoundError:
+        raise UserError(f"OCI layout {label}: {why}", hint=_HINT) from exc
+
+
+def _open_blobs(top: int, path: Path, fds: dict[str, int]) -> None:
+    blobs = _subdir(top, "blobs", f"{path}: blobs")
+    if blobs is None:
+        return
+    try:
+        _open_algos(blobs, path, fds)
+    finally:
+        os.close(blobs)
+
+
+def _open_algos(blobs: int, path: Path, fds: dict[str, int]) -> None:
+    for algo, pattern in _ALGOS.items():
+        algo_fd = _subdir(blobs, algo, f"{path}: blobs/{algo}")
+        if algo_fd is None:
             continue
-        except OSError as exc:
-            raise UserError(f"OCI layout {path}: blobs/{algo}: {exc.strerror}", hint=_HINT) from exc
         try:
             listed = os.listdir(algo_fd)  # noqa: PTH208 - listing through the dir fd
             names = [n for n in listed if pattern.match(n)]

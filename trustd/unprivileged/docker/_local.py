@@ -30,6 +30,7 @@ from trustd.shared.docker.documents import (
     INDEX_TYPES,
     OCI_INDEX,
     DocumentError,
+    Index,
     Manifest,
     load_json,
     media_type_of,
@@ -248,6 +249,12 @@ def _verified_blob(layout: LayoutFiles, digest: str, size: int | None = None) ->
 
 def load_oci_layout(layout: LayoutFiles, tag: str | None) -> tuple[Manifest, str]:
     """The image manifest for ``tag`` in an OCI layout, and its digest (indexes: this host)."""
+    manifest, digest, _body, _index = load_oci_manifest(layout, tag)
+    return manifest, digest
+
+
+def read_layout_index(layout: LayoutFiles) -> Index:
+    """``index.json``, read once (a later change to the file is never seen)."""
     label = layout.path
     try:
         with layout.open_file("index.json") as f:
@@ -257,7 +264,16 @@ def load_oci_layout(layout: LayoutFiles, tag: str | None) -> tuple[Manifest, str
             f"{label} is not an OCI image layout: index.json: {exc.strerror}",
             hint="oci:DIR[:TAG] names a directory made by umoci, skopeo or buildah",
         ) from exc
-    index = parse_index(index_bytes, OCI_INDEX, f"{label}/index.json")
+    return parse_index(index_bytes, OCI_INDEX, f"{label}/index.json")
+
+
+def load_oci_manifest(layout: LayoutFiles, tag: str | None) -> tuple[Manifest, str, bytes, Index]:
+    """(manifest, its digest, the very bytes that hash to it, the layout's index).
+
+    Each document is read once and hashed as read, so the manifest parsed is the one whose
+    digest a signature covers, whatever the layout's owner writes meanwhile."""
+    label = layout.path
+    index = read_layout_index(layout)
     candidates = [d for d in index.manifests if (d.ref_name or None) == tag or tag is None]
     if tag is None and len(index.manifests) > 1:
         candidates = [d for d in index.manifests if d.ref_name == "latest"]
@@ -269,20 +285,39 @@ def load_oci_layout(layout: LayoutFiles, tag: str | None) -> tuple[Manifest, str
         )
     desc = candidates[0]
     for _ in range(4):  # an index may name an index: follow a few levels
-        data = _read_small(layout, _verified_blob(layout, desc.digest, desc.size), desc.digest)
+        data = read_verified(layout, desc.digest, desc.size)
         media = media_type_of(data, desc.media_type, f"{label}@{desc.digest}")
         if media not in INDEX_TYPES:
-            return parse_manifest(data, media, f"{label}@{desc.digest}"), desc.digest
+            manifest = parse_manifest(data, media, f"{label}@{desc.digest}")
+            return manifest, desc.digest, data, index
         source = f"{label}@{desc.digest}"
         desc = select_platform(parse_index(data, media, source), source)
     raise RemoteLiedError(f"OCI layout {label}: indexes nest more than 4 levels")
 
 
-def _read_small(layout: LayoutFiles, name: str, digest: str) -> bytes:
-    with layout.open_file(name) as f:
-        data = f.read(MAX_SMALL + 1)
+def read_verified(layout: LayoutFiles, digest: str, size: int | None) -> bytes:
+    """A small blob (a manifest, a config, a cosign payload), read once and hashed as read."""
+    name = _blob_name(digest)
+    algo = digest.partition(":")[0]
+    try:
+        with layout.open_file(name) as f:
+            data = f.read(MAX_SMALL + 1)
+    except OSError as exc:
+        raise UserError(
+            f"OCI layout {layout.path}: cannot read blob {digest}: {exc.strerror}",
+            hint="the layout must hold every blob its index names, as regular files "
+            "(a symlinked blob is never followed)",
+        ) from exc
     if len(data) > MAX_SMALL:
         raise RemoteLiedError(f"OCI layout {layout.path}: {digest} is larger than {MAX_SMALL}")
+    got = f"{algo}:{hashlib.new(algo, data).hexdigest()}"
+    if got != digest:
+        raise RemoteLiedError(
+            f"OCI layout {layout.path}: blob {digest} hashes to {got}",
+            hint="the layout was altered; nothing was stored",
+        )
+    if size is not None and len(data) != size:
+        raise RemoteLiedError(f"OCI layout {layout.path}: blob {digest} is not {size} bytes")
     return data
 
 
@@ -296,7 +331,7 @@ def oci_blob_bytes(layout: LayoutFiles, digest: str, size: int) -> bytes:
         raise RemoteLiedError(
             f"OCI layout {layout.path}: config {digest} is larger than {MAX_SMALL}"
         )
-    return _read_small(layout, _verified_blob(layout, digest, size), digest)
+    return read_verified(layout, digest, size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,9 @@ the layers (sizes capped and free space checked first; each checked against its 
 while it streams, into the store's scratch space), the squash into one ACI in the scratch
 space, and the same admission gate as every ACI (``admit`` with no keystore, recording the
 opt-out and the manifest digest in the provenance).
+
+An ``oci:`` layout the policy's ``[layouts]`` names is verified as that Docker reference
+instead (``_signed_layout``; docs/adr/0028) and stored as a signed image of that name.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from trustd.shared.docker._squash import SquashLimits
-from trustd.shared.docker.convert import Origin, convert, sanitize_identifier
+from trustd.shared.docker.convert import Origin, sanitize_identifier
 from trustd.shared.docker.documents import (
     INDEX_TYPES,
     Manifest,
@@ -34,10 +37,9 @@ from trustd.shared.docker.documents import (
 )
 from trustd.shared.errors import PolicyViolationError, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
-from trustd.shared.ocisig.name import DockerName, DockerReference, split_host
+from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.policy import ImageRef
-from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
-from trustd.shared.store.admit import admit_docker_signed
+from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore
 from trustd.unprivileged.docker._blobs import blob_path, locked_blobs, sweep_blobs
 from trustd.unprivileged.docker._layout_files import LayoutFiles
 from trustd.unprivileged.docker._local import (
@@ -49,6 +51,14 @@ from trustd.unprivileged.docker._local import (
     oci_blob_opener,
     open_archive,
 )
+from trustd.unprivileged.docker._names import (
+    docker_reference,
+    policy_ref,
+    registry_image_name,
+    scope_fix,
+)
+from trustd.unprivileged.docker._pulled import Pulled, convert_and_store, file_opener
+from trustd.unprivileged.docker._signed_layout import fetch_signed_layout, stated_identity
 from trustd.unprivileged.docker._space import need_space
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
 from trustd.unprivileged.docker.registry import Credentials, Registry, RegistryLimits
@@ -66,6 +76,7 @@ UNSIGNED_MESSAGE = (
 
 
 AcceptUnsigned = Callable[[ImageRef], bool]  # name:version -> may policy take it unsigned?
+LayoutIdentity = Callable[[str, str | None], tuple[str, DockerReference] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,8 @@ class DockerFetch:
     # does the policy scope for this name:version allow an image admitted unsigned?
     accept_unsigned: AcceptUnsigned | None = None
     signatures: SignatureCheck | None = None  # simple signing (signatures.py), None: not checked
+    # the policy's [layouts]: (layout directory, tag) -> (key, the Docker reference it states)
+    layout_identity: LayoutIdentity | None = None
 
 
 def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | None = None) -> None:
@@ -102,54 +115,37 @@ def gate(ref: DockerRef, insecure: Insecure, accept_unsigned: AcceptUnsigned | N
         policy_part = (
             ""
             if allowed is not False
-            else f", and a policy scope that allows it ({_scope_fix(ref)})"
+            else f", and a policy scope that allows it ({scope_fix(ref)})"
         )
-        raise UserError(
-            UNSIGNED_MESSAGE,
-            hint=f"{typed} cannot be verified; to accept it unsigned, pass "
-            f"--insecure-options=image{policy_part}; the store records it as insecure, with "
-            "its manifest digest",
-        )
+        raise UserError(UNSIGNED_MESSAGE, hint=_unsigned_hint(ref, policy_part))
     if allowed is False:
         raise PolicyViolationError(
             f'docker image "{typed}" is unsigned, and the policy does not allow unsigned '
             f"images for it (--insecure-options=image alone is not enough)",
-            hint=f"{_scope_fix(ref)}; see why: rkt policy explain {ref.text}",
+            hint=f"{scope_fix(ref)}; see why: rkt policy explain {ref.text}",
         )
 
 
-def policy_ref(ref: DockerRef) -> ImageRef:
-    """The name and version policy scopes judge a registry image by: its Docker name as typed
-    (``docker://`` scopes), the AC name it gets in the store (scopes written before those),
-    and the tag, which becomes its ``version`` label (docs/adr/0021, addendum)."""
-    return ImageRef(
-        ImageRef.of(registry_image_name(ref), ref.tag).name,
-        ref.tag or None,
-        _docker_reference(ref).name,
+def _unsigned_hint(ref: DockerRef, policy_part: str) -> str:
+    unsigned = (
+        f"to accept it unsigned, pass --insecure-options=image{policy_part}; the store "
+        "records it as insecure, with its manifest digest"
     )
-
-
-def _scope_fix(ref: DockerRef) -> str:
-    return (
-        f'in policy.toml, give "{_docker_reference(ref).name}" a scope whose '
-        'run.insecure_options lists "image" (or whose require.type is "accept-anything")'
-    )
-
-
-def registry_image_name(ref: DockerRef) -> str:
-    """The AC name a registry image gets in the store (what policy scopes match)."""
-    return sanitize_identifier(f"{ref.registry}/{ref.repository}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Pulled:
-    config_bytes: bytes
-    layers: tuple[Callable[[], BinaryIO], ...]
-    origin: Origin
-    source_digest: str
-    diff_ids: tuple[str, ...]
-    # a registry image: its config and layer blobs by digest (kept for a signed image)
-    blobs: tuple[tuple[str, Path | bytes], ...] = ()
+    if ref.kind == "oci":
+        where = os.path.abspath(ref.path or ".")  # noqa: PTH100 - the key spells it so
+        return (
+            f"{ref.text} is verified only as the Docker reference the policy names for it: "
+            f'add [layouts] "oci:{where}:{ref.tag or "latest"}" = '
+            '"docker://REGISTRY/NS/REPO:TAG" to policy.toml, with its signatures in that '
+            f"name's lookaside or the layout's .sig tag (docs/adr/0028); or {unsigned}"
+        )
+    if ref.kind == "archive":
+        return (
+            f"{ref.text}: signatures are not read from docker-archive: files (they carry "
+            "none; copy it to an oci: layout with skopeo and name it in [layouts], "
+            f"docs/adr/0028); {unsigned}"
+        )
+    return f"{ref.text} cannot be verified; {unsigned}"
 
 
 def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) -> ImageRecord:
@@ -159,6 +155,10 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
     dropping privileges (:func:`open_local_source`); without it the path is opened here.
     """
     ref = local.ref if local is not None else parse_docker_ref(text)
+    stated = stated_identity(ref, job)
+    if stated is not None:
+        with contextlib.ExitStack() as held:
+            return fetch_signed_layout(ref, _open_layout(ref, local, held), job, *stated)
     checked = _signature_check(ref, job)
     if checked is None:
         gate(ref, job.insecure, job.accept_unsigned)
@@ -174,12 +174,23 @@ def fetch_docker(text: str, job: DockerFetch, local: LocalSource | None = None) 
         if unchanged is not None:
             return unchanged
         with _registry_image(ref, job, registry, manifest, digest, platform=platform) as pulled:
-            record = _convert_and_store(ref, pulled, job, signed)
+            record = convert_and_store(ref, pulled, job, signed)
             job.store.index.set_remote(ref.url, record.key, pulled.source_digest, None)
             return record
     with contextlib.ExitStack() as held:
         pulled = _local_image(ref, local, held)
-        return _convert_and_store(ref, pulled, job)
+        return convert_and_store(ref, pulled, job)
+
+
+def _open_layout(
+    ref: DockerRef, local: LocalSource | None, held: contextlib.ExitStack
+) -> LayoutFiles:
+    if local is not None and local.layout is not None:
+        return local.layout
+    assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
+    layout = LayoutFiles.open(ref.path)
+    held.callback(layout.close)
+    return layout
 
 
 # -- simple signing (the signature hook; trustd/unprivileged/docker/signatures.py) -----------
@@ -189,13 +200,7 @@ def _signature_check(ref: DockerRef, job: DockerFetch) -> SignatureCheck | None:
     check = job.signatures
     if check is None or ref.kind != "registry" or Insecure.IMAGE in job.insecure:
         return None
-    return check if check.applies(_docker_reference(ref).name) else None
-
-
-def _docker_reference(ref: DockerRef) -> DockerReference:
-    return DockerReference(
-        DockerName(*split_host(f"{ref.registry}/{ref.repository}")), ref.tag, ref.digest
-    )
+    return check if check.applies(docker_reference(ref).name) else None
 
 
 def _verify_signatures(
@@ -208,7 +213,7 @@ def _verify_signatures(
     body, _media, got = registry.manifest(digest)  # digest-checked by the client
     scope = policy_ref(ref)
     return check.verify(
-        _docker_reference(ref), body, got, scope, lambda d: _cosign_attachments(registry, d)
+        docker_reference(ref), body, got, scope, lambda d: _cosign_attachments(registry, d)
     )
 
 
@@ -305,7 +310,7 @@ def _registry_image(
     digest: str,
     *,
     platform: Platform | None = None,
-) -> Iterator[_Pulled]:
+) -> Iterator[Pulled]:
     """Config and layers, each checked against its digest, into locked scratch files.
 
     A failure in transit keeps the layer files for the next attempt to resume; anything
@@ -336,8 +341,8 @@ def _registry_image(
             paths = tuple(blob_path(tmp, layer.digest) for layer in manifest.layers)
             blobs: list[tuple[str, Path | bytes]] = [(manifest.config.digest, config_bytes)]
             blobs += [(layer.digest, p) for layer, p in zip(manifest.layers, paths, strict=True)]
-            openers = tuple(_file_opener(p) for p in paths)
-            yield _Pulled(config_bytes, openers, origin, digest, (), tuple(blobs))
+            openers = tuple(file_opener(p) for p in paths)
+            yield Pulled(config_bytes, openers, origin, digest, (), tuple(blobs))
         except (TransportError, KeyboardInterrupt):
             keep = True
             raise
@@ -371,11 +376,7 @@ def _short(digest: str) -> str:
     return digest.partition(":")[2][:12]
 
 
-def _file_opener(path: Path) -> Callable[[], BinaryIO]:
-    return lambda: path.open("rb")
-
-
-def _local_image(ref: DockerRef, local: LocalSource | None, held: contextlib.ExitStack) -> _Pulled:
+def _local_image(ref: DockerRef, local: LocalSource | None, held: contextlib.ExitStack) -> Pulled:
     """An archive or layout, read through what the caller opened (or opened here)."""
     assert ref.path is not None  # noqa: S101 - local sources always have a path
     if ref.kind == "archive":
@@ -383,14 +384,10 @@ def _local_image(ref: DockerRef, local: LocalSource | None, held: contextlib.Exi
         if archive is None:
             archive = held.enter_context(open_archive(ref.path))
         return _archive_image(ref.path, archive)
-    if local is not None and local.layout is not None:
-        return _oci_image(ref, local.layout)
-    layout = LayoutFiles.open(ref.path)
-    held.callback(layout.close)
-    return _oci_image(ref, layout)
+    return _oci_image(ref, _open_layout(ref, local, held))
 
 
-def _archive_image(path: Path, archive: BinaryIO) -> _Pulled:
+def _archive_image(path: Path, archive: BinaryIO) -> Pulled:
     image: LocalImage = load_archive(path, archive)
     origin = Origin(
         name=sanitize_identifier(image.repository or path.stem) or "docker-archive",
@@ -403,7 +400,7 @@ def _archive_image(path: Path, archive: BinaryIO) -> _Pulled:
     source_digest = image.manifest_digest
     if not source_digest.startswith("sha256:"):  # legacy layout: the archive's own digest
         source_digest = _file_sha256(archive)
-    return _Pulled(image.config_json, image.layers, origin, source_digest, image.diff_ids)
+    return Pulled(image.config_json, image.layers, origin, source_digest, image.diff_ids)
 
 
 def _file_sha256(f: BinaryIO) -> str:
@@ -414,7 +411,7 @@ def _file_sha256(f: BinaryIO) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def _oci_image(ref: DockerRef, layout: LayoutFiles) -> _Pulled:
+def _oci_image(ref: DockerRef, layout: LayoutFiles) -> Pulled:
     assert ref.path is not None  # noqa: S101 - OCI layouts always have a path
     manifest, digest = load_oci_layout(layout, ref.tag)
     config_bytes = oci_blob_bytes(layout, manifest.config.digest, manifest.config.size)
@@ -426,47 +423,4 @@ def _oci_image(ref: DockerRef, layout: LayoutFiles) -> _Pulled:
         manifest_hash=digest,
     )
     layers = tuple(oci_blob_opener(layout, d.digest, d.size) for d in manifest.layers)
-    return _Pulled(config_bytes, layers, origin, digest, ())
-
-
-def _convert_and_store(
-    ref: DockerRef, pulled: _Pulled, job: DockerFetch, signed: SignedImage | None = None
-) -> ImageRecord:
-    with job.store.scratch_file() as scratch:
-        with scratch.open("wb") as out:
-            converted = convert(
-                pulled.layers,
-                pulled.config_bytes,
-                pulled.origin,
-                out,
-                label=ref.url,
-                diff_ids=pulled.diff_ids,
-                limits=job.squash_limits,
-            )
-        written = converted.info(ref.url)  # accounted for as written: not read back
-        evidence: bytes | None = None
-        blobs: dict[str, Path | bytes] = {}
-        if signed is not None and job.signatures is not None:  # verified again, from bytes
-            blobs = dict(pulled.blobs)  # root converts these again before it renders
-            evidence = signed.evidence().encode()
-            admitted = admit_docker_signed(
-                scratch,
-                evidence,
-                job.signatures.keystore,
-                identity=signed.rule,
-                source=ref.url,
-                inspected=written,
-            )
-        else:
-            # keystore=None: the explicit, recorded opt-out that gate() allowed above
-            admitted = admit(
-                scratch,
-                None,
-                None,
-                source=ref.url,
-                source_digest=pulled.source_digest,
-                inspected=written,
-            )
-        if job.admitted_gate is not None:
-            job.admitted_gate(admitted)
-        return job.store.put(admitted, scratch, evidence, source=ref.url, blobs=blobs)
+    return Pulled(config_bytes, layers, origin, digest, ())

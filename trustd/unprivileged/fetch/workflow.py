@@ -22,6 +22,7 @@ from trustd.shared.policy import (
     decide_fetch,
     signed_identity,
 )
+from trustd.shared.policy.layouts import layout_identity
 from trustd.shared.policy.log import append_decision
 from trustd.shared.store import AdmittedImage, ImageRecord, ImageStore, admit
 from trustd.shared.store._docker_admit import docker_origin
@@ -196,6 +197,7 @@ def fetch_image(
             admitted_gate=ctx.policy_gate,
             accept_unsigned=lambda name: allows_unsigned(ctx.policy, name),
             signatures=_signature_check(ctx),
+            layout_identity=lambda path, tag: layout_identity(ctx.policy.layouts, path, tag),
             limits=RegistryLimits(blob=replace(IMAGE_LIMITS, min_rate=ctx.min_rate)),
         )
         opened = None if isinstance(local, LocalInputs) else local
