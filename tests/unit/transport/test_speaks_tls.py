@@ -1,0 +1,33 @@
+"""The TLS probe a plain-http-allowed registry ping runs before loading the CA store."""
+
+from __future__ import annotations
+
+import socket
+
+from tests._https import LocalServer
+from trustd.unprivileged.transport import Limits, speaks_tls
+
+FAST = Limits(max_bytes=1024, connect_timeout=5, total_timeout=5)
+
+
+def test_a_tls_server_is_found_even_though_the_probe_trusts_no_ca(
+    https_server: LocalServer,
+) -> None:
+    assert speaks_tls("127.0.0.1", https_server.port, FAST)
+
+
+def test_a_plain_http_server_is_not_tls(http_server: LocalServer) -> None:
+    assert not speaks_tls("127.0.0.1", http_server.port, FAST)
+
+
+def test_a_closed_port_is_not_tls() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: refused
+        assert not speaks_tls("127.0.0.1", port, FAST)
+
+
+def test_the_probe_sends_nothing_past_the_client_hello(https_server: LocalServer) -> None:
+    """The handshake cannot complete, so no request reaches the server."""
+    assert speaks_tls("127.0.0.1", https_server.port, FAST)
+    assert https_server.recorded == []
