@@ -17,8 +17,6 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO, Final, Protocol, cast
 
-import zstandard
-
 _GZIP: Final = b"\x1f\x8b"
 _ZSTD: Final = b"\x28\xb5\x2f\xfd"
 _XZ: Final = b"\xfd7zXZ\x00"
@@ -114,6 +112,8 @@ def decompressed(raw: BinaryIO) -> BinaryIO:
     if head.startswith(_GZIP):
         return cast(BinaryIO, Gunzip(stream))
     if head.startswith(_ZSTD):
+        import zstandard  # noqa: PLC0415 - only zstd layers need it (it imports platform)
+
         return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(stream))
     if head.startswith(_XZ):
         return cast(BinaryIO, lzma.LZMAFile(stream))
