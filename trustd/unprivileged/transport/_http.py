@@ -140,6 +140,8 @@ def speaks_tls(host: str, port: int, limits: Limits) -> bool:
     a ClientHello is sent: a server that presents a certificate speaks TLS (the real
     request then checks that certificate against the system store). Loading that store
     costs ~20 ms of CPU, which a plain-http registry then never pays (issue #12).
+    Connecting and the whole handshake are each bounded by ``limits.connect_timeout``
+    (CPython applies a socket's timeout to the handshake as one deadline).
     """
     if proxy_for("https", host, port) is not None:
         return True
