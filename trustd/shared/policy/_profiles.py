@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from trustd.shared.isolation.seccomp import SeccompSpec, default_spec, spec_digest
 from trustd.shared.policy.model import SECCOMP_DIGEST, Policy
 from trustd.shared.policy.seccomp_profile import DockerProfile, SeccompProfileError, load_profile
 from trustd.shared.shipped import seccomp_profiles_dir
@@ -17,12 +16,17 @@ SHIPPED_DIR = seccomp_profiles_dir()
 
 @functools.cache
 def rkt_default_digest() -> str:
+    # imported here: the seccomp tables cost every policy load (every fetch) ~30 ms
+    from trustd.shared.isolation.seccomp import default_spec, spec_digest  # noqa: PLC0415
+
     return spec_digest(default_spec())
 
 
 @functools.cache
 def unconfined_digest() -> str:
     """The ``@appc.io/all`` opt-out: a filter that refuses nothing."""
+    from trustd.shared.isolation.seccomp import SeccompSpec, spec_digest  # noqa: PLC0415
+
     return spec_digest(SeccompSpec("remove", frozenset()))
 
 

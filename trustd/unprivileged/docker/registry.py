@@ -31,7 +31,7 @@ from trustd.shared.docker.documents import INDEX_TYPES, MANIFEST_TYPES, MAX_DOCU
 from trustd.shared.errors import DISK_FULL, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.unprivileged.docker._space import SpaceWatch, disk_full, need_space
-from trustd.unprivileged.transport import IMAGE_LIMITS, Limits, Response, fetch
+from trustd.unprivileged.transport import IMAGE_LIMITS, Limits, Response, fetch, speaks_tls
 from trustd.unprivileged.transport.progress import Progress
 
 Credentials = Callable[[str], tuple[str, str] | None]
@@ -157,6 +157,8 @@ class Registry:
     def ping(self) -> None:
         """Find the API (https, then http when allowed) and authenticate if it asks."""
         schemes = ["https", "http"] if Insecure.HTTP in self.insecure else ["https"]
+        if Insecure.HTTP in self.insecure and not self._speaks_tls():
+            schemes = ["http"]  # https would fail here: skip the system CA store's load
         error: TransportError | None = None
         for scheme in schemes:
             try:
@@ -180,6 +182,14 @@ class Registry:
                 "a plain-http registry needs --insecure-options=http"
             )
         raise error
+
+    def _speaks_tls(self) -> bool:
+        parts = urlsplit(f"//{self.host}")
+        try:
+            port = parts.port or 443
+        except ValueError:
+            return True  # the https request names what is wrong with the host
+        return parts.hostname is None or speaks_tls(parts.hostname, port, self.limits.small)
 
     def _basic(self) -> str | None:
         creds = self.credentials(self.host)

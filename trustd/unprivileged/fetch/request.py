@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,10 +24,8 @@ _ARCH = {
 
 def host_labels() -> dict[str, str]:
     """appc's os/arch for this host (rkt's defaults for discovery and store lookups)."""
-    return {
-        "os": platform.system().lower(),
-        "arch": _ARCH.get(platform.machine(), platform.machine()),
-    }
+    host = os.uname()  # what platform.system() and .machine() answer; platform costs ~8 ms
+    return {"os": host.sysname.lower(), "arch": _ARCH.get(host.machine, host.machine)}
 
 
 @dataclass(frozen=True, slots=True)

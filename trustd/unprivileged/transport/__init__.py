@@ -9,6 +9,7 @@ from trustd.unprivileged.transport._http import (
     Response,
     Sink,
     fetch,
+    speaks_tls,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Response",
     "Sink",
     "fetch",
+    "speaks_tls",
 ]

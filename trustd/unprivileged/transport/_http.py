@@ -131,6 +131,36 @@ def _tls_context(insecure: Insecure) -> ssl.SSLContext:
     return ctx
 
 
+def speaks_tls(host: str, port: int, limits: Limits) -> bool:
+    """Whether the server at ``host:port`` answers a TLS handshake, for a caller that may
+    fall back to plain http (a registry's ping): False means an https request there would
+    fail anyway. Through a proxy, True (the real request finds out).
+
+    The probe's context trusts no CA, so its handshake can never complete and nothing but
+    a ClientHello is sent: a server that presents a certificate speaks TLS (the real
+    request then checks that certificate against the system store). Loading that store
+    costs ~20 ms of CPU, which a plain-http registry then never pays (issue #12).
+    Connecting and the whole handshake are each bounded by ``limits.connect_timeout``
+    (CPython applies a socket's timeout to the handshake as one deadline).
+    """
+    if proxy_for("https", host, port) is not None:
+        return True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False  # the handshake is refused at the chain already
+    try:
+        with (
+            socket.create_connection((host, port), timeout=limits.connect_timeout) as sock,
+            ctx.wrap_socket(sock, server_hostname=host) as tls,
+        ):
+            tls.getpeercert()  # not reached: no CA, no verified chain
+    except ssl.SSLCertVerificationError:
+        return True
+    except OSError:
+        return False
+    return True  # defensive: a handshake that completed is TLS
+
+
 def _connection(
     target: _Target, limits: Limits, insecure: Insecure, deadline: float, proxy: Proxy | None
 ) -> http.client.HTTPConnection:
