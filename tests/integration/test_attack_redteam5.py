@@ -9,6 +9,7 @@ wrong where a hole was found.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration._attacker import member
+from tests.integration._attacker import member, snapshot
 from tests.integration.conftest import NAME, rkt
 
 
@@ -86,3 +87,59 @@ def test_image_export_by_name_never_writes_another_image(
     assert out.returncode == 254, out.stderr
     assert f"not the requested {NAME}" in out.stderr
     assert not out_file.exists()
+
+
+def _exchange_dir(dirs: ConfigDirs) -> tuple[Path, Path]:
+    """A directory group rkt shares for data (2770 root:rkt, beside the data dir), holding
+    the member's ``data`` directory; and a root-only directory with a secret."""
+    shared = dirs.data.parent / "exchange"
+    shared.mkdir()
+    shutil.chown(shared, "root", "rkt")
+    shared.chmod(0o2770)
+    member("mkdir", str(shared / "data"))
+    member("sh", "-c", f"echo member > {shared / 'data' / 'hello'}")
+    victim = dirs.data.parent / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "secret").write_text("root only\n")
+    return shared, victim
+
+
+@pytest.mark.parametrize("link", ["the volume", "a directory above it"])
+def test_a_host_volume_swapped_for_a_link_never_binds_the_links_target(
+    shared_dirs: ConfigDirs, image: str, link: str
+) -> None:
+    """A host volume's source was bind-mounted by path when the pod started: a member who
+    can write the directory holding it (a group-shared exchange directory) replaced it,
+    between ``prepare`` and ``run-prepared`` (or within ``run``), with a symlink to any
+    directory, e.g. ``/``, and the app (root in the pod) got it read-write. Now the stage1
+    opens the source from ``/`` one component at a time, following a symlink only when root
+    owns it, and binds the opened descriptor: the pod refuses to start, the target untouched."""
+    shared, victim = _exchange_dir(shared_dirs)
+    if link == "the volume":
+        source, swap = shared / "data", shared / "data"
+    else:
+        member("mkdir", str(shared / "sub"))
+        member("mv", str(shared / "data"), str(shared / "sub" / "data"))
+        source, swap = shared / "sub" / "data", shared / "sub"
+    uuid = rkt(
+        shared_dirs,
+        "prepare",
+        f"--volume=data,kind=host,source={source}",
+        "--mount=volume=data,target=/mnt",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "cat /mnt/secret /mnt/hello; echo pod > /mnt/planted",
+        check=True,
+    ).stdout.strip()
+    member("mv", str(swap), str(shared / "moved"))
+    member("ln", "-s", str(victim if link == "the volume" else victim.parent), str(swap))
+    if link != "the volume":  # victim.parent/data -> the victim, as the member would arrange
+        (victim.parent / "data").symlink_to(victim)
+    before = snapshot(victim)
+    ran = rkt(shared_dirs, "run-prepared", uuid)
+    assert "root only" not in ran.stdout, ran.stdout
+    assert snapshot(victim) == before
+    assert ran.returncode != 0, ran.stdout
+    assert "a link another user made" in ran.stderr + ran.stdout
