@@ -143,3 +143,53 @@ def test_a_host_volume_swapped_for_a_link_never_binds_the_links_target(
     assert snapshot(victim) == before
     assert ran.returncode != 0, ran.stdout
     assert "a link another user made" in ran.stderr + ran.stdout
+
+
+def _setuid_planting_image(dirs: ConfigDirs, keys: Keys, tmp_path: Path, uid: int) -> str:
+    """A signed image with a dynamically linked ``id`` (run from the host, it loads the
+    host's libraries) and a passwd entry for the attacker's uid."""
+    passwd = f"root:x:0:0:root:/root:/bin/sh\nattacker:x:{uid}:{uid}::/:/bin/sh\n"
+    aci = busybox_aci(
+        tmp_path / "suid.aci",
+        "example.com/suid",
+        files={"usr/bin/id": Path("/usr/bin/id").read_bytes(), "etc/passwd": passwd.encode()},
+    )
+    keys.gpg.sign(keys.good, aci, tmp_path / "suid.aci.asc")
+    return rkt(dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+
+
+def test_a_setuid_file_in_a_pods_root_is_not_setuid_through_proc_pid_root(
+    shared_dirs: ConfigDirs, image: str, keys: Keys, tmp_path: Path
+) -> None:
+    """The pod's root is its app's ``/proc/PID/root``, open to the host account with the
+    app's uid (without ``--private-users``): the app, root in the pod, leaves a setuid-root
+    ``id`` in its layer and goes on as uid N (``su``); host user N executes
+    ``/proc/PID/root/tmp/rid``. It held: the kernel treats a mount of another mount
+    namespace as ``nosuid`` for exec (Linux 4.7, ``mnt_may_suid``), so the file runs with
+    the caller's ids; kept as the regression test for the threat model's claim."""
+    from tests.integration.conftest import ensure_user, running_pod  # noqa: PLC0415
+
+    uid = int(
+        subprocess.run(
+            ["id", "-u", ensure_user()], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    suid = _setuid_planting_image(shared_dirs, keys, tmp_path, uid)
+    script = (
+        "cp /usr/bin/id /tmp/rid && chmod 4755 /tmp/rid && "
+        "exec su -s /bin/sh attacker -c 'exec sleep 600'"
+    )
+    with running_pod(shared_dirs, suid, script=script) as pod:
+        pid = next(pod.path.glob("apps/*/pid")).read_text().strip()
+        planted = f"/proc/{pid}/root/tmp/rid"
+        st = Path(planted).stat()
+        assert st.st_uid == 0 and st.st_mode & 0o4000  # planted, setuid root, reachable
+        ran = subprocess.run(
+            ["setpriv", f"--reuid={uid}", "--regid=rkt", "--init-groups", "--", planted],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert ran.returncode == 0, ran.stderr  # the member reached the pod's root and ran it
+    assert f"uid={uid}" in ran.stdout, ran.stdout
+    assert "euid=0" not in ran.stdout, ran.stdout
