@@ -8,9 +8,13 @@ wrong where a hole was found.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,7 @@ import pytest
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member, snapshot
-from tests.integration.conftest import NAME, rkt
+from tests.integration.conftest import NAME, RKT, rkt
 
 
 def _sql(dirs: ConfigDirs, statement: str) -> None:
@@ -193,3 +197,80 @@ def test_a_setuid_file_in_a_pods_root_is_not_setuid_through_proc_pid_root(
     assert ran.returncode == 0, ran.stderr  # the member reached the pod's root and ran it
     assert f"uid={uid}" in ran.stdout, ran.stdout
     assert "euid=0" not in ran.stdout, ran.stdout
+
+
+_STALL = r"""
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4)
+print(s.getsockname()[1], flush=True)
+conns = [s.accept()[0] for _ in range(1)]
+time.sleep(120)
+"""
+
+
+def _fetch_children() -> list[int]:
+    out = subprocess.run(["pgrep", "-u", "rkt-fetch"], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_an_fd_rkt_inherited_does_not_reach_the_fetch_child(
+    shared_dirs: ConfigDirs, image: str, tmp_path: Path
+) -> None:
+    """The root program closes what ``rkt``'s caller left open, but the fetch child, forked
+    from root's front end before that, kept every descriptor: ``rkt fetch 9</root-only-dir
+    8>>root-file`` (a script's, a service manager's) gave the child that parses what a
+    local user's server sends, as ``rkt-fetch``, a way into root's directory and a root file
+    open for writing. Now the child closes every inherited (not close-on-exec) descriptor
+    right after the fork; what rkt opened itself stays."""
+    from tests.integration._attacker import member_popen, stop  # noqa: PLC0415
+
+    secret_dir = tmp_path / "root-only"
+    secret_dir.mkdir(mode=0o700)
+    log = tmp_path / "root.log"
+    log.write_text("")
+    server = member_popen("/usr/bin/python3", "-c", _STALL)
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    dir_fd = os.open(secret_dir, os.O_RDONLY | os.O_DIRECTORY)
+    log_fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    before = set(_fetch_children())
+    fetch = subprocess.Popen(
+        [
+            RKT,
+            *shared_dirs.flags(),
+            "--insecure-options=image,http",
+            "fetch",
+            f"http://127.0.0.1:{port}/x.aci",
+        ],
+        pass_fds=(dir_fd, log_fd),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    os.close(dir_fd)
+    os.close(log_fd)
+    try:
+        held: dict[int, list[str]] = {}
+        for _ in range(600):  # until the child's download socket is open
+            for pid in set(_fetch_children()) - before:
+                try:
+                    fds = [str(n.readlink()) for n in Path(f"/proc/{pid}/fd").iterdir()]
+                except OSError:
+                    continue
+                if any(t.startswith("socket:") for t in fds):
+                    held[pid] = fds
+            if held:
+                break
+            time.sleep(0.05)
+        assert held, "the fetch child never connected"
+        for fds in held.values():
+            assert str(secret_dir) not in fds and str(log) not in fds, fds
+    finally:
+        stop(server)  # the child's download ends with the connection
+        fetch.kill()
+        for pid in set(_fetch_children()) - before:  # the fetch children this test started
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        fetch.communicate(timeout=60)
