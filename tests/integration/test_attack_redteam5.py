@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -274,3 +275,90 @@ def test_an_fd_rkt_inherited_does_not_reach_the_fetch_child(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         fetch.communicate(timeout=60)
+
+
+_GC_ROOT_STEP = """
+import sys
+from pathlib import Path
+from trustd.cli._handoff import call_root
+from trustd.shared.config import Dirs, GlobalOptions
+from trustd.shared.request import CollectTrees
+system, local, data, image = sys.argv[1:]
+options = GlobalOptions(Dirs(system_config=Path(system), local_config=Path(local), data=Path(data)))
+call_root(options, "gc", CollectTrees("image-gc", (image,)))
+print("collected")
+"""
+
+
+def _write_flocked(inode: int) -> bool:
+    """Someone holds an exclusive flock on the file with ``inode`` (/proc/locks)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1:4] == ["FLOCK", "ADVISORY", "WRITE"] and fields[5].endswith(f":{inode}"):
+            return True
+    return False
+
+
+def test_a_member_queued_on_the_store_lock_cannot_hang_root_gc_and_every_root_run(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """``rkt image gc``'s root step (after the group's index part released ``cas/lock``)
+    took root's tree lock exclusively, then swept ``cas/tmp`` under a blocking
+    ``flock(cas/lock, LOCK_EX)``. A member whose ``flock -s cas/lock`` waited behind the
+    index part's exclusive lock got it the moment that part let go, before root's step
+    started, and held it: root's gc waited for ever with the tree lock held, so every root
+    ``rkt run``/``prepare`` (which takes it shared) hung too. (Red team 1's test held the
+    lock before gc started, where only the unprivileged index part waits.) This test starts
+    root's step with the member already holding the lock, as that race ends. Now the sweep
+    tries the lock for at most two seconds, then skips, saying so."""
+    from tests.integration.conftest import ensure_user  # noqa: PLC0415
+    from tests.integration.test_attack_redteam import _digest  # noqa: PLC0415
+
+    full = "sha512-" + _digest(shared_dirs, image)  # a full ID: no index, no cas/lock needed
+    assert rkt(shared_dirs, "run", full, "--exec=/bin/true").returncode == 0
+    holder = subprocess.Popen(  # the member's flock, as it got the lock after the index part
+        [
+            *("setpriv", f"--reuid={ensure_user()}", "--regid=rkt", "--init-groups", "--"),
+            *("flock", "-s", str(shared_dirs.data / "cas/lock"), "sleep", "120"),
+        ],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # flock forks sleep: kill the whole group
+    )
+    root_step = None
+    try:
+        time.sleep(1)  # the member holds the lock
+        assert holder.poll() is None
+        root_step = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _GC_ROOT_STEP,
+                str(shared_dirs.system),
+                str(shared_dirs.local),
+                str(shared_dirs.data),
+                full,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        tree_lock = (shared_dirs.data / "private/lock").stat().st_ino
+        for _ in range(1200):  # root's step holds the tree lock (and goes on to the sweep)
+            if _write_flocked(tree_lock) or root_step.poll() is not None:
+                break
+            time.sleep(0.05)
+        try:
+            run = rkt(shared_dirs, "run", full, "--exec=/bin/true")
+        except subprocess.TimeoutExpired:
+            pytest.fail("root's run hung behind root's gc, which waited on the member's lock")
+        assert run.returncode == 0, run.stderr
+        out, err = root_step.communicate(timeout=60)
+        assert "collected" in out, err
+        assert "cas/tmp was not swept" in err, err
+    finally:
+        if root_step is not None and root_step.poll() is None:
+            root_step.kill()
+            root_step.communicate()
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
