@@ -34,6 +34,7 @@ FILES = {
     "W": "tests/integration/test_attack_redteam3_store.py",
     "Q": "tests/integration/test_attack_redteam4.py",
     "J": "tests/integration/test_attack_redteam4_store.py",
+    "E": "tests/integration/test_attack_redteam5.py",
 }
 LETTERS = "".join(FILES)
 

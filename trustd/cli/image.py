@@ -332,7 +332,10 @@ def run_cat_manifest(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """The stored archive, uncompressed; read beneath ``cas`` by the checked full ID, with
     no symlink followed: as root, in the root program."""
+    from trustd.cli._apps import _requested_name  # noqa: PLC0415
+
     key = full_key(args.options, args.image)
+    name, version = _requested_name(args.image)  # root checks the image says so
     if args.output.exists() and not args.overwrite:
         raise UserError(f"{args.output} already exists", hint="pass --overwrite")
     if os.geteuid() == 0:
@@ -343,24 +346,28 @@ def run_export(args: argparse.Namespace) -> int:
         call_root(
             args.options,
             "export",
-            ExportImage("image-export", key.id, output, overwrite=args.overwrite),
+            ExportImage("image-export", key.id, output, args.overwrite, name, version),
         )
         return 0
     from trustd.privileged.treestore.render import export_image  # noqa: PLC0415
 
-    export_image(args.options.dirs.data, key, args.output, overwrite=args.overwrite)
+    export_image(
+        args.options.dirs.data, key, args.output, overwrite=args.overwrite, expected=(name, version)
+    )
     return 0
 
 
 def run_render(args: argparse.Namespace) -> int:
     """render and extract run in the root program, which re-verifies a private copy first
     (trustd.privileged.treestore.render); the image is named there by its full key."""
+    from trustd.cli._apps import _requested_name  # noqa: PLC0415
     from trustd.cli._handoff import exec_root, require_root  # noqa: PLC0415
     from trustd.shared.insecure import Insecure  # noqa: PLC0415
     from trustd.shared.request import Render  # noqa: PLC0415
 
     require_root()
     options: GlobalOptions = args.options
+    name, version = _requested_name(args.image)  # root checks the verified image says so
     request = Render(
         "render",
         full_key(options, args.image).id,
@@ -368,6 +375,8 @@ def run_render(args: argparse.Namespace) -> int:
         rootfs_only=args.rootfs_only,
         overwrite=args.overwrite,
         allow_insecure=Insecure.IMAGE in options.insecure,
+        expected_name=name,
+        expected_version=version,
     )
     exec_root(options, args.command.removeprefix("image-"), request)
 

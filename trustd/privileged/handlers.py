@@ -215,6 +215,7 @@ def render(ctx: Context, request: Render) -> int:
         rootfs_only=request.rootfs_only,
         overwrite=request.overwrite,
         allow_insecure=request.allow_insecure,
+        expected=(request.expected_name, request.expected_version),
     )
     return 0
 
@@ -223,7 +224,11 @@ def export_image(ctx: Context, request: ExportImage) -> int:
     from trustd.privileged.treestore.render import export_image as export_it  # noqa: PLC0415
 
     export_it(
-        ctx.data, _store_key(request.image), Path(request.output), overwrite=request.overwrite
+        ctx.data,
+        _store_key(request.image),
+        Path(request.output),
+        overwrite=request.overwrite,
+        expected=(request.expected_name, request.expected_version),
     )
     return 0
 

@@ -22,6 +22,10 @@ class Render:
     rootfs_only: bool
     overwrite: bool = False
     allow_insecure: bool = False
+    # the name[:version] asked for, when one was: the front end resolved it in the group's
+    # index, so root checks the image's own verified manifest says the same (red team 5)
+    expected_name: str | None = None
+    expected_version: str | None = None
 
     def __post_init__(self) -> None:
         StoreKey(self.image)  # ValueError: refused with the field's path
@@ -36,6 +40,8 @@ class ExportImage:
     image: str
     output: str
     overwrite: bool = False
+    expected_name: str | None = None  # as Render's: the stored manifest must say it
+    expected_version: str | None = None
 
     def __post_init__(self) -> None:
         StoreKey(self.image)  # ValueError: refused with the field's path

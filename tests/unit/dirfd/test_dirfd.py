@@ -409,3 +409,35 @@ def test_rmtree_at_removes_exactly_the_tree(tmp_path: Path, tree_spec: dict[str,
     assert sorted(p.name for p in work.iterdir()) == ["outside"]
     assert [p.name for p in outside.iterdir()] == ["keep"]
     assert (outside / "keep").read_bytes() == b"keep"
+
+
+def _fd_real(fd: int) -> str:
+    try:
+        return str(Path(f"/proc/self/fd/{fd}").readlink())
+    finally:
+        os.close(fd)
+
+
+@needs_root
+def test_a_host_path_follows_roots_links_as_the_kernel_would(tmp_path: Path) -> None:
+    """Root's links (relative, absolute, with ``..``) resolve as realpath() does."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "rel").symlink_to("a/b")
+    (tmp_path / "abs").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "up").symlink_to("../rel")
+    for name in ("rel", "abs/b", "a/up", "a/up/../b", "abs/up"):
+        path = str(tmp_path / name)
+        assert _fd_real(_dirfd.open_host_path(path)) == os.path.realpath(path), name
+
+
+@needs_root
+def test_a_host_path_through_another_users_link_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    os.lchown(tmp_path / "link", 1000, 1000)
+    with pytest.raises(OSError, match=r"a link another user made \(uid 1000\)"):
+        _dirfd.open_host_path(str(tmp_path / "link" / "x"))
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    with pytest.raises(OSError, match="too many levels"):
+        _dirfd.open_host_path(str(loop))

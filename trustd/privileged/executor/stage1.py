@@ -87,24 +87,29 @@ def _volume_source(pod_dir: Path, plan: PodPlan, name: str) -> tuple[str, bool]:
 
 
 def _bind_in_root(source: str, root: Path, target: str, *, readonly: bool) -> None:
-    """Bind ``source`` onto ``target`` resolved inside ``root`` (an absolute symlink in the
-    image stays inside it), through /proc/self/fd/N of the opened target."""
-    rootfd = _dirfd.open_root(root)
+    """Bind ``source`` (opened from ``/`` with no link another user made: red team 5) onto
+    ``target`` resolved inside ``root`` (an absolute symlink in the image stays inside it),
+    both through /proc/self/fd/N of the opened files."""
+    src = _dirfd.open_host_path(source)
     try:
-        fd = _dirfd.makedirs_in_root(rootfd, target)
+        rootfd = _dirfd.open_root(root)
         try:
-            lx.mount(source, _dirfd.fd_path(fd), None, lx.MS_BIND | lx.MS_REC)
-        finally:
-            os.close(fd)
-        if readonly:  # the new mount, reached again from the root: remount it read-only
-            fd = _dirfd.open_in_root(rootfd, target, _dirfd.O_PATH | os.O_DIRECTORY)
+            fd = _dirfd.makedirs_in_root(rootfd, target)
             try:
-                flags = lx.MS_BIND | lx.MS_REMOUNT | lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV
-                lx.mount(None, _dirfd.fd_path(fd), None, flags)
+                lx.mount(_dirfd.fd_path(src), _dirfd.fd_path(fd), None, lx.MS_BIND | lx.MS_REC)
             finally:
                 os.close(fd)
+            if readonly:  # the new mount, reached again from the root: remount it read-only
+                fd = _dirfd.open_in_root(rootfd, target, _dirfd.O_PATH | os.O_DIRECTORY)
+                try:
+                    flags = lx.MS_BIND | lx.MS_REMOUNT | lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV
+                    lx.mount(None, _dirfd.fd_path(fd), None, flags)
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(rootfd)
     finally:
-        os.close(rootfd)
+        os.close(src)
 
 
 def _build_root(pod_dir: Path, plan: PodPlan, app: AppPlan) -> Path:

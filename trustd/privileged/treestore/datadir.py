@@ -18,6 +18,8 @@ import contextlib
 import fcntl
 import os
 import stat
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -193,12 +195,32 @@ def open_root_log(data: DataDir, *, create: bool) -> int | None:
         return None
 
 
+_SWEEP_WAIT = 2.0  # seconds root waits for the group's store lock, holding its tree lock
+
+
+def _lock_briefly(fd: int) -> bool:
+    """The exclusive flock on ``fd`` (the group's ``cas/lock``) within :data:`_SWEEP_WAIT`:
+    the caller holds root's tree lock, which every run waits for, and a member can hold this
+    one for ever (red team 5)."""
+    deadline = time.monotonic() + _SWEEP_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        else:
+            return True
+
+
 def sweep_store_tmp(data: DataDir) -> list[str]:
     """Remove the staging directories killed imports left in ``cas/tmp`` (``import-*``,
     ``stale-*``), which the group's own gc may lack the rights to remove (a member's 0700
     staging directory). Under the store's exclusive lock (no import is staging), by fd,
     following no symlink, never leaving ``cas/tmp`` and never entering a directory root owns
-    (so nothing goes that its owner could not have removed)."""
+    (so nothing goes that its owner could not have removed). The lock is tried for at most
+    two seconds; held longer (by a member, for ever), the sweep is skipped and said."""
     cas = data.cas_fd()
     try:
         lock = _dirfd.open_beneath(cas, "lock", os.O_RDONLY | os.O_NONBLOCK)
@@ -208,7 +230,14 @@ def sweep_store_tmp(data: DataDir) -> list[str]:
                     f"{data.path}/cas/lock is not a regular file",
                     hint="a member of group rkt may have replaced it; move it aside",
                 )
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _lock_briefly(lock):
+                print(
+                    f"gc: {data.path}/cas/tmp was not swept: the store lock stayed held for "
+                    f"{_SWEEP_WAIT:.0f} s (a fetch, or a member of group rkt, holds it); the "
+                    "next gc sweeps it",
+                    file=sys.stderr,
+                )
+                return []
             tmp = _dirfd.open_dir(cas, "tmp")
             try:
                 names = [n for n in os.listdir(tmp) if n.startswith(("import-", "stale-"))]  # noqa: PTH208

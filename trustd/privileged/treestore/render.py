@@ -40,7 +40,7 @@ from trustd.privileged.treestore.marker import (
     decode_marker,
     encode_marker,
 )
-from trustd.shared.appc.aci import Sink, copy_uncompressed
+from trustd.shared.appc.aci import AciLimits, Sink, copy_uncompressed, inspect_aci
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
 from trustd.shared.codec import DecodeError
@@ -63,6 +63,8 @@ MAX_ARCHIVE = 16 << 30
 MAX_SIGNATURE = 1 << 20
 
 AcceptUnsigned = AcceptFor  # (name, version label, docker name) -> may pass
+Expected = tuple[str | None, str | None]  # the name and version asked for, if by name
+_ANY: Expected = (None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,23 @@ def private_copy(cas_fd: int, key: StoreKey, into: Path) -> tuple[Path, bytes | 
     except FileNotFoundError:
         signature = None
     return copy, signature
+
+
+def check_requested(key: StoreKey, manifest: ImageManifest, expected: Expected) -> None:
+    """An image asked for by name[:version] is that by its own manifest (from the bytes
+    that hash to ``key``), whatever the group's index that mapped the name to ``key`` said."""
+    want_name, want_version = expected
+    name, version = str(manifest.name), manifest.label("version")
+    if (want_name is not None and name != want_name) or (
+        want_version is not None and version != want_version
+    ):
+        wanted = f"{want_name}:{want_version}" if want_version else want_name
+        raise LocalStateError(
+            f"image {key.id[:39]}… is {name}:{version or '-'} by its own manifest, not the "
+            f"requested {wanted}",
+            hint="the store index maps the name to another image; rkt image rm it and fetch "
+            "again, or name it by its full ID",
+        )
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -340,8 +359,10 @@ def render_into(
     rootfs_only: bool,
     overwrite: bool,
     allow_insecure: bool = False,
+    expected: Expected = _ANY,
 ) -> Path:
-    """``rkt image render/extract IMAGE DIR``: verify a private copy, extract it into DIR."""
+    """``rkt image render/extract IMAGE DIR``: verify a private copy, extract it into DIR
+    (``expected``: the name and version IMAGE gave, which the verified manifest must say)."""
     check_parent(dest)  # the staging below sits beside dest: nobody else may move it
     if dest.exists() or dest.is_symlink():
         output_dir(dest)  # only a real directory root owns, in one only root can change
@@ -356,9 +377,10 @@ def render_into(
     cas = open_cas(data_dir)
     try:
         with tempfile.TemporaryDirectory(prefix=".trustd-render-", dir=dest.parent) as work:
-            copy, _admitted = verified_copy(
+            copy, admitted = verified_copy(
                 cas, key, keystore, Path(work), lambda _name, _version, _docker: allow_insecure
             )
+            check_requested(key, admitted.info.manifest, expected)
             unpacked = Path(work) / "unpacked"
             _extract(copy, unpacked)
             source = unpacked / "rootfs" if rootfs_only else unpacked
@@ -370,24 +392,35 @@ def render_into(
     return dest
 
 
-def export_image(data_dir: Path, key: StoreKey, output: Path, *, overwrite: bool) -> None:
+def export_image(
+    data_dir: Path, key: StoreKey, output: Path, *, overwrite: bool, expected: Expected = _ANY
+) -> None:
     """``rkt image export``: the stored archive, uncompressed; read beneath ``cas`` by the
-    checked full ID into a private copy, with no symlink followed."""
+    checked full ID into a private copy, with no symlink followed. Asked for by name
+    (``expected``), the copy's own manifest must say that name before anything is written."""
     cas = open_cas(data_dir)
     try:
         with tempfile.TemporaryDirectory(prefix=".trustd-export-") as work:
             original, _sig = private_copy(cas, key, Path(work))
+            if expected != _ANY:
+                info = inspect_aci(original, limits=AciLimits())
+                if info.image_id != key.id:
+                    raise _altered(key)
+                check_requested(key, info.manifest, expected)
             with output_file(output, overwrite=overwrite) as out:
                 hashed = _Sha512Writer(out)
                 copy_uncompressed(original, hashed)
                 if hashed.digest() != key.digest:  # the group may have replaced the blob
-                    raise LocalStateError(
-                        f"the stored archive of {key.id[:39]}… does not hash to its ID",
-                        hint=f"the store was altered; rkt image rm {key.id[:39]} and fetch "
-                        "it again",
-                    )
+                    raise _altered(key)
     finally:
         os.close(cas)
+
+
+def _altered(key: StoreKey) -> LocalStateError:
+    return LocalStateError(
+        f"the stored archive of {key.id[:39]}… does not hash to its ID",
+        hint=f"the store was altered; rkt image rm {key.id[:39]} and fetch it again",
+    )
 
 
 class _Sha512Writer:

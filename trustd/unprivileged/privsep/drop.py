@@ -10,6 +10,7 @@ class, message and hint. A child that dies without answering is an error, never 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import grp
 import importlib
 import json
@@ -137,6 +138,22 @@ PRELOAD = (
 INDEX_PRELOAD = ("json", "sqlite3", "fcntl", "shutil", "tempfile", "hashlib", "encodings.idna")
 
 
+def close_inherited() -> None:
+    """Close every descriptor above 2 without close-on-exec: those ``rkt``'s caller left
+    open (``rkt fetch 9</etc``, a service manager's), which root holds and which must not
+    reach the child parsing what the network sent (red team 5; the root program closes
+    them at its entry too). What this process opened itself, the local sources included, is
+    close-on-exec (PEP 446) and stays."""
+    for name in os.listdir("/proc/self/fd"):  # noqa: PTH208 - the kernel's fd table
+        fd = int(name)
+        if fd > 2:
+            try:
+                if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                    os.close(fd)
+            except OSError:  # the listing's own fd, gone by now
+                continue
+
+
 def _close_all_but(keep: int) -> None:
     """Close every descriptor above 2 except ``keep``: root's own (a lock it holds, a
     directory fd of its private state) must not reach the unprivileged child."""
@@ -170,6 +187,8 @@ def run_as(
         os.close(read_fd)
         if not inherit_fds:
             _close_all_but(write_fd)
+        else:
+            close_inherited()  # the answer pipe is close-on-exec: kept
         try:
             _child(identity, work, write_fd)
         finally:
