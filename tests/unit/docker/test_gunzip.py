@@ -84,3 +84,11 @@ def test_a_member_is_read_across_many_raw_pieces() -> None:
     first = bytes(range(256)) * 8000  # 2 MB, little compression
     blob = _member(first, 1) + _member(b"second", 9)
     assert _ours(blob, 1 << 20) == first + b"second" == _gzipfile(blob)
+
+
+def test_an_empty_blob_is_no_bytes_and_a_cut_member_refused() -> None:
+    """GzipFile reads an empty blob as empty; a member cut anywhere is refused by both."""
+    assert _ours(b"", 512) == b"" == _gzipfile(b"")
+    member = _member(b"\x00\x00", 0)
+    for cut in range(1, len(member)):
+        assert _ours(member[:cut], 512) == "refused" == _gzipfile(member[:cut])

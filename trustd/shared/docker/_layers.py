@@ -66,6 +66,7 @@ class Gunzip:
         self.z = zlib.decompressobj(31)
         self.buf: bytes | memoryview = b""  # compressed bytes not yet given to zlib
         self.done = False
+        self.empty = True  # no byte read yet: an empty blob is no bytes, as GzipFile reads it
 
     def read(self, n: int = -1) -> bytes:
         if n < 0:
@@ -76,6 +77,10 @@ class Gunzip:
                 break
             if not self.buf:
                 self.buf = memoryview(self.raw.read(self._PIECE))
+                if not self.buf and self.empty:
+                    self.done = True
+                    break
+                self.empty = False
                 if not self.buf:
                     raise EOFError(
                         "Compressed file ended before the end-of-stream marker was reached"
