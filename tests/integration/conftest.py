@@ -253,6 +253,21 @@ def start_metadata_service(dirs: ConfigDirs, *flags: str) -> tuple[subprocess.Po
     return proc, address, int(port)
 
 
+# In a --mds-register pod (sh and busybox wget): its uuid and image ID from the service, one a
+# line, then "verified" for an HMAC signature the service made and "refused" for a wrong one.
+MDS_POD_CHECKS = (
+    'M="$AC_METADATA_URL/acMetadata/v1"; '
+    'wget -q -O - "$M/pod/uuid"; echo; '
+    'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
+    'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
+    'U=$(wget -q -O - "$M/pod/uuid"); '
+    'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
+    'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
+    'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
+    '"$M/pod/hmac/verify" || echo refused; '
+)
+
+
 @contextlib.contextmanager
 def metadata_service(
     dirs: ConfigDirs, *flags: str
