@@ -10,7 +10,7 @@ SHIPPED_POLICY := trustd/shared/data/policy/default.toml
 PYID := import sys; print(sys.base_prefix, sys.version.split()[0])
 
 # Debian packages the tests and the demo use (real parts, not mocks: CONVENTIONS 13).
-APT_PACKAGES := gnupg golang-go golang-golang-x-crypto-dev sq ca-certificates curl python3-venv zsh busybox-static iproute2 util-linux swtpm swtpm-tools tpm2-tools libtss2-dev docker-registry skopeo umoci chromium fonts-liberation gcc libc6-dev containernetworking-plugins iptables
+APT_PACKAGES := gnupg golang-go golang-golang-x-crypto-dev sq ca-certificates curl python3-venv zsh busybox-static iproute2 util-linux swtpm swtpm-tools tpm2-tools libtss2-dev docker-registry skopeo umoci chromium fonts-liberation gcc libc6-dev containernetworking-plugins iptables systemd
 
 .PHONY: setup apt groups venv lint test test-unit test-integration demo bench clean install FORCE
 

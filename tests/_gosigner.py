@@ -45,7 +45,7 @@ def build(work: Path) -> GoSigner:
     go = shutil.which("go")
     crypto = DEBIAN_GOCODE / "src/golang.org/x/crypto/openpgp"
     if go is None or not crypto.is_dir():
-        pytest.skip("needs Debian's golang-go and golang-golang-x-crypto-dev (make deps)")
+        pytest.skip("needs golang-go and golang-golang-x-crypto-dev (make setup installs them)")
     src = work / "gopath/src/gosigner"
     src.mkdir(parents=True)
     shutil.copy(SOURCE, src / "main.go")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,6 +25,10 @@ from tests._busybox import busybox_aci
 from tests._policy import install_policy
 from tests.conftest import ConfigDirs, Keys
 from trustd.privileged.measure import stop_embedded
+from trustd.shared.store import ImageStore
+
+if TYPE_CHECKING:
+    from tests.integration._registry import World
 
 RKT = str(Path(sys.executable).with_name("rkt"))
 NAME = "example.com/busybox"
@@ -124,18 +129,15 @@ def image(shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> str:
     subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
     aci = busybox_aci(tmp_path / "bb.aci", NAME)
     keys.gpg.sign(keys.good, aci, tmp_path / "bb.aci.asc")
+    trust_good_key(shared_dirs, keys, tmp_path)
+    return rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+
+
+def trust_good_key(dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> None:
+    """``rkt trust`` the good test key for prefix ``example.com`` (written to ``k.asc``)."""
     key = tmp_path / "k.asc"
     key.write_bytes(keys.public(keys.good))
-    rkt(
-        shared_dirs,
-        "trust",
-        "--prefix",
-        "example.com",
-        "--skip-fingerprint-review",
-        str(key),
-        check=True,
-    )
-    return rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+    rkt(dirs, "trust", "--prefix", "example.com", "--skip-fingerprint-review", str(key), check=True)
 
 
 def _execed(pidfile: Path, comm: str) -> bool:
@@ -253,6 +255,21 @@ def start_metadata_service(dirs: ConfigDirs, *flags: str) -> tuple[subprocess.Po
     return proc, address, int(port)
 
 
+# In a --mds-register pod (sh and busybox wget): its uuid and image ID from the service, one a
+# line, then "verified" for an HMAC signature the service made and "refused" for a wrong one.
+MDS_POD_CHECKS = (
+    'M="$AC_METADATA_URL/acMetadata/v1"; '
+    'wget -q -O - "$M/pod/uuid"; echo; '
+    'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
+    'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
+    'U=$(wget -q -O - "$M/pod/uuid"); '
+    'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
+    'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
+    'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
+    '"$M/pod/hmac/verify" || echo refused; '
+)
+
+
 @contextlib.contextmanager
 def metadata_service(
     dirs: ConfigDirs, *flags: str
@@ -264,3 +281,38 @@ def metadata_service(
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The local docker-registry servers and images of :mod:`._registry`, one per test module
+    (imported here only when a docker:// test asks: it loads the docker fetch side)."""
+    from tests.integration._registry import registry_world  # noqa: PLC0415
+
+    with registry_world(tmp_path_factory) as built:
+        yield built
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    """An empty image store of the test's own."""
+    return ImageStore.open(tmp_path / "data", create=True)
+
+
+@pytest.fixture
+def root_only() -> Iterator[Path]:
+    """A root-only directory (0700 root:root, standing for /etc): nothing another user may
+    create in it."""
+    base = Path(tempfile.mkdtemp(prefix="trustd-victim-", dir="/tmp"))
+    base.chmod(0o700)
+    yield base
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+@pytest.fixture
+def sticky_tmp() -> Iterator[Path]:
+    """A world-writable sticky directory like /tmp (where admins export to)."""
+    base = Path(tempfile.mkdtemp(prefix="trustd-sticky-", dir="/tmp"))
+    base.chmod(0o1777)
+    yield base
+    subprocess.run(["rm", "-rf", str(base)], check=False)

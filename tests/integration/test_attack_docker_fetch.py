@@ -13,24 +13,15 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import member, snapshot
-from tests.integration._registry import World, needs_registry_tools, registry_world
+from tests.integration._registry import World, needs_registry_tools
 from tests.integration.conftest import rkt
 
 pytestmark = needs_registry_tools
 INDEX = ("db",)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with registry_world(tmp_path_factory) as built:
-        yield built
 
 
 def _fetch(dirs: ConfigDirs, world: World) -> str:

@@ -14,8 +14,6 @@ import os
 import sqlite3
 import subprocess
 import tarfile
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ import pytest
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member
-from tests.integration.conftest import NAME, RKT, app_output, ensure_user, rkt
+from tests.integration.conftest import NAME, RKT, app_output, ensure_user, rkt, trust_good_key
 
 
 def as_member(script: str) -> subprocess.CompletedProcess[str]:
@@ -64,24 +62,6 @@ def _evil_tar(first_name: str) -> bytes:
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     return buf.getvalue()
-
-
-@pytest.fixture
-def root_only() -> Iterator[Path]:
-    """A root-only directory (0700 root:root): nothing another user may create in it."""
-    base = Path(tempfile.mkdtemp(prefix="trustd-red-victim-", dir="/tmp"))
-    base.chmod(0o700)
-    yield base
-    subprocess.run(["rm", "-rf", str(base)], check=False)
-
-
-@pytest.fixture
-def sticky_tmp() -> Iterator[Path]:
-    """A world-writable sticky directory like /tmp (where admins export to)."""
-    base = Path(tempfile.mkdtemp(prefix="trustd-red-sticky-", dir="/tmp"))
-    base.chmod(0o1777)
-    yield base
-    subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 def test_root_image_export_writes_only_bytes_that_hash_to_the_id(
@@ -141,19 +121,8 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
     Fix: root keeps its own record of which image it fetched last per name (private/), or
     refuses an unversioned name that the index maps to more than one image, or resolves names
     with the group out of the loop (e.g. the fetch child's hashed result of a fresh fetch)."""
-    require_root_env = subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
-    assert require_root_env.returncode == 0
-    key = tmp_path / "k.asc"
-    key.write_bytes(keys.public(keys.good))
-    rkt(
-        shared_dirs,
-        "trust",
-        "--prefix",
-        "example.com",
-        "--skip-fingerprint-review",
-        str(key),
-        check=True,
-    )
+    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
+    trust_good_key(shared_dirs, keys, tmp_path)
     ids = {}
     for version in ("1.0.0", "2.0.0"):  # the old release first, then the fixed one
         aci = busybox_aci(

@@ -13,11 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import member
@@ -105,24 +101,6 @@ def test_policy_log_verify_reads_a_bounded_amount_of_the_groups_log(
     )
     peak_kib = int(measured.stdout)
     assert peak_kib < 128 * 1024, f"root's verify peaked at {peak_kib} KiB"
-
-
-@pytest.fixture
-def root_only() -> Iterator[Path]:
-    """A root-only directory (0700 root:root), standing for /etc."""
-    base = Path(tempfile.mkdtemp(prefix="trustd-red2-victim-", dir="/tmp"))
-    base.chmod(0o700)
-    yield base
-    subprocess.run(["rm", "-rf", str(base)], check=False)
-
-
-@pytest.fixture
-def sticky_tmp() -> Iterator[Path]:
-    """A world-writable sticky directory like /tmp."""
-    base = Path(tempfile.mkdtemp(prefix="trustd-red2-sticky-", dir="/tmp"))
-    base.chmod(0o1777)
-    yield base
-    subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 def test_root_output_never_writes_through_a_symlinked_parent_directory(

@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import pwd
-import socket
 import subprocess
 import tempfile
 import uuid as uuidlib
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._mds import pod_get
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import as_member, member, member_popen, stop
 from tests.integration.conftest import ensure_user, mds_call, metadata_service
@@ -97,17 +97,6 @@ def _fake_pod() -> dict[str, object]:
     }
 
 
-def _pod_get(port: int, token: str) -> bytes:
-    """The registered pod's request, from its address (a generous timeout: only a daemon
-    that never answers fails it)."""
-    with socket.create_connection(("127.0.0.1", port), 60, (POD_ADDRESS, 0)) as sock:
-        sock.sendall(f"GET /{token}/{API}/pod/uuid HTTP/1.0\r\n\r\n".encode())
-        out = b""
-        while chunk := sock.recv(4096):
-            out += chunk
-    return out
-
-
 def test_a_flood_of_slow_connections_cannot_starve_a_registered_pod(
     shared_dirs: ConfigDirs,
 ) -> None:
@@ -131,7 +120,7 @@ def test_a_flood_of_slow_connections_cannot_starve_a_registered_pod(
         try:
             assert flood.stdout is not None and flood.stdin is not None
             assert flood.stdout.readline().strip() == "READY", stop(flood)
-            answers = [_pod_get(port, token) for _ in range(5)]
+            answers = [pod_get(port, token, POD_ADDRESS) for _ in range(5)]
             flood.stdin.close()
             out = flood.stdout.read()
             flood.wait(timeout=120)

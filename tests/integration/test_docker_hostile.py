@@ -32,11 +32,6 @@ FILES = {"bin/sh": b"#!/bin/true\n", "etc/motd": b"hello\n"}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ImageStore:
-    return ImageStore.open(tmp_path / "data", create=True)
-
-
-@pytest.fixture
 def registry() -> Iterator[Hostile]:
     with hostile_registry() as reg:
         yield reg

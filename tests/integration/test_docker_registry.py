@@ -15,7 +15,6 @@ import os
 import tarfile
 import time
 import urllib.parse
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from tests.integration._registry import (
     aci_names,
     job,
     needs_registry_tools,
-    registry_world,
     run,
     start_registry,
 )
@@ -45,17 +43,6 @@ from trustd.unprivileged.transport import Limits
 
 pytestmark = needs_registry_tools
 USER, PASSWORD = "puller", "s3cret"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with registry_world(tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ImageStore:
-    return ImageStore.open(tmp_path / "data", create=True)
 
 
 def test_plain_http_fetch_converts_and_records_the_digest(world: World, store: ImageStore) -> None:

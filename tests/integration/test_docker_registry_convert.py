@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from tests.integration._registry import (
     aci_names,
     job,
     needs_registry_tools,
-    registry_world,
     run,
 )
 from tests.integration.conftest import RKT
@@ -32,17 +30,6 @@ from trustd.shared.store import ImageStore
 from trustd.unprivileged.docker import fetch_docker
 
 pytestmark = needs_registry_tools
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with registry_world(tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ImageStore:
-    return ImageStore.open(tmp_path / "data", create=True)
 
 
 def test_multi_layer_whiteouts_and_hard_links(world: World, store: ImageStore) -> None:

@@ -212,7 +212,7 @@ def test_a_pod_from_the_installed_copy_measures_the_editable_stage1_digest(
 
 def test_sysusers_makes_rkts_accounts(installed: Installed, tmp_path: Path) -> None:
     if shutil.which("systemd-sysusers") is None:
-        pytest.skip("systemd-sysusers is not installed")
+        pytest.skip("systemd-sysusers is not installed (make setup installs systemd)")
     conf = installed.root / "usr/lib/sysusers.d/rkt.conf"
     (tmp_path / "etc").mkdir()
     subprocess.run(["systemd-sysusers", f"--root={tmp_path}", str(conf)], check=True)
@@ -231,7 +231,7 @@ def test_sysusers_makes_rkts_accounts(installed: Installed, tmp_path: Path) -> N
 
 def test_tmpfiles_lays_out_a_data_dir_trustd_accepts(installed: Installed) -> None:
     if shutil.which("systemd-tmpfiles") is None:
-        pytest.skip("systemd-tmpfiles is not installed")
+        pytest.skip("systemd-tmpfiles is not installed (make setup installs systemd)")
     require_root()
     subprocess.run(["bash", str(REPO / "scripts/setup-groups.sh")], check=True)
     root = Path(tempfile.mkdtemp(prefix="trustd-tmpfiles-", dir="/tmp"))

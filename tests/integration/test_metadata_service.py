@@ -29,6 +29,7 @@ from tests._policy import install_policy, policy_for_tests
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import as_member
 from tests.integration.conftest import (
+    MDS_POD_CHECKS,
     app_output,
     mds_call,
     metadata_service,
@@ -43,16 +44,9 @@ UUID = "6a2f8f8e-6c36-4b2e-9d1f-0b8c3f2a9e10"
 # In the pod: its URL, uuid and image ID from the service, an HMAC signature verified and a
 # wrong one refused, and no in-pod server among the pod's processes.
 _CHECKS = (
-    'M="$AC_METADATA_URL/acMetadata/v1"; echo "$AC_METADATA_URL"; '
-    'wget -q -O - "$M/pod/uuid"; echo; '
-    'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
-    'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
-    'U=$(wget -q -O - "$M/pod/uuid"); '
-    'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
-    'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
-    'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
-    '"$M/pod/hmac/verify" || echo refused; '
-    "pgrep -f trustd.unprivileged.mds >/dev/null || echo no-in-pod-server"
+    'echo "$AC_METADATA_URL"; '
+    + MDS_POD_CHECKS
+    + "pgrep -f trustd.unprivileged.mds >/dev/null || echo no-in-pod-server"
 )
 
 

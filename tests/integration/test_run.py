@@ -14,7 +14,7 @@ from pathlib import Path
 from tests._busybox import busybox_aci
 from tests._policy import SHIPPED, install_policy, policy_for_tests
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import RKT, app_output, metadata_service, rkt
+from tests.integration.conftest import MDS_POD_CHECKS, RKT, app_output, metadata_service, rkt
 
 NAME = "example.com/busybox"
 DEFAULT_CAPS = "00000000a80425fb"
@@ -284,16 +284,8 @@ def test_metadata_service_for_the_pod(shared_dirs: ConfigDirs, image: str) -> No
     (spec/ace.md); without the token nothing is served."""
     uuid_file = shared_dirs.data.parent / "uuid"
     script = (
-        'M="$AC_METADATA_URL/acMetadata/v1"; '
-        'wget -q -O - "$M/pod/uuid"; echo; '
-        'wget -q -O - "$M/apps/$AC_APP_NAME/image/id"; echo; '
-        'S=$(wget -q -O - --post-data "content=hello" "$M/pod/hmac/sign"); '
-        'U=$(wget -q -O - "$M/pod/uuid"); '
-        'wget -q -O /dev/null --post-data "content=hello&uuid=$U&signature=$(echo $S | '
-        'sed \'s/+/%2B/g; s#/#%2F#g; s/=/%3D/g\')" "$M/pod/hmac/verify" && echo verified; '
-        'wget -q -O /dev/null --post-data "content=other&uuid=$U&signature=x" '
-        '"$M/pod/hmac/verify" || echo refused; '
-        'wget -q -O /dev/null "${AC_METADATA_URL%/*}/acMetadata/v1/pod/uuid" || echo no-token; '
+        MDS_POD_CHECKS
+        + 'wget -q -O /dev/null "${AC_METADATA_URL%/*}/acMetadata/v1/pod/uuid" || echo no-token; '
         'echo "$AC_METADATA_URL"'
     )
     with metadata_service(shared_dirs):

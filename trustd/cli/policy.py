@@ -40,12 +40,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     check.add_argument("file", nargs="?", type=Path, help="default: the policy in force")
     add_format_flag(check)
-    check.add_argument(
-        "--fail-on",
-        choices=_FAIL_CHOICES,
-        default="high",
-        help="exit non-zero from findings of this severity up (default high)",
-    )
+    _add_fail_on(check)
     check.set_defaults(func=run_check)
     exp = sub.add_parser(
         "policy-explain",
@@ -68,12 +63,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="the policy and every stored image against it",
     )
     add_format_flag(aud, "sarif", "junit", "html")
-    aud.add_argument(
-        "--fail-on",
-        choices=_FAIL_CHOICES,
-        default="high",
-        help="exit non-zero from findings of this severity up (default high)",
-    )
+    _add_fail_on(aud)
     aud.set_defaults(func=run_audit)
     sch = sub.add_parser(
         "policy-schema",
@@ -93,6 +83,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     add_format_flag(log)
     log.set_defaults(func=run_log)
+
+
+def _add_fail_on(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fail-on",
+        choices=_FAIL_CHOICES,
+        default="high",
+        help="exit non-zero from findings of this severity up (default high)",
+    )
 
 
 def _keystore(options: GlobalOptions) -> Keystore:

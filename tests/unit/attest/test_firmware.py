@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.unit.attest._vectors import GO, TOOLS, TSS, yaml_pcrs
-from trustd.shared.attest import AttestFormatError, HashAlg, parse_firmware_log, replay
+from trustd.shared.attest import (
+    AttestFormatError,
+    FirmwareLog,
+    HashAlg,
+    parse_firmware_log,
+    replay,
+)
 
 TCG2 = ["arch-linux", "gce-ubuntu-2104-log", "sd-boot-fedora37", "moklisttrusted"]
 ALSO_TCG2 = ["bootorder", "postcode", "uefiaction", "uefiservices", "uefivar"]
@@ -53,7 +59,7 @@ def _tss(name: str) -> bytes:
     ],
 )
 def test_tpm2_tss_firmware_logs_parse(name: str) -> None:
-    replay(parse_firmware_log(_tss(name)))
+    _replays_whole_digests(parse_firmware_log(_tss(name)))
 
 
 def test_hcrtm_log_starts_pcr0_at_locality_4() -> None:
@@ -70,7 +76,14 @@ def test_ima_logs_are_not_firmware_logs_and_fail_cleanly(path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(GO.glob("*_eventlog")), ids=lambda p: p.name)
 def test_go_attestation_logs_parse(path: Path) -> None:
-    replay(parse_firmware_log(path.read_bytes()))
+    _replays_whole_digests(parse_firmware_log(path.read_bytes()))
+
+
+def _replays_whole_digests(log: FirmwareLog) -> None:
+    """The log has events, and every PCR its replay gives is one digest of its bank's size."""
+    assert log.events
+    for alg, bank in replay(log).items():
+        assert bank and all(0 <= pcr < 24 and len(v) == alg.size for pcr, v in bank.items())
 
 
 def test_short_no_action_log_is_one_startup_locality_event() -> None:

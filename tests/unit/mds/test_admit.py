@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests._mds import pod_get
 from trustd.unprivileged.mds import PodMetadata, _admit
 from trustd.unprivileged.mds.server import BoundedServer, bounded
 
@@ -66,15 +67,6 @@ def _refused(httpd: BoundedServer, flood: list[socket.socket]) -> int:
     return len(seen)
 
 
-def _get(port: int, token: str, source: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), 30, (source, 0)) as sock:
-        sock.sendall(f"GET /{token}/acMetadata/v1/pod/uuid HTTP/1.0\r\n\r\n".encode())
-        out = b""
-        while chunk := sock.recv(4096):
-            out += chunk
-    return out
-
-
 def _wait_admitted(httpd: BoundedServer, count: int) -> None:
     for _ in range(600):
         if httpd.admission.admitted + httpd.admission.refused >= count:
@@ -93,7 +85,7 @@ def test_one_address_holds_at_most_its_share_and_a_pod_still_gets_its_answer(
         _wait_admitted(httpd, len(flood))
         refused = _refused(httpd, flood)
         assert refused == len(flood) - _admit.PER_ADDRESS
-        answer = _get(port, meta.token, POD_ADDRESS)
+        answer = pod_get(port, meta.token, POD_ADDRESS)
         assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"1234-uuid")
     finally:
         for s in flood:
@@ -111,7 +103,7 @@ def test_unregistered_addresses_share_a_part_and_registered_pods_keep_the_rest(
         _wait_admitted(httpd, len(flood))
         held = len(flood) - _refused(httpd, flood)
         assert held == _admit.UNREGISTERED_SHARE
-        answers = [_get(port, meta.token, POD_ADDRESS) for _ in range(3)]
+        answers = [pod_get(port, meta.token, POD_ADDRESS) for _ in range(3)]
         assert all(a.startswith(b"HTTP/1.0 200") for a in answers), answers
     finally:
         for s in flood:

@@ -98,3 +98,19 @@ def test_pods_sign_as_themselves_and_verify_each_other() -> None:
 def test_bad_registrations_are_refused(doc: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error):
         _answer(Registry(), doc, ("127.0.0.1", 18112))
+
+
+def test_an_address_is_registered_while_any_pod_has_it() -> None:
+    registry = Registry()
+    other = "0d4c6a4e-1111-4b2e-9d1f-0b8c3f2a9e10"
+    registry.register(_pod())
+    registry.register(_pod(uuid=other))  # two pods on one address (one was left behind)
+    assert registry.has_address("172.16.28.5") and registry.has_address("::ffff:172.16.28.5")
+    assert not registry.has_address("172.16.28.50") and not registry.has_address("::ffff:")
+    registry.unregister(UUID)
+    assert registry.has_address("172.16.28.5")
+    registry.register(_pod(uuid=other, ip="172.16.28.6"))  # registered again elsewhere
+    assert not registry.has_address("172.16.28.5") and registry.has_address("172.16.28.6")
+    registry.unregister(other)
+    registry.unregister(other)  # twice is harmless
+    assert not registry.has_address("172.16.28.6") and not registry.addresses

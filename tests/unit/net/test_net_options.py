@@ -101,7 +101,9 @@ def test_no_option_can_inject_a_line_or_contradict_itself(over: dict[str, object
 
 
 def test_an_ipv6_zone_id_that_names_an_interface_is_accepted() -> None:
-    NetOptions(dns=("fe80::1%eth0",), hosts_entries=("fe80::2%3=gw",))
+    options = NetOptions(dns=("fe80::1%eth0",), hosts_entries=("fe80::2%3=gw",))
+    assert b"\nnameserver fe80::1%eth0\n" in (resolv_conf(options, []) or b"")
+    assert hosts(options)[0].decode().endswith("\nfe80::2%3 gw\n")
 
 
 @given(st.text(max_size=40))

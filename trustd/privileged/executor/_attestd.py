@@ -24,7 +24,6 @@ import collections
 import fcntl
 import json
 import os
-import pwd
 import socket
 import sys
 import tempfile
@@ -34,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from trustd.privileged.executor import _linux as lx
-from trustd.privileged.executor._mds import drop_to
+from trustd.privileged.executor._mds import drop_to, service_ids
 from trustd.shared.codec import DecodeError, decode_json
-from trustd.shared.errors import LocalStateError, UserError
+from trustd.shared.errors import UserError
 from trustd.shared.request import AttestServe
 
 ATTEST_USER = "rkt-attest"
@@ -57,16 +56,11 @@ class Challenge:
 
 
 def attest_ids() -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam(ATTEST_USER)
-    except KeyError:
-        raise LocalStateError(
-            f"the attester's account {ATTEST_USER!r} does not exist",
-            hint="create it: bash scripts/setup-groups.sh (or install packaging/sysusers.d)",
-        ) from None
-    if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise LocalStateError(f"account {ATTEST_USER!r} must not be uid or gid 0")
-    return entry.pw_uid, entry.pw_gid
+    return service_ids(
+        ATTEST_USER,
+        "the attester's",
+        "create it: bash scripts/setup-groups.sh (or install packaging/sysusers.d)",
+    )
 
 
 def _read_small(path: str | None, what: str) -> str | None:

@@ -23,17 +23,23 @@ MDS_USER = "rkt-mds"
 MDS_MODULE = "trustd.unprivileged.mds"  # exec'ed by name: the root program never imports it
 
 
-def mds_ids() -> tuple[int, int]:
+def service_ids(user: str, role: str, hint: str) -> tuple[int, int]:
+    """The uid and gid of ``user``, the account ``role`` drops to; neither may be 0."""
     try:
-        entry = pwd.getpwnam(MDS_USER)
-    except KeyError as exc:
-        raise LocalStateError(
-            f"the metadata service's account {MDS_USER!r} does not exist",
-            hint="create it: bash scripts/setup-groups.sh (or: make setup)",
-        ) from exc
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise LocalStateError(f"{role} account {user!r} does not exist", hint=hint) from None
     if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise LocalStateError(f"account {MDS_USER!r} must not be uid or gid 0")
+        raise LocalStateError(f"account {user!r} must not be uid or gid 0")
     return entry.pw_uid, entry.pw_gid
+
+
+def mds_ids() -> tuple[int, int]:
+    return service_ids(
+        MDS_USER,
+        "the metadata service's",
+        "create it: bash scripts/setup-groups.sh (or: make setup)",
+    )
 
 
 def _each_cap(option: int) -> list[int]:

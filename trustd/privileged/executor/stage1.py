@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -368,16 +369,26 @@ def _child(pod_dir: Path, plan: PodPlan) -> int:
     if plan.private_users is not None:  # made here, in the host PID namespace
         _USERNS.append(_userns.make_userns(plan.private_users))
     lx.unshare(flags)
-    init = os.fork()  # the first child in a new PID namespace is its PID 1
-    if init == 0:  # pragma: no cover - measured by the integration tests
+    # the first child in a new PID namespace is its PID 1
+    return _forked(lambda: _pod_init(pod_dir, plan))
+
+
+def _forked(body: Callable[[], int]) -> int:
+    """Run ``body`` in a forked child (a failure there is one line, and the traceback with
+    TRUSTD_DEBUG; the child exits with ``body``'s code, 254 if it raised), forward the
+    signals to it and return its status as an exit code."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - measured by the integration tests
         code = EXIT_STAGE1
         try:
-            code = _pod_init(pod_dir, plan)
+            code = body()
         except BaseException as exc:  # noqa: BLE001
             print(f"run: stage1: {exc}", file=sys.stderr)
+            if os.environ.get("TRUSTD_DEBUG"):
+                traceback.print_exc()
         os._exit(code)
-    reaped = forward_to(init)
-    _, status = os.waitpid(init, 0)
+    reaped = forward_to(pid)
+    _, status = os.waitpid(pid, 0)
     reaped()
     return status_code(status)
 
@@ -392,17 +403,4 @@ def run_pod(pod_dir: Path, gated: GatedPod) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     block_forwarded()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - measured by the integration tests
-        code = EXIT_STAGE1
-        try:
-            code = _child(pod_dir, plan)
-        except BaseException as exc:  # noqa: BLE001
-            print(f"run: stage1: {exc}", file=sys.stderr)
-            if os.environ.get("TRUSTD_DEBUG"):
-                traceback.print_exc()
-        os._exit(code)
-    reaped = forward_to(pid)
-    _, status = os.waitpid(pid, 0)
-    reaped()
-    return status_code(status)
+    return _forked(lambda: _child(pod_dir, plan))

@@ -44,7 +44,7 @@ from tpm2_pytss.utils import (  # type: ignore[import-untyped]
 from trustd.privileged.measure._aksecret import AkSecret
 from trustd.privileged.measure._rawtpm import Clock
 from trustd.privileged.measure._unixtpm import UnixTcti
-from trustd.privileged.measure.errors import MeasurementError
+from trustd.privileged.measure.errors import MeasurementError, tpm_failed
 from trustd.privileged.measure.pcrfile import ALG_IDS
 from trustd.shared.errors import LocalStateError
 
@@ -290,19 +290,11 @@ def connect(
     except (TSS2_Exception, OSError, RuntimeError, LocalStateError) as exc:
         if own is not None:
             own.do_finalize()
-        raise MeasurementError(
-            f"cannot open the TPM through TCTI {tcti!r}: {exc}",
-            backend=backend,
-            hint="run: rkt attest status",
-        ) from exc
+        raise tpm_failed(tcti, backend, exc, opening=True) from exc
     try:
         yield Tpm(ctx, backend, ak_secret)
     except (TSS2_Exception, OSError, RuntimeError) as exc:
-        raise MeasurementError(
-            f"TPM command failed through TCTI {tcti!r}: {exc}",
-            backend=backend,
-            hint="run: rkt attest status",
-        ) from exc
+        raise tpm_failed(tcti, backend, exc, opening=False) from exc
     finally:
         with contextlib.suppress(TSS2_Exception, OSError, RuntimeError):
             ctx.close()

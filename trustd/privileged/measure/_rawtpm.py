@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from trustd.privileged._tpmsocket import MAX_RESPONSE, connect_socket, read_message
-from trustd.privileged.measure.errors import MeasurementError
+from trustd.privileged.measure.errors import MeasurementError, tpm_failed
 from trustd.shared.errors import LocalStateError
 
 ST_NO_SESSIONS: Final = 0x8001
@@ -201,19 +201,11 @@ def connect(
     try:
         channel = _Channel(socket_dir, device)
     except (OSError, ValueError, LocalStateError) as exc:
-        raise MeasurementError(
-            f"cannot open the TPM through TCTI {tcti!r}: {exc}",
-            backend=backend,
-            hint="run: rkt attest status",
-        ) from exc
+        raise tpm_failed(tcti, backend, exc, opening=True) from exc
     try:
         yield RawTpm(channel, backend)
     except (OSError, ValueError) as exc:
-        raise MeasurementError(
-            f"TPM command failed through TCTI {tcti!r}: {exc}",
-            backend=backend,
-            hint="run: rkt attest status",
-        ) from exc
+        raise tpm_failed(tcti, backend, exc, opening=False) from exc
     finally:
         channel.close()
 

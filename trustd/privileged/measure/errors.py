@@ -17,5 +17,14 @@ class MeasurementError(PolicyViolationError):
         self.backend = backend
 
 
+def tpm_failed(tcti: str, backend: str, exc: BaseException, *, opening: bool) -> MeasurementError:
+    """The error for a TPM that ``tcti`` could not open (``opening``) or whose command failed,
+    in the same words whichever client (tpm2-pytss or the raw one) talked to it."""
+    what = "cannot open the TPM" if opening else "TPM command failed"
+    return MeasurementError(
+        f"{what} through TCTI {tcti!r}: {exc}", backend=backend, hint="run: rkt attest status"
+    )
+
+
 class MalformedAttestationFileError(RemoteLiedError):
     """A quote bundle file (PCR file, event log) is truncated or does not parse."""

@@ -14,8 +14,8 @@ import pysequoia
 from pysequoia.packet import PacketPile, Tag
 
 from trustd.shared.errors import BadSignatureError
-from trustd.shared.verify.model import _VERIFIER_TOKEN, Keyring, VerifiedSignature
-from trustd.shared.verify.verifier import _first_line, _name, trusted_signer
+from trustd.shared.verify.model import Keyring, VerifiedSignature
+from trustd.shared.verify.verifier import _first_line, signature_proof, trusted_signer
 
 MAX_MESSAGE = 4 * 1024 * 1024
 
@@ -62,14 +62,5 @@ def verify_message(
         ) from exc
     if not result.valid_sigs or result.bytes is None:  # pragma: no cover - Sequoia raises
         raise BadSignatureError(f"no valid signature over {what}")
-    proof = VerifiedSignature(
-        subject=keyring.subject,
-        signer=trusted.key.fingerprint,
-        signing_key=signing_fpr,
-        user_ids=trusted.key.user_ids,
-        created=sig.created,
-        hash_algorithm=_name(sig.hash_algorithm),
-        trusted_via=f"{trusted.scope_text} ({trusted.level})",
-        _token=_VERIFIER_TOKEN,
-    )
+    proof = signature_proof(sig, keyring, trusted, signing_fpr)
     return proof, result.bytes

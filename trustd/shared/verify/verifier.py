@@ -163,6 +163,14 @@ def verify_detached(
         hint="re-sign with SHA-256 or stronger: gpg --digest-algo SHA512 --detach-sign",
     )
     _crypto_check(data, sig, trusted.key, what)
+    return signature_proof(sig, keyring, trusted, signing_fpr)
+
+
+def signature_proof(
+    sig: pysequoia.Sig, keyring: Keyring, trusted: TrustedKey, signing_fpr: str
+) -> VerifiedSignature:
+    """The proof that ``trusted`` (its key ``signing_fpr``) made ``sig`` for ``keyring``'s
+    subject; only for a signature whose bytes were checked."""
     return VerifiedSignature(
         subject=keyring.subject,
         signer=trusted.key.fingerprint,

@@ -34,6 +34,7 @@ import socket
 import struct
 import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,9 @@ class Registry:
     key: bytes = field(default_factory=lambda: secrets.token_bytes(64))
     pods: dict[str, tuple[PodMetadata, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # How many registered pods have each address: has_address runs for every connection the
+    # HTTP side accepts, so it is one dict look-up, not a walk over the pods.
+    addresses: Counter[str] = field(default_factory=Counter)
 
     def register(self, doc: dict[str, Any]) -> str:
         uuid, ip = _text(doc, "uuid"), _text(doc, "ip")
@@ -110,12 +114,22 @@ class Registry:
             token=secrets.token_urlsafe(32),
         )
         with self.lock:
+            self._drop(uuid)
             self.pods[uuid] = (meta, ip)
+            self.addresses[ip] += 1
         return meta.token
 
     def unregister(self, uuid: str) -> None:
         with self.lock:
-            self.pods.pop(uuid, None)
+            self._drop(uuid)
+
+    def _drop(self, uuid: str) -> None:
+        """Forget ``uuid`` and its address (the caller holds the lock)."""
+        entry = self.pods.pop(uuid, None)
+        if entry is not None:
+            self.addresses[entry[1]] -= 1
+            if not self.addresses[entry[1]]:
+                del self.addresses[entry[1]]
 
     def uuids(self) -> list[str]:
         with self.lock:
@@ -124,8 +138,9 @@ class Registry:
     def has_address(self, client: str) -> bool:
         """A registered pod has this address (its connections come out of the share kept
         for registered pods, trustd.unprivileged.mds._admit)."""
+        mapped = client.removeprefix("::ffff:")  # an IPv4 pod seen on a dual-stack socket
         with self.lock:
-            return any(client in (ip, f"::ffff:{ip}") for _, ip in self.pods.values())
+            return client in self.addresses or mapped in self.addresses
 
     def lookup(self, token: str, client: str) -> PodMetadata | None:
         with self.lock:
