@@ -33,6 +33,7 @@ FILES = {
     "W": "tests/integration/test_attack_redteam3_store.py",
     "Q": "tests/integration/test_attack_redteam4.py",
     "J": "tests/integration/test_attack_redteam4_store.py",
+    "O": "tests/integration/test_attack_pods_gc.py",
 }
 LETTERS = "".join(FILES)
 
