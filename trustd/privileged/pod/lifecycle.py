@@ -151,14 +151,7 @@ class Pod:
         """The pod's state; ``by_root``: judged by root's lock (root's decisions), else by
         the public one (what ``rkt list`` shows; ``release`` as for :meth:`locked`)."""
         locked = self.held() if by_root else self.locked(fd, release=release)
-        return {
-            "embryo": PodState.EMBRYO,
-            "prepare": PodState.PREPARING if locked else PodState.ABORTED_PREPARE,
-            "prepared": PodState.PREPARED,
-            "run": PodState.RUNNING if locked else PodState.EXITED,
-            "exited-garbage": PodState.DELETING if locked else PodState.EXITED_GARBAGE,
-            "garbage": PodState.DELETING if locked else PodState.GARBAGE,
-        }[self.where]
+        return state_of(self.where, locked=locked)
 
     def lock(self, *, removing: bool = False) -> PodLock:
         """Take the pod's exclusive lock (root's, then the public one); hold the returned
@@ -200,6 +193,27 @@ class Pod:
             file=sys.stderr,
         )
         return None
+
+
+_STATES = {  # where -> (state when locked, state when not)
+    "embryo": (PodState.EMBRYO, PodState.EMBRYO),
+    "prepare": (PodState.PREPARING, PodState.ABORTED_PREPARE),
+    "prepared": (PodState.PREPARED, PodState.PREPARED),
+    "run": (PodState.RUNNING, PodState.EXITED),
+    "exited-garbage": (PodState.DELETING, PodState.EXITED_GARBAGE),
+    "garbage": (PodState.DELETING, PodState.GARBAGE),
+}
+
+
+def locked_at(fd: int) -> bool:
+    """:meth:`Pod.locked` of the pod directory ``fd``, the shared lock left for the caller's
+    ``close`` to release (which must follow at once)."""
+    return _held(fd, release=False)
+
+
+def state_of(where: str, *, locked: bool) -> PodState:
+    """The state of a pod in ``pods/<where>`` whose lock is (not) held."""
+    return _STATES[where][0 if locked else 1]
 
 
 class PodLock:
