@@ -224,14 +224,15 @@ def _info(pod: Any, *, full: bool = True) -> dict[str, Any]:
     """A pod's public state, read beneath its directory, opened once. ``full=False`` (``rkt
     list``'s table) leaves out what the table does not show: the apps' exit codes,
     ``pod-finished`` and ``pid`` (issue #14: three opens of seven per pod)."""
+    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
+
     fd = os.open(pod.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    return _info_at(fd, pod.uuid, pod.where, full=full)
+    return _info_at(fd, pod.uuid, pod.where, lifecycle, full=full)
 
 
-def _info_at(fd: int, uuid: str, where: str, *, full: bool) -> dict[str, Any]:
-    """:func:`_info` of the pod directory ``fd`` (closed here), ``pods/<where>/<uuid>``."""
-    from trustd.privileged.pod.lifecycle import locked_at, state_of  # noqa: PLC0415
-
+def _info_at(fd: int, uuid: str, where: str, lifecycle: Any, *, full: bool) -> dict[str, Any]:
+    """:func:`_info` of the pod directory ``fd`` (closed here), ``pods/<where>/<uuid>``;
+    ``lifecycle``: :mod:`trustd.privileged.pod.lifecycle`, imported once by the caller."""
     try:
         read = _reader(fd)
         apps = []
@@ -257,7 +258,8 @@ def _info_at(fd: int, uuid: str, where: str, *, full: bool) -> dict[str, Any]:
         }
         # the lock test last: its shared lock is released by the close right after it (one
         # flock call, the lock held no longer than an explicit unlock would hold it)
-        return {"state": str(state_of(where, locked=locked_at(fd)))} | found
+        locked = lifecycle.locked_at(fd)
+        return {"state": str(lifecycle.state_of(where, locked=locked))} | found
     finally:
         os.close(fd)
 
@@ -266,11 +268,11 @@ def _infos(options: GlobalOptions, *, full: bool) -> list[dict[str, Any]]:
     """Every pod's :func:`_info`, in :meth:`PodStore.pods` order: each state directory
     opened and listed once, each pod opened by its name beneath that fd (no path walked
     again from the top per pod, no path object built per pod)."""
-    from trustd.privileged.pod.lifecycle import STATE_DIRS  # noqa: PLC0415
+    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
 
     root = _pods(options).root
     infos = []
-    for where in STATE_DIRS:
+    for where in lifecycle.STATE_DIRS:
         try:
             base = os.open(root / where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
@@ -281,7 +283,7 @@ def _infos(options: GlobalOptions, *, full: bool) -> list[dict[str, Any]]:
                     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=base)
                 except FileNotFoundError:  # removed since the listing
                     continue
-                infos.append(_info_at(fd, name, where, full=full))
+                infos.append(_info_at(fd, name, where, lifecycle, full=full))
         finally:
             os.close(base)
     return infos
