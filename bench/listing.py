@@ -8,16 +8,23 @@
 
 The pods are copies of one real exited pod (``cp -a``, new UUIDs); the images are index rows
 made through the store's own ``Index.insert``. Run by ``make bench`` as root.
+
+``BENCH_LISTING_BASELINE=DIR`` puts another trustd tree's ``rkt`` (``DIR/.venv/bin/rkt``, e.g.
+main's) in the same rounds for ``rkt list`` and ``rkt gc``, on the same data (gc on its own
+copy). Every line also gives the CPU time (user+sys of the command's process tree), which
+the load of a shared machine disturbs less than the wall time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +42,30 @@ from trustd.shared.store.model import ImageRecord, Provenance  # noqa: E402
 ROUNDS = int(os.environ.get("BENCH_LISTING_ROUNDS", "7"))
 PODS = int(os.environ.get("BENCH_LISTING_PODS", "1000"))
 IMAGES = int(os.environ.get("BENCH_LISTING_IMAGES", "10000"))
+ONLY = os.environ.get("BENCH_LISTING_ONLY", "")  # "list", "images" or "gc": that part only
 RKT = str(Path(sys.executable).with_name("rkt"))
+_BASE = os.environ.get("BENCH_LISTING_BASELINE")
+BASE_RKT = str(Path(_BASE) / ".venv" / "bin" / "rkt") if _BASE else None
+CPU: dict[str, list[float]] = {}
+
+
+def _children_cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def _cpu_timed(label: str, cmd: list[str]) -> Contender:
+    """``cmd`` as a contender that also records its CPU time under ``label``."""
+
+    def run(_n: int) -> float:
+        cpu = _children_cpu()
+        began = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        took = time.perf_counter() - began
+        CPU.setdefault(label, []).append(_children_cpu() - cpu)
+        return took
+
+    return run
 
 
 class Data:
@@ -94,14 +124,35 @@ def _images(data: Path, count: int) -> None:
         )
 
 
-def _pair(name: str, big: list[str], base: list[str], goal: float) -> None:
-    samples = interleaved({"big": big, "base": base}, ROUNDS)
-    mb, m0 = statistics.median(samples["big"]), statistics.median(samples["base"])
-    verdict = "ok" if mb / m0 <= goal else "ABOVE"
+def _line(name: str, big: float, base: float, goal: float, cpu: str = "") -> None:
+    verdict = "ok" if big / base <= goal else "ABOVE"
     print(
-        f"  {name:<40} {mb * 1000:7.1f} ms vs {m0 * 1000:7.1f} ms  {mb / m0:5.2f}x  "
-        f"({verdict} {goal}x)"
+        f"  {name:<40} {big * 1000:7.1f} ms vs {base * 1000:7.1f} ms  {big / base:5.2f}x  "
+        f"({verdict} {goal}x){cpu}"
     )
+
+
+def _cpu(label: str, base: str) -> str:
+    if label not in CPU or base not in CPU:
+        return ""
+    mb, m0 = statistics.median(CPU[label]), statistics.median(CPU[base])
+    return f"; CPU {mb * 1000:.0f} vs {m0 * 1000:.0f} ms, {mb / m0:.2f}x"
+
+
+def _pair(name: str, big: list[str], base: list[str], goal: float, *, main: bool = False) -> None:
+    contenders: dict[str, Contender] = {
+        "big": _cpu_timed(f"{name} big", big),
+        "base": _cpu_timed(f"{name} base", base),
+    }
+    if main and BASE_RKT:
+        contenders["main big"] = _cpu_timed(f"{name} main big", [BASE_RKT, *big[1:]])
+        contenders["main base"] = _cpu_timed(f"{name} main base", [BASE_RKT, *base[1:]])
+    samples = interleaved(contenders, ROUNDS)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    _line(name, med["big"], med["base"], goal, _cpu(f"{name} big", f"{name} base"))
+    if "main big" in med:
+        cpu = _cpu(f"{name} main big", f"{name} main base")
+        _line(f"  main: {name}", med["main big"], med["main base"], goal, cpu)
 
 
 def _gc(work: Path, aci: Path) -> None:
@@ -112,22 +163,28 @@ def _gc(work: Path, aci: Path) -> None:
         d.rkt("gc", "--grace-period=0s", "--mark-only")
         copy = work / f"rm{n}"
         subprocess.run(["cp", "-a", str(d.data / "pods" / "exited-garbage"), str(copy)], check=True)
-        return d, {"gc": [RKT, *d.flags, "gc", "--grace-period=0s"], "rm": ["rm", "-rf", str(copy)]}
+        gc = [RKT, *d.flags, "gc", "--grace-period=0s"]
+        contenders = {"gc": _cpu_timed("gc", gc), "rm": _cpu_timed("rm", ["rm", "-rf", str(copy)])}
+        if BASE_RKT:  # main's rkt on its own copy of the same data dir
+            other = work / f"gcmain{n}"
+            subprocess.run(["cp", "-a", str(d.data.parent), str(other)], check=True)
+            flags = [f.replace(str(d.data.parent), str(other)) for f in d.flags]
+            contenders["gc main"] = _cpu_timed("gc main", [BASE_RKT, *flags, "gc", gc[-1]])
+        subprocess.run(["sync"], check=True)
+        return d, contenders
 
     # every round needs fresh pods: one single-round interleaving per round, the order rotated
-    times: dict[str, list[float]] = {"gc": [], "rm": []}
+    times: dict[str, list[float]] = {}
     for n in range(max(ROUNDS // 2, 2)):
         d, contenders = gc_round(n)
         for label, values in interleaved(contenders, 1, warm=False, offset=n).items():
-            times[label] += values
+            times.setdefault(label, []).extend(values)
         stop_embedded(d.data)
-    mg, mr = statistics.median(times["gc"]), statistics.median(times["rm"])
-    verdict = "ok" if mg / mr <= 1.2 else "ABOVE"
+    med = {k: statistics.median(v) for k, v in times.items()}
     name = f"rkt gc of {PODS} exited pods vs rm -rf"
-    print(
-        f"  {name:<40} {mg * 1000:7.1f} ms vs {mr * 1000:7.1f} ms  {mg / mr:5.2f}x  "
-        f"({verdict} 1.2x)"
-    )
+    _line(name, med["gc"], med["rm"], 1.2, _cpu("gc", "rm"))
+    if "gc main" in med:
+        _line(f"  main: {name}", med["gc main"], med["rm"], 1.2, _cpu("gc main", "rm"))
 
 
 def main() -> int:
@@ -139,18 +196,31 @@ def main() -> int:
         work.chmod(0o755)
         install_policy(work / "usr")
         aci = busybox_aci(work / "bb.aci", "bench.trustd.test/true", exec_=["/bin/true"])
-        small, large = Data(work, "small", aci), Data(work, "large", aci)
-        try:
-            small.pods(10)
-            large.pods(PODS)
-            _images(large.data, IMAGES)
-            print(f"listings and gc, {ROUNDS} interleaved rounds (medians)")
+        load = os.getloadavg()[0]
+        print(f"listings and gc, {ROUNDS} interleaved rounds (medians), load {load:.1f}")
+        if ONLY in ("", "list", "images"):
+            _listings(work, aci)
+        if ONLY in ("", "gc"):
+            _gc(work, aci)
+        print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+def _listings(work: Path, aci: Path) -> None:
+    small, large = Data(work, "small", aci), Data(work, "large", aci)
+    try:
+        small.pods(10)
+        large.pods(PODS)
+        if ONLY != "images":
             _pair(
                 f"rkt list: {PODS} pods vs 10",
                 [RKT, *large.flags, "list"],
                 [RKT, *small.flags, "list"],
                 1.3,
+                main=True,
             )
+        if ONLY != "list":
+            _images(large.data, IMAGES)
             select = (
                 "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
                 "print(len(c.execute('select * from images').fetchall()))"
@@ -162,11 +232,9 @@ def main() -> int:
                 [sys.executable, "-c", select, index],
                 2.0,
             )
-        finally:
-            stop_embedded(small.data)
-            stop_embedded(large.data)
-        _gc(work, aci)
-    return 0
+    finally:
+        stop_embedded(small.data)
+        stop_embedded(large.data)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ FILES = {
     "Q": "tests/integration/test_attack_redteam4.py",
     "J": "tests/integration/test_attack_redteam4_store.py",
     "E": "tests/integration/test_attack_redteam5.py",
+    "B": "tests/integration/test_attack_pods_gc.py",
 }
 LETTERS = "".join(FILES)
 

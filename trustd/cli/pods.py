@@ -224,7 +224,15 @@ def _info(pod: Any, *, full: bool = True) -> dict[str, Any]:
     """A pod's public state, read beneath its directory, opened once. ``full=False`` (``rkt
     list``'s table) leaves out what the table does not show: the apps' exit codes,
     ``pod-finished`` and ``pid`` (issue #14: three opens of seven per pod)."""
+    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
+
     fd = os.open(pod.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _info_at(fd, pod.uuid, pod.where, lifecycle, full=full)
+
+
+def _info_at(fd: int, uuid: str, where: str, lifecycle: Any, *, full: bool) -> dict[str, Any]:
+    """:func:`_info` of the pod directory ``fd`` (closed here), ``pods/<where>/<uuid>``;
+    ``lifecycle``: :mod:`trustd.privileged.pod.lifecycle`, imported once by the caller."""
     try:
         read = _reader(fd)
         apps = []
@@ -240,7 +248,7 @@ def _info(pod: Any, *, full: bool = True) -> dict[str, Any]:
                 }
             )
         found = {
-            "name": pod.uuid,
+            "name": uuid,
             "apps": apps,
             "created": parse_time(read("pod-created")),
             "started": parse_time(read("pod-started")),
@@ -250,9 +258,35 @@ def _info(pod: Any, *, full: bool = True) -> dict[str, Any]:
         }
         # the lock test last: its shared lock is released by the close right after it (one
         # flock call, the lock held no longer than an explicit unlock would hold it)
-        return {"state": str(pod.state(fd, release=False))} | found
+        locked = lifecycle.locked_at(fd)
+        return {"state": str(lifecycle.state_of(where, locked=locked))} | found
     finally:
         os.close(fd)
+
+
+def _infos(options: GlobalOptions, *, full: bool) -> list[dict[str, Any]]:
+    """Every pod's :func:`_info`, in :meth:`PodStore.pods` order: each state directory
+    opened and listed once, each pod opened by its name beneath that fd (no path walked
+    again from the top per pod, no path object built per pod)."""
+    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
+
+    root = _pods(options).root
+    infos = []
+    for where in lifecycle.STATE_DIRS:
+        try:
+            base = os.open(root / where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        try:
+            for name in sorted(os.listdir(base)):  # noqa: PTH208 - an fd
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=base)
+                except FileNotFoundError:  # removed since the listing
+                    continue
+                infos.append(_info_at(fd, name, where, lifecycle, full=full))
+        finally:
+            os.close(base)
+    return infos
 
 
 def _app_state(info: dict[str, Any], app: dict[str, Any]) -> str:
@@ -304,7 +338,7 @@ def _when(value: Any, full: bool, now: datetime | None = None) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     full_info = is_json(args.format)
-    infos = [_info(p, full=full_info) for p in _pods(args.options).pods()]
+    infos = _infos(args.options, full=full_info)
     if full_info:
         print(go_json([api_pod(i) for i in infos], pretty=args.format == "json-pretty"))
         return 0

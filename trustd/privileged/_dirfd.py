@@ -422,6 +422,23 @@ def rmtree_at(parent_fd: int, name: str, *, foreign_only: bool = False) -> None:
         raise _refusal(parent_fd, name, exc) from exc
 
 
+def rmtree_open(parent_fd: int, name: str, fd: int) -> None:
+    """Remove directory ``name`` in ``parent_fd``, which the caller holds open as ``fd``:
+    emptied through ``fd`` (as :func:`rmtree_at`), then removed by name once that name is
+    still the same directory."""
+    _single_name(parent_fd, name)
+    try:
+        _rmtree_fd(fd, False)
+        st, here = os.fstat(fd), os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) != (here.st_dev, here.st_ino):
+            raise LocalStateError(
+                f"{_where(parent_fd, name)} was replaced while it was removed", hint=_HINT
+            )
+        os.rmdir(name, dir_fd=parent_fd)
+    except OSError as exc:
+        raise _refusal(parent_fd, name, exc) from exc
+
+
 def _check_dir_fd(fd: int, path: str, *, leaf: bool) -> None:
     st = os.fstat(fd)
     sticky = bool(st.st_mode & stat.S_ISVTX)

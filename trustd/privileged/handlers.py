@@ -186,7 +186,7 @@ def remove(ctx: Context, request: Remove) -> int:
 
 
 def collect(ctx: Context, request: CollectPods) -> int:
-    from trustd.privileged.executor.lifecycle import collect_pods  # noqa: PLC0415
+    from trustd.privileged.executor._collect import collect_pods  # noqa: PLC0415
 
     return collect_pods(
         ctx.pods(),

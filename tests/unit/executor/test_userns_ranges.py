@@ -141,3 +141,21 @@ def test_a_start_refuses_a_range_taken_since_prepare(tmp_path: Path) -> None:
     taken = _etc(tmp_path / "c", subuid=f"newuser:{shift}:65536\n")  # an account added since
     with pytest.raises(PolicyViolationError, match="or host account"):
         check_unshared(shift, _proc(tmp_path / "d", {}), taken)
+
+
+def test_a_batch_is_released_in_one_write_and_nothing_is_made_without_a_registry(
+    tmp_path: Path,
+) -> None:
+    """``rkt gc`` gives back a batch of pods' ranges under one lock with one write."""
+    alloc = RangeAllocator(tmp_path / "private", _etc(tmp_path))
+    alloc.release_all(["pod-a", "pod-b"])
+    assert not (tmp_path / "private").exists()  # no registry: nothing to give back or make
+    for name in ("pod-a", "pod-b", "pod-c"):
+        alloc.allocate(name)
+    registry = tmp_path / "private/userns/ranges.json"
+    before = registry.stat().st_ino
+    alloc.release_all(["pod-a", "pod-c", "pod-gone"])
+    after = registry.stat().st_ino
+    assert after != before and set(alloc.in_use()) == {"pod-b"}
+    alloc.release_all(["pod-a"])  # nothing of it left: not written again
+    assert registry.stat().st_ino == after

@@ -316,3 +316,23 @@ def test_a_pid_that_does_not_exist_cannot_be_added(root: Path, kernel: FakeKerne
         pod.add(proc.pid)
     with pytest.raises(UserError):
         pod.add(0)
+
+
+def test_every_pods_groups_from_one_listing_are_what_open_finds(
+    root: Path, kernel: FakeKernel
+) -> None:
+    """``rkt gc`` lists ``trustd/`` once instead of opening each app's group: the same
+    groups, and a name that fails the pod id check is not taken."""
+    for pod_id in ("0f3c.app", "0f3c.db", "9a1e.app"):
+        PodCgroup.create(pod_id, Limits(), root, fs=kernel)
+    (root / "trustd" / "x..y").mkdir()
+    every = PodCgroup.every(root, fs=kernel)
+    assert sorted(every) == ["0f3c.app", "0f3c.db", "9a1e.app"]
+    for pod_id, group in every.items():
+        assert group == PodCgroup.open(pod_id, root, fs=kernel)
+    every["0f3c.db"].destroy()
+    assert sorted(PodCgroup.every(root, fs=kernel)) == ["0f3c.app", "9a1e.app"]
+
+
+def test_every_is_empty_before_any_pod(root: Path, kernel: FakeKernel) -> None:
+    assert PodCgroup.every(root, fs=kernel) == {}

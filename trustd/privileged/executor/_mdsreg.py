@@ -16,10 +16,12 @@ a daemon that listens where the pod cannot reach it (another network's gateway) 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from trustd.privileged.executor.plan import PodPlan
@@ -29,6 +31,7 @@ from trustd.shared.errors import LocalStateError, UserError
 
 SYSTEMD_SOCKET = Path("/run/rkt/metadata-svc.sock")  # rkt's path
 MAX_ANSWER = 4096
+MAX_LIST = 8 << 20  # the answer to {"pods": {}}: ~40 bytes a registered pod
 _HINT = "see the metadata service's log; restart it (rkt metadata-service)"
 UNREACHABLE = "could not reach the metadata service"  # rkt's errUnreachable, first line
 UNREACHABLE_HINT = (
@@ -90,15 +93,18 @@ def pod_address(plan: PodPlan) -> tuple[str, str] | None:
     return None
 
 
-def _call(path: Path, request: dict[str, object]) -> dict[str, object]:
+def _call(path: Path, request: dict[str, object], cap: int = MAX_ANSWER) -> dict[str, object]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(os.fsencode(path))
         sock.sendall(json.dumps(request).encode() + b"\n")
         sock.shutdown(socket.SHUT_WR)
-        raw = b""
-        while len(raw) <= MAX_ANSWER and (chunk := sock.recv(MAX_ANSWER)):
-            raw += chunk
+        chunks: list[bytes] = []
+        size = 0
+        while size <= cap and (chunk := sock.recv(min(cap, 1 << 16))):
+            chunks.append(chunk)
+            size += len(chunk)
+        raw = b"".join(chunks)
     try:
         answer = json.loads(raw)
     except ValueError as exc:
@@ -155,9 +161,25 @@ def register(path: Path, plan: PodPlan, private: Path, where: tuple[str, str]) -
 
 
 def forget(data_dir: Path, uuid: str) -> None:
-    """At rm and gc: drop the pod's registration, if a daemon runs."""
+    """At rm: drop the pod's registration, if a daemon runs."""
+    forget_all(data_dir, (uuid,))
+
+
+def forget_all(data_dir: Path, uuids: Sequence[str]) -> None:
+    """At rm and gc: drop the registrations of ``uuids``, if a daemon runs: one question for
+    the pods it has, then one unregistration for each of ``uuids`` among them (each of them
+    when the answer is not a list of strings: the daemon is not believed to hold fewer)."""
     path = daemon_socket(data_dir)
-    if path is not None:
+    if path is None or not uuids:
+        return
+    todo: Sequence[str] = uuids
+    if len(uuids) > 1:
+        with contextlib.suppress(OSError, LocalStateError):
+            listed = _call(path, {"pods": {}}, MAX_LIST).get("pods")
+            if isinstance(listed, list) and all(isinstance(u, str) for u in listed):
+                registered = set(listed)
+                todo = [u for u in uuids if u in registered]
+    for uuid in todo:
         unregister(path, uuid)
 
 

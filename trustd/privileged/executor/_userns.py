@@ -29,7 +29,7 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from trustd.shared.errors import LocalStateError, PolicyViolationError
@@ -156,11 +156,13 @@ class RangeAllocator:
                 ) from exc
             if not isinstance(used, dict) or not all(isinstance(v, int) for v in used.values()):
                 raise LocalStateError(f"{self.path} is not a map of pod UUIDs to uid shifts")
+            before = dict(used)
             yield used
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(used, sort_keys=True))
-            tmp.chmod(0o600)
-            tmp.replace(self.path)
+            if used != before:  # only a change is written
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(used, sort_keys=True))
+                tmp.chmod(0o600)
+                tmp.replace(self.path)
         finally:
             os.close(fd)
 
@@ -181,8 +183,16 @@ class RangeAllocator:
             return used[pod]
 
     def release(self, pod: str) -> None:
+        self.release_all((pod,))
+
+    def release_all(self, pods: Iterable[str]) -> None:
+        """Give back every range of ``pods``: one lock and at most one write (``rkt gc``);
+        nothing at all where no range was ever allocated."""
+        if not self.path.exists():
+            return
         with self._locked() as used:
-            used.pop(pod, None)
+            for pod in pods:
+                used.pop(pod, None)
 
     def in_use(self) -> dict[str, int]:
         with self._locked() as used:

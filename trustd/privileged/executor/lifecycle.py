@@ -1,4 +1,5 @@
-"""``rkt stop``, ``rkt rm`` and ``rkt gc``: pods through their lifecycle to removal (root).
+"""``rkt stop`` and ``rkt rm``: pods through their lifecycle to removal (root; ``rkt gc`` is
+``_collect.py``).
 
 Pods are found by UUID prefix among root's own pod directories; a pod's cgroups and MCS pair
 are released with it. Messages are rkt's (stage0/gc.go, rm.go, stop.go).
@@ -9,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import time
-from datetime import timedelta
 
 from trustd.privileged.executor import _mdsreg, _procs
 from trustd.privileged.executor._isolate import destroy_pod_cgroups
@@ -18,7 +17,6 @@ from trustd.privileged.executor._supervise import INIT_DIR
 from trustd.privileged.executor.prepare import load_plan, release_private_users
 from trustd.privileged.isolation.selinux import McsAllocator
 from trustd.privileged.net import detach as detach_network
-from trustd.privileged.net import sweep as sweep_networks
 from trustd.privileged.pod import Pod, PodStore
 from trustd.shared.errors import LocalStateError, UserError
 
@@ -82,6 +80,7 @@ def _remove(pods: PodStore, uuid: str) -> None:
 
 
 def remove_pods(pods: PodStore, uuids: tuple[str, ...]) -> int:
+    pods.check()  # a data dir another user could rewrite: no registry write beside it
     failed = False
     for uuid in uuids:
         try:
@@ -91,46 +90,4 @@ def remove_pods(pods: PodStore, uuids: tuple[str, ...]) -> int:
             failed = True
     if failed:
         raise UserError("failed to remove one or more pods")
-    return 0
-
-
-def _mark(pods: PodStore, expire_prepared: timedelta) -> None:
-    now = time.time()
-    for pod in list(pods.pods()):
-        try:
-            state = pod.state(by_root=True).value
-        except LocalStateError as exc:  # one damaged pod must not stop gc of the others
-            print(f'gc: pod "{pod.uuid}" skipped: {exc.message} ({exc.hint})', file=sys.stderr)
-            continue
-        if state == "exited":
-            print(f'gc: moving pod "{pod.uuid}" to garbage', file=sys.stderr)
-            pods.move(pod, "exited-garbage")
-        elif state == "aborted prepare" or (
-            state == "prepared" and now - pod.path.stat().st_ctime > expire_prepared.total_seconds()
-        ):
-            what = "failed prepare" if state != "prepared" else "expired prepared pod"
-            print(f'gc: moving {what} "{pod.uuid}" to garbage', file=sys.stderr)
-            pods.move(pod, "garbage")
-
-
-def collect_pods(
-    pods: PodStore, *, grace: timedelta, expire_prepared: timedelta, mark_only: bool
-) -> int:
-    _mark(pods, expire_prepared)
-    if mark_only:
-        return 0
-    with contextlib.suppress(OSError, LocalStateError):
-        sweep_networks()  # of pods whose rkt was killed and whose data dir went
-    for pod in list(pods.pods()):
-        if pod.where not in ("exited-garbage", "garbage") or pod.held(removing=True):
-            continue
-        age = timedelta(seconds=time.time() - pod.path.stat().st_ctime)
-        if age < grace:
-            print(
-                f'gc: pod "{pod.uuid}" not removed: still within grace period ({grace})',
-                file=sys.stderr,
-            )
-            continue
-        print(f'Garbage collecting pod "{pod.uuid}"')
-        _forget(pods, pod)
     return 0

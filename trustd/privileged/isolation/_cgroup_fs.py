@@ -50,6 +50,14 @@ class CgroupFs:
     def exists(self, path: Path) -> bool:
         return path.exists()
 
+    def children(self, path: Path) -> list[str]:
+        """The names of the groups directly under ``path`` (none when it is missing)."""
+        try:
+            with os.scandir(path) as entries:
+                return [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+
 
 KERNEL = CgroupFs()
 

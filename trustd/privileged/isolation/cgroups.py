@@ -241,11 +241,8 @@ class PodCgroup:
         """
         _check_pod_id(pod_id)
         layout = detect_layout(root, fs)
-        mounts = [(V2, root)] if layout.v2_only else list(layout.v1)
-        if layout.unified is not None and not layout.v2_only:
-            mounts.append((V2, layout.unified))
         groups: Groups = {}
-        for key, mount in mounts:
+        for key, mount in _mounts(layout, root):
             path = mount / PARENT / pod_id
             if fs.exists(path / "cgroup.procs"):
                 groups[key] = path
@@ -255,6 +252,22 @@ class PodCgroup:
                 hint="check the pod UUID with rkt list; a collected pod has none",
             )
         return cls(pod_id, layout.v2_only, tuple(groups.items()), fs)
+
+    @classmethod
+    def every(cls, root: Path = DEFAULT_ROOT, *, fs: CgroupFs = KERNEL) -> dict[str, PodCgroup]:
+        """Every pod's groups on this host by pod id, from one listing of ``trustd/`` per
+        hierarchy (``rkt gc``: not one :meth:`open` per app of each pod). Only names that
+        pass the pod id check are taken; the groups are in :meth:`open`'s order."""
+        layout = detect_layout(root, fs)
+        found: dict[str, Groups] = {}
+        for key, mount in _mounts(layout, root):
+            for name in sorted(fs.children(mount / PARENT)):
+                if _POD_ID_RE.fullmatch(name) and ".." not in name:
+                    found.setdefault(name, {})[key] = mount / PARENT / name
+        return {
+            pod_id: cls(pod_id, layout.v2_only, tuple(groups.items()), fs)
+            for pod_id, groups in found.items()
+        }
 
     def _paths(self) -> list[Path]:
         """Each group once (co-mounted v1 controllers share one)."""
@@ -314,6 +327,14 @@ class PodCgroup:
         self.kill()
         for path in reversed(self._paths()):
             _rmdir(self.fs, path)
+
+
+def _mounts(layout: Layout, root: Path) -> list[tuple[str, Path]]:
+    """(key, mount) of each hierarchy a pod has a group in."""
+    mounts = [(V2, root)] if layout.v2_only else list(layout.v1)
+    if layout.unified is not None and not layout.v2_only:
+        mounts.append((V2, layout.unified))
+    return mounts
 
 
 def _rmdir(fs: CgroupFs, path: Path) -> None:

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,10 +103,12 @@ class McsAllocator:
                 used = {}
             except ValueError as exc:
                 raise LocalStateError(f"{self.path} is corrupt: {exc}") from exc
+            before = dict(used)
             yield used
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(used))
-            tmp.replace(self.path)
+            if used != before:  # only a change is written
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(used))
+                tmp.replace(self.path)
         finally:
             os.close(fd)
 
@@ -124,8 +126,16 @@ class McsAllocator:
                     return (x, y)
 
     def release(self, pod: str) -> None:
+        self.release_all((pod,))
+
+    def release_all(self, pods: Iterable[str]) -> None:
+        """Give back every pair of ``pods``: one lock and at most one write (``rkt gc``);
+        nothing at all where no pair was ever allocated."""
+        if not self.path.exists():
+            return
         with self._locked() as used:
-            used.pop(pod, None)
+            for pod in pods:
+                used.pop(pod, None)
 
     def in_use(self) -> dict[str, tuple[int, int]]:
         with self._locked() as used:

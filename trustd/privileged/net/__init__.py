@@ -12,6 +12,7 @@ from trustd.privileged.net.model import NetPlan, PodNetPlan, PortPlan
 from trustd.privileged.net.pod import (
     Attaching,
     addresses,
+    attached,
     detach,
     host_address,
     pod_network,
@@ -26,6 +27,7 @@ __all__ = [
     "PodNetPlan",
     "PortPlan",
     "addresses",
+    "attached",
     "detach",
     "host_address",
     "install_etc",

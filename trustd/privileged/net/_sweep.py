@@ -19,14 +19,13 @@ pod counts as gone.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
-import stat
 from pathlib import Path
 
 from trustd.privileged import _dirfd
-from trustd.privileged.pod.lifecycle import LOCK, PRIVATE, STATE_DIRS
+from trustd.privileged.pod import _rootlock
+from trustd.privileged.pod.lifecycle import STATE_DIRS
 from trustd.shared.errors import LocalStateError
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -49,48 +48,23 @@ def _at(dirfd: int, rel: str, flags: int, where: str) -> int | None:
         raise Untrusted(f"{where}: {exc.strerror}") from exc
 
 
-def _check(fd: int, where: str, *, private: bool = False) -> None:
-    st = os.fstat(fd)
-    mode = stat.S_IMODE(st.st_mode)
-    bad = (st.st_gid != 0 or mode != 0o700) if private else bool(mode & 0o022)
-    if st.st_uid != 0 or bad:
-        raise Untrusted(f"{where} is owned by {st.st_uid}:{st.st_gid} with mode {mode:o}")
-
-
-def _held(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    return False  # the close releases the shared lock just taken
-
-
-def _alive_in(top: int, rel: str, where: str) -> bool:
+def _alive_in(top: int, rel: str, where: str, uuid: str) -> bool:
     pod = _at(top, rel, _DIR, where)
     if pod is None:
         return False
     try:
-        _check(pod, where)
-        private = _at(pod, PRIVATE, _DIR, f"{where}/{PRIVATE}")
-        if private is None:  # no root lock (the old layout): nothing root holds
-            return False
-        try:
-            _check(private, f"{where}/{PRIVATE}", private=True)
-            lock_where = f"{where}/{PRIVATE}/{LOCK}"
-            lock = _at(private, LOCK, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW, lock_where)
-            if lock is None:
-                return False
-            try:
-                st = os.fstat(lock)
-                if not stat.S_ISREG(st.st_mode) or st.st_uid != 0:
-                    raise Untrusted(f"{lock_where} is not a regular file of root's")
-                return _held(lock)
-            finally:
-                os.close(lock)
-        finally:
-            os.close(private)
+        _rootlock.check_pod_dir(pod, where, uuid)
+        lock = _rootlock.open_root_lock(pod, where, uuid)
+    except _rootlock.Damaged as exc:
+        raise Untrusted(exc.message) from exc
     finally:
         os.close(pod)
+    if lock is None:  # no root lock (the old layout): nothing root holds
+        return False
+    try:
+        return _rootlock.held(lock, release=False)  # the close releases the shared lock
+    finally:
+        os.close(lock)
 
 
 def pod_alive(pods: Path, uuid: str) -> bool:
@@ -105,6 +79,6 @@ def pod_alive(pods: Path, uuid: str) -> bool:
     except LocalStateError as exc:
         raise Untrusted(exc.message) from exc
     try:
-        return any(_alive_in(top, f"{s}/{uuid}", f"{pods}/{s}/{uuid}") for s in STATE_DIRS)
+        return any(_alive_in(top, f"{s}/{uuid}", f"{pods}/{s}/{uuid}", uuid) for s in STATE_DIRS)
     finally:
         os.close(top)

@@ -171,6 +171,22 @@ def sweep() -> list[str]:
     return swept
 
 
+def attached() -> set[str] | None:
+    """The UUIDs that have a network record or a pinned netns, from one listing of each
+    directory (``rkt gc``: not one :func:`detach` try per pod); None when either directory
+    cannot be listed (then every pod is tried)."""
+    found: set[str] = set()
+    for where, suffix in ((STATE_DIR, ".json"), (_netns.NETNS_DIR, "")):
+        try:
+            names = os.listdir(where)  # noqa: PTH208 - names only, no Path each
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        found.update(n.removesuffix(suffix) for n in names if n.endswith(suffix))
+    return found
+
+
 def attach(uuid: str, plan: PodNetPlan, pods: Path | None = None) -> list[Result]:
     """Put the pod on its networks; on failure, undo what was done and raise. ``pods``:
     the pod's data dir's ``pods/``, recorded so a later :func:`sweep` knows when it is gone."""

@@ -23,9 +23,9 @@ takes it as a courtesy and never waits on it or believes it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-import stat
 import sys
 import time
 import uuid as uuidlib
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trustd.privileged import _dirfd
+from trustd.privileged.pod import _rootlock
 from trustd.privileged.pod.model import PodState
 from trustd.shared.errors import LocalStateError, UserError
 
@@ -41,8 +42,9 @@ STATE_DIRS = ("embryo", "prepare", "prepared", "run", "exited-garbage", "garbage
 MANIFEST = "pod"  # under private/
 PLAN = "plan.json"  # under private/
 INFO = "info.json"  # public
-PRIVATE = "private"
-LOCK = "lock"  # under private/: root's lock
+PRIVATE = _rootlock.PRIVATE
+LOCK = _rootlock.LOCK  # under private/: root's lock
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PUBLIC_TRIES = 50  # x 10 ms: rkt list holds the public lock for a moment only
 
 
@@ -92,6 +94,11 @@ class Pod:
             parent = os.open(self.private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a symlink or a file: damaged, as the check says
+            raise LocalStateError(
+                f"{self.private}: {exc.strerror}; a pod's private state must be a directory",
+                hint=f"remove the pod: rkt rm {self.uuid}",
+            ) from exc
         try:
             _check_private_fd(parent, self.private)
             flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
@@ -116,17 +123,23 @@ class Pod:
             os.close(fd)
 
     def held(self, *, removing: bool = False) -> bool:
-        """Root holds the pod (preparing, running, or deleting): its lock in ``private/``,
-        or, for a pod of the layout before it, the directory's (so too when ``removing`` a
-        pod whose ``private/`` fails its check)."""
+        """Root holds the pod (preparing, running, or deleting): its lock in ``private/``
+        (:mod:`._rootlock`, the check gc and the CNI sweep make too), or, for a pod of the
+        layout before it, the directory's (so too when ``removing`` a pod that fails the
+        check)."""
+        fd = os.open(self.path, _DIR)
         try:
-            own = self._private_lock(create=False)
-        except LocalStateError:
-            if not removing:
-                raise
-            own = None
-        if own is None:
-            return self.locked()
+            try:
+                _rootlock.check_pod_dir(fd, str(self.path), self.uuid)
+                own = _rootlock.open_root_lock(fd, str(self.path), self.uuid)
+            except LocalStateError:
+                if not removing:
+                    raise
+                own = None
+            if own is None:
+                return _held(fd, release=False)
+        finally:
+            os.close(fd)
         try:
             return _held(own, release=False)
         finally:
@@ -138,14 +151,7 @@ class Pod:
         """The pod's state; ``by_root``: judged by root's lock (root's decisions), else by
         the public one (what ``rkt list`` shows; ``release`` as for :meth:`locked`)."""
         locked = self.held() if by_root else self.locked(fd, release=release)
-        return {
-            "embryo": PodState.EMBRYO,
-            "prepare": PodState.PREPARING if locked else PodState.ABORTED_PREPARE,
-            "prepared": PodState.PREPARED,
-            "run": PodState.RUNNING if locked else PodState.EXITED,
-            "exited-garbage": PodState.DELETING if locked else PodState.EXITED_GARBAGE,
-            "garbage": PodState.DELETING if locked else PodState.GARBAGE,
-        }[self.where]
+        return state_of(self.where, locked=locked)
 
     def lock(self, *, removing: bool = False) -> PodLock:
         """Take the pod's exclusive lock (root's, then the public one); hold the returned
@@ -189,6 +195,27 @@ class Pod:
         return None
 
 
+_STATES = {  # where -> (state when locked, state when not)
+    "embryo": (PodState.EMBRYO, PodState.EMBRYO),
+    "prepare": (PodState.PREPARING, PodState.ABORTED_PREPARE),
+    "prepared": (PodState.PREPARED, PodState.PREPARED),
+    "run": (PodState.RUNNING, PodState.EXITED),
+    "exited-garbage": (PodState.DELETING, PodState.EXITED_GARBAGE),
+    "garbage": (PodState.DELETING, PodState.GARBAGE),
+}
+
+
+def locked_at(fd: int) -> bool:
+    """:meth:`Pod.locked` of the pod directory ``fd``, the shared lock left for the caller's
+    ``close`` to release (which must follow at once)."""
+    return _held(fd, release=False)
+
+
+def state_of(where: str, *, locked: bool) -> PodState:
+    """The state of a pod in ``pods/<where>`` whose lock is (not) held."""
+    return _STATES[where][0 if locked else 1]
+
+
 class PodLock:
     """Root's hold on a pod: the private lock, and the public one where it could be had."""
 
@@ -203,26 +230,11 @@ class PodLock:
             os.close(self._fds.pop())
 
 
-def _held(fd: int, *, release: bool) -> bool:
-    """Somebody holds an exclusive flock on ``fd``'s file (tried shared, then released, or
-    left for the caller's ``close`` to release)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    if release:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    return False
+_held = _rootlock.held
 
 
 def _check_private_fd(fd: int, path: Path) -> None:
-    st = os.fstat(fd)
-    if st.st_uid != 0 or st.st_gid != 0 or stat.S_IMODE(st.st_mode) != 0o700:
-        raise LocalStateError(
-            f"{path} is owned by {st.st_uid}:{st.st_gid} with mode "
-            f"{stat.S_IMODE(st.st_mode):o}; a pod's private state must be 0700 root:root",
-            hint=f"someone changed the pod's directory; remove the pod: rkt rm {path.parent.name}",
-        )
+    _rootlock.check_private(fd, str(path), path.parent.name)
 
 
 def make_private(pod_dir: Path) -> None:
@@ -250,6 +262,13 @@ class PodStore:
             (self.root / name).mkdir(parents=True, exist_ok=True)
             (self.root / name).chmod(0o2750)
         self.root.chmod(0o2750)
+
+    def check(self) -> None:
+        """``pods/`` and every directory above it are root's and not group/other-writable
+        (as the data directory must be for a run): before ``rkt rm`` writes root's
+        registries beside it. Nothing to check when it is not there."""
+        with contextlib.suppress(FileNotFoundError):
+            os.close(_dirfd.check_root_owned(self.root))
 
     def new(self) -> tuple[Pod, PodLock]:
         """A new pod in ``prepare``, locked by the returned fd (rkt: embryo then prepare)."""
