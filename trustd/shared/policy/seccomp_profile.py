@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno as errno_mod
 import hashlib
 import json
-import platform
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +241,7 @@ def load_profile(path: Path) -> DockerProfile:
 
 
 def native_arch() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine
     return _GOARCH.get(machine, machine)
 
 
