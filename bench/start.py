@@ -14,6 +14,12 @@ Before timing, the package's bytecode is compiled, as an install does: with
 PYTHONDONTWRITEBYTECODE set in the caller's environment, every ``rkt`` would otherwise compile
 its modules again. The report names the install it measured: a venv's editable install adds
 its import finder to every interpreter start (``make install`` has none).
+
+``BENCH_START_BASELINE=DIR`` adds an older trustd tree (e.g. a worktree of main) as
+contenders in the same rounds: "baseline container", "baseline fly" and so on, on the same
+data dir. Then both trees run from plain installs (the tree and this venv's dependencies as
+paths on ``sys.path``, no editable finder: as ``make install`` lays them out), each in a venv
+of its own, so each ``rkt`` execs its own tree's root program.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from bench._rounds import interleaved, once, summary  # noqa: E402
 from trustd.privileged.measure import stop_embedded  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_START_ROUNDS", "30"))
+BASELINE = os.environ.get("BENCH_START_BASELINE")
 RKT = str(Path(sys.executable).with_name("rkt"))
 TARGETS = {  # x runc, issue #14
     "trustd container": 3.0,
@@ -67,10 +74,53 @@ def _peer(work: Path, rootfs: Path, runtime: str) -> list[str] | None:
     return run
 
 
+def _plain_rkt(work: Path, tree: Path, name: str) -> list[str]:
+    """``rkt`` of ``tree`` from a plain install: a venv whose ``sys.path`` holds the tree, then
+    this venv's site-packages as a plain path (its editable finder's .pth is not read). The
+    root program, ``sys.executable -I -m ...``, then loads the same tree."""
+    import sysconfig  # noqa: PLC0415
+
+    venv = work / f"venv-{name}"
+    subprocess.run(
+        [getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", venv],
+        check=True,
+    )
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    deps = dict.fromkeys((sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]))
+    Path(site, "trustd-bench.pth").write_text("\n".join([str(tree), *deps]) + "\n")
+    compileall.compile_dir(tree / "trustd", quiet=1)
+    entry = "import sys; from trustd.cli.main import entry; sys.argv[0] = 'rkt'; entry()"
+    return [str(python), "-c", entry]
+
+
+def _contenders(work: Path, flags: list[str], key: str) -> dict[str, list[str]]:
+    """trustd's rows (and the baseline's, with BENCH_START_BASELINE)."""
+    trees = {"trustd": [RKT]}
+    if BASELINE:
+        trees = {
+            "trustd": _plain_rkt(work, ROOT, "trustd"),
+            "baseline": _plain_rkt(work, Path(BASELINE).resolve(), "baseline"),
+        }
+    commands = {}
+    for label, rkt in trees.items():
+        for flavor in ("container", "fly"):
+            commands[f"{label} {flavor}"] = [*rkt, *flags, "run", f"--stage1-name={flavor}", key]
+        commands[f"{label} container --net=none"] = [*rkt, *flags, "run", "--net=none", key]
+    return commands
+
+
 def _install() -> str:
     """Which install of trustd this measures (an editable one loads its finder at start)."""
     import trustd  # noqa: PLC0415
 
+    if BASELINE:
+        return f"plain installs of {ROOT} and, as baseline, {Path(BASELINE).resolve()}"
     site = Path(trustd.__file__).resolve().parents[1]
     finders = (Path(p).glob("__editable___trustd*finder.py") for p in sys.path if p)
     if any(any(found) for found in finders):
@@ -95,6 +145,16 @@ def report(samples: dict[str, list[float]]) -> None:
             f"  {name:<28} {median * 1000:6.1f} ms {p90 * 1000:6.1f} ms  "
             f"{p90 / median:6.2f}  {ratio}{verdict}"
         )
+    _versus_baseline(samples)
+
+
+def _versus_baseline(samples: dict[str, list[float]]) -> None:
+    """Each trustd row against the baseline's row of the same command, same rounds."""
+    for name in [n for n in samples if n.startswith("trustd ")]:
+        old = samples.get("baseline " + name.removeprefix("trustd "))
+        if old:
+            new_median, old_median = summary(samples[name])[0], summary(old)[0]
+            print(f"  {name}: {new_median / old_median:.3f}x the baseline's median")
 
 
 def main() -> int:
@@ -105,11 +165,7 @@ def main() -> int:
         work = Path(tmp)
         flags, key = data_dir_with_busybox(work, "bench.trustd.test/true", ["/bin/true"])
         compileall.compile_dir(ROOT / "trustd", quiet=1)  # what an install ships
-        commands = {
-            f"trustd {flavor}": [RKT, *flags, "run", f"--stage1-name={flavor}", key]
-            for flavor in ("container", "fly")
-        }
-        commands["trustd container --net=none"] = [RKT, *flags, "run", "--net=none", key]
+        commands = _contenders(work, flags, key)
         once(commands["trustd fly"])  # render the tree
         rootfs = next((work / "data/private/tree").glob(key + "*")) / "rootfs"
         for runtime in ("runc", "crun"):

@@ -9,6 +9,9 @@ timing them). The docstrings say what was wrong where a hole was found.
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +19,11 @@ import pytest
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member
-from tests.integration.conftest import rkt
+from tests.integration.conftest import NAME, rkt
 from trustd.shared.config import Dirs, GlobalOptions
 from trustd.shared.errors import TrustdError
+from trustd.unprivileged.privsep import fetch_identity, run_as
+from trustd.unprivileged.privsep.drop import INDEX_PRELOAD
 
 # The member replaces the index's table by a view of the other image's row whose key is a
 # fresh random choice each time SQLite evaluates it: three times in the prefix query's WHERE,
@@ -105,3 +110,54 @@ def test_a_view_in_the_index_cannot_answer_another_image_for_an_id_prefix(
             outcomes["right" if answer.startswith(image) else "other"] += 1
     assert outcomes["other"] == 0, outcomes
     assert outcomes["refused"] > 0, outcomes  # the view was live: the lookups met it
+
+
+# The member adds a row whose key shares the image's first 19 characters but is not its
+# digest's first half: a row the index check refuses.
+_DAMAGED = r"""
+import sqlite3, sys
+db, key = sys.argv[1:]
+c = sqlite3.connect(db, isolation_level=None)
+row = list(c.execute("SELECT * FROM images WHERE key = ?", (key,)).fetchone())
+row[0] = key[:-4] + ("0000" if not key.endswith("0000") else "1111")
+c.execute("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+print("DAMAGED")
+"""
+
+
+def test_a_damaged_index_row_is_skipped_with_a_warning_the_user_sees(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """A row the index check refuses is skipped with a warning. The lookup child used to
+    print that warning itself, on a stderr it may not be able to write (closed in the child:
+    EBADF, and the run failed with "fetch process failed"). Now the child hands the warning
+    back in its answer and root prints it; the run goes on with the one good row."""
+    db = shared_dirs.data / "cas/db/index.sqlite"
+    made = member("/usr/bin/python3", "-c", _DAMAGED, str(db), image[:71])
+    assert made.stdout.strip() == "DAMAGED"
+    for ref in (image[:19], NAME):  # the prefix lookup and the name lookup both meet it
+        out = rkt(shared_dirs, "run", "--net=none", "--stage1-name=fly", ref)
+        assert out.returncode == 0, out.stderr
+        warnings = [line for line in out.stderr.splitlines() if "row refused" in line]
+        assert warnings, out.stderr  # once per lookup that met the row
+        assert "fetch process failed" not in out.stderr
+
+
+def test_the_lookup_child_never_writes_roots_stderr() -> None:
+    """What the index lookup child writes to stderr crosses back in its answer: with its
+    fd 2 closed the work still answers, and the parent prints the line, control characters
+    escaped (the group may have written them into a row)."""
+
+    def work() -> str:
+        os.close(2)
+        print("warning: store index row refused: \x1b[2J", file=sys.stderr)
+        return "answered"
+
+    seen = io.StringIO()
+    real, sys.stderr = sys.stderr, seen
+    try:
+        answer = run_as(fetch_identity(), work, inherit_fds=False, base=INDEX_PRELOAD)
+    finally:
+        sys.stderr = real
+    assert answer == "answered"
+    assert seen.getvalue() == "warning: store index row refused: \\x1b[2J\n"

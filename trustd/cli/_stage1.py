@@ -76,9 +76,10 @@ def store_stage1_image(options: GlobalOptions, flavor: Flavor) -> str:
         """Every run after the first: the index has it, its last use is stamped."""
         require_reachable(data, identity)
         store = ImageStore.open(data, create=True)
-        if store.index.by_key_prefix(key):
-            store.index.touch(key)
-            return key
+        with store.index.session():  # one connection, one commit
+            if store.index.by_key_prefix(key):
+                store.index.touch(key)
+                return key
         return ""
 
     # The index lookup child is given the index code only, not the fetch side's TLS, HTTP and

@@ -86,10 +86,12 @@ def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreK
 
     def work() -> str:
         store = ImageStore.open(data, create=True)
-        record = store.resolve(ref)
-        if touch:
+        if not touch:
+            return store.resolve(ref).full_key.id
+        with store.index.session():  # one connection, one commit
+            record = store.resolve(ref)
             store.index.touch(record.key)
-        return record.full_key.id
+            return record.full_key.id
 
     return _named_by(ref, StoreKey.parse(as_group(options, work, lookup=True)))
 
@@ -99,7 +101,8 @@ def run_keys(
 ) -> tuple[dict[str, StoreKey], bool]:
     """For ``rkt run`` by image ID prefixes (as ``fetch --full`` prints them): each prefix's
     full ID, each stamped as used, and the stage1 image's row stamped, in one lookup child
-    instead of one per image and one for the stage1 (issue #14).
+    instead of one per image and one for the stage1, on one index connection and in one
+    transaction (issue #14: each stamp was an autocommit, an fsync of the WAL).
 
     The refs are resolved in order, as :func:`full_key` would one by one; at the first that
     fails the child stops and answers the ones before it, so the caller's :func:`full_key`
@@ -113,18 +116,22 @@ def run_keys(
 
     def work() -> str:
         store = ImageStore.open(data, create=True)
+        with store.index.session():  # one connection, one commit: one fsync, not one a stamp
+            return json.dumps(_stamp_all(store))
+
+    def _stamp_all(store: ImageStore) -> dict[str, Any]:
         found: dict[str, str] = {}
         for ref in refs:
             try:
                 record = store.resolve(ref)
             except TrustdError:
-                return json.dumps({"keys": found, "stage1": False})
+                return {"keys": found, "stage1": False}
             store.index.touch(record.key)
             found[ref] = record.full_key.id
         stamped = bool(stage1_key) and bool(store.index.by_key_prefix(stage1_key or ""))
         if stamped and stage1_key:
             store.index.touch(stage1_key)
-        return json.dumps({"keys": found, "stage1": stamped})
+        return {"keys": found, "stage1": stamped}
 
     answer = json.loads(as_group(options, work, lookup=True))
     keys, stamped = answer.get("keys"), answer.get("stage1")

@@ -231,13 +231,30 @@ def _hoist(args: list[str]) -> list[str]:
     return [*before, args[verb_at], *moved, *args[verb_at + 1 :]]
 
 
-def _dispatch(args_list: list[str], verb: str) -> int:
+def parse_command(args_list: list[str], verb: str) -> argparse.Namespace:
+    """The namespace of ``rkt ARGS`` (routed and hoisted): a plain ``rkt run`` by the lean
+    parse (trustd/cli/_fastrun.py, issue #14), anything else by the full parser."""
+    if verb == "run":
+        from trustd.cli._fastrun import parse  # noqa: PLC0415
+
+        if (lean := parse(args_list)) is not None:
+            return lean
+    return full_parse(args_list, verb)
+
+
+def full_parse(args_list: list[str], verb: str) -> argparse.Namespace:
+    """The namespace of ``rkt ARGS`` by the full parser (a usage error raises)."""
     parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(args_list)
     reparse(args)  # a verb's own flags given among its images (rkt fetch IMG --full)
     if args.command is None:
         parser.print_help(sys.stderr)
         raise UserError("missing command", hint="see: rkt --help")
+    return args
+
+
+def _dispatch(args_list: list[str], verb: str) -> int:
+    args = parse_command(args_list, verb)
     args.options = global_options(args)
     handler: Handler = args.func
     code = handler(args)

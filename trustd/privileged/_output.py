@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,7 +97,7 @@ def output_file(path: Path, *, overwrite: bool, mode: int = 0o644) -> Iterator[B
         found = _existing(dir_fd, path.name)
         if found is not None and (not overwrite or stat.S_ISDIR(found.st_mode)):
             raise UserError(f"{path} already exists", hint="pass --overwrite, or another name")
-        temp = f".{path.name}.{secrets.token_hex(6)}"
+        temp = f".{path.name}.{os.urandom(6).hex()}"
         fd = os.open(temp, _NEW, mode, dir_fd=dir_fd)
         try:
             with os.fdopen(fd, "wb") as out:

@@ -104,7 +104,12 @@ def _store_key(image: str) -> Any:
 
 
 def _prepare_pod(
-    ctx: Context, request: Run | Prepare, policy: Policy, measure: MeasureConfig
+    ctx: Context,
+    request: Run | Prepare,
+    policy: Policy,
+    measure: MeasureConfig,
+    *,
+    moving_on: bool = False,
 ) -> Any:
     from trustd.privileged.executor.prepare import prepare  # noqa: PLC0415
 
@@ -116,6 +121,7 @@ def _prepare_pod(
         policy=policy,
         measurement=measure.mode,
         network=ctx.network(request.pod.network),
+        moving_on=moving_on,
     )
 
 
@@ -130,7 +136,7 @@ def run(ctx: Context, request: Run) -> int:
 
         fly = request.pod.flavor == "fly"  # fly runs in the host's network namespace
         require_daemon(ctx.data, "host" if fly else request.pod.network.mode)
-    prepared = _prepare_pod(ctx, request, policy, measure)
+    prepared = _prepare_pod(ctx, request, policy, measure, moving_on=True)  # run_prepared_pod
     if request.uuid_file:
         write_output(Path(request.uuid_file), (prepared.pod.uuid + "\n").encode())
     return run_prepared_pod(prepared, ctx.pods(), measure, policy)

@@ -16,21 +16,30 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
+def atomic_write(
+    path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool = True, durable: bool = True
+) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
+
+    The file is fsynced, and its directory after the rename. ``sync_dir=False``: the caller
+    fsyncs the directory itself, once for several files (ADR 0020 addendum, the batched
+    prepare). ``durable=False``: no fsync at all, for a file only a live process reads and
+    nothing reads after a crash (a running pod's /etc files); the rename keeps it whole."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         Path(tmp).replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             Path(tmp).unlink()
         raise
-    fsync_dir(path.parent)
+    if durable and sync_dir:
+        fsync_dir(path.parent)
 
 
 def read_capped(path: Path, max_bytes: int) -> bytes:

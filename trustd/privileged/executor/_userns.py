@@ -28,7 +28,6 @@ import ctypes
 import fcntl
 import json
 import os
-import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -168,6 +167,8 @@ class RangeAllocator:
 
     def allocate(self, pod: str) -> int:
         """The pod's shift (the same on a second call): a random free multiple of 65536."""
+        import secrets  # noqa: PLC0415 - only for this allocation (issue #14)
+
         with self._locked() as used:
             if pod in used:
                 return used[pod]

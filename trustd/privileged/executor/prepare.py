@@ -26,7 +26,7 @@ from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN, PodLock
 from trustd.privileged.treestore.datadir import PRIVATE, DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
-from trustd.shared._fsutil import atomic_write
+from trustd.shared._fsutil import atomic_write, fsync_dir
 from trustd.shared.appc.manifest import VALID_OS_ARCH, ImageManifest, os_arch_error
 from trustd.shared.codec import read_json
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
@@ -298,9 +298,13 @@ def prepare(
     policy: Policy,
     measurement: MeasureMode,
     network: PodNetPlan | None = None,
+    moving_on: bool = False,
 ) -> Prepared:
     """Prepare a pod for ``request``; every ``AppRequest.image`` must be a full image ID.
-    ``network``: the pod's networks as :func:`trustd.privileged.net.resolve` read them."""
+    ``network``: the pod's networks as :func:`trustd.privileged.net.resolve` read them.
+    ``moving_on``: the caller runs the pod at once (``rkt run``) and its measurement record's
+    write fsyncs the pod directory, so ``info.json``'s entry is not fsynced here (ADR 0020
+    addendum: the batched prepare)."""
     require_root()
     if not request.apps:
         raise UserError("must provide at least one image")
@@ -346,9 +350,10 @@ def prepare(
                 **_selinux(_selinux_mode(policy, apps), pod, pods),
             )
             gated = gate_run(plan, trees, policy, keystore, data=data, measurement=measurement)
-            write_plan(pod, plan)
-        atomic_write(pod.private / MANIFEST, _pod_manifest(plan), mode=0o600)
-        atomic_write(pod.path / INFO, public_info(plan), mode=0o640)
+            write_plan(pod, plan, sync_dir=False)
+        atomic_write(pod.private / MANIFEST, _pod_manifest(plan), mode=0o600, sync_dir=False)
+        fsync_dir(pod.private)  # the plan's and the manifest's entries, one fsync
+        atomic_write(pod.path / INFO, public_info(plan), mode=0o640, sync_dir=not moving_on)
         (pod.path / "pod-created").write_text(datetime.now(UTC).isoformat(timespec="seconds"))
         pod = pods.move(pod, "prepared")
     except TrustdError:
@@ -385,9 +390,10 @@ def public_info(plan: PodPlan) -> bytes:
     return json.dumps({"apps": apps}, indent=2).encode()
 
 
-def write_plan(pod: Pod, plan: PodPlan) -> None:
-    """The plan holds the apps' environment (secrets): root-only, under private/."""
-    atomic_write(pod.check_private() / PLAN, plan.to_json().encode(), mode=0o600)
+def write_plan(pod: Pod, plan: PodPlan, *, sync_dir: bool = True) -> None:
+    """The plan holds the apps' environment (secrets): root-only, under private/.
+    ``sync_dir=False``: the caller fsyncs private/ (:func:`atomic_write`)."""
+    atomic_write(pod.check_private() / PLAN, plan.to_json().encode(), mode=0o600, sync_dir=sync_dir)
 
 
 def load_plan(pod: Pod) -> PodPlan:

@@ -23,6 +23,7 @@ from trustd.privileged.net import Attaching, PodNetPlan
 from trustd.privileged.pod import Pod, PodState, PodStore
 from trustd.privileged.treestore.datadir import DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import RenderedTree, render_tree
+from trustd.shared._fsutil import fsync_dir
 from trustd.shared.errors import UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
@@ -47,6 +48,9 @@ def run_prepared_pod(
         measure_pod_start(prepared.gated, prepared.pod.path, pods.root.parent, measure, policy)
     except BaseException:
         network.abandon()
+        # The pod stays prepared: its directory's entries (info.json's, which ``rkt run``'s
+        # prepare left to the measurement record's write) are made durable here.
+        fsync_dir(prepared.pod.path)
         prepared.lock.close()
         raise
     pod = pods.move(prepared.pod, "run")

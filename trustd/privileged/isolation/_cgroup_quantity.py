@@ -8,12 +8,15 @@ naming the value; these parsers never raise anything else.
 
 from __future__ import annotations
 
-import decimal
+import functools
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from trustd.shared.errors import UserError
+
+if TYPE_CHECKING:
+    import decimal
 
 MAX_MEMORY = 1 << 62  # 4 EiB: above every kernel limit, below int64 overflow
 MAX_CPU_MILLICORES = 10**7  # 10,000 cores
@@ -27,16 +30,24 @@ _MEMORY_RE = re.compile(
     _NUMBER + r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[kMGTPE])|[eE](?P<exp>[+-]?[0-9]{1,3}))?"
 )
 _CPU_RE = re.compile(_NUMBER + r"(?P<milli>m)?")
-# Exact arithmetic: 64 characters of digits times 2**60 fit well within 100 digits.
-_EXACT = decimal.Context(prec=100, Emax=10_000, Emin=-10_000, traps=[decimal.InvalidOperation])
+
+
+@functools.cache
+def _exact() -> decimal.Context:
+    """Exact arithmetic: 64 characters of digits times 2**60 fit well within 100 digits.
+    ``decimal`` is loaded only for a pod with a limit to parse (issue #14)."""
+    import decimal  # noqa: PLC0415
+
+    return decimal.Context(prec=100, Emax=10_000, Emin=-10_000, traps=[decimal.InvalidOperation])
+
 
 _UNIT = {"memory limit": "bytes", "cpu limit": "millicores"}
 _MEMORY_HINT = "give bytes or a quantity such as 64M, 512Mi or 1Gi (M = 10^6, Mi = 2^20)"
 _CPU_HINT = "give cores or millicores, such as 1, 1.5 or 500m"
 
 
-def _whole(value: Decimal, what: str, text: str, hint: str) -> int:
-    if value != value.to_integral_value(context=_EXACT):
+def _whole(value: decimal.Decimal, what: str, text: str, hint: str) -> int:
+    if value != value.to_integral_value(context=_exact()):
         raise UserError(f"{what} {text!r} is not a whole number of {_UNIT[what]}", hint=hint)
     return int(value)
 
@@ -46,12 +57,14 @@ def parse_memory(text: str) -> int:
     match = _MEMORY_RE.fullmatch(text) if len(text) <= _MAX_TEXT else None
     if match is None:
         raise UserError(f"memory limit {text!r} is not a quantity", hint=_MEMORY_HINT)
+    from decimal import Decimal  # noqa: PLC0415
+
     number = Decimal(match["num"])
     if match["exp"] is not None:
-        value = number.scaleb(int(match["exp"]), context=_EXACT)
+        value = number.scaleb(int(match["exp"]), context=_exact())
     else:
         suffix = match["suffix"] or ""
-        value = _EXACT.multiply(number, _BINARY.get(suffix) or _DECIMAL[suffix])
+        value = _exact().multiply(number, _BINARY.get(suffix) or _DECIMAL[suffix])
     if not 0 < value <= MAX_MEMORY:
         raise UserError(
             f"memory limit {text!r} is out of range (1 byte to {MAX_MEMORY} bytes)",
@@ -65,8 +78,10 @@ def parse_cpu(text: str) -> int:
     match = _CPU_RE.fullmatch(text) if len(text) <= _MAX_TEXT else None
     if match is None:
         raise UserError(f"cpu limit {text!r} is not a quantity", hint=_CPU_HINT)
+    from decimal import Decimal  # noqa: PLC0415
+
     number = Decimal(match["num"])
-    value = number if match["milli"] else _EXACT.multiply(number, 1000)
+    value = number if match["milli"] else _exact().multiply(number, 1000)
     if not 0 < value <= MAX_CPU_MILLICORES:
         raise UserError(
             f"cpu limit {text!r} is out of range (1m to {MAX_CPU_MILLICORES}m)", hint=_CPU_HINT

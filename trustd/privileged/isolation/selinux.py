@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +112,8 @@ class McsAllocator:
             os.close(fd)
 
     def allocate(self, pod: str) -> tuple[int, int]:
+        import secrets  # noqa: PLC0415 - only for this allocation (issue #14)
+
         with self._locked() as used:
             if pod in used:
                 return (used[pod][0], used[pod][1])

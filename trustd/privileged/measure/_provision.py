@@ -15,8 +15,6 @@ so the AK): it keeps running without an EK certificate, and enrolment is TOFU on
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Final
 
@@ -71,6 +69,9 @@ def _configs(ca_dir: Path) -> Path:
 
 def provision(tpm_dir: Path) -> None:
     """Manufacture a fresh swtpm state (the caller holds the lock and no swtpm runs)."""
+    import shutil  # noqa: PLC0415 - only on a first start
+    import subprocess  # noqa: PLC0415
+
     binary = shutil.which("swtpm_setup", path="/usr/bin:/usr/local/bin:/bin")
     if binary is None:
         raise MeasurementError(

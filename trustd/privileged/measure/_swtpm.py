@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import select
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -238,6 +237,8 @@ def _read_ready(fd: int) -> str:
 
 
 def _spawn(tpm_dir: Path) -> tuple[int, int]:
+    import subprocess  # noqa: PLC0415 - only to start swtpm: a running one needs none
+
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         argv = [sys.executable, "-I", str(SUPERVISOR), str(tpm_dir), str(write_end)]
@@ -268,6 +269,8 @@ def _spawn(tpm_dir: Path) -> tuple[int, int]:
 
 def start(tpm_dir: Path, previous: SwtpmState | None, *, starts: int | None = None) -> SwtpmState:
     """Start a supervised swtpm and record it; the caller holds the lock."""
+    import subprocess  # noqa: PLC0415 - only to start swtpm: a running one needs none
+
     if supervised(tpm_dir):
         stop(tpm_dir)
     if _provision.fresh(tpm_dir):  # first start: an EK certificate, as a vendor would

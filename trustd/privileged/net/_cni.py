@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from trustd.privileged.net._config import PLUGIN_DIR, NetConf, canonical, plugin
 from trustd.shared.errors import LocalStateError
 from trustd.shared.request import ROOT_PATH
+
+if TYPE_CHECKING:
+    import subprocess
 
 Command = Literal["ADD", "DEL", "CHECK"]
 MAX_OUTPUT = 256 << 10
@@ -165,6 +167,8 @@ def execute(
     }
     if cni_args:
         env["CNI_ARGS"] = cni_args
+    import subprocess  # noqa: PLC0415 - only with CNI networks (issue #14)
+
     proc = subprocess.Popen(  # noqa: S603 - a root-owned binary in PLUGIN_DIR, no shell
         [str(path)],
         stdin=subprocess.PIPE,

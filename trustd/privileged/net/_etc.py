@@ -78,9 +78,11 @@ def write_sources(private: Path, options: NetOptions, results: Sequence[Result])
     etc.mkdir(mode=0o700, exist_ok=True)
     resolv = resolv_conf(options, results)
     if resolv is not None:
-        atomic_write(etc / "resolv.conf", resolv, mode=0o644)
+        atomic_write(etc / "resolv.conf", resolv, mode=0o644, durable=False)
     body, replace = hosts(options)
-    atomic_write(etc / ("hosts" if replace else "hosts-fallback"), body, mode=0o644)
+    # Only the live pod reads these, and no pod runs again after a crash: no fsync (ADR 0020
+    # addendum, the batched prepare).
+    atomic_write(etc / ("hosts" if replace else "hosts-fallback"), body, mode=0o644, durable=False)
 
 
 def _install(rootfd: int, name: str, data: bytes, *, replace: bool) -> None:

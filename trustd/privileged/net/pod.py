@@ -16,10 +16,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustd.privileged.net import _config, _netns
 from trustd.privileged.net._cni import Result, execute, parse_result
@@ -28,6 +27,9 @@ from trustd.privileged.net.model import NetPlan, PodNetPlan, PortPlan
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.net import NetOptions
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 STATE_DIR = _config.STATE_ROOT / "net"  # <uuid>.json: what exists, for teardown (volatile,
 # like the netns and the leases it describes: a reboot removes all three)
@@ -332,10 +334,19 @@ class Attaching:
 
     def __init__(self, uuid: str, plan: PodNetPlan, pods: Path | None = None) -> None:
         self.uuid, self.plan = uuid, plan
+        self._pool: ThreadPoolExecutor | None = None
+        if plan.options.mode != "cni":
+            return  # attach() has nothing to do: no thread, and no concurrent.futures (issue #14)
+        # Loaded here: concurrent.futures brings logging, threading and traceback, which a
+        # pod without CNI networks never needs.
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cni")
         self._future: Future[list[Result]] = self._pool.submit(attach, uuid, plan, pods)
 
     def _results(self) -> list[Result]:
+        if self._pool is None:
+            return []
         try:
             return self._future.result()
         finally:

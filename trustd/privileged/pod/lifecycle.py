@@ -28,7 +28,6 @@ import fcntl
 import os
 import sys
 import time
-import uuid as uuidlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 from trustd.privileged import _dirfd
 from trustd.privileged.pod import _rootlock
 from trustd.privileged.pod.model import PodState
+from trustd.shared._uuid4 import uuid4
 from trustd.shared.errors import LocalStateError, UserError
 
 STATE_DIRS = ("embryo", "prepare", "prepared", "run", "exited-garbage", "garbage")
@@ -273,7 +273,7 @@ class PodStore:
     def new(self) -> tuple[Pod, PodLock]:
         """A new pod in ``prepare``, locked by the returned fd (rkt: embryo then prepare)."""
         self.ensure()
-        uuid = str(uuidlib.uuid4())
+        uuid = uuid4()
         embryo = self.root / "embryo" / uuid
         embryo.mkdir(mode=0o750)
         make_private(embryo)

@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import secrets
 import shutil
 import stat
 import tarfile
@@ -263,7 +262,7 @@ def render_tree(
         cached = _cached_tree(data, tree_fd, key, keystore, accept_unsigned)
         if cached is not None:  # perhaps rendered by a concurrent run we waited for
             return cached
-        stage_name = f".render-{secrets.token_hex(8)}"
+        stage_name = f".render-{os.urandom(8).hex()}"
         os.mkdir(stage_name, 0o700, dir_fd=tree_fd)
         stage = data.private / TREE / stage_name
         try:

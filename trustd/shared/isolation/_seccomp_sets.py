@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
+from pathlib import Path
 
 from trustd.shared.errors import LocalStateError, UserError
 from trustd.shared.isolation import _syscalls
@@ -24,9 +24,9 @@ _DATA = "seccomp_sets.json"
 def _wildcards() -> dict[str, frozenset[str]]:
     """Each wildcard name mapped to its syscall names (all architectures)."""
     try:
-        text = (
-            resources.files("trustd.shared.isolation").joinpath(_DATA).read_text(encoding="utf-8")
-        )
+        # Beside this module (trustd ships as files: shipped.py reads its data the same
+        # way); importlib.resources loaded zipfile and ~10 more modules (issue #14).
+        text = Path(__file__).with_name(_DATA).read_text(encoding="utf-8")
         doc = json.loads(text)
         sets = {k: frozenset(_strings(v)) for k, v in doc["sets"].items()}
         return {

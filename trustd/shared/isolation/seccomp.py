@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno as errno_mod
 import hashlib
 import json
-import platform
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -207,7 +207,7 @@ def spec_digest(spec: SeccompSpec | ProfileSpec) -> str:
         return spec.digest
     doc = {
         "version": _DIGEST_VERSION,
-        "arch": platform.machine(),
+        "arch": os.uname().machine,
         "mode": spec.mode,
         "syscalls": sorted(spec.syscalls),
         "errno": spec.errno,

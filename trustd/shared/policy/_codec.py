@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import tomllib
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -239,6 +238,8 @@ def _single_path(obj: Any) -> tuple[str, ...]:
 
 
 def _header_path(line: str) -> tuple[str, ...] | None:
+    import tomllib  # noqa: PLC0415 - a start served by the compiled cache parses no TOML
+
     try:
         return _single_path(tomllib.loads(line))
     except tomllib.TOMLDecodeError:
@@ -249,6 +250,8 @@ def _key_path(line: str) -> tuple[str, ...] | None:
     if "=" not in line or line.startswith("#"):
         return None
     key = line.split("=", 1)[0]
+    import tomllib  # noqa: PLC0415 - a start served by the compiled cache parses no TOML
+
     try:
         return _single_path(tomllib.loads(f"{key} = 0"))
     except tomllib.TOMLDecodeError:
@@ -270,6 +273,8 @@ def loads_policy_doc(data: bytes, source: str) -> tuple[Policy, dict[str, Any]]:
 
 
 def _loads(data: bytes, source: str) -> tuple[Policy, dict[str, Any]]:
+    import tomllib  # noqa: PLC0415 - a start served by the compiled cache parses no TOML
+
     digest = policy_digest(data)
     try:
         text = data.decode("utf-8")

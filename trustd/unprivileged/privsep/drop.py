@@ -13,6 +13,7 @@ import ctypes
 import fcntl
 import grp
 import importlib
+import io
 import json
 import os
 import pwd
@@ -23,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trustd.shared import errors
-from trustd.shared.errors import LocalStateError, TrustdError
+from trustd.shared.errors import LocalStateError, TrustdError, printable
 
 FETCH_USER = "rkt-fetch"
 FALLBACK_USER = "nobody"
 GROUP = "rkt"
 _PR_SET_NO_NEW_PRIVS = 38
+RELAY_LIMIT = 64 << 10  # characters of a child's stderr relayed to the parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,14 @@ def _drop(identity: Identity) -> None:
     os.umask(0o007)
 
 
-def _child(identity: Identity, work: Callable[[], str], fd: int) -> None:
+def _child(identity: Identity, work: Callable[[], str], fd: int, *, relay: bool) -> None:
+    """Drop, run ``work``, write the one answer line. With ``relay``, what the work writes to
+    ``sys.stderr`` (an index row's warning) goes back in the answer, cut at
+    :data:`RELAY_LIMIT`, for the parent to print: the child never writes to root's stderr,
+    so a closed or broken one cannot fail the work."""
+    captured = io.StringIO()
+    if relay:
+        sys.stderr = captured
     try:
         _drop(identity)
         payload: dict[str, str] = {"ok": work()}
@@ -99,7 +108,20 @@ def _child(identity: Identity, work: Callable[[], str], fd: int) -> None:
         payload = {"error": type(exc).__name__, "message": exc.message, "hint": exc.hint}
     except BaseException as exc:  # noqa: BLE001 - everything must cross back as data
         payload = {"error": "TrustdError", "message": f"fetch process failed: {exc!r}"}
+    if text := captured.getvalue():
+        payload["stderr"] = text[:RELAY_LIMIT]
+        if len(text) > RELAY_LIMIT:
+            payload["stderr"] += f"\n({len(text) - RELAY_LIMIT} more characters of warnings cut)"
     os.write(fd, json.dumps(payload).encode() + b"\n")
+
+
+def _relay(payload: dict[str, str]) -> None:
+    """The child's relayed stderr on ours, each line with control characters escaped (the
+    group may have written it, e.g. an index row's name)."""
+    text = payload.get("stderr")
+    if isinstance(text, str):
+        for line in text.splitlines():
+            print(printable(line), file=sys.stderr)
 
 
 def _rebuild(payload: dict[str, str]) -> TrustdError:
@@ -173,7 +195,8 @@ def run_as(
     """Run ``work`` in a child as ``identity``; return its string result or raise its error.
 
     ``inherit_fds=False`` closes every descriptor but the answer pipe first (work that opens
-    what it needs itself, e.g. the store index); a fetch keeps the sources root opened.
+    what it needs itself, e.g. the store index), and relays what the work writes to stderr
+    through the answer (:func:`_child`); a fetch keeps the sources root opened.
     ``base``: the modules every such child gets (a fetch's by default; an index lookup
     passes :data:`INDEX_PRELOAD` and its own, issue #14). ``limit``: the most bytes of answer
     read (a listing of many images passes more)."""
@@ -190,7 +213,7 @@ def run_as(
         else:
             close_inherited()  # the answer pipe is close-on-exec: kept
         try:
-            _child(identity, work, write_fd)
+            _child(identity, work, write_fd, relay=not inherit_fds)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -215,6 +238,7 @@ def run_as(
             hint="nothing was stored; run again with --debug",
         )
     payload = json.loads(data)
+    _relay(payload)
     if "ok" in payload:
         return str(payload["ok"])
     raise _rebuild(payload)
