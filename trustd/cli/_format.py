@@ -5,6 +5,7 @@ layout and encoding/json's compact and ``MarshalIndent(v, "", "\\t")`` output.""
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ _MAGNITUDES: tuple[tuple[float, str, int], ...] = (
     (37 * _YEAR, "{n} years {}", _YEAR),
     (float("inf"), "a long while {}", 1),
 )
+_BELOW = tuple(below for below, _, _ in _MAGNITUDES)
 
 
 def humanize(then: datetime, now: datetime | None = None) -> str:
@@ -41,10 +43,10 @@ def humanize(then: datetime, now: datetime | None = None) -> str:
     delta = ((now or datetime.now(UTC)) - then).total_seconds()
     label = "ago" if delta >= 0 else "from now"
     delta = abs(delta)
-    for below, fmt, divisor in _MAGNITUDES:
-        if delta < below:
-            return fmt.format(label, n=int(delta // divisor))
-    return f"a long while {label}"  # pragma: no cover - the last magnitude is infinite
+    # the first magnitude ``delta`` is below (go-humanize walks them in order; the bounds
+    # rise, so a bisection finds the same one: issue #14, 20,000 times per 10,000 images)
+    _, fmt, divisor = _MAGNITUDES[bisect_right(_BELOW, delta)]
+    return fmt.format(label, n=int(delta // divisor))
 
 
 _IEC = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
