@@ -1,7 +1,8 @@
 """The listing's row decoder (issue #14) takes and refuses exactly what ``_row`` does: each
 labels and provenance text is decoded once and remembered, and a hostile row among good ones
 that share its texts is refused with the same reason as on its own. go-humanize's
-magnitudes found by bisection give what walking them in order gives."""
+magnitudes found by bisection give what walking them in order gives, and the table built a
+column at a time is the one built a row at a time."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustd.cli._format import _MAGNITUDES, humanize
+from trustd.cli._format import _MAGNITUDES, humanize, tab_columns, tab_text
 from trustd.shared.errors import LocalStateError
 from trustd.shared.store._index import _decoder, _row
 
@@ -112,3 +113,12 @@ BOUNDS = [b for b, _, _ in _MAGNITUDES[:-1]]
 def test_humanize_by_bisection_is_the_walk(seconds: float) -> None:
     then = NOW - timedelta(seconds=seconds)
     assert humanize(then, NOW) == _walked(then, NOW)
+
+
+CELLS = st.text(alphabet="ab \t\x1b\x85é\u200b\n", max_size=20)
+
+
+@given(st.integers(1, 6).flatmap(lambda n: st.lists(st.lists(CELLS, min_size=n, max_size=n))))
+def test_the_table_built_by_columns_is_the_tabwriters(rows: list[list[str]]) -> None:
+    columns = [list(col) for col in zip(*rows, strict=True)] if rows else []
+    assert tab_columns(columns) == tab_text(rows)
