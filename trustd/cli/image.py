@@ -14,7 +14,7 @@ from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, json_text
 from trustd.cli._format import go_json, go_time, humanize, ibytes, tab_columns, unix_nanos
-from trustd.cli._store import as_group, full_key
+from trustd.cli._store import as_group, as_group_to_the_end, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError, printable
 from trustd.shared.imageid import StoreKey
@@ -247,7 +247,7 @@ def run_list(args: argparse.Namespace) -> int:
         raise UserError("--fields names no field", hint=f"e.g. --fields={DEFAULT_FIELDS}")
     signers = is_json(args.format) or "signers" in args.fields
     verify = ("trustd.shared.verify",) if signers else ()  # format_fingerprint
-    text = as_group(args.options, lambda: _listing(args), listing=True, preload=verify)
+    text = as_group_to_the_end(args.options, lambda: _listing(args), preload=verify)
     if text:
         print(text)
     return 0
