@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import platform
 import stat
 from pathlib import Path
 from typing import Any
@@ -69,9 +68,10 @@ def _where(dirfd: int, path: str) -> str:
 
 def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
     """The raw system call; raises OSError (errno as the kernel set it)."""
-    number = _SYS_OPENAT2.get(platform.machine())
+    machine = os.uname().machine  # platform.machine()'s answer, without importing platform
+    number = _SYS_OPENAT2.get(machine)
     if number is None:  # pragma: no cover - only the architectures above are supported
-        raise OSError(errno.ENOSYS, f"openat2 is not known on {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"openat2 is not known on {machine}")
     how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, resolve)
     fd = _libc.syscall(
         ctypes.c_long(number),
