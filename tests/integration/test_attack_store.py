@@ -9,6 +9,7 @@ symlink followed) before and after.
 from __future__ import annotations
 
 import json
+import pwd
 import sqlite3
 import stat
 import subprocess
@@ -394,3 +395,25 @@ def test_a_swapped_stage1_image_is_never_what_root_measures(
     (event,) = [e["data"] for e in pod["events"] if e["kind"] == "stage1"]
     assert event["image_id"] == stage1.image_id
     assert event["descriptor_digest"] == stage1.descriptor_digest
+
+
+def test_root_lists_the_index_only_with_the_fetch_identitys_rights(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """As root, ``rkt image list`` reads the index with the fetch identity's rights (issue
+    #14: the rkt process itself drops for good, no child): an index only the member may read,
+    put in the index's place, root could read, the listing cannot."""
+    index = shared_dirs.data / "cas/db/index.sqlite"
+    listed = rkt(shared_dirs, "image", "list", "--no-legend", check=True)
+    assert image[:19] in listed.stdout
+    # the member puts a copy only it may read in the index's place (the group writes cas/db)
+    member(
+        "sh", "-c", 'cp "$1" "$1.new" && chmod 0600 "$1.new" && mv "$1.new" "$1"', "-", str(index)
+    )
+    assert pwd.getpwuid(index.stat().st_uid).pw_name != "rkt-fetch"
+    refused = rkt(shared_dirs, "image", "list", "--no-legend")
+    assert refused.returncode == 254
+    assert image[:19] not in refused.stdout
+    assert "index.sqlite" in refused.stderr
+    member("chmod", "0660", str(index))
+    assert image[:19] in rkt(shared_dirs, "image", "list", "--no-legend", check=True).stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,27 @@ from trustd.shared.errors import UserError, printable
 from trustd.shared.insecure import Insecure, parse_insecure_options
 
 EXIT_ERROR = 254  # rkt's exit code for every failure of its own
+
+# Whether this process is the ``rkt`` program, which ends right after ``main()`` (set by
+# trustd.cli.main.entry), or a caller of ``main()`` that goes on (tests, an embedding): only
+# the former may drop its own privileges for good (trustd.cli._store.as_group_to_the_end).
+_PROCESS = {"ends_with_main": False}
+
+
+def process_ends_with_main() -> None:
+    _PROCESS["ends_with_main"] = True
+
+
+def ends_with_main() -> bool:
+    return _PROCESS["ends_with_main"]
+
+
+# argparse looks each label it may print ("options", "show this help message and exit") up
+# in gettext's catalogues whenever it builds a parser, each lookup stat()ing 8 paths: about
+# 900 failed stat calls and half of the parser's build for one ``rkt image list`` (issue
+# #14). The catalogues do not change while rkt runs, so each message's first answer is kept.
+argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
+argparse.ngettext = functools.cache(argparse.ngettext)  # type: ignore[attr-defined]
 
 
 class Parser(argparse.ArgumentParser):

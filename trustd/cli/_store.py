@@ -61,6 +61,29 @@ def as_group(
     return run_as(fetch_identity(), work, (*_MODULES, *preload), inherit_fds=False, base=PRELOAD)
 
 
+def as_group_to_the_end(
+    options: GlobalOptions, work: Callable[[], str], *, preload: tuple[str, ...] = ()
+) -> str:
+    """:func:`as_group` with ``listing``, for a verb whose last step it is: as root, after
+    root made the directories, this process itself drops to the group's identity for good
+    (trustd.unprivileged.privsep.drop_for_good) and runs ``work`` there, so no child, pipe
+    or JSON round trip is needed (``rkt image list``, issue #14). The guarantee is the
+    child's: root never opens the index, and nothing runs as root afterwards. A caller of
+    ``main()`` that goes on afterwards (tests, an embedding) gets :func:`as_group`'s child."""
+    from trustd.cli._common import ends_with_main  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        return work()
+    if not ends_with_main():
+        return as_group(options, work, listing=True, preload=preload)
+    from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
+    from trustd.unprivileged.privsep import drop_for_good, fetch_identity  # noqa: PLC0415
+
+    prepare_store(options.dirs.data)
+    drop_for_good(fetch_identity(), (*_LOOKUP, *preload))
+    return work()
+
+
 def _named_by(ref: str, key: StoreKey) -> StoreKey:
     """``key`` when ``ref`` is a name or a prefix of it; else the lookup lied (red team 4: a
     view the group put in place of the index table evaluates its columns again for the

@@ -7,14 +7,14 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import add_format_flag, is_json, json_text
-from trustd.cli._format import go_json, go_time, humanize, ibytes, tab_text, unix_nanos
-from trustd.cli._store import as_group, full_key
+from trustd.cli._format import go_json, go_time, humanize, ibytes, tab_columns, unix_nanos
+from trustd.cli._store import as_group, as_group_to_the_end, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError, printable
 from trustd.shared.imageid import StoreKey
@@ -182,30 +182,32 @@ def _name(record: Any) -> str:
     return str(record.name) + (f":{v}" if (v := record.label("version")) else "")
 
 
-def _cells(fields: list[str], full: bool) -> Callable[[Any], list[str]]:
-    """A table row as rkt prints it, only the ``fields`` asked for: short ID, humanized size
-    and times; ``--full`` gives the full ID, the size in bytes and the times in Go's default
-    layout. One clock reading serves every row (issue #14)."""
-    now = datetime.now(UTC)
+def _version_name(name: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """:func:`_name` from a record's two fields."""
+    for k, v in labels:
+        if k == "version":
+            return f"{name}:{v}" if v else str(name)
+    return str(name)
 
-    def when(at: datetime) -> str:
-        return go_time(at) if full else humanize(at, now)
 
-    def signers(record: Any) -> str:
-        shown = ",".join(_signers(record))
-        return shown or ("insecure" if record.provenance.insecure else "")
-
-    cell: dict[str, Callable[[Any], str]] = {
-        "id": (lambda r: r.key) if full else (lambda r: r.key[:SHORT_ID]),
-        "name": _name,
-        "size": (lambda r: str(r.size)) if full else (lambda r: ibytes(r.size)),
-        "importtime": lambda r: when(r.import_time),
-        "lastused": lambda r: when(r.last_used),
-        "signers": signers,
-        "source": lambda r: r.source,
-    }
-    getters = [cell[f] for f in fields]
-    return lambda record: [get(record) for get in getters]
+def _column(field: str, records: list[Any], full: bool, now: datetime) -> list[str]:
+    """One column of the table as rkt prints it: short ID, humanized size and times;
+    ``--full`` gives the full ID, the size in bytes and the times in Go's default layout.
+    One clock reading serves every row, one pass per column (issue #14)."""
+    if field == "id":
+        return [r.key for r in records] if full else [r.key[:SHORT_ID] for r in records]
+    if field == "name":
+        return [_version_name(r.name, r.labels) for r in records]
+    if field == "size":
+        return [str(r.size) for r in records] if full else [ibytes(r.size) for r in records]
+    if field in ("importtime", "lastused"):
+        times = [r.import_time if field == "importtime" else r.last_used for r in records]
+        return [go_time(t) for t in times] if full else [humanize(t, now) for t in times]
+    if field == "signers":
+        return [
+            ",".join(_signers(r)) or ("insecure" if r.provenance.insecure else "") for r in records
+        ]
+    return [r.source for r in records]
 
 
 def _json_row(record: Any) -> dict[str, Any]:
@@ -227,19 +229,17 @@ def _json_row(record: Any) -> dict[str, Any]:
 
 def _listing(args: argparse.Namespace) -> str:
     records = list(_store(args.options).images())
-    keys = {
-        "name": lambda r: r.name,
-        "importtime": lambda r: r.import_time,
-        "lastused": lambda r: r.last_used,
-        "size": lambda r: r.size,
-    }
-    records.sort(key=lambda r: tuple(keys[f](r) for f in args.sort), reverse=args.order == "desc")
+    if args.sort:  # the sort fields' values, as one tuple a row
+        attrs = {"name": "name", "importtime": "import_time", "lastused": "last_used"}
+        by = attrgetter(*(attrs.get(f, f) for f in args.sort))
+        key = by if len(args.sort) > 1 else lambda r: (by(r),)
+        records.sort(key=key, reverse=args.order == "desc")
     if is_json(args.format):
         return json_text([_json_row(r) for r in records], args.format)  # ASCII: no raw C1 bytes
-    row = _cells(args.fields, args.full)
-    rows = [row(r) for r in records]
-    legend = [] if args.no_legend else [[HEADERS[f] for f in args.fields]]
-    return tab_text(legend + rows)
+    now = datetime.now(UTC)
+    legend = [] if args.no_legend else [HEADERS]
+    columns = [[*(h[f] for h in legend), *_column(f, records, args.full, now)] for f in args.fields]
+    return tab_columns(columns)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -247,7 +247,7 @@ def run_list(args: argparse.Namespace) -> int:
         raise UserError("--fields names no field", hint=f"e.g. --fields={DEFAULT_FIELDS}")
     signers = is_json(args.format) or "signers" in args.fields
     verify = ("trustd.shared.verify",) if signers else ()  # format_fingerprint
-    text = as_group(args.options, lambda: _listing(args), listing=True, preload=verify)
+    text = as_group_to_the_end(args.options, lambda: _listing(args), preload=verify)
     if text:
         print(text)
     return 0

@@ -17,7 +17,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from trustd.cli._common import EXIT_ERROR, Parser, add_global_flags, global_options
+from trustd.cli._common import (
+    EXIT_ERROR,
+    Parser,
+    add_global_flags,
+    global_options,
+    process_ends_with_main,
+)
 from trustd.cli._grammar import reparse
 from trustd.shared.errors import UserError, report_failure
 
@@ -287,6 +293,7 @@ def entry() -> NoReturn:
     flushed. Tearing the interpreter down (every module, every object) is pure cost for a
     process that is done (ADR 0020, decision 1, as the root program does); nothing of
     trustd's waits for exit (no ``atexit``, temporary dirs and threads are closed in place)."""
+    process_ends_with_main()
     try:
         code = main()
     except SystemExit as exc:  # argparse's --help and usage errors, --version

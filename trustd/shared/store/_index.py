@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +89,56 @@ def _valid(rows: Iterable[tuple[Any, ...]]) -> list[ImageRecord]:
     for row in rows:
         try:
             out.append(_row(row))
+        except LocalStateError as exc:
+            print(f"warning: {exc.message}", file=sys.stderr)
+    return out
+
+
+def _decoder() -> Callable[[tuple[Any, ...]], ImageRecord]:
+    """:func:`_row` for many rows, each labels and provenance text decoded once: the two are
+    pure functions of their text, and rows repeat them (issue #14: ``rkt image list`` of
+    10,000 images). A row whose texts were not seen before, or that fails anywhere, goes
+    through :func:`_row` itself, so what is taken and what is refused (with which reason)
+    is exactly what :func:`_row` decides; only a text that decoded is remembered."""
+    labels_seen: dict[str, tuple[tuple[str, str], ...]] = {}
+    provenance_seen: dict[str, Provenance] = {}
+
+    def row(values: tuple[Any, ...]) -> ImageRecord:
+        key, digest, name, labels, imported, used, size, usize, source, provenance = values
+        if type(labels) is not str or type(provenance) is not str:
+            return _row(values)
+        shown = labels_seen.get(labels)
+        why = provenance_seen.get(provenance)
+        if shown is None or why is None or not index_key_ok(key, digest):
+            record = _row(values)  # decodes both texts, or raises as it always did
+            labels_seen[labels], provenance_seen[provenance] = record.labels, record.provenance
+            return record
+        try:
+            return ImageRecord(
+                key,
+                digest,
+                name,
+                shown,
+                datetime.fromisoformat(imported),
+                datetime.fromisoformat(used),
+                int(size),
+                int(usize),
+                source,
+                why,
+            )
+        except (ValueError, KeyError, TypeError):
+            return _row(values)  # raises with the reason, as it always did
+
+    return row
+
+
+def _valid_all(rows: Iterable[tuple[Any, ...]]) -> list[ImageRecord]:
+    """:func:`_valid` through one :func:`_decoder` (every row of the index)."""
+    row = _decoder()
+    out = []
+    for values in rows:
+        try:
+            out.append(row(values))
         except LocalStateError as exc:
             print(f"warning: {exc.message}", file=sys.stderr)
     return out
@@ -180,7 +230,7 @@ class Index:
 
     def all(self) -> list[ImageRecord]:
         with self.connect() as conn:
-            return _valid(_tuples(conn, f"SELECT {_COLUMNS} FROM images"))  # noqa: S608
+            return _valid_all(_tuples(conn, f"SELECT {_COLUMNS} FROM images"))  # noqa: S608
 
     def by_key_prefix(self, prefix: str) -> list[ImageRecord]:
         """Rows whose key starts with ``prefix``: a range on the key's index (O(log n) plus

@@ -2,9 +2,10 @@
 
 from trustd.unprivileged.privsep.drop import (
     Identity,
+    drop_for_good,
     fetch_identity,
     require_reachable,
     run_as,
 )
 
-__all__ = ["Identity", "fetch_identity", "require_reachable", "run_as"]
+__all__ = ["Identity", "drop_for_good", "fetch_identity", "require_reachable", "run_as"]

@@ -183,6 +183,23 @@ def _close_all_but(keep: int) -> None:
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
+def drop_for_good(
+    identity: Identity, preload: tuple[str, ...] = (), *, base: tuple[str, ...] = INDEX_PRELOAD
+) -> None:
+    """Become ``identity`` in this process, for the rest of its life: what :func:`run_as`'s
+    child does before its work (the modules loaded first, every descriptor above 2 closed,
+    the same drop, ``no_new_privs`` and proof that root is gone), without the fork, the
+    answer pipe and its JSON (issue #14). Only for a verb whose last step is the group's
+    work, with nothing left to do as root afterwards (``rkt image list``): the process can
+    never be root again, and what it prints it prints unprivileged."""
+    for module in (*base, *preload):
+        importlib.import_module(module)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    _drop(identity)
+
+
 def run_as(
     identity: Identity,
     work: Callable[[], str],

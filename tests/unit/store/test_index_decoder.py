@@ -1,0 +1,124 @@
+"""The listing's row decoder (issue #14) takes and refuses exactly what ``_row`` does: each
+labels and provenance text is decoded once and remembered, and a hostile row among good ones
+that share its texts is refused with the same reason as on its own. go-humanize's
+magnitudes found by bisection give what walking them in order gives, and the table built a
+column at a time is the one built a row at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trustd.cli._format import _MAGNITUDES, humanize, tab_columns, tab_text
+from trustd.shared.errors import LocalStateError
+from trustd.shared.store._index import _decoder, _row
+
+DIGESTS = [hashlib.sha512(str(n).encode()).hexdigest() for n in range(3)]
+GOOD_PROVENANCE = json.dumps(
+    {"signers": [], "insecure": True, "verified_at": "2026-01-01T00:00:00+00:00"}
+)
+WHEN = "2026-12-02T10:00:00.123456+00:00"
+
+KEYS = st.sampled_from([f"sha512-{d[:64]}" for d in DIGESTS] + ["sha512-../x", None, 7])
+DIGEST = st.sampled_from([*DIGESTS, DIGESTS[0].upper(), b"x", None])
+LABELS = st.sampled_from(
+    ['[["version", "1"]]', "[]", '[["a"]]', "[[1, 2]]", '["ab"]', "[", "{}", 5, None, b"[]"]
+)
+TIMES = st.sampled_from([WHEN, "2026-12-02", "yesterday", "", 0, None])
+SIZES = st.sampled_from([0, 1000, "12", "x", 1.5, None, -1])
+PROVENANCE = st.sampled_from(
+    [
+        GOOD_PROVENANCE,
+        json.dumps({"signers": ["AB"], "insecure": False, "verified_at": "t", "trusted_via": "x"}),
+        json.dumps({"signers": [], "insecure": "false", "verified_at": "t"}),
+        json.dumps({"signers": [], "insecure": True}),
+        json.dumps({"signers": [1], "insecure": True, "verified_at": "t"}),
+        GOOD_PROVENANCE + " ",
+        "{",
+        3,
+        None,
+    ]
+)
+ROWS = st.tuples(
+    KEYS,
+    DIGEST,
+    st.sampled_from(["example.com/a", "", 9]),
+    LABELS,
+    TIMES,
+    TIMES,
+    SIZES,
+    SIZES,
+    st.sampled_from(["file", ""]),
+    PROVENANCE,
+)
+
+
+def _outcome(decode: Any, row: tuple[Any, ...]) -> tuple[str, object]:
+    try:
+        return "ok", decode(row)
+    except LocalStateError as exc:
+        return "refused", (exc.message, exc.hint)
+
+
+@given(st.lists(ROWS, max_size=12))
+def test_the_decoder_agrees_with_row_on_every_row_of_a_listing(rows: list[tuple[Any, ...]]) -> None:
+    decode = _decoder()
+    good = (f"sha512-{DIGESTS[0][:64]}", DIGESTS[0], "n", "[]", WHEN, WHEN, 1, 2, "s")
+    # a good row first, so its texts are remembered before the hostile rows that share them
+    for row in [(*good, GOOD_PROVENANCE), *rows]:
+        assert _outcome(decode, row) == _outcome(_row, row)
+
+
+def test_a_hostile_row_sharing_a_good_rows_texts_is_refused_with_its_reason() -> None:
+    decode = _decoder()
+    key, digest = f"sha512-{DIGESTS[1][:64]}", DIGESTS[1]
+    good = (key, digest, "n", "[]", WHEN, WHEN, 1, 2, "s", GOOD_PROVENANCE)
+    assert decode(good) == _row(good)
+    for bad in (
+        (key, DIGESTS[2], *good[2:]),
+        (*good[:4], "yesterday", *good[5:]),
+        (*good[:6], "x", *good[7:]),
+    ):
+        assert _outcome(decode, bad)[0] == "refused"
+        assert _outcome(decode, bad) == _outcome(_row, bad)
+
+
+def _walked(then: datetime, now: datetime) -> str:
+    """go-humanize's walk, the magnitudes in order (what ``humanize`` did before)."""
+    delta = (now - then).total_seconds()
+    label = "ago" if delta >= 0 else "from now"
+    for below, fmt, divisor in _MAGNITUDES:
+        if abs(delta) < below:
+            return fmt.format(label, n=int(abs(delta) // divisor))
+    raise AssertionError("the last magnitude is infinite")
+
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+BOUNDS = [b for b, _, _ in _MAGNITUDES[:-1]]
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=-2e9, max_value=2e9),
+        st.sampled_from(BOUNDS).flatmap(
+            lambda b: st.sampled_from([b, -b, b - 1e-6, b + 1e-6, 1e-6 - b])
+        ),
+    )
+)
+def test_humanize_by_bisection_is_the_walk(seconds: float) -> None:
+    then = NOW - timedelta(seconds=seconds)
+    assert humanize(then, NOW) == _walked(then, NOW)
+
+
+CELLS = st.text(alphabet="ab \t\x1b\x85é\u200b\n", max_size=20)
+
+
+@given(st.integers(1, 6).flatmap(lambda n: st.lists(st.lists(CELLS, min_size=n, max_size=n))))
+def test_the_table_built_by_columns_is_the_tabwriters(rows: list[list[str]]) -> None:
+    columns = [list(col) for col in zip(*rows, strict=True)] if rows else []
+    assert tab_columns(columns) == tab_text(rows)
