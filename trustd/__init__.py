@@ -6,9 +6,3 @@ docs/adr/ for the decisions behind the layout and docs/threat-model.md for the b
 
 __version__ = "0.1.0"
 APPC_VERSION = "0.8.11"
-
-# Before any trustd module defines its dataclasses: build trustd's frozen, slotted ones with
-# one exec each instead of six (trustd/shared/_dataclass.py, issue #14).
-from trustd.shared._dataclass import install as _install_dataclass  # noqa: E402
-
-_install_dataclass()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trustd.cli._common import info
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import TrustdError, UserError
@@ -30,7 +30,7 @@ Otherwise, trust at the root domain (not recommended) must be explicitly request
     rkt trust --root PUBKEY"""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Candidate:
     location: str
     key: PublicKey

@@ -8,13 +8,13 @@ is read) and calls the executor. Nothing here parses command lines or talks to a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trustd.privileged._output import output_dir, write_output
 from trustd.privileged.executor._measure import MeasureConfig, load_config
+from trustd.shared._dataclass import frozen
 from trustd.shared.request import (
     AttestActivate,
     AttestIdentity,
@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # each loaded by the handlers that use it: the attest verbs l
     from trustd.shared.policy import Policy
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Context:
     """What every root operation works on, from the envelope's directories."""
 

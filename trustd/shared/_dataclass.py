@@ -1,4 +1,4 @@
-"""``@dataclass(frozen=True, slots=True)`` for trustd's own classes, built with one ``exec``.
+"""``@frozen``: trustd's ``@dataclass(frozen=True, slots=True)``, built with one ``exec``.
 
 CPython 3.11's :mod:`dataclasses` compiles each generated method (``__init__``, ``__repr__``,
 ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``) with its own ``exec`` and formats
@@ -8,11 +8,13 @@ classes on the way to a pod start, a third of its run (issue #14). This builds t
 ``__dataclass_fields__`` and ``__dataclass_params__``, the same slotted class from
 ``dataclasses._add_slots``) but compiles its methods in one ``exec``, as CPython 3.13 does.
 
-:func:`install` makes ``dataclasses.dataclass`` route here, for classes of modules named
-``trustd.*`` declared exactly ``frozen=True, slots=True`` and nothing else. Anything unusual
-(``InitVar``, ``KW_ONLY``, a field named ``self``, a method the class defines itself, a
-non-frozen base) goes to the standard library unchanged, which also raises its errors.
-``tests/unit/test_dataclass_build.py`` compares both builds; :mod:`trustd` installs it.
+Each module that wants it says so: ``@frozen`` in place of the decorator (type checkers see
+a dataclass through :func:`typing.dataclass_transform`); nothing in the standard library is
+patched. Anything unusual (``InitVar``, ``KW_ONLY``, a field named ``self``, a method the class
+defines itself, a non-frozen base), and any interpreter but CPython 3.11, whose private helpers
+this build reuses, goes to the standard library unchanged, which also raises its errors (3.13
+compiles in one ``exec`` itself, so this module goes once trustd moves past 3.11).
+``tests/unit/test_dataclass_build.py`` compares both builds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dataclasses as _dc
 import inspect
 import operator
 import sys
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 _STD = _dc.dataclass
 _OWN = frozenset(
@@ -39,30 +41,21 @@ _OWN = frozenset(
         "__setstate__",
     ]
 )
-_FAST_KW = {"frozen": True, "slots": True}
 
 
-def dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
-    """Drop-in for :func:`dataclasses.dataclass` (both call forms)."""
-
-    def wrap(c: Any) -> Any:
-        if kwargs == _FAST_KW and c.__module__.startswith("trustd."):
-            built = _build(c)
-            if built is not None:
-                return built
-        return _STD(c, **kwargs)
-
-    return wrap if cls is None else wrap(cls)
+_T = TypeVar("_T")
+# The fast build reads CPython 3.11's private helpers; elsewhere the standard library builds.
+_FAST = sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
 
 
-def install() -> None:
-    """Route ``dataclasses.dataclass`` here (idempotent); modules that import it later get it.
-
-    Only on CPython 3.11 (``requires-python``), whose private helpers this build reuses; any
-    other interpreter keeps the standard library's build (3.13 compiles in one ``exec``
-    itself, so this module goes once trustd moves past 3.11)."""
-    if sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11):
-        _dc.dataclass = dataclass
+@dataclass_transform(frozen_default=True, field_specifiers=(_dc.field, _dc.Field))
+def frozen(cls: type[_T], /) -> type[_T]:
+    """``@dataclass(frozen=True, slots=True)``, with ``__init__`` compiled in one ``exec``."""
+    if _FAST:
+        built = _build(cls)
+        if built is not None:
+            return built  # type: ignore[no-any-return]
+    return _STD(cls, frozen=True, slots=True)
 
 
 def _inherited(cls: Any) -> dict[str, Any] | None:

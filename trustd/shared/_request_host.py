@@ -4,15 +4,15 @@ by trustd/shared/request.py, the envelope)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared._request_checks import _absolute
 from trustd.shared.imageid import StoreKey, store_key
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Render:
     """``rkt image render|extract``: a re-verified copy of an image, written to ``dest``."""
 
@@ -32,7 +32,7 @@ class Render:
         _absolute(self.dest, "the destination directory")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ExportImage:
     """``rkt image export``: the stored archive, uncompressed, written to ``output``."""
 
@@ -48,7 +48,7 @@ class ExportImage:
         _absolute(self.output, "the output file")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PodReferences:
     """``rkt image gc|rm``, first step: which images pods reference and root's last-use
     stamps, printed as one :class:`ImageUse` (JSON) for the front end's index part."""
@@ -56,7 +56,7 @@ class PodReferences:
     kind: Literal["pod-references"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageUse:
     """The answer to :class:`PodReferences`: image key (either form) -> pod UUIDs, and full
     image ID -> root's last use."""
@@ -70,7 +70,7 @@ def pods_using(references: Mapping[str, Sequence[str]], full_id: str) -> list[st
     return sorted({*references.get(full_id, ()), *references.get(store_key(full_id), ())})
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CollectTrees:
     """``rkt image gc``, root's part after the index part: the rendered trees and last-use
     stamps of images neither in ``remaining`` (full IDs still in the store) nor referenced
@@ -84,7 +84,7 @@ class CollectTrees:
             StoreKey(image)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RemoveTrees:
     """``rkt image rm``, root's part after the index part: the removed images' rendered
     trees and last-use stamps (kept while a pod references the image)."""
@@ -97,19 +97,19 @@ class RemoveTrees:
             StoreKey(image)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestStatus:
     kind: Literal["attest-status"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestStopTpm:
     """``rkt attest stop-tpm``: stop the data dir's embedded swtpm (its PCRs are lost)."""
 
     kind: Literal["attest-stop-tpm"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestKey:
     """``rkt attest ak``: the attestation key's public part, written to ``out``."""
 
@@ -120,7 +120,7 @@ class AttestKey:
         _absolute(self.out, "--out")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestQuote:
     kind: Literal["attest-quote"]
     nonce: str  # hex
@@ -132,7 +132,7 @@ class AttestQuote:
         bytes.fromhex(self.nonce)  # ValueError: refused with the field's path
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestIdentity:
     """``rkt attest identity``: the EK, its NV certificate and the AK, written into ``out``."""
 
@@ -143,7 +143,7 @@ class AttestIdentity:
         _absolute(self.out, "--out")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestActivate:
     """``rkt attest activate``: TPM2_ActivateCredential of a verifier's challenge (read by the
     caller: tpm2-tools' credential-blob file, hex); the secret is written to ``out``."""
@@ -159,7 +159,7 @@ class AttestActivate:
         bytes.fromhex(self.credential)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestServe:
     """``rkt attest serve``: root answers quote challenges that an unprivileged HTTPS server
     (``rkt-attest``) forwards to it over a pipe (trustd/privileged/executor/_attestd.py)."""
@@ -182,7 +182,7 @@ class AttestServe:
             raise ValueError(f"{self.quotes_per_minute} quotes a minute: give 1 to 600")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MetadataServiceStart:
     """``rkt metadata-service``: root binds the registration and HTTP sockets, then becomes
     the unprivileged host daemon (rkt-mds; trustd/privileged/executor/_mdsd.py)."""

@@ -3,9 +3,10 @@ gc and export (re-exported by trustd/shared/request.py, the envelope)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared._request_checks import (
     _APP_NAME,
     CPU_SHARES,
@@ -25,7 +26,7 @@ from trustd.shared.net import NetOptions, check_hostname
 from trustd.shared.vocab import Flavor, SelinuxMode
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Volume:
     name: str
     kind: Literal["host", "empty"]
@@ -37,14 +38,14 @@ class Volume:
             _absolute(self.source, f"volume {self.name!r} source")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Mount:
     volume: str
     target: str
     readonly: bool = False  # the image's mountPoint said readOnly (the volume may too)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AppRequest:
     image: str  # a full image ID: sha512- and 128 hex digits
     # the name[:version] the user asked for, when they gave one: the image's own verified
@@ -90,7 +91,7 @@ class AppRequest:
             _absolute(m.target, f"mount target of volume {m.volume!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunRequest:
     """A pod to prepare (and maybe run): its apps by store key, and the run options."""
 
@@ -128,7 +129,7 @@ class RunRequest:
             check_hostname(self.hostname)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Run:
     """``rkt run``: prepare, measure and run a pod; the process's exit status is the pod's."""
 
@@ -141,13 +142,13 @@ class Run:
             _absolute(self.uuid_file, "--uuid-file-save")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Prepare:
     kind: Literal["prepare"]
     pod: RunRequest
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunPrepared:
     kind: Literal["run-prepared"]
     uuid: str
@@ -165,7 +166,7 @@ class RunPrepared:
             check_hostname(self.hostname)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Enter:
     kind: Literal["enter"]
     uuid: str
@@ -176,7 +177,7 @@ class Enter:
         _uuid(self.uuid)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Stop:
     kind: Literal["stop"]
     uuids: tuple[str, ...]
@@ -187,7 +188,7 @@ class Stop:
             _uuid(uuid)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Remove:
     kind: Literal["rm"]
     uuids: tuple[str, ...]
@@ -197,7 +198,7 @@ class Remove:
             _uuid(uuid)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CollectPods:
     """``rkt gc``: exited pods to garbage, garbage past the grace period removed."""
 
@@ -207,7 +208,7 @@ class CollectPods:
     mark_only: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Export:
     kind: Literal["export"]
     uuid: str

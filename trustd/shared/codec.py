@@ -25,6 +25,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ def type_name(tp: Any) -> str:
 Step = Callable[[Any, tuple[str, ...], Any], Any]  # (value, path, base) -> decoded
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Decoder:
     """How a document's scalars look: TOML has real date-times, JSON has ISO strings.
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 from trustd.shared.insecure import Insecure
 
@@ -20,7 +20,7 @@ def directory_flag(value: str) -> Path:
     return Path(value).absolute()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Dirs:
     system_config: Path = DEFAULT_SYSTEM_CONFIG
     local_config: Path = DEFAULT_LOCAL_CONFIG
@@ -28,7 +28,7 @@ class Dirs:
     user_config: Path | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GlobalOptions:
     dirs: Dirs
     debug: bool = False

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 
 SUBDIR = "fetch.d"
@@ -32,7 +32,7 @@ _SECONDS = (1, 3600)  # a window of a second to an hour (the idle clock is 60 s 
 _EXAMPLE = '"minRate": {"bytes": 65536, "seconds": 60}'
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FetchSettings:
     min_rate: tuple[int, float] = DEFAULT_MIN_RATE
     # the file that set each field last (for `rkt config` and messages); empty: the default

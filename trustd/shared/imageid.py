@@ -7,8 +7,8 @@ the CLI) does not load the ACI reader and the OpenPGP verifier just to check a k
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 
 ID_PREFIX = "sha512-"
@@ -21,7 +21,7 @@ def store_key(image_id: str) -> str:
     return image_id[: len(ID_PREFIX) + KEY_HEX]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StoreKey:
     """The one form in which root takes an image: its full ID, ``sha512-`` and 128 lower-case
     hex digits (the sha512 of the uncompressed tar). Made only by :meth:`parse`, which checks

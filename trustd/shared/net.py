@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Literal
+
+from trustd.shared._dataclass import frozen
 
 NetMode = Literal["host", "none", "cni"]
 BUILTIN_NETWORKS = ("default", "default-restricted")
@@ -34,7 +35,7 @@ def _fail(what: str, value: str, fix: str) -> ValueError:
     return ValueError(f"{what} {value[:80]!r}: {fix}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetworkRef:
     """One network a pod joins, with the CNI_ARGS pairs given for it."""
 
@@ -96,7 +97,7 @@ def check_hostname(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PortRequest:
     """``--port NAME:[HOSTIP:]HOSTPORT``: the image's port NAME forwarded from the host."""
 
@@ -163,7 +164,7 @@ def _hosts_pairs(entry: str) -> list[tuple[str, str]]:
     return pairs
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetOptions:
     """The pod's network options, as ``rkt run`` and ``rkt run-prepared`` take them."""
 

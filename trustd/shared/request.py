@@ -11,9 +11,9 @@ itself, and re-reads, re-hashes against the whole digest and re-verifies the byt
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared._request_checks import (
     CPU_SHARES,
     GID_MAX,
@@ -146,7 +146,7 @@ Request = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Dirs:
     system_config: str
     local_config: str
@@ -157,7 +157,7 @@ class Dirs:
             _absolute(getattr(self, name), name.replace("_", "-"))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Envelope:
     version: Literal[1]
     command: str  # the verb, for messages (``run: ...``)

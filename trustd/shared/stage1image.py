@@ -20,8 +20,8 @@ import hashlib
 import io
 import json
 import tarfile
-from dataclasses import dataclass
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 from trustd.shared.shipped import stage1_descriptor
 from trustd.shared.vocab import FLAVORS, Flavor
@@ -31,7 +31,7 @@ DESCRIPTOR_PATH = "rootfs/trustd/stage1.json"
 SOURCE = "trustd package data"  # the store record's source: not fetched from anywhere
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Stage1Image:
     flavor: Flavor
     name: str

@@ -28,12 +28,12 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trustd.privileged.executor import _linux as lx
 from trustd.privileged.executor._mds import drop_to, service_ids
+from trustd.shared._dataclass import frozen
 from trustd.shared.codec import DecodeError, decode_json
 from trustd.shared.errors import UserError
 from trustd.shared.request import AttestServe
@@ -49,7 +49,7 @@ IMA_LOG = Path("/sys/kernel/security/ima/ascii_runtime_measurements")
 MAX_HOST_LOG = 32 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Challenge:
     nonce: str
     pcrs: tuple[int, ...]

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 
 from trustd.privileged.executor._seccomp import check_profile, spec_from_plan
 from trustd.privileged.executor.plan import AppPlan, PodPlan
 from trustd.privileged.treestore.datadir import DataDir, open_root_log
 from trustd.privileged.treestore.render import RenderedTree
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 from trustd.shared.isolation import spec_digest
 from trustd.shared.keystore import Keystore
@@ -33,7 +34,7 @@ from trustd.shared.vocab import MeasureMode, SelinuxMode
 _GATE = object()  # only this module holds it: the GatedPod constructor checks for it
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GatedApp:
     """One app as the gate admitted it."""
 
@@ -51,7 +52,7 @@ class GatedApp:
         return self.plan.name
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GatedPod:
     """A pod plan the run gate admitted. Construct it only through :func:`gate_run`."""
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trustd.privileged.measure import Measurer
 from trustd.privileged.pod.lifecycle import MANIFEST, PRIVATE
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import read_json
 from trustd.shared.errors import UserError
@@ -41,7 +42,7 @@ def _pcr(value: int | None) -> str | None:
     return f"must be a PCR number, 0 to {MAX_PCR}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MeasureConfig:
     mode: MeasureMode = "required"
     pcr: int | None = field(default=None, metadata={"check": _pcr})  # None: the backend's default

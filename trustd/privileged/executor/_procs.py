@@ -16,9 +16,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 
 _SYS_PIDFD_OPEN = 434
@@ -40,7 +40,7 @@ def record_self(app_dir: Path) -> None:
     (app_dir / PID_FILE).write_text(str(pid))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pinned:
     pid: int
     pidfd: int

@@ -4,10 +4,11 @@ pod's root-only ``private/plan.json``, so ``run-prepared`` and ``enter`` apply t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 
 from trustd.privileged.net.model import PodNetPlan
+from trustd.shared._dataclass import frozen
 from trustd.shared.codec import decode_json
 from trustd.shared.request import Mount, Volume
 from trustd.shared.vocab import Flavor, Net, SelinuxMode
@@ -16,7 +17,7 @@ _PLAN_HINT = "the pod plan is written by root at prepare time; prepare the pod a
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SeccompRulePlan:
     """One rule of a Docker-format profile, resolved: names sharing action, errno and args."""
 
@@ -26,7 +27,7 @@ class SeccompRulePlan:
     args: tuple[tuple[int, str, int, int], ...] = ()  # (index, SCMP_CMP_*, value, valueTwo)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SeccompPlan:
     mode: str  # "retain" | "remove" | "profile"
     syscalls: tuple[str, ...]
@@ -41,7 +42,7 @@ class SeccompPlan:
     rules: tuple[SeccompRulePlan, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AppPlan:
     name: str
     image_key: str
@@ -81,7 +82,7 @@ class AppPlan:
         return Path(self.tree) / "rootfs"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PodPlan:
     uuid: str
     flavor: Flavor

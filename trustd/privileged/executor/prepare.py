@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from trustd.privileged.pod import Pod, PodStore
 from trustd.privileged.pod.lifecycle import INFO, MANIFEST, PLAN, PodLock
 from trustd.privileged.treestore.datadir import PRIVATE, DataDir, stamp_used, tree_lock
 from trustd.privileged.treestore.render import AcceptUnsigned, RenderedTree, render_tree
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write, fsync_dir
 from trustd.shared.appc.manifest import VALID_OS_ARCH, ImageManifest, os_arch_error
 from trustd.shared.codec import read_json
@@ -40,7 +41,7 @@ from trustd.shared.store.admit import IdentityFor
 from trustd.shared.vocab import SELINUX_MODES, MeasureMode, Net, SelinuxMode
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Prepared:
     pod: Pod
     gated: GatedPod  # what the run gate admitted (only the gate builds one)

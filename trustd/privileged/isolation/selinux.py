@@ -20,9 +20,9 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, PolicyViolationError
 from trustd.shared.vocab import SelinuxMode
 
@@ -47,7 +47,7 @@ def policy_type(root: Path = Path("/")) -> str:
     return "targeted"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LxcContexts:
     process: str
     file: str
@@ -76,7 +76,7 @@ def with_mcs(context: str, pair: tuple[int, int]) -> str:
     return f"{base}:c{pair[0]},c{pair[1]}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PodLabels:
     mode: Mode
     process: str

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Final, Literal
 
 from trustd.privileged.measure._canon import DIGEST_SIZES
 from trustd.privileged.measure.eventlog import EventRecord
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import DecodeError, decode_json, encode
 
@@ -58,13 +59,13 @@ def _bank_values(value: Mapping[str, str]) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PcrValue:
     pcr: int = field(metadata={"check": _pcr})
     banks: Mapping[str, str] = field(metadata={"check": _bank_values})
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Checkpoint:
     """The log of epoch (``tpm_reset_count``, ``tpm_restart_count``) as of its last pod start."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,6 +45,7 @@ from trustd.privileged.measure._rawtpm import Clock
 from trustd.privileged.measure._unixtpm import UnixTcti
 from trustd.privileged.measure.errors import MeasurementError, tpm_failed
 from trustd.privileged.measure.pcrfile import ALG_IDS
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 
 _ALG_NAMES: Final = {v: k for k, v in ALG_IDS.items()}
@@ -63,7 +63,7 @@ _AK_ATTRS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Endorsement:
     """The EK as the TPM derives it from its template, and its certificate from NV (if any)."""
 
@@ -72,7 +72,7 @@ class Endorsement:
     ek_cert: bytes | None  # DER, from NV 0x01c00002 (RSA) or 0x01c0000a (ECC P-256)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RawQuote:
     attest: bytes
     signature: bytes

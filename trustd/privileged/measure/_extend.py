@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -39,6 +38,7 @@ from trustd.privileged.measure.eventlog import (
     make_record,
     store_log,
 )
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ MAX_LINE: Final = 1 << 20
 _FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LogState:
     """Where the log stands. ``tail`` are records no checkpoint has confirmed against the TPM
     (a crash may have left them unextended); ``base`` is the PCR values before them."""

@@ -20,12 +20,12 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from trustd.privileged._tpmsocket import MAX_RESPONSE, connect_socket, read_message
 from trustd.privileged.measure.errors import MeasurementError, tpm_failed
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 
 ST_NO_SESSIONS: Final = 0x8001
@@ -43,7 +43,7 @@ _NAMES: Final = {v: k for k, v in ALG_IDS.items()}
 _PW_SESSION: Final = struct.pack(">IHBH", RS_PW, 0, 0, 0)  # handle, nonce, attributes, hmac
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Clock:
     """The TPM's boot epoch: resetCount grows on every TPM Reset (power cycle, swtpm start).
     (:mod:`._esys` returns this class too.)"""

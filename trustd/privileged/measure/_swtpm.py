@@ -18,7 +18,7 @@ import select
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
@@ -26,6 +26,7 @@ from typing import Final, Literal
 from trustd.privileged._tpmsocket import connect_socket
 from trustd.privileged.measure import _provision
 from trustd.privileged.measure.errors import MeasurementError
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.codec import DecodeError, decode_doc, decode_json, encode
 from trustd.shared.errors import LocalStateError
@@ -51,7 +52,7 @@ def _nonempty(value: str) -> str | None:
     return None if value else "must be a non-empty string"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SwtpmState:
     """What ``swtpm.json`` records about the running (or last) embedded swtpm."""
 
@@ -65,7 +66,7 @@ class SwtpmState:
         return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _StateFile:
     """``swtpm.json`` as stored: the state and its format version."""
 

@@ -14,7 +14,6 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
@@ -22,6 +21,7 @@ from trustd.privileged._tpmsocket import SOCKET
 from trustd.privileged.measure import _swtpm
 from trustd.privileged.measure._statedir import ensure_private_dir, locked, tpm_dir
 from trustd.privileged.measure._swtpm import SwtpmState
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 
 ENV_TCTI: Final = "TRUSTD_TCTI"
@@ -31,7 +31,7 @@ _TCTI_RE: Final = re.compile(r"[A-Za-z0-9_.\-]+(:[\x21-\x7e]*)?")
 Kind = Literal["tcti", "device", "swtpm"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BackendChoice:
     """The backend selected by configuration alone (nothing started yet)."""
 
@@ -40,7 +40,7 @@ class BackendChoice:
     tcti: str | None  # None for the embedded swtpm until it runs
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Target:
     """A backend ready to use: the TCTI to open and, for the swtpm, what happened to it.
 
@@ -56,7 +56,7 @@ class Target:
     socket_dir: Path | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BackendStatus:
     kind: Kind
     reason: str

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from trustd.privileged.measure.errors import MalformedAttestationFileError
 from trustd.privileged.measure.eventlog import MAX_LOG_BYTES, EventRecord, decode_log, encode_log
 from trustd.privileged.measure.pcrfile import MAX_PCR_FILE, PcrFile, decode_pcr_file
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write, read_capped
 
 AK_FILE: Final = "ak.pub.pem"
@@ -26,7 +26,7 @@ EVENTLOG_FILE: Final = "eventlog.json"
 _SMALL: Final = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class QuoteBundle:
     """A bundle's contents, parsed as far as trustd's file formats go (no signature check)."""
 

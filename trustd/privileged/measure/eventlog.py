@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
@@ -28,6 +28,7 @@ from trustd.privileged.measure._canon import (
     event_digest,
     parse_trustd_content,
 )
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import TrustdError
 
@@ -37,7 +38,7 @@ MAX_CONTENT_BYTES: Final = 64 * 1024
 _KEYS: Final = frozenset({"recnum", "pcr", "content_type", "digests", "content"})
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EventRecord:
     """One measured event. ``measured`` is False only in best-effort mode, with ``reason``."""
 

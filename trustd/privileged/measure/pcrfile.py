@@ -7,10 +7,10 @@ selection order, digest blocks as the TPM returned them, and the measurement err
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 from trustd.privileged.measure.errors import MalformedAttestationFileError
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest import (
     MAX_PCR_FILE_SIZE,
     AttestFormatError,
@@ -24,7 +24,7 @@ ALG_IDS: Final = {alg.label: alg.value for alg in HashAlg}
 MAX_PCR_FILE: Final = MAX_PCR_FILE_SIZE
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PcrFile:
     """Selected PCRs per bank (in file order) and their values, flattened in selection order."""
 

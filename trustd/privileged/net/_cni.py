@@ -13,10 +13,10 @@ import json
 import os
 import selectors
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from trustd.privileged.net._config import PLUGIN_DIR, NetConf, canonical, plugin
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 from trustd.shared.request import ROOT_PATH
 
@@ -28,13 +28,13 @@ MAX_OUTPUT = 256 << 10
 TIMEOUT_SECONDS = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IPConfig:
     address: str  # CIDR
     gateway: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Result:
     """The parts of a CNI result trustd uses; ``raw`` is passed on as ``prevResult``."""
 

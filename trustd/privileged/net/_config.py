@@ -21,11 +21,11 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trustd.privileged import _dirfd
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, UserError
 
 PLUGIN_DIR = Path("/usr/lib/cni")
@@ -58,7 +58,7 @@ _BUILTIN: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetConf:
     """One network's configuration as root will send it to its plugin."""
 

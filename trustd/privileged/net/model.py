@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.net import NetOptions
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetPlan:
     name: str
     args: tuple[tuple[str, str], ...]
@@ -20,7 +21,7 @@ class NetPlan:
     source: str  # "built-in" or the net.d file
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PortPlan:
     name: str
     protocol: str  # tcp | udp
@@ -29,7 +30,7 @@ class PortPlan:
     host_ip: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PodNetPlan:
     """The pod's network as prepared (and replaced by ``run-prepared --net``)."""
 

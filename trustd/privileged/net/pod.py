@@ -16,7 +16,6 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from trustd.privileged.net import _config, _netns
 from trustd.privileged.net._cni import Result, execute, parse_result
 from trustd.privileged.net._etc import write_sources
 from trustd.privileged.net.model import NetPlan, PodNetPlan, PortPlan
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write, read_capped
 from trustd.shared.errors import LocalStateError, TrustdError, UserError
 from trustd.shared.net import NetOptions
@@ -73,7 +73,7 @@ def resolve_ports(plan: PodNetPlan, image_ports: Sequence[tuple[str, str, int]])
     return PodNetPlan(options=plan.options, networks=plan.networks, ports=tuple(ports))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Step:
     name: str  # network name ("portmap" for the forwards)
     ifname: str

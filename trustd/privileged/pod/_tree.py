@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from trustd.privileged import _dirfd
 from trustd.privileged.pod import _rootlock
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Taken:
     """A pod root holds exclusively: its directory's fd (also holding the public flock where
     it could be had at once) and root's lock fd (None for the layout before it, whose lock is

@@ -29,12 +29,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from trustd.privileged import _dirfd
 from trustd.privileged.pod import _rootlock
 from trustd.privileged.pod.model import PodState
+from trustd.shared._dataclass import frozen
 from trustd.shared._uuid4 import uuid4
 from trustd.shared.errors import LocalStateError, UserError
 
@@ -48,7 +48,7 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PUBLIC_TRIES = 50  # x 10 ms: rkt list holds the public lock for a moment only
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pod:
     uuid: str
     path: Path

@@ -21,11 +21,11 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from trustd.privileged import _dirfd
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.store._layout import StoreLayout, group_id
@@ -38,7 +38,7 @@ ROOT_LOG = "decisions.jsonl"
 _STAMP_MAX = 64
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DataDir:
     """``--dir`` as root holds it: fds for the data dir, ``cas`` and ``private``."""
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.codec import DecodeError, decode_json, encode
 
 RENDERED = "rendered"
@@ -37,7 +38,7 @@ def _aware(value: datetime) -> str | None:
     return None if value.tzinfo is not None else "must carry a time zone"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RenderMarker:
     digest: str = field(metadata={"check": _digest})  # sha512 hex of the uncompressed tar
     signers: tuple[str, ...] = field(metadata={"check": _signers})

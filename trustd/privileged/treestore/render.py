@@ -25,7 +25,6 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from trustd.privileged.treestore.marker import (
     decode_marker,
     encode_marker,
 )
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.aci import AciLimits, Sink, copy_uncompressed, inspect_aci
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
@@ -66,7 +66,7 @@ Expected = tuple[str | None, str | None]  # the name and version asked for, if b
 _ANY: Expected = (None, None)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RenderedTree:
     """A root-only tree: ``rootfs/`` and ``manifest`` as extracted from verified bytes."""
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc._json import Extras, JSONValue, emit
 from trustd.shared.appc.identifier import ACIdentifier, ACName
 
@@ -34,7 +34,7 @@ def _map(pairs: tuple[tuple[str, str], ...] | None) -> JSONValue:
     return None if pairs is None else dict(pairs)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Label:
     name: ACIdentifier
     value: str
@@ -44,7 +44,7 @@ class Label:
         return emit([("name", self.name.value), ("value", self.value)], self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Annotation:
     name: ACIdentifier
     value: str
@@ -54,7 +54,7 @@ class Annotation:
         return emit([("name", self.name.value), ("value", self.value)], self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EnvironmentVariable:
     name: str
     value: str
@@ -64,7 +64,7 @@ class EnvironmentVariable:
         return emit([("name", self.name), ("value", self.value)], self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EventHandler:
     name: str  # "pre-start" or "post-stop"
     exec: tuple[str, ...]
@@ -74,7 +74,7 @@ class EventHandler:
         return emit([("name", self.name), ("exec", list(self.exec))], self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Isolator:
     """An isolator as written; ``value_json`` keeps its raw value for the layers that judge it."""
 
@@ -91,7 +91,7 @@ class Isolator:
         return emit([("name", self.name.value), ("value", self.value)], self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MountPoint:
     name: ACName
     path: str
@@ -107,7 +107,7 @@ class MountPoint:
         return emit(fields, self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Port:
     name: ACName
     protocol: str
@@ -127,7 +127,7 @@ class Port:
         return emit(fields, self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class App:
     exec: tuple[str, ...] | None
     user: str
@@ -161,7 +161,7 @@ class App:
         return emit(fields, self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Dependency:
     image_name: ACIdentifier
     image_id: str | None = None
@@ -179,7 +179,7 @@ class Dependency:
         return emit(fields, self.extra)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageManifest:
     """A checked appc image manifest. Build it with ``parse_image_manifest``."""
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc._aci_io import (
     CapExceeded,
     Compression,
@@ -56,7 +56,7 @@ _MIB: Final = 1024**2
 IMAGE_ID_PREFIX: Final = "sha512-"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AciLimits:
     """Caps for one archive; the defaults fit any image rkt users ran, tests pass small ones."""
 
@@ -67,7 +67,7 @@ class AciLimits:
     max_header_size: int = _MIB
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AciInfo:
     """What one pass over a valid ACI established. ``setuid_paths`` lists set-id files."""
 

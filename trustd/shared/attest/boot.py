@@ -19,10 +19,10 @@ from __future__ import annotations
 import hmac
 import struct
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest.cel import Replay
 from trustd.shared.attest.errors import QuoteError
 from trustd.shared.attest.firmware import FirmwareLog, parse_firmware_log, replay_firmware_log
@@ -38,7 +38,7 @@ SecureBoot = Literal["enabled", "disabled", "unknown"]
 _GOLDEN_MAX = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BootAppraisal:
     """What the verified firmware log says about the boot environment."""
 

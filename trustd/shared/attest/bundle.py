@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest._pcrfile import encode_pcr_file, parse_pcr_file
 from trustd.shared.attest._tpm2 import parse_signature
 from trustd.shared.attest.cel import CelLog, parse_cel
@@ -32,7 +32,7 @@ _SMALL = 64 * 1024
 _LOG_MAX = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class QuoteBundle:
     """What a machine sent: none of it is trusted until :func:`verify_bundle` says so."""
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from dataclasses import dataclass
 from typing import NoReturn
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest.content import (
     TRUSTD_CONTENT_TYPE,
     Json,
@@ -34,7 +34,7 @@ _KEYS = {"recnum", "pcr", "digests", "content_type", "content"}
 Replay = dict[HashAlg, dict[int, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CelRecord:
     recnum: int
     pcr: int
@@ -53,7 +53,7 @@ class CelRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CelLog:
     records: tuple[CelRecord, ...]
     source: str = "CEL-JSON log"

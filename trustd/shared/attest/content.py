@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest.errors import AttestFormatError
 from trustd.shared.attest.model import HashAlg
 
@@ -41,7 +41,7 @@ _KIND = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 Json: TypeAlias = Any  # a value json.loads returns, checked by canonical_json
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TrustdContent:
     """The parsed ``content`` of a trustd record. Treat ``data`` as read-only."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest import _tpm2
 from trustd.shared.attest._reader import Reader
 from trustd.shared.attest.errors import AttestFormatError
@@ -45,7 +45,7 @@ _HASHES: Final[dict[HashAlg, hashes.HashAlgorithm]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StorageKey:
     """What MakeCredential needs from a (restricted decryption) EK's TPMT_PUBLIC."""
 
@@ -56,7 +56,7 @@ class StorageKey:
     name: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Credential:
     """TPM2B_ID_OBJECT's and TPM2B_ENCRYPTED_SECRET's contents, as ActivateCredential takes them."""
 

@@ -17,9 +17,9 @@ over by their declared size and not replayed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest._reader import Reader
 from trustd.shared.attest.cel import Replay
 from trustd.shared.attest.errors import AttestFormatError
@@ -33,7 +33,7 @@ MAX_ALGORITHMS = 16
 STRUCTURE = "TCG event log"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FirmwareEvent:
     index: int
     pcr: int
@@ -42,7 +42,7 @@ class FirmwareEvent:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FirmwareLog:
     format: Literal["sha1", "tcg2"]
     banks: tuple[tuple[int, int], ...]  # (TPM_ALG_ID, digest size) from the Spec ID event

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, TypeAlias
+
+from trustd.shared._dataclass import frozen
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -71,7 +72,7 @@ class SigScheme(IntEnum):
     ECDSA = 0x0018
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PcrSelection:
     """A TPML_PCR_SELECTION: banks in order, each with its selected PCRs in ascending order.
 
@@ -91,7 +92,7 @@ class PcrSelection:
         return "+".join(f"{a.label}:{','.join(map(str, i))}" for a, i in self.banks) or "(none)"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PcrValues:
     """Reported PCR values: for each bank, (PCR, value) in ascending PCR order."""
 
@@ -113,7 +114,7 @@ class PcrValues:
                 yield value
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClockInfo:
     clock: int  # milliseconds the TPM has been powered
     reset_count: int
@@ -121,7 +122,7 @@ class ClockInfo:
     safe: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class QuoteInfo:
     """TPMS_QUOTE_INFO: the signed selection and the digest of the selected PCR values."""
 
@@ -129,7 +130,7 @@ class QuoteInfo:
     pcr_digest: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Attest:
     """TPMS_ATTEST as read; ``quote`` is None when ``type`` is not TPM_ST_ATTEST_QUOTE."""
 
@@ -142,7 +143,7 @@ class Attest:
     quote: QuoteInfo | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TpmSignature:
     """TPMT_SIGNATURE; for ECDSA, ``signature`` is already DER (r, s) for ``cryptography``."""
 
@@ -151,7 +152,7 @@ class TpmSignature:
     signature: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestationKey:
     """The public part of an attestation key the verifier pins.
 

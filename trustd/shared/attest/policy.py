@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.codec import DecodeError, read_toml
 from trustd.shared.vocab import Flavor
 
@@ -64,7 +65,7 @@ def _reference_pcrs(value: Mapping[str, str]) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BootPolicy:
     """What the boot environment (firmware PCRs 0-7) must be."""
 
@@ -84,7 +85,7 @@ class BootPolicy:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifierPolicy:
     """What a verifier requires of an attested machine's boot and of its pod starts."""
 

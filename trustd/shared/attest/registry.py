@@ -25,7 +25,6 @@ import hmac
 import json
 import os
 import stat
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
@@ -34,6 +33,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import atomic_write
 from trustd.shared.attest import _tpm2
 from trustd.shared.attest.credential import Credential, make_credential, storage_key, strip_tpm2b
@@ -66,7 +66,7 @@ class EnrolmentError(RemoteLiedError):
         self.check = check
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Identity:
     """What ``rkt attest identity`` writes: the EK, its certificate chain and the AK."""
 
@@ -107,7 +107,7 @@ class Identity:
         return cls(ek, read(EK_CERT), intermediates, ak)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EnrolledAk:
     """One registry record (``aks/<sha256 of the AK's SubjectPublicKeyInfo>.json``)."""
 
@@ -140,7 +140,7 @@ class EnrolledAk:
         return f"CA-anchored (EK certificate issued by {self.ek_issuer})"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pending:
     """A challenge sent and not yet answered (``pending/<challenge id>.json``)."""
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from typing import Any
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest._pcrfile import parse_pcr_file
 from trustd.shared.attest._tpm2 import parse_signature
 from trustd.shared.attest.boot import appraise_boot, boot_problems
@@ -39,7 +39,7 @@ from trustd.shared.codec import DecodeError, decode_doc
 BOOT_MASK = tuple(BOOT_PCRS)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RemoteAnswer:
     """``results`` of a quote; extra keys a newer attester adds are refused, as everywhere."""
 

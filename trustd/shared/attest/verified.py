@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.attest.cel import CelLog
 from trustd.shared.attest.model import Attest, HashAlg, PcrValues, QuoteInfo, SigScheme
 
@@ -11,7 +12,7 @@ from trustd.shared.attest.model import Attest, HashAlg, PcrValues, QuoteInfo, Si
 _VERIFIER_TOKEN = object()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifiedQuote:
     """A quote signed by the pinned AK over ``nonce``, and PCR values that match it."""
 
@@ -32,7 +33,7 @@ class VerifiedQuote:
         return self.pcrs.as_dict()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifiedAttestation:
     """A verified quote whose event log replays to exactly the quoted PCR values."""
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, cast
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc._aci_io import SourceReadError
 from trustd.shared.appc._aci_paths import (
     Refused,
@@ -68,7 +69,7 @@ STDIO_LINKS: Final = (
 Opener = Callable[[], BinaryIO]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SquashLimits:
     max_layers: int = 256
     max_entries: int = 1_000_000
@@ -77,7 +78,7 @@ class SquashLimits:
     max_header_size: int = 1024**2
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AciAccount:
     """What pass 2 wrote, counted as it was written: what an inspection of the ACI would
     establish (the property tests compare the two on generated layers)."""
@@ -110,7 +111,7 @@ class _Node:
     children: dict[str, _Node] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Entry:
     ordinal: int
     path: str

@@ -17,10 +17,10 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.aci import AciInfo, Compression
 from trustd.shared.appc.manifest import VALID_OS_ARCH, parse_image_manifest
 from trustd.shared.docker._squash import AciAccount, LayerRefused, Squasher, SquashLimits
@@ -46,7 +46,7 @@ _ARCH: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Origin:
     """Where the image came from: the ACI name and the ``appc.io/docker/*`` facts."""
 
@@ -217,7 +217,7 @@ def _annotations(config: ImageConfig, origin: Origin) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in pairs if v]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Converted:
     """The ACI :func:`convert` wrote, as it was written: its account and manifest bytes."""
 

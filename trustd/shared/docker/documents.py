@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Final
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import RemoteLiedError
 
 DIGEST: Final = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
@@ -48,14 +48,14 @@ class DocumentError(RemoteLiedError):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Platform:
     os: str
     architecture: str
     variant: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Descriptor:
     media_type: str
     digest: str
@@ -64,20 +64,20 @@ class Descriptor:
     ref_name: str = ""  # OCI layouts: org.opencontainers.image.ref.name
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Manifest:
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Index:
     media_type: str
     manifests: tuple[Descriptor, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageConfig:
     """The parts of an image config (``config`` object and top level) the ACI carries."""
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.keystore._layout import Scope
 from trustd.shared.ocisig.sigstore import PemKey
 from trustd.shared.verify import PublicKey
@@ -14,7 +14,7 @@ from trustd.shared.verify.model import Level
 AddStatus = Literal["added", "already-trusted", "updated"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KeyFile:
     """A file named by a fingerprint under ``root.d`` or ``prefix.d/<prefix>``.
 
@@ -36,7 +36,7 @@ class KeyFile:
         return "root" if self.scope is None else f'prefix "{self.scope}"'
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TrustedPem:
     """A sigstore key trusted for a ``docker://`` prefix, and where it was found."""
 
@@ -50,7 +50,7 @@ class TrustedPem:
         return f'prefix "{self.scope}"'
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddResult:
     path: Path
     status: AddStatus
@@ -58,7 +58,7 @@ class AddResult:
     pem: PemKey | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RemoveResult:
     path: Path
     masked_system_key: bool

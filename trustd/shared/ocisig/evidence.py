@@ -10,9 +10,9 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 
 VERSION = 1
@@ -20,7 +20,7 @@ MAX_EVIDENCE = 8 * 1024 * 1024
 _HINT = "the store was altered; remove the image (rkt image rm) and fetch it again"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Evidence:
     reference: str  # normalized DockerReference text
     manifest: bytes

@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import RemoteLiedError
 from trustd.shared.ocisig.name import DockerName, DockerReference
 
@@ -33,7 +33,7 @@ class IdentityMismatchError(RemoteLiedError):
     """A valid signature by a trusted key that names another image."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SignedIdentity:
     type: IdentityType = "matchRepoDigestOrExact"
     docker_reference: str = ""  # exactReference

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError, excerpt
 
 SCHEME = "docker://"
@@ -103,7 +104,7 @@ class DockerName:
         return SCHEME + self.text
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DockerReference:
     """A repository with a tag and/or a digest, normalized (``docker.io/library/app:1``)."""
 

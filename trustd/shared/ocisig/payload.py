@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import BadSignatureError, excerpt
 from trustd.shared.ocisig.name import DockerReference
 
@@ -32,7 +33,7 @@ class MalformedSignatureError(BadSignatureError):
     """A signature whose signed payload is not a containers/image signature payload."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SigningPayload:
     """What a signer vouched for: this manifest digest is the image named ``docker_reference``."""
 

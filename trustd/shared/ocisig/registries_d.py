@@ -15,12 +15,13 @@ path is the repository without its registry), read until the first missing one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, TrustdError, excerpt
 from trustd.shared.ocisig.name import DockerName
 
@@ -31,7 +32,7 @@ _ENTRY_KEYS = frozenset(
 _SCHEMES = ("http", "https", "file")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Lookaside:
     """One namespace's signature storage settings."""
 
@@ -40,7 +41,7 @@ class Lookaside:
     attachments: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RegistriesD:
     default: Lookaside = field(default_factory=Lookaside)
     namespaces: dict[DockerName, Lookaside] = field(default_factory=dict)

@@ -14,10 +14,11 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import BadSignatureError, UntrustedSignerError, UserError
 from trustd.shared.ocisig.identity import SignedIdentity, check_identity
 from trustd.shared.ocisig.name import DockerReference
@@ -37,7 +38,7 @@ class PemKeyError(UserError):
     """Bytes that are not an allowed sigstore public key."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PemKey:
     """A sigstore public key: its ID (sha256 of the DER SubjectPublicKeyInfo) and PEM text."""
 

@@ -12,9 +12,9 @@ mismatch by a trusted key before an untrusted key, before a malformed signature)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import (
     BadSignatureError,
     RefusedKeyError,
@@ -39,7 +39,7 @@ class NoSignatureError(UserError):
     """An image that has no signature where its signatures are configured to be."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageSignature:
     """One signer's verified statement about the fetched manifest."""
 

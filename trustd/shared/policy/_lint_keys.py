@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import SCHEME
@@ -18,7 +18,7 @@ from trustd.shared.verify import PublicKey, format_fingerprint
 EXPIRY_WARNING = timedelta(days=30)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ScopeKey:
     """A key a scope depends on, with where it comes from (None: not in the keystore)."""
 

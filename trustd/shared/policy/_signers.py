@@ -8,9 +8,9 @@ counts once, however many of its fingerprints or subkeys appear.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import DockerName
 from trustd.shared.policy.model import PinnedKey, Scope
@@ -18,7 +18,7 @@ from trustd.shared.policy.scopes import ImageRef
 from trustd.shared.verify import PublicKey, format_fingerprint
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SignerState:
     fingerprint: str
     trusted: bool

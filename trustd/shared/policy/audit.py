@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import DockerReference
 from trustd.shared.policy.decide import Decision, decide_fetch
@@ -31,7 +32,7 @@ _SARIF_LEVEL = {"info": "note", "low": "note", "medium": "warning", "high": "err
 _SARIF_LEVEL["critical"] = "error"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuditReport:
     policy_source: str
     policy_digest: str

@@ -8,10 +8,11 @@ satisfy it. Semantics: docs/adr/0008-policy-semantics.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import PolicyViolationError
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.identity import SignedIdentity
@@ -32,7 +33,7 @@ from trustd.shared.vocab import MEASURE_RANK, MeasureMode, SelinuxMode
 Gate = Literal["fetch", "run"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CheckResult:
     """One requirement of the matched scope, evaluated."""
 
@@ -42,7 +43,7 @@ class CheckResult:
     fix: str = ""  # what would satisfy it (empty when passed)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Decision:
     gate: Gate
     image: str
@@ -105,7 +106,7 @@ class Decision:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunInput:
     """What a run will apply, as the executor's plan says (one app)."""
 

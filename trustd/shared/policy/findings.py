@@ -14,8 +14,9 @@ has no CIS Docker or Container Platform SRG item, only NIST SP 800-190 4.6.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from trustd.shared._dataclass import frozen
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
@@ -65,7 +66,7 @@ _LEAST = ("NIST-800-190-4.4.3", "DISA-SRG-V-233163")  # least privilege at run t
 _HOST = ("NIST-800-190-4.4.3", "DISA-SRG-V-233127")  # no access to privileged host resources
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rule:
     id: str
     name: str
@@ -211,7 +212,7 @@ RULES: dict[str, Rule] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Finding:
     rule_id: str
     severity: Severity

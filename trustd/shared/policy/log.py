@@ -21,10 +21,10 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 from trustd.shared.policy.decide import Decision
 
@@ -45,7 +45,7 @@ def _digest(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChainState:
     head: str  # sha256 of the last line, or GENESIS
     count: int

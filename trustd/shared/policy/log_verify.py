@@ -14,17 +14,17 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import printable
 from trustd.shared.policy.log import GENESIS
 
 State = Literal["ok", "absent", "broken", "unreadable", "skipped"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LogCheck:
     """What verifying one log found."""
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any, Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import TrustdError
 from trustd.shared.insecure import InsecureName
 from trustd.shared.isolation.caps import CAP_NAMES, DEFAULT_CAPS
@@ -111,7 +112,7 @@ def _aware(value: datetime | None) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PinnedKey:
     """A key named by fingerprint, trusted for this scope inside a validity window."""
 
@@ -151,7 +152,7 @@ def _docker_name(value: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IdentityRule:
     """containers/image's ``signedIdentity``: which name a docker image's signature must carry."""
 
@@ -206,7 +207,7 @@ class IdentityRule:
         return f"{self.type} needs {' and '.join(missing)}" if missing else None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Require:
     """Which signatures an image in this scope must carry."""
 
@@ -238,7 +239,7 @@ class Require:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunRules:
     """What a run of an image in this scope may use."""
 
@@ -280,7 +281,7 @@ class RunRules:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class WarnException:
     """Why a scope only warns, who owns that, and when it starts enforcing."""
 
@@ -289,7 +290,7 @@ class WarnException:
     reason: str = field(default="", metadata=_meta("why the exception exists"))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Scope:
     """The rules for one image-name scope (or the default)."""
 
@@ -305,7 +306,7 @@ class Scope:
         return self.mode == "warn" and self.exception is not None and now < self.exception.expires
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Policy:
     """A whole policy file. Scope keys are parsed by ``trustd.shared.policy.scopes``."""
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import TrustdError, UserError
 from trustd.shared.ocisig.name import HUB, SCHEME, DockerName, split_host
@@ -47,7 +47,7 @@ _DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _MANGLED_HOST = re.compile(r"(?P<host>(?:[a-z0-9-]+\.)+[a-z0-9-]+|localhost)-(?P<port>[0-9]{1,5})")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageRef:
     """An image name with an optional version label (``example.com/app:1.0``)."""
 
@@ -254,7 +254,7 @@ def _candidates(ref: ImageRef) -> tuple[str, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Resolution:
     scope: str  # the scope key that applies ("default" when none matched)
     shadowed: tuple[str, ...]  # configured scopes that also match, broadest last

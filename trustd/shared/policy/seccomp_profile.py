@@ -19,10 +19,10 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError
 
 Action = Literal[
@@ -54,7 +54,7 @@ class SeccompProfileError(LocalStateError):
     """A Docker-format seccomp profile that cannot be used."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ArgCondition:
     index: int
     op: Op
@@ -62,14 +62,14 @@ class ArgCondition:
     value_two: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Selector:
     arches: tuple[str, ...] = ()
     caps: tuple[str, ...] = ()
     min_kernel: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProfileRule:
     names: tuple[str, ...]
     action: Action
@@ -79,7 +79,7 @@ class ProfileRule:
     excludes: Selector
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DockerProfile:
     source: str
     digest: str  # sha256-<hex> of the file's bytes: what a policy names
@@ -88,7 +88,7 @@ class DockerProfile:
     rules: tuple[ProfileRule, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FilterRule:
     name: str
     action: Action
@@ -96,7 +96,7 @@ class FilterRule:
     args: tuple[ArgCondition, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SyscallFilter:
     """A profile resolved for one arch and capability set: what the kernel filter must do."""
 

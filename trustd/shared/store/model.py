@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.codec import decode_doc, decode_json
 from trustd.shared.imageid import ID_PREFIX, KEY_HEX, StoreKey, store_key
 
@@ -49,7 +50,7 @@ def check_index_key(key: object, digest: object) -> StoreKey:
     return full
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Provenance:
     """Why the store believes an image: who signed it, or that the user opted out."""
 
@@ -106,7 +107,7 @@ def _plain_provenance(obj: Any) -> Provenance | None:
     return Provenance(tuple(signers), insecure, *strings)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AdmittedImage:
     """An archive that passed inspection and the signature gate (or an explicit opt-out)."""
 
@@ -124,7 +125,7 @@ class AdmittedImage:
         return store_key(self.info.image_id)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageRecord:
     """One row of the store index."""
 

@@ -9,12 +9,13 @@ signature made before the expiry, because expiry is how image keys are rotated o
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 
 import pysequoia
 from pysequoia.packet import Packet, PacketPile, PublicKeyAlgorithm, SignatureType, Tag
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 from trustd.shared.verify._mpi import repair_go_mpis
 
@@ -33,7 +34,7 @@ class KeyParseError(UserError):
     """Bytes that are not an OpenPGP public key."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SubKey:
     fingerprint: str
     created: datetime | None
@@ -42,7 +43,7 @@ class SubKey:
     can_sign: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PublicKey:
     """One OpenPGP certificate: the primary key, its user IDs and its subkeys."""
 

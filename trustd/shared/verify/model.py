@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.verify.keys import PublicKey
 
 Level = Literal["system", "local"]
@@ -31,7 +32,7 @@ def format_fingerprint(fingerprint: str) -> str:
     return "".join(fingerprint.split()).upper()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TrustedKey:
     """A key from the keystore and where it was found."""
 
@@ -45,7 +46,7 @@ class TrustedKey:
         return "root" if self.scope is None else f'prefix "{self.scope}"'
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Keyring:
     """The keys trusted for one image name, and the key files that had to be skipped."""
 
@@ -63,7 +64,7 @@ class Keyring:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifiedSignature:
     """Proof that ``subject``'s bytes were signed by a key trusted for it, checked just now."""
 

@@ -25,8 +25,9 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any, BinaryIO
+
+from trustd.shared._dataclass import frozen
 
 MAX_TARGET = 2048
 TIMEOUT = 10.0
@@ -59,7 +60,7 @@ def mask_pcrs(mask: str) -> list[int] | None:
     return [i for i in range(24) if value >> i & 1] if value else None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Refusal:
     code: int
     message: str

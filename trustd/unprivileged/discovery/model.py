@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.identifier import ACIdentifier, InvalidIdentifierError
 from trustd.shared.errors import TransportError
 
@@ -14,7 +14,7 @@ AC_DISCOVERY: Final = "ac-discovery"
 AC_DISCOVERY_PUBKEYS: Final = "ac-discovery-pubkeys"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MetaTag:
     """One ``<meta name="ac-discovery[-pubkeys]" content="PREFIX URL">`` as found in a page."""
 
@@ -36,7 +36,7 @@ class MetaTag:
         return name.is_within(prefix)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ACIEndpoint:
     """Where an image and its detached signature can be downloaded."""
 
@@ -44,7 +44,7 @@ class ACIEndpoint:
     asc: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Attempt:
     """One URL discovery tried, and why it did not settle the question."""
 

@@ -20,10 +20,10 @@ import os
 import re
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, cast
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc._aci_paths import Refused, canonical_name
 from trustd.shared.appc._aci_scan import checked_tarinfo, corrupt_errors
 from trustd.shared.docker.documents import (
@@ -49,7 +49,7 @@ MAX_CHAIN: Final = 1000
 MAX_SMALL: Final = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LocalImage:
     config_json: bytes
     layers: tuple[Callable[[], BinaryIO], ...]
@@ -334,7 +334,7 @@ def oci_blob_bytes(layout: LayoutFiles, digest: str, size: int) -> bytes:
     return read_verified(layout, digest, size)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LocalSource:
     """A local Docker-format source opened before a privilege drop (root's ``rkt fetch``):
     the parsed reference, and the open archive file or layout directory."""

@@ -6,10 +6,10 @@ keeps (docs/adr/0021)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.docker.convert import Origin, convert
 from trustd.shared.store import ImageRecord, admit
 from trustd.shared.store.admit import admit_docker_signed
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from trustd.unprivileged.docker.fetch import DockerFetch
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pulled:
     """What a fetch hands the squash: the config, layer openers, the origin, the source
     digest, the layers' diff_ids, and (a signed image) the blobs the store keeps."""

@@ -19,10 +19,10 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.docker._squash import SquashLimits
 from trustd.shared.docker.convert import Origin, sanitize_identifier
 from trustd.shared.docker.documents import (
@@ -79,7 +79,7 @@ AcceptUnsigned = Callable[[ImageRef], bool]  # name:version -> may policy take i
 LayoutIdentity = Callable[[str, str | None], tuple[str, DockerReference] | None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DockerFetch:
     """What a Docker fetch needs from its caller (fetch builds it from FetchContext)."""
 

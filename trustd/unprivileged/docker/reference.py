@@ -10,10 +10,10 @@ reference grammar (distribution/reference): the first component is a registry wh
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.docker.documents import DIGEST
 from trustd.shared.errors import UserError
 
@@ -30,7 +30,7 @@ MAX_NAME = 255
 Kind = Literal["registry", "archive", "oci"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DockerRef:
     """A parsed Docker-format image source; ``text`` is what the user typed."""
 

@@ -23,10 +23,10 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.docker.documents import INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT
 from trustd.shared.errors import DISK_FULL, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
@@ -42,7 +42,7 @@ _ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 SMALL_LIMITS = Limits(max_bytes=MAX_DOCUMENT, connect_timeout=30, total_timeout=120)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RegistryLimits:
     """Caps and clocks for registry calls; tests pass short ones."""
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, RemoteLiedError, TransportError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.keystore import Keystore
@@ -34,7 +34,7 @@ MAX_SIGNATURE = 1 << 20
 Attachments = Callable[[str], list[tuple[bytes, str]]]  # manifest digest -> cosign pairs
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SignedImage:
     """The fetch side's verdict and the bytes root re-checks (see :func:`evidence_bytes`)."""
 
@@ -102,7 +102,7 @@ def lookaside_signatures(
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SignatureCheck:
     """Built by the fetch workflow: the keystore, registries.d and the policy's identity rule."""
 

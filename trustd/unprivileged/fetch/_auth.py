@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 
 MAX_CONFIG = 64 * 1024
@@ -92,7 +93,7 @@ def _registry_key(name: str) -> str:
     return "registry-1.docker.io" if host in _DOCKER_HUB else host
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthConfig:
     """auth.d as read before any privilege drop, in file order (later files override)."""
 

@@ -14,10 +14,10 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.aci import AciInfo, AciLimits
 from trustd.shared.errors import TransportError
 from trustd.shared.insecure import Insecure
@@ -26,7 +26,7 @@ from trustd.unprivileged.transport import Limits, Response, fetch
 from trustd.unprivileged.transport.progress import Progress
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Downloaded:
     path: Path
     response: Response

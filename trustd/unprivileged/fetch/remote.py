@@ -9,11 +9,12 @@ name and label checks, the store, and the dependencies the same way.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pysequoia
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.aci import AciLimits
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import TransportError, UntrustedSignerError, UserError
@@ -69,7 +70,7 @@ def _signer_known_early(signature: bytes, name: ACIdentifier, ctx: FetchContext)
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Cache:
     fresh: ImageRecord | None  # usable without asking the server
     stored: ImageRecord | None  # what a 304 would mean

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import UserError, excerpt
 
@@ -28,7 +28,7 @@ def host_labels() -> dict[str, str]:
     return {"os": host.sysname.lower(), "arch": _ARCH.get(host.machine, host.machine)}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageRef:
     kind: Kind
     text: str
@@ -37,7 +37,7 @@ class ImageRef:
     labels: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FetchRequest:
     ref: ImageRef
     signature: Path | None = None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from trustd.shared._dataclass import frozen
 from trustd.shared._fsutil import read_capped
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.shared.fetch_settings import DEFAULT_MIN_RATE
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 MAX_SIGNATURE = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FetchContext:
     store: ImageStore
     keystore: Keystore
@@ -90,7 +91,7 @@ def read_signature(path: Path) -> bytes:
         raise UserError(f"error opening signature file: cannot read {path}: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LocalInputs:
     """A local image and its signature, opened by the caller before any privilege drop."""
 

@@ -23,11 +23,11 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from trustd.shared._dataclass import frozen
 from trustd.unprivileged.mds import _admit
 from trustd.unprivileged.mds._admit import Admission, CappedReader, TooLarge, refuse
 
@@ -37,7 +37,7 @@ JSON = "application/json"
 MAX_FORM = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PodMetadata:
     uuid: str
     pod_manifest: dict[str, Any]

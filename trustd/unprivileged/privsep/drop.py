@@ -20,10 +20,10 @@ import pwd
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from trustd.shared import errors
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, TrustdError, printable
 
 FETCH_USER = "rkt-fetch"
@@ -33,7 +33,7 @@ _PR_SET_NO_NEW_PRIVS = 38
 RELAY_LIMIT = 64 << 10  # characters of a child's stderr relayed to the parent
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Identity:
     user: str
     uid: int

@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 from trustd import __version__
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import TransportError, UserError
 from trustd.shared.fetch_settings import DEFAULT_MIN_RATE
 from trustd.shared.insecure import Insecure
@@ -33,7 +33,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HTTP_HINT = "pass --insecure-options=http to allow plain HTTP"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Limits:
     """Caps for one transfer: body bytes, seconds to connect, seconds overall, redirects."""
 
@@ -68,7 +68,7 @@ class Sink(Protocol):
     def write(self, chunk: bytes, /) -> object: ...
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Response:
     """What the server answered last (after redirects). ``headers`` keys are lowercase."""
 
@@ -78,7 +78,7 @@ class Response:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Target:
     url: str
     scheme: str

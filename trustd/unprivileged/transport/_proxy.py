@@ -22,15 +22,15 @@ import base64
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from trustd.shared._dataclass import frozen
 from trustd.shared.errors import UserError
 
 _DEFAULT_PORT = 1080
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Proxy:
     host: str
     port: int
