@@ -25,6 +25,7 @@ from trustd.cli._common import (
     process_ends_with_main,
 )
 from trustd.cli._grammar import reparse
+from trustd.shared._stdio import standard_fds_open
 from trustd.shared.errors import UserError, report_failure
 
 # verb -> module under trustd.cli; each module has register(subparsers, parents) and the
@@ -293,6 +294,7 @@ def entry() -> NoReturn:
     flushed. Tearing the interpreter down (every module, every object) is pure cost for a
     process that is done (ADR 0020, decision 1, as the root program does); nothing of
     trustd's waits for exit (no ``atexit``, temporary dirs and threads are closed in place)."""
+    standard_fds_open()  # before anything is opened: rkt run >&- must not print into a file
     process_ends_with_main()
     try:
         code = main()

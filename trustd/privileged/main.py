@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from trustd.shared._stdio import standard_fds_open
 from trustd.shared.errors import UserError, report_failure
 from trustd.shared.request import MAX_REQUEST_BYTES, ROOT_ENVIRONMENT, ROOT_PATH, decode
 
@@ -78,6 +79,7 @@ def _scrub_environment() -> None:
 def run(argv: Sequence[str]) -> int:
     """Steps 1-4 of the module docstring; returns the exit status."""
     command, debug = "rkt", False
+    standard_fds_open()  # a closed 0-2 is /dev/null, never the next file root opens
     try:
         _require_root()
         data = _read_request(_request_fd(argv))
