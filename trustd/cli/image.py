@@ -179,11 +179,11 @@ def _signers(record: Any) -> list[str]:
 
 
 def _name(record: Any) -> str:
-    return str(record.name) + (f":{v}" if (v := record.label("version")) else "")
+    return _version_name(record.name, record.labels)
 
 
 def _version_name(name: str, labels: tuple[tuple[str, str], ...]) -> str:
-    """:func:`_name` from a record's two fields."""
+    """``NAME:VERSION`` as rkt shows an image (``NAME`` without a version label)."""
     for k, v in labels:
         if k == "version":
             return f"{name}:{v}" if v else str(name)
