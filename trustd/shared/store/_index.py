@@ -83,12 +83,14 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
         ) from exc
 
 
-def _valid(rows: Iterable[tuple[Any, ...]]) -> list[ImageRecord]:
+def _valid(
+    rows: Iterable[tuple[Any, ...]], row: Callable[[tuple[Any, ...]], ImageRecord] = _row
+) -> list[ImageRecord]:
     """The rows that decode; a refused one is skipped with a warning (never used)."""
     out = []
-    for row in rows:
+    for values in rows:
         try:
-            out.append(_row(row))
+            out.append(row(values))
         except LocalStateError as exc:
             print(f"warning: {exc.message}", file=sys.stderr)
     return out
@@ -134,14 +136,7 @@ def _decoder() -> Callable[[tuple[Any, ...]], ImageRecord]:
 
 def _valid_all(rows: Iterable[tuple[Any, ...]]) -> list[ImageRecord]:
     """:func:`_valid` through one :func:`_decoder` (every row of the index)."""
-    row = _decoder()
-    out = []
-    for values in rows:
-        try:
-            out.append(row(values))
-        except LocalStateError as exc:
-            print(f"warning: {exc.message}", file=sys.stderr)
-    return out
+    return _valid(rows, _decoder())
 
 
 def _tuples(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
