@@ -9,9 +9,15 @@ timing them). The docstrings say what was wrong where a hole was found.
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import member
-from tests.integration.conftest import rkt
+from tests.integration.conftest import RKT, rkt
+from trustd.unprivileged.privsep.drop import LOOKUP_DEADLINE
 
 ESC = "\x1b"
 # An unknown provenance field whose name clears root's screen, retitles its terminal and
@@ -73,3 +79,59 @@ def test_a_trigger_raising_an_escape_sequence_is_printed_escaped_by_run(
     assert "owned" in refused.stderr  # the trigger's message was met
     assert ESC not in refused.stderr and "\x07" not in refused.stderr
     assert not _forged_lines(refused.stderr), refused.stderr
+
+
+# A trigger on the index table whose body never ends: the lookup child's last-use stamp
+# computes for ever inside its one transaction (a view in the table's place is refused at
+# open by the schema script; a trigger on the real table is not).
+_ENDLESS = """
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('''
+CREATE TRIGGER endless BEFORE UPDATE ON images BEGIN
+  SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
+    SELECT i FROM n);
+END''')
+print("ENDLESS")
+"""
+
+
+def _endless_trigger(dirs: ConfigDirs) -> None:
+    made = member("/usr/bin/python3", "-c", _ENDLESS, str(dirs.data / "cas/db/index.sqlite"))
+    assert made.stdout.strip() == "ENDLESS"
+
+
+def _fifo_index(dirs: ConfigDirs) -> None:
+    db = dirs.data / "cas/db/index.sqlite"
+    member("sh", "-c", f'rm -f "{db}" "{db}-wal" "{db}-shm" && mkfifo -m 0660 "{db}"')
+
+
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [(_endless_trigger, "did not answer within"), (_fifo_index, "is not a regular file")],
+    ids=["endless trigger", "fifo"],
+)
+def test_a_hostile_index_cannot_hang_run_without_bound(
+    shared_dirs: ConfigDirs, image: str, attack: Callable[[ConfigDirs], None], reason: str
+) -> None:
+    """``rkt run IMAGE-ID`` resolves the ID in the unprivileged lookup child, in one index
+    transaction, and stamps the image's last use there; root read the child's answer with
+    no bound. A trigger whose body never ends (the child computes for ever, holding the
+    index's write lock) hung root's run, and anything waiting for it, for good. Root now
+    gives the lookup child a deadline (longer than SQLite's 30 s wait for the index lock),
+    kills it past that and refuses with the reason. A FIFO in the index's place is refused
+    before SQLite opens it (were it swapped in after that check, the deadline ends it)."""
+    attack(shared_dirs)
+    try:
+        refused = subprocess.run(
+            [RKT, *shared_dirs.flags(), "run", "--net=none", "--stage1-name=fly", image],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=LOOKUP_DEADLINE + 60,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError("rkt run hung on the group's index") from exc
+    assert refused.returncode == 254, refused.stderr
+    assert reason in refused.stderr
