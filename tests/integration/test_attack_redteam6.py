@@ -9,14 +9,18 @@ timing them). The docstrings say what was wrong where a hole was found.
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ConfigDirs
-from tests.integration._attacker import member
+from tests.integration._attacker import UNPRIV_EXEC, as_member, member, member_popen, stop
 from tests.integration.conftest import RKT, rkt
+from trustd.unprivileged.privsep import fetch_identity
 from trustd.unprivileged.privsep.drop import LOOKUP_DEADLINE
 
 ESC = "\x1b"
@@ -135,3 +139,91 @@ def test_a_hostile_index_cannot_hang_run_without_bound(
         raise AssertionError("rkt run hung on the group's index") from exc
     assert refused.returncode == 254, refused.stderr
     assert reason in refused.stderr
+
+
+# Holds the index's write lock (a write transaction left open) until its stdin closes.
+_HOLD = """
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+c.execute("UPDATE meta SET v = v")
+print("HELD", flush=True)
+sys.stdin.read()
+"""
+# What the fetch identity or the member may reach of another process through /proc.
+_PROBE = """
+import os, sys
+pid = sys.argv[1]
+reached = []
+for name in ("mem", "environ", "fd/0", "cwd", "root"):  # cmdline is everyone's
+    path = f"/proc/{pid}/{name}"
+    try:
+        if name in ("cwd", "root", "fd/0"):
+            os.listdir(path) if name != "fd/0" else os.stat(path)
+        else:
+            with open(path, "rb") as f:
+                f.read(1) if name != "mem" else f.seek(0)
+        reached.append(name)
+    except OSError:
+        pass
+print(",".join(reached) or "NOTHING")
+"""
+
+
+def test_the_process_image_list_drops_in_is_not_reachable_through_proc(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """``rkt image list`` as root drops to the fetch identity in its own process (no child):
+    whatever root held before (its environment, its terminal, its memory, its cwd) stays in
+    that process. The uid change makes the kernel clear the dumpable flag, and nothing sets
+    it back, so neither the fetch identity (whose uid the process now has) nor the member
+    can open its ``mem``, ``environ``, fds, cwd or root through ``/proc`` while it runs.
+    Held open by the member's write transaction on the index (the listing waits for it)."""
+    db = str(shared_dirs.data / "cas/db/index.sqlite")
+    holder = member_popen("/usr/bin/python3", "-c", _HOLD, db, stdin=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "HELD"
+        listing = subprocess.Popen(
+            [RKT, *shared_dirs.flags(), "image", "list"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "TRUSTD_SECRET": "root's"},
+        )
+        try:
+            fetch_uid = pwd.getpwnam(fetch_identity().user).pw_uid
+            status = Path(f"/proc/{listing.pid}/status")
+            while listing.poll() is None:  # until the listing has dropped (it then waits)
+                uids = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid"))
+                if uids.split()[1:] == [str(fetch_uid)] * 4:
+                    break
+            assert listing.poll() is None, "the listing ended before it was probed"
+            probes = {
+                "member": as_member("/usr/bin/python3", "-c", _PROBE, str(listing.pid)),
+                "fetch identity": subprocess.run(
+                    [
+                        "setpriv",
+                        f"--reuid={fetch_uid}",
+                        "--regid=rkt",
+                        "--init-groups",
+                        "--",
+                        *UNPRIV_EXEC,
+                        "/usr/bin/python3",
+                        "-c",
+                        _PROBE,
+                        str(listing.pid),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    timeout=60,
+                ),
+            }
+        finally:
+            listing.kill()
+            listing.communicate(timeout=60)
+    finally:
+        stop(holder)
+    for who, probe in probes.items():
+        assert probe.returncode == 0, (who, probe.stderr)
+        assert probe.stdout.strip() == "NOTHING", (who, probe.stdout)
