@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration._attacker import UNPRIV_EXEC, as_member, member, member_popen, stop
+from tests.integration._registry import World, needs_registry_tools
 from tests.integration.conftest import RKT, rkt
 from trustd.unprivileged.privsep import fetch_identity
 from trustd.unprivileged.privsep.drop import LOOKUP_DEADLINE
@@ -227,3 +228,65 @@ def test_the_process_image_list_drops_in_is_not_reachable_through_proc(
     for who, probe in probes.items():
         assert probe.returncode == 0, (who, probe.stderr)
         assert probe.stdout.strip() == "NOTHING", (who, probe.stdout)
+
+
+# Holds an exclusive flock on each named file (made 0660 in the group's cas/tmp, as a fetch
+# makes it) until its stdin closes.
+_FLOCK = """
+import fcntl, os, sys
+held = []
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o660)
+    os.fchmod(fd, 0o660)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    held.append(fd)
+print("HELD", flush=True)
+sys.stdin.read()
+"""
+
+
+@needs_registry_tools
+@pytest.mark.xfail(
+    strict=True,
+    raises=subprocess.TimeoutExpired,
+    reason="not fixed (red team 6): a docker:// fetch waits without bound for another "
+    "holder of a layer's scratch-file flock in the group's cas/tmp (_blobs._locked, "
+    "fetch/_download), meant for a second rkt downloading the same layer; a member holding "
+    "it hangs root's fetch and run of that image. Bounding the wait is a design choice "
+    "(a legitimate download of a large layer may take long) left to an ADR",
+)
+def test_a_member_holding_a_layers_scratch_lock_cannot_hang_roots_docker_fetch(
+    shared_dirs: ConfigDirs, world: World
+) -> None:
+    """The member reads the image's layer digests from the registry (as anyone can), makes
+    their scratch files in cas/tmp and holds each one's flock; root's ``rkt fetch`` of the
+    image then waits for them for ever ("another rkt instance is downloading layer ...")."""
+    import json  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from trustd.unprivileged.docker._blobs import blob_path  # noqa: PLC0415
+
+    url = f"http://{world.plain.host}/v2/busybox/manifests/latest"
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        layers = [layer["digest"] for layer in json.load(answer)["layers"]]
+    assert rkt(shared_dirs, "image", "list").returncode == 0  # the store exists
+    tmp = shared_dirs.data / "cas/tmp"
+    paths = [str(blob_path(tmp, d)) for d in layers]
+    holder = member_popen("/usr/bin/python3", "-c", _FLOCK, *paths, stdin=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "HELD"
+        fetch = [RKT, *shared_dirs.flags(), "--insecure-options=image,http", "fetch"]
+        refused = subprocess.run(
+            [*fetch, f"docker://{world.plain.host}/busybox:latest"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        stop(holder)
+    assert refused.returncode == 254, refused.stderr
