@@ -36,6 +36,7 @@ FILES = {
     "J": "tests/integration/test_attack_redteam4_store.py",
     "E": "tests/integration/test_attack_redteam5.py",
     "B": "tests/integration/test_attack_pods_gc.py",
+    "I": "tests/integration/test_attack_redteam6.py",
 }
 LETTERS = "".join(FILES)
 

@@ -49,14 +49,24 @@ def as_group(
         return work()
     from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
     from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
-    from trustd.unprivileged.privsep.drop import INDEX_PRELOAD, PRELOAD  # noqa: PLC0415
+    from trustd.unprivileged.privsep.drop import (  # noqa: PLC0415
+        INDEX_PRELOAD,
+        LOOKUP_DEADLINE,
+        PRELOAD,
+    )
 
     prepare_store(options.dirs.data)
     if lookup or listing:
         limit = LISTING_LIMIT if listing else 1 << 20
         modules = (*_LOOKUP, *preload)
         return run_as(
-            fetch_identity(), work, modules, inherit_fds=False, base=INDEX_PRELOAD, limit=limit
+            fetch_identity(),
+            work,
+            modules,
+            inherit_fds=False,
+            base=INDEX_PRELOAD,
+            limit=limit,
+            deadline=LOOKUP_DEADLINE,
         )
     return run_as(fetch_identity(), work, (*_MODULES, *preload), inherit_fds=False, base=PRELOAD)
 

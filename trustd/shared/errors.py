@@ -21,6 +21,11 @@ def printable(text: str) -> str:
     return text if text.isprintable() else text.translate(_CONTROL)  # no Cc when printable
 
 
+def _lines(text: str) -> str:
+    """:func:`printable` of each line of ``text``, the line breaks kept."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def excerpt(text: str, limit: int = SHOWN) -> str:
     """``text`` for a message: quoted, and cut (with its length) when it is long."""
     if len(text) <= limit:
@@ -86,14 +91,16 @@ def report(command: str, exc: TrustdError, debug: bool) -> None:
     message = exc.message
     if len(message) > MAX_MESSAGE:  # a message quoting a 5,000-character argument is cut
         message = f"{message[:MAX_MESSAGE]}... ({len(message)} characters)"
-    print(f"{command}: {message}", file=sys.stderr)
+    # Each line with control characters escaped: a message may carry text another user
+    # wrote (an index trigger's error, relayed from the lookup child; red team 6, I).
+    print(f"{command}: {_lines(message)}", file=sys.stderr)
     for line in exc.hint.splitlines():
-        print(f"  {line}", file=sys.stderr)
+        print(f"  {printable(line)}", file=sys.stderr)
     if debug:
         cause: BaseException | None = exc.__cause__
         depth = 1
         while cause is not None:
-            print(f"{'  ' * depth}└─{cause}", file=sys.stderr)
+            print(f"{'  ' * depth}└─{_lines(str(cause))}", file=sys.stderr)
             cause, depth = cause.__cause__, depth + 1
         traceback.print_exception(exc, file=sys.stderr)
 

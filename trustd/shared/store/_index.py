@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trustd.shared.errors import LocalStateError
+from trustd.shared.errors import LocalStateError, printable
 from trustd.shared.store._hints import sqlite_hint
 from trustd.shared.store.model import ImageRecord, Provenance, check_index_key, index_key_ok
 
@@ -92,7 +92,8 @@ def _valid(
         try:
             out.append(row(values))
         except LocalStateError as exc:
-            print(f"warning: {exc.message}", file=sys.stderr)
+            # the message may quote the row (a provenance field's name): the group's text
+            print(f"warning: {printable(exc.message)}", file=sys.stderr)
     return out
 
 
@@ -180,7 +181,7 @@ class Index:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
             raise LocalStateError(
-                f"cannot open store index {self.path}: {exc}",
+                f"cannot open store index {self.path}: {printable(str(exc))}",
                 hint=sqlite_hint(exc, self.path, self.path.parents[2]),
             ) from exc
         conn.row_factory = sqlite3.Row
@@ -189,7 +190,8 @@ class Index:
             yield conn
         except sqlite3.Error as exc:
             raise LocalStateError(
-                f"store index {self.path}: {exc}",
+                # a trigger the group made there raises the text it chose (red team 6, I)
+                f"store index {self.path}: {printable(str(exc))}",
                 hint=sqlite_hint(exc, self.path, self.path.parents[2]),  # <dir>/cas/db/index
             ) from exc
         finally:

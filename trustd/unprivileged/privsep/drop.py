@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pwd
+import select
 import signal
 import sys
 from collections.abc import Callable
@@ -31,6 +32,10 @@ FALLBACK_USER = "nobody"
 GROUP = "rkt"
 _PR_SET_NO_NEW_PRIVS = 38
 RELAY_LIMIT = 64 << 10  # characters of a child's stderr relayed to the parent
+# Seconds root waits for an index lookup child's answer: more than SQLite's 30 s wait for the
+# index's write lock. The group writes the index: a trigger of its own can make the lookup
+# compute for ever (red team 6, I); past this root kills the child and refuses.
+LOOKUP_DEADLINE = 45
 
 
 @frozen
@@ -200,6 +205,31 @@ def drop_for_good(
     _drop(identity)
 
 
+def _answer(fd: int, most: int, deadline: float | None) -> bytes:
+    """Up to ``most`` bytes from ``fd`` until its end; TimeoutError once ``deadline``
+    seconds have passed without the end (None: wait as long as it takes)."""
+    if deadline is None:
+        with os.fdopen(os.dup(fd), "rb") as pipe:
+            return pipe.read(most)
+    import time  # noqa: PLC0415
+
+    end = time.monotonic() + deadline
+    chunks: list[bytes] = []
+    left = most
+    while left > 0:
+        wait = end - time.monotonic()
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        if wait <= 0 or not poll.poll(wait * 1000):
+            raise TimeoutError
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def run_as(
     identity: Identity,
     work: Callable[[], str],
@@ -208,6 +238,7 @@ def run_as(
     inherit_fds: bool = True,
     base: tuple[str, ...] = PRELOAD,
     limit: int = 1 << 20,
+    deadline: float | None = None,
 ) -> str:
     """Run ``work`` in a child as ``identity``; return its string result or raise its error.
 
@@ -216,7 +247,9 @@ def run_as(
     through the answer (:func:`_child`); a fetch keeps the sources root opened.
     ``base``: the modules every such child gets (a fetch's by default; an index lookup
     passes :data:`INDEX_PRELOAD` and its own, issue #14). ``limit``: the most bytes of answer
-    read (a listing of many images passes more)."""
+    read (a listing of many images passes more). ``deadline``: the most seconds to wait for
+    the whole answer (an index lookup's, :data:`LOOKUP_DEADLINE`); past it the child is
+    killed and the lookup refused."""
     for module in (*base, *preload):
         importlib.import_module(module)
     read_fd, write_fd = os.pipe()
@@ -236,8 +269,20 @@ def run_as(
             sys.stderr.flush()
             os._exit(0)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        data = pipe.read(limit + 1)
+    try:
+        data = _answer(read_fd, limit + 1, deadline)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise LocalStateError(
+            f"the unprivileged store index lookup did not answer within {deadline:g} s; "
+            "it was stopped and nothing was used",
+            hint="a member of group rkt may have made the index compute for ever (a trigger "
+            "of theirs); look: sqlite3 <dir>/cas/db/index.sqlite .schema, and drop what "
+            "trustd did not make",
+        ) from None
+    finally:
+        os.close(read_fd)
     _, status = os.waitpid(pid, 0)
     if len(data) > limit:
         raise LocalStateError(
