@@ -246,21 +246,15 @@ sys.stdin.read()
 
 
 @needs_registry_tools
-@pytest.mark.xfail(
-    strict=True,
-    raises=subprocess.TimeoutExpired,
-    reason="not fixed (red team 6): a docker:// fetch waits without bound for another "
-    "holder of a layer's scratch-file flock in the group's cas/tmp (_blobs._locked, "
-    "fetch/_download), meant for a second rkt downloading the same layer; a member holding "
-    "it hangs root's fetch and run of that image. Bounding the wait is a design choice "
-    "(a legitimate download of a large layer may take long) left to an ADR",
-)
 def test_a_member_holding_a_layers_scratch_lock_cannot_hang_roots_docker_fetch(
     shared_dirs: ConfigDirs, world: World
 ) -> None:
     """The member reads the image's layer digests from the registry (as anyone can), makes
     their scratch files in cas/tmp and holds each one's flock; root's ``rkt fetch`` of the
-    image then waits for them for ever ("another rkt instance is downloading layer ...")."""
+    image used to wait for them for ever ("another rkt instance is downloading layer ...").
+    A holder is now waited for only while its file keeps the download's own floor (fetch.d
+    ``minRate``, here 64 KiB in 2 s): this one never writes, so the fetch refuses, names the
+    file, and stores nothing."""
     import json  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
@@ -273,6 +267,11 @@ def test_a_member_holding_a_layers_scratch_lock_cannot_hang_roots_docker_fetch(
     with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
         layers = [layer["digest"] for layer in json.load(answer)["layers"]]
     assert rkt(shared_dirs, "image", "list").returncode == 0  # the store exists
+    floor = shared_dirs.local / "fetch.d"
+    floor.mkdir(exist_ok=True)
+    floor_doc = {"rktKind": "fetch", "rktVersion": "v1", "minRate": {"bytes": 65536, "seconds": 2}}
+    (floor / "floor.json").write_text(json.dumps(floor_doc))
+    (floor / "floor.json").chmod(0o644)
     tmp = shared_dirs.data / "cas/tmp"
     paths = [str(blob_path(tmp, d)) for d in layers]
     holder = member_popen("/usr/bin/python3", "-c", _FLOCK, *paths, stdin=subprocess.PIPE)
@@ -290,3 +289,7 @@ def test_a_member_holding_a_layers_scratch_lock_cannot_hang_roots_docker_fetch(
     finally:
         stop(holder)
     assert refused.returncode == 254, refused.stderr
+    assert "another process holds its scratch file" in refused.stderr, refused.stderr
+    assert "fuser" in refused.stderr
+    listed = rkt(shared_dirs, "image", "list", "--format=json")
+    assert listed.returncode == 0 and json.loads(listed.stdout or "[]") == []  # nothing stored

@@ -81,7 +81,7 @@ DIGEST = "sha256:" + "c" * 64
 
 
 def test_one_lock_per_distinct_digest_and_the_file_outlives_it(tmp_path: Path) -> None:
-    with locked_blobs(tmp_path, [DIGEST, DIGEST]) as files:
+    with locked_blobs(tmp_path, [DIGEST, DIGEST], None) as files:
         assert list(files) == [DIGEST]
         files[DIGEST].write(b"partial")
     assert blob_path(tmp_path, DIGEST).read_bytes() == b"partial"
@@ -90,12 +90,12 @@ def test_one_lock_per_distinct_digest_and_the_file_outlives_it(tmp_path: Path) -
 def test_a_waiter_reopens_a_blob_its_holder_removed(tmp_path: Path) -> None:
     path = blob_path(tmp_path, DIGEST)
     got: list[bytes] = []
-    with locked_blobs(tmp_path, [DIGEST]) as files:
+    with locked_blobs(tmp_path, [DIGEST], None) as files:
         files[DIGEST].write(b"old")
         files[DIGEST].flush()
 
         def waiter() -> None:
-            with locked_blobs(tmp_path, [DIGEST]) as mine:
+            with locked_blobs(tmp_path, [DIGEST], None) as mine:
                 mine[DIGEST].write(b"new")
                 mine[DIGEST].flush()
                 got.append(path.read_bytes())

@@ -14,6 +14,7 @@ from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.unprivileged.docker._layout_files import LayoutFiles
 from trustd.unprivileged.docker._local import read_verified
 from trustd.unprivileged.docker._signed_layout import copied_layers, layout_attachments
+from trustd.unprivileged.docker.registry import RegistryLimits
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -45,7 +46,9 @@ def test_layers_are_copied_while_hashed_and_the_copies_removed_afterwards(
     tmp.mkdir()
     files = LayoutFiles.open(layout)
     try:
-        with copied_layers(files, _manifest(one, two, one), tmp, 0) as paths:
+        with copied_layers(
+            files, _manifest(one, two, one), tmp, RegistryLimits(reserve=0)
+        ) as paths:
             assert [p.read_bytes() for p in paths] == [b"one" * 1000, b"two" * 3, b"one" * 1000]
     finally:
         files.close()
@@ -71,7 +74,7 @@ def test_a_layer_that_is_not_its_digest_when_copied_is_refused(tmp_path: Path, c
     try:
         with (
             pytest.raises(RemoteLiedError, match="the manifest says 500 bytes"),
-            copied_layers(files, _manifest(layer), tmp, 0),
+            copied_layers(files, _manifest(layer), tmp, RegistryLimits(reserve=0)),
         ):
             pass
     finally:
@@ -87,7 +90,7 @@ def test_a_missing_layer_is_named(tmp_path: Path) -> None:
     try:
         with (
             pytest.raises(UserError, match="is not in the layout"),
-            copied_layers(files, _manifest(absent), tmp, 0),
+            copied_layers(files, _manifest(absent), tmp, RegistryLimits(reserve=0)),
         ):
             pass
     finally:

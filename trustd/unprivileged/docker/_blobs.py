@@ -16,15 +16,14 @@ touched them for :data:`RESUME_WINDOW` (under their lock, so never one in use).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from trustd.shared.store.scratch import remove_if_orphan
+from trustd.unprivileged.transport.scratch import lock_scratch
 
 
 def blob_path(tmp: Path, digest: str) -> Path:
@@ -39,19 +38,12 @@ def _same_file(path: Path, fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, digest: str) -> Iterator[BinaryIO]:
+def _locked(path: Path, digest: str, min_rate: tuple[int, float] | None) -> Iterator[BinaryIO]:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660)
         f = os.fdopen(fd, "r+b")
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(
-                    f"image: another rkt instance is downloading layer {digest}, waiting...",
-                    file=sys.stderr,
-                )
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_scratch(fd, f"layer {digest}", str(path), min_rate)
         except BaseException:
             f.close()
             raise
@@ -63,10 +55,16 @@ def _locked(path: Path, digest: str) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
-def locked_blobs(tmp: Path, digests: Iterable[str]) -> Iterator[dict[str, BinaryIO]]:
-    """Open and lock one scratch file per distinct digest; yields digest -> file (``r+b``)."""
+def locked_blobs(
+    tmp: Path, digests: Iterable[str], min_rate: tuple[int, float] | None
+) -> Iterator[dict[str, BinaryIO]]:
+    """Open and lock one scratch file per distinct digest; yields digest -> file (``r+b``).
+    Another holder is waited for while its file keeps ``min_rate`` (transport/scratch.py)."""
     with contextlib.ExitStack() as stack:
-        yield {d: stack.enter_context(_locked(blob_path(tmp, d), d)) for d in sorted(set(digests))}
+        yield {
+            d: stack.enter_context(_locked(blob_path(tmp, d), d, min_rate))
+            for d in sorted(set(digests))
+        }
 
 
 RESUME_WINDOW = 3600.0  # seconds an orphaned partial layer waits for a fetch to resume it

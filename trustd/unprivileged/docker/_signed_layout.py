@@ -37,6 +37,7 @@ from trustd.unprivileged.docker._names import policy_ref, registry_image_name
 from trustd.unprivileged.docker._pulled import Pulled, convert_and_store, file_opener
 from trustd.unprivileged.docker._space import SpaceWatch, need_space
 from trustd.unprivileged.docker.reference import DockerRef, parse_docker_ref
+from trustd.unprivileged.docker.registry import RegistryLimits
 from trustd.unprivileged.docker.signatures import cosign_pairs, cosign_tag
 
 if TYPE_CHECKING:
@@ -95,20 +96,20 @@ def _copy_blob(layout: LayoutFiles, layer: Descriptor, out: BinaryIO, watch: Spa
 
 @contextmanager
 def copied_layers(
-    layout: LayoutFiles, manifest: Manifest, tmp: Path, reserve: int | None
+    layout: LayoutFiles, manifest: Manifest, tmp: Path, limits: RegistryLimits
 ) -> Iterator[tuple[Path, ...]]:
     """Each layer copied (hashed) into a locked scratch file; yields their paths, in order.
 
     The copies are removed afterwards (the store hard-links the ones it keeps)."""
     digests = [layer.digest for layer in manifest.layers]
-    with locked_blobs(tmp, digests) as files:
+    with locked_blobs(tmp, digests, limits.blob.min_rate) as files:
         try:
             any_file = next(iter(files.values()), None)
             if any_file is not None:
                 what = f"{len(files)} layer(s) of OCI layout {layout.path}"
                 size = sum({layer.digest: layer.size for layer in manifest.layers}.values())
-                need_space(any_file.fileno(), size, reserve, what, str(tmp))
-                watch = SpaceWatch(any_file.fileno(), reserve, what, str(tmp))
+                need_space(any_file.fileno(), size, limits.reserve, what, str(tmp))
+                watch = SpaceWatch(any_file.fileno(), limits.reserve, what, str(tmp))
                 done: set[str] = set()
                 for layer in manifest.layers:
                     if layer.digest not in done:
@@ -150,8 +151,8 @@ def fetch_signed_layout(
         target, body, digest, policy_ref(named), lambda d: layout_attachments(layout, index, d)
     )
     config_bytes = oci_blob_bytes(layout, manifest.config.digest, manifest.config.size)
-    reserve = job.limits.reserve if job.limits is not None else None
-    with copied_layers(layout, manifest, job.store.layout.tmp, reserve) as paths:
+    limits = job.limits if job.limits is not None else RegistryLimits()
+    with copied_layers(layout, manifest, job.store.layout.tmp, limits) as paths:
         origin = Origin(
             name=registry_image_name(named),
             tag=named.tag,

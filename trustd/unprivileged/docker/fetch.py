@@ -323,7 +323,8 @@ def _registry_image(
     config_bytes = registry.blob_bytes(manifest.config.digest, manifest.config.size)
     _check_platform(config_bytes, platform, f"{ref.registry}/{ref.repository}@{digest}")
     tmp = job.store.layout.tmp
-    with locked_blobs(tmp, (layer.digest for layer in manifest.layers)) as files:
+    digests = (layer.digest for layer in manifest.layers)
+    with locked_blobs(tmp, digests, registry.limits.blob.min_rate) as files:
         keep = False
         try:
             _room_for(registry, manifest, files, tmp)

@@ -9,10 +9,8 @@ fetch leaves only the partial file; what is finally stored is re-hashed and veri
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +22,7 @@ from trustd.shared.insecure import Insecure
 from trustd.unprivileged.fetch._inspect_feed import FeedInspector
 from trustd.unprivileged.transport import Limits, Response, fetch
 from trustd.unprivileged.transport.progress import Progress
+from trustd.unprivileged.transport.scratch import lock_scratch
 
 
 @frozen
@@ -97,13 +96,7 @@ def download(
     validator = partial.with_name(partial.name + ".etag")
     fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o660)
     with os.fdopen(fd, "r+b") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(
-                "image: another rkt instance is downloading this file, waiting...", file=sys.stderr
-            )
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        lock_scratch(f.fileno(), "this file", str(partial), limits.min_rate)
         offset = f.seek(0, os.SEEK_END) if validator.is_file() else 0
         sent = dict(headers)
         if offset:
