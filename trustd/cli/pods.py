@@ -19,7 +19,14 @@ from trustd.cli._common import add_format_flag, is_json
 from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_columns, unix_nanos
 from trustd.cli._grammar import FALSE_WORDS, TRUE_WORDS, no_opt_value
 from trustd.cli._handoff import exec_root, require_root
-from trustd.cli._net import add_net_flags, net_options, network_column, pod_networks
+from trustd.cli._net import (
+    NET_INFO,
+    add_net_flags,
+    net_options,
+    network_column,
+    networks_of,
+    pod_networks,
+)
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_ipc_flag, add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
@@ -216,6 +223,21 @@ def _read_at(fd: int, name: str) -> str | None:
         os.close(f)
 
 
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
+
+
+def _json(text: str) -> Any:
+    """``json.loads(text)`` of a file :func:`_read_at` read (stripped): the C scanner straight
+    away when ``text`` is one JSON value, else ``json.loads`` itself, which then takes it or
+    raises, so what decodes is exactly what ``json.loads`` decodes (as the store index's
+    ``_loads``, ADR 0020 decision 12)."""
+    try:
+        value, end = _SCAN(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _reader(fd: int) -> Callable[[str], str | None]:
     """:func:`_read_at` bound to the pod dir ``fd``."""
     return functools.partial(_read_at, fd)
@@ -328,11 +350,14 @@ def _rows(options: GlobalOptions) -> list[_Row]:
         info = _read_at(fd, _INFO)
         apps = [
             (app["name"], app["image_key"], app["image_name"])
-            for app in (json.loads(info)["apps"] if info else [])
+            for app in (_json(info)["apps"] if info else [])
         ]
         created = _read_at(fd, "pod-created")
         started = _read_at(fd, "pod-started")
-        nets = pod_networks(functools.partial(_read_at, fd))
+        try:
+            nets = networks_of(_read_at(fd, NET_INFO))
+        except OSError:  # as pod_networks: a file that cannot be read shows no networks
+            nets = []
         # the lock test last, as in _info_at: the close right after it releases the lock
         return (uuid, apps, states[where][lifecycle.locked_at(fd)], created, started, nets)
 
