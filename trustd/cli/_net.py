@@ -78,14 +78,25 @@ def net_options(args: argparse.Namespace) -> NetOptions | None:
         raise UserError(str(exc), hint="see rkt run --help for the network flags") from exc
 
 
+NET_INFO = "net-info.json"  # beneath the pod directory
+
+
 def pod_networks(read: Callable[[str], str | None]) -> list[dict[str, str]]:
     """The pod's networks (``netName``, ``ifName``, ``ip``) from its net-info.json (root
     writes it when the pod starts; rkt's name): what ``list --format=json`` shows. ``read``
     reads a small regular file beneath the pod directory (None when absent)."""
     try:
-        text = read("net-info.json")
+        text = read(NET_INFO)
+    except OSError:
+        return []
+    return networks_of(text)
+
+
+def networks_of(text: str | None) -> list[dict[str, str]]:
+    """:func:`pod_networks` of net-info.json's text as read (None when absent)."""
+    try:
         nets = json.loads(text) if text else []
-    except (OSError, ValueError):
+    except ValueError:
         return []
     if not isinstance(nets, list):
         return []

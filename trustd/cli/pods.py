@@ -13,13 +13,20 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from trustd.cli._common import add_format_flag, is_json
-from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_text, unix_nanos
+from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_columns, unix_nanos
 from trustd.cli._grammar import FALSE_WORDS, TRUE_WORDS, no_opt_value
 from trustd.cli._handoff import exec_root, require_root
-from trustd.cli._net import add_net_flags, net_options, network_column, pod_networks
+from trustd.cli._net import (
+    NET_INFO,
+    add_net_flags,
+    net_options,
+    network_column,
+    networks_of,
+    pod_networks,
+)
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_ipc_flag, add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
@@ -188,6 +195,7 @@ def run_run_prepared(args: argparse.Namespace) -> int:
     )
 
 
+_T = TypeVar("_T")
 _INFO = "info.json"  # trustd.privileged.pod.lifecycle.INFO, the public one
 _SMALL = 1 << 16  # the public files list reads are a few dozen bytes; info.json a few KiB
 
@@ -215,6 +223,21 @@ def _read_at(fd: int, name: str) -> str | None:
         os.close(f)
 
 
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
+
+
+def _json(text: str) -> Any:
+    """``json.loads(text)`` of a file :func:`_read_at` read (stripped): the C scanner straight
+    away when ``text`` is one JSON value, else ``json.loads`` itself, which then takes it or
+    raises, so what decodes is exactly what ``json.loads`` decodes (as the store index's
+    ``_loads``, ADR 0020 decision 12)."""
+    try:
+        value, end = _SCAN(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _reader(fd: int) -> Callable[[str], str | None]:
     """:func:`_read_at` bound to the pod dir ``fd``."""
     return functools.partial(_read_at, fd)
@@ -227,51 +250,53 @@ def _info(pod: Any, *, full: bool = True) -> dict[str, Any]:
     from trustd.privileged.pod import lifecycle  # noqa: PLC0415
 
     fd = os.open(pod.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    return _info_at(fd, pod.uuid, pod.where, lifecycle, full=full)
-
-
-def _info_at(fd: int, uuid: str, where: str, lifecycle: Any, *, full: bool) -> dict[str, Any]:
-    """:func:`_info` of the pod directory ``fd`` (closed here), ``pods/<where>/<uuid>``;
-    ``lifecycle``: :mod:`trustd.privileged.pod.lifecycle`, imported once by the caller."""
     try:
-        read = _reader(fd)
-        apps = []
-        info = read(_INFO)  # public; plan.json (env, args) is root-only under private/
-        for app in json.loads(info)["apps"] if info else []:
-            code = read(f"apps/{app['name']}/exit") if full else None
-            apps.append(
-                {
-                    "name": app["name"],
-                    "image_id": app["image_key"],
-                    "image_name": app["image_name"],
-                    "exit_code": None if code is None else int(code),
-                }
-            )
-        found = {
-            "name": uuid,
-            "apps": apps,
-            "created": parse_time(read("pod-created")),
-            "started": parse_time(read("pod-started")),
-            "finished": parse_time(read("pod-finished")) if full else None,
-            "pid": read("pid") if full else None,
-            "networks": pod_networks(read),
-        }
-        # the lock test last: its shared lock is released by the close right after it (one
-        # flock call, the lock held no longer than an explicit unlock would hold it)
-        locked = lifecycle.locked_at(fd)
-        return {"state": str(lifecycle.state_of(where, locked=locked))} | found
+        return _info_at(fd, pod.uuid, pod.where, lifecycle, full=full)
     finally:
         os.close(fd)
 
 
-def _infos(options: GlobalOptions, *, full: bool) -> list[dict[str, Any]]:
-    """Every pod's :func:`_info`, in :meth:`PodStore.pods` order: each state directory
-    opened and listed once, each pod opened by its name beneath that fd (no path walked
-    again from the top per pod, no path object built per pod)."""
+def _info_at(fd: int, uuid: str, where: str, lifecycle: Any, *, full: bool) -> dict[str, Any]:
+    """:func:`_info` of the pod directory ``fd``, ``pods/<where>/<uuid>``, whose caller
+    closes ``fd`` at once after (that releases the lock test's shared lock);
+    ``lifecycle``: :mod:`trustd.privileged.pod.lifecycle`, imported once by the caller."""
+    read = _reader(fd)
+    apps = []
+    info = read(_INFO)  # public; plan.json (env, args) is root-only under private/
+    for app in json.loads(info)["apps"] if info else []:
+        code = read(f"apps/{app['name']}/exit") if full else None
+        apps.append(
+            {
+                "name": app["name"],
+                "image_id": app["image_key"],
+                "image_name": app["image_name"],
+                "exit_code": None if code is None else int(code),
+            }
+        )
+    found = {
+        "name": uuid,
+        "apps": apps,
+        "created": parse_time(read("pod-created")),
+        "started": parse_time(read("pod-started")),
+        "finished": parse_time(read("pod-finished")) if full else None,
+        "pid": read("pid") if full else None,
+        "networks": pod_networks(read),
+    }
+    # the lock test last: its shared lock is released by the close right after it (one
+    # flock call, the lock held no longer than an explicit unlock would hold it)
+    locked = lifecycle.locked_at(fd)
+    return {"state": str(lifecycle.state_of(where, locked=locked))} | found
+
+
+def _each_pod(options: GlobalOptions, visit: Callable[[int, str, str], _T]) -> list[_T]:
+    """``visit(fd, uuid, where)`` of every pod, in :meth:`PodStore.pods` order: each state
+    directory opened and listed once, each pod opened by its name beneath that fd (no path
+    walked again from the top per pod, no path object built per pod); ``fd`` is closed
+    here, at once after ``visit``."""
     from trustd.privileged.pod import lifecycle  # noqa: PLC0415
 
     root = _pods(options).root
-    infos = []
+    found = []
     for where in lifecycle.STATE_DIRS:
         try:
             base = os.open(root / where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -283,10 +308,60 @@ def _infos(options: GlobalOptions, *, full: bool) -> list[dict[str, Any]]:
                     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=base)
                 except FileNotFoundError:  # removed since the listing
                     continue
-                infos.append(_info_at(fd, name, where, lifecycle, full=full))
+                try:
+                    found.append(visit(fd, name, where))
+                finally:
+                    os.close(fd)
         finally:
             os.close(base)
-    return infos
+    return found
+
+
+def _infos(options: GlobalOptions, *, full: bool) -> list[dict[str, Any]]:
+    """Every pod's :func:`_info`, in :meth:`PodStore.pods` order."""
+    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
+
+    def visit(fd: int, uuid: str, where: str) -> dict[str, Any]:
+        return _info_at(fd, uuid, where, lifecycle, full=full)
+
+    return _each_pod(options, visit)
+
+
+# one pod's row of rkt list's table, as read: uuid, the apps' (name, image id, image name),
+# state, pod-created, pod-started, net-info.json's networks
+_Row = tuple[str, list[tuple[str, str, str]], str, str | None, str | None, list[dict[str, str]]]
+
+
+def _rows(options: GlobalOptions) -> list[_Row]:
+    """What ``rkt list``'s table shows of every pod, read as :func:`_info_at` reads it (the
+    same files, checks, caps, errors and lock test) with no dict built per pod or app
+    (issue #14)."""
+    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
+
+    states = {
+        where: (
+            str(lifecycle.state_of(where, locked=False)),
+            str(lifecycle.state_of(where, locked=True)),
+        )
+        for where in lifecycle.STATE_DIRS
+    }
+
+    def visit(fd: int, uuid: str, where: str) -> _Row:
+        info = _read_at(fd, _INFO)
+        apps = [
+            (app["name"], app["image_key"], app["image_name"])
+            for app in (_json(info)["apps"] if info else [])
+        ]
+        created = _read_at(fd, "pod-created")
+        started = _read_at(fd, "pod-started")
+        try:
+            nets = networks_of(_read_at(fd, NET_INFO))
+        except OSError:  # as pod_networks: a file that cannot be read shows no networks
+            nets = []
+        # the lock test last, as in _info_at: the close right after it releases the lock
+        return (uuid, apps, states[where][lifecycle.locked_at(fd)], created, started, nets)
+
+    return _each_pod(options, visit)
 
 
 def _app_state(info: dict[str, Any], app: dict[str, Any]) -> str:
@@ -337,40 +412,36 @@ def _when(value: Any, full: bool, now: datetime | None = None) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    full_info = is_json(args.format)
-    infos = _infos(args.options, full=full_info)
-    if full_info:
+    if is_json(args.format):
+        infos = _infos(args.options, full=True)
         print(go_json([api_pod(i) for i in infos], pretty=args.format == "json-pretty"))
         return 0
     full = args.full
-    rows = []
-    if not args.no_legend:
-        rows.append(
-            [
-                *("UUID", "APP", "IMAGE NAME"),
-                *(["IMAGE ID"] if full else []),
-                *("STATE", "CREATED", "STARTED", "NETWORKS"),
-            ]
-        )
+    legend = not args.no_legend
+    # the table a column at a time (tab_columns: tab_text's text); rkt prints the pod's
+    # cells on its first app's row only, and a pod without apps as one row of "-"
+    uuids, names, images, ids = (["UUID"], ["APP"], ["IMAGE NAME"], ["IMAGE ID"])
+    states, created, started, networks = (["STATE"], ["CREATED"], ["STARTED"], ["NETWORKS"])
     now = datetime.now(UTC)
-    for info in infos:
-        pod_cells = [
-            info["state"],
-            _when(info["created"], full, now),
-            _when(info["started"], full, now),
-            network_column(info["networks"]),
-        ]
-        uuid = info["name"] if full else info["name"][:8]
-        for i, app in enumerate(
-            info["apps"] or [{"name": "-", "image_name": "-", "image_id": "-"}]
-        ):
-            first = i == 0  # rkt prints the pod's cells on its first app's row only
-            image_id = [app["image_id"][:19]] if full else []
-            rows.append(
-                [uuid if first else "", app["name"], app["image_name"], *image_id]
-                + (pod_cells if first else ["", "", "", ""])
-            )
-    if text := tab_text(rows):
+    for uuid, apps, state, made, began, nets in _rows(args.options):
+        uuids.append(uuid if full else uuid[:8])
+        states.append(state)
+        created.append(_when(parse_time(made), full, now))
+        started.append(_when(parse_time(began), full, now))
+        networks.append(network_column(nets))
+        for i, (name, image_id, image) in enumerate(apps or [("-", "-", "-")]):
+            if i:
+                for column in (uuids, states, created, started, networks):
+                    column.append("")
+            names.append(name)
+            images.append(image)
+            if full:
+                ids.append(image_id[:19])
+    columns = [uuids, names, images, *([ids] if full else []), states, created, started]
+    columns.append(networks)
+    if not legend:
+        columns = [column[1:] for column in columns]
+    if text := tab_columns(columns):
         print(text)
     return 0
 
