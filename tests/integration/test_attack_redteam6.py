@@ -66,23 +66,34 @@ def test_a_hostile_provenance_field_name_is_printed_escaped_by_image_list(
     assert not _forged_lines(listed.stderr), listed.stderr
 
 
-def test_a_trigger_raising_an_escape_sequence_is_printed_escaped_by_run(
-    shared_dirs: ConfigDirs, image: str
+# Format characters instead of controls: a right-to-left override makes the terminal show
+# "run: ... exe.gpj" reversed, and a line separator starts a line of the member's own on
+# terminals that honour it (the session after red team 6: ``printable`` left both as written).
+_BIDI = "image\u202egpj.exe\u2028run: signature verified by the root key\u2066"
+
+
+@pytest.mark.parametrize(
+    ("message", "raw"),
+    [(_FIELD.replace("'", ""), (ESC, "\x07")), (_BIDI, ("\u202e", "\u2028", "\u2066"))],
+    ids=["escape sequence", "bidi override and line separator"],
+)
+def test_a_trigger_raising_terminal_text_is_printed_escaped_by_run(
+    shared_dirs: ConfigDirs, image: str, message: str, raw: tuple[str, ...]
 ) -> None:
     """The lookup child stamps the image's last use in the group's index; a trigger the
     member made there aborts that update with a message of the member's choosing. The error
     crossed back to root, which printed it (``run: store index ...: <message>``) as written:
-    the member drove root's terminal. Root's error report now escapes control characters in
-    each line of a message and hint."""
-    message = _FIELD.replace("'", "")
+    the member drove root's terminal. Root's error report now escapes every character that is
+    not printable (controls, format characters, separators) in each line of a message and
+    hint."""
     _sql(
         shared_dirs,
         f"CREATE TRIGGER stamp BEFORE UPDATE ON images BEGIN SELECT RAISE(ABORT, '{message}'); END",
     )
     refused = rkt(shared_dirs, "run", "--net=none", "--stage1-name=fly", image)
     assert refused.returncode == 254
-    assert "owned" in refused.stderr  # the trigger's message was met
-    assert ESC not in refused.stderr and "\x07" not in refused.stderr
+    assert "gpj.exe" in refused.stderr or "owned" in refused.stderr  # the message was met
+    assert not [char for char in raw if char in refused.stderr], refused.stderr
     assert not _forged_lines(refused.stderr), refused.stderr
 
 

@@ -12,13 +12,22 @@ from pathlib import PurePath
 SHOWN = 120  # characters of an untrusted or user-given string a message repeats
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+def _escaped(char: str) -> str:
+    point = ord(char)
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    return f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
 
 
 def printable(text: str) -> str:
-    """``text`` with C0/C1 control characters and DEL escaped (``\\x1b``): what a group member
-    wrote (an index row, a log line) must not drive root's terminal. Tabs stay (tables)."""
-    return text if text.isprintable() else text.translate(_CONTROL)  # no Cc when printable
+    """``text`` with every character that is not printable escaped (``\\x1b``, ``\\u202e``):
+    C0/C1 controls and DEL, and also format characters such as the bidirectional overrides,
+    line and paragraph separators, surrogates, private-use and unassigned code points, and
+    spaces other than the ASCII one. What a group member wrote (an index row, a log line)
+    must neither drive root's terminal nor reorder what it shows. Tabs stay (tables)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else _escaped(c) for c in text)
 
 
 def _lines(text: str) -> str:

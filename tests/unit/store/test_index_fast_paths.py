@@ -8,10 +8,11 @@ import hashlib
 import json
 import string
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustd.shared.errors import _CONTROL, printable
+from trustd.shared.errors import printable
 from trustd.shared.store._index import _loads
 from trustd.shared.store.model import check_index_key, index_key_ok
 
@@ -90,6 +91,37 @@ def test_the_index_json_reader_refuses_what_is_not_text_as_json_loads_does() -> 
             raise AssertionError(f"{fn} took {value!r}")
 
 
+# every Latin-1 character that is not printable: C0, DEL, C1, and U+00A0 (a space) and
+# U+00AD (a format character)
+_LATIN1 = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA1), 0xAD) if c != 0x09}
+
+
 @given(st.text(max_size=30))
-def test_printable_escapes_exactly_the_control_characters(text: str) -> None:
-    assert printable(text) == text.translate(_CONTROL)
+def test_printable_leaves_nothing_a_terminal_would_act_on(text: str) -> None:
+    shown = printable(text)
+    assert shown.replace("\t", "").isprintable()
+    if text.replace("\t", "").isprintable():
+        assert shown == text  # the shortcut: printable text and tabs are shown as they are
+
+
+@given(st.text(alphabet=st.characters(codec="latin-1"), max_size=30))
+def test_printable_escapes_c0_c1_and_del_as_hex(text: str) -> None:
+    assert printable(text) == text.translate(_LATIN1)
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\u202e", "\\u202e"),  # right-to-left override: would reorder what root shows
+        ("\u2066", "\\u2066"),  # left-to-right isolate
+        ("\u200b", "\\u200b"),  # zero-width space (Cf)
+        ("\u2028", "\\u2028"),  # line separator (Zl)
+        ("\u2029", "\\u2029"),  # paragraph separator (Zp)
+        ("\ud800", "\\ud800"),  # a lone surrogate
+        ("\ue000", "\\ue000"),  # private use
+        ("\U000e0001", "\\U000e0001"),  # language tag (Cf, beyond the BMP)
+        ("\x1b", "\\x1b"),
+    ],
+)
+def test_printable_escapes_format_and_separator_characters(char: str, shown: str) -> None:
+    assert printable(f"name{char}gpj.exe") == f"name{shown}gpj.exe"
