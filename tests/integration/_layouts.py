@@ -58,3 +58,16 @@ def policy_with_layouts(dirs: ConfigDirs, entries: dict[str, str], extra: str = 
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def as_cosign_save(layout: Path, image_tag: str, sig_tag: str) -> None:
+    """Rewrite a layout's ``index.json`` the way ``cosign save`` writes it (no cosign here:
+    sigstore/cosign ``pkg/oci/layout/write.go`` appends the image and its signature image to
+    an empty index, each with only a ``kind`` annotation and no ref name). The blobs stay."""
+    index = json.loads((layout / "index.json").read_text())
+    kinds = {image_tag: "dev.cosignproject.cosign/image", sig_tag: "dev.cosignproject.cosign/sigs"}
+    manifests = []
+    for entry in index["manifests"]:
+        tag = entry.get("annotations", {}).get("org.opencontainers.image.ref.name")
+        manifests.append({**entry, "annotations": {"kind": kinds[tag]}})
+    (layout / "index.json").write_text(json.dumps({**index, "manifests": manifests}))

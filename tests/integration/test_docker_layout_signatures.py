@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import ConfigDirs
 from tests.integration import _signed
-from tests.integration._layouts import layout_of, policy_with_layouts
+from tests.integration._layouts import as_cosign_save, layout_of, policy_with_layouts
 from tests.integration._registry import needs_registry_tools
 from tests.integration._signed import Signed, ids, last_decision, trustd_dirs
 from tests.integration.conftest import rkt
@@ -172,6 +172,51 @@ def test_a_cosign_attachment_in_the_layout_is_verified(
     code, _out, err = _fetch(shared_dirs, bad)
     assert code == 254
     assert "was not made by a key trusted for" in err, err
+    assert ids(shared_dirs) == before
+
+
+def test_a_layout_cosign_save_wrote_is_verified_by_its_kind_annotations(
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+) -> None:
+    """``cosign save`` names its entries by a ``kind`` annotation, not by a tag: the image is
+    ``dev.cosignproject.cosign/image`` and its signatures ``.../sigs``. ``oci:DIR`` (no tag)
+    fetches that image, verified by the signature entry's payloads; a payload signed by a
+    key not trusted is refused, as from a registry."""
+    host = signed.host
+    trustd_dirs(signed, shared_dirs, tmp_path)
+    private, public = _p256(tmp_path, "cosign")
+    other, _ = _p256(tmp_path, "other")
+    rkt(shared_dirs, "trust", "--prefix", f"docker://{host}/ns", "--skip-fingerprint-review",
+        str(public), check=True)  # fmt: skip
+    for repo, key in (("ns/csave", private), ("ns/csave-other", other)):
+        signed.push("base", f"{repo}:latest")
+        digest = _digest_of(host, repo, "latest")
+        attach_cosign_signature(host, repo, f"{host}/{repo}:latest", key, digest)
+        dest = tmp_path / repo.replace("/", "-")
+        layout_of(signed, f"{repo}:latest", dest, "latest")
+        sig_tag = digest.replace(":", "-") + ".sig"
+        layout_of(signed, f"{repo}:{sig_tag}", dest, sig_tag)
+        as_cosign_save(dest, "latest", sig_tag)
+    good, bad = tmp_path / "ns-csave", tmp_path / "ns-csave-other"
+    policy_with_layouts(
+        shared_dirs,
+        {
+            f"oci:{good}": f"docker://{host}/ns/csave",
+            f"oci:{bad}": f"docker://{host}/ns/csave-other",
+        },
+    )
+    fetched = rkt(shared_dirs, "fetch", "--full", f"oci:{good}")
+    assert fetched.returncode == 0, fetched.stderr
+    assert f"verified as docker://{host}/ns/csave:latest" in fetched.stderr
+    decision = last_decision(shared_dirs.data / "policy" / "decisions.jsonl")
+    assert isinstance(decision["signature"], dict)
+    assert decision["signature"]["format"] == "sigstore"
+    ran = rkt(shared_dirs, "run", fetched.stdout.split()[-1], "--exec=/bin/echo")
+    assert ran.returncode == 0, ran.stderr
+    before = ids(shared_dirs)
+    refused = rkt(shared_dirs, "fetch", "--full", f"oci:{bad}")
+    assert refused.returncode == 254
+    assert "was not made by a key trusted for" in refused.stderr, refused.stderr
     assert ids(shared_dirs) == before
 
 

@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from trustd.shared.docker.documents import OCI_INDEX, Descriptor, Manifest, parse_index
+from trustd.shared.docker.documents import (
+    COSIGN_IMAGE_KINDS,
+    COSIGN_SIGS_KIND,
+    OCI_INDEX,
+    Descriptor,
+    Index,
+    Manifest,
+    parse_index,
+)
 from trustd.shared.errors import RemoteLiedError, UserError
 from trustd.unprivileged.docker._layout_files import LayoutFiles
-from trustd.unprivileged.docker._local import read_verified
+from trustd.unprivileged.docker._local import load_oci_manifest, read_verified
 from trustd.unprivileged.docker._signed_layout import copied_layers, layout_attachments
 from trustd.unprivileged.docker.registry import RegistryLimits
 
@@ -147,3 +155,56 @@ def test_cosign_entries_are_found_by_their_tag_and_two_are_refused(tmp_path: Pat
             layout_attachments(files, twice, digest)
     finally:
         files.close()
+
+
+def test_cosign_save_entries_are_found_by_their_kind_after_the_tag(tmp_path: Path) -> None:
+    """A layout ``cosign save`` wrote has no ``.sig`` tag: its signature image is the entry
+    of kind ``dev.cosignproject.cosign/sigs``. A tagged entry still comes first, and an entry
+    that has a ref name is never taken by its kind."""
+    digest = "sha256:" + "e" * 64
+    layout = _layout(tmp_path)
+    sigs = {**_sig_manifest(layout, b"saved"), "annotations": {"kind": COSIGN_SIGS_KIND}}
+    ref = "org.opencontainers.image.ref.name"
+    tagged = {**_sig_manifest(layout, b"tagged"), "annotations": {ref: f"sha256-{'e' * 64}.sig"}}
+    named = {**sigs, "annotations": {"kind": COSIGN_SIGS_KIND, ref: "v1"}}
+
+    def index(*entries: dict[str, object]) -> Index:
+        doc = {"schemaVersion": 2, "manifests": list(entries)}
+        return parse_index(json.dumps(doc).encode(), OCI_INDEX, "index.json")
+
+    files = LayoutFiles.open(layout)
+    try:
+        assert layout_attachments(files, index(sigs), digest) == [(b"saved", "c2ln")]
+        assert layout_attachments(files, index(sigs, tagged), digest) == [(b"tagged", "c2ln")]
+        assert layout_attachments(files, index(named), digest) == []
+        with pytest.raises(RemoteLiedError, match=r'2 index entries are of kind "dev\.cosign'):
+            layout_attachments(files, index(sigs, sigs), digest)
+    finally:
+        files.close()
+
+
+def test_an_untagged_fetch_of_a_cosign_save_layout_takes_the_image_kind(tmp_path: Path) -> None:
+    """``oci:DIR`` of a layout with several untagged entries and none tagged ``latest``: the
+    one entry of kind ``dev.cosignproject.cosign/image``; none or two of them is refused."""
+    layout = _layout(tmp_path)
+    config = _blob(layout, b"{}")
+    media = "application/vnd.oci.image.manifest.v1+json"
+    body = json.dumps({"schemaVersion": 2, "mediaType": media, "layers": [], "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        "digest": config.digest, "size": config.size}}).encode()  # fmt: skip
+    entry = {"mediaType": media, "digest": _blob(layout, body).digest, "size": len(body)}
+    image = {**entry, "annotations": {"kind": COSIGN_IMAGE_KINDS[0]}}
+    sigs = {**_sig_manifest(layout, b"saved"), "annotations": {"kind": COSIGN_SIGS_KIND}}
+    cases = (([sigs, image], True), ([image, sigs, image], False), ([entry, sigs], False))
+    for entries, found in cases:
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
+        files = LayoutFiles.open(layout)
+        try:
+            if found:
+                _, digest, data, _ = load_oci_manifest(files, None)
+                assert (digest, data) == (entry["digest"], body)
+            else:
+                with pytest.raises(UserError, match="no single image tagged 'latest'"):
+                    load_oci_manifest(files, None)
+        finally:
+            files.close()

@@ -62,6 +62,14 @@ class Descriptor:
     size: int
     platform: Platform | None = None
     ref_name: str = ""  # OCI layouts: org.opencontainers.image.ref.name
+    kind: str = ""  # `cosign save` layouts: the "kind" annotation (dev.cosignproject.cosign/...)
+
+
+# `cosign save` writes a layout whose index entries carry no ref name, only a "kind"
+# annotation (sigstore/cosign pkg/oci/layout): the signed image (or image index), its
+# signature image and its attestations.
+COSIGN_IMAGE_KINDS = ("dev.cosignproject.cosign/image", "dev.cosignproject.cosign/imageIndex")
+COSIGN_SIGS_KIND = "dev.cosignproject.cosign/sigs"
 
 
 @frozen
@@ -196,12 +204,14 @@ def _descriptor(d: _Doc) -> Descriptor:
         )
     annotations = d.child("annotations")
     ref_name = annotations.str_("org.opencontainers.image.ref.name") if annotations else ""
+    kind = annotations.str_("kind") if annotations else ""
     return Descriptor(
         d.str_("mediaType"),
         check_digest(d.str_("digest", required=True), d.source, d.at("digest")),
         d.int_("size"),
         platform,
         ref_name,
+        kind,
     )
 
 

@@ -27,6 +27,7 @@ from trustd.shared._dataclass import frozen
 from trustd.shared.appc._aci_paths import Refused, canonical_name
 from trustd.shared.appc._aci_scan import checked_tarinfo, corrupt_errors
 from trustd.shared.docker.documents import (
+    COSIGN_IMAGE_KINDS,
     INDEX_TYPES,
     OCI_INDEX,
     DocumentError,
@@ -277,6 +278,8 @@ def load_oci_manifest(layout: LayoutFiles, tag: str | None) -> tuple[Manifest, s
     candidates = [d for d in index.manifests if (d.ref_name or None) == tag or tag is None]
     if tag is None and len(index.manifests) > 1:
         candidates = [d for d in index.manifests if d.ref_name == "latest"]
+        if not candidates:  # `cosign save`'s layout: the entry its "kind" calls the image
+            candidates = [d for d in index.manifests if d.kind in COSIGN_IMAGE_KINDS]
     if len(candidates) != 1:
         names = ", ".join(sorted({d.ref_name or "<untagged>" for d in index.manifests}))
         raise UserError(

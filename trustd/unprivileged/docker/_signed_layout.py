@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from trustd.shared.docker.convert import Origin
-from trustd.shared.docker.documents import Descriptor, Index, Manifest
+from trustd.shared.docker.documents import COSIGN_SIGS_KIND, Descriptor, Index, Manifest
 from trustd.shared.errors import PolicyViolationError, RemoteLiedError, UserError
 from trustd.shared.insecure import Insecure
 from trustd.shared.ocisig.name import DockerReference
@@ -49,15 +49,22 @@ _CHUNK = 1 << 20
 
 def layout_attachments(layout: LayoutFiles, index: Index, digest: str) -> list[SigstorePair]:
     """The cosign signatures the layout holds for ``digest``: its ``sha256-<hex>.sig``
-    entry's layers (none: [])."""
+    entry's layers, else (a layout ``cosign save`` wrote) the layers of the entry whose
+    ``kind`` is ``dev.cosignproject.cosign/sigs`` (none: []). Which entry they come from
+    vouches for nothing: each payload names the manifest digest it signs, and only payloads
+    naming ``digest`` count."""
     tag = cosign_tag(digest)
     entries = [d for d in index.manifests if d.ref_name == tag]
+    what = f"tagged {tag}"
+    if not entries:
+        entries = [d for d in index.manifests if d.kind == COSIGN_SIGS_KIND and not d.ref_name]
+        what = f'of kind "{COSIGN_SIGS_KIND}"'
     if not entries:
         return []
     if len(entries) > 1:
         raise RemoteLiedError(
-            f"OCI layout {layout.path}: {len(entries)} index entries are tagged {tag}",
-            hint="keep one signature image per tag in the layout's index.json",
+            f"OCI layout {layout.path}: {len(entries)} index entries are {what}",
+            hint="keep one signature image per image in the layout's index.json",
         )
     body = read_verified(layout, entries[0].digest, entries[0].size)
     return cosign_pairs(body, lambda d, size: read_verified(layout, d, size))
