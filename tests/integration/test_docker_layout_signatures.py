@@ -138,83 +138,49 @@ def test_an_unstated_layout_is_still_only_an_unsigned_import(
     assert ids(shared_dirs) == before
 
 
+@pytest.mark.parametrize("saved", [False, True], ids=["sig tag", "cosign save"])
 def test_a_cosign_attachment_in_the_layout_is_verified(
-    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
+    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path, saved: bool
 ) -> None:
+    """The layout's cosign signatures: the entry skopeo copies in as the ``sha256-<hex>.sig``
+    tag, or (``saved``) a layout as ``cosign save`` writes it, whose entries carry only a
+    ``kind`` annotation (``dev.cosignproject.cosign/image`` and ``.../sigs``): ``oci:DIR``
+    with no tag fetches that image. A payload signed by a key not trusted is refused, as from
+    a registry, and stores nothing."""
     host = signed.host
+    tag = "latest" if saved else "v1"
     trustd_dirs(signed, shared_dirs, tmp_path)
     private, public = _p256(tmp_path, "cosign")
     other, _ = _p256(tmp_path, "other")
     rkt(shared_dirs, "trust", "--prefix", f"docker://{host}/ns", "--skip-fingerprint-review",
         str(public), check=True)  # fmt: skip
+    layouts, sources = {}, []
     for repo, key in (("ns/lcos", private), ("ns/lcos-other", other)):
-        signed.push("base", f"{repo}:v1")
-        digest = _digest_of(host, repo, "v1")
-        attach_cosign_signature(host, repo, f"{host}/{repo}:v1", key, digest)
+        signed.push("base", f"{repo}:{tag}")
+        digest = _digest_of(host, repo, tag)
+        attach_cosign_signature(host, repo, f"{host}/{repo}:{tag}", key, digest)
         dest = tmp_path / repo.replace("/", "-")
-        layout_of(signed, f"{repo}:v1", dest)
+        layout_of(signed, f"{repo}:{tag}", dest, tag)
         sig_tag = digest.replace(":", "-") + ".sig"
         layout_of(signed, f"{repo}:{sig_tag}", dest, sig_tag)  # skopeo writes the .sig entry
-    good, bad = tmp_path / "ns-lcos", tmp_path / "ns-lcos-other"
-    policy_with_layouts(
-        shared_dirs,
-        {f"oci:{good}:v1": f"docker://{host}/ns/lcos:v1",
-         f"oci:{bad}:v1": f"docker://{host}/ns/lcos-other:v1"},
-    )  # fmt: skip
-    code, out, err = _fetch(shared_dirs, good)
-    assert code == 0, err
-    decision = last_decision(shared_dirs.data / "policy" / "decisions.jsonl")
-    assert isinstance(decision["signature"], dict)
-    assert decision["signature"]["format"] == "sigstore"
-    ran = rkt(shared_dirs, "run", out.splitlines()[-1], "--exec=/bin/echo")
-    assert ran.returncode == 0, ran.stderr
-    before = ids(shared_dirs)
-    code, _out, err = _fetch(shared_dirs, bad)
-    assert code == 254
-    assert "was not made by a key trusted for" in err, err
-    assert ids(shared_dirs) == before
-
-
-def test_a_layout_cosign_save_wrote_is_verified_by_its_kind_annotations(
-    signed: Signed, shared_dirs: ConfigDirs, tmp_path: Path
-) -> None:
-    """``cosign save`` names its entries by a ``kind`` annotation, not by a tag: the image is
-    ``dev.cosignproject.cosign/image`` and its signatures ``.../sigs``. ``oci:DIR`` (no tag)
-    fetches that image, verified by the signature entry's payloads; a payload signed by a
-    key not trusted is refused, as from a registry."""
-    host = signed.host
-    trustd_dirs(signed, shared_dirs, tmp_path)
-    private, public = _p256(tmp_path, "cosign")
-    other, _ = _p256(tmp_path, "other")
-    rkt(shared_dirs, "trust", "--prefix", f"docker://{host}/ns", "--skip-fingerprint-review",
-        str(public), check=True)  # fmt: skip
-    for repo, key in (("ns/csave", private), ("ns/csave-other", other)):
-        signed.push("base", f"{repo}:latest")
-        digest = _digest_of(host, repo, "latest")
-        attach_cosign_signature(host, repo, f"{host}/{repo}:latest", key, digest)
-        dest = tmp_path / repo.replace("/", "-")
-        layout_of(signed, f"{repo}:latest", dest, "latest")
-        sig_tag = digest.replace(":", "-") + ".sig"
-        layout_of(signed, f"{repo}:{sig_tag}", dest, sig_tag)
-        as_cosign_save(dest, "latest", sig_tag)
-    good, bad = tmp_path / "ns-csave", tmp_path / "ns-csave-other"
-    policy_with_layouts(
-        shared_dirs,
-        {
-            f"oci:{good}": f"docker://{host}/ns/csave",
-            f"oci:{bad}": f"docker://{host}/ns/csave-other",
-        },
-    )
-    fetched = rkt(shared_dirs, "fetch", "--full", f"oci:{good}")
+        if saved:
+            as_cosign_save(dest, tag, sig_tag)
+            layouts[f"oci:{dest}"] = f"docker://{host}/{repo}"  # the untagged fetch: latest
+            sources.append(f"oci:{dest}")
+        else:
+            layouts[f"oci:{dest}:{tag}"] = f"docker://{host}/{repo}:{tag}"
+            sources.append(f"oci:{dest}:{tag}")
+    policy_with_layouts(shared_dirs, layouts)
+    fetched = rkt(shared_dirs, "fetch", "--full", sources[0])
     assert fetched.returncode == 0, fetched.stderr
-    assert f"verified as docker://{host}/ns/csave:latest" in fetched.stderr
+    assert f"verified as docker://{host}/ns/lcos:{tag}" in fetched.stderr
     decision = last_decision(shared_dirs.data / "policy" / "decisions.jsonl")
     assert isinstance(decision["signature"], dict)
     assert decision["signature"]["format"] == "sigstore"
     ran = rkt(shared_dirs, "run", fetched.stdout.split()[-1], "--exec=/bin/echo")
     assert ran.returncode == 0, ran.stderr
     before = ids(shared_dirs)
-    refused = rkt(shared_dirs, "fetch", "--full", f"oci:{bad}")
+    refused = rkt(shared_dirs, "fetch", "--full", sources[1])
     assert refused.returncode == 254
     assert "was not made by a key trusted for" in refused.stderr, refused.stderr
     assert ids(shared_dirs) == before
