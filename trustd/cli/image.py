@@ -314,18 +314,37 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_cat_manifest(args: argparse.Namespace) -> int:
-    from trustd.shared.appc.manifest import parse_image_manifest  # noqa: PLC0415
-    from trustd.shared.store._layout import MANIFEST  # noqa: PLC0415
+    from trustd.shared._fsutil import read_regular  # noqa: PLC0415
+    from trustd.shared.appc.manifest import (  # noqa: PLC0415
+        MAX_MANIFEST_SIZE,
+        parse_image_manifest,
+    )
+    from trustd.shared.errors import LocalStateError  # noqa: PLC0415
+    from trustd.shared.store._layout import MANIFEST, open_store_dir  # noqa: PLC0415
 
     def work() -> str:
         store = _store(args.options)
         record = store.resolve(args.image)
         path = store.layout.blob_dir(record.key) / MANIFEST
-        manifest = parse_image_manifest(path.read_bytes(), source=str(path))
+        # the group writes the blob dir: no symlink followed on the way or at the end, a
+        # FIFO refused rather than waited on, and no more read than a manifest may be
+        rel = str(path.parent.relative_to(store.layout.root))
+        blob_dir = open_store_dir(store.layout.root, rel)
+        try:
+            data = read_regular(MANIFEST, MAX_MANIFEST_SIZE, dir_fd=blob_dir)
+        except OSError as exc:
+            raise LocalStateError(
+                f"stored manifest {path}: {exc.strerror}",
+                hint="the store was altered; remove the image (rkt image rm) and fetch it again",
+            ) from exc
+        finally:
+            os.close(blob_dir)
+        manifest = parse_image_manifest(data, source=str(path))
         obj = json.loads(manifest.to_json())
         return go_json(obj, pretty=args.pretty_print)
 
-    print(as_group(args.options, work))
+    # a lookup: the index is only read, so the child gets the lookup's deadline
+    print(as_group(args.options, work, lookup=True, preload=("trustd.shared.appc.manifest",)))
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -49,3 +51,30 @@ def read_capped(path: Path, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ValueError(f"larger than {max_bytes} bytes")
     return data
+
+
+_OPEN_SHARED = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def read_regular(name: str | Path, max_bytes: int, *, dir_fd: int | None = None) -> bytes:
+    """A file someone else may write (the group's store or log) read whole: opened with no
+    symlink followed and without waiting (a FIFO in its place is refused, never blocked on),
+    a regular file only, at most ``max_bytes`` even when it grows while read. Refusals are
+    ``OSError``s whose ``strerror`` says why (ELOOP for a symlink, EINVAL for what is not a
+    regular file, EFBIG for one too large)."""
+    fd = os.open(name, _OPEN_SHARED, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than the {max_bytes} read")
+        chunks, size = [], 0
+        while size <= max_bytes and (chunk := os.read(fd, min(max_bytes + 1 - size, 1 << 20))):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise OSError(errno.EFBIG, f"grew past the {max_bytes} bytes read")
+    return b"".join(chunks)

@@ -149,6 +149,9 @@ def _cached_tree(
 
 
 def _copy_regular(src_dir: int, relpath: str, dest: Path, max_bytes: int) -> None:
+    """Copy the stored file ``relpath`` to ``dest`` (a new file in root's space), refusing
+    first what would make root write far more than the group wrote (:func:`_refuse_to_copy`),
+    and a file that changes size while it is copied (a stored blob never does)."""
     src = _dirfd.open_beneath(src_dir, relpath, os.O_RDONLY | os.O_NONBLOCK)
     try:
         st = os.fstat(src)
@@ -157,15 +160,49 @@ def _copy_regular(src_dir: int, relpath: str, dest: Path, max_bytes: int) -> Non
                 f"stored {relpath} is not a regular file of at most {max_bytes} bytes",
                 hint="the store was altered; remove the image (rkt image rm) and fetch it again",
             )
+        _refuse_to_copy(src, st.st_size, relpath, dest.parent)
         with dest.open("xb") as out:
-            left = max_bytes + 1
+            left = st.st_size + 1
             while left > 0 and (chunk := os.read(src, min(left, 1 << 20))):
                 out.write(chunk)
                 left -= len(chunk)
-            if left <= 0:
-                raise LocalStateError(f"stored {relpath} grew past {max_bytes} bytes")
+            if left != 1:
+                raise LocalStateError(
+                    f"stored {relpath} changed size while it was copied",
+                    hint="a member of group rkt may be writing to it; remove the image "
+                    "(rkt image rm) and fetch it again",
+                )
     finally:
         os.close(src)
+
+
+# Space root leaves free on the filesystem it copies into: 5% of it, at most 1 GiB.
+_RESERVE_FRACTION, _RESERVE_MAX = 20, 1 << 30
+
+
+def _refuse_to_copy(src: int, size: int, relpath: str, into: Path) -> None:
+    """A stored archive with a hole, or one larger than root's free space: a fetch writes an
+    archive front to back, so a hole is a member's ``truncate -s 16G`` (a few blocks of the
+    group's disk that root's copy would turn into 16 GiB of its own). Holes are asked of the
+    filesystem (``SEEK_HOLE``: one past the end when there is none, or where it cannot tell),
+    so a compressing filesystem's small ``st_blocks`` is not mistaken for one."""
+    hole = os.lseek(src, 0, os.SEEK_HOLE) if size else size
+    os.lseek(src, 0, os.SEEK_SET)
+    if hole < size:
+        raise LocalStateError(
+            f"stored {relpath} is sparse ({size} bytes, a hole at {hole}): not an archive "
+            "a fetch wrote",
+            hint="a member of group rkt made it; remove the image (rkt image rm), fetch it again",
+        )
+    fs = os.statvfs(into)
+    free = fs.f_bavail * fs.f_frsize
+    reserve = min(fs.f_blocks * fs.f_frsize // _RESERVE_FRACTION, _RESERVE_MAX)
+    if size > free - reserve:
+        raise LocalStateError(
+            f"stored {relpath} is {size} bytes; copying it would leave less than {reserve} of "
+            f"the {free} bytes free in {into}",
+            hint="free space there, or remove the image (rkt image rm) if it is not yours",
+        )
 
 
 def private_copy(cas_fd: int, key: StoreKey, into: Path) -> tuple[Path, bytes | None]:

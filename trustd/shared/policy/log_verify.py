@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Literal
 
 from trustd.shared._dataclass import frozen
+from trustd.shared._fsutil import read_regular
 from trustd.shared.errors import printable
 from trustd.shared.policy.log import GENESIS
 
@@ -57,25 +56,6 @@ class LogCheck:
 MAX_LOG_BYTES = 64 << 20  # ~200,000 decisions; a member may grow (or sparsely truncate) theirs
 
 
-def _read(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise IsADirectoryError(0, "not a regular file")
-        if st.st_size > MAX_LOG_BYTES:
-            raise OSError(0, f"{st.st_size} bytes, over the {MAX_LOG_BYTES >> 20} MiB this reads")
-        chunks, size = [], 0
-        while size <= MAX_LOG_BYTES and (chunk := os.read(fd, 1 << 20)):
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_LOG_BYTES:  # it grew while being read
-            raise OSError(0, f"over the {MAX_LOG_BYTES >> 20} MiB this reads")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _summary(record: dict[str, object]) -> str:
     decision = record.get("decision")
     if not isinstance(decision, dict):
@@ -111,7 +91,7 @@ def _link_problem(record: dict[str, object], number: int, head: str, count: int)
 def check_log(path: Path, label: str) -> LogCheck:
     """Verify one log; never raises for what the file holds (the result says it)."""
     try:
-        data = _read(path)
+        data = read_regular(path, MAX_LOG_BYTES)
     except FileNotFoundError:
         return LogCheck(label, path, "absent")
     except OSError as exc:

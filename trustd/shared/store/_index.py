@@ -29,6 +29,37 @@ CREATE TABLE IF NOT EXISTS remotes (
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+# The most SQLite virtual-machine steps one connection may take: listing 100,000 images takes
+# ~1.2 million, a hostile trigger's endless recursion a billion in ~12 s on a 2-vCPU VM. The
+# group writes the index, so a member's trigger on ``images`` runs inside whatever statement
+# of root's child meets it (rm's DELETE, a fetch's INSERT, gc's UPDATE); past this budget the
+# statement is interrupted, its transaction rolled back, and the operation refused.
+MAX_INDEX_STEPS = 1 << 30
+_STEPS_PER_CALL = 1 << 20
+
+
+def _bounded(conn: sqlite3.Connection) -> Callable[[], bool]:
+    """Install the step budget on ``conn``; the returned callable says whether it ran out."""
+    calls = [0]
+    limit = MAX_INDEX_STEPS // _STEPS_PER_CALL
+
+    def progress() -> int:
+        calls[0] += 1
+        return calls[0] > limit
+
+    conn.set_progress_handler(progress, _STEPS_PER_CALL)
+    return lambda: calls[0] > limit
+
+
+def _budget_spent(path: Path) -> LocalStateError:
+    return LocalStateError(
+        f"store index {path}: an operation ran past {MAX_INDEX_STEPS} SQLite steps and was "
+        "stopped; nothing it did was kept",
+        hint="a member of group rkt may have made the index compute for ever (a trigger of "
+        f"theirs); look: sqlite3 {path} .schema, and drop what trustd did not make",
+    )
+
+
 # Above every character a key can hold after a prefix (keys are ASCII; SQLite compares
 # TEXT by its UTF-8 bytes, and U+10FFFF's are above any ASCII byte).
 _TOP = "\U0010ffff"
@@ -185,10 +216,13 @@ class Index:
                 hint=sqlite_hint(exc, self.path, self.path.parents[2]),
             ) from exc
         conn.row_factory = sqlite3.Row
+        spent = _bounded(conn)
         try:
             conn.execute("PRAGMA busy_timeout=30000")
             yield conn
         except sqlite3.Error as exc:
+            if spent():
+                raise _budget_spent(self.path) from exc
             raise LocalStateError(
                 # a trigger the group made there raises the text it chose (red team 6, I)
                 f"store index {self.path}: {printable(str(exc))}",
