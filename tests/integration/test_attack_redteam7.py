@@ -24,7 +24,7 @@ from tests._policy import install_policy
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member
 from tests.integration.conftest import NAME as BUSYBOX
-from tests.integration.conftest import RKT, require_root, rkt, trust_good_key
+from tests.integration.conftest import RKT, ensure_user, require_root, rkt, trust_good_key
 from trustd.shared.appc.manifest import MAX_MANIFEST_SIZE
 from trustd.shared.errors import LocalStateError
 from trustd.unprivileged.privsep import fetch_identity, run_as
@@ -211,3 +211,47 @@ def _children() -> list[int]:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == mine:
                 found.append(int(stat.parent.name))
     return found
+
+
+_FAKE_POD = """
+set -e
+pod="$1/pods/run/$2"
+mkdir -p "$pod/private" "$pod/apps/victim" "$1/pods/prepared"
+echo "$3" > "$pod/apps/victim/pid"
+awk '{print $22}' "/proc/$3/stat" > "$pod/apps/victim/starttime"
+echo '{}' > "$pod/plan.json"
+"""
+
+
+def test_rkt_stop_refuses_a_data_dir_another_user_could_rewrite(tmp_path: Path) -> None:
+    """``rkt stop`` signals the processes named by PID files under the pod's directory, found
+    by path. A local user who owns a ``--dir`` root is asked to stop in writes a pod there
+    whose app PID and start time are a root process of their choosing. Checked, and held:
+    the root program refuses a data directory that is not root's (and every directory above
+    it) before any verb, so those files are never read. The victim lives."""
+    require_root()
+    user = ensure_user()
+    base = Path(tempfile.mkdtemp(prefix="trustd-it-", dir="/tmp"))
+    victim = subprocess.Popen(["sleep", "600"])  # a root process the user names
+    try:
+        base.chmod(0o755)
+        data = base / "data"
+        data.mkdir()
+        shutil.chown(data, user)
+        uuid = "5e1f5e1f-0000-4000-8000-000000000001"
+        member("/bin/sh", "-c", _FAKE_POD, "sh", str(data), uuid, str(victim.pid))
+        refused = subprocess.run(
+            [RKT, f"--dir={data}", "stop", "--force", uuid],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert refused.returncode == 254, refused.stderr
+        assert "owned by" in refused.stderr, refused.stderr
+        assert victim.poll() is None  # not signalled
+    finally:
+        victim.kill()
+        victim.wait()
+        shutil.rmtree(base, ignore_errors=True)
