@@ -12,12 +12,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests._index import ENDLESS_TRIGGER
 from tests.conftest import ConfigDirs
 from tests.integration.conftest import RKT, ensure_user
 
 # setpriv keeps root's capabilities through its own execvp, so a path it execs is resolved
 # with CAP_DAC_READ_SEARCH: an unprivileged shell does that exec instead.
 UNPRIV_EXEC = ("/bin/sh", "-c", 'exec "$@"', "sh")
+INDEX = "cas/db/index.sqlite"  # the shared index, under the data dir
 
 Snapshot = dict[str, tuple[int, int, int, bytes]]
 
@@ -99,3 +101,33 @@ def snapshot(root: Path, *, skip: tuple[str, ...] = ()) -> Snapshot:
                 body = b""
             out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, body)
     return out
+
+
+_PLANT_TRIGGER = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+    "c.execute(sys.argv[2]); print('ENDLESS')"
+)
+
+
+def plant_endless_trigger(dirs: ConfigDirs, event: str) -> None:
+    """As the member: :data:`tests._index.ENDLESS_TRIGGER` on ``event`` of the shared
+    index's images."""
+    sql = ENDLESS_TRIGGER.format(event=event, when="")
+    made = member("/usr/bin/python3", "-c", _PLANT_TRIGGER, str(dirs.data / INDEX), sql)
+    assert made.stdout.strip() == "ENDLESS"
+
+
+def rkt_unhung(dirs: ConfigDirs, *args: str, within: float) -> subprocess.CompletedProcess[str]:
+    """``rkt args`` as root, which must end within ``within`` seconds: a bound on a hang the
+    attack aims at (never a speed claim), failing the test by name when it does not end."""
+    try:
+        return subprocess.run(
+            [RKT, *dirs.flags(), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=within,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"rkt {' '.join(args[:2])} hung on what the member planted") from exc

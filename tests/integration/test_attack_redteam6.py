@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigDirs
-from tests.integration._attacker import UNPRIV_EXEC, as_member, member, member_popen, stop
+from tests.integration._attacker import (
+    UNPRIV_EXEC,
+    as_member,
+    member,
+    member_popen,
+    plant_endless_trigger,
+    rkt_unhung,
+    stop,
+)
 from tests.integration._registry import World, needs_registry_tools
 from tests.integration.conftest import RKT, rkt
 from trustd.unprivileged.privsep import fetch_identity
@@ -97,24 +105,11 @@ def test_a_trigger_raising_terminal_text_is_printed_escaped_by_run(
     assert not _forged_lines(refused.stderr), refused.stderr
 
 
-# A trigger on the index table whose body never ends: the lookup child's last-use stamp
-# computes for ever inside its one transaction (a view in the table's place is refused at
-# open by the schema script; a trigger on the real table is not).
-_ENDLESS = """
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute('''
-CREATE TRIGGER endless BEFORE UPDATE ON images BEGIN
-  SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
-    SELECT i FROM n);
-END''')
-print("ENDLESS")
-"""
-
-
 def _endless_trigger(dirs: ConfigDirs) -> None:
-    made = member("/usr/bin/python3", "-c", _ENDLESS, str(dirs.data / "cas/db/index.sqlite"))
-    assert made.stdout.strip() == "ENDLESS"
+    """The lookup child's last-use stamp computes for ever inside its one transaction (a view
+    in the table's place is refused at open by the schema script; a trigger on the real
+    table is not)."""
+    plant_endless_trigger(dirs, "UPDATE")
 
 
 def _fifo_index(dirs: ConfigDirs) -> None:
@@ -140,17 +135,9 @@ def test_a_hostile_index_cannot_hang_run_without_bound(
     what is no SQLite step. A FIFO in the index's place is refused before SQLite opens it
     (were it swapped in after that check, the deadline ends it)."""
     attack(shared_dirs)
-    try:
-        refused = subprocess.run(
-            [RKT, *shared_dirs.flags(), "run", "--net=none", "--stage1-name=fly", image],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=LOOKUP_DEADLINE + 60,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError("rkt run hung on the group's index") from exc
+    refused = rkt_unhung(
+        shared_dirs, "run", "--net=none", "--stage1-name=fly", image, within=LOOKUP_DEADLINE + 60
+    )
     assert refused.returncode == 254, refused.stderr
     assert reason in refused.stderr
 

@@ -22,7 +22,7 @@ import pytest
 from tests._busybox import busybox_aci
 from tests._policy import install_policy
 from tests.conftest import ConfigDirs, Keys
-from tests.integration._attacker import member
+from tests.integration._attacker import member, plant_endless_trigger, rkt_unhung
 from tests.integration.conftest import NAME as BUSYBOX
 from tests.integration.conftest import RKT, ensure_user, require_root, rkt, trust_good_key
 from trustd.shared.appc.manifest import MAX_MANIFEST_SIZE
@@ -131,32 +131,10 @@ def test_cat_manifest_reads_the_stored_manifest_without_following_or_waiting(
     without waiting, a regular file of at most a manifest's size. The refusal comes well
     before the lookup's deadline."""
     member("/bin/sh", "-c", plant, str(_blob_dir(shared_dirs) / "manifest"))
-    try:
-        refused = subprocess.run(
-            [RKT, *shared_dirs.flags(), "image", "cat-manifest", image],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=LOOKUP_DEADLINE - 5,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError("rkt image cat-manifest waited on the group's file") from exc
+    refused = rkt_unhung(shared_dirs, "image", "cat-manifest", image, within=LOOKUP_DEADLINE - 5)
     assert refused.returncode == 254, refused.stderr
     assert reason in refused.stderr and "rkt image rm" in refused.stderr
     assert "root:" not in refused.stdout
-
-
-# A trigger whose body never ends, on the event ``rkt image rm`` and ``gc`` meet.
-_ENDLESS = """
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute('''
-CREATE TRIGGER endless BEFORE DELETE ON images BEGIN
-  SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
-    SELECT i FROM n);
-END''')
-"""
 
 
 @pytest.mark.parametrize("verb", [("image", "rm"), ("image", "gc", "--grace-period=0s")])
@@ -168,19 +146,9 @@ def test_an_endless_trigger_cannot_hang_image_rm_or_gc(
     never ends hung them for good (the lookup's deadline covered lookups only). Every index
     connection now has a budget of SQLite steps; past it the statement is interrupted and
     rolled back, and the verb refused with the reason. The image is still there."""
-    member("/usr/bin/python3", "-c", _ENDLESS, str(shared_dirs.data / "cas/db/index.sqlite"))
+    plant_endless_trigger(shared_dirs, "DELETE")
     args = (*verb, image) if verb[-1] == "rm" else verb
-    try:
-        refused = subprocess.run(
-            [RKT, *shared_dirs.flags(), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError("the verb hung on the group's trigger") from exc
+    refused = rkt_unhung(shared_dirs, *args, within=300)
     assert refused.returncode == 254, refused.stderr
     assert "SQLite steps" in refused.stderr and "trigger" in refused.stderr
     assert (_blob_dir(shared_dirs) / "image.aci").is_file()

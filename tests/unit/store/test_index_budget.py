@@ -7,39 +7,23 @@ attack at the real budget, as a member, is in tests/integration/test_attack_redt
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests._index import ENDLESS_TRIGGER, fake_index
+from tests._index import short_key as _key
 from trustd.shared.errors import LocalStateError
 from trustd.shared.store import _index as index_module
 from trustd.shared.store._index import Index
 
-_ENDLESS = """
-CREATE TRIGGER endless BEFORE {event} ON images BEGIN
-  SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
-    SELECT i FROM n);
-END"""
-
-
-def _key(n: int) -> str:
-    return "sha512-" + hashlib.sha512(str(n).encode()).hexdigest()[:64]
-
 
 def _index(tmp_path: Path, images: int, trigger_on: str | None = None) -> Index:
-    path = tmp_path / "cas" / "db" / "index"
-    path.parent.mkdir(parents=True)
-    index = Index(path)
-    index.create()
-    with sqlite3.connect(path) as conn:
-        conn.executemany(
-            "INSERT INTO images VALUES (?, ?, 'example.com/x', '[]', '', 'never', 0, 0, '', '{}')",
-            ((_key(n), _key(n)) for n in range(images)),
-        )
-        if trigger_on:
-            conn.execute(_ENDLESS.format(event=trigger_on))
+    index = fake_index(tmp_path, images)
+    if trigger_on:
+        with sqlite3.connect(index.path) as conn:
+            conn.execute(ENDLESS_TRIGGER.format(event=trigger_on, when=""))
     return index
 
 
@@ -74,11 +58,7 @@ def test_an_endless_trigger_on_a_stamp_rolls_back_the_whole_session(
     trigger is on UPDATE of one key only); the refusal rolls all of them back."""
     index = _index(tmp_path, 3)
     with sqlite3.connect(index.path) as conn:
-        conn.execute(
-            _ENDLESS.format(event="UPDATE").replace(
-                "ON images BEGIN", f"ON images WHEN old.key = '{_key(2)}' BEGIN"
-            )
-        )
+        conn.execute(ENDLESS_TRIGGER.format(event="UPDATE", when=f"WHEN old.key = '{_key(2)}'"))
     before = _rows(index)
     with pytest.raises(LocalStateError, match="SQLite steps"), index.session():
         for n in range(3):

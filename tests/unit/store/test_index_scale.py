@@ -3,12 +3,13 @@ SQLite does for one lookup (its VM steps, counted) does not grow with the number
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests._index import fake_index
+from tests._index import full_key as _key
 from trustd.shared.store._index import Index
 
 
@@ -29,21 +30,8 @@ class CountingIndex(Index):
             yield conn
 
 
-def _key(n: int) -> str:
-    return "sha512-" + hashlib.sha512(str(n).encode()).hexdigest()
-
-
 def _index(tmp_path: Path, images: int) -> CountingIndex:
-    path = tmp_path / f"index-{images}" / "cas" / "db" / "index"
-    path.parent.mkdir(parents=True)
-    index = CountingIndex(path)
-    index.create()
-    with sqlite3.connect(path) as conn:
-        conn.executemany(
-            "INSERT INTO images VALUES (?, ?, 'example.com/x', '[]', '', '', 0, 0, '', '{}')",
-            ((_key(n), _key(n)) for n in range(images)),
-        )
-    return index
+    return fake_index(tmp_path / f"index-{images}", images, key=_key, index_class=CountingIndex)
 
 
 def _lookup_steps(index: CountingIndex, prefix: str) -> tuple[int, int]:

@@ -3,30 +3,14 @@ transaction (issue #14: each stamp was its own commit, an fsync of the WAL)."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests._index import fake_index as _index
+from tests._index import short_key as _key
 from trustd.shared.store._index import Index
-
-
-def _key(n: int) -> str:
-    return "sha512-" + hashlib.sha512(str(n).encode()).hexdigest()[:64]
-
-
-def _index(tmp_path: Path, images: int) -> Index:
-    path = tmp_path / "cas" / "db" / "index"
-    path.parent.mkdir(parents=True)
-    index = Index(path)
-    index.create()
-    with sqlite3.connect(path) as conn:
-        conn.executemany(
-            "INSERT INTO images VALUES (?, ?, 'example.com/x', '[]', '', 'never', 0, 0, '', '{}')",
-            ((_key(n), _key(n)) for n in range(images)),
-        )
-    return index
 
 
 def _never(index: Index) -> list[str]:
