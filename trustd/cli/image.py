@@ -368,7 +368,7 @@ def run_export(args: argparse.Namespace) -> int:
             ExportImage("image-export", key.id, output, args.overwrite, name, version),
         )
         return 0
-    from trustd.privileged.treestore.render import export_image  # noqa: PLC0415
+    from trustd.privileged.treestore.export import export_image  # noqa: PLC0415
 
     export_image(
         args.options.dirs.data, key, args.output, overwrite=args.overwrite, expected=(name, version)

@@ -227,7 +227,7 @@ def render(ctx: Context, request: Render) -> int:
 
 
 def export_image(ctx: Context, request: ExportImage) -> int:
-    from trustd.privileged.treestore.render import export_image as export_it  # noqa: PLC0415
+    from trustd.privileged.treestore.export import export_image as export_it  # noqa: PLC0415
 
     export_it(
         ctx.data,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 import stat
@@ -29,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trustd.privileged import _dirfd
-from trustd.privileged._output import check_parent, output_dir, output_file
+from trustd.privileged._output import check_parent, output_dir
+from trustd.privileged.treestore._copy import open_cas, private_copy
 from trustd.privileged.treestore.datadir import TREE, DataDir, _require_root, private_dir
 from trustd.privileged.treestore.marker import (
     MAX_MARKER,
@@ -39,7 +39,6 @@ from trustd.privileged.treestore.marker import (
     encode_marker,
 )
 from trustd.shared._dataclass import frozen
-from trustd.shared.appc.aci import AciLimits, Sink, copy_uncompressed, inspect_aci
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.appc.manifest import ImageManifest, parse_image_manifest
 from trustd.shared.codec import DecodeError
@@ -53,17 +52,13 @@ from trustd.shared.imageid import StoreKey
 from trustd.shared.keystore import Keystore
 from trustd.shared.ocisig.name import DockerName, DockerReference
 from trustd.shared.store._docker_admit import docker_origin
-from trustd.shared.store._layout import ORIGINAL, SIGNATURE
 from trustd.shared.store.admit import AcceptFor, IdentityFor, readmit_key
 from trustd.shared.store.model import AdmittedImage
 from trustd.shared.verify import format_fingerprint
 
-MAX_ARCHIVE = 16 << 30
-MAX_SIGNATURE = 1 << 20
-
 AcceptUnsigned = AcceptFor  # (name, version label, docker name) -> may pass
 Expected = tuple[str | None, str | None]  # the name and version asked for, if by name
-_ANY: Expected = (None, None)
+ANY_NAME: Expected = (None, None)  # an image asked for by ID: any name is its own
 
 
 @frozen
@@ -146,83 +141,6 @@ def _cached_tree(
     else:
         _recheck_signers(name, key, signers, keystore, marker.docker_name)
     return RenderedTree(final, manifest, signers, insecure, marker.docker_name)
-
-
-def _copy_regular(src_dir: int, relpath: str, dest: Path, max_bytes: int) -> None:
-    """Copy the stored file ``relpath`` to ``dest`` (a new file in root's space), refusing
-    first what would make root write far more than the group wrote (:func:`_refuse_to_copy`),
-    and a file that changes size while it is copied (a stored blob never does)."""
-    src = _dirfd.open_beneath(src_dir, relpath, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        st = os.fstat(src)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
-            raise LocalStateError(
-                f"stored {relpath} is not a regular file of at most {max_bytes} bytes",
-                hint="the store was altered; remove the image (rkt image rm) and fetch it again",
-            )
-        _refuse_to_copy(src, st.st_size, relpath, dest.parent)
-        with dest.open("xb") as out:
-            left = st.st_size + 1
-            while left > 0 and (chunk := os.read(src, min(left, 1 << 20))):
-                out.write(chunk)
-                left -= len(chunk)
-            if left != 1:
-                raise LocalStateError(
-                    f"stored {relpath} changed size while it was copied",
-                    hint="a member of group rkt may be writing to it; remove the image "
-                    "(rkt image rm) and fetch it again",
-                )
-    finally:
-        os.close(src)
-
-
-# Space root leaves free on the filesystem it copies into: 5% of it, at most 1 GiB.
-_RESERVE_FRACTION, _RESERVE_MAX = 20, 1 << 30
-
-
-def _refuse_to_copy(src: int, size: int, relpath: str, into: Path) -> None:
-    """A stored archive with a hole, or one larger than root's free space: a fetch writes an
-    archive front to back, so a hole is a member's ``truncate -s 16G`` (a few blocks of the
-    group's disk that root's copy would turn into 16 GiB of its own). Holes are asked of the
-    filesystem (``SEEK_HOLE``: one past the end when there is none, or where it cannot tell),
-    so a compressing filesystem's small ``st_blocks`` is not mistaken for one."""
-    hole = os.lseek(src, 0, os.SEEK_HOLE) if size else size
-    os.lseek(src, 0, os.SEEK_SET)
-    if hole < size:
-        raise LocalStateError(
-            f"stored {relpath} is sparse ({size} bytes, a hole at {hole}): not an archive "
-            "a fetch wrote",
-            hint="a member of group rkt made it; remove the image (rkt image rm), fetch it again",
-        )
-    fs = os.statvfs(into)
-    free = fs.f_bavail * fs.f_frsize
-    reserve = min(fs.f_blocks * fs.f_frsize // _RESERVE_FRACTION, _RESERVE_MAX)
-    if size > free - reserve:
-        raise LocalStateError(
-            f"stored {relpath} is {size} bytes; copying it would leave less than {reserve} of "
-            f"the {free} bytes free in {into}",
-            hint="free space there, or remove the image (rkt image rm) if it is not yours",
-        )
-
-
-def private_copy(cas_fd: int, key: StoreKey, into: Path) -> tuple[Path, bytes | None]:
-    """Copy the stored archive (and signature) named by ``key`` into ``into``: beneath the
-    ``cas`` fd, no symlink followed, regular files only. After this, nothing the group
-    writes is read."""
-    base = key.blob_relpath
-    copy = into / ORIGINAL
-    try:
-        _copy_regular(cas_fd, f"{base}/{ORIGINAL}", copy, MAX_ARCHIVE)
-    except FileNotFoundError as exc:
-        raise UserError(
-            f"image {key.id[:39]}… is not in the store",
-            hint="fetch it first (rkt fetch), or see: rkt image list",
-        ) from exc
-    try:
-        signature: bytes | None = _dirfd.read_beneath(cas_fd, f"{base}/{SIGNATURE}", MAX_SIGNATURE)
-    except FileNotFoundError:
-        signature = None
-    return copy, signature
 
 
 def check_requested(key: StoreKey, manifest: ImageManifest, expected: Expected) -> None:
@@ -373,19 +291,6 @@ def _docker_name(admitted: AdmittedImage) -> str:
     return str(DockerReference.parse(ref).name) if ref and not admitted.provenance.insecure else ""
 
 
-def open_cas(data_dir: Path) -> int:
-    """``<dir>/cas`` as an fd, for callers that are not root (``rkt image render``)."""
-    base = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return _dirfd.open_dir(base, "cas")
-    except FileNotFoundError as exc:
-        raise UserError(
-            f"no image store at {data_dir}", hint="fetch an image first (rkt fetch), or check --dir"
-        ) from exc
-    finally:
-        os.close(base)
-
-
 def render_into(
     data_dir: Path,
     key: StoreKey,
@@ -395,7 +300,7 @@ def render_into(
     rootfs_only: bool,
     overwrite: bool,
     allow_insecure: bool = False,
-    expected: Expected = _ANY,
+    expected: Expected = ANY_NAME,
 ) -> Path:
     """``rkt image render/extract IMAGE DIR``: verify a private copy, extract it into DIR
     (``expected``: the name and version IMAGE gave, which the verified manifest must say)."""
@@ -426,51 +331,6 @@ def render_into(
     finally:
         os.close(cas)
     return dest
-
-
-def export_image(
-    data_dir: Path, key: StoreKey, output: Path, *, overwrite: bool, expected: Expected = _ANY
-) -> None:
-    """``rkt image export``: the stored archive, uncompressed; read beneath ``cas`` by the
-    checked full ID into a private copy, with no symlink followed. Asked for by name
-    (``expected``), the copy's own manifest must say that name before anything is written."""
-    cas = open_cas(data_dir)
-    try:
-        with tempfile.TemporaryDirectory(prefix=".trustd-export-") as work:
-            original, _sig = private_copy(cas, key, Path(work))
-            if expected != _ANY:
-                info = inspect_aci(original, limits=AciLimits())
-                if info.image_id != key.id:
-                    raise _altered(key)
-                check_requested(key, info.manifest, expected)
-            with output_file(output, overwrite=overwrite) as out:
-                hashed = _Sha512Writer(out)
-                copy_uncompressed(original, hashed)
-                if hashed.digest() != key.digest:  # the group may have replaced the blob
-                    raise _altered(key)
-    finally:
-        os.close(cas)
-
-
-def _altered(key: StoreKey) -> LocalStateError:
-    return LocalStateError(
-        f"the stored archive of {key.id[:39]}… does not hash to its ID",
-        hint=f"the store was altered; rkt image rm {key.id[:39]} and fetch it again",
-    )
-
-
-class _Sha512Writer:
-    """Passes writes through, hashing them (an export is the image's uncompressed tar)."""
-
-    def __init__(self, target: Sink) -> None:
-        self.target, self.hash = target, hashlib.sha512()
-
-    def write(self, block: bytes, /) -> object:
-        self.hash.update(block)
-        return self.target.write(block)
-
-    def digest(self) -> str:
-        return self.hash.hexdigest()
 
 
 def remove_tree(data: DataDir, name: str) -> None:
