@@ -4,29 +4,23 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import functools
 import json
 import os
-import stat
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from trustd.cli._common import add_format_flag, is_json
-from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_columns, unix_nanos
+from trustd.cli._format import go_json, go_time, humanize, parse_time, tab_columns
 from trustd.cli._grammar import FALSE_WORDS, TRUE_WORDS, no_opt_value
 from trustd.cli._handoff import exec_root, require_root
 from trustd.cli._net import (
-    NET_INFO,
     add_net_flags,
     net_options,
     network_column,
-    networks_of,
-    pod_networks,
 )
+from trustd.cli._podinfo import api_pod, list_rows, pod_info, pod_infos
 from trustd.cli.image import parse_duration
 from trustd.cli.run import add_ipc_flag, add_pod_flags, build_request
 from trustd.shared.config import GlobalOptions
@@ -195,216 +189,6 @@ def run_run_prepared(args: argparse.Namespace) -> int:
     )
 
 
-_T = TypeVar("_T")
-_INFO = "info.json"  # trustd.privileged.pod.lifecycle.INFO, the public one
-_SMALL = 1 << 16  # the public files list reads are a few dozen bytes; info.json a few KiB
-
-
-_OPEN_SMALL = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-def _read_at(fd: int, name: str) -> str | None:
-    """Read a small regular file beneath the pod dir ``fd`` (None when absent, a symlink, not
-    a regular file or not ours to read): one open, fstat and read, no path re-resolved from
-    the top (issue #14: ``rkt list`` of 1,000 pods)."""
-    try:
-        f = os.open(name, _OPEN_SMALL, dir_fd=fd)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:  # a symlink (ELOOP) or no permission: not a readable file
-        if exc.errno in (errno.ELOOP, errno.EACCES):
-            return None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(f).st_mode):
-            return None
-        return os.read(f, _SMALL).decode(errors="replace").strip()
-    finally:
-        os.close(f)
-
-
-_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
-
-
-def _json(text: str) -> Any:
-    """``json.loads(text)`` of a file :func:`_read_at` read (stripped): the C scanner straight
-    away when ``text`` is one JSON value, else ``json.loads`` itself, which then takes it or
-    raises, so what decodes is exactly what ``json.loads`` decodes (as the store index's
-    ``_loads``, ADR 0020 decision 12)."""
-    try:
-        value, end = _SCAN(text, 0)
-    except (StopIteration, ValueError):
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
-def _reader(fd: int) -> Callable[[str], str | None]:
-    """:func:`_read_at` bound to the pod dir ``fd``."""
-    return functools.partial(_read_at, fd)
-
-
-def _info(pod: Any, *, full: bool = True) -> dict[str, Any]:
-    """A pod's public state, read beneath its directory, opened once. ``full=False`` (``rkt
-    list``'s table) leaves out what the table does not show: the apps' exit codes,
-    ``pod-finished`` and ``pid`` (issue #14: three opens of seven per pod)."""
-    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
-
-    fd = os.open(pod.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return _info_at(fd, pod.uuid, pod.where, lifecycle, full=full)
-    finally:
-        os.close(fd)
-
-
-def _info_at(fd: int, uuid: str, where: str, lifecycle: Any, *, full: bool) -> dict[str, Any]:
-    """:func:`_info` of the pod directory ``fd``, ``pods/<where>/<uuid>``, whose caller
-    closes ``fd`` at once after (that releases the lock test's shared lock);
-    ``lifecycle``: :mod:`trustd.privileged.pod.lifecycle`, imported once by the caller."""
-    read = _reader(fd)
-    apps = []
-    info = read(_INFO)  # public; plan.json (env, args) is root-only under private/
-    for app in json.loads(info)["apps"] if info else []:
-        code = read(f"apps/{app['name']}/exit") if full else None
-        apps.append(
-            {
-                "name": app["name"],
-                "image_id": app["image_key"],
-                "image_name": app["image_name"],
-                "exit_code": None if code is None else int(code),
-            }
-        )
-    found = {
-        "name": uuid,
-        "apps": apps,
-        "created": parse_time(read("pod-created")),
-        "started": parse_time(read("pod-started")),
-        "finished": parse_time(read("pod-finished")) if full else None,
-        "pid": read("pid") if full else None,
-        "networks": pod_networks(read),
-    }
-    # the lock test last: its shared lock is released by the close right after it (one
-    # flock call, the lock held no longer than an explicit unlock would hold it)
-    locked = lifecycle.locked_at(fd)
-    return {"state": str(lifecycle.state_of(where, locked=locked))} | found
-
-
-def _each_pod(options: GlobalOptions, visit: Callable[[int, str, str], _T]) -> list[_T]:
-    """``visit(fd, uuid, where)`` of every pod, in :meth:`PodStore.pods` order: each state
-    directory opened and listed once, each pod opened by its name beneath that fd (no path
-    walked again from the top per pod, no path object built per pod); ``fd`` is closed
-    here, at once after ``visit``."""
-    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
-
-    root = _pods(options).root
-    found = []
-    for where in lifecycle.STATE_DIRS:
-        try:
-            base = os.open(root / where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        try:
-            for name in sorted(os.listdir(base)):  # noqa: PTH208 - an fd
-                try:
-                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=base)
-                except FileNotFoundError:  # removed since the listing
-                    continue
-                try:
-                    found.append(visit(fd, name, where))
-                finally:
-                    os.close(fd)
-        finally:
-            os.close(base)
-    return found
-
-
-def _infos(options: GlobalOptions, *, full: bool) -> list[dict[str, Any]]:
-    """Every pod's :func:`_info`, in :meth:`PodStore.pods` order."""
-    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
-
-    def visit(fd: int, uuid: str, where: str) -> dict[str, Any]:
-        return _info_at(fd, uuid, where, lifecycle, full=full)
-
-    return _each_pod(options, visit)
-
-
-# one pod's row of rkt list's table, as read: uuid, the apps' (name, image id, image name),
-# state, pod-created, pod-started, net-info.json's networks
-_Row = tuple[str, list[tuple[str, str, str]], str, str | None, str | None, list[dict[str, str]]]
-
-
-def _rows(options: GlobalOptions) -> list[_Row]:
-    """What ``rkt list``'s table shows of every pod, read as :func:`_info_at` reads it (the
-    same files, checks, caps, errors and lock test) with no dict built per pod or app
-    (issue #14)."""
-    from trustd.privileged.pod import lifecycle  # noqa: PLC0415
-
-    states = {
-        where: (
-            str(lifecycle.state_of(where, locked=False)),
-            str(lifecycle.state_of(where, locked=True)),
-        )
-        for where in lifecycle.STATE_DIRS
-    }
-
-    def visit(fd: int, uuid: str, where: str) -> _Row:
-        info = _read_at(fd, _INFO)
-        apps = [
-            (app["name"], app["image_key"], app["image_name"])
-            for app in (_json(info)["apps"] if info else [])
-        ]
-        created = _read_at(fd, "pod-created")
-        started = _read_at(fd, "pod-started")
-        try:
-            nets = networks_of(_read_at(fd, NET_INFO))
-        except OSError:  # as pod_networks: a file that cannot be read shows no networks
-            nets = []
-        # the lock test last, as in _info_at: the close right after it releases the lock
-        return (uuid, apps, states[where][lifecycle.locked_at(fd)], created, started, nets)
-
-    return _each_pod(options, visit)
-
-
-def _app_state(info: dict[str, Any], app: dict[str, Any]) -> str:
-    if app["exit_code"] is not None:
-        return "exited"
-    return {"running": "running", "prepared": "created"}.get(info["state"], "unknown")
-
-
-def api_pod(info: dict[str, Any]) -> dict[str, Any]:
-    """rkt's api/v1 Pod (``list``/``status --format=json``): times in nanoseconds since the
-    epoch, absent fields left out, as encoding/json's omitempty does."""
-
-    def present(doc: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in doc.items() if v not in (None, [], {})}
-
-    apps = [
-        present(
-            {
-                "name": a["name"],
-                "state": _app_state(info, a),
-                "created_at": unix_nanos(info["created"]),
-                "started_at": unix_nanos(info["started"]),
-                "finished_at": unix_nanos(info["finished"]) if a["exit_code"] is not None else None,
-                "exit_code": a["exit_code"],
-                "image_id": a["image_id"],
-            }
-        )
-        | {"image_id": a["image_id"]}
-        for a in info["apps"]
-    ]
-    return present(
-        {
-            "name": info["name"],
-            "state": info["state"],
-            "app_names": [a["name"] for a in info["apps"]],
-            "apps": apps,
-            "created_at": unix_nanos(info["created"]),
-            "started_at": unix_nanos(info["started"]),
-            "networks": info.get("networks") or [],
-        }
-    ) | {"name": info["name"], "state": info["state"]}
-
-
 def _when(value: Any, full: bool, now: datetime | None = None) -> str:
     if value is None:
         return ""
@@ -413,7 +197,7 @@ def _when(value: Any, full: bool, now: datetime | None = None) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     if is_json(args.format):
-        infos = _infos(args.options, full=True)
+        infos = pod_infos(args.options, full=True)
         print(go_json([api_pod(i) for i in infos], pretty=args.format == "json-pretty"))
         return 0
     full = args.full
@@ -423,7 +207,7 @@ def run_list(args: argparse.Namespace) -> int:
     uuids, names, images, ids = (["UUID"], ["APP"], ["IMAGE NAME"], ["IMAGE ID"])
     states, created, started, networks = (["STATE"], ["CREATED"], ["STARTED"], ["NETWORKS"])
     now = datetime.now(UTC)
-    for uuid, apps, state, made, began, nets in _rows(args.options):
+    for uuid, apps, state, made, began, nets in list_rows(args.options):
         uuids.append(uuid if full else uuid[:8])
         states.append(state)
         created.append(_when(parse_time(made), full, now))
@@ -461,7 +245,7 @@ def _waited(args: argparse.Namespace, pod: Any) -> Any:
     stamp), then ``--wait`` (until it exited); each a limit or none."""
     if isinstance(ready := _wait_limit(args.wait_ready), timedelta | None):
         deadline = None if ready is None else datetime.now(UTC) + ready
-        while _info(pod)["started"] is None:
+        while pod_info(pod)["started"] is None:
             if pod.state().value not in ("prepared", "preparing", "running"):
                 raise UserError(
                     f'pod "{pod.uuid}" is {pod.state()} and will not become ready',
@@ -483,7 +267,7 @@ def _waited(args: argparse.Namespace, pod: Any) -> Any:
 
 def run_status(args: argparse.Namespace) -> int:
     pod = _waited(args, _pods(args.options).find(pod_uuids(args, many=False)[0]))
-    info = _info(pod)
+    info = pod_info(pod)
     exited = info["state"] in ("exited", "exited garbage")
     if is_json(args.format):
         print(go_json(api_pod(info), pretty=args.format == "json-pretty"))

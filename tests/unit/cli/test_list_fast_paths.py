@@ -1,6 +1,7 @@
 """``rkt list``'s fast paths (issue #14) decode exactly what the general code decodes: the
-C scanner straight away for info.json (``_json``) against ``json.loads``, and the networks
-of net-info.json's text (``networks_of``) against ``pod_networks`` reading the same file."""
+C scanner straight away for info.json (``loads_exact``, shared with the store index) against
+``json.loads``, and the networks of net-info.json's text (``networks_of``) against
+``pod_networks`` reading the same file."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trustd.cli._net import NET_INFO, networks_of, pod_networks
-from trustd.cli.pods import _json
+from trustd.shared._jsonexact import loads_exact
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -35,7 +36,7 @@ def _outcome(decode: object, text: str) -> tuple[str, object]:
 
 @given(_texts)
 def test_json_decodes_what_json_loads_decodes(text: str) -> None:
-    assert _outcome(_json, text) == _outcome(json.loads, text)
+    assert _outcome(loads_exact, text) == _outcome(json.loads, text)
 
 
 @given(_texts | st.none())

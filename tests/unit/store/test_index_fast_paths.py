@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trustd.shared._jsonexact import loads_exact
 from trustd.shared.errors import printable
-from trustd.shared.store._index import _loads
 from trustd.shared.store.model import check_index_key, index_key_ok
 
 DIGEST = hashlib.sha512(b"x").hexdigest()
@@ -74,16 +74,16 @@ def _outcome(fn: object, text: str) -> tuple[str, object]:
 
 
 @given(JSONISH, st.sampled_from(["", " ", "\n", "x"]), st.sampled_from(["", " ", "\t"]))
-def test_the_index_json_reader_decodes_exactly_what_json_loads_decodes(
+def test_the_index_json_reader_decodes_exactly_what_jsonloads_exact_decodes(
     text: str, after: str, before: str
 ) -> None:
     doc = before + text + after
-    assert repr(_outcome(_loads, doc)) == repr(_outcome(json.loads, doc))
+    assert repr(_outcome(loads_exact, doc)) == repr(_outcome(json.loads, doc))
 
 
-def test_the_index_json_reader_refuses_what_is_not_text_as_json_loads_does() -> None:
+def test_the_index_json_reader_refuses_what_is_not_text_as_jsonloads_exact_does() -> None:
     for value in (5, None, 1.5):
-        for fn in (_loads, json.loads):
+        for fn in (loads_exact, json.loads):
             try:
                 fn(value)  # type: ignore[arg-type]
             except TypeError:

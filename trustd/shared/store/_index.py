@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustd.shared._jsonexact import loads_exact
 from trustd.shared.errors import LocalStateError, printable
 from trustd.shared.store._hints import sqlite_hint
 from trustd.shared.store.model import ImageRecord, Provenance, check_index_key, index_key_ok
@@ -68,20 +69,6 @@ _COLUMNS = (
 )
 
 
-_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
-
-
-def _loads(text: Any) -> Any:
-    """``json.loads(text)``: the C scanner straight away when ``text`` is one JSON value with
-    nothing around it (what the index's writers store), else ``json.loads`` itself, which
-    then takes it or raises, so what decodes is exactly what ``json.loads`` decodes."""
-    try:
-        value, end = _SCAN(text, 0)
-    except (StopIteration, TypeError, ValueError):
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
 def _row(row: tuple[Any, ...]) -> ImageRecord:
     """One index row (the columns of :data:`_COLUMNS`, in order) as a record, every field
     checked; a plain tuple and one pass (issue #14: ``rkt image list`` of 10,000 images)."""
@@ -99,13 +86,13 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
             key,
             digest,
             name,
-            tuple([(str(k), str(v)) for k, v in _loads(labels)]),
+            tuple([(str(k), str(v)) for k, v in loads_exact(labels)]),
             datetime.fromisoformat(imported),
             datetime.fromisoformat(used),
             int(size),
             int(usize),
             source,
-            Provenance.from_json(_loads(provenance)),
+            Provenance.from_json(loads_exact(provenance)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise LocalStateError(
