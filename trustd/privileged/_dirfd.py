@@ -14,102 +14,74 @@ were ``/``: ``RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS`` from the rootfs's fd
 (:func:`open_in_root`, :func:`makedirs_in_root`), so an image's ``/data -> /etc`` means the
 rootfs's ``/etc``, never the host's (issue #10, class 6). A mount then names the resolved fd
 (:func:`fd_path`), so it lands on exactly what was resolved.
+
+The system call, the ``RESOLVE_*`` flags and the refusal every operation raises are in
+:mod:`._dirfd_openat2`; opening paths inside a container rootfs and a host volume's source
+in :mod:`._dirfd_mounts`; removing a tree in :mod:`._dirfd_rmtree`. This module holds the
+rest (opening, creating, checking, reading and writing beneath a directory fd) and
+re-exports those modules' public names, so callers import only ``_dirfd``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
-from trustd.shared.errors import DISK_FULL, LocalStateError, disk_full_error
+from trustd.privileged._dirfd_mounts import (
+    fd_path,
+    makedirs_in_root,
+    open_host_path,
+    open_in_root,
+    open_root,
+)
+from trustd.privileged._dirfd_openat2 import (
+    _DIR_FLAGS,
+    _HINT,
+    BENEATH,
+    IN_ROOT,
+    O_PATH,
+    RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    _check_relative,
+    _refusal,
+    _single_name,
+    _where,
+    openat2,
+)
+from trustd.privileged._dirfd_rmtree import rmtree_at, rmtree_open
+from trustd.shared.errors import LocalStateError
 
-RESOLVE_NO_XDEV = 0x01
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-RESOLVE_IN_ROOT = 0x10
-BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
-IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
-
-O_PATH = getattr(os, "O_PATH", 0o10000000)
-
-_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "armv7l": 437, "riscv64": 437}
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_HINT = "a member of group rkt may have replaced it; check the data directory (--dir)"
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = (
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
-    )
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def _fd_target(fd: int) -> str:
-    try:
-        return str(Path(f"/proc/self/fd/{fd}").readlink())
-    except OSError:
-        return f"<fd {fd}>"
-
-
-def _where(dirfd: int, path: str) -> str:
-    return f"{_fd_target(dirfd)}/{path}"
-
-
-def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
-    """The raw system call; raises OSError (errno as the kernel set it)."""
-    machine = os.uname().machine  # platform.machine()'s answer, without loading platform
-    number = _SYS_OPENAT2.get(machine)
-    if number is None:  # pragma: no cover - only the architectures above are supported
-        raise OSError(errno.ENOSYS, f"openat2 is not known on {machine}")
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, resolve)
-    fd = _libc.syscall(
-        ctypes.c_long(number),
-        ctypes.c_int(dirfd),
-        ctypes.c_char_p(os.fsencode(path)),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
-    )
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(fd)
-
-
-def _refusal(dirfd: int, path: str, exc: OSError) -> LocalStateError:
-    where = _where(dirfd, path)
-    if exc.errno == errno.ENOTDIR:  # O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR
-        with contextlib.suppress(OSError):
-            if stat.S_ISLNK(os.stat(path, dir_fd=dirfd, follow_symlinks=False).st_mode):
-                return LocalStateError(f"{where}: a symlink is in the way", hint=_HINT)
-    if exc.errno == errno.ELOOP:
-        return LocalStateError(f"{where}: a symlink is in the way", hint=_HINT)
-    if exc.errno == errno.EXDEV:
-        return LocalStateError(f"{where}: the path leaves its directory", hint=_HINT)
-    if exc.errno == errno.ENOTDIR:
-        return LocalStateError(f"{where}: a non-directory is in the way", hint=_HINT)
-    if exc.errno in DISK_FULL:
-        return disk_full_error(exc, where)
-    return LocalStateError(
-        f"{where}: {exc.strerror}", hint="check the data directory (--dir) and its permissions"
-    )
-
-
-def _check_relative(dirfd: int, relpath: str) -> None:
-    if not relpath or relpath.startswith("/") or "\0" in relpath:
-        raise LocalStateError(
-            f"{_where(dirfd, relpath)}: not a relative path", hint="this is a bug in trustd"
-        )
+__all__ = [
+    "BENEATH",
+    "IN_ROOT",
+    "O_PATH",
+    "RESOLVE_BENEATH",
+    "RESOLVE_IN_ROOT",
+    "RESOLVE_NO_MAGICLINKS",
+    "RESOLVE_NO_SYMLINKS",
+    "RESOLVE_NO_XDEV",
+    "check_root_owned",
+    "ensure_dir",
+    "ensure_private_dir",
+    "fd_path",
+    "makedirs_in_root",
+    "open_beneath",
+    "open_dir",
+    "open_host_path",
+    "open_in_root",
+    "open_root",
+    "openat2",
+    "read_beneath",
+    "rmtree_at",
+    "rmtree_open",
+    "write_file_at",
+]
 
 
 def open_beneath(dirfd: int, relpath: str, flags: int, mode: int = 0o600) -> int:
@@ -123,130 +95,9 @@ def open_beneath(dirfd: int, relpath: str, flags: int, mode: int = 0o600) -> int
         raise _refusal(dirfd, relpath, exc) from exc
 
 
-def open_in_root(rootfd: int, path: str, flags: int) -> int:
-    """Open ``path`` as if ``rootfd`` were ``/`` (a container rootfs): absolute paths, ``..``
-    and symlinks all resolve inside it, never out; magic links are refused."""
-    if not path or "\0" in path:
-        raise LocalStateError(f"{_where(rootfd, path)}: not a path", hint="this is a bug in trustd")
-    try:
-        return openat2(rootfd, path, flags, 0o600, IN_ROOT)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT and not flags & os.O_CREAT:
-            raise FileNotFoundError(exc.errno, exc.strerror, _where(rootfd, path)) from None
-        raise _refusal(rootfd, path, exc) from exc
-
-
-def _target_parts(path: str) -> list[str]:
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise OSError(errno.EINVAL, "a mount target must not contain '..'", path)
-    return parts
-
-
-def makedirs_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
-    """An ``O_PATH`` fd of directory ``path`` inside the root (resolved as by
-    :func:`open_in_root`), creating missing components with mkdirat under their resolved
-    parent. A component that is a file, or a dangling symlink, is refused with an OSError
-    (stage1 reports it as the app's failure to start)."""
-    current = os.dup(rootfd)
-    walked = ""
-    try:
-        for part in _target_parts(path):
-            walked = f"{walked}/{part}"
-            try:
-                nxt = openat2(rootfd, walked, O_PATH | os.O_DIRECTORY, 0, IN_ROOT)
-            except FileNotFoundError:
-                try:
-                    os.mkdir(part, mode, dir_fd=current)
-                except FileExistsError as exc:
-                    raise OSError(
-                        errno.ENOENT, "a dangling symlink in the image; refusing it", walked
-                    ) from exc
-                nxt = openat2(rootfd, walked, O_PATH | os.O_DIRECTORY, 0, IN_ROOT)
-            os.close(current)
-            current = nxt
-    except BaseException:
-        os.close(current)
-        raise
-    return current
-
-
-def open_root(root: Path) -> int:
-    """A rootfs directory itself, as an ``O_PATH`` fd (a path root built under the pod's
-    private dir; the last component is not followed)."""
-    return os.open(root, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-_MAX_HOPS = 40  # Linux's MAXSYMLINKS
-
-
-def _root_link_target(link_fd: int, where: str, path: str, hops: int) -> str:
-    """The target of the symlink ``link_fd`` (an ``O_PATH|O_NOFOLLOW`` fd) when root owns
-    it, read from that fd (not from a name another link could have taken since)."""
-    st = os.fstat(link_fd)
-    if st.st_uid != 0:
-        raise OSError(
-            errno.EPERM,
-            f"{where} is a link another user made (uid {st.st_uid}); name the real directory",
-            path,
-        )
-    if hops > _MAX_HOPS:
-        raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-    return os.readlink("", dir_fd=link_fd)
-
-
-def _parts(path: str) -> list[str]:
-    return [p for p in path.split("/") if p not in ("", ".")]
-
-
-def open_host_path(path: str) -> int:
-    """An ``O_PATH`` fd of the host's absolute ``path`` (a host volume's source), resolved
-    from ``/`` one component at a time: a symlink on the way is followed only when root
-    owns it. A link another user made, e.g. in place of a directory group rkt shares, is
-    refused with an OSError naming it. Binding the fd (:func:`fd_path`) binds exactly what
-    was resolved, whatever is renamed there afterwards (red team 5)."""
-    if not path.startswith("/") or "\0" in path:
-        raise OSError(errno.EINVAL, "not an absolute path", path)
-    top = O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-    fd, pending, walked, hops = os.open("/", top), _parts(path), "", 0
-    try:
-        while pending:
-            part = pending.pop(0)
-            nxt = os.open(part, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            if not stat.S_ISLNK(os.fstat(nxt).st_mode):
-                os.close(fd)
-                fd, walked = nxt, f"{walked}/{part}"
-                continue
-            hops += 1
-            try:
-                target = _root_link_target(nxt, f"{walked}/{part}", path, hops)
-            finally:
-                os.close(nxt)
-            if target.startswith("/"):
-                os.close(fd)
-                fd, walked = os.open("/", top), ""
-            pending[:0] = _parts(target)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def fd_path(fd: int) -> str:
-    """The magic link a mount(2) target may name to mean exactly this fd's file."""
-    return f"/proc/self/fd/{fd}"
-
-
 def open_dir(dirfd: int, relpath: str) -> int:
     """A directory beneath ``dirfd`` (no symlinks), as an fd."""
     return open_beneath(dirfd, relpath, os.O_RDONLY | os.O_DIRECTORY)
-
-
-def _single_name(parent_fd: int, name: str) -> None:
-    if name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise LocalStateError(
-            f"{_where(parent_fd, name)}: not a single file name", hint="this is a bug in trustd"
-        )
 
 
 def ensure_dir(
@@ -311,132 +162,6 @@ def ensure_private_dir(parent_fd: int, name: str, mode: int = 0o700) -> int:
         os.close(fd)
         raise
     return fd
-
-
-_MAX_OPEN_DEPTH = 64  # directories held open at once while removing a tree
-
-
-def _lift(dirfd: int, name: str, top: int) -> str:
-    """Move directory ``name`` (in ``dirfd``) up into ``top`` under a fresh name; that name."""
-    while True:
-        lifted = f".rm-{os.urandom(8).hex()}"
-        try:
-            os.rename(name, lifted, src_dir_fd=dirfd, dst_dir_fd=top)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-                continue  # that name is taken (a member's, in cas/tmp): another
-            raise
-        return lifted
-
-
-def _empty_dir(top: int, start: int, foreign_only: bool, lifted: list[str]) -> None:
-    """Remove everything in directory ``start`` (beneath ``top``) without recursion and with
-    at most _MAX_OPEN_DEPTH directories open: a subdirectory met deeper than that is moved
-    up into ``top`` (appended to ``lifted``) and emptied later, so any depth is removed."""
-    stack: list[tuple[int, Any, str]] = [(start, os.scandir(start), "")]
-    try:
-        while stack:
-            fd, entries, name = stack[-1]
-            entry = next(entries, None)
-            if entry is None:
-                stack.pop()
-                entries.close()
-                if stack:  # emptied a subdirectory: close it and remove it from its parent
-                    os.close(fd)
-                    with contextlib.suppress(FileNotFoundError, OSError):
-                        os.rmdir(name, dir_fd=stack[-1][0])
-                continue
-            if not entry.is_dir(follow_symlinks=False):  # files, symlinks (never followed),
-                with contextlib.suppress(FileNotFoundError):  # fifos, sockets, devices
-                    os.unlink(entry.name, dir_fd=fd)
-                continue
-            try:
-                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            if foreign_only and os.fstat(child).st_uid == 0:
-                os.close(child)  # root's: never entered (its parent stays, not empty)
-                continue
-            if len(stack) >= _MAX_OPEN_DEPTH:
-                os.close(child)
-                lifted.append(_lift(fd, entry.name, top))
-                continue
-            stack.append((child, os.scandir(child), entry.name))
-    finally:
-        for fd, entries, _ in stack:
-            entries.close()
-            if fd != start:
-                os.close(fd)
-
-
-def _rmtree_fd(dirfd: int, foreign_only: bool) -> None:
-    """Empty ``dirfd`` whatever the depth of what it holds (a pod's app or an image may
-    leave a chain of thousands of directories: recursion would run out of stack or fds)."""
-    lifted: list[str] = []
-    _empty_dir(dirfd, dirfd, foreign_only, lifted)
-    while lifted:
-        name = lifted.pop()
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
-        except FileNotFoundError:
-            continue
-        try:
-            if foreign_only and os.fstat(fd).st_uid == 0:
-                continue
-            _empty_dir(dirfd, fd, foreign_only, lifted)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError, OSError):
-            os.rmdir(name, dir_fd=dirfd)
-
-
-def rmtree_at(parent_fd: int, name: str, *, foreign_only: bool = False) -> None:
-    """Remove ``name`` in ``parent_fd`` and everything under it; a symlink is removed, never
-    followed, and nothing outside ``parent_fd`` is touched. Missing is not an error.
-
-    ``foreign_only`` is for trees in directories others can write (``cas/tmp``): a directory
-    root owns is never entered there, so root removes only what the directories' owners
-    could remove themselves, even if they move other directories in mid-walk."""
-    _single_name(parent_fd, name)
-    try:
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    try:
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(name, dir_fd=parent_fd)
-            return
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        try:
-            if foreign_only and os.fstat(fd).st_uid == 0:
-                return
-            _rmtree_fd(fd, foreign_only)
-        finally:
-            os.close(fd)
-        os.rmdir(name, dir_fd=parent_fd)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        if foreign_only and exc.errno == errno.ENOTEMPTY:
-            return  # a directory of root's is inside: left where it is
-        raise _refusal(parent_fd, name, exc) from exc
-
-
-def rmtree_open(parent_fd: int, name: str, fd: int) -> None:
-    """Remove directory ``name`` in ``parent_fd``, which the caller holds open as ``fd``:
-    emptied through ``fd`` (as :func:`rmtree_at`), then removed by name once that name is
-    still the same directory."""
-    _single_name(parent_fd, name)
-    try:
-        _rmtree_fd(fd, False)
-        st, here = os.fstat(fd), os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        if (st.st_dev, st.st_ino) != (here.st_dev, here.st_ino):
-            raise LocalStateError(
-                f"{_where(parent_fd, name)} was replaced while it was removed", hint=_HINT
-            )
-        os.rmdir(name, dir_fd=parent_fd)
-    except OSError as exc:
-        raise _refusal(parent_fd, name, exc) from exc
 
 
 def _check_dir_fd(fd: int, path: str, *, leaf: bool) -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.unit.docker._layers import E, layer, openers
 from trustd.shared.appc.aci import AciLimits, inspect_aci
-from trustd.shared.docker._squash import _TarOut
+from trustd.shared.docker._squash_tarout import _TarOut
 from trustd.shared.docker.convert import Origin, convert
 from trustd.shared.errors import RemoteLiedError
 

@@ -21,20 +21,20 @@ copies each file's bytes from it by offset; without one (or for a layer with spa
 members) the layer is decompressed and parsed a second time. Both give the same bytes.
 Every symlink is resolved inside the rootfs first; an escape is refused. The result is
 deterministic: the same layers give the same bytes, hence the same image ID.
+
+This module holds the rules and the tree (:class:`Squasher`); the limits and the tree's node
+types are in :mod:`._squash_model`, reading a layer's members in :mod:`._squash_members`, and
+pass 2's tar writer and its :class:`AciAccount` in :mod:`._squash_tarout`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import closing
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, cast
 
-from trustd.shared._dataclass import frozen
 from trustd.shared.appc._aci_io import SourceReadError
 from trustd.shared.appc._aci_paths import (
     Refused,
@@ -42,21 +42,17 @@ from trustd.shared.appc._aci_paths import (
     check_symlink_target,
     resolve_symlink,
 )
-from trustd.shared.appc._aci_scan import checked_tarinfo, corrupt_errors
-from trustd.shared.docker._headers import next_member
-from trustd.shared.docker._layers import (
-    CapExceeded,
-    Chunk,
-    Drain,
-    LayerReader,
-    Peeked,
-    decompressed,
-)
+from trustd.shared.appc._aci_scan import corrupt_errors
+from trustd.shared.docker._layers import CapExceeded
+from trustd.shared.docker._squash_members import _members
+from trustd.shared.docker._squash_model import _REGULAR, Opener, SquashLimits, _Entry, _Node
+from trustd.shared.docker._squash_tarout import AciAccount, _header, _TarOut
+
+__all__ = ["STDIO_LINKS", "AciAccount", "LayerRefused", "Opener", "SquashLimits", "Squasher"]
 
 _OPAQUE: Final = ".wh..wh..opq"
 _AUFS_META: Final = ".wh..wh."
 _WHITEOUT: Final = ".wh."
-_REGULAR: Final = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _SKIPPED: Final = (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE)
 # docker2aci adds these so apps find /dev/std* (rkt mounts /dev over them anyway)
 STDIO_LINKS: Final = (
@@ -66,28 +62,6 @@ STDIO_LINKS: Final = (
     ("dev/fd", "/proc/self/fd"),
 )
 
-Opener = Callable[[], BinaryIO]
-
-
-@frozen
-class SquashLimits:
-    max_layers: int = 256
-    max_entries: int = 1_000_000
-    max_uncompressed_size: int = 16 * 1024**3
-    max_file_size: int = 8 * 1024**3
-    max_header_size: int = 1024**2
-
-
-@frozen
-class AciAccount:
-    """What pass 2 wrote, counted as it was written: what an inspection of the ACI would
-    establish (the property tests compare the two on generated layers)."""
-
-    sha512: str  # hex, of every byte written, end blocks and record padding included
-    size: int
-    entry_count: int  # tar members (pax extended headers are not members)
-    setuid_paths: tuple[str, ...]  # set-uid/gid regular files and hard links, archive order
-
 
 class LayerRefused(Exception):
     """One rule broken by one layer entry (turned into a RemoteLiedError by the caller)."""
@@ -95,95 +69,6 @@ class LayerRefused(Exception):
     def __init__(self, layer: int | None, rule: str, reason: str, entry: str | None = None):
         super().__init__(f"{rule}: {reason}")
         self.layer, self.rule, self.reason, self.entry = layer, rule, reason, entry
-
-
-@dataclass(slots=True)
-class _Node:
-    kind: str  # "dir", "file", "symlink"
-    mode: int = 0o755
-    uid: int = 0
-    gid: int = 0
-    mtime: int = 0
-    linkname: str = ""  # symlink target
-    source: tuple[int, int] | None = None  # (layer, member ordinal) holding a file's bytes
-    size: int = 0
-    explicit: bool = True  # False: a parent no layer declared
-    children: dict[str, _Node] = field(default_factory=dict)
-
-
-@frozen
-class _Entry:
-    ordinal: int
-    path: str
-    kind: str  # dir, file, symlink, hardlink
-    node: _Node
-    link_target: str = ""
-
-
-def _members(
-    opener: Opener,
-    budget: list[int],
-    limits: SquashLimits,
-    digests: list[str] | None = None,
-    tee: BinaryIO | None = None,
-) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
-    """Yield (ordinal, member, tar) for one layer; an empty blob is an empty layer.
-
-    With ``digests``, the sha256 of the whole uncompressed layer is appended once it is read.
-    With ``tee`` (an empty seekable file), the layer is first decompressed into it in large
-    reads (counted and hashed the same way), then its headers are read from there, skipping
-    file contents by seek: no per-record reads through the decompressor.
-    """
-    if tee is not None:
-        yield from _members_via(tee, opener, budget, limits, digests)
-        return
-    with closing(opener()) as raw:
-        reader = LayerReader(decompressed(raw), budget, tee)
-        head = reader.read(512)
-        if head:
-            with tarfile.open(
-                fileobj=cast(BinaryIO, Peeked(head, reader)),
-                mode="r|",
-                tarinfo=checked_tarinfo(limits.max_header_size),
-                errors="surrogateescape",
-            ) as tar:
-                ordinal = 0
-                while (member := tar.next()) is not None:
-                    yield ordinal, member, tar
-                    ordinal += 1
-                    tar.members.clear()  # type: ignore[attr-defined]
-        reader.drain()
-        if digests is not None:
-            digests.append(reader.digest())
-
-
-def _members_via(
-    tee: BinaryIO,
-    opener: Opener,
-    budget: list[int],
-    limits: SquashLimits,
-    digests: list[str] | None,
-) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
-    with closing(opener()) as raw:
-        reader = LayerReader(decompressed(raw), budget, tee)
-        reader.drain(threaded=True)
-    if digests is not None:
-        digests.append(reader.digest())
-    if reader.size == 0:
-        return
-    tee.flush()
-    tee.seek(0)
-    with tarfile.open(
-        fileobj=tee,
-        mode="r:",
-        tarinfo=checked_tarinfo(limits.max_header_size),
-        errors="surrogateescape",
-    ) as tar:
-        ordinal = 0
-        while (member := next_member(tar)) is not None:  # tarfile's members, read leaner
-            yield ordinal, member, tar
-            ordinal += 1
-            tar.members.clear()  # type: ignore[attr-defined]
 
 
 class Squasher:
@@ -477,137 +362,3 @@ class Squasher:
             hard = _header(f"rootfs/{link}", by_path[link])
             hard.type, hard.linkname, hard.size = tarfile.LNKTYPE, f"rootfs/{first}", 0
             tar.add(hard)
-
-
-_BLOCK: Final = tarfile.BLOCKSIZE
-_RECORD: Final = tarfile.RECORDSIZE
-_FLUSH: Final = 1 << 20
-_SETID: Final = 0o6000
-
-
-class _TarOut:
-    """The bytes of ``tarfile.open(fileobj=out, mode="w|", format=PAX_FORMAT)`` fed with
-    ``addfile``, and nothing else: each header is ``TarInfo.tobuf`` in that format, encoding
-    and error handler; data is padded to a block; the end is two zero blocks and zeros up to
-    a whole record. Every byte is hashed and counted on its way out; small pieces are
-    gathered and written in large ones."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out = out
-        self.hash = hashlib.sha512()
-        self.size = 0
-        self.entries = 0
-        self.setuid: list[str] = []
-        self.pending = bytearray()
-        self.drain = Drain(self._write)
-
-    def _write(self, chunk: Chunk) -> None:  # in the drain thread, chunks in order
-        self.out.write(chunk)
-        self.hash.update(chunk)
-
-    def _put(self, data: bytes | bytearray | memoryview) -> None:
-        self.pending += data
-        if len(self.pending) >= _FLUSH:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.pending:
-            self.size += len(self.pending)
-            self.drain.put(self.pending)
-            self.pending = bytearray()
-
-    def _header(self, info: tarfile.TarInfo) -> None:
-        head = _ustar_header(info)
-        if head is None:
-            head = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
-        self._put(head)
-        self.entries += 1
-        if info.type in (*_REGULAR, tarfile.LNKTYPE) and info.mode & _SETID:
-            self.setuid.append(info.name)
-
-    def _pad(self, size: int) -> None:
-        if size % _BLOCK:
-            self._put(bytes(_BLOCK - size % _BLOCK))
-
-    def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
-        self._header(info)
-        if data is None or not info.size:
-            return
-        left = info.size
-        while left:
-            chunk = data.read(min(left, _FLUSH))
-            if not chunk:
-                raise tarfile.ReadError("unexpected end of data")
-            left -= len(chunk)
-            self._put(chunk)
-        self._pad(info.size)
-
-    def add_bytes(self, info: tarfile.TarInfo, data: bytes) -> None:
-        self._header(info)
-        self._put(data)
-        self._pad(len(data))
-
-    def close(self) -> AciAccount:
-        end = self.size + len(self.pending) + 2 * _BLOCK
-        self._put(bytes(2 * _BLOCK + (-end) % _RECORD))
-        self._flush()
-        self.drain.finish()
-        return AciAccount(self.hash.hexdigest(), self.size, self.entries, tuple(self.setuid))
-
-    def abandon(self) -> None:
-        """Stop the drain thread after a failure (nothing more is written)."""
-        self.drain.finish(check=False)
-
-
-_OCTAL7: Final = 8**7
-_OCTAL11: Final = 8**11
-_TAIL: Final = tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)  # magic .. block end
-
-
-def _ustar_header(info: tarfile.TarInfo) -> bytes | None:
-    """The one block ``TarInfo.tobuf(PAX_FORMAT, …)`` gives a member that needs no pax
-    header (ASCII name and link of at most 100 bytes, no user or group name, numbers that
-    fit their octal fields, not a device), built directly; None for any other member (the
-    caller asks ``tobuf``). The property tests compare the two on generated members."""
-    name = info.name
-    if info.type == tarfile.DIRTYPE and not name.endswith("/"):
-        name += "/"
-    link = info.linkname
-    uid, gid, size, mtime = info.uid, info.gid, info.size, info.mtime
-    if (
-        not (name.isascii() and link.isascii())
-        or len(name) > 100  # ustar name field
-        or len(link) > 100  # ustar linkname field
-        or info.uname
-        or info.gname
-        or info.pax_headers
-        or info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE)
-        or not all(type(v) is int for v in (uid, gid, size, mtime))
-        or not (0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7)
-        or not (0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11)
-    ):
-        return None
-    block = b"".join(
-        (
-            name.encode().ljust(100, b"\0"),
-            b"%07o\0%07o\0%07o\0%011o\0%011o\0        "
-            % (info.mode & 0o7777, uid, gid, size, cast(int, mtime)),
-            info.type,
-            link.encode().ljust(100, b"\0"),
-            _TAIL,
-        )
-    )
-    return block[:148] + b"%06o\0" % sum(block) + block[155:]
-
-
-def _header(name: str, node: _Node) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode, info.uid, info.gid, info.mtime = node.mode, node.uid, node.gid, node.mtime
-    info.uname = info.gname = ""
-    if node.kind == "dir":
-        info.type = tarfile.DIRTYPE
-    elif node.kind == "symlink":
-        info.type, info.linkname = tarfile.SYMTYPE, node.linkname
-    else:
-        info.type = tarfile.REGTYPE
-    return info
