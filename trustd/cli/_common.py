@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import functools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -36,9 +37,24 @@ def ends_with_main() -> bool:
 # argparse looks each label it may print ("options", "show this help message and exit") up
 # in gettext's catalogues whenever it builds a parser, each lookup stat()ing 8 paths: about
 # 900 failed stat calls and half of the parser's build for one ``rkt image list`` (issue
-# #14). The catalogues do not change while rkt runs, so each message's first answer is kept.
-argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
-argparse.ngettext = functools.cache(argparse.ngettext)  # type: ignore[attr-defined]
+# #14). The catalogues do not change while rkt's parser is built and used, so each message's
+# first answer is kept for that while (:func:`cached_gettext`), not for the whole process: a
+# program that embeds ``main()`` and changes its locale afterwards gets argparse as it was.
+_CACHED_GETTEXT = (
+    functools.cache(argparse._),  # type: ignore[attr-defined]
+    functools.cache(argparse.ngettext),  # type: ignore[attr-defined]
+)
+
+
+@contextlib.contextmanager
+def cached_gettext() -> Iterator[None]:
+    """argparse's message lookups answered from a cache inside; put back as they were after."""
+    saved = (argparse._, argparse.ngettext)  # type: ignore[attr-defined]
+    argparse._, argparse.ngettext = _CACHED_GETTEXT  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        argparse._, argparse.ngettext = saved  # type: ignore[attr-defined]
 
 
 class Parser(argparse.ArgumentParser):

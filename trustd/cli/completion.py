@@ -26,9 +26,11 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _words() -> dict[str, list[str]]:
     """command -> its flags; "" -> the commands and global flags."""
+    from trustd.cli._common import cached_gettext  # noqa: PLC0415
     from trustd.cli.main import SUBVERBS, build_parser  # noqa: PLC0415
 
-    parser = build_parser()
+    with cached_gettext():
+        parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     listed = [a.dest for a in sub._choices_actions]
     words = {"": [*listed, *_flags(parser)]}

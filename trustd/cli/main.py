@@ -21,6 +21,7 @@ from trustd.cli._common import (
     EXIT_ERROR,
     Parser,
     add_global_flags,
+    cached_gettext,
     global_options,
     process_ends_with_main,
 )
@@ -278,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.startswith("--debug=f") for a in args_list
     )
     try:
-        return _dispatch(args_list, verb)
+        with cached_gettext():  # for as long as rkt's parsers are built and used
+            return _dispatch(args_list, verb)
     except BrokenPipeError:
         # The reader went away (``| head``): the output is incomplete, so not 0 (rkt, a Go
         # program, dies of SIGPIPE there), but there is nobody to tell: no message.
