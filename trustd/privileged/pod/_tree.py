@@ -108,28 +108,10 @@ class PodTree:
             os.close(fd)
             raise
 
-    def held(self, where: str, name: str) -> tuple[bool, float] | None:
-        """(root holds the pod, its directory's ctime); None when it is gone.
-        Damaged when root cannot judge it."""
-        opened = self._open(where, name)
-        if opened is None:
-            return None
-        fd, st = opened
-        try:
-            lock = _rootlock.open_root_lock(fd, str(self.path / where / name), name)
-            if lock is None:  # the layout before root's own lock: its directory's
-                return _rootlock.held(fd, release=False), st.st_ctime
-            try:
-                return _rootlock.held(lock, release=False), st.st_ctime
-            finally:
-                os.close(lock)
-        finally:
-            os.close(fd)
-
-    def take(self, where: str, name: str) -> Taken | None:
-        """The pod held exclusively by root until :meth:`Taken.close` (nothing can start,
-        enter or remove it meanwhile); None when it is busy or gone. Damaged when root
-        cannot judge it (gc says so and leaves it; ``rkt rm`` is the fix)."""
+    def _locked_pod(self, where: str, name: str) -> tuple[int, int | None, float] | None:
+        """The pod's directory fd, root's lock fd in it (None for the layout before root's
+        own lock, whose lock is the directory's) and the directory's ctime; None when it is
+        gone. Damaged when root cannot judge it. The caller closes both fds."""
         opened = self._open(where, name)
         if opened is None:
             return None
@@ -139,6 +121,30 @@ class PodTree:
         except BaseException:
             os.close(fd)
             raise
+        return fd, lock, st.st_ctime
+
+    def held(self, where: str, name: str) -> tuple[bool, float] | None:
+        """(root holds the pod, its directory's ctime); None when it is gone.
+        Damaged when root cannot judge it."""
+        found = self._locked_pod(where, name)
+        if found is None:
+            return None
+        fd, lock, ctime = found
+        try:
+            return _rootlock.held(fd if lock is None else lock, release=False), ctime
+        finally:
+            if lock is not None:
+                os.close(lock)
+            os.close(fd)
+
+    def take(self, where: str, name: str) -> Taken | None:
+        """The pod held exclusively by root until :meth:`Taken.close` (nothing can start,
+        enter or remove it meanwhile); None when it is busy or gone. Damaged when root
+        cannot judge it (gc says so and leaves it; ``rkt rm`` is the fix)."""
+        found = self._locked_pod(where, name)
+        if found is None:
+            return None
+        fd, lock, ctime = found
         if not _rootlock.take(fd if lock is None else lock):
             if lock is not None:
                 os.close(lock)
@@ -146,7 +152,7 @@ class PodTree:
             return None
         if lock is not None:  # the public signal, as a courtesy: tried once, never waited on
             _rootlock.take(fd)
-        return Taken(name, where, fd, lock, st.st_ctime)
+        return Taken(name, where, fd, lock, ctime)
 
     def move(self, name: str, src: str, dst: str) -> None:
         """``rename(2)`` between two state directories, by their fds."""
