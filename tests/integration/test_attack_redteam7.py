@@ -105,7 +105,7 @@ def test_an_archive_larger_than_roots_free_space_is_refused_before_the_copy(
         used = _private_bytes(dirs)
         refused = rkt(dirs, "run", "--net=none", "--stage1-name=fly", image)
         assert refused.returncode == 254, refused.stderr
-        assert "bytes free" in refused.stderr, refused.stderr
+        assert "bytes free there" in refused.stderr, refused.stderr
         assert _private_bytes(dirs) < used + (16 << 20)
 
 

@@ -69,8 +69,8 @@ def _refuse_to_copy(src: int, size: int, relpath: str, into: Path) -> None:
     reserve = min(fs.f_blocks * fs.f_frsize // _RESERVE_FRACTION, _RESERVE_MAX)
     if size > free - reserve:
         raise LocalStateError(
-            f"stored {relpath} is {size} bytes; copying it would leave less than {reserve} of "
-            f"the {free} bytes free in {into}",
+            f"stored {relpath} is {size} bytes, more than root may copy into {into}: "
+            f"{free} bytes free there, of which it keeps {reserve}",
             hint="free space there, or remove the image (rkt image rm) if it is not yours",
         )
 
