@@ -14,6 +14,7 @@ import pytest
 
 from trustd.shared.errors import LocalStateError
 from trustd.shared.store import ImageStore
+from trustd.shared.store import scratch as scratch_module
 from trustd.shared.store import store as store_module
 
 
@@ -61,3 +62,31 @@ def test_a_lock_released_within_the_wait_is_taken(
     finally:
         release.join()
     assert taken
+
+
+def test_a_scratch_file_is_locked_before_the_group_may_open_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``locked_scratch`` made the file group-readable, then took its lock (blocking): a
+    member who opened it in between and locked it first held the fetch for ever. When the
+    mode is widened, the lock is already ours (another open file cannot take it)."""
+    fchmod = os.fchmod
+    seen: list[bool] = []
+
+    def checking_fchmod(fd: int, mode: int) -> None:
+        other = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            seen.append(True)  # held by the creator already
+        else:
+            seen.append(False)
+        finally:
+            os.close(other)
+        fchmod(fd, mode)
+
+    monkeypatch.setattr(scratch_module.os, "fchmod", checking_fchmod)
+    fd, name = scratch_module.locked_scratch(tmp_path)
+    os.close(fd)
+    assert seen == [True]
+    assert Path(name).stat().st_mode & 0o777 == 0o640
