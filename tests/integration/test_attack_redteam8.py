@@ -157,3 +157,35 @@ def test_a_store_lock_a_member_holds_cannot_hang_rkt_fetch(
     assert refused.returncode == 254, refused.stderr
     assert "cas/lock" in refused.stderr, refused.stderr
     _image_kept(shared_dirs, image)
+
+
+# As the member: the stored manifest, with an annotation whose value drives a terminal by
+# C1 controls (CSI: clear the screen; OSC: set the title) and reorders it (a bidi override).
+_C1_MANIFEST = r"""
+import json, os, sys
+path = sys.argv[1]
+with open(path, "rb") as f:
+    doc = json.load(f)
+doc.setdefault("annotations", []).append(
+    {"name": "example.com/note", "value": "\u009b2J\u009d0;pwned\u009c \u202eevil"}
+)
+with open(path + ".x", "w") as f:
+    json.dump(doc, f)
+os.replace(path + ".x", path)
+"""
+
+
+def test_cat_manifest_prints_no_terminal_control_characters_from_the_store(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """``rkt image cat-manifest`` prints the stored manifest, which the group writes, with
+    ``json.dumps(ensure_ascii=False)``: that escapes C0 controls but printed C1 ones (CSI,
+    OSC) and bidi overrides raw on root's terminal, where the threat model says what the
+    group wrote is printed escaped. They are now ``\\u``-escaped (the JSON value is the
+    same)."""
+    member("/usr/bin/python3", "-c", _C1_MANIFEST, str(_blob_dir(shared_dirs) / "manifest"))
+    shown = rkt(shared_dirs, "image", "cat-manifest", image)
+    assert shown.returncode == 0, shown.stderr
+    for c in ("\u009b", "\u009d", "\u009c", "\u202e"):
+        assert c not in shown.stdout + shown.stderr, repr(shown.stdout)
+    assert "\\u009b2J" in shown.stdout  # shown, escaped
