@@ -189,3 +189,33 @@ def test_cat_manifest_prints_no_terminal_control_characters_from_the_store(
     for c in ("\u009b", "\u009d", "\u009c", "\u202e"):
         assert c not in shown.stdout + shown.stderr, repr(shown.stdout)
     assert "\\u009b2J" in shown.stdout  # shown, escaped
+
+
+_FORGE_EXEC = r"""
+import json, os, sys
+path = sys.argv[1]
+with open(path, "rb") as f:
+    doc = json.load(f)
+doc["app"]["exec"] = ["/bin/sh", "-c", "echo forged by the group"]
+with open(path + ".x", "w") as f:
+    json.dump(doc, f)
+os.replace(path + ".x", path)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cat-manifest shows the blob dir's manifest file, which nothing binds to the image "
+    "ID (the ID hashes image.aci, up to 16 GiB, which a display should not re-read); fix: "
+    "read it from the archive and hash it, or say the manifest is unverified",
+)
+def test_cat_manifest_shows_the_manifest_of_the_images_own_bytes(
+    shared_dirs: ConfigDirs, image: str
+) -> None:
+    """Found, not fixed: a member rewrites the stored ``manifest`` (the app's exec, its
+    isolators); root's ``rkt image cat-manifest ID`` shows the forgery as the image's, with
+    no word that it is unverified. ``rkt run`` is not fooled (root re-reads the manifest from
+    the re-hashed archive), but the operator deciding what to run is."""
+    member("/usr/bin/python3", "-c", _FORGE_EXEC, str(_blob_dir(shared_dirs) / "manifest"))
+    shown = rkt(shared_dirs, "image", "cat-manifest", image)
+    assert "forged by the group" not in shown.stdout
