@@ -38,6 +38,7 @@ FILES = {
     "B": "tests/integration/test_attack_pods_gc.py",
     "I": "tests/integration/test_attack_redteam6.py",
     "AC": "tests/integration/test_attack_redteam7.py",  # the single letters are all taken
+    "AD": "tests/integration/test_attack_redteam8.py",
 }
 LETTERS = "|".join(sorted(FILES, key=len, reverse=True))
 

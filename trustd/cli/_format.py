@@ -138,7 +138,29 @@ def tab_columns(columns: list[list[str]]) -> str:
 
 
 def go_json(doc: Any, *, pretty: bool) -> str:
-    """encoding/json: ``Marshal`` (compact) or ``MarshalIndent(v, "", "\\t")``."""
+    """encoding/json: ``Marshal`` (compact) or ``MarshalIndent(v, "", "\\t")``, with every
+    character that is not printable ``\\u``-escaped: json.dumps escapes C0 controls only,
+    and the document may be the group's (``rkt image cat-manifest`` prints the stored
+    manifest: a C1 CSI or a bidi override in a label drove root's terminal, red team 8)."""
     if pretty:
-        return json.dumps(doc, indent="\t", ensure_ascii=False)
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        return _escape_unprintable(json.dumps(doc, indent="\t", ensure_ascii=False))
+    return _escape_unprintable(json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
+
+
+_LAYOUT = str.maketrans("", "", "\t\n")  # MarshalIndent's own whitespace
+
+
+def _escape_unprintable(text: str) -> str:
+    """JSON ``text`` with each unprintable character of its strings as a ``\\u`` escape (a
+    JSON text holds such characters in strings only, so the value is unchanged)."""
+    if text.translate(_LAYOUT).isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\t\n" else _json_escape(c) for c in text)
+
+
+def _json_escape(c: str) -> str:
+    n = ord(c)
+    if n > 0xFFFF:  # a surrogate pair, as JSON spells a code point beyond the BMP
+        n -= 0x10000
+        return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+    return f"\\u{n:04x}"

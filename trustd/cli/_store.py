@@ -41,7 +41,8 @@ def as_group(
 ) -> str:
     """``work()`` with the store opened by the group: in-process when not root, else in the
     dropped child, after root made the directories. ``lookup``: ``work`` only reads or
-    stamps index rows, so the child is given the index code alone, not the fetch side's.
+    stamps index rows, so the child is given the index code alone, not the fetch side's
+    (and killed past the lookup's deadline; any other child past :data:`STORE_DEADLINE`).
     ``listing``: a lookup whose answer may be up to :data:`LISTING_LIMIT` bytes, not 1 MiB
     (``image list``). ``preload``: modules ``work`` needs beyond those, loaded before the
     fork (e.g. the fingerprint spelling when the signers are listed)."""
@@ -53,6 +54,7 @@ def as_group(
         INDEX_PRELOAD,
         LOOKUP_DEADLINE,
         PRELOAD,
+        STORE_DEADLINE,
     )
 
     prepare_store(options.dirs.data)
@@ -68,7 +70,14 @@ def as_group(
             limit=limit,
             deadline=LOOKUP_DEADLINE,
         )
-    return run_as(fetch_identity(), work, (*_MODULES, *preload), inherit_fds=False, base=PRELOAD)
+    return run_as(
+        fetch_identity(),
+        work,
+        (*_MODULES, *preload),
+        inherit_fds=False,
+        base=PRELOAD,
+        deadline=STORE_DEADLINE,  # red team 8: a held store lock hung image rm and gc
+    )
 
 
 def as_group_to_the_end(

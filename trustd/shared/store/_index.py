@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,26 +37,41 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 # of root's child meets it (rm's DELETE, a fetch's INSERT, gc's UPDATE); past this budget the
 # statement is interrupted, its transaction rolled back, and the operation refused.
 MAX_INDEX_STEPS = 1 << 30
-_STEPS_PER_CALL = 1 << 20
+# Steps are not all alike: one ``randomblob(100000000)`` is one step of ~0.2 s, so a trigger
+# looping over it took years within the step budget (red team 8). So the thread's CPU time
+# is budgeted too (time the process waited is not counted) and looked at every few steps; no
+# value may exceed what the index needs (labels from a manifest of at most 1 MiB, JSON with
+# non-ASCII escaped: at most 3x), and no LIKE/GLOB pattern what it uses (none), which bounds
+# most single steps to milliseconds. Not all: replace() and instr() compare in O(n*m), so one
+# step can still take minutes; the child that meets the index has a deadline for those.
+MAX_INDEX_CPU_SECONDS = 30.0
+MAX_INDEX_VALUE = 4 << 20
+_MAX_PATTERN = 64
+_STEPS_PER_CALL = 100
 
 
 def _bounded(conn: sqlite3.Connection) -> Callable[[], bool]:
-    """Install the step budget on ``conn``; the returned callable says whether it ran out."""
-    calls = [0]
+    """Install the step and CPU budgets on ``conn``; the returned callable says whether one
+    ran out."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_INDEX_VALUE)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, _MAX_PATTERN)
+    calls, spent = [0], [False]
     limit = MAX_INDEX_STEPS // _STEPS_PER_CALL
+    until = time.thread_time() + MAX_INDEX_CPU_SECONDS
 
     def progress() -> int:
         calls[0] += 1
-        return calls[0] > limit
+        spent[0] = spent[0] or calls[0] > limit or time.thread_time() > until
+        return spent[0]
 
     conn.set_progress_handler(progress, _STEPS_PER_CALL)
-    return lambda: calls[0] > limit
+    return lambda: spent[0]
 
 
 def _budget_spent(path: Path) -> LocalStateError:
     return LocalStateError(
-        f"store index {path}: an operation ran past {MAX_INDEX_STEPS} SQLite steps and was "
-        "stopped; nothing it did was kept",
+        f"store index {path}: an operation ran past {MAX_INDEX_STEPS} SQLite steps or "
+        f"{MAX_INDEX_CPU_SECONDS:g} s of CPU and was stopped; nothing it did was kept",
         hint="a member of group rkt may have made the index compute for ever (a trigger of "
         f"theirs); look: sqlite3 {path} .schema, and drop what trustd did not make",
     )

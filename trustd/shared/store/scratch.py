@@ -79,13 +79,16 @@ def locked_scratch(tmp: Path) -> tuple[int, str]:
     """A new ``download-*`` file in ``tmp`` and an fd holding its lock (the caller closes it).
 
     A sweeper may take the lock between the create and ours and remove the file: then the
-    name no longer names our inode, and we make another.
+    name no longer names our inode, and we make another. The lock is taken while the file
+    is still ``mkstemp``'s 0600, before the group may read it: taken after, a member who
+    opened the file in between and locked it first made the blocking ``flock`` wait for ever
+    (red team 8).
     """
     while True:
         fd, name = tempfile.mkstemp(prefix=SCRATCH_PREFIX, dir=tmp)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else can open it yet
             os.fchmod(fd, 0o640)
-            fcntl.flock(fd, fcntl.LOCK_EX)
             with contextlib.suppress(FileNotFoundError):
                 if Path(name).lstat().st_ino == os.fstat(fd).st_ino:
                     return fd, name

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +41,32 @@ from trustd.shared.store.model import AdmittedImage, ImageRecord
 from trustd.shared.store.scratch import locked_scratch, sweep_scratch
 
 MIN_ID_HEX = 2
+
+
+# Seconds a store lock is waited for. The lock files are the group's, so a member can hold
+# one for ever (``flock -s <dir>/cas/lock sleep``): waiting without end hung root's fetch, rm
+# and gc (red team 8). An import holds the shared lock only while it publishes, gc and rm
+# the exclusive one while they remove.
+STORE_LOCK_WAIT = 120.0
+
+
+def _wait_lock(fd: int, operation: int, path: Path) -> None:
+    """``flock(fd, operation)``, refused once :data:`STORE_LOCK_WAIT` seconds have passed."""
+    end, pause = time.monotonic() + STORE_LOCK_WAIT, 0.01
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                raise LocalStateError(
+                    f"store lock {path} was held by another process for {STORE_LOCK_WAIT:g} s",
+                    hint=f"another fetch, rm or gc may still run: run again once it ends; else "
+                    f"a member of group rkt holds it (see: fuser -v {path})",
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        else:
+            return
 
 
 def _remove_tree(path: Path) -> None:
@@ -114,7 +141,9 @@ class ImageStore:
         """Imports share the store lock; gc and rm hold it alone (rkt's prepareLock pattern)."""
         fd = self._shared_file("cas", "lock")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            _wait_lock(
+                fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, self.layout.root / "cas/lock"
+            )
             yield
         finally:
             os.close(fd)
@@ -142,7 +171,7 @@ class ImageStore:
         make_dir(self.layout.root, "cas/imagelocks", 0o2770)
         fd = self._shared_file("cas/imagelocks", key)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _wait_lock(fd, fcntl.LOCK_EX, self.layout.root / "cas/imagelocks" / key)
             yield
         finally:
             os.close(fd)

@@ -36,6 +36,11 @@ RELAY_LIMIT = 64 << 10  # characters of a child's stderr relayed to the parent
 # index's write lock. The group writes the index: a trigger of its own can make the lookup
 # compute for ever (red team 6, I); past this root kills the child and refuses.
 LOOKUP_DEADLINE = 45
+# Seconds root waits for any other store child (``image rm``, ``gc``, ``policy audit``): they
+# remove blobs too, so more than a lookup, but not for ever. Holding the group's ``cas/lock``
+# (an ``flock -s`` a member keeps), or a step SQLite cannot interrupt (replace() and instr()
+# compare in O(n*m): minutes in one step), hung them for good (red team 8).
+STORE_DEADLINE = 300
 
 
 @frozen
@@ -275,11 +280,12 @@ def run_as(
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise LocalStateError(
-            f"the unprivileged store index lookup did not answer within {deadline:g} s; "
+            f"the unprivileged store process did not answer within {deadline:g} s; "
             "it was stopped and nothing was used",
-            hint="a member of group rkt may have made the index compute for ever (a trigger "
-            "of theirs); look: sqlite3 <dir>/cas/db/index.sqlite .schema, and drop what "
-            "trustd did not make",
+            hint="a member of group rkt may hold the store's lock (see: fuser -v "
+            "<dir>/cas/lock) or have made the index compute for ever (a trigger or view of "
+            "theirs; look: sqlite3 <dir>/cas/db/index.sqlite .schema, and drop what trustd "
+            "did not make)",
         ) from None
     finally:
         os.close(read_fd)
