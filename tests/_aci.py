@@ -30,7 +30,9 @@ def build_aci(
     version: str = "1.0.0",
     files: dict[str, bytes] | None = None,
     gz: bool = True,
+    extra: dict[str, object] | None = None,
 ) -> Path:
+    """An ACI of ``files`` under ``rootfs``; ``extra``: more manifest fields (annotations)."""
     files = files if files is not None else {"bin/hello": b"#!/bin/sh\necho hello\n"}
     with tarfile.open(path, "w:gz" if gz else "w") as tar:
 
@@ -44,7 +46,7 @@ def build_aci(
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
 
-        add("manifest", json.dumps(manifest(name, version)).encode(), 0o644)
+        add("manifest", json.dumps(manifest(name, version, **(extra or {}))).encode(), 0o644)
         add("rootfs", None, 0o755)
         dirs = sorted(
             {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}

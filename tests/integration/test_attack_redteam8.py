@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._aci import build_aci
 from tests.conftest import ConfigDirs
-from tests.integration._attacker import member, member_popen, stop
+from tests.integration._attacker import member, member_popen, rkt_as_member, stop
 from tests.integration.conftest import RKT, rkt
 
 
@@ -159,32 +160,26 @@ def test_a_store_lock_a_member_holds_cannot_hang_rkt_fetch(
     _image_kept(shared_dirs, image)
 
 
-# As the member: the stored manifest, with an annotation whose value drives a terminal by
-# C1 controls (CSI: clear the screen; OSC: set the title) and reorders it (a bidi override).
-_C1_MANIFEST = r"""
-import json, os, sys
-path = sys.argv[1]
-with open(path, "rb") as f:
-    doc = json.load(f)
-doc.setdefault("annotations", []).append(
-    {"name": "example.com/note", "value": "\u009b2J\u009d0;pwned\u009c \u202eevil"}
-)
-with open(path + ".x", "w") as f:
-    json.dump(doc, f)
-os.replace(path + ".x", path)
-"""
+# An annotation whose value drives a terminal by C1 controls (CSI: clear the screen; OSC: set
+# the title) and reorders it (a bidi override).
+_C1_NOTE = {"name": "example.com/note", "value": "\u009b2J\u009d0;pwned\u009c \u202eevil"}
 
 
 def test_cat_manifest_prints_no_terminal_control_characters_from_the_store(
     shared_dirs: ConfigDirs, image: str
 ) -> None:
-    """``rkt image cat-manifest`` prints the stored manifest, which the group writes, with
-    ``json.dumps(ensure_ascii=False)``: that escapes C0 controls but printed C1 ones (CSI,
-    OSC) and bidi overrides raw on root's terminal, where the threat model says what the
-    group wrote is printed escaped. They are now ``\\u``-escaped (the JSON value is the
-    same)."""
-    member("/usr/bin/python3", "-c", _C1_MANIFEST, str(_blob_dir(shared_dirs) / "manifest"))
-    shown = rkt(shared_dirs, "image", "cat-manifest", image)
+    """``rkt image cat-manifest`` prints the manifest of an image a member fetched (its own,
+    unsigned: the store is the group's) with ``json.dumps(ensure_ascii=False)``: that
+    escapes C0 controls but printed C1 ones (CSI, OSC) and bidi overrides raw on root's
+    terminal, where the threat model says what the group wrote is printed escaped. They are
+    now ``\\u``-escaped (the JSON value is the same)."""
+    aci = build_aci(
+        shared_dirs.system.parent / "c1.aci", "example.com/c1", extra={"annotations": [_C1_NOTE]}
+    )
+    aci.chmod(0o644)
+    fetched = rkt_as_member(shared_dirs, "--insecure-options=image", "fetch", "--full", str(aci))
+    assert fetched.returncode == 0, fetched.stderr
+    shown = rkt(shared_dirs, "image", "cat-manifest", fetched.stdout.strip().splitlines()[-1])
     assert shown.returncode == 0, shown.stderr
     for c in ("\u009b", "\u009d", "\u009c", "\u202e"):
         assert c not in shown.stdout + shown.stderr, repr(shown.stdout)
@@ -203,19 +198,16 @@ os.replace(path + ".x", path)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cat-manifest shows the blob dir's manifest file, which nothing binds to the image "
-    "ID (the ID hashes image.aci, up to 16 GiB, which a display should not re-read); fix: "
-    "read it from the archive and hash it, or say the manifest is unverified",
-)
 def test_cat_manifest_shows_the_manifest_of_the_images_own_bytes(
     shared_dirs: ConfigDirs, image: str
 ) -> None:
-    """Found, not fixed: a member rewrites the stored ``manifest`` (the app's exec, its
-    isolators); root's ``rkt image cat-manifest ID`` shows the forgery as the image's, with
-    no word that it is unverified. ``rkt run`` is not fooled (root re-reads the manifest from
-    the re-hashed archive), but the operator deciding what to run is."""
+    """A member rewrites the stored ``manifest`` (the app's exec, its isolators); root's
+    ``rkt image cat-manifest ID`` showed the forgery as the image's, with no word that it was
+    unverified (``rkt run`` was not fooled: root re-reads the manifest from the re-hashed
+    archive, but the operator deciding what to run was). The manifest is now read from the
+    archive in the pass that hashes it, and shown only when that is the image's ID."""
     member("/usr/bin/python3", "-c", _FORGE_EXEC, str(_blob_dir(shared_dirs) / "manifest"))
     shown = rkt(shared_dirs, "image", "cat-manifest", image)
+    assert shown.returncode == 0, shown.stderr
     assert "forged by the group" not in shown.stdout
+    assert '"exec"' in shown.stdout  # the image's own app is shown

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import stat
 import sys
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -314,37 +315,42 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_cat_manifest(args: argparse.Namespace) -> int:
-    from trustd.shared._fsutil import read_regular  # noqa: PLC0415
-    from trustd.shared.appc.manifest import (  # noqa: PLC0415
-        MAX_MANIFEST_SIZE,
-        parse_image_manifest,
-    )
+    """The image's manifest as its own bytes say it: read from the stored archive in the one
+    pass that hashes it, and shown only when that hash is the image's ID. The blob dir's
+    ``manifest`` file is the group's to rewrite (red team 8: a member's forged ``exec`` was
+    shown to root as the image's); the archive is opened beneath the blob dir with no
+    symlink followed and without waiting on a FIFO, in the group's child."""
+    from trustd.shared.appc.aci import AciError, AciLimits, inspect_aci  # noqa: PLC0415
     from trustd.shared.errors import LocalStateError  # noqa: PLC0415
-    from trustd.shared.store._layout import MANIFEST, open_store_dir  # noqa: PLC0415
+    from trustd.shared.store._layout import ORIGINAL, open_store_dir  # noqa: PLC0415
 
     def work() -> str:
         store = _store(args.options)
         record = store.resolve(args.image)
-        path = store.layout.blob_dir(record.key) / MANIFEST
-        # the group writes the blob dir: no symlink followed on the way or at the end, a
-        # FIFO refused rather than waited on, and no more read than a manifest may be
-        rel = str(path.parent.relative_to(store.layout.root))
-        blob_dir = open_store_dir(store.layout.root, rel)
+        blob = store.layout.blob_dir(record.key)
+        path = blob / ORIGINAL
+        refusal = "the store was altered; remove the image (rkt image rm) and fetch it again"
+        where = open_store_dir(store.layout.root, str(blob.relative_to(store.layout.root)))
         try:
-            data = read_regular(MANIFEST, MAX_MANIFEST_SIZE, dir_fd=blob_dir)
+            fd = os.open(ORIGINAL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=where)
         except OSError as exc:
-            raise LocalStateError(
-                f"stored manifest {path}: {exc.strerror}",
-                hint="the store was altered; remove the image (rkt image rm) and fetch it again",
-            ) from exc
+            raise LocalStateError(f"stored archive {path}: {exc.strerror}", hint=refusal) from exc
         finally:
-            os.close(blob_dir)
-        manifest = parse_image_manifest(data, source=str(path))
-        obj = json.loads(manifest.to_json())
-        return go_json(obj, pretty=args.pretty_print)
+            os.close(where)
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LocalStateError(f"stored archive {path} is not a regular file", hint=refusal)
+            try:
+                info = inspect_aci(stream, limits=AciLimits(), name=str(path))
+            except AciError as exc:
+                raise LocalStateError(f"stored archive {path}: {exc}", hint=refusal) from exc
+        if info.image_id != record.full_key.id:
+            raise LocalStateError(
+                f"the stored archive of {record.key[:39]}… does not hash to its ID", hint=refusal
+            )
+        return go_json(json.loads(info.manifest.to_json()), pretty=args.pretty_print)
 
-    # a lookup: the index is only read, so the child gets the lookup's deadline
-    print(as_group(args.options, work, lookup=True, preload=("trustd.shared.appc.manifest",)))
+    print(as_group(args.options, work))
     return 0
 
 
