@@ -8,15 +8,19 @@ timing them; a timeout only turns a hang into a failure). The docstrings say wha
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests._aci import build_aci
 from tests.conftest import ConfigDirs
-from tests.integration._attacker import member, member_popen, rkt_as_member, stop
+from tests.integration._attacker import member, member_popen, rkt_as_member, rkt_unhung, stop
 from tests.integration.conftest import RKT, rkt
+from trustd.unprivileged.privsep import fetch_identity
 
 
 def _blob_dir(dirs: ConfigDirs) -> Path:
@@ -34,18 +38,7 @@ def _plant(dirs: ConfigDirs, sql: str) -> None:
 
 
 def _verb(dirs: ConfigDirs, image: str, verb: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    args = verb if "gc" in verb else (*verb, image)
-    try:
-        return subprocess.run(
-            [RKT, *dirs.flags(), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=400,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"rkt {' '.join(verb)} hung on what the member planted") from exc
+    return rkt_unhung(dirs, *(verb if "gc" in verb else (*verb, image)), within=400)
 
 
 def _image_kept(dirs: ConfigDirs, image: str) -> None:
@@ -211,3 +204,48 @@ def test_cat_manifest_shows_the_manifest_of_the_images_own_bytes(
     assert shown.returncode == 0, shown.stderr
     assert "forged by the group" not in shown.stdout
     assert '"exec"' in shown.stdout  # the image's own app is shown
+
+
+def _fetch_identity_pids() -> set[int]:
+    """Live processes whose real uid is the fetch identity's."""
+    uid, found = fetch_identity().uid, set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            line = next(x for x in status.read_text().splitlines() if x.startswith("Uid:"))
+            if int(line.split()[1]) == uid:
+                found.add(int(status.parent.name))
+    return found
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (an event, not a speed: the bound only ends a test that fails)."""
+    for _ in range(600):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(what)
+
+
+def test_the_store_child_dies_with_roots_rkt(shared_dirs: ConfigDirs, image: str) -> None:
+    """Root's ``rkt image rm`` waits for its child, which runs as the fetch identity; killed
+    (``kill -9``, an operator's Ctrl-C on a hung verb), root's ``rkt`` left the child running:
+    it went on waiting for the member's lock, or computing their trigger, holding the index
+    for the next command. The child now asks to be killed when its parent dies (set after the
+    drop, which clears it)."""
+    holder = _hold_lock(shared_dirs.data / "cas/lock", "LOCK_SH")
+    before = _fetch_identity_pids()
+    try:
+        rm = subprocess.Popen(
+            [RKT, *shared_dirs.flags(), "image", "rm", image],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _until(lambda: bool(_fetch_identity_pids() - before), "the store child never started")
+        children = _fetch_identity_pids() - before
+        rm.kill()
+        rm.wait()
+        _until(lambda: not (children & _fetch_identity_pids()), "the child outlived rkt")
+    finally:
+        stop(holder)
+    _image_kept(shared_dirs, image)

@@ -30,7 +30,7 @@ from trustd.shared.errors import LocalStateError, TrustdError, printable
 FETCH_USER = "rkt-fetch"
 FALLBACK_USER = "nobody"
 GROUP = "rkt"
-_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
 RELAY_LIMIT = 64 << 10  # characters of a child's stderr relayed to the parent
 # Seconds root waits for an index lookup child's answer: more than SQLite's 30 s wait for the
 # index's write lock. The group writes the index: a trigger of its own can make the lookup
@@ -103,7 +103,21 @@ def _drop(identity: Identity) -> None:
     os.umask(0o007)
 
 
-def _child(identity: Identity, work: Callable[[], str], fd: int, *, relay: bool) -> None:
+def _die_with(parent: int) -> None:
+    """Be killed when ``parent`` (root's ``rkt``) dies: a child left running after root's
+    ``rkt`` was killed went on computing and holding the store's locks (red team 8). Set
+    after the drop, since a change of credentials clears it; a parent already gone by then
+    is seen by ``getppid``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child(
+    identity: Identity, work: Callable[[], str], fd: int, *, relay: bool, parent: int
+) -> None:
     """Drop, run ``work``, write the one answer line. With ``relay``, what the work writes to
     ``sys.stderr`` (an index row's warning) goes back in the answer, cut at
     :data:`RELAY_LIMIT`, for the parent to print: the child never writes to root's stderr,
@@ -113,6 +127,7 @@ def _child(identity: Identity, work: Callable[[], str], fd: int, *, relay: bool)
         sys.stderr = captured
     try:
         _drop(identity)
+        _die_with(parent)
         payload: dict[str, str] = {"ok": work()}
     except TrustdError as exc:
         payload = {"error": type(exc).__name__, "message": exc.message, "hint": exc.hint}
@@ -260,6 +275,7 @@ def run_as(
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, measured by the integration tests
         os.close(read_fd)
@@ -268,7 +284,7 @@ def run_as(
         else:
             close_inherited()  # the answer pipe is close-on-exec: kept
         try:
-            _child(identity, work, write_fd, relay=not inherit_fds)
+            _child(identity, work, write_fd, relay=not inherit_fds, parent=parent)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
