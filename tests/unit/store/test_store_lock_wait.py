@@ -90,3 +90,31 @@ def test_a_scratch_file_is_locked_before_the_group_may_open_it(
     os.close(fd)
     assert seen == [True]
     assert Path(name).stat().st_mode & 0o777 == 0o640
+
+
+def test_a_scratch_file_a_sweeper_locked_first_is_left_to_it_and_another_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the mode is widened only the creator's uid may open the file: a sweeper of its
+    own (another fetch) may have it locked, to remove it. Then another file is made, rather
+    than the fetch failing or waiting."""
+    mkstemp = scratch_module.tempfile.mkstemp
+    swept: list[tuple[int, str]] = []
+
+    def raced_mkstemp(**kw: str) -> tuple[int, str]:
+        fd, name = mkstemp(**kw)
+        if not swept:  # the first file: a sweeper opens and locks it before the creator
+            sweeper = os.open(name, os.O_RDONLY)
+            fcntl.flock(sweeper, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            swept.append((sweeper, name))
+        return fd, name
+
+    monkeypatch.setattr(scratch_module.tempfile, "mkstemp", raced_mkstemp)
+    try:
+        fd, name = scratch_module.locked_scratch(tmp_path)
+        os.close(fd)
+    finally:
+        for sweeper, _ in swept:
+            os.close(sweeper)
+    assert len(swept) == 1 and name != swept[0][1]  # a second file, not the swept one
+    assert sorted(tmp_path.iterdir()) == sorted([Path(name), Path(swept[0][1])])

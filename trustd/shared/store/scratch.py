@@ -87,7 +87,13 @@ def locked_scratch(tmp: Path) -> tuple[int, str]:
     while True:
         fd, name = tempfile.mkstemp(prefix=SCRATCH_PREFIX, dir=tmp)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else can open it yet
+            # only our own uid may open it yet: a sweeper of ours (another fetch), which
+            # holds it to remove it; then we make another rather than wait
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
             os.fchmod(fd, 0o640)
             with contextlib.suppress(FileNotFoundError):
                 if Path(name).lstat().st_ino == os.fstat(fd).st_ino:
