@@ -6,11 +6,8 @@ import hashlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from trustd.shared.store._index import Index
-
-_I = TypeVar("_I", bound=Index)
 
 # A trigger whose body never ends (a recursive CTE without a bound) on ``{event}`` of the
 # index's images (``{when}``: nothing, or ``WHEN <condition>``): it runs inside whatever
@@ -37,10 +34,12 @@ def fake_index(
     images: int,
     *,
     key: Callable[[int], str] = short_key,
-    index_class: Callable[[Path], _I] = Index,  # type: ignore[assignment]
-) -> _I:
-    """An index under ``base`` with ``images`` rows keyed ``key(n)``, last used 'never' (they
-    do not decode as records: enough for what counts rows, steps and stamps)."""
+    index_class: type[Index] = Index,
+    trigger: str | None = None,
+) -> Index:
+    """An index (of ``index_class``) under ``base`` with ``images`` rows keyed ``key(n)``, last
+    used 'never' (they do not decode as records: enough for what counts rows, steps and
+    stamps); ``trigger``: SQL run on it after (a hostile trigger)."""
     path = base / "cas" / "db" / "index"
     path.parent.mkdir(parents=True)
     index = index_class(path)
@@ -50,4 +49,12 @@ def fake_index(
             "INSERT INTO images VALUES (?, ?, 'example.com/x', '[]', '', 'never', 0, 0, '', '{}')",
             ((key(n), key(n)) for n in range(images)),
         )
+        if trigger:
+            conn.execute(trigger)
     return index
+
+
+def last_used(index: Index) -> dict[str, str]:
+    """Every row's key and last-use stamp, read straight from the file."""
+    with sqlite3.connect(index.path) as conn:
+        return dict(conn.execute("SELECT key, last_used FROM images"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._index import ENDLESS_TRIGGER, fake_index
+from tests._index import ENDLESS_TRIGGER, fake_index, last_used
 from tests._index import short_key as _key
 from trustd.shared.errors import LocalStateError
 from trustd.shared.store import _index as index_module
@@ -20,16 +20,8 @@ from trustd.shared.store._index import Index
 
 
 def _index(tmp_path: Path, images: int, trigger_on: str | None = None) -> Index:
-    index = fake_index(tmp_path, images)
-    if trigger_on:
-        with sqlite3.connect(index.path) as conn:
-            conn.execute(ENDLESS_TRIGGER.format(event=trigger_on, when=""))
-    return index
-
-
-def _rows(index: Index) -> dict[str, str]:
-    with sqlite3.connect(index.path) as conn:
-        return dict(conn.execute("SELECT key, last_used FROM images"))
+    sql = ENDLESS_TRIGGER.format(event=trigger_on, when="") if trigger_on else None
+    return fake_index(tmp_path, images, trigger=sql)
 
 
 @pytest.fixture
@@ -43,12 +35,12 @@ def test_an_endless_trigger_on_delete_is_stopped_and_the_row_kept(
     tmp_path: Path, small_budget: int
 ) -> None:
     index = _index(tmp_path, 3, trigger_on="DELETE")
-    before = _rows(index)
+    before = last_used(index)
     with pytest.raises(LocalStateError) as refused:
         index.delete(_key(1))
     assert f"ran past {small_budget} SQLite steps" in refused.value.message
     assert "trigger" in refused.value.hint
-    assert _rows(index) == before
+    assert last_used(index) == before
 
 
 def test_an_endless_trigger_on_a_stamp_rolls_back_the_whole_session(
@@ -59,13 +51,13 @@ def test_an_endless_trigger_on_a_stamp_rolls_back_the_whole_session(
     index = _index(tmp_path, 3)
     with sqlite3.connect(index.path) as conn:
         conn.execute(ENDLESS_TRIGGER.format(event="UPDATE", when=f"WHEN old.key = '{_key(2)}'"))
-    before = _rows(index)
+    before = last_used(index)
     with pytest.raises(LocalStateError, match="SQLite steps"), index.session():
         for n in range(3):
             index.touch(_key(n))
-    assert _rows(index) == before
+    assert last_used(index) == before
     index.touch(_key(0))  # a new connection has a budget of its own
-    assert _rows(index)[_key(0)] != "never"
+    assert last_used(index)[_key(0)] != "never"
 
 
 def test_the_budget_is_far_above_what_a_large_listing_takes(tmp_path: Path) -> None:

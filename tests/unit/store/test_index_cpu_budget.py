@@ -7,12 +7,12 @@ tests/integration/test_attack_redteam8.py."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.unit.store.test_index_budget import _index, _key, _rows
+from tests._index import fake_index, last_used
+from tests._index import short_key as _key
 from trustd.shared.errors import LocalStateError
 from trustd.shared.store import _index as index_module
 
@@ -34,24 +34,20 @@ def small_cpu_budget(monkeypatch: pytest.MonkeyPatch) -> float:
 def test_a_trigger_of_heavy_steps_is_stopped_by_the_cpu_budget(
     tmp_path: Path, small_cpu_budget: float
 ) -> None:
-    index = _index(tmp_path, 3)
-    with sqlite3.connect(index.path) as conn:
-        conn.execute(_HEAVY.format(size=index_module.MAX_INDEX_VALUE))
-    before = _rows(index)
+    index = fake_index(tmp_path, 3, trigger=_HEAVY.format(size=index_module.MAX_INDEX_VALUE))
+    before = last_used(index)
     with pytest.raises(LocalStateError) as refused:
         index.delete(_key(1))
     assert f"{small_cpu_budget:g} s of CPU" in refused.value.message
     assert "trigger" in refused.value.hint
-    assert _rows(index) == before
+    assert last_used(index) == before
 
 
 def test_a_value_larger_than_the_index_needs_is_refused(tmp_path: Path) -> None:
     """One step may not make a value past :data:`MAX_INDEX_VALUE`: SQLite's own default is a
     billion bytes (a second of work and a gigabyte of memory in one step)."""
-    index = _index(tmp_path, 3)
-    with sqlite3.connect(index.path) as conn:
-        conn.execute(_HEAVY.format(size=index_module.MAX_INDEX_VALUE + 1))
-    before = _rows(index)
+    index = fake_index(tmp_path, 3, trigger=_HEAVY.format(size=index_module.MAX_INDEX_VALUE + 1))
+    before = last_used(index)
     with pytest.raises(LocalStateError, match="too big"):
         index.delete(_key(1))
-    assert _rows(index) == before
+    assert last_used(index) == before

@@ -31,7 +31,9 @@ class CountingIndex(Index):
 
 
 def _index(tmp_path: Path, images: int) -> CountingIndex:
-    return fake_index(tmp_path / f"index-{images}", images, key=_key, index_class=CountingIndex)
+    index = fake_index(tmp_path / f"index-{images}", images, key=_key, index_class=CountingIndex)
+    assert isinstance(index, CountingIndex)
+    return index
 
 
 def _lookup_steps(index: CountingIndex, prefix: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_a_scratch_file_is_locked_before_the_group_may_open_it(
             os.close(other)
         fchmod(fd, mode)
 
-    monkeypatch.setattr(scratch_module.os, "fchmod", checking_fchmod)
+    monkeypatch.setattr(os, "fchmod", checking_fchmod)
     fd, name = scratch_module.locked_scratch(tmp_path)
     os.close(fd)
     assert seen == [True]
@@ -98,18 +99,18 @@ def test_a_scratch_file_a_sweeper_locked_first_is_left_to_it_and_another_made(
     """Before the mode is widened only the creator's uid may open the file: a sweeper of its
     own (another fetch) may have it locked, to remove it. Then another file is made, rather
     than the fetch failing or waiting."""
-    mkstemp = scratch_module.tempfile.mkstemp
+    mkstemp = tempfile.mkstemp
     swept: list[tuple[int, str]] = []
 
-    def raced_mkstemp(**kw: str) -> tuple[int, str]:
-        fd, name = mkstemp(**kw)
+    def raced_mkstemp(prefix: str, dir: Path) -> tuple[int, str]:
+        fd, name = mkstemp(prefix=prefix, dir=dir)
         if not swept:  # the first file: a sweeper opens and locks it before the creator
             sweeper = os.open(name, os.O_RDONLY)
             fcntl.flock(sweeper, fcntl.LOCK_EX | fcntl.LOCK_NB)
             swept.append((sweeper, name))
         return fd, name
 
-    monkeypatch.setattr(scratch_module.tempfile, "mkstemp", raced_mkstemp)
+    monkeypatch.setattr(tempfile, "mkstemp", raced_mkstemp)
     try:
         fd, name = scratch_module.locked_scratch(tmp_path)
         os.close(fd)
