@@ -9,7 +9,6 @@ class, message and hint. A child that dies without answering is an error, never 
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import grp
 import importlib
@@ -26,11 +25,11 @@ from pathlib import Path
 from trustd.shared import errors
 from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, TrustdError, printable
+from trustd.shared.isolation import _libc
 
 FETCH_USER = "rkt-fetch"
 FALLBACK_USER = "nobody"
 GROUP = "rkt"
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
 RELAY_LIMIT = 64 << 10  # characters of a child's stderr relayed to the parent
 # Seconds root waits for an index lookup child's answer: more than SQLite's 30 s wait for the
 # index's write lock. The group writes the index: a trigger of its own can make the lookup
@@ -91,9 +90,7 @@ def _drop(identity: Identity) -> None:
     os.setgroups([identity.gid])
     os.setgid(identity.gid)
     os.setuid(identity.uid)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)  # OSError when it cannot be set
     try:
         os.setuid(0)
     except PermissionError:
@@ -108,9 +105,7 @@ def _die_with(parent: int) -> None:
     ``rkt`` was killed went on computing and holding the store's locks (red team 8). Set
     after the drop, since a change of credentials clears it; a parent already gone by then
     is seen by ``getppid``."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # OSError when it cannot be set
     if os.getppid() != parent:
         os._exit(1)
 
