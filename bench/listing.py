@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,25 +103,31 @@ class Data:
 
 
 def _images(data: Path, count: int) -> None:
+    """``count`` rows as real fetches leave them: each its own import and last-use times, its
+    own verification time (so its own provenance text), size and version; the labels' keys
+    repeat, as the os and arch labels do. (Identical rows would flatter the listing, which
+    decodes each distinct labels and provenance text once.)"""
     index = Index(data / "cas" / "db" / "index.sqlite")
     now = datetime.now(UTC)
-    prov = Provenance((), insecure=True, verified_at=now.isoformat())
-    for n in range(count):
-        digest = hashlib.sha512(str(n).encode()).hexdigest()
-        index.insert(
-            ImageRecord(
-                f"sha512-{digest[:64]}",
-                digest,
-                f"bench.trustd.test/image{n}",
-                (("version", "1"), ("os", "linux")),
-                now,
-                now,
-                1000,
-                2000,
-                "bench",
-                prov,
+    with index.session():  # one transaction: the bench makes rows, it does not time this
+        for n in range(count):
+            digest = hashlib.sha512(str(n).encode()).hexdigest()
+            imported = now - timedelta(seconds=37 * (count - n))
+            prov = Provenance((), insecure=True, verified_at=imported.isoformat())
+            index.insert(
+                ImageRecord(
+                    f"sha512-{digest[:64]}",
+                    digest,
+                    f"bench.trustd.test/image{n}",
+                    (("version", f"1.{n % 50}"), ("os", "linux"), ("arch", "amd64")),
+                    imported,
+                    imported + timedelta(seconds=11 * n),
+                    1000 + 4099 * n,
+                    2000 + 8209 * n,
+                    "bench",
+                    prov,
+                )
             )
-        )
 
 
 def _line(name: str, big: float, base: float, goal: float, cpu: str = "") -> None:

@@ -67,9 +67,10 @@ def ibytes(size: int) -> str:
     decimal below 10, rounded half up)."""
     if size < 10:
         return f"{size} B"
-    exp = 0
-    while size >= 1024 ** (exp + 1) and exp < len(_IEC) - 1:
-        exp += 1
+    # the largest power of 1024 not above ``size`` (capped at EiB), from its bit length:
+    # 1024**e <= size < 1024**(e+1) exactly when 10e <= bit_length-1 < 10e+10 (issue #14:
+    # once per image of rkt image list)
+    exp = min((size.bit_length() - 1) // 10, len(_IEC) - 1)
     value = int(size / 1024**exp * 10 + 0.5) / 10
     return f"{value:.1f} {_IEC[exp]}" if value < 10 else f"{value:.0f} {_IEC[exp]}"
 

@@ -229,13 +229,16 @@ def _json_row(record: Any) -> dict[str, Any]:
 
 
 def _listing(args: argparse.Namespace) -> str:
-    records = list(_store(args.options).images())
+    store = _store(args.options)
+    json_out = is_json(args.format)
+    # the table without a signers column shows no provenance: rows, not records (issue #14)
+    records = store.images() if json_out or "signers" in args.fields else store.table()
     if args.sort:  # the sort fields' values, as one tuple a row
         attrs = {"name": "name", "importtime": "import_time", "lastused": "last_used"}
         by = attrgetter(*(attrs.get(f, f) for f in args.sort))
         key = by if len(args.sort) > 1 else lambda r: (by(r),)
         records.sort(key=key, reverse=args.order == "desc")
-    if is_json(args.format):
+    if json_out:
         return json_text([_json_row(r) for r in records], args.format)  # ASCII: no raw C1 bytes
     now = datetime.now(UTC)
     legend = [] if args.no_legend else [HEADERS]

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import ConfigDirs
 from tests.unit.store.conftest import NAME, fetch, rkt
@@ -34,6 +36,29 @@ from trustd.shared.store import ImageStore
 )
 def test_sizes_are_go_humanize_ibytes(size: int, text: str) -> None:
     assert ibytes(size) == text
+
+
+def _ibytes_by_steps(size: int) -> str:
+    """go-humanize's IBytes as it walks the units (humanize.go's logn loop)."""
+    if size < 10:
+        return f"{size} B"
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    exp = 0
+    while size >= 1024 ** (exp + 1) and exp < len(units) - 1:
+        exp += 1
+    value = int(size / 1024**exp * 10 + 0.5) / 10
+    return f"{value:.1f} {units[exp]}" if value < 10 else f"{value:.0f} {units[exp]}"
+
+
+@given(
+    st.one_of(
+        st.integers(min_value=-5, max_value=1 << 70),
+        st.integers(min_value=1, max_value=63).map(lambda b: (1 << b) - 1),
+        st.integers(min_value=1, max_value=70).map(lambda b: 1 << b),
+    )
+)
+def test_the_unit_from_the_bit_length_is_the_one_the_walk_finds(size: int) -> None:
+    assert ibytes(size) == _ibytes_by_steps(size)
 
 
 def _listed(dirs: ConfigDirs, capsys: pytest.CaptureFixture[str], *args: str) -> str:

@@ -1,6 +1,8 @@
-"""The listing's row decoder (issue #14) takes and refuses exactly what ``_row`` does: each
+"""The listing's row decoders (issue #14) take and refuse exactly what ``_row`` does: each
 labels and provenance text is decoded once and remembered, and a hostile row among good ones
-that share its texts is refused with the same reason as on its own. go-humanize's
+that share its texts is refused with the same reason as on its own; the table's decoder,
+which checks a provenance text of the writer's grammar by that grammar and builds no record,
+shows what ``_row``'s record shows, and refuses what it refuses, with its reason. go-humanize's
 magnitudes found by bisection give what walking them in order gives, and the table built a
 column at a time is the one built a row at a time."""
 
@@ -16,13 +18,25 @@ from hypothesis import strategies as st
 
 from trustd.cli._format import _MAGNITUDES, humanize, tab_columns, tab_text
 from trustd.shared.errors import LocalStateError
-from trustd.shared.store._index import _decoder, _row
+from trustd.shared.store._index import _decoder, _row, _shown, _table_decoder
+from trustd.shared.store.model import Provenance
 
 DIGESTS = [hashlib.sha512(str(n).encode()).hexdigest() for n in range(3)]
 GOOD_PROVENANCE = json.dumps(
     {"signers": [], "insecure": True, "verified_at": "2026-01-01T00:00:00+00:00"}
 )
 WHEN = "2026-12-02T10:00:00.123456+00:00"
+# as the index's writer stores them (Index.insert: json.dumps of to_json), so the table's
+# decoder meets its grammar
+WRITTEN = [
+    json.dumps(Provenance((), True, WHEN).to_json()),
+    json.dumps(Provenance(("AB" * 20, "CD" * 20), False, WHEN, "example.com/a").to_json()),
+    json.dumps(
+        Provenance(
+            ("AB" * 20,), False, WHEN, "docker://r/a", "sha256:00", "sigstore", "r/a"
+        ).to_json()
+    ),
+]
 
 KEYS = st.sampled_from([f"sha512-{d[:64]}" for d in DIGESTS] + ["sha512-../x", None, 7])
 DIGEST = st.sampled_from([*DIGESTS, DIGESTS[0].upper(), b"x", None])
@@ -39,6 +53,10 @@ PROVENANCE = st.sampled_from(
         json.dumps({"signers": [], "insecure": True}),
         json.dumps({"signers": [1], "insecure": True, "verified_at": "t"}),
         GOOD_PROVENANCE + " ",
+        *WRITTEN,
+        WRITTEN[0].replace("true", '"true"'),
+        WRITTEN[1].replace(', "trusted_via"', ', "trusted_via": "", "trusted_via"'),
+        WRITTEN[0] + "\n",
         "{",
         3,
         None,
@@ -72,6 +90,14 @@ def test_the_decoder_agrees_with_row_on_every_row_of_a_listing(rows: list[tuple[
     # a good row first, so its texts are remembered before the hostile rows that share them
     for row in [(*good, GOOD_PROVENANCE), *rows]:
         assert _outcome(decode, row) == _outcome(_row, row)
+
+
+@given(st.lists(ROWS, max_size=12))
+def test_the_tables_decoder_agrees_with_row_on_every_row(rows: list[tuple[Any, ...]]) -> None:
+    decode = _table_decoder()
+    good = (f"sha512-{DIGESTS[0][:64]}", DIGESTS[0], "n", '[["version", "1"]]', WHEN, WHEN, 1)
+    for row in [(*good, 2, "s", WRITTEN[0]), *rows]:
+        assert _outcome(decode, row) == _outcome(lambda r: _shown(_row(r)), row)
 
 
 def test_a_hostile_row_sharing_a_good_rows_texts_is_refused_with_its_reason() -> None:

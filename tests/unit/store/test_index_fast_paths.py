@@ -1,6 +1,7 @@
 """The listing's fast paths decide exactly what the general code decides (issue #14):
 ``index_key_ok`` against ``check_index_key``, the index's JSON reader against
-``json.loads``, and ``printable``'s shortcut against its escaping."""
+``json.loads``, the provenance grammar against the strict decoder, and ``printable``'s
+shortcut against its escaping."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from hypothesis import strategies as st
 
 from trustd.shared._jsonexact import loads_exact
 from trustd.shared.errors import printable
-from trustd.shared.store.model import check_index_key, index_key_ok
+from trustd.shared.store.model import (
+    Provenance,
+    check_index_key,
+    index_key_ok,
+    provenance_text_ok,
+)
 
 DIGEST = hashlib.sha512(b"x").hexdigest()
 HEXISH = st.text(alphabet=string.hexdigits + "./-\n\x00é", max_size=140)
@@ -89,6 +95,65 @@ def test_the_index_json_reader_refuses_what_is_not_text_as_jsonloads_exact_does(
             except TypeError:
                 continue
             raise AssertionError(f"{fn} took {value!r}")
+
+
+ANY_TEXT = st.text(alphabet='ab"\\/\x00\x1f\x7f é\u2028\U0001f600', max_size=6)
+PLAIN_TEXT = st.text(alphabet="abz09:+-./ ", max_size=12)  # what the writer stores unescaped
+PROVENANCES = st.builds(
+    Provenance,
+    st.lists(ANY_TEXT, max_size=3).map(tuple),
+    st.booleans(),
+    ANY_TEXT,
+    ANY_TEXT,
+    ANY_TEXT,
+    st.sampled_from(["", "simple-signing", "sigstore", 'x"']),
+    ANY_TEXT,
+)
+
+
+@given(PROVENANCES)
+def test_a_written_provenance_of_the_grammar_decodes_to_what_was_written(
+    provenance: Provenance,
+) -> None:
+    doc = provenance.to_json()  # (without a signature format it leaves out the reference)
+    text = json.dumps(doc)  # as Index.insert writes it
+    if provenance_text_ok(text):
+        assert Provenance.from_json(json.loads(text)) == Provenance.from_json(doc)
+
+
+@given(
+    st.builds(
+        Provenance,
+        st.lists(PLAIN_TEXT, max_size=3).map(tuple),
+        st.booleans(),
+        PLAIN_TEXT,
+        PLAIN_TEXT,
+        PLAIN_TEXT,
+        st.sampled_from(["", "simple-signing", "sigstore"]),
+        PLAIN_TEXT,
+    )
+)
+def test_the_grammar_is_the_writers_for_text_that_needs_no_escape(provenance: Provenance) -> None:
+    assert provenance_text_ok(json.dumps(provenance.to_json()))
+
+
+@given(
+    PROVENANCES, st.integers(0, 200), st.sampled_from(['"', "\\", ",", " ", "]", "}", "1", "\x01"])
+)
+def test_text_of_the_grammar_is_always_taken_by_the_strict_decoder(
+    provenance: Provenance, at: int, char: str
+) -> None:
+    written = json.dumps(provenance.to_json())
+    for text in (written[:at] + char + written[at:], written[:at] + written[at + 1 :]):
+        if provenance_text_ok(text):
+            Provenance.from_json(json.loads(text))  # raises if the grammar took a bad text
+
+
+def test_the_grammar_refuses_what_is_not_a_str() -> None:
+    written = json.dumps(Provenance((), True, "t").to_json())
+    assert provenance_text_ok(written)
+    for value in (written.encode(), None, 5, [written]):
+        assert not provenance_text_ok(value)
 
 
 # every Latin-1 character that is not printable: C0, DEL, C1, and U+00A0 (a space) and

@@ -11,14 +11,22 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trustd.shared._jsonexact import loads_exact
 from trustd.shared.errors import LocalStateError, printable
 from trustd.shared.store._hints import sqlite_hint
-from trustd.shared.store.model import ImageRecord, Provenance, check_index_key, index_key_ok
+from trustd.shared.store.model import (
+    ImageRecord,
+    ImageRow,
+    Provenance,
+    check_index_key,
+    index_key_ok,
+    provenance_text_ok,
+)
 
 SCHEMA_VERSION = 1
+_Decoded = TypeVar("_Decoded", ImageRecord, ImageRow)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     key TEXT PRIMARY KEY, digest TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
@@ -118,8 +126,8 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
 
 
 def _valid(
-    rows: Iterable[tuple[Any, ...]], row: Callable[[tuple[Any, ...]], ImageRecord] = _row
-) -> list[ImageRecord]:
+    rows: Iterable[tuple[Any, ...]], row: Callable[[tuple[Any, ...]], _Decoded]
+) -> list[_Decoded]:
     """The rows that decode; a refused one is skipped with a warning (never used)."""
     out = []
     for values in rows:
@@ -172,6 +180,51 @@ def _decoder() -> Callable[[tuple[Any, ...]], ImageRecord]:
 def _valid_all(rows: Iterable[tuple[Any, ...]]) -> list[ImageRecord]:
     """:func:`_valid` through one :func:`_decoder` (every row of the index)."""
     return _valid(rows, _decoder())
+
+
+def _shown(record: ImageRecord) -> ImageRow:
+    return ImageRow(
+        record.key,
+        record.name,
+        record.labels,
+        record.import_time,
+        record.last_used,
+        record.size,
+        record.source,
+    )
+
+
+def _table_decoder() -> Callable[[tuple[Any, ...]], ImageRow]:
+    """One row as the table shows it (:class:`ImageRow`), taken or refused exactly as
+    :func:`_row` takes or refuses it, without building the record: a provenance text of the
+    writer's own grammar (:func:`provenance_text_ok`) is known to decode, so it is not
+    decoded; each labels text is decoded once. A row that is not plainly good in every field
+    goes through :func:`_row` itself, which takes it or raises with the reason."""
+    labels_seen: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def row(values: tuple[Any, ...]) -> ImageRow:
+        key, digest, name, labels, imported, used, size, usize, source, provenance = values
+        shown = labels_seen.get(labels) if type(labels) is str else None
+        if shown is None or not provenance_text_ok(provenance) or not index_key_ok(key, digest):
+            record = _row(values)
+            if type(labels) is str:
+                labels_seen[labels] = record.labels
+            return _shown(record)
+        try:
+            int(usize)  # checked as _row checks it, though the table does not show it
+            return ImageRow(
+                key,
+                name,
+                shown,
+                datetime.fromisoformat(imported),
+                datetime.fromisoformat(used),
+                int(size),
+                source,
+            )
+        except (ValueError, TypeError):
+            return _shown(_row(values))  # raises with the reason, as it always did
+
+    return row
 
 
 def _tuples(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
@@ -266,6 +319,13 @@ class Index:
         with self.connect() as conn:
             return _valid_all(_tuples(conn, f"SELECT {_COLUMNS} FROM images"))  # noqa: S608
 
+    def table(self) -> list[ImageRow]:
+        """Every row that decodes, as ``rkt image list``'s table shows it: refused or taken,
+        with the same warning, exactly as :meth:`all` refuses or takes it."""
+        with self.connect() as conn:
+            rows = _tuples(conn, f"SELECT {_COLUMNS} FROM images")  # noqa: S608
+            return _valid(rows, _table_decoder())
+
     def by_key_prefix(self, prefix: str) -> list[ImageRecord]:
         """Rows whose key starts with ``prefix``: a range on the key's index (O(log n) plus
         the matches, issue #14), each also compared exactly."""
@@ -276,7 +336,7 @@ class Index:
                 "WHERE key >= ? AND key < ? AND substr(key, 1, ?) = ?",
                 (prefix, prefix + _TOP, len(prefix), prefix),
             )
-            return _valid(rows)
+            return _valid(rows, _row)
 
     def by_name(self, name: str) -> list[ImageRecord]:
         with self.connect() as conn:
@@ -285,7 +345,7 @@ class Index:
                 f"SELECT {_COLUMNS} FROM images WHERE name = ?",  # noqa: S608
                 (name,),
             )
-            return _valid(rows)
+            return _valid(rows, _row)
 
     def delete(self, key: str) -> None:
         with self.connect() as conn:

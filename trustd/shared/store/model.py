@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from trustd.shared._dataclass import frozen
 from trustd.shared.codec import decode_doc, decode_json
@@ -107,6 +107,27 @@ def _plain_provenance(obj: Any) -> Provenance | None:
     return Provenance(tuple(signers), insecure, *strings)
 
 
+# The provenance text exactly as the index's writer stores it (``json.dumps`` of
+# :meth:`Provenance.to_json`: its separators, its key order, strings needing no escape).
+# Text of this grammar is a JSON object of exactly those fields, each of its type, which
+# the strict decoder takes; so a listing that shows no provenance checks a row's by this one
+# match (issue #14: ``rkt image list`` of 10,000 images), and sends any other text to the
+# decoder, which takes it or names what is wrong. tests/unit/store/test_index_fast_paths.py
+# holds the grammar to the decoder.
+_JSON_TEXT = r'"[^"\\\x00-\x1f]*"'  # a JSON string without escapes: no quote, backslash or C0
+_PROVENANCE_TEXT = re.compile(
+    rf'\{{"signers": \[(?:{_JSON_TEXT}(?:, {_JSON_TEXT})*)?\], "insecure": (?:true|false), '
+    rf'"verified_at": {_JSON_TEXT}, "trusted_via": {_JSON_TEXT}, "source_digest": {_JSON_TEXT}'
+    rf'(?:, "signature_format": {_JSON_TEXT}, "docker_reference": {_JSON_TEXT})?\}}'
+)
+
+
+def provenance_text_ok(text: object) -> bool:
+    """Whether ``text`` is a provenance as the index's writer stores it (then
+    :meth:`Provenance.from_json` of its JSON takes it); False says nothing either way."""
+    return type(text) is str and _PROVENANCE_TEXT.fullmatch(text) is not None
+
+
 @frozen
 class AdmittedImage:
     """An archive that passed inspection and the signature gate (or an explicit opt-out)."""
@@ -201,3 +222,18 @@ class ImageRecord:
 
     def label(self, name: str) -> str | None:
         return next((v for k, v in self.labels if k == name), None)
+
+
+class ImageRow(NamedTuple):
+    """What ``rkt image list``'s table shows of an index row (the fields of
+    :class:`ImageRecord` it reads, under their names), decoded from a row whose every field,
+    provenance included, passed what decoding an :class:`ImageRecord` checks: a plain tuple,
+    no record or provenance object built (issue #14: 10,000 images)."""
+
+    key: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    import_time: datetime
+    last_used: datetime
+    size: int
+    source: str

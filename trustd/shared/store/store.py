@@ -37,7 +37,7 @@ from trustd.shared.store._layout import (
     open_shared_file,
     open_store_dir,
 )
-from trustd.shared.store.model import AdmittedImage, ImageRecord
+from trustd.shared.store.model import AdmittedImage, ImageRecord, ImageRow
 from trustd.shared.store.scratch import locked_scratch, sweep_scratch
 
 MIN_ID_HEX = 2
@@ -297,6 +297,10 @@ class ImageStore:
 
     def images(self) -> list[ImageRecord]:
         return self.index.all()
+
+    def table(self) -> list[ImageRow]:
+        """:meth:`images` as ``rkt image list``'s table shows them (no provenance)."""
+        return self.index.table()
 
     def _drop(self, record: ImageRecord) -> None:
         """Forget an image: index row first (it stops being visible), then its files. The
