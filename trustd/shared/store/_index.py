@@ -3,6 +3,7 @@ one connection and one transaction for a batch of them (:meth:`Index.session`)."
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 import sys
@@ -128,14 +129,24 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
 def _valid(
     rows: Iterable[tuple[Any, ...]], row: Callable[[tuple[Any, ...]], _Decoded]
 ) -> list[_Decoded]:
-    """The rows that decode; a refused one is skipped with a warning (never used)."""
+    """The rows that decode; a refused one is skipped with a warning (never used).
+
+    The cyclic collector is paused meanwhile: decoding makes no cycles, only objects the
+    caller keeps (rows, labels, JSON values), which each collection would walk again, about
+    a tenth of ``rkt image list``'s time at 10,000 images (issue #14)."""
     out = []
-    for values in rows:
-        try:
-            out.append(row(values))
-        except LocalStateError as exc:
-            # the message may quote the row (a provenance field's name): the group's text
-            print(f"warning: {printable(exc.message)}", file=sys.stderr)
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        for values in rows:
+            try:
+                out.append(row(values))
+            except LocalStateError as exc:
+                # the message may quote the row (a provenance field's name): the group's text
+                print(f"warning: {printable(exc.message)}", file=sys.stderr)
+    finally:
+        if paused:
+            gc.enable()
     return out
 
 
