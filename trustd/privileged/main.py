@@ -16,18 +16,17 @@ hint and exit 254.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 from collections.abc import Sequence
 
+from trustd.privileged.executor._linux import close_from
 from trustd.shared._stdio import standard_fds_open
 from trustd.shared.errors import UserError, report_failure
+from trustd.shared.isolation.dumpable import set_undumpable
 from trustd.shared.request import MAX_REQUEST_BYTES, ROOT_ENVIRONMENT, ROOT_PATH, decode
 
 EXIT_ERROR = 254
-_SYS_CLOSE_RANGE = 436  # x86_64 and aarch64 (generic table)
-_PR_SET_DUMPABLE = 4
 
 
 def _require_root() -> None:
@@ -61,12 +60,11 @@ def _read_request(fd: int) -> bytes:
 
 
 def _close_inherited() -> None:
-    """Close every descriptor above 2; close_range(2) where the kernel has it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(_SYS_CLOSE_RANGE, 3, ctypes.c_uint(~0), 0) != 0:
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    """Close every descriptor above 2 (close_range(2) where the kernel has it), then become
+    non-dumpable, checked (fail closed): the executor's and isolation's own calls, not a
+    libc handle of this module's."""
+    close_from(3)
+    set_undumpable()
 
 
 def _scrub_environment() -> None:
