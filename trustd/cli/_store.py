@@ -52,6 +52,7 @@ def as_group(
     from trustd.unprivileged.privsep import fetch_identity, run_as  # noqa: PLC0415
     from trustd.unprivileged.privsep.drop import (  # noqa: PLC0415
         INDEX_PRELOAD,
+        LISTING_PRELOAD,
         LOOKUP_DEADLINE,
         PRELOAD,
         STORE_DEADLINE,
@@ -66,7 +67,7 @@ def as_group(
             work,
             modules,
             inherit_fds=False,
-            base=INDEX_PRELOAD,
+            base=LISTING_PRELOAD if listing else INDEX_PRELOAD,
             limit=limit,
             deadline=LOOKUP_DEADLINE,
         )
@@ -97,9 +98,10 @@ def as_group_to_the_end(
         return as_group(options, work, listing=True, preload=preload)
     from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
     from trustd.unprivileged.privsep import drop_for_good, fetch_identity  # noqa: PLC0415
+    from trustd.unprivileged.privsep.drop import LISTING_PRELOAD  # noqa: PLC0415
 
     prepare_store(options.dirs.data)
-    drop_for_good(fetch_identity(), (*_LOOKUP, *preload))
+    drop_for_good(fetch_identity(), (*_LOOKUP, *preload), base=LISTING_PRELOAD)
     return work()
 
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -69,12 +66,21 @@ def _wait_lock(fd: int, operation: int, path: Path) -> None:
             return
 
 
+# _COPYING: shutil, subprocess and tempfile are loaded where the store copies, stages or
+# removes, not with the module: ``rkt image list`` opens the store only to read the index
+# (issue #14). Every child that writes the store preloads them before its drop
+# (trustd.unprivileged.privsep.drop's PRELOAD and INDEX_PRELOAD).
+
+
 def _remove_tree(path: Path) -> None:
     """``shutil.rmtree`` whatever the depth: the group can write the store, and a chain of
     thousands of directories a member planted (in ``cas/tmp`` or an image's blob dir) makes
     Python's recursive remover raise RecursionError, which ``ignore_errors`` does not catch
     and which failed every ``image gc`` and ``image rm`` of the store (red team, third pass).
     GNU rm removes any depth and follows no symlink."""
+    import shutil  # noqa: PLC0415 - see _COPYING
+    import subprocess  # noqa: PLC0415
+
     try:
         shutil.rmtree(path, ignore_errors=True)
     except RecursionError:
@@ -209,6 +215,9 @@ class ImageStore:
         signature: bytes | None,
         blobs: Mapping[str, Path | bytes],
     ) -> None:
+        import shutil  # noqa: PLC0415 - see _COPYING
+        import tempfile  # noqa: PLC0415
+
         stage = Path(tempfile.mkdtemp(prefix="import-", dir=self.layout.tmp))
         try:
             files = {MANIFEST: admitted.info.manifest_bytes}
@@ -236,6 +245,9 @@ class ImageStore:
 
     def _publish(self, stage: Path, final: Path) -> None:
         """rename(2) the staged directory into place; an unindexed leftover is replaced."""
+        import shutil  # noqa: PLC0415 - see _COPYING
+        import tempfile  # noqa: PLC0415
+
         if final.exists():  # left by a killed import before it was indexed
             aside = Path(tempfile.mkdtemp(prefix="stale-", dir=self.layout.tmp))
             final.rename(aside / "old")
