@@ -145,6 +145,52 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="accepted risk (threat model): which stored image a URL fetched before maps to is "
+    "the group's to decide (the index's remotes table); fetch with --pull-policy=update from "
+    "a server without ETags, or run by ID",
+)
+def test_a_cached_url_gives_the_image_root_fetched_from_it_not_the_groups_pick(
+    shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path
+) -> None:
+    """Found in session 8; an accepted risk, see the xfail reason. ``rkt fetch`` and ``rkt run``
+    of a URL under ``--pull-policy=new`` (``run``'s default) answer from the index's
+    ``remotes`` table (URL -> key) without asking the server, and ``update`` answers from it
+    on a 304 to the ETag the table holds. The table is the group's: a member points the URL
+    of one image at another signed image in the store, and root gets that one. Root still
+    verifies what it runs against the policy of that image's own name, so the member can only
+    pick among images root would run by that name. Fix: root keeps its own URL -> key record
+    (with the ETag and max-age) in ``<dir>/private`` and consults only that, the group's table
+    serving members' fetches."""
+    from tests._https import LocalServer, reply  # noqa: PLC0415
+
+    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
+    trust_good_key(shared_dirs, keys, tmp_path)
+    ids = {}
+    with LocalServer() as srv:
+        for name in (NAME, "example.com/other"):
+            aci = busybox_aci(tmp_path / f"{name.rpartition('/')[2]}.aci", name)
+            keys.gpg.sign(keys.good, aci, Path(f"{aci}.asc"))
+            srv.routes[f"/{aci.name}"] = reply(aci.read_bytes())
+            srv.routes[f"/{aci.name}.asc"] = reply(Path(f"{aci}.asc").read_bytes())
+            url = srv.url(f"/{aci.name}")
+            fetched = rkt(shared_dirs, "--insecure-options=http", "fetch", "--full", url)
+            assert fetched.returncode == 0, fetched.stderr
+            ids[name] = (url, fetched.stdout.strip())
+        url, wanted = ids[NAME]
+        other = ids["example.com/other"][1]
+        db = shared_dirs.data / "cas/db/index.sqlite"
+        as_member(
+            f"sqlite3 '{db}' \"UPDATE remotes SET key = '{other[:71]}' WHERE url = '{url}'\""  # noqa: S608
+        )
+        again = rkt(
+            shared_dirs, "--insecure-options=http", "fetch", "--pull-policy=new", "--full", url
+        )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == wanted, "root got the image the group mapped the URL to"
+
+
 # --- rkt enter trusts a stale pid file: pid reuse by any local user -------------------------
 
 _GRAB_PID = r"""
