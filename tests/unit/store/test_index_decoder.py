@@ -44,7 +44,7 @@ LABELS = st.sampled_from(
     ['[["version", "1"]]', "[]", '[["a"]]', "[[1, 2]]", '["ab"]', "[", "{}", 5, None, b"[]"]
 )
 TIMES = st.sampled_from([WHEN, "2026-12-02", "yesterday", "", 0, None])
-SIZES = st.sampled_from([0, 1000, "12", "x", 1.5, None, -1])
+SIZES = st.sampled_from([0, 1000, "12", "x", 1.5, None, -1, float("inf"), float("nan")])
 PROVENANCE = st.sampled_from(
     [
         GOOD_PROVENANCE,
@@ -101,17 +101,25 @@ def test_the_tables_decoder_agrees_with_row_on_every_row(rows: list[tuple[Any, .
 
 
 def test_a_hostile_row_sharing_a_good_rows_texts_is_refused_with_its_reason() -> None:
-    decode = _decoder()
+    decode, table = _decoder(), _table_decoder()
     key, digest = f"sha512-{DIGESTS[1][:64]}", DIGESTS[1]
-    good = (key, digest, "n", "[]", WHEN, WHEN, 1, 2, "s", GOOD_PROVENANCE)
-    assert decode(good) == _row(good)
-    for bad in (
-        (key, DIGESTS[2], *good[2:]),
-        (*good[:4], "yesterday", *good[5:]),
-        (*good[:6], "x", *good[7:]),
+    for good in (
+        (key, digest, "n", "[]", WHEN, WHEN, 1, 2, "s", GOOD_PROVENANCE),
+        (key, digest, "n", "[]", WHEN, WHEN, 1, 2, "s", WRITTEN[0]),  # the table's grammar
     ):
-        assert _outcome(decode, bad)[0] == "refused"
-        assert _outcome(decode, bad) == _outcome(_row, bad)
+        assert decode(good) == _row(good)
+        assert table(good) == _shown(_row(good))
+        for bad in (
+            (key, DIGESTS[2], *good[2:]),
+            (*good[:4], "yesterday", *good[5:]),
+            (*good[:6], "x", *good[7:]),
+            (*good[:6], float("inf"), *good[7:]),  # SQLite's 9e999: int() overflows
+            (*good[:7], float("-inf"), *good[8:]),
+            (*good[:7], float("nan"), *good[8:]),
+        ):
+            assert _outcome(decode, bad)[0] == "refused"
+            assert _outcome(decode, bad) == _outcome(_row, bad)
+            assert _outcome(table, bad) == _outcome(_row, bad)
 
 
 def _walked(then: datetime, now: datetime) -> str:

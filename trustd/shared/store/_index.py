@@ -23,6 +23,7 @@ from trustd.shared.store.model import (
     Provenance,
     check_index_key,
     index_key_ok,
+    is_index_key,
     provenance_text_ok,
 )
 
@@ -119,7 +120,7 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
             source,
             Provenance.from_json(loads_exact(provenance)),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:  # int(9e999): inf
         raise LocalStateError(
             f"store index row for {key!r} is corrupt: {exc}",
             hint="remove the image with rkt image rm and fetch it again",
@@ -182,7 +183,7 @@ def _decoder() -> Callable[[tuple[Any, ...]], ImageRecord]:
                 source,
                 why,
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             return _row(values)  # raises with the reason, as it always did
 
     return row
@@ -232,7 +233,7 @@ def _table_decoder() -> Callable[[tuple[Any, ...]], ImageRow]:
                 int(size),
                 source,
             )
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             return _shown(_row(values))  # raises with the reason, as it always did
 
     return row
@@ -243,6 +244,25 @@ def _tuples(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) ->
     cur = conn.cursor()
     cur.row_factory = None
     return cur.execute(sql, params)
+
+
+def _remote(
+    key: object, etag: object, max_age: object, when: object
+) -> tuple[str, str | None, int | None, datetime]:
+    """A ``remotes`` row as the fetch writes it, checked field by field (ValueError naming
+    the first that is not)."""
+    if not is_index_key(key):
+        raise ValueError(f"bad image key {key!r:.80}")
+    if not (etag is None or type(etag) is str):
+        raise ValueError("the ETag is not text")
+    if not (max_age is None or (type(max_age) is int and max_age >= 0)):
+        raise ValueError("the max-age is not a count of seconds")
+    stamped = datetime.fromisoformat(when)  # type: ignore[arg-type]  # TypeError: not text
+    if stamped.tzinfo is None:
+        raise ValueError("the download time has no zone")
+    # RFC 9111 section 1.2.2: a delta past 2**31 seconds is taken as 2**31, which keeps the
+    # freshness arithmetic off datetime's limits
+    return key, etag, None if max_age is None else min(max_age, 1 << 31), stamped
 
 
 class Index:
@@ -378,10 +398,22 @@ class Index:
             )
 
     def remote(self, url: str) -> tuple[str, str | None, int | None, datetime] | None:
+        """What the last fetch of ``url`` recorded: its key, ETag, max-age and time; None
+        when nothing was, or when the row is not one the fetch writes (the group writes the
+        index: a key that is not an image key, a mistyped field, a time that does not parse),
+        which is then said and ignored, and the URL fetched as if new."""
         with self.connect() as conn:
             row = conn.execute(
                 "SELECT key, etag, max_age, download_time FROM remotes WHERE url = ?", (url,)
             ).fetchone()
         if row is None:
             return None
-        return row["key"], row["etag"], row["max_age"], datetime.fromisoformat(row["download_time"])
+        try:
+            return _remote(row["key"], row["etag"], row["max_age"], row["download_time"])
+        except (ValueError, TypeError) as exc:
+            print(
+                f"warning: the store index's record of {printable(url)} is ignored: "
+                f"{printable(str(exc))}",
+                file=sys.stderr,
+            )
+            return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from trustd.shared._dataclass import frozen
 from trustd.shared.codec import decode_doc, decode_json
@@ -37,10 +37,15 @@ def index_key_ok(key: object, digest: object) -> bool:
     )
 
 
+def is_index_key(key: object) -> TypeGuard[str]:
+    """Whether ``key`` is rkt's ``sha512-<64 hex>`` image key."""
+    return isinstance(key, str) and _INDEX_KEY.fullmatch(key) is not None
+
+
 def check_index_key(key: object, digest: object) -> StoreKey:
     """An index row's ``key`` and ``digest`` as a :class:`StoreKey`; ValueError unless the key
     is exactly rkt's ``sha512-<64 hex>`` form of that digest."""
-    if not (isinstance(key, str) and _INDEX_KEY.fullmatch(key)):
+    if not is_index_key(key):
         raise ValueError(f"bad image key {key!r:.80}")
     if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)):
         raise ValueError(f"bad digest {digest!r:.80}")

@@ -1,0 +1,76 @@
+"""The index's record of a fetched URL (``remotes``) is the group's to write: a row that is
+not one the fetch writes is said and ignored (the URL is fetched as if new), never an
+internal error in the fetch; a max-age past 2**31 seconds is taken as 2**31 (RFC 9111)."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from trustd.shared.store import ImageStore
+
+URL = "https://example.com/app.aci"
+KEY = "sha512-" + hashlib.sha512(b"app").hexdigest()[:64]
+WHEN = datetime(2026, 12, 3, tzinfo=UTC).isoformat()
+
+
+def _index(tmp_path: Path) -> tuple[ImageStore, Path]:
+    store = ImageStore.open(tmp_path / "data", create=True)
+    return store, store.index.path
+
+
+def _write(db: Path, *values: object) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT OR REPLACE INTO remotes VALUES (?,?,?,?,?)", (URL, *values))
+
+
+def test_a_row_the_fetch_wrote_is_read_back(tmp_path: Path) -> None:
+    store, _ = _index(tmp_path)
+    store.index.set_remote(URL, KEY, '"v1"', 60)
+    key, etag, max_age, when = store.index.remote(URL) or ("", None, None, None)
+    assert (key, etag, max_age) == (KEY, '"v1"', 60)
+    assert when is not None and when.tzinfo is not None
+
+
+def test_a_max_age_past_2_to_the_31_is_taken_as_2_to_the_31(tmp_path: Path) -> None:
+    store, db = _index(tmp_path)
+    _write(db, KEY, None, 10**18, WHEN)
+    assert store.index.remote(URL) == (KEY, None, 1 << 31, datetime.fromisoformat(WHEN))
+
+
+@pytest.mark.parametrize(
+    ("key", "etag", "max_age", "when", "why"),
+    [
+        ("", None, None, WHEN, "bad image key"),  # a prefix of every key
+        ("sha512-", None, None, WHEN, "bad image key"),
+        (7, None, None, WHEN, "bad image key"),
+        (KEY.upper(), None, None, WHEN, "bad image key"),
+        # (the columns' affinities turn 5 into '5' for the texts and '60' into 60 for the count)
+        (KEY, b"v1", None, WHEN, "ETag is not text"),
+        (KEY, None, "sixty", WHEN, "max-age is not a count"),
+        (KEY, None, -1, WHEN, "max-age is not a count"),
+        (KEY, None, 1.5, WHEN, "max-age is not a count"),
+        (KEY, None, None, "yesterday", "Invalid isoformat"),
+        (KEY, None, None, WHEN.encode(), "argument must be str"),
+        (KEY, None, None, "2026-12-03T00:00:00", "no zone"),
+    ],
+)
+def test_a_row_the_fetch_does_not_write_is_ignored_with_the_reason(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    key: object,
+    etag: object,
+    max_age: object,
+    when: object,
+    why: str,
+) -> None:
+    store, db = _index(tmp_path)
+    _write(db, key, etag, max_age, when)
+    assert store.index.remote(URL) is None
+    err = capsys.readouterr().err
+    assert f"the store index's record of {URL} is ignored" in err
+    assert why in err
