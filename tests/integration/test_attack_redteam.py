@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import sqlite3
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,50 +147,63 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accepted risk (threat model): which stored image a URL fetched before maps to is "
-    "the group's to decide (the index's remotes table); fetch with --pull-policy=update from "
-    "a server without ETags, or run by ID",
-)
+def _etag_reply(body: bytes, etag: str) -> Any:
+    """``body`` with ``etag``; a 304 to a request that names it (If-None-Match)."""
+    from tests._https import reply  # noqa: PLC0415
+
+    full, unchanged = reply(body, headers={"ETag": etag}), reply(b"", status=304)
+
+    def handle(req: Any) -> None:
+        (unchanged if req.headers.get("If-None-Match") == etag else full)(req)
+
+    return handle
+
+
+def _fetch_url(dirs: ConfigDirs, url: str, *flags: str) -> str:
+    done = rkt(dirs, "--insecure-options=http", "fetch", "--full", *flags, url)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("policy", ["new", "update"])
 def test_a_cached_url_gives_the_image_root_fetched_from_it_not_the_groups_pick(
-    shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path
+    shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path, policy: str
 ) -> None:
-    """Found in session 8; an accepted risk, see the xfail reason. ``rkt fetch`` and ``rkt run``
-    of a URL under ``--pull-policy=new`` (``run``'s default) answer from the index's
-    ``remotes`` table (URL -> key) without asking the server, and ``update`` answers from it
-    on a 304 to the ETag the table holds. The table is the group's: a member points the URL
-    of one image at another signed image in the store, and root gets that one. Root still
-    verifies what it runs against the policy of that image's own name, so the member can only
-    pick among images root would run by that name. Fix: root keeps its own URL -> key record
-    (with the ETag and max-age) in ``<dir>/private`` and consults only that, the group's table
-    serving members' fetches."""
-    from tests._https import LocalServer, reply  # noqa: PLC0415
+    """Found in session 8 (fixed: ``Index.pin_remotes``, ``datadir.root_remotes``). ``rkt
+    fetch`` and ``rkt run`` of a URL under ``--pull-policy=new`` (``run``'s default) answer
+    from the index's ``remotes`` table (URL -> key) without asking the server, and ``update``
+    answers from it on a 304 to the ETag the table holds. The table is the group's: a member
+    pointed the URL of one image at another signed image in the store (with that image's
+    ETag), and root got that one (which root still verified against the policy of that
+    image's own name). Root now keeps its own record of the URLs it fetched (key, ETag,
+    max-age) in ``<dir>/private`` and its fetch child consults only that; the group's table
+    serves members' own fetches."""
+    from tests._https import LocalServer  # noqa: PLC0415
 
     subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
     trust_good_key(shared_dirs, keys, tmp_path)
-    ids = {}
+    urls, ids = {}, {}
     with LocalServer() as srv:
         for name in (NAME, "example.com/other"):
             aci = busybox_aci(tmp_path / f"{name.rpartition('/')[2]}.aci", name)
             keys.gpg.sign(keys.good, aci, Path(f"{aci}.asc"))
-            srv.routes[f"/{aci.name}"] = reply(aci.read_bytes())
-            srv.routes[f"/{aci.name}.asc"] = reply(Path(f"{aci}.asc").read_bytes())
-            url = srv.url(f"/{aci.name}")
-            fetched = rkt(shared_dirs, "--insecure-options=http", "fetch", "--full", url)
-            assert fetched.returncode == 0, fetched.stderr
-            ids[name] = (url, fetched.stdout.strip())
-        url, wanted = ids[NAME]
-        other = ids["example.com/other"][1]
+            srv.routes[f"/{aci.name}"] = _etag_reply(aci.read_bytes(), f'"{aci.name}"')
+            srv.routes[f"/{aci.name}.asc"] = _etag_reply(Path(f"{aci}.asc").read_bytes(), '"s"')
+            urls[name] = srv.url(f"/{aci.name}")
+            ids[name] = _fetch_url(shared_dirs, urls[name])
+        other = ids["example.com/other"]
         db = shared_dirs.data / "cas/db/index.sqlite"
-        as_member(
-            f"sqlite3 '{db}' \"UPDATE remotes SET key = '{other[:71]}' WHERE url = '{url}'\""  # noqa: S608
+        as_member(  # the other image's key and ETag for the URL of the first
+            f"sqlite3 '{db}' \"UPDATE remotes SET key = '{other[:71]}', "  # noqa: S608
+            f"etag = (SELECT etag FROM remotes WHERE key = '{other[:71]}') "
+            f"WHERE url = '{urls[NAME]}'\""
         )
-        again = rkt(
-            shared_dirs, "--insecure-options=http", "fetch", "--pull-policy=new", "--full", url
-        )
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.strip() == wanted, "root got the image the group mapped the URL to"
+        again = _fetch_url(shared_dirs, urls[NAME], f"--pull-policy={policy}")
+    assert again == ids[NAME], "root got the image the group mapped the URL to"
+    record = shared_dirs.data / "private" / "remotes.json"
+    st = record.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+    assert json.loads(record.read_text())[urls[NAME]][0] == ids[NAME][:71]
 
 
 # --- rkt enter trusts a stale pid file: pid reuse by any local user -------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from trustd.cli._common import info
 from trustd.cli._grammar import interspersed
 from trustd.shared.config import GlobalOptions
-from trustd.shared.errors import UserError
+from trustd.shared.errors import LocalStateError, UserError
 from trustd.shared.imageid import store_key
 from trustd.shared.insecure import Insecure, warn_insecure
 
@@ -184,13 +185,23 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
 
     if os.geteuid() != 0:
         return work()
+    from trustd.privileged.treestore.datadir import open_data_dir, root_remotes  # noqa: PLC0415
     from trustd.unprivileged.privsep import fetch_identity, require_reachable, run_as  # noqa: PLC0415
 
     identity = fetch_identity()
+    # which image a URL fetched before is comes from root's own record, not the group's
+    # table (a member pointed it at another signed image: threat model, accepted risks)
+    with open_data_dir(ctx.store.layout.root) as data:
+        ctx.store.index.pin_remotes(root_remotes(data))
 
     def dropped() -> str:
         require_reachable(ctx.store.layout.root, identity)
-        return work()
+        image_id = work()
+        remotes = [
+            [url, key, etag, max_age, when.isoformat()]
+            for url, (key, etag, max_age, when) in ctx.store.index.remote_updates
+        ]
+        return json.dumps({"id": image_id, "remotes": remotes})
 
     if ctx.debug:
         info("image", f"fetching as {identity.user} (uid {identity.uid}), group rkt")
@@ -198,7 +209,29 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
     discover = request.ref.kind == "name" and ctx.gate_keystore() is not None
     if discover and not _stored_already(request, ctx, identity, modules):
         _tofu_as_root(request.ref.name, ctx, identity, modules)
-    return run_as(identity, dropped, modules)
+    return _recorded(ctx, json.loads(run_as(identity, dropped, modules)))
+
+
+def _recorded(ctx: Any, answer: Any) -> str:
+    """The fetch child's image ID, once the URLs it fetched are in root's own record."""
+    from trustd.privileged.treestore.datadir import open_data_dir, record_remotes  # noqa: PLC0415
+    from trustd.shared.store.model import remote_record  # noqa: PLC0415
+
+    image_id, remotes = (
+        (answer.get("id"), answer.get("remotes")) if type(answer) is dict else ("", "")
+    )
+    if type(image_id) is not str or not image_id or type(remotes) is not list:
+        raise LocalStateError("the fetch process answered no image ID")
+    updates = []
+    for entry in remotes:  # as the child wrote them: each checked as a record is
+        with contextlib.suppress(ValueError, TypeError):
+            url, *fields = entry
+            if type(url) is str:
+                updates.append((url, remote_record(*fields)))
+    if updates:
+        with open_data_dir(ctx.store.layout.root) as data:
+            record_remotes(data, updates)
+    return image_id
 
 
 def _child_modules(kind: str) -> tuple[str, ...]:

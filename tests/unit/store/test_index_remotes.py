@@ -74,3 +74,24 @@ def test_a_row_the_fetch_does_not_write_is_ignored_with_the_reason(
     err = capsys.readouterr().err
     assert f"the store index's record of {URL} is ignored" in err
     assert why in err
+
+
+def test_a_pinned_index_answers_from_roots_record_and_reports_what_it_records(
+    tmp_path: Path,
+) -> None:
+    """Root's fetch child: ``remote`` reads only the pinned record (the group's table may say
+    anything), ``set_remote`` writes the table and reports the record for root to keep."""
+    store, db = _index(tmp_path)
+    roots = (KEY, '"v1"', 60, datetime.fromisoformat(WHEN))
+    other = "sha512-" + hashlib.sha512(b"other").hexdigest()[:64]
+    _write(db, other, '"v2"', None, WHEN)  # what a member put in the table
+    store.index.pin_remotes({URL: roots})
+    assert store.index.remote(URL) == roots
+    assert store.index.remote("https://example.com/unknown.aci") is None
+    store.index.set_remote("https://example.com/new.aci", other, None, 5)
+    ((url, (key, etag, max_age, when)),) = store.index.remote_updates
+    assert (url, key, etag, max_age) == ("https://example.com/new.aci", other, None, 5)
+    assert store.index.remote(url) == (key, etag, max_age, when)
+    with sqlite3.connect(db) as conn:
+        written = conn.execute("SELECT key FROM remotes WHERE url = ?", (url,)).fetchone()
+    assert written == (other,)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,12 +30,17 @@ from trustd.shared._dataclass import frozen
 from trustd.shared.errors import LocalStateError, UserError
 from trustd.shared.imageid import StoreKey
 from trustd.shared.store._layout import StoreLayout, group_id
+from trustd.shared.store.model import RemoteRecord, remote_record
 
 PRIVATE = "private"
 TREE = "tree"
 USED = "used"
 LOCK = "lock"
 ROOT_LOG = "decisions.jsonl"
+REMOTES = "remotes.json"  # root's own record of the URLs it fetched
+_REMOTES_LOCK = "remotes.lock"
+MAX_REMOTES = 4096  # URLs kept, the newest; one is ~300 bytes
+_REMOTES_MAX = 4 << 20
 _STAMP_MAX = 64
 
 
@@ -183,6 +189,44 @@ def used_stamps(data: DataDir) -> dict[str, datetime]:
 def forget_used(data: DataDir, key: StoreKey) -> None:
     with private_dir(data, USED) as used:
         _dirfd.rmtree_at(used, key.id)
+
+
+def root_remotes(data: DataDir) -> dict[str, RemoteRecord]:
+    """Root's own record of the URLs it fetched (``private/remotes.json``): URL -> key,
+    ETag, max-age and time, what root's fetch child consults in place of the index's
+    ``remotes`` table, which the group writes. An entry that does not check is left out
+    (the URL is fetched as if new); a file that does not decode is no record."""
+    try:
+        raw = _dirfd.read_beneath(data.private_fd, REMOTES, _REMOTES_MAX)
+    except FileNotFoundError:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    out: dict[str, RemoteRecord] = {}
+    for url, fields in doc.items() if type(doc) is dict else ():
+        with contextlib.suppress(ValueError, TypeError):
+            out[url] = remote_record(*fields)
+    return out
+
+
+def record_remotes(data: DataDir, updates: Iterable[tuple[str, RemoteRecord]]) -> None:
+    """Add ``updates`` to :func:`root_remotes` under its lock (two root fetches at once keep
+    both), keeping the newest :data:`MAX_REMOTES` URLs; replaced by rename."""
+    lock = _dirfd.open_beneath(data.private_fd, _REMOTES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = root_remotes(data)
+        records.update(updates)
+        newest = sorted(records.items(), key=lambda item: item[1][3], reverse=True)
+        doc = {
+            url: [key, etag, max_age, when.isoformat()]
+            for url, (key, etag, max_age, when) in newest[:MAX_REMOTES]
+        }
+        _dirfd.write_file_at(data.private_fd, REMOTES, json.dumps(doc).encode(), 0o600)
+    finally:
+        os.close(lock)
 
 
 def open_root_log(data: DataDir, *, create: bool) -> int | None:

@@ -21,10 +21,11 @@ from trustd.shared.store.model import (
     ImageRecord,
     ImageRow,
     Provenance,
+    RemoteRecord,
     check_index_key,
     index_key_ok,
-    is_index_key,
     provenance_text_ok,
+    remote_record,
 )
 
 SCHEMA_VERSION = 1
@@ -246,29 +247,20 @@ def _tuples(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) ->
     return cur.execute(sql, params)
 
 
-def _remote(
-    key: object, etag: object, max_age: object, when: object
-) -> tuple[str, str | None, int | None, datetime]:
-    """A ``remotes`` row as the fetch writes it, checked field by field (ValueError naming
-    the first that is not)."""
-    if not is_index_key(key):
-        raise ValueError(f"bad image key {key!r:.80}")
-    if not (etag is None or type(etag) is str):
-        raise ValueError("the ETag is not text")
-    if not (max_age is None or (type(max_age) is int and max_age >= 0)):
-        raise ValueError("the max-age is not a count of seconds")
-    stamped = datetime.fromisoformat(when)  # type: ignore[arg-type]  # TypeError: not text
-    if stamped.tzinfo is None:
-        raise ValueError("the download time has no zone")
-    # RFC 9111 section 1.2.2: a delta past 2**31 seconds is taken as 2**31, which keeps the
-    # freshness arithmetic off datetime's limits
-    return key, etag, None if max_age is None else min(max_age, 1 << 31), stamped
-
-
 class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._session: sqlite3.Connection | None = None
+        self._pinned: dict[str, RemoteRecord] | None = None
+        self.remote_updates: list[tuple[str, RemoteRecord]] = []
+
+    def pin_remotes(self, records: dict[str, RemoteRecord]) -> None:
+        """Answer :meth:`remote` from ``records`` alone, never from the ``remotes`` table:
+        root's fetch child is given root's own record of the URLs root fetched, since the
+        table is the group's to rewrite (a member pointed a URL at another signed image).
+        :meth:`set_remote` still writes the table, and keeps each record in
+        :attr:`remote_updates` for root to add to its own."""
+        self._pinned = dict(records)
 
     @contextmanager
     def session(self) -> Iterator[None]:
@@ -391,17 +383,25 @@ class Index:
             )
 
     def set_remote(self, url: str, key: str, etag: str | None, max_age: int | None) -> None:
+        now = datetime.now(UTC)
         with self.connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO remotes VALUES (?,?,?,?,?)",
-                (url, key, etag, max_age, datetime.now(UTC).isoformat()),
+                (url, key, etag, max_age, now.isoformat()),
             )
+        if self._pinned is not None:
+            record = (key, etag, max_age, now)
+            self._pinned[url] = record
+            self.remote_updates.append((url, record))
 
-    def remote(self, url: str) -> tuple[str, str | None, int | None, datetime] | None:
+    def remote(self, url: str) -> RemoteRecord | None:
         """What the last fetch of ``url`` recorded: its key, ETag, max-age and time; None
         when nothing was, or when the row is not one the fetch writes (the group writes the
         index: a key that is not an image key, a mistyped field, a time that does not parse),
-        which is then said and ignored, and the URL fetched as if new."""
+        which is then said and ignored, and the URL fetched as if new. Pinned
+        (:meth:`pin_remotes`): the pinned record, the table unread."""
+        if self._pinned is not None:
+            return self._pinned.get(url)
         with self.connect() as conn:
             row = conn.execute(
                 "SELECT key, etag, max_age, download_time FROM remotes WHERE url = ?", (url,)
@@ -409,7 +409,7 @@ class Index:
         if row is None:
             return None
         try:
-            return _remote(row["key"], row["etag"], row["max_age"], row["download_time"])
+            return remote_record(row["key"], row["etag"], row["max_age"], row["download_time"])
         except (ValueError, TypeError) as exc:
             print(
                 f"warning: the store index's record of {printable(url)} is ignored: "

@@ -133,6 +133,27 @@ def provenance_text_ok(text: object) -> bool:
     return type(text) is str and _PROVENANCE_TEXT.fullmatch(text) is not None
 
 
+RemoteRecord = tuple[str, str | None, int | None, datetime]
+
+
+def remote_record(key: object, etag: object, max_age: object, when: object) -> RemoteRecord:
+    """A record of a fetched URL (the index's ``remotes`` row, or root's own record) as the
+    fetch writes it: the key, ETag, max-age and time, checked field by field (ValueError
+    naming the first that is not)."""
+    if not is_index_key(key):
+        raise ValueError(f"bad image key {key!r:.80}")
+    if not (etag is None or type(etag) is str):
+        raise ValueError("the ETag is not text")
+    if not (max_age is None or (type(max_age) is int and max_age >= 0)):
+        raise ValueError("the max-age is not a count of seconds")
+    stamped = datetime.fromisoformat(when)  # type: ignore[arg-type]  # TypeError: not text
+    if stamped.tzinfo is None:
+        raise ValueError("the download time has no zone")
+    # RFC 9111 section 1.2.2: a delta past 2**31 seconds is taken as 2**31, which keeps the
+    # freshness arithmetic off datetime's limits
+    return key, etag, None if max_age is None else min(max_age, 1 << 31), stamped
+
+
 @frozen
 class AdmittedImage:
     """An archive that passed inspection and the signature gate (or an explicit opt-out)."""
