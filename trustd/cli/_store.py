@@ -101,7 +101,9 @@ def as_group_to_the_end(
     from trustd.unprivileged.privsep.drop import LISTING_PRELOAD  # noqa: PLC0415
 
     prepare_store(options.dirs.data)
-    drop_for_good(fetch_identity(), (*_LOOKUP, *preload), base=LISTING_PRELOAD)
+    # --debug prints a failure's traceback, after the drop: its module is loaded before
+    debug = ("traceback",) if options.debug else ()
+    drop_for_good(fetch_identity(), (*_LOOKUP, *preload, *debug), base=LISTING_PRELOAD)
     return work()
 
 

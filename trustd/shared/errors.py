@@ -95,7 +95,6 @@ def report(command: str, exc: TrustdError, debug: bool) -> None:
     """Print ``<command>: <message>``, the hint indented below it, and with ``debug`` the
     chain of causes and the traceback (ADR 0003). Both the CLI and the root program use it."""
     import sys  # noqa: PLC0415
-    import traceback  # noqa: PLC0415
 
     message = exc.message
     if len(message) > MAX_MESSAGE:  # a message quoting a 5,000-character argument is cut
@@ -111,7 +110,7 @@ def report(command: str, exc: TrustdError, debug: bool) -> None:
         while cause is not None:
             print(f"{'  ' * depth}└─{_lines(str(cause))}", file=sys.stderr)
             cause, depth = cause.__cause__, depth + 1
-        traceback.print_exception(exc, file=sys.stderr)
+        _print_traceback(exc)
 
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -158,16 +157,25 @@ def domain_error(exc: Exception) -> TrustdError | None:
     return None
 
 
-def report_internal(exc: BaseException, debug: bool) -> None:
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback, with ``--debug`` only: :mod:`traceback` (and :mod:`textwrap`) is loaded
+    here, not for every report, so an error after a drop loads no module (red team 9: root's
+    ``rkt image list``, dropped for good, loaded both to report a damaged index)."""
     import sys  # noqa: PLC0415
     import traceback  # noqa: PLC0415
+
+    traceback.print_exception(exc, file=sys.stderr)
+
+
+def report_internal(exc: BaseException, debug: bool) -> None:
+    import sys  # noqa: PLC0415
 
     text = repr(exc)
     if len(text) > MAX_MESSAGE:
         text = f"{text[:MAX_MESSAGE]}... ({len(text)} characters)"
     print(f"rkt: internal error: {text}", file=sys.stderr)
     if debug:
-        traceback.print_exception(exc, file=sys.stderr)
+        _print_traceback(exc)
     else:
         print("  run again with --debug for the traceback, and report it", file=sys.stderr)
 

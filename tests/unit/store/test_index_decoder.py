@@ -41,10 +41,15 @@ WRITTEN = [
 KEYS = st.sampled_from([f"sha512-{d[:64]}" for d in DIGESTS] + ["sha512-../x", None, 7])
 DIGEST = st.sampled_from([*DIGESTS, DIGESTS[0].upper(), b"x", None])
 LABELS = st.sampled_from(
-    ['[["version", "1"]]', "[]", '[["a"]]', "[[1, 2]]", '["ab"]', "[", "{}", 5, None, b"[]"]
+    [
+        *('[["version", "1"]]', "[]", '[["a"]]', "[[1, 2]]", '["ab"]', "[", "{}", 5, None, b"[]"),
+        *("[" * 5000, '[["version", "1"]]'.encode("utf-16")),  # red team 9
+    ]
 )
-TIMES = st.sampled_from([WHEN, "2026-12-02", "yesterday", "", 0, None])
-SIZES = st.sampled_from([0, 1000, "12", "x", 1.5, None, -1, float("inf"), float("nan")])
+TIMES = st.sampled_from(
+    [WHEN, "2026-12-02", "yesterday", "", 0, None, b"x", "0001-01-01T00:00:00+23:59"]
+)
+SIZES = st.sampled_from([0, 1000, "12", "x", 1.5, None, -1, float("inf"), float("nan"), b"1"])
 PROVENANCE = st.sampled_from(
     [
         GOOD_PROVENANCE,
@@ -60,18 +65,20 @@ PROVENANCE = st.sampled_from(
         "{",
         3,
         None,
+        "[" * 5000,  # red team 9: past the recursion limit
+        GOOD_PROVENANCE.encode("utf-32"),
     ]
 )
 ROWS = st.tuples(
     KEYS,
     DIGEST,
-    st.sampled_from(["example.com/a", "", 9]),
+    st.sampled_from(["example.com/a", "", 9, b"example.com/a"]),
     LABELS,
     TIMES,
     TIMES,
     SIZES,
     SIZES,
-    st.sampled_from(["file", ""]),
+    st.sampled_from(["file", "", b"file"]),
     PROVENANCE,
 )
 
@@ -120,6 +127,34 @@ def test_a_hostile_row_sharing_a_good_rows_texts_is_refused_with_its_reason() ->
             assert _outcome(decode, bad)[0] == "refused"
             assert _outcome(decode, bad) == _outcome(_row, bad)
             assert _outcome(table, bad) == _outcome(_row, bad)
+
+
+# red team 9: values of a type or range the writer never stores, each of which crashed the
+# listing (an exception other than the row's refusal) or was taken
+HOSTILE = [
+    (6, float("inf")),  # OverflowError from int()
+    (7, float("inf")),
+    (3, "[" * 100_000),  # RecursionError from the JSON scanner
+    (9, "[" * 100_000),
+    (4, "2026-12-02T10:00:00"),  # naive: TypeError against the clock
+    (5, "0001-01-01T00:00:00+23:59"),  # OverflowError in a local rendering
+    (5, "9999-12-31T23:59:59-23:59"),
+    (2, b"example.com/a"),  # a BLOB name or source
+    (8, b"file"),
+    (3, b"[]"),  # a BLOB JSON text (json.loads takes bytes)
+    (6, -1),
+]
+
+
+def test_a_row_of_values_the_writer_never_stores_is_refused_by_every_decoder() -> None:
+    key, digest = f"sha512-{DIGESTS[1][:64]}", DIGESTS[1]
+    good = (key, digest, "n", "[]", WHEN, WHEN, 1, 2, "s", WRITTEN[0])
+    for column, value in HOSTILE:
+        bad = (*good[:column], value, *good[column + 1 :])
+        for decode in (_decoder(), _table_decoder()):
+            decode(good)  # its texts remembered first
+            assert _outcome(decode, bad)[0] == "refused", (column, value)
+        assert _outcome(_row, bad)[0] == "refused"
 
 
 def _walked(then: datetime, now: datetime) -> str:

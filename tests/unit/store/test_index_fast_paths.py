@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+import time
 
 import pytest
 from hypothesis import given
@@ -190,3 +191,24 @@ def test_printable_escapes_c0_c1_and_del_as_hex(text: str) -> None:
 )
 def test_printable_escapes_format_and_separator_characters(char: str, shown: str) -> None:
     assert printable(f"name{char}gpj.exe") == f"name{shown}gpj.exe"
+
+
+def _match_seconds(size: int) -> float:
+    """The least of three times the grammar takes to refuse a text of ``size`` characters
+    that reads like it up to its end (many signers, then a broken field)."""
+    text = '{"signers": [' + ", ".join(['""'] * (size // 4)) + '], "insecure": tru'
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        assert not provenance_text_ok(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_the_grammar_refuses_a_near_miss_in_linear_time() -> None:
+    """Red team 9: a member's provenance text up to the index's 4 MiB value cap, shaped to
+    make a backtracking matcher retry (a long run of signers, the text broken at its end),
+    costs the grammar time in proportion to its length: 4x the text, about 4x the time
+    (a quadratic matcher would take 16x). A ratio of two sizes, not a time threshold."""
+    ratio = _match_seconds(4 << 20) / _match_seconds(1 << 20)
+    assert ratio < 10, ratio

@@ -96,9 +96,59 @@ _COLUMNS = (
 )
 
 
+# A day inside datetime's range either side: a time rendered in any local zone (offsets are
+# below a day) stays a datetime (red team 9: ``0001-01-01T00:00:00+23:59`` overflowed
+# ``rkt image list --full``).
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+# What decoding a row may raise on what the group wrote: a float infinity as a size
+# (OverflowError), JSON nested past the recursion limit (RecursionError), as ValueError.
+_REFUSED = (ValueError, KeyError, TypeError, OverflowError, RecursionError)
+
+
+def _when(text: object) -> datetime:
+    """An index time as the writer stores it: ISO text with a UTC offset (a naive time fails
+    every comparison and difference with the clock), within :data:`_EARLIEST`..``_LATEST``."""
+    if type(text) is not str:
+        raise TypeError(f"time {text!r:.40} is not text")
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"time {text!r:.40} has no UTC offset")
+    if not _EARLIEST <= when <= _LATEST:
+        raise ValueError(f"time {text!r:.40} is out of range")
+    return when
+
+
+def _size(value: object) -> int:
+    """A size as the writer stores it: an INTEGER, not negative (never a REAL, text or blob)."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"bad size {value!r:.40}")
+    return value
+
+
+def _plain(name: object, source: object, size: object, usize: object) -> bool:
+    """:func:`_row`'s checks of the name, source and sizes, without the reason."""
+    return (
+        type(name) is str
+        and type(source) is str
+        and type(size) is int
+        and type(usize) is int
+        and size >= 0
+        and usize >= 0
+    )
+
+
+def _text(value: object, what: str) -> str:
+    """A TEXT column's value (a BLOB is refused: the writer stores text)."""
+    if type(value) is not str:
+        raise TypeError(f"{what} {value!r:.40} is not text")
+    return value
+
+
 def _row(row: tuple[Any, ...]) -> ImageRecord:
     """One index row (the columns of :data:`_COLUMNS`, in order) as a record, every field
-    checked; a plain tuple and one pass (issue #14: ``rkt image list`` of 10,000 images)."""
+    checked (each of the type the writer stores); a plain tuple and one pass (issue #14:
+    ``rkt image list`` of 10,000 images)."""
     key, digest, name, labels, imported, used, size, usize, source, provenance = row
     if not index_key_ok(key, digest):
         try:
@@ -112,16 +162,16 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
         return ImageRecord(
             key,
             digest,
-            name,
-            tuple([(str(k), str(v)) for k, v in loads_exact(labels)]),
-            datetime.fromisoformat(imported),
-            datetime.fromisoformat(used),
-            int(size),
-            int(usize),
-            source,
-            Provenance.from_json(loads_exact(provenance)),
+            _text(name, "name"),
+            tuple([(str(k), str(v)) for k, v in loads_exact(_text(labels, "labels"))]),
+            _when(imported),
+            _when(used),
+            _size(size),
+            _size(usize),
+            _text(source, "source"),
+            Provenance.from_json(loads_exact(_text(provenance, "provenance"))),
         )
-    except (ValueError, KeyError, TypeError, OverflowError) as exc:  # int(9e999): inf
+    except _REFUSED as exc:
         raise LocalStateError(
             f"store index row for {key!r} is corrupt: {exc}",
             hint="remove the image with rkt image rm and fetch it again",
@@ -136,7 +186,7 @@ def _valid(
     The cyclic collector is paused meanwhile: decoding makes no cycles, only objects the
     caller keeps (rows, labels, JSON values), which each collection would walk again, about
     a tenth of ``rkt image list``'s time at 10,000 images (issue #14)."""
-    out = []
+    out, refused = [], []
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -144,12 +194,49 @@ def _valid(
             try:
                 out.append(row(values))
             except LocalStateError as exc:
-                # the message may quote the row (a provenance field's name): the group's text
-                print(f"warning: {printable(exc.message)}", file=sys.stderr)
+                refused.append(exc.message)
     finally:
         if paused:
             gc.enable()
+    for message in refused:  # once the read is done: a read made again warns once
+        # the message may quote the row (a provenance field's name): the group's text
+        print(f"warning: {printable(message)}", file=sys.stderr)
     return out
+
+
+# sqlite3's error for a TEXT value that is not UTF-8: raised by the cursor, it failed the
+# whole read (every image hidden from rkt image list by one row; red team 9).
+_UNDECODABLE = "Could not decode to UTF-8"
+
+
+def _text_or_blob(data: bytes) -> str | bytes:
+    """A TEXT value as text, or as its bytes when they are not UTF-8: a BLOB to the decoder,
+    which refuses that one row ("is not text")."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+def _decoded(
+    conn: sqlite3.Connection,
+    make: Callable[[], Callable[[tuple[Any, ...]], _Decoded]],
+    sql: str,
+    params: tuple[Any, ...] = (),
+) -> list[_Decoded]:
+    """:func:`_valid` of ``sql``'s rows through a fresh ``make()``; when a TEXT value is not
+    UTF-8, read again with such values as bytes (sqlite3's own decoding, in C, serves every
+    index whose text is UTF-8: issue #14)."""
+    try:
+        return _valid(_tuples(conn, sql, params), make())
+    except sqlite3.OperationalError as exc:
+        if _UNDECODABLE not in str(exc):
+            raise
+    conn.text_factory = _text_or_blob
+    try:
+        return _valid(_tuples(conn, sql, params), make())
+    finally:
+        conn.text_factory = str
 
 
 def _decoder() -> Callable[[tuple[Any, ...]], ImageRecord]:
@@ -167,32 +254,23 @@ def _decoder() -> Callable[[tuple[Any, ...]], ImageRecord]:
             return _row(values)
         shown = labels_seen.get(labels)
         why = provenance_seen.get(provenance)
-        if shown is None or why is None or not index_key_ok(key, digest):
+        if (
+            shown is None
+            or why is None
+            or not index_key_ok(key, digest)
+            or not _plain(name, source, size, usize)
+        ):
             record = _row(values)  # decodes both texts, or raises as it always did
             labels_seen[labels], provenance_seen[provenance] = record.labels, record.provenance
             return record
         try:
             return ImageRecord(
-                key,
-                digest,
-                name,
-                shown,
-                datetime.fromisoformat(imported),
-                datetime.fromisoformat(used),
-                int(size),
-                int(usize),
-                source,
-                why,
+                key, digest, name, shown, _when(imported), _when(used), size, usize, source, why
             )
-        except (ValueError, KeyError, TypeError, OverflowError):
+        except _REFUSED:
             return _row(values)  # raises with the reason, as it always did
 
     return row
-
-
-def _valid_all(rows: Iterable[tuple[Any, ...]]) -> list[ImageRecord]:
-    """:func:`_valid` through one :func:`_decoder` (every row of the index)."""
-    return _valid(rows, _decoder())
 
 
 def _shown(record: ImageRecord) -> ImageRow:
@@ -218,23 +296,18 @@ def _table_decoder() -> Callable[[tuple[Any, ...]], ImageRow]:
     def row(values: tuple[Any, ...]) -> ImageRow:
         key, digest, name, labels, imported, used, size, usize, source, provenance = values
         shown = labels_seen.get(labels) if type(labels) is str else None
-        if shown is None or not provenance_text_ok(provenance) or not index_key_ok(key, digest):
+        if (
+            shown is None
+            or not provenance_text_ok(provenance)
+            or not index_key_ok(key, digest)
+            or not _plain(name, source, size, usize)  # usize too, though the table hides it
+        ):
             record = _row(values)
-            if type(labels) is str:
-                labels_seen[labels] = record.labels
+            labels_seen[labels] = record.labels  # _row took it: text
             return _shown(record)
         try:
-            int(usize)  # checked as _row checks it, though the table does not show it
-            return ImageRow(
-                key,
-                name,
-                shown,
-                datetime.fromisoformat(imported),
-                datetime.fromisoformat(used),
-                int(size),
-                source,
-            )
-        except (ValueError, TypeError, OverflowError):
+            return ImageRow(key, name, shown, _when(imported), _when(used), size, source)
+        except _REFUSED:
             return _shown(_row(values))  # raises with the reason, as it always did
 
     return row
@@ -340,35 +413,34 @@ class Index:
 
     def all(self) -> list[ImageRecord]:
         with self.connect() as conn:
-            return _valid_all(_tuples(conn, f"SELECT {_COLUMNS} FROM images"))  # noqa: S608
+            return _decoded(conn, _decoder, f"SELECT {_COLUMNS} FROM images")  # noqa: S608
 
     def table(self) -> list[ImageRow]:
         """Every row that decodes, as ``rkt image list``'s table shows it: refused or taken,
         with the same warning, exactly as :meth:`all` refuses or takes it."""
         with self.connect() as conn:
-            rows = _tuples(conn, f"SELECT {_COLUMNS} FROM images")  # noqa: S608
-            return _valid(rows, _table_decoder())
+            return _decoded(conn, _table_decoder, f"SELECT {_COLUMNS} FROM images")  # noqa: S608
 
     def by_key_prefix(self, prefix: str) -> list[ImageRecord]:
         """Rows whose key starts with ``prefix``: a range on the key's index (O(log n) plus
         the matches, issue #14), each also compared exactly."""
         with self.connect() as conn:
-            rows = _tuples(
+            return _decoded(
                 conn,
+                lambda: _row,
                 f"SELECT {_COLUMNS} FROM images "  # noqa: S608
                 "WHERE key >= ? AND key < ? AND substr(key, 1, ?) = ?",
                 (prefix, prefix + _TOP, len(prefix), prefix),
             )
-            return _valid(rows, _row)
 
     def by_name(self, name: str) -> list[ImageRecord]:
         with self.connect() as conn:
-            rows = _tuples(
+            return _decoded(
                 conn,
+                lambda: _row,
                 f"SELECT {_COLUMNS} FROM images WHERE name = ?",  # noqa: S608
                 (name,),
             )
-            return _valid(rows, _row)
 
     def delete(self, key: str) -> None:
         with self.connect() as conn:
