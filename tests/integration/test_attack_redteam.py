@@ -107,22 +107,17 @@ def test_root_image_export_never_writes_through_a_planted_symlink(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accepted risk (threat model): which signed image of a name the store holds is the "
-    "group's to decide (a member may rm the newer one); pin NAME:VERSION or an ID, or reject "
-    "old versions in the policy",
-)
 def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_pick(
     shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path
 ) -> None:
-    """Found by the red team; an accepted risk, see the xfail reason. ``rkt run NAME`` (no version)
-    resolves NAME to "the newest import" in the group-writable index (import_time), and root's
-    check is only that the verified manifest says NAME: a member rewrites import_time (or
-    fetches an old, validly signed, vulnerable release themselves) and root runs that rollback.
-    Fix: root keeps its own record of which image it fetched last per name (private/), or
-    refuses an unversioned name that the index maps to more than one image, or resolves names
-    with the group out of the loop (e.g. the fetch child's hashed result of a fresh fetch)."""
+    """Found by the red team, fixed in session 8 (``Index.pin_fetched``,
+    ``datadir.root_fetched``). ``rkt run NAME`` (no version) resolved NAME to "the newest
+    import" in the group-writable index (import_time), and root's check is only that the
+    verified manifest says NAME: a member rewrote import_time and root ran that rollback.
+    Root now keeps its own record of the images its fetches admitted and orders a name's
+    images by it, for ``run`` (the fetch child) and for the other verbs that take a name (the
+    lookup child). Still on record: a member may remove the newer image from the store, and
+    an image root never fetched is ordered by the index."""
     subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
     trust_good_key(shared_dirs, keys, tmp_path)
     ids = {}
@@ -145,6 +140,8 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
     assert app_output(result.stdout).split()[-1:] == ["2.0.0"], (
         f"root ran the release the group picked: {result.stdout!r}"
     )
+    shown = rkt(shared_dirs, "image", "cat-manifest", NAME, check=True).stdout
+    assert {"name": "version", "value": "2.0.0"} in json.loads(shown)["labels"]
 
 
 def _etag_reply(body: bytes, etag: str) -> Any:

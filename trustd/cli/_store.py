@@ -59,6 +59,8 @@ def as_group(
     )
 
     prepare_store(options.dirs.data)
+    if not listing:  # a name's images are ordered by root's record (see _pin_root_fetched)
+        _pin_root_fetched(options)
     if lookup or listing:
         limit = LISTING_LIMIT if listing else 1 << 20
         modules = (*_LOOKUP, *preload)
@@ -79,6 +81,17 @@ def as_group(
         base=PRELOAD,
         deadline=STORE_DEADLINE,  # red team 8: a held store lock hung image rm and gc
     )
+
+
+def _pin_root_fetched(options: GlobalOptions) -> None:
+    """As root, before forking a child that reads the index: the images of a name are
+    ordered by root's own record of the images its fetches admitted, not by the index's
+    import times, which the group writes (trustd.shared.store._index.pin_fetched)."""
+    from trustd.privileged.treestore.datadir import open_data_dir, root_fetched  # noqa: PLC0415
+    from trustd.shared.store._index import pin_fetched  # noqa: PLC0415
+
+    with open_data_dir(options.dirs.data) as data:
+        pin_fetched(root_fetched(data))
 
 
 def as_group_to_the_end(

@@ -185,14 +185,21 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
 
     if os.geteuid() != 0:
         return work()
-    from trustd.privileged.treestore.datadir import open_data_dir, root_remotes  # noqa: PLC0415
+    from trustd.privileged.treestore.datadir import (  # noqa: PLC0415
+        open_data_dir,
+        root_fetched,
+        root_remotes,
+    )
+    from trustd.shared.store._index import pin_fetched  # noqa: PLC0415
     from trustd.unprivileged.privsep import fetch_identity, require_reachable, run_as  # noqa: PLC0415
 
     identity = fetch_identity()
-    # which image a URL fetched before is comes from root's own record, not the group's
-    # table (a member pointed it at another signed image: threat model, accepted risks)
+    # which image a URL fetched before is, and which image of a name is the newest, come
+    # from root's own records, not the group's index (red team: a member pointed a URL at
+    # another signed image; made an old release of a name the newest)
     with open_data_dir(ctx.store.layout.root) as data:
         ctx.store.index.pin_remotes(root_remotes(data))
+        pin_fetched(root_fetched(data))
 
     def dropped() -> str:
         require_reachable(ctx.store.layout.root, identity)
@@ -201,7 +208,7 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
             [url, key, etag, max_age, when.isoformat()]
             for url, (key, etag, max_age, when) in ctx.store.index.remote_updates
         ]
-        return json.dumps({"id": image_id, "remotes": remotes})
+        return json.dumps({"id": image_id, "remotes": remotes, "admitted": ctx.store.admitted})
 
     if ctx.debug:
         info("image", f"fetching as {identity.user} (uid {identity.uid}), group rkt")
@@ -213,8 +220,15 @@ def fetch_one(request: Any, ctx: Any, *, touch: bool = False) -> str:
 
 
 def _recorded(ctx: Any, answer: Any) -> str:
-    """The fetch child's image ID, once the URLs it fetched are in root's own record."""
-    from trustd.privileged.treestore.datadir import open_data_dir, record_remotes  # noqa: PLC0415
+    """The fetch child's image ID, once the URLs it fetched and the images it admitted are
+    in root's own records."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from trustd.privileged.treestore.datadir import (  # noqa: PLC0415
+        open_data_dir,
+        record_fetched,
+        record_remotes,
+    )
     from trustd.shared.store.model import remote_record  # noqa: PLC0415
 
     image_id, remotes = (
@@ -228,9 +242,14 @@ def _recorded(ctx: Any, answer: Any) -> str:
             url, *fields = entry
             if type(url) is str:
                 updates.append((url, remote_record(*fields)))
-    if updates:
+    admitted = answer.get("admitted")
+    fresh = [i for i in admitted if type(i) is str] if type(admitted) is list else []
+    if updates or fresh:
         with open_data_dir(ctx.store.layout.root) as data:
-            record_remotes(data, updates)
+            if updates:
+                record_remotes(data, updates)
+            if fresh:
+                record_fetched(data, fresh, datetime.now(UTC))
     return image_id
 
 

@@ -21,9 +21,10 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from trustd.privileged import _dirfd
 from trustd.shared._dataclass import frozen
@@ -38,9 +39,9 @@ USED = "used"
 LOCK = "lock"
 ROOT_LOG = "decisions.jsonl"
 REMOTES = "remotes.json"  # root's own record of the URLs it fetched
-_REMOTES_LOCK = "remotes.lock"
-MAX_REMOTES = 4096  # URLs kept, the newest; one is ~300 bytes
-_REMOTES_MAX = 4 << 20
+FETCHED = "fetched.json"  # root's own record of the images its fetches admitted
+MAX_RECORDS = 4096  # entries a record keeps, the newest; one is ~300 bytes
+_RECORD_MAX = 4 << 20
 _STAMP_MAX = 64
 
 
@@ -191,42 +192,94 @@ def forget_used(data: DataDir, key: StoreKey) -> None:
         _dirfd.rmtree_at(used, key.id)
 
 
-def root_remotes(data: DataDir) -> dict[str, RemoteRecord]:
-    """Root's own record of the URLs it fetched (``private/remotes.json``): URL -> key,
-    ETag, max-age and time, what root's fetch child consults in place of the index's
-    ``remotes`` table, which the group writes. An entry that does not check is left out
-    (the URL is fetched as if new); a file that does not decode is no record."""
+def _read_record(data: DataDir, name: str) -> dict[str, Any]:
+    """``private/<name>``, one of root's JSON records: an object, or ``{}`` when the file
+    is missing or does not decode (a record root keeps only to spare work)."""
     try:
-        raw = _dirfd.read_beneath(data.private_fd, REMOTES, _REMOTES_MAX)
+        raw = _dirfd.read_beneath(data.private_fd, name, _RECORD_MAX)
     except FileNotFoundError:
         return {}
     try:
         doc = json.loads(raw)
     except ValueError:
         return {}
+    return doc if type(doc) is dict else {}
+
+
+def _update_record(
+    data: DataDir, name: str, update: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """Replace ``private/<name>`` by ``update`` of it, under the record's own lock (two root
+    fetches at once keep both), by rename."""
+    lock = _dirfd.open_beneath(data.private_fd, f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc = update(_read_record(data, name))
+        _dirfd.write_file_at(data.private_fd, name, json.dumps(doc).encode(), 0o600)
+    finally:
+        os.close(lock)
+
+
+def root_remotes(data: DataDir) -> dict[str, RemoteRecord]:
+    """Root's own record of the URLs it fetched (``private/remotes.json``): URL -> key,
+    ETag, max-age and time, what root's fetch child consults in place of the index's
+    ``remotes`` table, which the group writes. An entry that does not check is left out
+    (the URL is fetched as if new)."""
+    return _remotes_of(_read_record(data, REMOTES))
+
+
+def _remotes_of(doc: dict[str, Any]) -> dict[str, RemoteRecord]:
     out: dict[str, RemoteRecord] = {}
-    for url, fields in doc.items() if type(doc) is dict else ():
+    for url, fields in doc.items():
         with contextlib.suppress(ValueError, TypeError):
             out[url] = remote_record(*fields)
     return out
 
 
 def record_remotes(data: DataDir, updates: Iterable[tuple[str, RemoteRecord]]) -> None:
-    """Add ``updates`` to :func:`root_remotes` under its lock (two root fetches at once keep
-    both), keeping the newest :data:`MAX_REMOTES` URLs; replaced by rename."""
-    lock = _dirfd.open_beneath(data.private_fd, _REMOTES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        records = root_remotes(data)
+    """Add ``updates`` to :func:`root_remotes`, keeping the newest :data:`MAX_RECORDS` URLs."""
+
+    def update(doc: dict[str, Any]) -> dict[str, Any]:
+        records = _remotes_of(doc)
         records.update(updates)
         newest = sorted(records.items(), key=lambda item: item[1][3], reverse=True)
-        doc = {
+        return {
             url: [key, etag, max_age, when.isoformat()]
-            for url, (key, etag, max_age, when) in newest[:MAX_REMOTES]
+            for url, (key, etag, max_age, when) in newest[:MAX_RECORDS]
         }
-        _dirfd.write_file_at(data.private_fd, REMOTES, json.dumps(doc).encode(), 0o600)
-    finally:
-        os.close(lock)
+
+    _update_record(data, REMOTES, update)
+
+
+def root_fetched(data: DataDir) -> dict[str, datetime]:
+    """Root's own record of the images its fetches admitted (``private/fetched.json``): full
+    image ID -> when. It orders the images of a name for root (:meth:`Index.pin_fetched`),
+    where the index's import times are the group's to rewrite. Entries that do not check
+    are left out."""
+    return _fetched_of(_read_record(data, FETCHED))
+
+
+def _fetched_of(doc: dict[str, Any]) -> dict[str, datetime]:
+    out: dict[str, datetime] = {}
+    for image_id, when in doc.items():
+        with contextlib.suppress(ValueError, TypeError):
+            stamp = datetime.fromisoformat(when)
+            if stamp.tzinfo is not None:
+                out[StoreKey(image_id).id] = stamp
+    return out
+
+
+def record_fetched(data: DataDir, image_ids: Iterable[str], when: datetime) -> None:
+    """Add ``image_ids`` at ``when`` to :func:`root_fetched`, keeping the newest
+    :data:`MAX_RECORDS`."""
+
+    def update(doc: dict[str, Any]) -> dict[str, Any]:
+        records = _fetched_of(doc)
+        records.update(_fetched_of(dict.fromkeys(image_ids, when.isoformat())))  # IDs checked
+        newest = sorted(records.items(), key=lambda item: item[1], reverse=True)
+        return {image_id: stamp.isoformat() for image_id, stamp in newest[:MAX_RECORDS]}
+
+    _update_record(data, FETCHED, update)
 
 
 def open_root_log(data: DataDir, *, create: bool) -> int | None:

@@ -320,6 +320,19 @@ def _tuples(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) ->
     return cur.execute(sql, params)
 
 
+# Root's own record of the images its fetches admitted (full ID -> when), pinned by root
+# before it forks a child that reads the index (:func:`pin_fetched`); empty otherwise.
+_ROOT_FETCHED: dict[str, datetime] = {}
+
+
+def pin_fetched(fetched: dict[str, datetime]) -> None:
+    """Order the images of a name by ``fetched`` in every index of this process (and of the
+    children it forks), not by the rows' import times, which the group writes: a member made
+    an old, vulnerable release of a name the newest, and root ran it (red team)."""
+    _ROOT_FETCHED.clear()
+    _ROOT_FETCHED.update(fetched)
+
+
 class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -334,6 +347,14 @@ class Index:
         :meth:`set_remote` still writes the table, and keeps each record in
         :attr:`remote_updates` for root to add to its own."""
         self._pinned = dict(records)
+
+    @staticmethod
+    def fetch_order(record: ImageRecord) -> tuple[bool, datetime]:
+        """The key that sorts the images of one name oldest to newest: an image root's
+        fetches admitted (:func:`pin_fetched`) above any other, by root's time; the others
+        by the row's import time."""
+        when = _ROOT_FETCHED.get(record.full_key.id)
+        return (True, when) if when is not None else (False, record.import_time)
 
     @contextmanager
     def session(self) -> Iterator[None]:

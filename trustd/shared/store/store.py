@@ -97,6 +97,9 @@ class ImageStore:
     def __init__(self, data_dir: Path) -> None:
         self.layout = StoreLayout(data_dir)
         self.index = Index(self.layout.index)
+        # the full IDs of the images this process admitted (hashed and verified) into the
+        # store: what root's fetch child reports to root for root's own record of them
+        self.admitted: list[str] = []
 
     @classmethod
     def open(cls, data_dir: Path, *, create: bool = False) -> ImageStore:
@@ -197,6 +200,7 @@ class ImageStore:
         :func:`~trustd.shared.store._layout.docker_blob_name`: a signed docker image's layers
         and config, which root converts again before it renders the image."""
         key = admitted.key
+        self.admitted.append(admitted.info.image_id)
         with self.locked(exclusive=False), self._key_lock(key):
             existing = self.index.by_key_prefix(key)
             if existing:
@@ -288,7 +292,8 @@ class ImageStore:
         return blob / ORIGINAL, (sig.read_bytes() if sig.exists() else None)
 
     def resolve(self, ref: str) -> ImageRecord:
-        """An image by ID prefix (rkt's rules) or by name[:version] (the newest import)."""
+        """An image by ID prefix (rkt's rules) or by name[:version] (the newest import; as
+        root, the newest of those root fetched, :meth:`Index.pin_fetched`)."""
         if ref.startswith(ID_PREFIX):
             hexpart = ref.removeprefix(ID_PREFIX).lower()
             if len(hexpart) < MIN_ID_HEX:
@@ -305,7 +310,7 @@ class ImageStore:
         ]
         if not found:
             raise UserError(f"no image named {ref!r} in the store", hint="see: rkt image list")
-        return max(found, key=lambda r: r.import_time)
+        return max(found, key=self.index.fetch_order)  # the newest (root's: as root fetched)
 
     def images(self) -> list[ImageRecord]:
         return self.index.all()

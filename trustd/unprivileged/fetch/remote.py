@@ -167,8 +167,8 @@ def stored_by_name(ref: ImageRef, ctx: FetchContext) -> ImageRecord | None:
     if ref.name is None or ctx.pull_policy == "update":
         return None
     wanted = dict(ref.labels)
-    for record in sorted(
-        ctx.store.index.by_name(str(ref.name)), key=lambda r: r.import_time, reverse=True
+    for record in sorted(  # newest first (as root: those root fetched, by root's own time)
+        ctx.store.index.by_name(str(ref.name)), key=ctx.store.index.fetch_order, reverse=True
     ):
         if all(record.label(k) == v for k, v in wanted.items()):
             return record
