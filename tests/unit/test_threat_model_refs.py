@@ -39,6 +39,7 @@ FILES = {
     "I": "tests/integration/test_attack_redteam6.py",
     "AC": "tests/integration/test_attack_redteam7.py",  # the single letters are all taken
     "AD": "tests/integration/test_attack_redteam8.py",
+    "AF": "tests/integration/test_attack_redteam10.py",
 }
 LETTERS = "|".join(sorted(FILES, key=len, reverse=True))
 

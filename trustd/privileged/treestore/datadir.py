@@ -40,7 +40,12 @@ ROOT_LOG = "decisions.jsonl"
 REMOTES = "remotes.json"  # root's own record of the URLs it fetched
 _REMOTES_LOCK = "remotes.lock"
 MAX_REMOTES = 4096  # URLs kept, the newest; one is ~300 bytes
-_REMOTES_MAX = 4 << 20
+_REMOTES_MAX = 4 << 20  # what root reads of it, and so the most it writes
+# A longer URL or ETag is not recorded (the URL is fetched as new next time): the server
+# picks the ETag (the transport joins repeated headers: megabytes), and a few such records
+# put the file past what its reader takes, which stopped every root fetch (red team 10).
+_REMOTE_URL_MAX = 8192
+_REMOTE_ETAG_MAX = 1024
 _STAMP_MAX = 64
 
 
@@ -200,6 +205,10 @@ def root_remotes(data: DataDir) -> dict[str, RemoteRecord]:
         raw = _dirfd.read_beneath(data.private_fd, REMOTES, _REMOTES_MAX)
     except FileNotFoundError:
         return {}
+    except (OSError, LocalStateError) as exc:  # a record is a cache: never a reason to stop
+        why = exc.message if isinstance(exc, LocalStateError) else exc.strerror
+        print(f"warning: {why}; fetching as if no URL was fetched before", file=sys.stderr)
+        return {}
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -213,17 +222,24 @@ def root_remotes(data: DataDir) -> dict[str, RemoteRecord]:
 
 def record_remotes(data: DataDir, updates: Iterable[tuple[str, RemoteRecord]]) -> None:
     """Add ``updates`` to :func:`root_remotes` under its lock (two root fetches at once keep
-    both), keeping the newest :data:`MAX_REMOTES` URLs; replaced by rename."""
+    both), keeping the newest :data:`MAX_REMOTES` URLs that fit what the reader takes, none
+    with a URL or ETag past its cap; replaced by rename."""
     lock = _dirfd.open_beneath(data.private_fd, _REMOTES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         records = root_remotes(data)
         records.update(updates)
         newest = sorted(records.items(), key=lambda item: item[1][3], reverse=True)
-        doc = {
-            url: [key, etag, max_age, when.isoformat()]
-            for url, (key, etag, max_age, when) in newest[:MAX_REMOTES]
-        }
+        doc: dict[str, list[str | int | None]] = {}
+        size = 2  # "{}"
+        for url, (key, etag, max_age, when) in newest:
+            if len(url) > _REMOTE_URL_MAX or len(etag or "") > _REMOTE_ETAG_MAX:
+                continue
+            fields = [key, etag, max_age, when.isoformat()]
+            size += len(json.dumps({url: fields})) + 2  # ", " between entries
+            if len(doc) == MAX_REMOTES or size > _REMOTES_MAX:
+                break
+            doc[url] = fields
         _dirfd.write_file_at(data.private_fd, REMOTES, json.dumps(doc).encode(), 0o600)
     finally:
         os.close(lock)
