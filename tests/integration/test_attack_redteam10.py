@@ -82,3 +82,51 @@ def test_a_server_sending_huge_etags_cannot_stop_every_later_root_fetch(
     record = shared_dirs.data / "private" / "remotes.json"
     assert record.stat().st_size <= _RECORD_MAX
     assert json.loads(record.read_text())[plain][1] == '"ok"'
+
+
+def test_a_view_in_the_index_cannot_answer_another_image_for_a_url_root_fetched(
+    shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path
+) -> None:
+    """Attempted by red team 10, held (by an accident, as red team 4 found for ID prefixes).
+    The pin makes root's fetch child look a URL's key up in root's record, but the image it
+    answers is still the index's ``by_key_prefix(key)``, whose prefix match is SQLite's alone.
+    A member swaps the ``images`` table for red team 4's view, whose key column is a fresh
+    random choice each time it is evaluated (the URL's key in the query's WHERE, the other
+    signed image's for the answer). Every fetch child's open runs the schema script, whose
+    ``CREATE INDEX IF NOT EXISTS`` fails on a view, so each fetch is refused naming the
+    index; none answers the other image. Were that open ever skipped, root has its record's
+    key to hold the answer to (see the report of red team 10)."""
+    from tests._https import LocalServer, reply  # noqa: PLC0415
+    from tests.integration._attacker import member  # noqa: PLC0415
+    from tests.integration.test_attack_redteam4_store import _VIEW  # noqa: PLC0415
+
+    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
+    trust_good_key(shared_dirs, keys, tmp_path)
+    ids, urls = {}, {}
+    with LocalServer() as srv:
+        for name in (NAME, "example.com/other"):
+            aci = busybox_aci(tmp_path / f"{name.rpartition('/')[2]}.aci", name)
+            keys.gpg.sign(keys.good, aci, Path(f"{aci}.asc"))
+            srv.routes[f"/{aci.name}"] = reply(aci.read_bytes(), headers={"ETag": '"e"'})
+            srv.routes[f"/{aci.name}.asc"] = reply(Path(f"{aci}.asc").read_bytes())
+            urls[name] = srv.url(f"/{aci.name}")
+            done = _fetch(shared_dirs, urls[name])
+            assert done.returncode == 0, done.stderr
+            ids[name] = done.stdout.strip()
+        db = shared_dirs.data / "cas/db/index.sqlite"
+        made = member(
+            "/usr/bin/python3", "-c", _VIEW, str(db), ids[NAME][:71], ids["example.com/other"][:71]
+        )
+        assert made.stdout.strip() == "VIEW"
+        outcomes = {"right": 0, "other": 0, "refused": 0}
+        for _ in range(20):
+            done = rkt(
+                shared_dirs, "--insecure-options=http", "fetch", "--full", "--pull-policy=new",
+                urls[NAME],
+            )  # fmt: skip
+            if done.returncode != 0:
+                outcomes["refused"] += 1
+            else:
+                outcomes["right" if done.stdout.strip() == ids[NAME] else "other"] += 1
+    assert outcomes["other"] == 0, outcomes
+    assert outcomes["refused"] > 0, outcomes  # the view was live: the fetches met it
