@@ -40,6 +40,7 @@ FILES = {
     "AC": "tests/integration/test_attack_redteam7.py",  # the single letters are all taken
     "AD": "tests/integration/test_attack_redteam8.py",
     "AE": "tests/integration/test_attack_redteam9.py",
+    "AF": "tests/integration/test_attack_redteam10.py",
 }
 LETTERS = "|".join(sorted(FILES, key=len, reverse=True))
 

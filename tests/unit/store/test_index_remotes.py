@@ -1,10 +1,13 @@
 """The index's record of a fetched URL (``remotes``) is the group's to write: a row that is
 not one the fetch writes is said and ignored (the URL is fetched as if new), never an
-internal error in the fetch; a max-age past 2**31 seconds is taken as 2**31 (RFC 9111)."""
+internal error in the fetch; a max-age past 2**31 seconds is taken as 2**31 (RFC 9111).
+Root's fetch child answers from root's pinned record; a key lookup compares the answered
+keys again (a view answers other rows than it matched)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from trustd.shared.store import ImageStore
+from trustd.shared.store.model import Provenance
 
 URL = "https://example.com/app.aci"
 KEY = "sha512-" + hashlib.sha512(b"app").hexdigest()[:64]
 WHEN = datetime(2026, 12, 3, tzinfo=UTC).isoformat()
+_PROVENANCE = json.dumps(Provenance((), insecure=True, verified_at=WHEN).to_json())
 
 
 def _index(tmp_path: Path) -> tuple[ImageStore, Path]:
@@ -95,3 +100,34 @@ def test_a_pinned_index_answers_from_roots_record_and_reports_what_it_records(
     with sqlite3.connect(db) as conn:
         written = conn.execute("SELECT key FROM remotes WHERE url = ?", (url,)).fetchone()
     assert written == (other,)
+
+
+def test_a_view_that_answers_another_row_than_it_matched_answers_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Red teams 4 and 10: a view in the table's place evaluates its key column anew for the
+    answer, so the row SQLite matched by the prefix need not be the row it answers; each
+    answered key is compared with the prefix again. (The view answers the other image's own
+    row a quarter of the time.)"""
+    store, db = _index(tmp_path)
+    rows = []
+    for name in (b"victim", b"other"):
+        digest = hashlib.sha512(name).hexdigest()
+        rows.append((f"sha512-{digest[:64]}", digest))
+    (victim, _), (other, _) = rows
+    with sqlite3.connect(db) as conn:
+        for key, digest in rows:
+            conn.execute(
+                "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (key, digest, "n", "[]", WHEN, WHEN, 1, 1, "s", _PROVENANCE),
+            )
+        cols = "digest, name, labels, import_time, last_used, size, uncompressed_size, source"
+        conn.executescript(
+            "ALTER TABLE images RENAME TO images_real; "
+            "CREATE VIEW images AS SELECT CASE WHEN abs(random()) % 4 < 3 "  # noqa: S608
+            f"THEN '{victim}' ELSE key END AS key, {cols}, provenance "
+            f"FROM images_real WHERE key = '{other}';"
+        )
+    answered = [r.key for _ in range(60) for r in store.index.by_key_prefix(victim)]
+    assert other not in answered
+    capsys.readouterr()

@@ -41,7 +41,12 @@ ROOT_LOG = "decisions.jsonl"
 REMOTES = "remotes.json"  # root's own record of the URLs it fetched
 FETCHED = "fetched.json"  # root's own record of the images its fetches admitted
 MAX_RECORDS = 4096  # entries a record keeps, the newest; one is ~300 bytes
-_RECORD_MAX = 4 << 20
+_RECORD_MAX = 4 << 20  # what root reads of one, and so the most it writes
+# A longer URL or ETag is not recorded (the URL is fetched as new next time): the server
+# picks the ETag (the transport joins repeated headers: megabytes), and a few such records
+# put the file past what its reader takes, which stopped every root fetch (red team 10).
+_REMOTE_URL_MAX = 8192
+_REMOTE_ETAG_MAX = 1024
 _STAMP_MAX = 64
 
 
@@ -199,6 +204,10 @@ def _read_record(data: DataDir, name: str) -> dict[str, Any]:
         raw = _dirfd.read_beneath(data.private_fd, name, _RECORD_MAX)
     except FileNotFoundError:
         return {}
+    except (OSError, LocalStateError) as exc:  # a record is a cache: never a reason to stop
+        why = exc.message if isinstance(exc, LocalStateError) else exc.strerror
+        print(f"warning: {why}; going on as if nothing was recorded", file=sys.stderr)
+        return {}
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -237,16 +246,24 @@ def _remotes_of(doc: dict[str, Any]) -> dict[str, RemoteRecord]:
 
 
 def record_remotes(data: DataDir, updates: Iterable[tuple[str, RemoteRecord]]) -> None:
-    """Add ``updates`` to :func:`root_remotes`, keeping the newest :data:`MAX_RECORDS` URLs."""
+    """Add ``updates`` to :func:`root_remotes`, keeping the newest :data:`MAX_RECORDS` URLs
+    that fit what the reader takes, none with a URL or ETag past its cap."""
 
     def update(doc: dict[str, Any]) -> dict[str, Any]:
         records = _remotes_of(doc)
         records.update(updates)
         newest = sorted(records.items(), key=lambda item: item[1][3], reverse=True)
-        return {
-            url: [key, etag, max_age, when.isoformat()]
-            for url, (key, etag, max_age, when) in newest[:MAX_RECORDS]
-        }
+        kept: dict[str, Any] = {}
+        size = 2  # "{}"
+        for url, (key, etag, max_age, when) in newest:
+            if len(url) > _REMOTE_URL_MAX or len(etag or "") > _REMOTE_ETAG_MAX:
+                continue
+            fields = [key, etag, max_age, when.isoformat()]
+            size += len(json.dumps({url: fields})) + 2  # ", " between entries
+            if len(kept) == MAX_RECORDS or size > _RECORD_MAX:
+                break
+            kept[url] = fields
+        return kept
 
     _update_record(data, REMOTES, update)
 

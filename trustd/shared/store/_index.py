@@ -444,24 +444,29 @@ class Index:
 
     def by_key_prefix(self, prefix: str) -> list[ImageRecord]:
         """Rows whose key starts with ``prefix``: a range on the key's index (O(log n) plus
-        the matches, issue #14), each also compared exactly."""
+        the matches, issue #14), each also compared exactly, in SQL and again here: a view
+        the group put in the table's place evaluates its columns anew for the answer, so
+        the row that matched need not be the row answered (red teams 4 and 10)."""
         with self.connect() as conn:
-            return _decoded(
+            found = _decoded(
                 conn,
                 lambda: _row,
                 f"SELECT {_COLUMNS} FROM images "  # noqa: S608
                 "WHERE key >= ? AND key < ? AND substr(key, 1, ?) = ?",
                 (prefix, prefix + _TOP, len(prefix), prefix),
             )
+        return [r for r in found if r.key.startswith(prefix)]
 
     def by_name(self, name: str) -> list[ImageRecord]:
+        """Rows of ``name`` (compared again here, as :meth:`by_key_prefix` compares keys)."""
         with self.connect() as conn:
-            return _decoded(
+            found = _decoded(
                 conn,
                 lambda: _row,
                 f"SELECT {_COLUMNS} FROM images WHERE name = ?",  # noqa: S608
                 (name,),
             )
+        return [r for r in found if r.name == name]
 
     def delete(self, key: str) -> None:
         with self.connect() as conn:
