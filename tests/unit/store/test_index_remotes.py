@@ -62,6 +62,8 @@ def test_a_max_age_past_2_to_the_31_is_taken_as_2_to_the_31(tmp_path: Path) -> N
         (KEY, None, None, "yesterday", "Invalid isoformat"),
         (KEY, None, None, WHEN.encode(), "argument must be str"),
         (KEY, None, None, "2026-12-03T00:00:00", "no zone"),
+        (KEY, None, 1 << 31, "9999-12-31T23:59:59+00:00", "out of range"),  # + max-age
+        (KEY, None, None, "0001-01-01T00:00:00+23:59", "out of range"),
     ],
 )
 def test_a_row_the_fetch_does_not_write_is_ignored_with_the_reason(

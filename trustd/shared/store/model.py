@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from trustd.shared._dataclass import frozen
@@ -134,6 +134,8 @@ def provenance_text_ok(text: object) -> bool:
 
 
 RemoteRecord = tuple[str, str | None, int | None, datetime]
+_FETCHED_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_FETCHED_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def remote_record(key: object, etag: object, max_age: object, when: object) -> RemoteRecord:
@@ -149,8 +151,11 @@ def remote_record(key: object, etag: object, max_age: object, when: object) -> R
     stamped = datetime.fromisoformat(when)  # type: ignore[arg-type]  # TypeError: not text
     if stamped.tzinfo is None:
         raise ValueError("the download time has no zone")
-    # RFC 9111 section 1.2.2: a delta past 2**31 seconds is taken as 2**31, which keeps the
-    # freshness arithmetic off datetime's limits
+    if not _FETCHED_EARLIEST <= stamped <= _FETCHED_LATEST:
+        raise ValueError("the download time is out of range")
+    # RFC 9111 section 1.2.2: a delta past 2**31 seconds (68 years) is taken as 2**31; with
+    # the time's range that keeps the freshness arithmetic (time + max-age) off datetime's
+    # limits
     return key, etag, None if max_age is None else min(max_age, 1 << 31), stamped
 
 
