@@ -103,7 +103,9 @@ def test_a_dependency_the_member_writes_into_a_stored_manifest_is_not_fetched_or
     forged["dependencies"] = [
         {"imageName": NAME, "labels": [{"name": "version", "value": "1.0.0"}]}
     ]
-    rewritten = member("/usr/bin/python3", "-c", _REWRITE, str(blob / "manifest"), json.dumps(forged))
+    rewritten = member(
+        "/usr/bin/python3", "-c", _REWRITE, str(blob / "manifest"), json.dumps(forged)
+    )
     assert rewritten.stdout.strip() == "REWRITTEN"
 
     again = _served(site, shared_dirs, "--debug", "fetch", OTHER)  # root's routine refresh
