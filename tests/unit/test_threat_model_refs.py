@@ -41,6 +41,7 @@ FILES = {
     "AD": "tests/integration/test_attack_redteam8.py",
     "AE": "tests/integration/test_attack_redteam9.py",
     "AF": "tests/integration/test_attack_redteam10.py",
+    "AG": "tests/integration/test_attack_redteam11.py",
 }
 LETTERS = "|".join(sorted(FILES, key=len, reverse=True))
 

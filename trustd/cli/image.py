@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import re
-import stat
 import sys
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -323,34 +322,11 @@ def run_cat_manifest(args: argparse.Namespace) -> int:
     ``manifest`` file is the group's to rewrite (red team 8: a member's forged ``exec`` was
     shown to root as the image's); the archive is opened beneath the blob dir with no
     symlink followed and without waiting on a FIFO, in the group's child."""
-    from trustd.shared.appc.aci import AciError, AciLimits, inspect_aci  # noqa: PLC0415
-    from trustd.shared.errors import LocalStateError  # noqa: PLC0415
-    from trustd.shared.store._layout import ORIGINAL, open_store_dir  # noqa: PLC0415
+    from trustd.shared.store._stored import stored_info  # noqa: PLC0415
 
     def work() -> str:
         store = _store(args.options)
-        record = store.resolve(args.image)
-        blob = store.layout.blob_dir(record.key)
-        path = blob / ORIGINAL
-        refusal = "the store was altered; remove the image (rkt image rm) and fetch it again"
-        where = open_store_dir(store.layout.root, str(blob.relative_to(store.layout.root)))
-        try:
-            fd = os.open(ORIGINAL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=where)
-        except OSError as exc:
-            raise LocalStateError(f"stored archive {path}: {exc.strerror}", hint=refusal) from exc
-        finally:
-            os.close(where)
-        with os.fdopen(fd, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise LocalStateError(f"stored archive {path} is not a regular file", hint=refusal)
-            try:
-                info = inspect_aci(stream, limits=AciLimits(), name=str(path))
-            except AciError as exc:
-                raise LocalStateError(f"stored archive {path}: {exc}", hint=refusal) from exc
-        if info.image_id != record.full_key.id:
-            raise LocalStateError(
-                f"the stored archive of {record.key[:39]}… does not hash to its ID", hint=refusal
-            )
+        info = stored_info(store.layout, store.resolve(args.image))
         return go_json(json.loads(info.manifest.to_json()), pretty=args.pretty_print)
 
     print(as_group(args.options, work))

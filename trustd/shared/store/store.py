@@ -18,6 +18,7 @@ import time
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trustd.shared._fsutil import fsync_dir
 from trustd.shared.errors import LocalStateError, UserError
@@ -36,6 +37,9 @@ from trustd.shared.store._layout import (
 )
 from trustd.shared.store.model import AdmittedImage, ImageRecord, ImageRow
 from trustd.shared.store.scratch import locked_scratch, sweep_scratch
+
+if TYPE_CHECKING:  # annotations only: an index lookup does not load the manifest model
+    from trustd.shared.appc.manifest import ImageManifest
 
 MIN_ID_HEX = 2
 
@@ -100,6 +104,9 @@ class ImageStore:
         # the full IDs of the images this process admitted (hashed and verified) into the
         # store: what root's fetch child reports to root for root's own record of them
         self.admitted: list[str] = []
+        # their manifests as verified (full ID -> manifest): a stored image's dependencies are
+        # its own, never the blob dir's copy, which the group rewrites (red team 11)
+        self.manifests: dict[str, ImageManifest] = {}
 
     @classmethod
     def open(cls, data_dir: Path, *, create: bool = False) -> ImageStore:
@@ -201,6 +208,7 @@ class ImageStore:
         and config, which root converts again before it renders the image."""
         key = admitted.key
         self.admitted.append(admitted.info.image_id)
+        self.manifests[admitted.info.image_id] = admitted.info.manifest
         with self.locked(exclusive=False), self._key_lock(key):
             existing = self.index.by_key_prefix(key)
             if existing:

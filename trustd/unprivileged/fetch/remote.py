@@ -19,6 +19,7 @@ from trustd.shared.appc.aci import AciLimits
 from trustd.shared.appc.identifier import ACIdentifier
 from trustd.shared.errors import TransportError, UntrustedSignerError, UserError
 from trustd.shared.store import ImageRecord, admit
+from trustd.shared.store._stored import stored_info
 from trustd.shared.verify import format_fingerprint
 from trustd.unprivileged.fetch._auth import auth_headers
 from trustd.unprivileged.fetch._download import download
@@ -201,11 +202,12 @@ def fetch_name(ref: ImageRef, ctx: FetchContext, depth: int = 0) -> ImageRecord:
 
 
 def _fetch_dependencies(record: ImageRecord, ctx: FetchContext, depth: int) -> None:
-    from trustd.shared.appc.manifest import parse_image_manifest  # noqa: PLC0415
-    from trustd.shared.store._layout import MANIFEST  # noqa: PLC0415
-
-    path = ctx.store.layout.blob_dir(record.key) / MANIFEST
-    manifest = parse_image_manifest(path.read_bytes(), source=str(path))
+    # the image's own dependencies: as this fetch verified them, else from its stored bytes
+    # hashed against its ID; never the blob dir's manifest file, which the group rewrites (red
+    # team 11: a forged dependency on an old release entered root's record of its fetches)
+    manifest = ctx.store.manifests.get(record.full_key.id)
+    if manifest is None:
+        manifest = stored_info(ctx.store.layout, record).manifest
     for dep in manifest.dependencies or ():
         if depth >= MAX_DEPENDENCY_DEPTH:
             raise UserError(
