@@ -244,6 +244,7 @@ def _recorded(ctx: Any, answer: Any) -> str:
                 updates.append((url, remote_record(*fields)))
     admitted = answer.get("admitted")
     fresh = [i for i in admitted if type(i) is str] if type(admitted) is list else []
+    fresh.sort(key=lambda i: i != image_id)  # the image asked for first: the newest of them
     if updates or fresh:
         with open_data_dir(ctx.store.layout.root) as data:
             if updates:

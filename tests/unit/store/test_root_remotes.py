@@ -1,4 +1,4 @@
-"""Root's own record of the URLs it fetched (``<dir>/private/remotes.json``): bounded on write,
+"""Root's own records (``<dir>/private/remotes.json``, ``fetched.json``): bounded on write,
 and never a reason to stop a fetch on read (red team 10)."""
 
 from __future__ import annotations
@@ -56,3 +56,14 @@ def test_a_record_root_cannot_read_is_said_and_taken_as_none(
         assert "remotes.json" in capsys.readouterr().err
         record_remotes(data, [("https://a/new.aci", (KEY, None, None, T0))])  # starts again
         assert set(root_remotes(data)) == {"https://a/new.aci"}
+
+
+def test_the_images_of_one_fetch_never_tie_the_first_the_newest(config_dirs: ConfigDirs) -> None:
+    """Red team 11: an image and a dependency of its own name admitted by one fetch tied, and
+    the index's order (the group's) then chose between them."""
+    ids = [f"sha512-{c * 128}" for c in "abc"]
+    with open_data_dir(config_dirs.data) as data:
+        datadir.record_fetched(data, [*ids, "not an ID"], T0)
+        fetched = datadir.root_fetched(data)
+    assert sorted(fetched, key=fetched.__getitem__, reverse=True) == ids
+    assert fetched[ids[0]] == T0

@@ -22,7 +22,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -287,12 +287,14 @@ def _fetched_of(doc: dict[str, Any]) -> dict[str, datetime]:
 
 
 def record_fetched(data: DataDir, image_ids: Iterable[str], when: datetime) -> None:
-    """Add ``image_ids`` at ``when`` to :func:`root_fetched`, keeping the newest
-    :data:`MAX_RECORDS`."""
+    """Add ``image_ids`` to :func:`root_fetched`, the first at ``when`` and each next one a
+    microsecond before the one before it (no two of one fetch tie, so the index's order,
+    the group's, never decides between them), keeping the newest :data:`MAX_RECORDS`."""
+    stamps = {i: (when - timedelta(microseconds=n)).isoformat() for n, i in enumerate(image_ids)}
 
     def update(doc: dict[str, Any]) -> dict[str, Any]:
         records = _fetched_of(doc)
-        records.update(_fetched_of(dict.fromkeys(image_ids, when.isoformat())))  # IDs checked
+        records.update(_fetched_of(stamps))  # IDs checked
         newest = sorted(records.items(), key=lambda item: item[1], reverse=True)
         return {image_id: stamp.isoformat() for image_id, stamp in newest[:MAX_RECORDS]}
 
