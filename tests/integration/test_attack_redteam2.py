@@ -132,7 +132,7 @@ def test_root_output_never_writes_through_a_symlinked_parent_directory(
 def test_root_image_list_prints_no_terminal_control_bytes_from_the_index(
     shared_dirs: ConfigDirs, image: str
 ) -> None:
-    """The index is the group's; ``_index._row`` checks the key and digest but takes ``name``
+    """The index is the group's; ``_rows._row`` checks the key and digest but takes ``name``
     (and ``source``, label values) as any string. A member renames a row to one holding
     ``ESC[8m`` (conceal) or cursor moves; root's ``rkt image list`` prints it raw, so root's
     terminal hides or rewrites the rows after it (or sets its title, etc.).

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from trustd.cli._format import _MAGNITUDES, humanize, tab_columns, tab_text
 from trustd.shared.errors import LocalStateError
-from trustd.shared.store._index import _decoder, _row, _shown, _table_decoder
+from trustd.shared.store._rows import _decoder, _row, _shown, _table_decoder
 from trustd.shared.store.model import Provenance
 
 DIGESTS = [hashlib.sha512(str(n).encode()).hexdigest() for n in range(3)]
