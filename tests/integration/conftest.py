@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +28,7 @@ from trustd.privileged.measure import stop_embedded
 from trustd.shared.store import ImageStore
 
 if TYPE_CHECKING:
+    from tests._https import LocalServer
     from tests.integration._registry import World
 
 RKT = str(Path(sys.executable).with_name("rkt"))
@@ -131,6 +132,32 @@ def image(shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> str:
     keys.gpg.sign(keys.good, aci, tmp_path / "bb.aci.asc")
     trust_good_key(shared_dirs, keys, tmp_path)
     return rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+
+
+def serve_signed_acis(
+    srv: LocalServer, keys: Keys, tmp_path: Path, names: Sequence[str], etag: str | None = None
+) -> dict[str, str]:
+    """A busybox ACI of each name, signed by the good key, served by ``srv`` with its
+    signature beside it (``etag``: the ACI's ETag, ``{}`` for its file name; a request
+    naming it in If-None-Match gets a 304); returns each name's URL."""
+    from tests._https import reply  # noqa: PLC0415
+
+    urls = {}
+    for name in names:
+        aci = busybox_aci(tmp_path / f"{name.rpartition('/')[2]}.aci", name)
+        keys.gpg.sign(keys.good, aci, Path(f"{aci}.asc"))
+        tag = None if etag is None else etag.format(aci.name)
+        full = reply(aci.read_bytes(), headers={"ETag": tag} if tag else None)
+        unchanged = reply(b"", status=304)
+
+        def handle(req: Any, full: Any = full, unchanged: Any = unchanged, tag: Any = tag) -> None:
+            hit = tag is not None and req.headers.get("If-None-Match") == tag
+            (unchanged if hit else full)(req)
+
+        srv.routes[f"/{aci.name}"] = handle
+        srv.routes[f"/{aci.name}.asc"] = reply(Path(f"{aci}.asc").read_bytes())
+        urls[name] = srv.url(f"/{aci.name}")
+    return urls
 
 
 def trust_good_key(dirs: ConfigDirs, keys: Keys, tmp_path: Path) -> None:

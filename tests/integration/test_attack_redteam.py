@@ -16,14 +16,21 @@ import sqlite3
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
 from tests.integration._attacker import member
-from tests.integration.conftest import NAME, RKT, app_output, ensure_user, rkt, trust_good_key
+from tests.integration.conftest import (
+    NAME,
+    RKT,
+    app_output,
+    ensure_user,
+    rkt,
+    serve_signed_acis,
+    trust_good_key,
+)
 
 
 def as_member(script: str) -> subprocess.CompletedProcess[str]:
@@ -144,18 +151,6 @@ def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_p
     assert {"name": "version", "value": "2.0.0"} in json.loads(shown)["labels"]
 
 
-def _etag_reply(body: bytes, etag: str) -> Any:
-    """``body`` with ``etag``; a 304 to a request that names it (If-None-Match)."""
-    from tests._https import reply  # noqa: PLC0415
-
-    full, unchanged = reply(body, headers={"ETag": etag}), reply(b"", status=304)
-
-    def handle(req: Any) -> None:
-        (unchanged if req.headers.get("If-None-Match") == etag else full)(req)
-
-    return handle
-
-
 def _fetch_url(dirs: ConfigDirs, url: str, *flags: str) -> str:
     done = rkt(dirs, "--insecure-options=http", "fetch", "--full", *flags, url)
     assert done.returncode == 0, done.stderr
@@ -179,15 +174,9 @@ def test_a_cached_url_gives_the_image_root_fetched_from_it_not_the_groups_pick(
 
     subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
     trust_good_key(shared_dirs, keys, tmp_path)
-    urls, ids = {}, {}
     with LocalServer() as srv:
-        for name in (NAME, "example.com/other"):
-            aci = busybox_aci(tmp_path / f"{name.rpartition('/')[2]}.aci", name)
-            keys.gpg.sign(keys.good, aci, Path(f"{aci}.asc"))
-            srv.routes[f"/{aci.name}"] = _etag_reply(aci.read_bytes(), f'"{aci.name}"')
-            srv.routes[f"/{aci.name}.asc"] = _etag_reply(Path(f"{aci}.asc").read_bytes(), '"s"')
-            urls[name] = srv.url(f"/{aci.name}")
-            ids[name] = _fetch_url(shared_dirs, urls[name])
+        urls = serve_signed_acis(srv, keys, tmp_path, (NAME, "example.com/other"), '"{}"')
+        ids = {name: _fetch_url(shared_dirs, url) for name, url in urls.items()}
         other = ids["example.com/other"]
         db = shared_dirs.data / "cas/db/index.sqlite"
         as_member(  # the other image's key and ETag for the URL of the first

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
-from tests.integration.conftest import NAME, rkt, trust_good_key
+from tests.integration.conftest import NAME, rkt, serve_signed_acis, trust_good_key
 
 # http.client takes header lines of up to 64 KiB and 100 of them, and the transport joins
 # repeated headers: a server can send an ETag of megabytes. Fourteen lines of 60,000 bytes
@@ -97,21 +97,17 @@ def test_a_view_in_the_index_cannot_answer_another_image_for_a_url_root_fetched(
     index; none answers the other image. Were that open ever skipped, ``by_key_prefix``
     compares each answered row's key with the prefix again in Python (added after red
     team 10), so the view's second evaluation cannot answer another image."""
-    from tests._https import LocalServer, reply  # noqa: PLC0415
+    from tests._https import LocalServer  # noqa: PLC0415
     from tests.integration._attacker import member  # noqa: PLC0415
     from tests.integration.test_attack_redteam4_store import _VIEW  # noqa: PLC0415
 
     subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
     trust_good_key(shared_dirs, keys, tmp_path)
-    ids, urls = {}, {}
+    ids = {}
     with LocalServer() as srv:
-        for name in (NAME, "example.com/other"):
-            aci = busybox_aci(tmp_path / f"{name.rpartition('/')[2]}.aci", name)
-            keys.gpg.sign(keys.good, aci, Path(f"{aci}.asc"))
-            srv.routes[f"/{aci.name}"] = reply(aci.read_bytes(), headers={"ETag": '"e"'})
-            srv.routes[f"/{aci.name}.asc"] = reply(Path(f"{aci}.asc").read_bytes())
-            urls[name] = srv.url(f"/{aci.name}")
-            done = _fetch(shared_dirs, urls[name])
+        urls = serve_signed_acis(srv, keys, tmp_path, (NAME, "example.com/other"), '"e"')
+        for name, url in urls.items():
+            done = _fetch(shared_dirs, url)
             assert done.returncode == 0, done.stderr
             ids[name] = done.stdout.strip()
         db = shared_dirs.data / "cas/db/index.sqlite"
