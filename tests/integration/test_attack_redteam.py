@@ -117,7 +117,7 @@ def test_root_image_export_never_writes_through_a_planted_symlink(
 def test_an_unversioned_name_runs_the_newest_image_root_fetched_not_the_groups_pick(
     shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path
 ) -> None:
-    """Found by the red team, fixed in session 8 (``Index.pin_fetched``,
+    """Found by the red team, fixed in session 8 (``_index.pin_fetched``,
     ``datadir.root_fetched``). ``rkt run NAME`` (no version) resolved NAME to "the newest
     import" in the group-writable index (import_time), and root's check is only that the
     verified manifest says NAME: a member rewrote import_time and root ran that rollback.

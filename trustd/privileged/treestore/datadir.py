@@ -270,7 +270,7 @@ def record_remotes(data: DataDir, updates: Iterable[tuple[str, RemoteRecord]]) -
 
 def root_fetched(data: DataDir) -> dict[str, datetime]:
     """Root's own record of the images its fetches admitted (``private/fetched.json``): full
-    image ID -> when. It orders the images of a name for root (:meth:`Index.pin_fetched`),
+    image ID -> when. It orders the images of a name for root (``_index.pin_fetched``),
     where the index's import times are the group's to rewrite. Entries that do not check
     are left out."""
     return _fetched_of(_read_record(data, FETCHED))

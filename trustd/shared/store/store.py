@@ -301,7 +301,7 @@ class ImageStore:
 
     def resolve(self, ref: str) -> ImageRecord:
         """An image by ID prefix (rkt's rules) or by name[:version] (the newest import; as
-        root, the newest of those root fetched, :meth:`Index.pin_fetched`)."""
+        root, the newest of those root fetched: ``_index.pin_fetched``)."""
         if ref.startswith(ID_PREFIX):
             hexpart = ref.removeprefix(ID_PREFIX).lower()
             if len(hexpart) < MIN_ID_HEX:
