@@ -443,3 +443,36 @@ def test_a_host_user_with_the_apps_uid_cannot_read_its_secrets_or_rootfs(
         if pid:
             with contextlib.suppress(OSError):
                 os.kill(pid, 9)
+
+
+def test_roots_record_of_fetched_images_is_read_only_for_a_lookup_by_name(
+    shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path
+) -> None:
+    """The order of a name's images is root's (the test above), so root reads its record of
+    the images it fetched before a lookup by name; a lookup by image ID never orders images,
+    and ``rkt run ID``'s start path does not read it (issue #14: a read on every start).
+    Seen through a record root cannot read, which root warns about when it does read it."""
+    subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
+    trust_good_key(shared_dirs, keys, tmp_path)
+    aci = busybox_aci(tmp_path / "bb.aci", NAME, version="1.0.0")
+    keys.gpg.sign(keys.good, aci, Path(f"{aci}.asc"))
+    image = rkt(shared_dirs, "fetch", "--full", str(aci), check=True).stdout.strip()
+    record = shared_dirs.data / "private/fetched.json"
+    kept = record.read_bytes()
+    record.unlink()
+    record.mkdir()  # root's own directory: "not a regular file", a warning when read
+    try:
+        by_id = {
+            "run": rkt(shared_dirs, "run", image[:30], "--exec=/bin/true"),
+            "cat-manifest": rkt(shared_dirs, "image", "cat-manifest", image[:30]),
+            "policy explain": rkt(shared_dirs, "policy", "explain", image[:30]),
+        }
+        by_name = rkt(shared_dirs, "image", "cat-manifest", NAME)
+    finally:
+        record.rmdir()
+        record.write_bytes(kept)
+    for verb, result in by_id.items():
+        assert result.returncode == 0, (verb, result.stderr)
+        assert "fetched.json" not in result.stderr, (verb, result.stderr)
+    assert by_name.returncode == 0, by_name.stderr
+    assert "fetched.json is not a regular file" in by_name.stderr

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trustd.shared.config import GlobalOptions
+from trustd.shared.imageid import is_id_ref
 from trustd.shared.store import StoreKey
 
 _MODULES = (
@@ -37,6 +38,7 @@ def as_group(
     *,
     lookup: bool = False,
     listing: bool = False,
+    names: bool = True,
     preload: tuple[str, ...] = (),
 ) -> str:
     """``work()`` with the store opened by the group: in-process when not root, else in the
@@ -45,7 +47,9 @@ def as_group(
     (and killed past the lookup's deadline; any other child past :data:`STORE_DEADLINE`).
     ``listing``: a lookup whose answer may be up to :data:`LISTING_LIMIT` bytes, not 1 MiB
     (``image list``). ``preload``: modules ``work`` needs beyond those, loaded before the
-    fork (e.g. the fingerprint spelling when the signers are listed)."""
+    fork (e.g. the fingerprint spelling when the signers are listed). ``names=False``:
+    ``work`` resolves image IDs only, never a name, so root's record of the images it
+    fetched (which orders a name's images) is not read for it (:func:`_pin_root_fetched`)."""
     if os.geteuid() != 0:
         return work()
     from trustd.privileged.treestore.datadir import prepare_store  # noqa: PLC0415
@@ -59,7 +63,7 @@ def as_group(
     )
 
     prepare_store(options.dirs.data)
-    if not listing:  # a name's images are ordered by root's record (see _pin_root_fetched)
+    if names and not listing:  # a name's images are ordered by root's record
         _pin_root_fetched(options)
     if lookup or listing:
         limit = LISTING_LIMIT if listing else 1 << 20
@@ -152,7 +156,8 @@ def full_key(options: GlobalOptions, ref: str, *, touch: bool = False) -> StoreK
             store.index.touch(record.key)
             return record.full_key.id
 
-    return _named_by(ref, StoreKey.parse(as_group(options, work, lookup=True)))
+    answer = as_group(options, work, lookup=True, names=not is_id_ref(ref))
+    return _named_by(ref, StoreKey.parse(answer))
 
 
 def run_keys(
@@ -192,7 +197,8 @@ def run_keys(
             store.index.touch(stage1_key)
         return {"keys": found, "stage1": stamped}
 
-    answer = json.loads(as_group(options, work, lookup=True))
+    by_name = not all(is_id_ref(ref) for ref in refs)
+    answer = json.loads(as_group(options, work, lookup=True, names=by_name))
     keys, stamped = answer.get("keys"), answer.get("stage1")
     if (
         not isinstance(keys, dict)
@@ -222,7 +228,9 @@ def records(options: GlobalOptions, ref: str | None = None) -> list[Any]:
         return json.dumps([r.to_json() for r in found])
 
     try:
-        return [ImageRecord.from_json(obj) for obj in json.loads(as_group(options, work))]
+        by_name = ref is not None and not is_id_ref(ref)
+        answer = json.loads(as_group(options, work, names=by_name))
+        return [ImageRecord.from_json(obj) for obj in answer]
     except ValueError as exc:
         raise LocalStateError(
             f"the store index answered with a record that does not decode: {exc}",

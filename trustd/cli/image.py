@@ -17,7 +17,7 @@ from trustd.cli._format import go_json, go_time, humanize, ibytes, tab_columns, 
 from trustd.cli._store import as_group, as_group_to_the_end, full_key
 from trustd.shared.config import GlobalOptions
 from trustd.shared.errors import UserError, printable
-from trustd.shared.imageid import StoreKey
+from trustd.shared.imageid import StoreKey, is_id_ref
 
 # rkt's columns (rkt/image_list.go), then trustd's two extras
 FIELDS = ("id", "name", "size", "importtime", "lastused", "signers", "source")
@@ -290,7 +290,7 @@ def _remove_one(options: GlobalOptions, key: Any) -> str:
         store.remove(record)
         return str(record.key)
 
-    return as_group(options, work)
+    return as_group(options, work, names=False)
 
 
 def run_rm(args: argparse.Namespace) -> int:
@@ -329,7 +329,7 @@ def run_cat_manifest(args: argparse.Namespace) -> int:
         info = stored_info(store.layout, store.resolve(args.image))
         return go_json(json.loads(info.manifest.to_json()), pretty=args.pretty_print)
 
-    print(as_group(args.options, work))
+    print(as_group(args.options, work, names=not is_id_ref(args.image)))
     return 0
 
 
@@ -415,7 +415,11 @@ def run_gc(args: argparse.Namespace) -> int:
 
         use = _image_use(options, "gc")
         keep, stamps = set(use.references) | shipped, dict(use.used)
-        result = json.loads(as_group(options, lambda: _collect(options, grace, keep, stamps)))
+
+        def work() -> str:
+            return _collect(options, grace, keep, stamps)
+
+        result = json.loads(as_group(options, work, names=False))
         remaining = tuple(StoreKey.parse(i).id for i in result["remaining"])
         call_root(options, "gc", CollectTrees("image-gc", remaining))
     for key, name, _full in result["removed"]:

@@ -16,6 +16,12 @@ KEY_HEX = 64  # rkt's store key: sha512- and the first 64 hex digits (256 bits)
 _STORE_KEY = re.compile(r"sha512-[0-9a-f]{128}", re.ASCII)
 
 
+def is_id_ref(ref: str) -> bool:
+    """Whether a reference to a stored image is an ID (prefix), not a name[:version]: the
+    store resolves it by ID, and the order of a name's images plays no part."""
+    return ref.startswith(ID_PREFIX)
+
+
 def store_key(image_id: str) -> str:
     """``sha512-<128 hex>`` (or an already short key) -> rkt's ``sha512-<64 hex>`` key."""
     return image_id[: len(ID_PREFIX) + KEY_HEX]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from trustd.shared._fsutil import fsync_dir
 from trustd.shared.errors import LocalStateError, UserError
-from trustd.shared.imageid import ID_PREFIX
+from trustd.shared.imageid import ID_PREFIX, is_id_ref
 from trustd.shared.store._hints import os_hint
 from trustd.shared.store._index import Index
 from trustd.shared.store._layout import (
@@ -302,7 +302,7 @@ class ImageStore:
     def resolve(self, ref: str) -> ImageRecord:
         """An image by ID prefix (rkt's rules) or by name[:version] (the newest import; as
         root, the newest of those root fetched: ``_index.pin_fetched``)."""
-        if ref.startswith(ID_PREFIX):
+        if is_id_ref(ref):
             hexpart = ref.removeprefix(ID_PREFIX).lower()
             if len(hexpart) < MIN_ID_HEX:
                 raise UserError("image ID too short", hint="give at least sha512- and 2 hex")
