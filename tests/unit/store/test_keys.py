@@ -99,6 +99,9 @@ def test_records_cross_from_the_unprivileged_side_strictly(
         {**record.to_json(), "size": "12"},
         {**record.to_json(), "labels": [["version"]]},
         {k: v for k, v in record.to_json().items() if k != "provenance"},
+        {**record.to_json(), "import_time": "2026-12-03T10:00:00"},  # naive: fails comparisons
+        {**record.to_json(), "last_used": "0001-01-01T00:00:00+23:59"},  # out of range
+        {**record.to_json(), "import_time": 1764756000},
     ):
         with pytest.raises(ValueError):
             ImageRecord.from_json(bad)

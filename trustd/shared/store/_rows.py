@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from trustd.shared._jsonexact import loads_exact
@@ -19,33 +18,16 @@ from trustd.shared.store.model import (
     Provenance,
     check_index_key,
     index_key_ok,
+    index_time,
     provenance_text_ok,
 )
 
 _Decoded = TypeVar("_Decoded", ImageRecord, ImageRow)
 
 
-# A day inside datetime's range either side: a time rendered in any local zone (offsets are
-# below a day) stays a datetime (red team 9: ``0001-01-01T00:00:00+23:59`` overflowed
-# ``rkt image list --full``).
-_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 # What decoding a row may raise on what the group wrote: a float infinity as a size
 # (OverflowError), JSON nested past the recursion limit (RecursionError), as ValueError.
 _REFUSED = (ValueError, KeyError, TypeError, OverflowError, RecursionError)
-
-
-def _when(text: object) -> datetime:
-    """An index time as the writer stores it: ISO text with a UTC offset (a naive time fails
-    every comparison and difference with the clock), within :data:`_EARLIEST`..``_LATEST``."""
-    if type(text) is not str:
-        raise TypeError(f"time {text!r:.40} is not text")
-    when = datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        raise ValueError(f"time {text!r:.40} has no UTC offset")
-    if not _EARLIEST <= when <= _LATEST:
-        raise ValueError(f"time {text!r:.40} is out of range")
-    return when
 
 
 def _size(value: object) -> int:
@@ -93,8 +75,8 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
             digest,
             _text(name, "name"),
             tuple([(str(k), str(v)) for k, v in loads_exact(_text(labels, "labels"))]),
-            _when(imported),
-            _when(used),
+            index_time(imported),
+            index_time(used),
             _size(size),
             _size(usize),
             _text(source, "source"),
@@ -159,7 +141,16 @@ def _decoder() -> Callable[[tuple[Any, ...]], ImageRecord]:
             return record
         try:
             return ImageRecord(
-                key, digest, name, shown, _when(imported), _when(used), size, usize, source, why
+                key,
+                digest,
+                name,
+                shown,
+                index_time(imported),
+                index_time(used),
+                size,
+                usize,
+                source,
+                why,
             )
         except _REFUSED:
             return _row(values)  # raises with the reason, as it always did
@@ -200,7 +191,7 @@ def _table_decoder() -> Callable[[tuple[Any, ...]], ImageRow]:
             labels_seen[labels] = record.labels  # _row took it: text
             return _shown(record)
         try:
-            return ImageRow(key, name, shown, _when(imported), _when(used), size, source)
+            return ImageRow(key, name, shown, index_time(imported), index_time(used), size, source)
         except _REFUSED:
             return _shown(_row(values))  # raises with the reason, as it always did
 

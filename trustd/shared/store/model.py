@@ -112,6 +112,26 @@ def _plain_provenance(obj: Any) -> Provenance | None:
     return Provenance(tuple(signers), insecure, *strings)
 
 
+# A day inside datetime's range either side: a time rendered in any local zone (offsets are
+# below a day) stays a datetime (red team 9: ``0001-01-01T00:00:00+23:59`` overflowed
+# ``rkt image list --full``).
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def index_time(text: object) -> datetime:
+    """An index time as the writer stores it: ISO text with a UTC offset (a naive time fails
+    every comparison and difference with the clock), within :data:`_EARLIEST`..``_LATEST``."""
+    if type(text) is not str:
+        raise TypeError(f"time {text!r:.40} is not text")
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"time {text!r:.40} has no UTC offset")
+    if not _EARLIEST <= when <= _LATEST:
+        raise ValueError(f"time {text!r:.40} is out of range")
+    return when
+
+
 # The provenance text exactly as the index's writer stores it (``json.dumps`` of
 # :meth:`Provenance.to_json`: its separators, its key order, strings needing no escape).
 # Text of this grammar is a JSON object of exactly those fields, each of its type, which
@@ -209,7 +229,8 @@ class ImageRecord:
 
     @classmethod
     def from_json(cls, obj: Any) -> ImageRecord:
-        """Strictly decoded (exact fields and types, the key grammar); ValueError otherwise."""
+        """Strictly decoded (exact fields and types, the key grammar, times with a UTC offset
+        in range: the lookup child's answer is the group's word); ValueError otherwise."""
         fields = {
             "key", "digest", "name", "labels", "import_time", "last_used", "size",
             "uncompressed_size", "source", "provenance",
@@ -238,8 +259,8 @@ class ImageRecord:
             digest=obj["digest"],
             name=obj["name"],
             labels=tuple((k, v) for k, v in labels),
-            import_time=datetime.fromisoformat(obj["import_time"]),
-            last_used=datetime.fromisoformat(obj["last_used"]),
+            import_time=index_time(obj["import_time"]),
+            last_used=index_time(obj["last_used"]),
             size=obj["size"],
             uncompressed_size=obj["uncompressed_size"],
             source=obj["source"],
