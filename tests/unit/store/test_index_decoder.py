@@ -143,6 +143,9 @@ HOSTILE = [
     (8, b"file"),
     (3, b"[]"),  # a BLOB JSON text (json.loads takes bytes)
     (6, -1),
+    (3, '["ab"]'),  # unpacks into two, but no [name, value] pair: not the label a=b
+    (3, "[[1, 2]]"),  # not text
+    (3, '{"ab": 1}'),
 ]
 
 

@@ -56,6 +56,18 @@ def _text(value: object, what: str) -> str:
     return value
 
 
+def _labels(text: object) -> tuple[tuple[str, str], ...]:
+    """A labels text as the writer stores it: a JSON list of [name, value] lists of strings
+    (not anything that unpacks into two: ``["ab"]`` is not the label a=b, ``[[1, 2]]`` not
+    "1"="2")."""
+    pairs = loads_exact(_text(text, "labels"))
+    if type(pairs) is not list or not all(
+        type(p) is list and len(p) == 2 and type(p[0]) is str and type(p[1]) is str for p in pairs
+    ):
+        raise ValueError(f"labels {text!r:.40} are not [name, value] pairs of text")
+    return tuple([(k, v) for k, v in pairs])
+
+
 def _row(row: tuple[Any, ...]) -> ImageRecord:
     """One index row (the columns of :data:`_COLUMNS`, in order) as a record, every field
     checked (each of the type the writer stores); a plain tuple and one pass (issue #14:
@@ -74,7 +86,7 @@ def _row(row: tuple[Any, ...]) -> ImageRecord:
             key,
             digest,
             _text(name, "name"),
-            tuple([(str(k), str(v)) for k, v in loads_exact(_text(labels, "labels"))]),
+            _labels(labels),
             index_time(imported),
             index_time(used),
             _size(size),
