@@ -3,19 +3,23 @@
 a command there: the appc discovery walk (``https://<name>?ac-discovery=1`` on port 443)
 against real TLS, real DNS-by-/etc/hosts and a real server, touching nothing on the host.
 
-    scripts/local_https.py --root DIR --host demo.trustd.test [--defer-signatures] -- CMD...
+    scripts/local_https.py --root DIR --host demo.trustd.test [--defer-signatures]
+        [--conditional] [--max-age SECONDS] -- CMD...
 
 Needs root (it unshares the network and mount namespaces, binds 127.0.0.1:443 inside and
 bind-mounts its own /etc/hosts). ``DIR/<host>/<path>`` is served for each host; a request
 with ``?ac-discovery=1`` for a path that is a directory gets that directory's ``index.html``.
 The command runs with SSL_CERT_FILE pointing at the throw-away CA (world-readable, so an
 unprivileged fetch child can read it). With ``--defer-signatures`` the first GET of each
-``.asc`` answers 202 (rkt's deferred-signature protocol).
+``.asc`` answers 202 (rkt's deferred-signature protocol). Every file is sent with an ETag;
+with ``--conditional`` a request naming it in If-None-Match gets 304 Not Modified, and with
+``--max-age`` each file comes with ``Cache-Control: max-age=SECONDS`` (HTTP caching).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import ssl
@@ -28,7 +32,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
-def _handler(root: Path, defer: bool) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    root: Path, defer: bool, conditional: bool, max_age: int | None
+) -> type[BaseHTTPRequestHandler]:
     deferred: set[str] = set()
 
     class Handler(BaseHTTPRequestHandler):
@@ -51,11 +57,16 @@ def _handler(root: Path, defer: bool) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             body = target.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", f'"{hash(body) & 0xFFFFFFFF:08x}"')
+            etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'  # the same in every run
+            unchanged = conditional and self.headers.get("If-None-Match") == etag
+            self.send_response(304 if unchanged else 200)
+            self.send_header("Content-Length", "0" if unchanged else str(len(body)))
+            self.send_header("ETag", etag)
+            if max_age is not None:
+                self.send_header("Cache-Control", f"max-age={max_age}")
             self.end_headers()
-            self.wfile.write(body)
+            if not unchanged:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             """Quiet."""
@@ -80,7 +91,8 @@ def _inside(args: argparse.Namespace) -> int:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert(*args.host).configure_cert(ctx)
     httpd = ThreadingHTTPServer(
-        ("127.0.0.1", 443), _handler(Path(args.root), args.defer_signatures)
+        ("127.0.0.1", 443),
+        _handler(Path(args.root), args.defer_signatures, args.conditional, args.max_age),
     )
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -97,6 +109,8 @@ def main() -> int:
     parser.add_argument("--root", required=True)
     parser.add_argument("--host", action="append", required=True)
     parser.add_argument("--defer-signatures", action="store_true")
+    parser.add_argument("--conditional", action="store_true")
+    parser.add_argument("--max-age", type=int)
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests._aci import build_aci
 from tests._busybox import busybox_aci
 from tests.conftest import ConfigDirs, Keys
@@ -55,11 +57,12 @@ def _site(dirs: ConfigDirs, keys: Keys) -> Path:
 
 
 def _served(
-    site: Path, dirs: ConfigDirs, *args: str, user: str | None = None
+    site: Path, dirs: ConfigDirs, *args: str, user: str | None = None, serve: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """``rkt ARGS`` (as root, or as ``user`` in group rkt) with the site served over HTTPS."""
+    """``rkt ARGS`` (as root, or as ``user`` in group rkt) with the site served over HTTPS
+    (``serve``: the harness's caching flags)."""
     as_user = ["setpriv", f"--reuid={user}", "--regid=rkt", "--init-groups", "--"] if user else []
-    cmd = [sys.executable, HARNESS, "--root", str(site), "--host", HOST, "--", *as_user]
+    cmd = [sys.executable, HARNESS, "--root", str(site), "--host", HOST, *serve, "--", *as_user]
     return subprocess.run(
         [*cmd, RKT, *dirs.flags(), *args],
         capture_output=True,
@@ -70,8 +73,19 @@ def _served(
     )
 
 
+# How root's second fetch of ``other`` reuses the stored image: its download finds the image
+# stored (``put``'s existing branch; the member fetched it first), root's record of the URL
+# is fresh by the server's max-age (no request), or the server answers 304 to root's ETag.
+REUSE = {
+    "download": (),
+    "cached-url": ("--max-age=3600",),
+    "not-modified": ("--conditional",),
+}
+
+
+@pytest.mark.parametrize("reuse", list(REUSE))
 def test_a_dependency_the_member_writes_into_a_stored_manifest_is_not_fetched_or_recorded(
-    shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path
+    shared_dirs: ConfigDirs, keys: Keys, tmp_path: Path, reuse: str
 ) -> None:
     """Found by red team 11, fixed (``remote._fetch_dependencies`` reads the dependencies
     from the manifest of bytes the fetch child hashed, ``ImageStore.verified_manifest``).
@@ -84,7 +98,8 @@ def test_a_dependency_the_member_writes_into_a_stored_manifest_is_not_fetched_or
     reports every image it admitted, root's record said root fetched 1.0.0 just now, after
     2.0.0: root's ``rkt run hello`` then ran the rollback (and ``cat-manifest`` showed it).
     Now a stored image's dependencies are those of its own signed bytes (re-hashed against
-    its ID when this fetch did not admit them itself); the forged one is never fetched."""
+    its ID when this fetch did not admit them itself); the forged one is never fetched, by
+    each of the three ways a fetch reuses a stored image (:data:`REUSE`)."""
     require_root()
     subprocess.run(["bash", "scripts/setup-groups.sh"], check=True)
     key = tmp_path / "k.asc"
@@ -94,10 +109,11 @@ def test_a_dependency_the_member_writes_into_a_stored_manifest_is_not_fetched_or
     for version in ("1.0.0", "2.0.0"):  # root fetched the old release, then the fix
         done = _served(site, shared_dirs, "fetch", f"{NAME}:{version}")
         assert done.returncode == 0, done.stderr
-    user = ensure_user()
-    mine = _served(site, shared_dirs, "fetch", "--full", OTHER, user=user)
-    assert mine.returncode == 0, mine.stderr
-    stored = mine.stdout.strip()  # the store key: sha512- and 64 hex (rkt's --full)
+    serve = REUSE[reuse]
+    user = ensure_user() if reuse == "download" else None  # else root fetches other first
+    first = _served(site, shared_dirs, "fetch", "--full", OTHER, user=user, serve=serve)
+    assert first.returncode == 0, first.stderr
+    stored = first.stdout.strip()  # the store key: sha512- and 64 hex (rkt's --full)
     blob = shared_dirs.data / "cas/blob/sha512" / stored[7:9] / stored
     forged = json.loads((blob / "manifest").read_text())
     forged["dependencies"] = [
@@ -108,8 +124,10 @@ def test_a_dependency_the_member_writes_into_a_stored_manifest_is_not_fetched_or
     )
     assert rewritten.stdout.strip() == "REWRITTEN"
 
-    again = _served(site, shared_dirs, "--debug", "fetch", OTHER)  # root's routine refresh
+    again = _served(site, shared_dirs, "--debug", "fetch", OTHER, serve=serve)  # a refresh
     assert again.returncode == 0, again.stderr
+    # the reuse under test happened: only the download variant's archive is sent again
+    assert ("Downloading ACI" in again.stderr) == (reuse == "download"), again.stderr
     assert "1.0.0" not in again.stderr, f"root fetched the forged dependency: {again.stderr}"
     shown = rkt(shared_dirs, "image", "cat-manifest", NAME, check=True).stdout
     assert {"name": "version", "value": "2.0.0"} in json.loads(shown)["labels"]
